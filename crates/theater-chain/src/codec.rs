@@ -1,0 +1,354 @@
+//! The canonical, versioned byte encoding of an entry (format version 1).
+//!
+//! All integers are little-endian; `bytes` is a `u32` length then the raw bytes; `str` is
+//! `bytes` holding UTF-8; `payload` is `bytes` of canonical JSON then `bytes` of binary data.
+//!
+//! ```text
+//! u8        version (= 1)
+//! u64       seq
+//! [u8; 32]  parent hash
+//! [u8; 32]  state hash
+//! u32       number of refs, then each: str chain id, u64 seq, [u8; 32] hash
+//! u8        event tag: 0 init {payload params}
+//!                      1 input {payload input, payload output}
+//!                      2 failed {payload input, str error}
+//! u32       number of host calls, then each: str name, payload request, payload result
+//! ```
+//!
+//! The fixed-position header (version, seq, parent, state hash) lets a verifier check
+//! links without decoding payloads; refs come before the event for the same reason.
+
+use serde_json::Value;
+
+use crate::canonical::write_json;
+use crate::{ChainId, ChainRef, Entry, Event, Hash, HostCall, Payload};
+
+/// The encoding version written by this crate.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Bytes of the fixed header: version, seq, parent, state hash.
+pub(crate) const HEADER_LEN: usize = 1 + 8 + 32 + 32;
+
+/// An encoded entry could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The bytes end before the entry does.
+    #[error("entry ends early: needed {needed} more bytes at byte {at}")]
+    Truncated {
+        /// Where the missing bytes start.
+        at: usize,
+        /// How many were needed.
+        needed: usize,
+    },
+    /// The version byte is not one this crate reads.
+    #[error("unknown entry format version {0}")]
+    Version(u8),
+    /// The event tag is unknown.
+    #[error("unknown event tag {0}")]
+    EventTag(u8),
+    /// A string is not valid UTF-8 or a chain id is invalid.
+    #[error("invalid text at byte {0}")]
+    Text(usize),
+    /// A JSON part does not parse.
+    #[error("invalid JSON at byte {at}: {message}")]
+    Json {
+        /// Where the JSON starts.
+        at: usize,
+        /// The parser's complaint.
+        message: String,
+    },
+    /// Bytes remain after the entry.
+    #[error("{0} unexpected bytes after the entry")]
+    Trailing(usize),
+}
+
+/// Encodes `entry` canonically.
+pub(crate) fn encode(entry: &Entry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128 + approx_payload_len(&entry.event));
+    out.push(FORMAT_VERSION);
+    out.extend_from_slice(&entry.seq.to_le_bytes());
+    out.extend_from_slice(entry.parent.as_bytes());
+    out.extend_from_slice(entry.state_hash.as_bytes());
+    put_u32(&mut out, entry.refs.len());
+    for r in &entry.refs {
+        put_bytes(&mut out, r.chain.as_str().as_bytes());
+        out.extend_from_slice(&r.seq.to_le_bytes());
+        out.extend_from_slice(r.hash.as_bytes());
+    }
+    match &entry.event {
+        Event::Init { params } => {
+            out.push(0);
+            put_payload(&mut out, params);
+        }
+        Event::Input { input, output } => {
+            out.push(1);
+            put_payload(&mut out, input);
+            put_payload(&mut out, output);
+        }
+        Event::Failed { input, error } => {
+            out.push(2);
+            put_payload(&mut out, input);
+            put_bytes(&mut out, error.as_bytes());
+        }
+    }
+    put_u32(&mut out, entry.host_calls.len());
+    for c in &entry.host_calls {
+        put_bytes(&mut out, c.name.as_bytes());
+        put_payload(&mut out, &c.request);
+        put_payload(&mut out, &c.result);
+    }
+    out
+}
+
+fn approx_payload_len(event: &Event) -> usize {
+    match event {
+        Event::Init { params } => params.bytes.len(),
+        Event::Input { input, output } => input.bytes.len() + output.bytes.len(),
+        Event::Failed { input, error } => input.bytes.len() + error.len(),
+    }
+}
+
+/// Largest encoded entry a store accepts (1 GiB). Any field long enough to overflow a `u32`
+/// length makes the whole entry longer than this, so stores reject it before it is written.
+pub const MAX_ENTRY_LEN: usize = 1 << 30;
+
+fn put_u32(out: &mut Vec<u8>, n: usize) {
+    // Truncation only happens for fields over 4 GiB, i.e. entries over MAX_ENTRY_LEN,
+    // which every store rejects.
+    out.extend_from_slice(&(n as u32).to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_u32(out, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+fn put_payload(out: &mut Vec<u8>, p: &Payload) {
+    // Reserve the length slot, write canonical JSON in place, then fill the slot.
+    let slot = out.len();
+    out.extend_from_slice(&[0; 4]);
+    write_json(&p.json, out);
+    let len = (out.len() - slot - 4) as u32; // see put_u32
+    out[slot..slot + 4].copy_from_slice(&len.to_le_bytes());
+    put_bytes(out, &p.bytes);
+}
+
+/// The fixed header of an encoded entry, read without decoding the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) seq: u64,
+    pub(crate) parent: Hash,
+    pub(crate) state_hash: Hash,
+}
+
+pub(crate) fn decode_header(bytes: &[u8]) -> Result<Header, DecodeError> {
+    let mut r = Reader { bytes, pos: 0 };
+    r.header()
+}
+
+/// Decodes only the header and the refs (no payloads): what cross-chain checks need.
+pub(crate) fn decode_refs(bytes: &[u8]) -> Result<(Header, Vec<ChainRef>), DecodeError> {
+    let mut r = Reader { bytes, pos: 0 };
+    let h = r.header()?;
+    let refs = r.refs()?;
+    Ok((h, refs))
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
+    let mut r = Reader { bytes, pos: 0 };
+    let h = r.header()?;
+    let refs = r.refs()?;
+    let event = match r.u8()? {
+        0 => Event::Init {
+            params: r.payload()?,
+        },
+        1 => Event::Input {
+            input: r.payload()?,
+            output: r.payload()?,
+        },
+        2 => Event::Failed {
+            input: r.payload()?,
+            error: r.string()?,
+        },
+        tag => return Err(DecodeError::EventTag(tag)),
+    };
+    let n = r.u32()?;
+    let mut host_calls = Vec::with_capacity(n.min(1024) as usize);
+    for _ in 0..n {
+        host_calls.push(HostCall {
+            name: r.string()?,
+            request: r.payload()?,
+            result: r.payload()?,
+        });
+    }
+    if r.pos != bytes.len() {
+        return Err(DecodeError::Trailing(bytes.len() - r.pos));
+    }
+    Ok(Entry {
+        seq: h.seq,
+        parent: h.parent,
+        state_hash: h.state_hash,
+        refs,
+        event,
+        host_calls,
+    })
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let rest = self.bytes.len() - self.pos;
+        if rest < n {
+            return Err(DecodeError::Truncated {
+                at: self.pos,
+                needed: n - rest,
+            });
+        }
+        let out = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn hash(&mut self) -> Result<Hash, DecodeError> {
+        Ok(Hash::from_bytes(self.array()?))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        let at = self.pos;
+        let b = self.bytes()?;
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| DecodeError::Text(at))
+    }
+
+    fn header(&mut self) -> Result<Header, DecodeError> {
+        let v = self.u8()?;
+        if v != FORMAT_VERSION {
+            return Err(DecodeError::Version(v));
+        }
+        Ok(Header {
+            seq: self.u64()?,
+            parent: self.hash()?,
+            state_hash: self.hash()?,
+        })
+    }
+
+    fn refs(&mut self) -> Result<Vec<ChainRef>, DecodeError> {
+        let n = self.u32()?;
+        let mut refs = Vec::with_capacity(n.min(1024) as usize);
+        for _ in 0..n {
+            let at = self.pos;
+            let chain = ChainId::new(self.string()?).map_err(|_| DecodeError::Text(at))?;
+            refs.push(ChainRef {
+                chain,
+                seq: self.u64()?,
+                hash: self.hash()?,
+            });
+        }
+        Ok(refs)
+    }
+
+    fn payload(&mut self) -> Result<Payload, DecodeError> {
+        let at = self.pos;
+        let json_bytes = self.bytes()?;
+        let json: Value = serde_json::from_slice(json_bytes).map_err(|e| DecodeError::Json {
+            at,
+            message: e.to_string(),
+        })?;
+        let bytes = self.bytes()?.to_vec();
+        Ok(Payload { json, bytes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NewEntry;
+    use serde_json::json;
+
+    fn sample() -> Entry {
+        let new = NewEntry::input(
+            Payload::new(json!({"b": 2, "a": [1.5, "x"]}), b"body".to_vec()),
+            Payload::json(json!(null)),
+            Hash::digest(b"state"),
+        )
+        .with_host_calls(vec![HostCall {
+            name: "theater:clock/now".into(),
+            request: Payload::default(),
+            result: Payload::json(json!(1_700_000_000_000u64)),
+        }])
+        .with_refs(vec![ChainRef {
+            chain: ChainId::new("peer").unwrap_or_else(|e| panic!("{e}")),
+            seq: 3,
+            hash: Hash::digest(b"peer-3"),
+        }]);
+        Entry::new(7, Hash::digest(b"parent"), new)
+    }
+
+    #[test]
+    fn round_trips() {
+        let e = sample();
+        let bytes = e.encode();
+        assert_eq!(decode(&bytes), Ok(e.clone()));
+        let h = decode_header(&bytes).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!((h.seq, h.parent), (7, e.parent));
+        let (_, refs) = decode_refs(&bytes).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(refs, e.refs);
+    }
+
+    #[test]
+    fn reports_truncation_and_trailing_bytes() {
+        let bytes = sample().encode();
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decode(&longer), Err(DecodeError::Trailing(1)));
+        let mut v2 = bytes;
+        v2[0] = 2;
+        assert_eq!(decode(&v2), Err(DecodeError::Version(2)));
+    }
+
+    /// The encoding is a contract with every stored chain: this pins it.
+    #[test]
+    fn encoding_is_stable() {
+        let e = Entry::new(
+            0,
+            Hash::ZERO,
+            NewEntry::init(Payload::json(json!({"n": 0})), Hash::of_json(&json!({"n": 0}))),
+        );
+        assert_eq!(
+            e.hash().to_string(),
+            "9014560228adefa400d4a4cda28570d1a95c0177133d1f1353bd0891f163fac9"
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! Errors of chain stores and verification.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::{ChainId, DecodeError, Hash};
+
+/// Anything that can go wrong reading, writing or verifying a chain.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainError {
+    /// The operating system refused a read or write.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Stored data is damaged or does not form a valid chain.
+    #[error("chain {chain:?}{}: {problem} at seq {seq}{}",
+        path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default(),
+        offset.map(|o| format!(", byte offset {o}")).unwrap_or_default())]
+    Corrupt {
+        /// Which chain.
+        chain: ChainId,
+        /// The file holding the damage, for file stores.
+        path: Option<PathBuf>,
+        /// The first seq that is not trustworthy.
+        seq: u64,
+        /// Where that seq's record starts in the file, for file stores.
+        offset: Option<u64>,
+        /// What is wrong.
+        problem: Problem,
+    },
+    /// A file is not a chain file or snapshot this crate can read.
+    #[error("{}: {reason}", path.display())]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A chain was opened under an id other than the one it was created with.
+    #[error("chain at {} has id {found:?}, expected {expected:?}", path.display())]
+    WrongId {
+        /// The chain's directory.
+        path: PathBuf,
+        /// The id asked for.
+        expected: ChainId,
+        /// The id stored.
+        found: ChainId,
+    },
+    /// The seq was pruned away; the stored chain starts later.
+    #[error("seq {seq} was pruned: chain {chain:?} starts at seq {start}")]
+    Pruned {
+        /// Which chain.
+        chain: ChainId,
+        /// The seq asked for.
+        seq: u64,
+        /// The first stored seq.
+        start: u64,
+    },
+    /// The seq is past the head.
+    #[error("seq {seq} is past the head of chain {chain:?} (it has {len} entries)")]
+    NotFound {
+        /// Which chain.
+        chain: ChainId,
+        /// The seq asked for.
+        seq: u64,
+        /// Number of entries (head seq + 1).
+        len: u64,
+    },
+    /// An encoded entry is larger than [`crate::MAX_ENTRY_LEN`].
+    #[error("entry {seq} encodes to {len} bytes, over the {} byte limit", crate::MAX_ENTRY_LEN)]
+    TooLarge {
+        /// The entry's seq.
+        seq: u64,
+        /// Its encoded length.
+        len: usize,
+    },
+    /// A snapshot does not match the chain it is for.
+    #[error("snapshot at seq {seq} rejected: {reason}")]
+    Snapshot {
+        /// The snapshot's seq.
+        seq: u64,
+        /// Why it was rejected.
+        reason: String,
+    },
+}
+
+/// What is wrong with a damaged record or chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Problem {
+    /// The record's bytes do not hash to the hash stored with them.
+    HashMismatch {
+        /// Hash stored beside the record.
+        stored: Hash,
+        /// Hash of the record's bytes.
+        computed: Hash,
+    },
+    /// The entry's parent is not the previous entry's hash.
+    BrokenLink {
+        /// The previous entry's hash.
+        expected: Hash,
+        /// The parent the entry names.
+        found: Hash,
+    },
+    /// The entry is not at the position its seq says (a missing or reordered record).
+    SeqMismatch {
+        /// The seq expected at this position.
+        expected: u64,
+        /// The seq the entry holds.
+        found: u64,
+    },
+    /// The record's length field fails its check (a damaged frame).
+    BadFrame,
+    /// The file ends inside a record that is not the last one acknowledged.
+    Truncated,
+    /// The entry's bytes do not decode.
+    Decode(DecodeError),
+    /// The first stored entry does not match the snapshot the chain starts from.
+    AnchorMismatch {
+        /// Entry hash the snapshot records.
+        snapshot: Hash,
+        /// Hash of the stored entry.
+        entry: Hash,
+    },
+    /// A snapshot exists for a seq past the end of the log: entries were lost.
+    MissingEntries {
+        /// The snapshot's seq.
+        snapshot_seq: u64,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::HashMismatch { stored, computed } => write!(
+                f,
+                "hash mismatch (stored {}, computed {})",
+                stored.short(),
+                computed.short()
+            ),
+            Problem::BrokenLink { expected, found } => write!(
+                f,
+                "broken link (parent {} but previous entry is {})",
+                found.short(),
+                expected.short()
+            ),
+            Problem::SeqMismatch { expected, found } => write!(
+                f,
+                "out-of-order record (found seq {found} where seq {expected} belongs)"
+            ),
+            Problem::BadFrame => f.write_str("damaged record frame (length check failed)"),
+            Problem::Truncated => f.write_str("file ends inside a record"),
+            Problem::Decode(e) => write!(f, "undecodable entry ({e})"),
+            Problem::AnchorMismatch { snapshot, entry } => write!(
+                f,
+                "entry does not match its snapshot anchor (snapshot names {}, entry is {})",
+                snapshot.short(),
+                entry.short()
+            ),
+            Problem::MissingEntries { snapshot_seq } => write!(
+                f,
+                "log ends before the snapshot at seq {snapshot_seq}: entries are missing"
+            ),
+        }
+    }
+}
+
+pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> ChainError {
+    let path = path.into();
+    move |source| ChainError::Io { path, source }
+}

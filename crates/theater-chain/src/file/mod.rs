@@ -1,0 +1,623 @@
+//! A durable chain: an append-only log file per actor, with snapshots beside it.
+//!
+//! Layout of a chain directory:
+//! ```text
+//! chain.log               header + one framed record per entry (see `frame`)
+//! snapshots/<seq>.snap    snapshots, seq zero-padded to 20 digits
+//! LOCK                    held while a store has the chain open
+//! ```
+
+mod frame;
+mod scan;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use frame::{FrameError, FrameReader, LogHeader, put_frame, split_frame};
+
+use crate::error::io_err;
+use crate::store::{
+    Anchor, Appended, ChainStore, Durability, Head, RawRecord, check_range, check_snapshot,
+};
+use crate::{ChainError, ChainId, Entry, Hash, MAX_ENTRY_LEN, NewEntry, Problem, Snapshot};
+
+const LOG: &str = "chain.log";
+const SNAPSHOTS: &str = "snapshots";
+
+/// What opening a chain repaired: a record torn by a crash mid-write, cut off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// Where the log now ends (the byte offset the torn record started at).
+    pub cut_at: u64,
+    /// How many bytes of the torn record were removed.
+    pub bytes_cut: u64,
+}
+
+/// A chain stored in a directory, durable under its [`Durability`].
+///
+/// Opening scans the log: a record torn by a crash mid-write at the end is cut (and
+/// reported by [`FileStore::recovery`]); any other damage is a [`ChainError::Corrupt`]
+/// naming the seq and byte offset. Only one store may have a chain open at a time.
+pub struct FileStore {
+    id: ChainId,
+    dir: PathBuf,
+    log_path: PathBuf,
+    file: File,
+    _lock: File,
+    durability: Durability,
+    start: u64,
+    anchor: Option<Anchor>,
+    offsets: Vec<u64>,
+    head: Option<Head>,
+    /// Bytes of the log file that are written.
+    written: u64,
+    /// Framed records not yet written (group commit), starting at `written`.
+    pending: Vec<u8>,
+    pending_count: usize,
+    snapshot_seqs: Vec<u64>,
+    recovery: Option<Recovery>,
+    failed: bool,
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore")
+            .field("id", &self.id)
+            .field("dir", &self.dir)
+            .field("durability", &self.durability)
+            .field("start", &self.start)
+            .field("head", &self.head)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ChainError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, fsync of the directory.
+fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), ChainError> {
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let f = File::create(&tmp)?;
+        f.write_all_at(bytes, 0)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(io_err(path))?;
+    sync_dir(dir)
+}
+
+fn snapshot_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(SNAPSHOTS).join(format!("{seq:020}.snap"))
+}
+
+impl FileStore {
+    /// Creates a new, empty chain in `dir` (created if missing). Fails if one exists there.
+    pub fn create(
+        dir: impl AsRef<Path>,
+        id: ChainId,
+        durability: Durability,
+    ) -> Result<Self, ChainError> {
+        let dir = dir.as_ref();
+        let log_path = dir.join(LOG);
+        fs::create_dir_all(dir.join(SNAPSHOTS)).map_err(io_err(dir))?;
+        if log_path.exists() {
+            return Err(ChainError::BadFile {
+                path: log_path,
+                reason: "a chain already exists here".into(),
+            });
+        }
+        let header = LogHeader { start: 0, id };
+        write_atomic(dir, &log_path, &header.encode())?;
+        Self::open_inner(dir, None, durability)
+    }
+
+    /// Opens the chain in `dir`, recovering from a crash mid-write.
+    pub fn open(dir: impl AsRef<Path>, durability: Durability) -> Result<Self, ChainError> {
+        Self::open_inner(dir.as_ref(), None, durability)
+    }
+
+    /// Opens the chain in `dir` if there is one (it must have id `id`), else creates it.
+    pub fn open_or_create(
+        dir: impl AsRef<Path>,
+        id: ChainId,
+        durability: Durability,
+    ) -> Result<Self, ChainError> {
+        let dir = dir.as_ref();
+        if dir.join(LOG).exists() {
+            Self::open_inner(dir, Some(&id), durability)
+        } else {
+            Self::create(dir, id, durability)
+        }
+    }
+
+    /// What opening repaired, if anything.
+    pub fn recovery(&self) -> Option<Recovery> {
+        self.recovery
+    }
+
+    /// The durability mode.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    fn open_inner(
+        dir: &Path,
+        expect_id: Option<&ChainId>,
+        durability: Durability,
+    ) -> Result<Self, ChainError> {
+        let log_path = dir.join(LOG);
+        let lock = lock_dir(dir)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&log_path)
+            .map_err(io_err(&log_path))?;
+        let file_len = file.metadata().map_err(io_err(&log_path))?.len();
+        file.seek(SeekFrom::Start(0)).map_err(io_err(&log_path))?;
+        let (header, data_start) =
+            LogHeader::read(&mut std::io::BufReader::new(&file)).map_err(|reason| {
+                ChainError::BadFile {
+                    path: log_path.clone(),
+                    reason,
+                }
+            })?;
+        if let Some(expected) = expect_id
+            && *expected != header.id
+        {
+            return Err(ChainError::WrongId {
+                path: dir.to_path_buf(),
+                expected: expected.clone(),
+                found: header.id,
+            });
+        }
+        let snapshot_seqs = list_snapshots(dir, header.start)?;
+        let anchor = if header.start > 0 {
+            let snap = read_snapshot(dir, header.start)?;
+            Some(Anchor {
+                seq: snap.seq,
+                entry_hash: snap.entry_hash,
+            })
+        } else {
+            None
+        };
+        let found = scan::scan(&scan::ScanInput {
+            path: &log_path,
+            id: &header.id,
+            start: header.start,
+            anchor,
+            data_start,
+            file_len,
+        })?;
+        let mut recovery = None;
+        if found.end < file_len {
+            file.set_len(found.end).map_err(io_err(&log_path))?;
+            file.sync_all().map_err(io_err(&log_path))?;
+            recovery = Some(Recovery {
+                cut_at: found.end,
+                bytes_cut: file_len - found.end,
+            });
+        }
+        let next = found.head.map_or(header.start, |h| h.seq + 1);
+        if let Some(&last) = snapshot_seqs.last()
+            && last >= next
+        {
+            return Err(ChainError::Corrupt {
+                chain: header.id,
+                path: Some(log_path),
+                seq: next,
+                offset: Some(found.end),
+                problem: Problem::MissingEntries { snapshot_seq: last },
+            });
+        }
+        if header.start > 0 && found.head.is_none() {
+            return Err(ChainError::Corrupt {
+                chain: header.id,
+                path: Some(log_path),
+                seq: header.start,
+                offset: Some(found.end),
+                problem: Problem::Truncated,
+            });
+        }
+        Ok(FileStore {
+            id: header.id,
+            dir: dir.to_path_buf(),
+            log_path,
+            file,
+            _lock: lock,
+            durability,
+            start: header.start,
+            anchor,
+            offsets: found.offsets,
+            head: found.head,
+            written: found.end,
+            pending: Vec::new(),
+            pending_count: 0,
+            snapshot_seqs,
+            recovery,
+            failed: false,
+        })
+    }
+
+    fn check_usable(&self) -> Result<(), ChainError> {
+        if self.failed {
+            return Err(ChainError::Io {
+                path: self.log_path.clone(),
+                source: std::io::Error::other(
+                    "an earlier write or fsync failed; reopen the chain to recover",
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes and fsyncs pending records. On failure the store refuses further writes:
+    /// after a failed fsync nothing about the file's state can be assumed.
+    fn commit(&mut self, fsync: bool) -> Result<(), ChainError> {
+        let result = (|| {
+            if !self.pending.is_empty() {
+                self.file.write_all_at(&self.pending, self.written)?;
+                self.written += self.pending.len() as u64;
+                self.pending.clear();
+                self.pending_count = 0;
+            }
+            if fsync {
+                self.file.sync_data()?;
+            }
+            Ok(())
+        })();
+        result.map_err(|e| {
+            self.failed = true;
+            io_err(&self.log_path)(e)
+        })
+    }
+
+    /// The byte range of the record at `seq`.
+    fn range(&self, seq: u64) -> Result<(u64, u64), ChainError> {
+        check_range(self, seq)?;
+        let i = (seq - self.start) as usize;
+        let end = self
+            .offsets
+            .get(i + 1)
+            .copied()
+            .unwrap_or(self.written + self.pending.len() as u64);
+        Ok((self.offsets[i], end))
+    }
+
+    fn corrupt(&self, seq: u64, offset: u64, problem: Problem) -> ChainError {
+        ChainError::Corrupt {
+            chain: self.id.clone(),
+            path: Some(self.log_path.clone()),
+            seq,
+            offset: Some(offset),
+            problem,
+        }
+    }
+
+    /// Reads the framed record at `seq` and checks its body against its stored hash.
+    fn read_record(&self, seq: u64) -> Result<(Vec<u8>, Hash), ChainError> {
+        let (start, end) = self.range(seq)?;
+        let mut buf = vec![0u8; (end - start) as usize];
+        if start >= self.written {
+            let at = (start - self.written) as usize;
+            let n = buf.len();
+            buf.copy_from_slice(&self.pending[at..at + n]);
+        } else {
+            self.file
+                .read_exact_at(&mut buf, start)
+                .map_err(io_err(&self.log_path))?;
+        }
+        let (body, stored) =
+            split_frame(&buf).ok_or_else(|| self.corrupt(seq, start, Problem::BadFrame))?;
+        let computed = Hash::digest(body);
+        if computed != stored {
+            return Err(self.corrupt(seq, start, Problem::HashMismatch { stored, computed }));
+        }
+        let body = body.to_vec();
+        Ok((body, stored))
+    }
+}
+
+fn lock_dir(dir: &Path) -> Result<File, ChainError> {
+    let path = dir.join("LOCK");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ChainError::Io {
+            path,
+            source: std::io::Error::other("the chain is open in another store or process"),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
+    }
+}
+
+fn list_snapshots(dir: &Path, start: u64) -> Result<Vec<u64>, ChainError> {
+    let snap_dir = dir.join(SNAPSHOTS);
+    let mut seqs = Vec::new();
+    let entries = match fs::read_dir(&snap_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(seqs),
+        Err(e) => return Err(io_err(&snap_dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_err(&snap_dir))?;
+        let name = entry.file_name();
+        let Some(seq) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".snap"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if seq < start {
+            // Left behind by a prune interrupted after its rename; no longer anchored.
+            let _ = fs::remove_file(entry.path());
+            continue;
+        }
+        seqs.push(seq);
+    }
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+fn read_snapshot(dir: &Path, seq: u64) -> Result<Snapshot, ChainError> {
+    let path = snapshot_path(dir, seq);
+    let bytes = fs::read(&path).map_err(io_err(&path))?;
+    let snap = Snapshot::decode(&bytes).map_err(|reason| ChainError::BadFile {
+        path: path.clone(),
+        reason,
+    })?;
+    if snap.seq != seq {
+        return Err(ChainError::BadFile {
+            path,
+            reason: format!("holds the snapshot of seq {}", snap.seq),
+        });
+    }
+    Ok(snap)
+}
+
+impl ChainStore for FileStore {
+    fn id(&self) -> &ChainId {
+        &self.id
+    }
+
+    fn start(&self) -> u64 {
+        self.start
+    }
+
+    fn anchor(&self) -> Option<Anchor> {
+        self.anchor
+    }
+
+    fn head(&self) -> Option<Head> {
+        self.head
+    }
+
+    fn path(&self) -> Option<&Path> {
+        Some(&self.dir)
+    }
+
+    fn append(&mut self, new: NewEntry) -> Result<Appended, ChainError> {
+        self.check_usable()?;
+        let seq = self.len();
+        let parent = self.head.map_or(Hash::ZERO, |h| h.hash);
+        let body = Entry::new(seq, parent, new).encode();
+        if body.len() > MAX_ENTRY_LEN {
+            return Err(ChainError::TooLarge {
+                seq,
+                len: body.len(),
+            });
+        }
+        let hash = Hash::digest(&body);
+        self.offsets.push(self.written + self.pending.len() as u64);
+        put_frame(&mut self.pending, &body, &hash);
+        self.pending_count += 1;
+        self.head = Some(Head { seq, hash });
+        let durable = match self.durability {
+            Durability::EveryEntry => {
+                self.commit(true)?;
+                true
+            }
+            Durability::None => {
+                self.commit(false)?;
+                true
+            }
+            Durability::Group { max_batch } => {
+                if self.pending_count >= max_batch.max(1) {
+                    self.commit(true)?;
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        Ok(Appended { seq, hash, durable })
+    }
+
+    fn sync(&mut self) -> Result<(), ChainError> {
+        self.check_usable()?;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let fsync = self.durability != Durability::None;
+        self.commit(fsync)
+    }
+
+    fn get(&self, seq: u64) -> Result<Entry, ChainError> {
+        let (body, _) = self.read_record(seq)?;
+        Entry::decode(&body).map_err(|e| {
+            let offset = self.offsets[(seq - self.start) as usize];
+            self.corrupt(seq, offset, Problem::Decode(e))
+        })
+    }
+
+    fn hash_at(&self, seq: u64) -> Result<Hash, ChainError> {
+        if let Some(h) = self.head
+            && h.seq == seq
+        {
+            return Ok(h.hash);
+        }
+        let (_, end) = self.range(seq)?;
+        let mut hash = [0u8; 32];
+        if end - 32 >= self.written {
+            let at = (end - 32 - self.written) as usize;
+            hash.copy_from_slice(&self.pending[at..at + 32]);
+        } else {
+            self.file
+                .read_exact_at(&mut hash, end - 32)
+                .map_err(io_err(&self.log_path))?;
+        }
+        Ok(Hash::from_bytes(hash))
+    }
+
+    fn for_each_record(
+        &self,
+        from: u64,
+        f: &mut dyn FnMut(RawRecord<'_>) -> Result<(), ChainError>,
+    ) -> Result<(), ChainError> {
+        let from = from.max(self.start);
+        if from >= self.len() {
+            return Ok(());
+        }
+        let mut seq = from;
+        let first = self.offsets[(from - self.start) as usize];
+        if first < self.written {
+            let mut file = File::open(&self.log_path).map_err(io_err(&self.log_path))?;
+            file.seek(SeekFrom::Start(first))
+                .map_err(io_err(&self.log_path))?;
+            let mut reader = FrameReader::new(file, first, self.written);
+            let mut body = Vec::new();
+            loop {
+                let at = reader.pos();
+                match reader.next(&mut body) {
+                    Ok(Some((offset, hash))) => f(RawRecord {
+                        seq,
+                        offset: Some(offset),
+                        body: &body,
+                        hash,
+                    })?,
+                    Ok(None) => break,
+                    Err(FrameError::Torn) => return Err(self.corrupt(seq, at, Problem::Truncated)),
+                    Err(FrameError::Bad) => return Err(self.corrupt(seq, at, Problem::BadFrame)),
+                    Err(FrameError::Io(e)) => return Err(io_err(&self.log_path)(e)),
+                }
+                seq += 1;
+            }
+        }
+        // Records still in the group-commit buffer.
+        let first_pending = self.offsets.partition_point(|&o| o < self.written);
+        let skip = (from - self.start) as usize;
+        for i in first_pending.max(skip)..self.offsets.len() {
+            let seq = self.start + i as u64;
+            let (start, end) = self.range(seq)?;
+            let at = (start - self.written) as usize;
+            let frame = &self.pending[at..at + (end - start) as usize];
+            let (body, hash) =
+                split_frame(frame).ok_or_else(|| self.corrupt(seq, start, Problem::BadFrame))?;
+            f(RawRecord {
+                seq,
+                offset: Some(start),
+                body,
+                hash,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), ChainError> {
+        self.sync()?;
+        check_snapshot(self, snapshot)?;
+        write_atomic(
+            &self.dir.join(SNAPSHOTS),
+            &snapshot_path(&self.dir, snapshot.seq),
+            &snapshot.encode(),
+        )?;
+        if let Err(i) = self.snapshot_seqs.binary_search(&snapshot.seq) {
+            self.snapshot_seqs.insert(i, snapshot.seq);
+        }
+        Ok(())
+    }
+
+    fn latest_snapshot(&self) -> Result<Option<Snapshot>, ChainError> {
+        match self.snapshot_seqs.last() {
+            None => Ok(None),
+            Some(&seq) => read_snapshot(&self.dir, seq).map(Some),
+        }
+    }
+
+    fn prune_before(&mut self, seq: u64) -> Result<(), ChainError> {
+        self.check_usable()?;
+        if seq <= self.start {
+            return Ok(());
+        }
+        self.sync()?;
+        if self.snapshot_seqs.binary_search(&seq).is_err() {
+            return Err(ChainError::Snapshot {
+                seq,
+                reason: "cannot prune before a seq that has no saved snapshot".into(),
+            });
+        }
+        let snap = read_snapshot(&self.dir, seq)?;
+        check_snapshot(self, &snap)?;
+        let i = (seq - self.start) as usize;
+        let cut = self.offsets[i];
+        let header = LogHeader {
+            start: seq,
+            id: self.id.clone(),
+        }
+        .encode();
+        let tmp = self.log_path.with_extension("tmp");
+        let copy = || -> std::io::Result<File> {
+            let mut out = File::create(&tmp)?;
+            std::io::Write::write_all(&mut out, &header)?;
+            let mut src = File::open(&self.log_path)?;
+            src.seek(SeekFrom::Start(cut))?;
+            std::io::copy(&mut std::io::Read::take(src, self.written - cut), &mut out)?;
+            out.sync_all()?;
+            fs::rename(&tmp, &self.log_path)?;
+            OpenOptions::new().read(true).write(true).open(&self.log_path)
+        };
+        let file = copy().map_err(io_err(&self.log_path))?;
+        sync_dir(&self.dir)?;
+        let shift = header.len() as u64;
+        self.file = file;
+        self.offsets.drain(..i);
+        for o in &mut self.offsets {
+            *o = *o - cut + shift;
+        }
+        self.written = self.written - cut + shift;
+        self.start = seq;
+        self.anchor = Some(Anchor {
+            seq,
+            entry_hash: snap.entry_hash,
+        });
+        for old in self.snapshot_seqs.drain(..).collect::<Vec<_>>() {
+            if old < seq {
+                let _ = fs::remove_file(snapshot_path(&self.dir, old));
+            } else {
+                self.snapshot_seqs.push(old);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FileStore {
+    fn drop(&mut self) {
+        // Best effort: pending group-commit entries were never acknowledged, but keeping
+        // them costs nothing.
+        if !self.failed && !self.pending.is_empty() {
+            let _ = self.commit(self.durability != Durability::None);
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The API every chain store offers.
+
+use crate::verify::{Progress, VerifyReport, Verifier};
+use crate::{ChainError, ChainId, Entry, Hash, NewEntry, Snapshot};
+
+/// The last entry of a chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// Its seq.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: Hash,
+}
+
+/// What [`ChainStore::append`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "an append is only acknowledged once `durable` is true (or after `sync`)"]
+pub struct Appended {
+    /// The new entry's seq.
+    pub seq: u64,
+    /// The new entry's hash.
+    pub hash: Hash,
+    /// Whether the entry is already durable under the store's [`Durability`]. With group
+    /// commit it becomes durable at the next [`ChainStore::sync`].
+    pub durable: bool,
+}
+
+/// When appended entries reach stable storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Every append is written and fsynced before it returns.
+    EveryEntry,
+    /// Group commit: appends are buffered and share one write and one fsync, made by
+    /// [`ChainStore::sync`] or automatically once `max_batch` entries are pending. An entry
+    /// is acknowledged (durable) only after that fsync.
+    Group {
+        /// Pending entries that force a commit.
+        max_batch: usize,
+    },
+    /// Every append is written to the operating system but never fsynced: it survives a
+    /// crash of the process, not of the machine.
+    None,
+}
+
+/// The snapshot a pruned chain starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Anchor {
+    /// The snapshot's seq: the first stored entry.
+    pub seq: u64,
+    /// That entry's hash, as the snapshot recorded it.
+    pub entry_hash: Hash,
+}
+
+/// One stored record as raw bytes, as [`ChainStore::for_each_record`] yields it.
+#[derive(Clone, Copy, Debug)]
+pub struct RawRecord<'a> {
+    /// The seq this record sits at (its position in the chain).
+    pub seq: u64,
+    /// Byte offset of the record in its file, for file stores.
+    pub offset: Option<u64>,
+    /// The entry's canonical encoding.
+    pub body: &'a [u8],
+    /// The hash stored beside it.
+    pub hash: Hash,
+}
+
+impl RawRecord<'_> {
+    /// Decodes the entry.
+    pub fn entry(&self) -> Result<Entry, crate::DecodeError> {
+        Entry::decode(self.body)
+    }
+}
+
+/// A chain of entries for one actor: append-only, hash-linked, verifiable.
+///
+/// [`crate::MemoryStore`] and [`crate::FileStore`] implement it.
+pub trait ChainStore: Send {
+    /// The chain's id.
+    fn id(&self) -> &ChainId;
+
+    /// The first stored seq: 0, or the snapshot seq the chain was pruned to.
+    fn start(&self) -> u64;
+
+    /// The snapshot anchor a pruned chain starts from (`None` if it starts at genesis).
+    fn anchor(&self) -> Option<Anchor>;
+
+    /// The last entry, if any.
+    fn head(&self) -> Option<Head>;
+
+    /// Number of entries ever appended: the next entry's seq.
+    fn len(&self) -> u64 {
+        self.head().map_or(self.start(), |h| h.seq + 1)
+    }
+
+    /// Whether nothing was ever appended.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends `entry` after the head, filling its seq and parent hash.
+    fn append(&mut self, entry: NewEntry) -> Result<Appended, ChainError>;
+
+    /// Makes every appended entry durable (a no-op when all already are).
+    fn sync(&mut self) -> Result<(), ChainError>;
+
+    /// The entry at `seq`.
+    fn get(&self, seq: u64) -> Result<Entry, ChainError>;
+
+    /// The stored hash of the entry at `seq`, without decoding it.
+    fn hash_at(&self, seq: u64) -> Result<Hash, ChainError>;
+
+    /// Streams stored records from `from` to the head, reading them back from storage.
+    /// Memory stays flat: each record's bytes are only borrowed for the call.
+    fn for_each_record(
+        &self,
+        from: u64,
+        f: &mut dyn FnMut(RawRecord<'_>) -> Result<(), ChainError>,
+    ) -> Result<(), ChainError>;
+
+    /// Stores a snapshot of the state at `snapshot.seq`. It must match the stored entry there.
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), ChainError>;
+
+    /// The newest stored snapshot.
+    fn latest_snapshot(&self) -> Result<Option<Snapshot>, ChainError>;
+
+    /// Drops every entry before `seq`, which must have a saved snapshot; the chain then
+    /// starts (and verifies) from that snapshot's anchor.
+    fn prune_before(&mut self, seq: u64) -> Result<(), ChainError>;
+
+    /// Recomputes every stored hash and link; reports the first bad seq and why.
+    fn verify(&self) -> Result<VerifyReport, ChainError> {
+        self.verify_with_progress(&mut |_| {})
+    }
+
+    /// [`ChainStore::verify`], calling `progress` about every mebibyte.
+    fn verify_with_progress(
+        &self,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<VerifyReport, ChainError> {
+        let mut v = Verifier::new(self.id().clone(), self.start(), self.anchor(), self.path());
+        self.for_each_record(self.start(), &mut |rec| v.check(rec, progress))?;
+        Ok(v.finish())
+    }
+
+    /// The directory of a file store, for messages.
+    fn path(&self) -> Option<&std::path::Path> {
+        None
+    }
+
+    /// Iterates decoded entries from `from` to the head.
+    fn entries(&self, from: u64) -> Entries<'_, Self>
+    where
+        Self: Sized,
+    {
+        Entries {
+            store: self,
+            next: from.max(self.start()),
+        }
+    }
+}
+
+/// Iterator over decoded entries, from [`ChainStore::entries`].
+#[derive(Debug)]
+pub struct Entries<'a, S> {
+    store: &'a S,
+    next: u64,
+}
+
+impl<S: ChainStore> Iterator for Entries<'_, S> {
+    type Item = Result<Entry, ChainError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.store.len() {
+            return None;
+        }
+        let seq = self.next;
+        self.next += 1;
+        Some(self.store.get(seq))
+    }
+}
+
+pub(crate) fn check_range(store: &dyn ChainStore, seq: u64) -> Result<(), ChainError> {
+    if seq < store.start() {
+        return Err(ChainError::Pruned {
+            chain: store.id().clone(),
+            seq,
+            start: store.start(),
+        });
+    }
+    if seq >= store.len() {
+        return Err(ChainError::NotFound {
+            chain: store.id().clone(),
+            seq,
+            len: store.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that `snapshot` matches the stored entry at its seq.
+pub(crate) fn check_snapshot(store: &dyn ChainStore, snapshot: &Snapshot) -> Result<(), ChainError> {
+    let reject = |reason: String| ChainError::Snapshot {
+        seq: snapshot.seq,
+        reason,
+    };
+    check_range(store, snapshot.seq).map_err(|e| reject(e.to_string()))?;
+    let entry = store.get(snapshot.seq)?;
+    let stored = store.hash_at(snapshot.seq)?;
+    if stored != snapshot.entry_hash {
+        return Err(reject(format!(
+            "it names entry {} but the stored entry is {}",
+            snapshot.entry_hash, stored
+        )));
+    }
+    let state_hash = Hash::of_json(&snapshot.state);
+    if state_hash != entry.state_hash() {
+        return Err(reject(format!(
+            "its state hashes to {} but the entry records {}",
+            state_hash,
+            entry.state_hash()
+        )));
+    }
+    Ok(())
+}
