@@ -344,7 +344,10 @@ mod tests {
         let e = Entry::new(
             0,
             Hash::ZERO,
-            NewEntry::init(Payload::json(json!({"n": 0})), Hash::of_json(&json!({"n": 0}))),
+            NewEntry::init(
+                Payload::json(json!({"n": 0})),
+                Hash::of_json(&json!({"n": 0})),
+            ),
         );
         assert_eq!(
             e.hash().to_string(),

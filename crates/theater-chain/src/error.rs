@@ -73,7 +73,10 @@ pub enum ChainError {
         len: u64,
     },
     /// An encoded entry is larger than [`crate::MAX_ENTRY_LEN`].
-    #[error("entry {seq} encodes to {len} bytes, over the {} byte limit", crate::MAX_ENTRY_LEN)]
+    #[error(
+        "entry {seq} encodes to {len} bytes, over the {} byte limit",
+        crate::MAX_ENTRY_LEN
+    )]
     TooLarge {
         /// The entry's seq.
         seq: u64,

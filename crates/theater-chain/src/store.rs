@@ -1,6 +1,6 @@
 //! The API every chain store offers.
 
-use crate::verify::{Progress, VerifyReport, Verifier};
+use crate::verify::{Progress, Verifier, VerifyReport};
 use crate::{ChainError, ChainId, Entry, Hash, NewEntry, Snapshot};
 
 /// The last entry of a chain.
@@ -14,7 +14,6 @@ pub struct Head {
 
 /// What [`ChainStore::append`] reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[must_use = "an append is only acknowledged once `durable` is true (or after `sync`)"]
 pub struct Appended {
     /// The new entry's seq.
     pub seq: u64,
@@ -199,7 +198,10 @@ pub(crate) fn check_range(store: &dyn ChainStore, seq: u64) -> Result<(), ChainE
 }
 
 /// Checks that `snapshot` matches the stored entry at its seq.
-pub(crate) fn check_snapshot(store: &dyn ChainStore, snapshot: &Snapshot) -> Result<(), ChainError> {
+pub(crate) fn check_snapshot(
+    store: &dyn ChainStore,
+    snapshot: &Snapshot,
+) -> Result<(), ChainError> {
     let reject = |reason: String| ChainError::Snapshot {
         seq: snapshot.seq,
         reason,

@@ -167,10 +167,13 @@ impl Verifier {
             chain: self.chain,
             start: self.start,
             anchor: self.anchor,
-            head: self.prev.filter(|_| self.entries > 0).map(|hash| crate::Head {
-                seq: self.next_seq - 1,
-                hash,
-            }),
+            head: self
+                .prev
+                .filter(|_| self.entries > 0)
+                .map(|hash| crate::Head {
+                    seq: self.next_seq - 1,
+                    hash,
+                }),
             entries: self.entries,
             bytes: self.bytes,
         }

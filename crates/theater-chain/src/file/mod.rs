@@ -331,13 +331,25 @@ fn lock_dir(dir: &Path) -> Result<File, ChainError> {
         .write(true)
         .open(&path)
         .map_err(io_err(&path))?;
-    match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ChainError::Io {
-            path,
-            source: std::io::Error::other("the chain is open in another store or process"),
-        }),
-        Err(std::fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
+    // A lock can be held for a moment by a child process between its fork and exec (it
+    // inherits the descriptor), so a busy lock is retried briefly before giving up.
+    let mut wait = std::time::Duration::from_millis(1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(lock),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(std::time::Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(ChainError::Io {
+                    path,
+                    source: std::io::Error::other("the chain is open in another store or process"),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+        }
     }
 }
 
@@ -585,7 +597,10 @@ impl ChainStore for FileStore {
             std::io::copy(&mut std::io::Read::take(src, self.written - cut), &mut out)?;
             out.sync_all()?;
             fs::rename(&tmp, &self.log_path)?;
-            OpenOptions::new().read(true).write(true).open(&self.log_path)
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&self.log_path)
         };
         let file = copy().map_err(io_err(&self.log_path))?;
         sync_dir(&self.dir)?;
