@@ -1,1 +1,40 @@
-fn main() {}
+//! `cargo xtask bench`: Theater's benchmark table.
+//!
+//! Every row measures one of Theater's hot paths and, in the same run and interleaved with
+//! it, a baseline doing the same essential work without Theater (raw SHA-256 over the same
+//! bytes, a bare write+fsync loop, ...). The ratio is what to watch: absolute figures move
+//! with the machine, ratios much less.
+//!
+//! Usage: `theater-bench [--quick] [--json] [FILTER]`
+
+mod chain;
+mod harness;
+
+use harness::{Report, Settings};
+
+fn main() -> anyhow::Result<()> {
+    let mut settings = Settings::default();
+    let mut json = false;
+    let mut filter = None;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--quick" => settings.samples = 3,
+            "--json" => json = true,
+            "-h" | "--help" => {
+                println!("usage: theater-bench [--quick] [--json] [FILTER]");
+                println!("runs every benchmark whose name contains FILTER (all by default)");
+                return Ok(());
+            }
+            other if other.starts_with('-') => anyhow::bail!("unknown option {other}"),
+            other => filter = Some(other.to_string()),
+        }
+    }
+    let mut report = Report::new(settings, filter);
+    chain::run(&mut report)?;
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        report.print();
+    }
+    Ok(())
+}

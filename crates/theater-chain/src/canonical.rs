@@ -50,22 +50,29 @@ pub(crate) fn write_json(value: &Value, out: &mut impl Sink) {
             out.put(b"]");
         }
         Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            // Already sorted unless serde_json's `preserve_order` is on somewhere in the build.
-            if !entries.is_sorted_by(|a, b| a.0.as_bytes() <= b.0.as_bytes()) {
-                entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            }
             out.put(b"{");
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.put(b",");
-                }
-                write_string(k, out);
-                out.put(b":");
-                write_json(v, out);
+            // serde_json keeps keys sorted unless its `preserve_order` feature is on somewhere
+            // in the build; only then is a sorted copy of the members needed.
+            if map.keys().is_sorted_by(|a, b| a.as_bytes() <= b.as_bytes()) {
+                write_members(map.iter(), out);
+            } else {
+                let mut members: Vec<(&String, &Value)> = map.iter().collect();
+                members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                write_members(members.into_iter(), out);
             }
             out.put(b"}");
         }
+    }
+}
+
+fn write_members<'a>(members: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut impl Sink) {
+    for (i, (k, v)) in members.enumerate() {
+        if i > 0 {
+            out.put(b",");
+        }
+        write_string(k, out);
+        out.put(b":");
+        write_json(v, out);
     }
 }
 
@@ -111,9 +118,10 @@ fn write_number(n: &Number, out: &mut impl Sink) {
         // which we re-lay in our own fixed notation.
         let text = n.to_string();
         out.put(canonical_float(&text).as_bytes());
-    } else {
-        // Integers (i64 / u64) print in plain decimal in every serde_json version.
-        out.put(n.to_string().as_bytes());
+    } else if let Some(u) = n.as_u64() {
+        out.put(itoa::Buffer::new().format(u).as_bytes());
+    } else if let Some(i) = n.as_i64() {
+        out.put(itoa::Buffer::new().format(i).as_bytes());
     }
 }
 

@@ -66,39 +66,46 @@ pub enum DecodeError {
 /// Encodes `entry` canonically.
 pub(crate) fn encode(entry: &Entry) -> Vec<u8> {
     let mut out = Vec::with_capacity(128 + approx_payload_len(&entry.event));
+    encode_into(entry, &mut out);
+    out
+}
+
+/// Appends the canonical encoding of `entry` to `out`.
+pub(crate) fn encode_into(entry: &Entry, out: &mut Vec<u8>) {
+    out.reserve(128 + approx_payload_len(&entry.event));
+    let out = &mut *out;
     out.push(FORMAT_VERSION);
     out.extend_from_slice(&entry.seq.to_le_bytes());
     out.extend_from_slice(entry.parent.as_bytes());
     out.extend_from_slice(entry.state_hash.as_bytes());
-    put_u32(&mut out, entry.refs.len());
+    put_u32(out, entry.refs.len());
     for r in &entry.refs {
-        put_bytes(&mut out, r.chain.as_str().as_bytes());
+        put_bytes(out, r.chain.as_str().as_bytes());
         out.extend_from_slice(&r.seq.to_le_bytes());
         out.extend_from_slice(r.hash.as_bytes());
     }
     match &entry.event {
         Event::Init { params } => {
             out.push(0);
-            put_payload(&mut out, params);
+            put_payload(out, params);
         }
         Event::Input { input, output } => {
             out.push(1);
-            put_payload(&mut out, input);
-            put_payload(&mut out, output);
+            put_payload(out, input);
+            put_payload(out, output);
         }
         Event::Failed { input, error } => {
             out.push(2);
-            put_payload(&mut out, input);
-            put_bytes(&mut out, error.as_bytes());
+            put_payload(out, input);
+            put_bytes(out, error.as_bytes());
         }
     }
-    put_u32(&mut out, entry.host_calls.len());
+    put_u32(out, entry.host_calls.len());
     for c in &entry.host_calls {
-        put_bytes(&mut out, c.name.as_bytes());
-        put_payload(&mut out, &c.request);
-        put_payload(&mut out, &c.result);
+        put_bytes(out, c.name.as_bytes());
+        put_payload(out, &c.request);
+        put_payload(out, &c.result);
     }
-    out
 }
 
 fn approx_payload_len(event: &Event) -> usize {

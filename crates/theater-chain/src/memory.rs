@@ -4,7 +4,7 @@ use crate::store::{Anchor, Appended, ChainStore, Head, RawRecord, check_range, c
 use crate::{ChainError, ChainId, Entry, Hash, MAX_ENTRY_LEN, NewEntry, Snapshot};
 
 struct Record {
-    body: Box<[u8]>,
+    body: Vec<u8>,
     hash: Hash,
 }
 
@@ -45,9 +45,7 @@ impl MemoryStore {
         if let Some(i) = seq.checked_sub(self.start)
             && let Some(r) = self.records.get_mut(i as usize)
         {
-            let mut body = r.body.to_vec();
-            f(&mut body, &mut r.hash);
-            r.body = body.into_boxed_slice();
+            f(&mut r.body, &mut r.hash);
         }
     }
 
@@ -81,6 +79,7 @@ impl ChainStore for MemoryStore {
         let seq = self.len();
         let parent = self.head().map_or(Hash::ZERO, |h| h.hash);
         let body = Entry::new(seq, parent, new).encode();
+        // Kept as encoded: the spare capacity of the estimate is cheaper than a shrink.
         if body.len() > MAX_ENTRY_LEN {
             return Err(ChainError::TooLarge {
                 seq,
@@ -88,10 +87,7 @@ impl ChainStore for MemoryStore {
             });
         }
         let hash = Hash::digest(&body);
-        self.records.push(Record {
-            body: body.into_boxed_slice(),
-            hash,
-        });
+        self.records.push(Record { body, hash });
         Ok(Appended {
             seq,
             hash,

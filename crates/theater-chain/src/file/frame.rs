@@ -79,14 +79,12 @@ impl LogHeader {
     }
 }
 
-/// Appends the framed record for `body` to `out`.
-pub(crate) fn put_frame(out: &mut Vec<u8>, body: &[u8], hash: &Hash) {
+/// Writes the frame head (length and its inverse) for a body of `len` bytes into `head`.
+pub(crate) fn fill_frame_head(head: &mut [u8], len: usize) {
     // Stores reject bodies over MAX_ENTRY_LEN (< 4 GiB) before framing.
-    let len = body.len() as u32;
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&(!len).to_le_bytes());
-    out.extend_from_slice(body);
-    out.extend_from_slice(hash.as_bytes());
+    let len = len as u32;
+    head[..4].copy_from_slice(&len.to_le_bytes());
+    head[4..8].copy_from_slice(&(!len).to_le_bytes());
 }
 
 /// Parses the length field at the start of a frame.

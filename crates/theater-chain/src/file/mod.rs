@@ -15,7 +15,7 @@ use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use frame::{FrameError, FrameReader, LogHeader, put_frame, split_frame};
+use frame::{FRAME_HEAD, FrameError, FrameReader, LogHeader, split_frame};
 
 use crate::error::io_err;
 use crate::store::{
@@ -423,16 +423,20 @@ impl ChainStore for FileStore {
         self.check_usable()?;
         let seq = self.len();
         let parent = self.head.map_or(Hash::ZERO, |h| h.hash);
-        let body = Entry::new(seq, parent, new).encode();
-        if body.len() > MAX_ENTRY_LEN {
-            return Err(ChainError::TooLarge {
-                seq,
-                len: body.len(),
-            });
+        // Encode straight into the write buffer: frame head, body, then its hash.
+        let at = self.pending.len();
+        let entry = Entry::new(seq, parent, new);
+        self.pending.extend_from_slice(&[0; FRAME_HEAD]);
+        crate::codec::encode_into(&entry, &mut self.pending);
+        let len = self.pending.len() - at - FRAME_HEAD;
+        if len > MAX_ENTRY_LEN {
+            self.pending.truncate(at);
+            return Err(ChainError::TooLarge { seq, len });
         }
-        let hash = Hash::digest(&body);
-        self.offsets.push(self.written + self.pending.len() as u64);
-        put_frame(&mut self.pending, &body, &hash);
+        let hash = Hash::digest(&self.pending[at + FRAME_HEAD..]);
+        frame::fill_frame_head(&mut self.pending[at..at + FRAME_HEAD], len);
+        self.pending.extend_from_slice(hash.as_bytes());
+        self.offsets.push(self.written + at as u64);
         self.pending_count += 1;
         self.head = Some(Head { seq, hash });
         let durable = match self.durability {

@@ -1,0 +1,226 @@
+//! Measuring a figure and its baseline in the same run, and printing the table.
+
+use std::time::{Duration, Instant};
+
+/// How much to measure.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    /// Timed samples per side; the median is reported.
+    pub(crate) samples: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { samples: 7 }
+    }
+}
+
+/// Whether a bigger or a smaller figure is better.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Better {
+    Higher,
+    #[expect(
+        dead_code,
+        reason = "latency rows arrive with the runtime and HTTP benchmarks"
+    )]
+    Lower,
+}
+
+/// One line of the table.
+#[derive(Clone, Debug)]
+pub(crate) struct Row {
+    pub(crate) name: String,
+    pub(crate) unit: &'static str,
+    pub(crate) ours: f64,
+    pub(crate) baseline_name: String,
+    pub(crate) baseline: f64,
+    pub(crate) better: Better,
+    /// The ratio the row should reach, if it has a target.
+    pub(crate) target: Option<f64>,
+}
+
+impl Row {
+    /// ours / baseline for throughputs; baseline / ours for latencies: above 1 means faster.
+    pub(crate) fn ratio(&self) -> f64 {
+        match self.better {
+            Better::Higher => self.ours / self.baseline,
+            Better::Lower => self.baseline / self.ours,
+        }
+    }
+}
+
+pub(crate) struct Report {
+    pub(crate) settings: Settings,
+    filter: Option<String>,
+    rows: Vec<Row>,
+}
+
+impl Report {
+    pub(crate) fn new(settings: Settings, filter: Option<String>) -> Self {
+        Report {
+            settings,
+            filter,
+            rows: Vec::new(),
+        }
+    }
+
+    pub(crate) fn wants(&self, name: &str) -> bool {
+        self.filter
+            .as_ref()
+            .is_none_or(|f| name.contains(f.as_str()))
+    }
+
+    pub(crate) fn push(&mut self, row: Row) {
+        eprintln!(
+            "  {:<44} {:>10} vs {:>10}  ratio {:.2}",
+            row.name,
+            human(row.ours, row.unit),
+            human(row.baseline, row.unit),
+            row.ratio()
+        );
+        self.rows.push(row);
+    }
+
+    pub(crate) fn print(&self) {
+        let cells: Vec<[String; 6]> = self
+            .rows
+            .iter()
+            .map(|r| {
+                let target = match r.target {
+                    None => String::new(),
+                    Some(t) if r.ratio() >= t => format!("≥ {t:.2} ok"),
+                    Some(t) => format!("≥ {t:.2} MISSED"),
+                };
+                [
+                    r.name.clone(),
+                    human(r.ours, r.unit),
+                    r.baseline_name.clone(),
+                    human(r.baseline, r.unit),
+                    format!("{:.2}", r.ratio()),
+                    target,
+                ]
+            })
+            .collect();
+        let head = [
+            "benchmark",
+            "theater",
+            "baseline (same run)",
+            "baseline",
+            "ratio",
+            "target",
+        ];
+        let mut w = head.map(|h| h.chars().count());
+        for row in &cells {
+            for (i, c) in row.iter().enumerate() {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+        let line = |c: [&str; 6]| {
+            format!(
+                "{:<w0$}  {:>w1$}  {:<w2$}  {:>w3$}  {:>w4$}  {}",
+                c[0],
+                c[1],
+                c[2],
+                c[3],
+                c[4],
+                c[5],
+                w0 = w[0],
+                w1 = w[1],
+                w2 = w[2],
+                w3 = w[3],
+                w4 = w[4]
+            )
+        };
+        println!();
+        println!("{}", line(head));
+        println!("{}", "-".repeat(w.iter().sum::<usize>() + 22));
+        for row in &cells {
+            println!("{}", line(row.each_ref().map(String::as_str)));
+        }
+        println!();
+        println!(
+            "ratio: theater ÷ baseline for throughputs, baseline ÷ theater for latencies \
+             (higher is better); medians of {} interleaved samples per side.",
+            self.settings.samples
+        );
+    }
+
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.rows
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "name": r.name, "unit": r.unit, "theater": r.ours,
+                        "baseline_name": r.baseline_name, "baseline": r.baseline,
+                        "ratio": r.ratio(), "target": r.target,
+                    })
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Runs `ours` and `baseline` alternately `samples` times each (after one warm-up run
+/// each) and returns their median durations.
+pub(crate) fn interleaved(
+    samples: usize,
+    mut ours: impl FnMut() -> anyhow::Result<()>,
+    mut baseline: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(Duration, Duration)> {
+    ours()?;
+    baseline()?;
+    let mut a = Vec::with_capacity(samples);
+    let mut b = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let t = Instant::now();
+        ours()?;
+        a.push(t.elapsed());
+        let t = Instant::now();
+        baseline()?;
+        b.push(t.elapsed());
+    }
+    Ok((median(&mut a), median(&mut b)))
+}
+
+/// Like [`interleaved`], for runs that time themselves (to leave set-up out of the figure).
+pub(crate) fn interleaved_timed(
+    samples: usize,
+    mut ours: impl FnMut() -> anyhow::Result<Duration>,
+    mut baseline: impl FnMut() -> anyhow::Result<Duration>,
+) -> anyhow::Result<(Duration, Duration)> {
+    ours()?;
+    baseline()?;
+    let mut a = Vec::with_capacity(samples);
+    let mut b = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        a.push(ours()?);
+        b.push(baseline()?);
+    }
+    Ok((median(&mut a), median(&mut b)))
+}
+
+pub(crate) fn median(xs: &mut [Duration]) -> Duration {
+    xs.sort_unstable();
+    xs[xs.len() / 2]
+}
+
+/// Formats a figure with an SI prefix.
+pub(crate) fn human(v: f64, unit: &str) -> String {
+    let (scaled, prefix) = if v >= 1e9 {
+        (v / 1e9, "G")
+    } else if v >= 1e6 {
+        (v / 1e6, "M")
+    } else if v >= 1e3 {
+        (v / 1e3, "k")
+    } else if v >= 1.0 || v == 0.0 {
+        (v, "")
+    } else if v >= 1e-3 {
+        (v * 1e3, "m")
+    } else if v >= 1e-6 {
+        (v * 1e6, "µ")
+    } else {
+        (v * 1e9, "n")
+    };
+    format!("{scaled:.2} {prefix}{unit}")
+}
