@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::codec::decode_refs;
+use crate::error::Corruption;
 use crate::{ChainError, ChainId, ChainRef, ChainStore, Hash, Problem};
 
 /// A reference that does not resolve to a matching entry.
@@ -76,12 +77,14 @@ pub fn check_refs(chains: &[&dyn ChainStore]) -> Result<Vec<BrokenRef>, ChainErr
     let mut broken = Vec::new();
     for chain in chains {
         chain.for_each_record(chain.start(), &mut |rec| {
-            let (_, refs) = decode_refs(rec.body).map_err(|e| ChainError::Corrupt {
-                chain: chain.id().clone(),
-                path: chain.path().map(|p| p.to_path_buf()),
-                seq: rec.seq,
-                offset: rec.offset,
-                problem: Problem::Decode(e),
+            let (_, refs) = decode_refs(rec.body).map_err(|e| {
+                ChainError::Corrupt(Box::new(Corruption {
+                    chain: chain.id().clone(),
+                    path: chain.path().map(|p| p.to_path_buf()),
+                    seq: rec.seq,
+                    offset: rec.offset,
+                    problem: Problem::Decode(e),
+                }))
             })?;
             for target in refs {
                 let problem = resolve(&by_id, &target)?;

@@ -19,21 +19,8 @@ pub enum ChainError {
         source: io::Error,
     },
     /// Stored data is damaged or does not form a valid chain.
-    #[error("chain {chain:?}{}: {problem} at seq {seq}{}",
-        path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default(),
-        offset.map(|o| format!(", byte offset {o}")).unwrap_or_default())]
-    Corrupt {
-        /// Which chain.
-        chain: ChainId,
-        /// The file holding the damage, for file stores.
-        path: Option<PathBuf>,
-        /// The first seq that is not trustworthy.
-        seq: u64,
-        /// Where that seq's record starts in the file, for file stores.
-        offset: Option<u64>,
-        /// What is wrong.
-        problem: Problem,
-    },
+    #[error("{0}")]
+    Corrupt(Box<Corruption>),
     /// A file is not a chain file or snapshot this crate can read.
     #[error("{}: {reason}", path.display())]
     BadFile {
@@ -83,6 +70,9 @@ pub enum ChainError {
         /// Its encoded length.
         len: usize,
     },
+    /// The store was opened read-only.
+    #[error("chain {0:?} is open read-only")]
+    ReadOnly(ChainId),
     /// A snapshot does not match the chain it is for.
     #[error("snapshot at seq {seq} rejected: {reason}")]
     Snapshot {
@@ -91,6 +81,25 @@ pub enum ChainError {
         /// Why it was rejected.
         reason: String,
     },
+}
+
+/// Where a chain is damaged and how: the first seq that cannot be trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("chain {chain:?}{}: {problem} at seq {seq}{}",
+    path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default(),
+    offset.map(|o| format!(", byte offset {o}")).unwrap_or_default())]
+#[non_exhaustive]
+pub struct Corruption {
+    /// Which chain.
+    pub chain: ChainId,
+    /// The chain's directory, for file stores.
+    pub path: Option<PathBuf>,
+    /// The first seq that is not trustworthy.
+    pub seq: u64,
+    /// Where that seq's record starts in the log file, for file stores.
+    pub offset: Option<u64>,
+    /// What is wrong.
+    pub problem: Problem,
 }
 
 /// What is wrong with a damaged record or chain.

@@ -78,7 +78,7 @@ pub use canonical::to_canonical_json;
 pub use codec::{DecodeError, FORMAT_VERSION, MAX_ENTRY_LEN};
 pub use cross::{BrokenRef, RefProblem, check_refs};
 pub use entry::{ChainId, ChainRef, Entry, Event, HostCall, InvalidChainId, NewEntry, Payload};
-pub use error::{ChainError, Problem};
+pub use error::{ChainError, Corruption, Problem};
 pub use file::{FileStore, Recovery};
 pub use hash::{Hash, ParseHashError};
 pub use memory::MemoryStore;

@@ -1,5 +1,6 @@
 //! A chain kept in memory: for tests, replays and actors that need no durability.
 
+use crate::error::Corruption;
 use crate::store::{Anchor, Appended, ChainStore, Head, RawRecord, check_range, check_snapshot};
 use crate::{ChainError, ChainId, Entry, Hash, MAX_ENTRY_LEN, NewEntry, Snapshot};
 
@@ -101,12 +102,14 @@ impl ChainStore for MemoryStore {
 
     fn get(&self, seq: u64) -> Result<Entry, ChainError> {
         let r = self.record(seq)?;
-        Entry::decode(&r.body).map_err(|e| ChainError::Corrupt {
-            chain: self.id.clone(),
-            path: None,
-            seq,
-            offset: None,
-            problem: crate::Problem::Decode(e),
+        Entry::decode(&r.body).map_err(|e| {
+            ChainError::Corrupt(Box::new(Corruption {
+                chain: self.id.clone(),
+                path: None,
+                seq,
+                offset: None,
+                problem: crate::Problem::Decode(e),
+            }))
         })
     }
 

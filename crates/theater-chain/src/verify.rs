@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::codec::decode_header;
+use crate::error::Corruption;
 use crate::store::{Anchor, RawRecord};
 use crate::{ChainError, ChainId, Hash, Problem};
 
@@ -91,13 +92,13 @@ impl Verifier {
     }
 
     fn corrupt(&self, rec: &RawRecord<'_>, problem: Problem) -> ChainError {
-        ChainError::Corrupt {
+        ChainError::Corrupt(Box::new(Corruption {
             chain: self.chain.clone(),
             path: self.path.clone(),
             seq: rec.seq,
             offset: rec.offset,
             problem,
-        }
+        }))
     }
 
     pub(crate) fn check(

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use frame::{FRAME_HEAD, FrameError, FrameReader, LogHeader, split_frame};
 
+use crate::error::Corruption;
 use crate::error::io_err;
 use crate::store::{
     Anchor, Appended, ChainStore, Durability, Head, RawRecord, check_range, check_snapshot,
@@ -45,7 +46,8 @@ pub struct FileStore {
     dir: PathBuf,
     log_path: PathBuf,
     file: File,
-    _lock: File,
+    /// The held lock; `None` for a read-only store.
+    _lock: Option<File>,
     durability: Durability,
     start: u64,
     anchor: Option<Anchor>,
@@ -58,6 +60,7 @@ pub struct FileStore {
     pending_count: usize,
     snapshot_seqs: Vec<u64>,
     recovery: Option<Recovery>,
+    read_only: bool,
     failed: bool,
 }
 
@@ -114,12 +117,20 @@ impl FileStore {
         }
         let header = LogHeader { start: 0, id };
         write_atomic(dir, &log_path, &header.encode())?;
-        Self::open_inner(dir, None, durability)
+        Self::open_inner(dir, None, Some(durability))
     }
 
     /// Opens the chain in `dir`, recovering from a crash mid-write.
     pub fn open(dir: impl AsRef<Path>, durability: Durability) -> Result<Self, ChainError> {
-        Self::open_inner(dir.as_ref(), None, durability)
+        Self::open_inner(dir.as_ref(), None, Some(durability))
+    }
+
+    /// Opens the chain in `dir` for reading only: nothing on disk is changed (a torn tail is
+    /// left in place and reported by [`FileStore::recovery`] as what a writer would cut),
+    /// no lock is taken, and every write fails with [`ChainError::ReadOnly`]. For
+    /// inspecting and verifying chains, even while an actor appends to them.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Self, ChainError> {
+        Self::open_inner(dir.as_ref(), None, None)
     }
 
     /// Opens the chain in `dir` if there is one (it must have id `id`), else creates it.
@@ -130,7 +141,7 @@ impl FileStore {
     ) -> Result<Self, ChainError> {
         let dir = dir.as_ref();
         if dir.join(LOG).exists() {
-            Self::open_inner(dir, Some(&id), durability)
+            Self::open_inner(dir, Some(&id), Some(durability))
         } else {
             Self::create(dir, id, durability)
         }
@@ -146,16 +157,27 @@ impl FileStore {
         self.durability
     }
 
+    /// Whether the store was opened with [`FileStore::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// `durability` is `None` for a read-only store.
     fn open_inner(
         dir: &Path,
         expect_id: Option<&ChainId>,
-        durability: Durability,
+        durability: Option<Durability>,
     ) -> Result<Self, ChainError> {
         let log_path = dir.join(LOG);
-        let lock = lock_dir(dir)?;
+        let read_only = durability.is_none();
+        let lock = if read_only {
+            None
+        } else {
+            Some(lock_dir(dir)?)
+        };
         let mut file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(!read_only)
             .open(&log_path)
             .map_err(io_err(&log_path))?;
         let file_len = file.metadata().map_err(io_err(&log_path))?.len();
@@ -176,7 +198,7 @@ impl FileStore {
                 found: header.id,
             });
         }
-        let snapshot_seqs = list_snapshots(dir, header.start)?;
+        let snapshot_seqs = list_snapshots(dir, header.start, !read_only)?;
         let anchor = if header.start > 0 {
             let snap = read_snapshot(dir, header.start)?;
             Some(Anchor {
@@ -196,8 +218,10 @@ impl FileStore {
         })?;
         let mut recovery = None;
         if found.end < file_len {
-            file.set_len(found.end).map_err(io_err(&log_path))?;
-            file.sync_all().map_err(io_err(&log_path))?;
+            if !read_only {
+                file.set_len(found.end).map_err(io_err(&log_path))?;
+                file.sync_all().map_err(io_err(&log_path))?;
+            }
             recovery = Some(Recovery {
                 cut_at: found.end,
                 bytes_cut: file_len - found.end,
@@ -207,22 +231,22 @@ impl FileStore {
         if let Some(&last) = snapshot_seqs.last()
             && last >= next
         {
-            return Err(ChainError::Corrupt {
+            return Err(ChainError::Corrupt(Box::new(Corruption {
                 chain: header.id,
                 path: Some(log_path),
                 seq: next,
                 offset: Some(found.end),
                 problem: Problem::MissingEntries { snapshot_seq: last },
-            });
+            })));
         }
         if header.start > 0 && found.head.is_none() {
-            return Err(ChainError::Corrupt {
+            return Err(ChainError::Corrupt(Box::new(Corruption {
                 chain: header.id,
                 path: Some(log_path),
                 seq: header.start,
                 offset: Some(found.end),
                 problem: Problem::Truncated,
-            });
+            })));
         }
         Ok(FileStore {
             id: header.id,
@@ -230,7 +254,8 @@ impl FileStore {
             log_path,
             file,
             _lock: lock,
-            durability,
+            durability: durability.unwrap_or(Durability::None),
+            read_only,
             start: header.start,
             anchor,
             offsets: found.offsets,
@@ -245,6 +270,9 @@ impl FileStore {
     }
 
     fn check_usable(&self) -> Result<(), ChainError> {
+        if self.read_only {
+            return Err(ChainError::ReadOnly(self.id.clone()));
+        }
         if self.failed {
             return Err(ChainError::Io {
                 path: self.log_path.clone(),
@@ -290,13 +318,13 @@ impl FileStore {
     }
 
     fn corrupt(&self, seq: u64, offset: u64, problem: Problem) -> ChainError {
-        ChainError::Corrupt {
+        ChainError::Corrupt(Box::new(Corruption {
             chain: self.id.clone(),
             path: Some(self.log_path.clone()),
             seq,
             offset: Some(offset),
             problem,
-        }
+        }))
     }
 
     /// Reads the framed record at `seq` and checks its body against its stored hash.
@@ -353,7 +381,7 @@ fn lock_dir(dir: &Path) -> Result<File, ChainError> {
     }
 }
 
-fn list_snapshots(dir: &Path, start: u64) -> Result<Vec<u64>, ChainError> {
+fn list_snapshots(dir: &Path, start: u64, clean: bool) -> Result<Vec<u64>, ChainError> {
     let snap_dir = dir.join(SNAPSHOTS);
     let mut seqs = Vec::new();
     let entries = match fs::read_dir(&snap_dir) {
@@ -373,7 +401,9 @@ fn list_snapshots(dir: &Path, start: u64) -> Result<Vec<u64>, ChainError> {
         };
         if seq < start {
             // Left behind by a prune interrupted after its rename; no longer anchored.
-            let _ = fs::remove_file(entry.path());
+            if clean {
+                let _ = fs::remove_file(entry.path());
+            }
             continue;
         }
         seqs.push(seq);
@@ -551,6 +581,7 @@ impl ChainStore for FileStore {
     }
 
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), ChainError> {
+        self.check_usable()?;
         self.sync()?;
         check_snapshot(self, snapshot)?;
         write_atomic(

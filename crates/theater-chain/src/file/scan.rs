@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::frame::{FrameError, FrameReader};
 use crate::codec::decode_header;
+use crate::error::Corruption;
 use crate::error::io_err;
 use crate::store::{Anchor, Head};
 use crate::{ChainError, ChainId, Hash, Problem};
@@ -32,12 +33,14 @@ pub(crate) struct ScanInput<'a> {
 /// blame the right record; it recomputes the last record's hash (the head new entries build
 /// on). Full hash verification is [`crate::ChainStore::verify`].
 pub(crate) fn scan(input: &ScanInput<'_>) -> Result<Scan, ChainError> {
-    let corrupt = |seq: u64, offset: u64, problem: Problem| ChainError::Corrupt {
-        chain: input.id.clone(),
-        path: Some(input.path.to_path_buf()),
-        seq,
-        offset: Some(offset),
-        problem,
+    let corrupt = |seq: u64, offset: u64, problem: Problem| {
+        ChainError::Corrupt(Box::new(Corruption {
+            chain: input.id.clone(),
+            path: Some(input.path.to_path_buf()),
+            seq,
+            offset: Some(offset),
+            problem,
+        }))
     };
     let mut file = File::open(input.path).map_err(io_err(input.path))?;
     file.seek(SeekFrom::Start(input.data_start))

@@ -8,12 +8,7 @@ use crate::support::{entry, fill, hashes, id, record_spans};
 
 fn corrupt_parts(err: ChainError) -> (u64, Option<u64>, Problem) {
     match err {
-        ChainError::Corrupt {
-            seq,
-            offset,
-            problem,
-            ..
-        } => (seq, offset, problem),
+        ChainError::Corrupt(c) => (c.seq, c.offset, c.problem),
         other => panic!("expected Corrupt, got {other}"),
     }
 }
@@ -266,4 +261,37 @@ fn binary_payloads_are_stored_as_raw_bytes() {
         theater_chain::Event::Init { params } => assert_eq!(params.bytes, blob),
         other => panic!("unexpected event {other:?}"),
     }
+}
+
+#[test]
+fn read_only_stores_change_nothing() {
+    let dir = chain_of(3);
+    let log = dir.path().join("chain.log");
+    let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len - 3).unwrap();
+    drop(f);
+    // A writer holds the chain: readers still get in.
+    let mut ro = FileStore::open_read_only(dir.path()).unwrap();
+    assert!(ro.is_read_only());
+    assert_eq!(
+        ro.recovery().map(|r| r.bytes_cut),
+        Some(len - 3 - record_spans(dir.path())[2].0 as u64)
+    );
+    assert_eq!(ro.verify().unwrap().entries, 2);
+    assert!(matches!(
+        ro.append(entry(2, 30)),
+        Err(ChainError::ReadOnly(_))
+    ));
+    assert_eq!(
+        std::fs::metadata(&log).unwrap().len(),
+        len - 3,
+        "torn tail left in place"
+    );
+    let rw = FileStore::open(dir.path(), Durability::None).unwrap();
+    assert!(
+        FileStore::open_read_only(dir.path()).is_ok(),
+        "readers need no lock"
+    );
+    drop(rw);
 }

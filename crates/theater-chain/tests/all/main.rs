@@ -1,5 +1,10 @@
 //! Integration tests of theater-chain: one binary, a module per topic.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is how a test reports failure"
+)]
+
 mod crash;
 mod cross;
 mod file_store;

@@ -96,9 +96,13 @@ fn tampering_with_the_anchor_entry_is_caught() {
         .and_then(|s| s.verify().map(|_| ()))
         .unwrap_err();
     match err {
-        ChainError::Corrupt { seq, problem, .. } => {
-            assert_eq!(seq, 2);
-            assert!(matches!(problem, Problem::HashMismatch { .. }), "{problem}");
+        ChainError::Corrupt(c) => {
+            assert_eq!(c.seq, 2);
+            assert!(
+                matches!(c.problem, Problem::HashMismatch { .. }),
+                "{}",
+                c.problem
+            );
         }
         other => panic!("{other}"),
     }

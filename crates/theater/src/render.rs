@@ -1,0 +1,82 @@
+//! How entries are shown: one line of text, or one JSON object.
+
+use serde_json::{Value, json};
+use theater_chain::{Entry, Event, Hash, Payload};
+
+/// `seq  kind  what  -> state hash  [hash]`, on one line.
+pub(crate) fn entry_line(entry: &Entry, hash: &Hash) -> String {
+    let what = match entry.event() {
+        Event::Init { params } => format!("init    {}", payload_text(params)),
+        Event::Input { input, output } => {
+            format!(
+                "input   {} -> {}",
+                payload_text(input),
+                payload_text(output)
+            )
+        }
+        Event::Failed { input, error } => format!("failed  {} ({error})", payload_text(input)),
+        other => other.kind().to_string(),
+    };
+    let mut line = format!("{:>6}  {}  {what}", entry.seq(), hash.short());
+    for call in entry.host_calls() {
+        line.push_str(&format!(
+            "  [{} = {}]",
+            call.name,
+            payload_text(&call.result)
+        ));
+    }
+    for r in entry.refs() {
+        line.push_str(&format!("  [ref {}#{} {}]", r.chain, r.seq, r.hash.short()));
+    }
+    line
+}
+
+fn payload_text(p: &Payload) -> String {
+    if p.bytes.is_empty() {
+        p.json.to_string()
+    } else {
+        format!("{} + {} bytes", p.json, p.bytes.len())
+    }
+}
+
+fn payload_json(p: &Payload) -> Value {
+    let mut v = json!({ "json": p.json });
+    if !p.bytes.is_empty() {
+        v["bytes"] = json!({ "len": p.bytes.len(), "sha256": Hash::digest(&p.bytes).to_string() });
+    }
+    v
+}
+
+/// The entry as a JSON object (binary payloads as their length and SHA-256).
+pub(crate) fn entry_json(entry: &Entry, hash: &Hash) -> Value {
+    let mut v = json!({
+        "seq": entry.seq(),
+        "hash": hash.to_string(),
+        "parent": entry.parent().to_string(),
+        "state_hash": entry.state_hash().to_string(),
+        "kind": entry.event().kind(),
+    });
+    match entry.event() {
+        Event::Init { params } => v["params"] = payload_json(params),
+        Event::Input { input, output } => {
+            v["input"] = payload_json(input);
+            v["output"] = payload_json(output);
+        }
+        Event::Failed { input, error } => {
+            v["input"] = payload_json(input);
+            v["error"] = json!(error);
+        }
+        _ => {}
+    }
+    v["host_calls"] = entry
+        .host_calls()
+        .iter()
+        .map(|c| json!({ "name": c.name, "request": payload_json(&c.request), "result": payload_json(&c.result) }))
+        .collect();
+    v["refs"] = entry
+        .refs()
+        .iter()
+        .map(|r| json!({ "chain": r.chain.as_str(), "seq": r.seq, "hash": r.hash.to_string() }))
+        .collect();
+    v
+}

@@ -1,0 +1,8 @@
+//! Integration tests that run the real `theater` binary.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is how a test reports failure"
+)]
+
+mod cli;
