@@ -138,7 +138,10 @@ fn group_commit(report: &mut Report, name: String, batch: usize) -> anyhow::Resu
             for e in batch {
                 let a = store.append(e)?;
                 next += 1;
-                anyhow::ensure!(a.durable == next.is_multiple_of(batch_len), "durable too early");
+                anyhow::ensure!(
+                    a.durable == next.is_multiple_of(batch_len),
+                    "durable too early"
+                );
             }
             Ok(t.elapsed())
         },
