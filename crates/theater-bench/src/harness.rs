@@ -168,19 +168,19 @@ pub(crate) fn interleaved(
     mut ours: impl FnMut() -> anyhow::Result<()>,
     mut baseline: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<(Duration, Duration)> {
-    ours()?;
-    baseline()?;
-    let mut a = Vec::with_capacity(samples);
-    let mut b = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let t = Instant::now();
-        ours()?;
-        a.push(t.elapsed());
-        let t = Instant::now();
-        baseline()?;
-        b.push(t.elapsed());
-    }
-    Ok((median(&mut a), median(&mut b)))
+    interleaved_timed(
+        samples,
+        || {
+            let t = Instant::now();
+            ours()?;
+            Ok(t.elapsed())
+        },
+        || {
+            let t = Instant::now();
+            baseline()?;
+            Ok(t.elapsed())
+        },
+    )
 }
 
 /// Like [`interleaved`], for runs that time themselves (to leave set-up out of the figure).
