@@ -209,6 +209,18 @@ impl NewEntry {
     }
 }
 
+impl From<Entry> for NewEntry {
+    /// Everything of `entry` but its seq and parent: for copying entries into another chain.
+    fn from(entry: Entry) -> Self {
+        NewEntry {
+            event: entry.event,
+            state_hash: entry.state_hash,
+            host_calls: entry.host_calls,
+            refs: entry.refs,
+        }
+    }
+}
+
 /// One entry of a chain.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {

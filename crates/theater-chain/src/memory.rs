@@ -146,6 +146,10 @@ impl ChainStore for MemoryStore {
         Ok(self.snapshots.last().cloned())
     }
 
+    fn snapshot_at(&self, seq: u64) -> Result<Option<Snapshot>, ChainError> {
+        Ok(self.snapshots.iter().find(|s| s.seq == seq).cloned())
+    }
+
     fn prune_before(&mut self, seq: u64) -> Result<(), ChainError> {
         if seq <= self.start {
             return Ok(());

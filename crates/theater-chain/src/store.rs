@@ -74,7 +74,7 @@ impl RawRecord<'_> {
 /// A chain of entries for one actor: append-only, hash-linked, verifiable.
 ///
 /// [`crate::MemoryStore`] and [`crate::FileStore`] implement it.
-pub trait ChainStore: Send {
+pub trait ChainStore: Send + Sync {
     /// The chain's id.
     fn id(&self) -> &ChainId;
 
@@ -122,6 +122,9 @@ pub trait ChainStore: Send {
 
     /// The newest stored snapshot.
     fn latest_snapshot(&self) -> Result<Option<Snapshot>, ChainError>;
+
+    /// The stored snapshot at `seq`, if there is one.
+    fn snapshot_at(&self, seq: u64) -> Result<Option<Snapshot>, ChainError>;
 
     /// Drops every entry before `seq`, which must have a saved snapshot; the chain then
     /// starts (and verifies) from that snapshot's anchor.

@@ -602,6 +602,13 @@ impl ChainStore for FileStore {
         }
     }
 
+    fn snapshot_at(&self, seq: u64) -> Result<Option<Snapshot>, ChainError> {
+        if self.snapshot_seqs.binary_search(&seq).is_err() {
+            return Ok(None);
+        }
+        read_snapshot(&self.dir, seq).map(Some)
+    }
+
     fn prune_before(&mut self, seq: u64) -> Result<(), ChainError> {
         self.check_usable()?;
         if seq <= self.start {

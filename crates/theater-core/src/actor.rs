@@ -1,0 +1,84 @@
+//! The [`Actor`] trait and how an actor fails.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::{ActorInput, ActorOutput, HostCallError, HostCalls};
+
+/// A sequential state machine over a JSON state.
+///
+/// Theater owns the state: `init` produces it, `handle_input` gets it by reference and
+/// returns the next one, `verify_state` checks an invariant before any new state is
+/// accepted. Anything non-deterministic (time, randomness, the outside world) must go
+/// through [`HostCalls`], so the chain records it and replay can feed it back.
+#[async_trait]
+pub trait Actor: Send + 'static {
+    /// Produces the initial state.
+    async fn init(&mut self, host: &mut HostCalls) -> Result<Value, ActorError>;
+
+    /// Handles one input: returns the output and the next state.
+    async fn handle_input(
+        &mut self,
+        input: &ActorInput,
+        state: &Value,
+        host: &mut HostCalls,
+    ) -> Result<(ActorOutput, Value), ActorError>;
+
+    /// Whether `state` is acceptable. A rejected state is never adopted: the input is
+    /// recorded as failed and the state stays as it was.
+    fn verify_state(&self, _state: &Value) -> bool {
+        true
+    }
+}
+
+/// Why an actor could not handle an input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ActorError {
+    /// The actor refused or failed the input. Replay reproduces it.
+    #[error("error: {0}")]
+    Failed(String),
+    /// The actor trapped (a wasm trap, a guest panic). Replay reproduces it.
+    #[error("trap: {0}")]
+    Trap(String),
+    /// The actor hit a deterministic resource limit (memory, fuel).
+    #[error("limit: {0}")]
+    Limit(String),
+    /// The actor was interrupted for taking too long (wall-clock). Not reproducible, so
+    /// replay does not re-run such an input; it only checks the state stayed the same.
+    #[error("timeout: {0}")]
+    Timeout(String),
+    /// A host call did not match the recording during replay.
+    #[error("host call: {0}")]
+    HostCall(#[from] HostCallError),
+    /// The actor is broken and must be restarted (its instance is unusable). Nothing is
+    /// recorded; the supervisor restarts it from its chain.
+    #[error("fatal: {0}")]
+    Fatal(String),
+}
+
+/// The kind of a recorded failure, read back from a failed entry's error text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FailureKind {
+    /// Replay re-runs the input and expects it to fail again.
+    Reproducible,
+    /// Replay does not re-run the input (it failed for reasons outside the actor).
+    Environmental,
+}
+
+impl FailureKind {
+    pub(crate) fn of_recorded(error: &str) -> Self {
+        if error.starts_with("timeout:") {
+            FailureKind::Environmental
+        } else {
+            FailureKind::Reproducible
+        }
+    }
+}
+
+impl ActorError {
+    /// Whether the actor must be restarted rather than the input recorded as failed.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, ActorError::Fatal(_))
+    }
+}

@@ -1,0 +1,214 @@
+//! [`ActorHandle`]: a cheap, cloneable way to reach a running actor through its bounded mailbox.
+
+use serde_json::Value;
+use theater_chain::{ChainId, ChainRef, Hash, Head};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::events::Subscription;
+use crate::{ActorEvent, ActorInput, ActorOutput};
+
+/// The answer to an input that was handled and recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// The entry's seq.
+    pub seq: u64,
+    /// The entry's hash (what other chains refer to).
+    pub hash: Hash,
+    /// What the actor answered.
+    pub output: ActorOutput,
+}
+
+/// Why a call to an actor got no [`Outcome`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The input failed; the failure is recorded at `seq` and the state is unchanged.
+    #[error("actor {actor} failed input (seq {seq}): {error}")]
+    Failed {
+        /// The actor.
+        actor: ChainId,
+        /// The failed entry's seq.
+        seq: u64,
+        /// Why it failed.
+        error: String,
+    },
+    /// The actor crashed while handling the input; nothing was recorded, and the
+    /// supervisor restarts it.
+    #[error("actor {actor} crashed handling the input: {reason}")]
+    Crashed {
+        /// The actor.
+        actor: ChainId,
+        /// Why.
+        reason: String,
+    },
+    /// The actor is stopped (or was given up on); nothing was delivered.
+    #[error("actor {actor} is stopped{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Stopped {
+        /// The actor.
+        actor: ChainId,
+        /// Why, if it did not stop normally.
+        reason: Option<String>,
+    },
+    /// The mailbox is full (only from the `try_` methods).
+    #[error("actor {actor}'s mailbox is full")]
+    Full {
+        /// The actor.
+        actor: ChainId,
+    },
+}
+
+/// An actor's lifecycle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ActorStatus {
+    /// Handling inputs.
+    Running,
+    /// Crashed; being restarted from its chain.
+    Restarting {
+        /// Restart attempts within the policy window.
+        attempt: u32,
+    },
+    /// Stopped normally.
+    Stopped,
+    /// Crashed too often; the supervisor gave up.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<Outcome, CallError>>;
+
+pub(crate) enum Command {
+    Input {
+        input: ActorInput,
+        refs: Vec<ChainRef>,
+        reply: Option<Reply>,
+    },
+    State {
+        reply: oneshot::Sender<(Value, Option<Head>)>,
+    },
+    Stop {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A handle to a running actor. Clones share one mailbox; when every handle is dropped the
+/// actor stops. Interfaces (messages, HTTP, timers) each hold one.
+#[derive(Clone, Debug)]
+pub struct ActorHandle {
+    pub(crate) id: ChainId,
+    pub(crate) tx: mpsc::Sender<Command>,
+    pub(crate) events: broadcast::Sender<ActorEvent>,
+    pub(crate) status: watch::Receiver<ActorStatus>,
+}
+
+impl ActorHandle {
+    /// The actor's id (its chain's id).
+    pub fn id(&self) -> &ChainId {
+        &self.id
+    }
+
+    fn stopped(&self) -> CallError {
+        let reason = match &*self.status.borrow() {
+            ActorStatus::Failed { reason } => Some(reason.clone()),
+            _ => None,
+        };
+        CallError::Stopped {
+            actor: self.id.clone(),
+            reason,
+        }
+    }
+
+    async fn enqueue(&self, cmd: Command) -> Result<(), CallError> {
+        self.tx.send(cmd).await.map_err(|_| self.stopped())
+    }
+
+    /// Sends `input` and waits for it to be handled and durably recorded. Waits for mailbox
+    /// space first (backpressure).
+    pub async fn call(&self, input: ActorInput) -> Result<Outcome, CallError> {
+        self.call_with_refs(input, Vec::new()).await
+    }
+
+    /// [`ActorHandle::call`], recording references to the entries of other chains the input
+    /// came from.
+    pub async fn call_with_refs(
+        &self,
+        input: ActorInput,
+        refs: Vec<ChainRef>,
+    ) -> Result<Outcome, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Command::Input {
+            input,
+            refs,
+            reply: Some(tx),
+        })
+        .await?;
+        rx.await.map_err(|_| self.stopped())?
+    }
+
+    /// Queues `input` without waiting for it to be handled; waits only for mailbox space.
+    pub async fn tell(&self, input: ActorInput) -> Result<(), CallError> {
+        self.enqueue(Command::Input {
+            input,
+            refs: Vec::new(),
+            reply: None,
+        })
+        .await
+    }
+
+    /// Queues `input` if the mailbox has room; never waits.
+    pub fn try_tell(&self, input: ActorInput) -> Result<(), CallError> {
+        self.tx
+            .try_send(Command::Input {
+                input,
+                refs: Vec::new(),
+                reply: None,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => CallError::Full {
+                    actor: self.id.clone(),
+                },
+                mpsc::error::TrySendError::Closed(_) => self.stopped(),
+            })
+    }
+
+    /// The current state and chain head (after every input queued before this call).
+    pub async fn state(&self) -> Result<(Value, Option<Head>), CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Command::State { reply: tx }).await?;
+        rx.await.map_err(|_| self.stopped())
+    }
+
+    /// Stops the actor after the inputs queued before this call; returns once it has stopped
+    /// with every entry durable.
+    pub async fn stop(&self) -> Result<(), CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Command::Stop { reply: tx }).await?;
+        rx.await.map_err(|_| self.stopped())
+    }
+
+    /// The actor's status now.
+    pub fn status(&self) -> ActorStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Waits until the actor is stopped or given up on, and returns that status.
+    pub async fn wait_stopped(&self) -> ActorStatus {
+        let mut rx = self.status.clone();
+        let done = rx
+            .wait_for(|s| matches!(s, ActorStatus::Stopped | ActorStatus::Failed { .. }))
+            .await;
+        match done {
+            Ok(s) => s.clone(),
+            Err(_) => ActorStatus::Stopped,
+        }
+    }
+
+    /// Subscribes to the actor's events from now on.
+    pub fn subscribe(&self) -> Subscription {
+        Subscription {
+            rx: self.events.subscribe(),
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Recording non-deterministic host calls, and feeding them back during replay.
+
+use std::future::Future;
+
+use serde_json::json;
+use theater_chain::{HostCall, Payload};
+
+/// The recorder an actor's host side uses for every call that reads the outside world.
+///
+/// Live, [`HostCalls::call`] performs the call and records its request and result in the
+/// entry being built. During replay it performs nothing: it checks the request matches the
+/// recording and returns the recorded result, so the actor sees exactly what it saw then.
+#[derive(Debug, Default)]
+pub struct HostCalls {
+    /// Recorded calls to feed back, when replaying.
+    replay: Option<Vec<HostCall>>,
+    /// Calls made so far (live) or consumed so far (replay).
+    done: Vec<HostCall>,
+}
+
+/// A host call that does not match the recording during replay.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostCallError {
+    /// The actor made a different call than the one recorded at this position.
+    #[error("call #{index} was {got:?} but the recording has {expected:?}")]
+    Mismatch {
+        /// Position of the call within the entry.
+        index: usize,
+        /// The recorded call's name.
+        expected: String,
+        /// The call the actor made.
+        got: String,
+    },
+    /// The actor made the same call with other arguments.
+    #[error("call #{index} ({name}) has other arguments than recorded")]
+    Arguments {
+        /// Position of the call within the entry.
+        index: usize,
+        /// The call's name.
+        name: String,
+    },
+    /// The actor made more calls than were recorded.
+    #[error("call #{index} ({name}) was never recorded")]
+    Extra {
+        /// Position of the call within the entry.
+        index: usize,
+        /// The call's name.
+        name: String,
+    },
+    /// A recorded result does not have the shape the call returns.
+    #[error("recorded result of {name} is malformed")]
+    Malformed {
+        /// The call's name.
+        name: String,
+    },
+}
+
+/// Name of the clock read recorded by [`HostCalls::now_millis`].
+pub const CLOCK_NOW: &str = "theater:clock/now";
+/// Name of the randomness read recorded by [`HostCalls::random_bytes`].
+pub const RANDOM_BYTES: &str = "theater:random/bytes";
+
+impl HostCalls {
+    /// A recorder that performs calls.
+    pub fn live() -> Self {
+        HostCalls::default()
+    }
+
+    /// A recorder that feeds back `recorded`.
+    pub fn replaying(recorded: Vec<HostCall>) -> Self {
+        HostCalls {
+            replay: Some(recorded),
+            done: Vec::new(),
+        }
+    }
+
+    /// Whether calls are being fed back rather than performed.
+    pub fn is_replaying(&self) -> bool {
+        self.replay.is_some()
+    }
+
+    /// Performs (or, in replay, looks up) the call `name` with `request`.
+    pub async fn call<F, Fut>(
+        &mut self,
+        name: &str,
+        request: Payload,
+        live: F,
+    ) -> Result<Payload, HostCallError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Payload>,
+    {
+        if let Some(found) = self.next_recorded(name, &request)? {
+            return Ok(found);
+        }
+        let result = live().await;
+        self.done.push(HostCall {
+            name: name.to_string(),
+            request,
+            result: result.clone(),
+        });
+        Ok(result)
+    }
+
+    /// [`HostCalls::call`] for a call that does not need to wait.
+    pub fn call_sync(
+        &mut self,
+        name: &str,
+        request: Payload,
+        live: impl FnOnce() -> Payload,
+    ) -> Result<Payload, HostCallError> {
+        if let Some(found) = self.next_recorded(name, &request)? {
+            return Ok(found);
+        }
+        let result = live();
+        self.done.push(HostCall {
+            name: name.to_string(),
+            request,
+            result: result.clone(),
+        });
+        Ok(result)
+    }
+
+    fn next_recorded(
+        &mut self,
+        name: &str,
+        request: &Payload,
+    ) -> Result<Option<Payload>, HostCallError> {
+        let Some(recorded) = &self.replay else {
+            return Ok(None);
+        };
+        let index = self.done.len();
+        let Some(call) = recorded.get(index) else {
+            return Err(HostCallError::Extra {
+                index,
+                name: name.to_string(),
+            });
+        };
+        if call.name != name {
+            return Err(HostCallError::Mismatch {
+                index,
+                expected: call.name.clone(),
+                got: name.to_string(),
+            });
+        }
+        if call.request != *request {
+            return Err(HostCallError::Arguments {
+                index,
+                name: name.to_string(),
+            });
+        }
+        let call = call.clone();
+        let result = call.result.clone();
+        self.done.push(call);
+        Ok(Some(result))
+    }
+
+    /// Milliseconds since the Unix epoch, from the system clock (recorded).
+    pub fn now_millis(&mut self) -> Result<u64, HostCallError> {
+        let result = self.call_sync(CLOCK_NOW, Payload::default(), || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            Payload::json(json!(now))
+        })?;
+        result.json.as_u64().ok_or(HostCallError::Malformed {
+            name: CLOCK_NOW.into(),
+        })
+    }
+
+    /// `n` random bytes from the operating system (recorded).
+    pub fn random_bytes(&mut self, n: usize) -> Result<Vec<u8>, HostCallError> {
+        let result = self.call_sync(RANDOM_BYTES, Payload::json(json!(n)), || {
+            let mut buf = vec![0u8; n];
+            // The OS source failing is unrecoverable for any caller; zeros would be a
+            // silent lie, so it is recorded as an empty result and reported below.
+            if getrandom::fill(&mut buf).is_err() {
+                buf.clear();
+            }
+            Payload::bytes(buf)
+        })?;
+        if result.bytes.len() != n {
+            return Err(HostCallError::Malformed {
+                name: RANDOM_BYTES.into(),
+            });
+        }
+        Ok(result.bytes)
+    }
+
+    /// Calls recorded (live) or consumed (replay) so far.
+    pub fn calls(&self) -> &[HostCall] {
+        &self.done
+    }
+
+    /// Recorded calls that replay has not consumed.
+    pub(crate) fn unconsumed(&self) -> usize {
+        self.replay
+            .as_ref()
+            .map_or(0, |r| r.len().saturating_sub(self.done.len()))
+    }
+
+    pub(crate) fn into_calls(self) -> Vec<HostCall> {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_feeds_back_recorded_results() {
+        let mut live = HostCalls::live();
+        let t = live.now_millis().unwrap();
+        let r = live.random_bytes(16).unwrap();
+        let recorded = live.into_calls();
+        assert_eq!(recorded.len(), 2);
+
+        let mut replay = HostCalls::replaying(recorded.clone());
+        assert!(replay.is_replaying());
+        assert_eq!(replay.now_millis().unwrap(), t);
+        assert_eq!(replay.random_bytes(16).unwrap(), r);
+        assert_eq!(replay.unconsumed(), 0);
+
+        let mut wrong = HostCalls::replaying(recorded.clone());
+        assert!(matches!(
+            wrong.random_bytes(16),
+            Err(HostCallError::Mismatch { index: 0, .. })
+        ));
+        let mut args = HostCalls::replaying(recorded[1..].to_vec());
+        assert!(matches!(
+            args.random_bytes(8),
+            Err(HostCallError::Arguments { .. })
+        ));
+        let mut extra = HostCalls::replaying(vec![]);
+        assert!(matches!(
+            extra.now_millis(),
+            Err(HostCallError::Extra { index: 0, .. })
+        ));
+    }
+}

@@ -1,0 +1,178 @@
+//! What reaches an actor ([`ActorInput`]) and what it answers ([`ActorOutput`]).
+//!
+//! Both are explicit enums: adding a kind of interaction means adding a variant, and the
+//! compiler then shows every place that must handle it. In the chain, each becomes a
+//! [`Payload`]: the structure as JSON, any binary body as raw bytes beside it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use theater_chain::Payload;
+
+/// Something that arrives at an actor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ActorInput {
+    /// A fire-and-forget message; the actor answers [`ActorOutput::None`].
+    Message {
+        /// The message.
+        payload: Value,
+    },
+    /// A request expecting a [`ActorOutput::Reply`].
+    Request {
+        /// The request.
+        payload: Value,
+    },
+    /// An HTTP request.
+    HttpRequest(HttpRequest),
+}
+
+/// What an actor answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ActorOutput {
+    /// Nothing to answer (e.g. to a message).
+    None,
+    /// The answer to a request.
+    Reply {
+        /// The answer.
+        payload: Value,
+    },
+    /// An HTTP response.
+    HttpResponse(HttpResponse),
+}
+
+/// An HTTP request as an actor sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpRequest {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path, percent-encoded as received (`/todos/1`).
+    pub path: String,
+    /// The query string without `?`, if any.
+    pub query: Option<String>,
+    /// Header names (lowercase) and values, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The body; stored in the chain as raw bytes.
+    #[serde(skip)]
+    pub body: Vec<u8>,
+}
+
+/// An HTTP response from an actor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header names and values.
+    pub headers: Vec<(String, String)>,
+    /// The body; stored in the chain as raw bytes.
+    #[serde(skip)]
+    pub body: Vec<u8>,
+}
+
+/// A payload in the chain that is not a valid [`ActorInput`] or [`ActorOutput`].
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {what} in the chain: {source}")]
+pub struct PayloadError {
+    what: &'static str,
+    source: serde_json::Error,
+}
+
+macro_rules! payload_conversions {
+    ($ty:ident, $what:literal, $binary:ident) => {
+        impl $ty {
+            /// The chain form: structure as JSON, the body (if any) as raw bytes.
+            pub fn to_payload(&self) -> Payload {
+                // Serialising these types cannot fail: every field is a string, number or
+                // JSON value.
+                let json = serde_json::to_value(self).unwrap_or(Value::Null);
+                let bytes = match self {
+                    $ty::$binary(inner) => inner.body.clone(),
+                    _ => Vec::new(),
+                };
+                Payload { json, bytes }
+            }
+
+            /// Reads back what [`Self::to_payload`] wrote.
+            pub fn from_payload(payload: &Payload) -> Result<Self, PayloadError> {
+                let mut v: $ty =
+                    serde_json::from_value(payload.json.clone()).map_err(|source| {
+                        PayloadError {
+                            what: $what,
+                            source,
+                        }
+                    })?;
+                if let $ty::$binary(inner) = &mut v {
+                    inner.body = payload.bytes.clone();
+                }
+                Ok(v)
+            }
+        }
+    };
+}
+
+payload_conversions!(ActorInput, "input", HttpRequest);
+payload_conversions!(ActorOutput, "output", HttpResponse);
+
+impl ActorInput {
+    /// A message input.
+    pub fn message(payload: Value) -> Self {
+        ActorInput::Message { payload }
+    }
+
+    /// A request input.
+    pub fn request(payload: Value) -> Self {
+        ActorInput::Request { payload }
+    }
+
+    /// The JSON payload of a message or request.
+    pub fn payload(&self) -> Option<&Value> {
+        match self {
+            ActorInput::Message { payload } | ActorInput::Request { payload } => Some(payload),
+            ActorInput::HttpRequest(_) => None,
+        }
+    }
+}
+
+impl ActorOutput {
+    /// A reply output.
+    pub fn reply(payload: Value) -> Self {
+        ActorOutput::Reply { payload }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn inputs_and_outputs_round_trip_through_payloads() {
+        let inputs = [
+            ActorInput::message(json!({"add": 1})),
+            ActorInput::request(json!("hi")),
+            ActorInput::HttpRequest(HttpRequest {
+                method: "POST".into(),
+                path: "/todos".into(),
+                query: Some("x=1".into()),
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: vec![0, 159, 146, 150],
+            }),
+        ];
+        for input in inputs {
+            let p = input.to_payload();
+            assert_eq!(ActorInput::from_payload(&p).unwrap(), input);
+        }
+        let out = ActorOutput::HttpResponse(HttpResponse {
+            status: 201,
+            headers: vec![],
+            body: b"\x00binary".to_vec(),
+        });
+        let p = out.to_payload();
+        assert_eq!(p.bytes, b"\x00binary");
+        assert_eq!(p.json["status"], 201);
+        assert_eq!(ActorOutput::from_payload(&p).unwrap(), out);
+        assert!(ActorInput::from_payload(&Payload::json(json!({"type": "nope"}))).is_err());
+    }
+}

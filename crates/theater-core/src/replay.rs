@@ -1,0 +1,285 @@
+//! Replay: re-run a chain's inputs against an actor, feeding back recorded host calls, and
+//! compare every outcome and state hash with the recording.
+
+use std::fmt;
+
+use serde_json::Value;
+use theater_chain::{ChainError, ChainStore, Entry, Event, Hash, Head, Payload, Snapshot};
+
+use crate::actor::FailureKind;
+use crate::{Actor, ActorError, ActorInput, HostCalls};
+
+/// A chain that replayed exactly.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplayReport {
+    /// The seq replay started from: 0, or the snapshot it started from (whose entry is
+    /// checked against the snapshot, not re-run).
+    pub from: u64,
+    /// Entries re-run and checked.
+    pub entries: u64,
+    /// The state after the last entry.
+    pub state: Value,
+    /// Its hash.
+    pub state_hash: Hash,
+    /// The last entry.
+    pub head: Option<Head>,
+}
+
+/// Where a replay stopped matching the chain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Divergence {
+    /// The first entry whose replay differs.
+    pub seq: u64,
+    /// How it differs.
+    pub what: Mismatch,
+}
+
+/// How a replayed entry differs from the recorded one.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Mismatch {
+    /// The state after the entry hashes differently.
+    StateHash {
+        /// Recorded.
+        expected: Hash,
+        /// Replayed.
+        actual: Hash,
+    },
+    /// The actor answered differently.
+    Output {
+        /// Recorded.
+        expected: Payload,
+        /// Replayed.
+        actual: Payload,
+    },
+    /// The input succeeded where it failed, or failed where it succeeded.
+    Outcome {
+        /// Recorded (`ok`, or the recorded error).
+        expected: String,
+        /// Replayed.
+        actual: String,
+    },
+    /// The actor made fewer host calls than were recorded.
+    UnusedHostCalls {
+        /// How many recorded calls were not made.
+        unused: usize,
+    },
+    /// The entry cannot be replayed (an undecodable input, an init entry out of place).
+    Unreplayable(String),
+}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "replay diverged at seq {}: ", self.seq)?;
+        match &self.what {
+            Mismatch::StateHash { expected, actual } => write!(
+                f,
+                "state hash {} expected, {} replayed",
+                expected.short(),
+                actual.short()
+            ),
+            Mismatch::Output { expected, actual } => write!(
+                f,
+                "output {} expected, {} replayed",
+                expected.json, actual.json
+            ),
+            Mismatch::Outcome { expected, actual } => {
+                write!(f, "recorded outcome {expected:?}, replayed {actual:?}")
+            }
+            Mismatch::UnusedHostCalls { unused } => {
+                write!(f, "{unused} recorded host calls were not made")
+            }
+            Mismatch::Unreplayable(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Why a replay did not verify.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// The actor's behaviour differs from the recording.
+    #[error("{0}")]
+    Diverged(Box<Divergence>),
+    /// The chain could not be read.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The chain is pruned and its anchor snapshot is missing.
+    #[error("chain starts at seq {start} but has no snapshot there to replay from")]
+    NoSnapshot {
+        /// The chain's first stored seq.
+        start: u64,
+    },
+}
+
+impl ReplayError {
+    fn diverged(seq: u64, what: Mismatch) -> Self {
+        ReplayError::Diverged(Box::new(Divergence { seq, what }))
+    }
+}
+
+/// Replays the whole stored chain (from genesis, or from the anchor snapshot of a pruned
+/// chain) against `actor`.
+pub async fn replay<A: Actor>(
+    actor: &mut A,
+    chain: &dyn ChainStore,
+) -> Result<ReplayReport, ReplayError> {
+    let start = chain.start();
+    if start == 0 {
+        return replay_from(actor, chain, 0, None).await;
+    }
+    let snapshot = chain
+        .snapshot_at(start)?
+        .ok_or(ReplayError::NoSnapshot { start })?;
+    from_snapshot(actor, chain, snapshot).await
+}
+
+/// Rebuilds the state at the head: from the newest snapshot if there is one, re-running only
+/// the entries after it. What a restart does.
+pub async fn resume<A: Actor>(
+    actor: &mut A,
+    chain: &dyn ChainStore,
+) -> Result<ReplayReport, ReplayError> {
+    match chain.latest_snapshot()? {
+        Some(snapshot) => from_snapshot(actor, chain, snapshot).await,
+        None => replay(actor, chain).await,
+    }
+}
+
+/// Checks `snapshot` against its entry, then re-runs the entries after it.
+async fn from_snapshot<A: Actor>(
+    actor: &mut A,
+    chain: &dyn ChainStore,
+    snapshot: Snapshot,
+) -> Result<ReplayReport, ReplayError> {
+    let anchor = chain.get(snapshot.seq)?;
+    let hash = Hash::of_json(&snapshot.state);
+    if hash != anchor.state_hash() {
+        return Err(ReplayError::diverged(
+            snapshot.seq,
+            Mismatch::StateHash {
+                expected: anchor.state_hash(),
+                actual: hash,
+            },
+        ));
+    }
+    let mut report = replay_from(actor, chain, snapshot.seq + 1, Some(snapshot.state)).await?;
+    report.from = snapshot.seq;
+    Ok(report)
+}
+
+/// Re-runs entries `from..` starting from `state` (`None`: from genesis, entry 0 must be init).
+async fn replay_from<A: Actor>(
+    actor: &mut A,
+    chain: &dyn ChainStore,
+    from: u64,
+    state: Option<Value>,
+) -> Result<ReplayReport, ReplayError> {
+    let mut state = state;
+    let mut state_hash = state.as_ref().map(Hash::of_json);
+    let mut entries = 0;
+    for seq in from..chain.len() {
+        let entry = chain.get(seq)?;
+        let next = replay_entry(actor, &entry, state.as_ref()).await?;
+        let hash = match &next {
+            Some(new_state) => Hash::of_json(new_state),
+            None => state_hash.unwrap_or(Hash::ZERO),
+        };
+        if hash != entry.state_hash() {
+            return Err(ReplayError::diverged(
+                seq,
+                Mismatch::StateHash {
+                    expected: entry.state_hash(),
+                    actual: hash,
+                },
+            ));
+        }
+        if let Some(s) = next {
+            state = Some(s);
+        }
+        state_hash = Some(hash);
+        entries += 1;
+    }
+    let state = state.ok_or_else(|| {
+        ReplayError::diverged(0, Mismatch::Unreplayable("the chain is empty".into()))
+    })?;
+    Ok(ReplayReport {
+        from,
+        entries,
+        state_hash: state_hash.unwrap_or_else(|| Hash::of_json(&state)),
+        state,
+        head: chain.head(),
+    })
+}
+
+/// Re-runs one entry. Returns the new state, or `None` when the state must stay unchanged.
+async fn replay_entry<A: Actor>(
+    actor: &mut A,
+    entry: &Entry,
+    state: Option<&Value>,
+) -> Result<Option<Value>, ReplayError> {
+    let seq = entry.seq();
+    let mut host = HostCalls::replaying(entry.host_calls().to_vec());
+    let diverged = |what| ReplayError::diverged(seq, what);
+    let unreplayable = |why: String| ReplayError::diverged(seq, Mismatch::Unreplayable(why));
+    let outcome = |expected: &str, actual: String| {
+        ReplayError::diverged(
+            seq,
+            Mismatch::Outcome {
+                expected: expected.to_string(),
+                actual,
+            },
+        )
+    };
+    let result = match (entry.event(), state) {
+        (Event::Init { .. }, None) => {
+            let s = actor
+                .init(&mut host)
+                .await
+                .map_err(|e| outcome("ok", e.to_string()))?;
+            Some(s)
+        }
+        (Event::Init { .. }, Some(_)) => {
+            return Err(unreplayable("an init entry after the chain's start".into()));
+        }
+        (_, None) => return Err(unreplayable("the chain does not start with init".into())),
+        (Event::Input { input, output }, Some(state)) => {
+            let input = ActorInput::from_payload(input).map_err(|e| unreplayable(e.to_string()))?;
+            let (out, new_state) = actor
+                .handle_input(&input, state, &mut host)
+                .await
+                .map_err(|e| outcome("ok", e.to_string()))?;
+            if !actor.verify_state(&new_state) {
+                return Err(outcome("ok", "state rejected by verify_state".into()));
+            }
+            let out = out.to_payload();
+            if out != *output {
+                return Err(diverged(Mismatch::Output {
+                    expected: output.clone(),
+                    actual: out,
+                }));
+            }
+            Some(new_state)
+        }
+        (Event::Failed { input, error }, Some(state)) => {
+            if FailureKind::of_recorded(error) == FailureKind::Environmental {
+                return Ok(None);
+            }
+            let input = ActorInput::from_payload(input).map_err(|e| unreplayable(e.to_string()))?;
+            match actor.handle_input(&input, state, &mut host).await {
+                Err(ActorError::HostCall(e)) => {
+                    return Err(outcome(error, format!("host call: {e}")));
+                }
+                Err(_) => None,
+                Ok((_, new_state)) if !actor.verify_state(&new_state) => None,
+                Ok(_) => return Err(outcome(error, "ok".into())),
+            }
+        }
+        (other, _) => return Err(unreplayable(format!("unknown event kind {}", other.kind()))),
+    };
+    let unused = host.unconsumed();
+    if unused > 0 {
+        return Err(diverged(Mismatch::UnusedHostCalls { unused }));
+    }
+    Ok(result)
+}

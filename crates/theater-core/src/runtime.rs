@@ -1,0 +1,253 @@
+//! [`ActorRuntime`]: owns an actor's state and chain, and records every transition.
+
+use serde_json::Value;
+use theater_chain::{ChainError, ChainRef, ChainStore, Hash, NewEntry, Payload, Snapshot};
+
+use crate::replay::{ReplayError, resume};
+use crate::{Actor, ActorError, ActorInput, ActorOutput, HostCalls};
+
+/// How an [`ActorRuntime`] keeps its chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RuntimeConfig {
+    /// Save a snapshot of the state every this many entries (`None`: never), so a restart
+    /// replays at most that many entries.
+    pub snapshot_every: Option<u64>,
+    /// Drop the entries before each new snapshot (the chain then verifies from it).
+    pub prune_on_snapshot: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            snapshot_every: Some(1000),
+            prune_on_snapshot: false,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Sets [`RuntimeConfig::snapshot_every`].
+    pub fn snapshot_every(mut self, every: Option<u64>) -> Self {
+        self.snapshot_every = every;
+        self
+    }
+
+    /// Sets [`RuntimeConfig::prune_on_snapshot`].
+    pub fn prune_on_snapshot(mut self, prune: bool) -> Self {
+        self.prune_on_snapshot = prune;
+        self
+    }
+}
+
+/// Why the runtime could not go on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The actor's `init` failed or its initial state was rejected.
+    #[error("actor init failed: {0}")]
+    Init(ActorError),
+    /// The actor reported itself broken ([`ActorError::Fatal`]); it must be restarted.
+    #[error("actor crashed: {0}")]
+    Crashed(ActorError),
+    /// The chain could not be read or written.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// Rebuilding the state from the chain failed.
+    #[error("resuming from the chain failed: {0}")]
+    Resume(#[from] ReplayError),
+}
+
+/// What handling one input recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Handled {
+    /// The entry's seq.
+    pub seq: u64,
+    /// The entry's hash.
+    pub hash: Hash,
+    /// The output, or why the input failed (the state did not change).
+    pub result: Result<ActorOutput, ActorError>,
+}
+
+/// An actor with its state and chain. Handles one input at a time; every input becomes an
+/// entry: a transition, or a failure that leaves the state unchanged.
+pub struct ActorRuntime<A> {
+    actor: A,
+    chain: Box<dyn ChainStore>,
+    state: Value,
+    state_hash: Hash,
+    config: RuntimeConfig,
+    last_snapshot: u64,
+}
+
+impl<A> std::fmt::Debug for ActorRuntime<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActorRuntime")
+            .field("chain", &self.chain.id())
+            .field("len", &self.chain.len())
+            .field("state_hash", &self.state_hash)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Actor> ActorRuntime<A> {
+    /// Starts `actor` on `chain`: runs `init` on an empty chain, or rebuilds the state from
+    /// a stored one (newest snapshot, then the entries after it).
+    pub async fn start(
+        mut actor: A,
+        mut chain: Box<dyn ChainStore>,
+        config: RuntimeConfig,
+    ) -> Result<Self, RuntimeError> {
+        let (state, last_snapshot) = if chain.is_empty() {
+            let mut host = HostCalls::live();
+            let state = actor.init(&mut host).await.map_err(RuntimeError::Init)?;
+            if !actor.verify_state(&state) {
+                return Err(RuntimeError::Init(ActorError::Failed(
+                    "initial state rejected by verify_state".into(),
+                )));
+            }
+            let entry = NewEntry::init(Payload::json(state.clone()), Hash::of_json(&state))
+                .with_host_calls(host.into_calls());
+            let _ = chain.append(entry)?;
+            chain.sync()?;
+            (state, 0)
+        } else {
+            let report = resume(&mut actor, &*chain).await?;
+            (report.state, report.from)
+        };
+        Ok(ActorRuntime {
+            actor,
+            chain,
+            state_hash: Hash::of_json(&state),
+            state,
+            config,
+            last_snapshot,
+        })
+    }
+
+    /// Replaces the actor with a fresh one and rebuilds the state from the chain: what a
+    /// supervisor does after a crash. On failure the runtime is left as it was.
+    pub async fn restart(&mut self, mut actor: A) -> Result<(), RuntimeError> {
+        let report = resume(&mut actor, &*self.chain).await?;
+        self.actor = actor;
+        self.state_hash = report.state_hash;
+        self.state = report.state;
+        self.last_snapshot = report.from;
+        Ok(())
+    }
+
+    /// Handles one input and records it. `refs` name entries of other chains this input
+    /// came from. With group commit the entry is durable only after [`ActorRuntime::commit`].
+    pub async fn handle(
+        &mut self,
+        input: ActorInput,
+        refs: Vec<ChainRef>,
+    ) -> Result<Handled, RuntimeError> {
+        let mut host = HostCalls::live();
+        let result = self
+            .actor
+            .handle_input(&input, &self.state, &mut host)
+            .await;
+        let (entry, next, result) = match result {
+            Err(e) if e.is_fatal() => return Err(RuntimeError::Crashed(e)),
+            Err(e) => (
+                NewEntry::failed(input.to_payload(), e.to_string(), self.state_hash),
+                None,
+                Err(e),
+            ),
+            Ok((_, state)) if !self.actor.verify_state(&state) => {
+                let e = ActorError::Failed("new state rejected by verify_state".into());
+                (
+                    NewEntry::failed(
+                        input.to_payload(),
+                        format!("rejected: {e}"),
+                        self.state_hash,
+                    ),
+                    None,
+                    Err(e),
+                )
+            }
+            Ok((output, state)) => {
+                let hash = Hash::of_json(&state);
+                (
+                    NewEntry::input(input.to_payload(), output.to_payload(), hash),
+                    Some((state, hash)),
+                    Ok(output),
+                )
+            }
+        };
+        let appended = self
+            .chain
+            .append(entry.with_host_calls(host.into_calls()).with_refs(refs))?;
+        if let Some((state, hash)) = next {
+            self.state = state;
+            self.state_hash = hash;
+        }
+        self.maybe_snapshot()?;
+        Ok(Handled {
+            seq: appended.seq,
+            hash: appended.hash,
+            result,
+        })
+    }
+
+    fn maybe_snapshot(&mut self) -> Result<(), RuntimeError> {
+        let Some(every) = self.config.snapshot_every else {
+            return Ok(());
+        };
+        let Some(head) = self.chain.head() else {
+            return Ok(());
+        };
+        if head.seq - self.last_snapshot < every.max(1) {
+            return Ok(());
+        }
+        self.snapshot()
+    }
+
+    /// Saves a snapshot of the current state at the head (making the chain durable first).
+    pub fn snapshot(&mut self) -> Result<(), RuntimeError> {
+        let Some(head) = self.chain.head() else {
+            return Ok(());
+        };
+        self.chain.save_snapshot(&Snapshot {
+            seq: head.seq,
+            entry_hash: head.hash,
+            state: self.state.clone(),
+        })?;
+        self.last_snapshot = head.seq;
+        if self.config.prune_on_snapshot {
+            self.chain.prune_before(head.seq)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every recorded entry durable: what acknowledges them under group commit.
+    pub fn commit(&mut self) -> Result<(), RuntimeError> {
+        Ok(self.chain.sync()?)
+    }
+
+    /// The current state.
+    pub fn state(&self) -> &Value {
+        &self.state
+    }
+
+    /// The current state's hash.
+    pub fn state_hash(&self) -> Hash {
+        self.state_hash
+    }
+
+    /// The chain.
+    pub fn chain(&self) -> &dyn ChainStore {
+        &*self.chain
+    }
+
+    /// The actor.
+    pub fn actor(&self) -> &A {
+        &self.actor
+    }
+
+    /// Gives back the actor and the chain.
+    pub fn into_parts(self) -> (A, Box<dyn ChainStore>) {
+        (self.actor, self.chain)
+    }
+}

@@ -1,0 +1,432 @@
+//! Spawning actors, their mailbox loop, and supervision: restart from the chain after a
+//! crash, with limits and backoff, and a reported give-up.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::FutureExt;
+use theater_chain::{ChainId, ChainStore};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
+
+use crate::handle::{Command, Reply};
+use crate::{
+    Actor, ActorError, ActorEvent, ActorHandle, ActorRuntime, ActorStatus, CallError, Outcome,
+    RuntimeConfig, RuntimeError,
+};
+
+/// How a crashed actor is restarted: at most `max_restarts` within `within`, waiting
+/// `initial_backoff`, doubling up to `max_backoff`, between attempts. Past the limit the
+/// supervisor gives up: the actor is stopped and [`ActorEvent::GaveUp`] says why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestartPolicy {
+    /// Restarts allowed within the window.
+    pub max_restarts: u32,
+    /// The window.
+    pub within: Duration,
+    /// Wait before the first restart.
+    pub initial_backoff: Duration,
+    /// Longest wait between restarts.
+    pub max_backoff: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            max_restarts: 5,
+            within: Duration::from_secs(60),
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// Never restart: the first crash stops the actor.
+    pub fn never() -> Self {
+        RestartPolicy {
+            max_restarts: 0,
+            ..Self::default()
+        }
+    }
+
+    /// Allows `max_restarts` within `within`.
+    pub fn limit(mut self, max_restarts: u32, within: Duration) -> Self {
+        self.max_restarts = max_restarts;
+        self.within = within;
+        self
+    }
+
+    /// Sets the backoff range.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max;
+        self
+    }
+
+    fn delay(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(20);
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+}
+
+/// How a spawned actor runs.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ActorConfig {
+    /// Mailbox capacity: senders wait (or `try_tell` fails) when it is full.
+    pub mailbox: usize,
+    /// Most inputs handled before one commit (with group commit, one fsync serves them all).
+    pub max_batch: usize,
+    /// Events kept for slow subscribers before they are told they lagged.
+    pub events: usize,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// Snapshots and pruning.
+    pub runtime: RuntimeConfig,
+}
+
+impl Default for ActorConfig {
+    fn default() -> Self {
+        ActorConfig {
+            mailbox: 256,
+            max_batch: 64,
+            events: 1024,
+            restart: RestartPolicy::default(),
+            runtime: RuntimeConfig::default(),
+        }
+    }
+}
+
+impl ActorConfig {
+    /// Sets the mailbox capacity.
+    pub fn mailbox(mut self, capacity: usize) -> Self {
+        self.mailbox = capacity;
+        self
+    }
+    /// Sets the most inputs per commit.
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n;
+        self
+    }
+    /// Sets how many events a slow subscriber may fall behind.
+    pub fn events(mut self, n: usize) -> Self {
+        self.events = n;
+        self
+    }
+    /// Sets the restart policy.
+    pub fn restart(mut self, policy: RestartPolicy) -> Self {
+        self.restart = policy;
+        self
+    }
+    /// Sets the runtime configuration.
+    pub fn runtime(mut self, runtime: RuntimeConfig) -> Self {
+        self.runtime = runtime;
+        self
+    }
+}
+
+/// Makes fresh actors: at spawn, and after every crash.
+#[async_trait]
+pub trait ActorFactory: Send + Sync + 'static {
+    /// The actor type made.
+    type Actor: Actor;
+    /// A fresh actor (its state comes from the chain, not from here).
+    async fn create(&self) -> Result<Self::Actor, ActorError>;
+}
+
+#[async_trait]
+impl<A: Actor, F: Fn() -> A + Send + Sync + 'static> ActorFactory for F {
+    type Actor = A;
+    async fn create(&self) -> Result<A, ActorError> {
+        Ok(self())
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_string()
+    }
+}
+
+/// Starts an actor on `chain` (running `init` on an empty chain, or resuming a stored one)
+/// and returns its handle. Must be called within a tokio runtime.
+pub async fn spawn<F: ActorFactory>(
+    factory: F,
+    chain: Box<dyn ChainStore>,
+    config: ActorConfig,
+) -> Result<ActorHandle, RuntimeError> {
+    let id = chain.id().clone();
+    let actor = factory.create().await.map_err(RuntimeError::Init)?;
+    let runtime = AssertUnwindSafe(ActorRuntime::start(actor, chain, config.runtime.clone()))
+        .catch_unwind()
+        .await
+        .map_err(|p| RuntimeError::Init(ActorError::Fatal(panic_message(&*p))))??;
+    let (tx, rx) = mpsc::channel(config.mailbox.max(1));
+    let (events, _) = broadcast::channel(config.events.max(1));
+    let (status_tx, status_rx) = watch::channel(ActorStatus::Running);
+    let supervisor = Supervisor {
+        id: id.clone(),
+        runtime,
+        rx,
+        backlog: VecDeque::new(),
+        factory,
+        config,
+        events: events.clone(),
+        status: status_tx,
+        restarts: VecDeque::new(),
+    };
+    tokio::spawn(supervisor.run());
+    Ok(ActorHandle {
+        id,
+        tx,
+        events,
+        status: status_rx,
+    })
+}
+
+enum Exit {
+    Stop(Option<tokio::sync::oneshot::Sender<()>>),
+    Crashed(String),
+}
+
+struct Supervisor<F: ActorFactory> {
+    id: ChainId,
+    runtime: ActorRuntime<F::Actor>,
+    rx: mpsc::Receiver<Command>,
+    /// Commands taken from the mailbox but not handled when the actor crashed.
+    backlog: VecDeque<Command>,
+    factory: F,
+    config: ActorConfig,
+    events: broadcast::Sender<ActorEvent>,
+    status: watch::Sender<ActorStatus>,
+    restarts: VecDeque<Instant>,
+}
+
+impl<F: ActorFactory> Supervisor<F> {
+    async fn run(mut self) {
+        loop {
+            match self.serve().await {
+                Exit::Stop(reply) => {
+                    self.close(None);
+                    let _ = self.status.send(ActorStatus::Stopped);
+                    let _ = self.events.send(ActorEvent::Stopped);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(());
+                    }
+                    return;
+                }
+                Exit::Crashed(reason) => {
+                    if !self.restart(reason).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Option<Command> {
+        match self.backlog.pop_front() {
+            Some(c) => Some(c),
+            None => self.rx.recv().await,
+        }
+    }
+
+    fn try_next(&mut self) -> Option<Command> {
+        self.backlog.pop_front().or_else(|| self.rx.try_recv().ok())
+    }
+
+    /// Handles commands a batch at a time: every input of the batch is recorded, then one
+    /// commit makes them durable, then the callers get their answers and observers their events.
+    async fn serve(&mut self) -> Exit {
+        let max_batch = self.config.max_batch.max(1);
+        loop {
+            let Some(first) = self.next().await else {
+                return Exit::Stop(None);
+            };
+            let mut replies: Vec<(Reply, Result<Outcome, CallError>)> = Vec::new();
+            let mut state_replies = Vec::new();
+            let mut events = Vec::new();
+            let mut exit = None;
+            let mut cmd = Some(first);
+            let mut handled = 0;
+            while let Some(c) = cmd.take() {
+                match c {
+                    Command::Input { input, refs, reply } => {
+                        handled += 1;
+                        let result = AssertUnwindSafe(self.runtime.handle(input, refs))
+                            .catch_unwind()
+                            .await;
+                        let answer = match result {
+                            Ok(Ok(h)) => {
+                                let failed = h.result.as_ref().err().map(ToString::to_string);
+                                events.push(ActorEvent::Entry {
+                                    seq: h.seq,
+                                    hash: h.hash,
+                                    failed,
+                                });
+                                h.result
+                                    .map(|output| Outcome {
+                                        seq: h.seq,
+                                        hash: h.hash,
+                                        output,
+                                    })
+                                    .map_err(|e| CallError::Failed {
+                                        actor: self.id.clone(),
+                                        seq: h.seq,
+                                        error: e.to_string(),
+                                    })
+                            }
+                            Ok(Err(e)) => {
+                                exit = Some(Exit::Crashed(e.to_string()));
+                                Err(self.crashed(e.to_string()))
+                            }
+                            Err(panic) => {
+                                let reason = panic_message(&*panic);
+                                exit = Some(Exit::Crashed(reason.clone()));
+                                Err(self.crashed(reason))
+                            }
+                        };
+                        if let Some(reply) = reply {
+                            replies.push((reply, answer));
+                        }
+                    }
+                    Command::State { reply } => {
+                        let head = self.runtime.chain().head();
+                        state_replies.push((reply, (self.runtime.state().clone(), head)));
+                    }
+                    Command::Stop { reply } => exit = Some(Exit::Stop(Some(reply))),
+                }
+                if exit.is_none() && handled < max_batch {
+                    cmd = self.try_next();
+                }
+            }
+            if let Err(e) = self.runtime.commit() {
+                // Nothing of this batch is known to be durable: no caller is told otherwise.
+                let reason = format!("commit failed: {e}");
+                for (_, answer) in &mut replies {
+                    if answer.is_ok() {
+                        *answer = Err(self.crashed(reason.clone()));
+                    }
+                }
+                events.clear();
+                exit = Some(Exit::Crashed(reason));
+            }
+            for (reply, answer) in replies {
+                let _ = reply.send(answer);
+            }
+            for (reply, state) in state_replies {
+                let _ = reply.send(state);
+            }
+            for event in events {
+                // No subscribers is fine; a slow one lags, the actor never waits.
+                let _ = self.events.send(event);
+            }
+            if let Some(exit) = exit {
+                return exit;
+            }
+        }
+    }
+
+    fn crashed(&self, reason: String) -> CallError {
+        CallError::Crashed {
+            actor: self.id.clone(),
+            reason,
+        }
+    }
+
+    /// Restarts after a crash within the policy; returns false after giving up.
+    async fn restart(&mut self, mut reason: String) -> bool {
+        let policy = self.config.restart.clone();
+        loop {
+            let now = Instant::now();
+            while self
+                .restarts
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > policy.within)
+            {
+                self.restarts.pop_front();
+            }
+            if self.restarts.len() as u32 >= policy.max_restarts {
+                let reason = format!(
+                    "gave up after {} restarts within {:?}: {reason}",
+                    self.restarts.len(),
+                    policy.within
+                );
+                tracing::error!(actor = %self.id, %reason, "actor failed");
+                self.close(Some(reason.clone()));
+                let _ = self.status.send(ActorStatus::Failed {
+                    reason: reason.clone(),
+                });
+                let _ = self.events.send(ActorEvent::GaveUp { reason });
+                return false;
+            }
+            self.restarts.push_back(now);
+            let attempt = self.restarts.len() as u32;
+            let delay = policy.delay(attempt);
+            tracing::warn!(actor = %self.id, attempt, ?delay, %reason, "actor crashed; restarting");
+            let _ = self.status.send(ActorStatus::Restarting { attempt });
+            let _ = self.events.send(ActorEvent::Restarting {
+                attempt,
+                reason: reason.clone(),
+                delay,
+            });
+            tokio::time::sleep(delay).await;
+            match self.try_restart().await {
+                Ok(()) => {
+                    let _ = self.status.send(ActorStatus::Running);
+                    let _ = self.events.send(ActorEvent::Restarted { attempt });
+                    return true;
+                }
+                Err(e) => reason = e,
+            }
+        }
+    }
+
+    async fn try_restart(&mut self) -> Result<(), String> {
+        let actor = self
+            .factory
+            .create()
+            .await
+            .map_err(|e| format!("creating the actor failed: {e}"))?;
+        match AssertUnwindSafe(self.runtime.restart(actor))
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(panic) => Err(panic_message(&*panic)),
+        }
+    }
+
+    /// Refuses everything still queued: the actor is stopping (`reason` None) or failed.
+    fn close(&mut self, reason: Option<String>) {
+        self.rx.close();
+        let stopped = || CallError::Stopped {
+            actor: self.id.clone(),
+            reason: reason.clone(),
+        };
+        while let Some(cmd) = self.backlog.pop_front().or_else(|| self.rx.try_recv().ok()) {
+            match cmd {
+                Command::Input {
+                    reply: Some(reply), ..
+                } => {
+                    let _ = reply.send(Err(stopped()));
+                }
+                Command::Input { reply: None, .. } | Command::State { .. } => {}
+                Command::Stop { reply } => {
+                    let _ = reply.send(());
+                }
+            }
+        }
+    }
+}

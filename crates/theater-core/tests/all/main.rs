@@ -1,0 +1,11 @@
+//! Integration tests of theater-core, with the native actors of theater-test-support.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is how a test reports failure"
+)]
+
+mod concurrency;
+mod props;
+mod runtime;
+mod supervision;
