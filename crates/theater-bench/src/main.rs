@@ -8,6 +8,7 @@
 //! Usage: `theater-bench [--quick] [--json] [FILTER]`
 
 mod chain;
+mod core;
 mod harness;
 
 use harness::{Report, Settings};
@@ -31,6 +32,7 @@ fn main() -> anyhow::Result<()> {
     }
     let mut report = Report::new(settings, filter);
     chain::run(&mut report)?;
+    core::run(&mut report)?;
     if json {
         println!("{}", report.to_json());
     } else {

@@ -76,11 +76,35 @@ fn write_members<'a>(members: impl Iterator<Item = (&'a String, &'a Value)>, out
     }
 }
 
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// The position of the first byte that needs escaping. Scans 32-byte blocks without early
+/// exit (which the compiler vectorises), since long strings rarely need escapes at all.
+fn next_escape(bytes: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 32;
+    let mut at = 0;
+    for block in bytes.chunks_exact(BLOCK) {
+        if block.iter().fold(false, |any, &b| any | needs_escape(b)) {
+            break;
+        }
+        at += BLOCK;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&b| needs_escape(b))
+        .map(|i| at + i)
+}
+
 fn write_string(s: &str, out: &mut impl Sink) {
     out.put(b"\"");
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    while let Some(off) = next_escape(&bytes[start..]) {
+        let i = start + off;
+        out.put(&bytes[start..i]);
+        let b = bytes[i];
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -89,10 +113,8 @@ fn write_string(s: &str, out: &mut impl Sink) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0x00..=0x1f => &[],
-            _ => continue,
+            _ => &[],
         };
-        out.put(&bytes[start..i]);
         if escape.is_empty() {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.put(&[
