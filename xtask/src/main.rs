@@ -1,7 +1,8 @@
 //! Project tasks, run as `cargo xtask TASK`.
-//!
-//! - `bench [--quick] [--json] [FILTER]`: builds and runs the benchmark table (release).
 
+mod examples;
+
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
@@ -9,6 +10,9 @@ use anyhow::{Context, bail};
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
+  build-examples                      build every actor under examples/ into a component at
+                                      target/examples/<name>.wasm
+  demo                                build the examples, then run `theater demo` on the wasm counter
   bench [--quick] [--json] [FILTER]   run Theater's benchmarks (release build) and print
                                       each figure beside a baseline measured in the same run";
 
@@ -25,7 +29,31 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<ExitCode> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
-        Some("bench") => bench(args.collect()),
+        Some("build-examples") => {
+            examples::build(&root())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("demo") => {
+            examples::build(&root())?;
+            cargo_run(
+                &["run", "--quiet", "--package", "theater", "--", "demo"],
+                args.collect(),
+            )
+        }
+        Some("bench") => {
+            examples::build(&root())?;
+            cargo_run(
+                &[
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "--package",
+                    "theater-bench",
+                    "--",
+                ],
+                args.collect(),
+            )
+        }
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -34,21 +62,21 @@ fn run() -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The workspace root (xtask lives one level below it).
+fn root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(PathBuf::from).unwrap_or(here)
+}
+
 fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
-fn bench(args: Vec<String>) -> anyhow::Result<ExitCode> {
+fn cargo_run(base: &[&str], extra: Vec<String>) -> anyhow::Result<ExitCode> {
     let status = cargo()
-        .args([
-            "run",
-            "--release",
-            "--quiet",
-            "--package",
-            "theater-bench",
-            "--",
-        ])
-        .args(&args)
+        .current_dir(root())
+        .args(base)
+        .args(&extra)
         .status()
         .context("running cargo")?;
     Ok(if status.success() {

@@ -26,7 +26,7 @@ pub trait Actor: Send + 'static {
 
     /// Whether `state` is acceptable. A rejected state is never adopted: the input is
     /// recorded as failed and the state stays as it was.
-    fn verify_state(&self, _state: &Value) -> bool {
+    async fn verify_state(&mut self, _state: &Value) -> bool {
         true
     }
 }

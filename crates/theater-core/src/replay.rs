@@ -249,7 +249,7 @@ async fn replay_entry<A: Actor>(
                 .handle_input(&input, state, &mut host)
                 .await
                 .map_err(|e| outcome("ok", e.to_string()))?;
-            if !actor.verify_state(&new_state) {
+            if !actor.verify_state(&new_state).await {
                 return Err(outcome("ok", "state rejected by verify_state".into()));
             }
             let out = out.to_payload();
@@ -271,8 +271,12 @@ async fn replay_entry<A: Actor>(
                     return Err(outcome(error, format!("host call: {e}")));
                 }
                 Err(_) => None,
-                Ok((_, new_state)) if !actor.verify_state(&new_state) => None,
-                Ok(_) => return Err(outcome(error, "ok".into())),
+                Ok((_, new_state)) => {
+                    if actor.verify_state(&new_state).await {
+                        return Err(outcome(error, "ok".into()));
+                    }
+                    None
+                }
             }
         }
         (other, _) => return Err(unreplayable(format!("unknown event kind {}", other.kind()))),

@@ -101,7 +101,7 @@ impl<A: Actor> ActorRuntime<A> {
         let (state, last_snapshot) = if chain.is_empty() {
             let mut host = HostCalls::live();
             let state = actor.init(&mut host).await.map_err(RuntimeError::Init)?;
-            if !actor.verify_state(&state) {
+            if !actor.verify_state(&state).await {
                 return Err(RuntimeError::Init(ActorError::Failed(
                     "initial state rejected by verify_state".into(),
                 )));
@@ -148,6 +148,13 @@ impl<A: Actor> ActorRuntime<A> {
             .actor
             .handle_input(&input, &self.state, &mut host)
             .await;
+        let result = match result {
+            Ok((output, state)) => {
+                let accepted = self.actor.verify_state(&state).await;
+                Ok((output, state, accepted))
+            }
+            Err(e) => Err(e),
+        };
         let (entry, next, result) = match result {
             Err(e) if e.is_fatal() => return Err(RuntimeError::Crashed(e)),
             Err(e) => (
@@ -155,7 +162,7 @@ impl<A: Actor> ActorRuntime<A> {
                 None,
                 Err(e),
             ),
-            Ok((_, state)) if !self.actor.verify_state(&state) => {
+            Ok((_, _, false)) => {
                 let e = ActorError::Failed("new state rejected by verify_state".into());
                 (
                     NewEntry::failed(
@@ -167,7 +174,7 @@ impl<A: Actor> ActorRuntime<A> {
                     Err(e),
                 )
             }
-            Ok((output, state)) => {
+            Ok((output, state, true)) => {
                 let hash = Hash::of_json(&state);
                 (
                     NewEntry::input(input.to_payload(), output.to_payload(), hash),

@@ -109,7 +109,7 @@ impl Actor for Account {
         Ok((ActorOutput::reply(json!(next)), json!({"balance": next})))
     }
 
-    fn verify_state(&self, state: &Value) -> bool {
+    async fn verify_state(&mut self, state: &Value) -> bool {
         state["balance"].as_i64().is_some_and(|b| b >= 0)
     }
 }
@@ -208,4 +208,45 @@ impl Actor for Sleepy {
 /// `{"add": n}` as a request.
 pub fn add(n: i64) -> ActorInput {
     ActorInput::request(json!({"add": n}))
+}
+
+/// The workspace root.
+pub fn workspace_root() -> std::path::PathBuf {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .nth(2)
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| here.to_path_buf())
+}
+
+/// The example component `name` (`target/examples/<name>.wasm`), built by
+/// `cargo xtask build-examples` on first use in this process (a rebuild is a quick no-op when
+/// nothing changed). Panics with the build's own message if no wasm toolchain is available.
+pub fn example_component(name: &str) -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let root = workspace_root();
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = std::process::Command::new(cargo)
+            .current_dir(&root)
+            .args([
+                "run",
+                "--quiet",
+                "--package",
+                "xtask",
+                "--",
+                "build-examples",
+            ])
+            .output()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    if let Err(e) = built {
+        panic!("building the example components failed:\n{e}");
+    }
+    root.join("target/examples").join(format!("{name}.wasm"))
 }

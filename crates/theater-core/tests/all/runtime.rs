@@ -188,8 +188,8 @@ async fn init_failures_are_reported() {
         ) -> Result<(theater_core::ActorOutput, serde_json::Value), ActorError> {
             unreachable!()
         }
-        fn verify_state(&self, s: &serde_json::Value) -> bool {
-            theater_core::Actor::verify_state(&Account, s)
+        async fn verify_state(&mut self, s: &serde_json::Value) -> bool {
+            theater_core::Actor::verify_state(&mut Account, s).await
         }
     }
     let err = ActorRuntime::start(Broken, mem("b"), RuntimeConfig::default())

@@ -1,0 +1,241 @@
+//! [`WasmActor`]: an [`Actor`] whose code is a component.
+
+use async_trait::async_trait;
+use serde_json::Value;
+use theater_chain::{ChainId, to_canonical_json};
+use theater_core::{Actor, ActorError, ActorInput, ActorOutput, HostCalls};
+use wasmtime::{Store, UpdateDeadline};
+
+use crate::Limits;
+use crate::bindings;
+use crate::engine::{ActorComponent, WasmHost};
+use crate::host::{CpuLimit, HostState, MemoryLimit};
+
+struct Live {
+    store: Store<HostState>,
+    bindings: bindings::Actor,
+}
+
+/// An actor running a wasm component. Keeps one instance between inputs; after a trap or
+/// an interrupted input the instance is discarded and the next input gets a fresh one.
+pub struct WasmActor {
+    host: WasmHost,
+    component: ActorComponent,
+    id: String,
+    init: Value,
+    limits: Limits,
+    live: Option<Live>,
+}
+
+impl std::fmt::Debug for WasmActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmActor")
+            .field("id", &self.id)
+            .field("component", &self.component.hash())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasmActor {
+    pub(crate) fn new(
+        host: WasmHost,
+        component: ActorComponent,
+        id: &ChainId,
+        init: Value,
+        limits: Limits,
+    ) -> Self {
+        WasmActor {
+            host,
+            component,
+            id: id.to_string(),
+            init,
+            limits,
+            live: None,
+        }
+    }
+
+    /// Instantiates now (otherwise the first input does): to measure or to fail early.
+    pub async fn instantiate(&mut self) -> Result<(), ActorError> {
+        self.live().await.map(|_| ())
+    }
+
+    async fn live(&mut self) -> Result<&mut Live, ActorError> {
+        if self.live.is_none() {
+            let engine = &self.host.inner.engine;
+            let limit = self
+                .limits
+                .memory_bytes
+                .min(self.host.inner.config.max_memory_bytes);
+            let mut store = Store::new(engine, HostState::new(self.id.clone(), limit));
+            store.limiter(|s| s);
+            let cpu = self.limits.cpu;
+            store.epoch_deadline_callback(move |mut ctx| {
+                let state = ctx.data_mut();
+                if state.ticks_left == 0 {
+                    return Err(wasmtime::Error::new(CpuLimit(cpu)));
+                }
+                state.ticks_left -= 1;
+                // Yield so other actors on this thread run while this one computes.
+                Ok(UpdateDeadline::Yield(1))
+            });
+            // Instantiation runs guest code (start functions) too: same budget.
+            store.data_mut().ticks_left = self.ticks();
+            store.set_epoch_deadline(1);
+            let bindings = self
+                .component
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| ActorError::Fatal(format!("instantiation failed: {e:#}")))?;
+            self.live = Some(Live { store, bindings });
+        }
+        self.live
+            .as_mut()
+            .ok_or_else(|| ActorError::Fatal("no instance".into()))
+    }
+
+    fn ticks(&self) -> u64 {
+        let tick = self.host.inner.config.epoch_tick.as_nanos().max(1);
+        (self.limits.cpu.as_nanos() / tick).max(1) as u64
+    }
+
+    /// Moves the recorder into the store and arms the CPU budget.
+    fn begin(&mut self, host: &mut HostCalls) {
+        let ticks = self.ticks();
+        if let Some(live) = &mut self.live {
+            let data = live.store.data_mut();
+            data.calls = std::mem::take(host);
+            data.call_error = None;
+            data.last_error_log = None;
+            data.ticks_left = ticks;
+            live.store.set_epoch_deadline(1);
+        }
+    }
+
+    /// Takes the recorder back.
+    fn end(&mut self, host: &mut HostCalls) {
+        if let Some(live) = &mut self.live {
+            *host = std::mem::take(&mut live.store.data_mut().calls);
+        }
+    }
+
+    /// Turns a failed call into an [`ActorError`] and discards the instance.
+    fn fail(&mut self, e: wasmtime::Error) -> ActorError {
+        let live = self.live.take();
+        let (call_error, guest_said) = live
+            .map(|mut l| {
+                let d = l.store.data_mut();
+                (d.call_error.take(), d.last_error_log.take())
+            })
+            .unwrap_or_default();
+        if let Some(ce) = call_error {
+            return ActorError::HostCall(ce);
+        }
+        if let Some(m) = e.downcast_ref::<MemoryLimit>() {
+            return ActorError::Limit(m.to_string());
+        }
+        if let Some(c) = e.downcast_ref::<CpuLimit>() {
+            return ActorError::Timeout(c.to_string());
+        }
+        let trap = match e.downcast_ref::<wasmtime::Trap>() {
+            Some(t) => t.to_string(),
+            None => format!("{e:#}"),
+        };
+        match guest_said {
+            Some(said) => ActorError::Trap(format!("{trap} ({said})")),
+            None => ActorError::Trap(trap),
+        }
+    }
+}
+
+fn parse_json(bytes: &[u8], what: &str) -> Result<Value, ActorError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ActorError::Failed(format!(
+            "the actor returned invalid JSON as its {what}: {e}"
+        ))
+    })
+}
+
+#[async_trait]
+impl Actor for WasmActor {
+    async fn init(&mut self, host: &mut HostCalls) -> Result<Value, ActorError> {
+        let params = to_canonical_json(&self.init);
+        self.live().await?;
+        self.begin(host);
+        let live = self
+            .live
+            .as_mut()
+            .ok_or_else(|| ActorError::Fatal("no instance".into()))?;
+        let result = live.bindings.call_init(&mut live.store, &params).await;
+        self.end(host);
+        match result {
+            Ok(Ok(state)) => parse_json(&state, "initial state"),
+            Ok(Err(message)) => Err(ActorError::Failed(message)),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    async fn handle_input(
+        &mut self,
+        input: &ActorInput,
+        state: &Value,
+        host: &mut HostCalls,
+    ) -> Result<(ActorOutput, Value), ActorError> {
+        let payload = input.to_payload();
+        let input = bindings::Payload {
+            json: to_canonical_json(&payload.json),
+            bytes: payload.bytes,
+        };
+        let state = to_canonical_json(state);
+        self.live().await?;
+        self.begin(host);
+        let live = self
+            .live
+            .as_mut()
+            .ok_or_else(|| ActorError::Fatal("no instance".into()))?;
+        let result = live
+            .bindings
+            .call_handle_input(&mut live.store, &state, &input)
+            .await;
+        self.end(host);
+        match result {
+            Ok(Ok((output, next))) => {
+                let json = parse_json(&output.json, "output")?;
+                let output = ActorOutput::from_payload(&theater_chain::Payload {
+                    json,
+                    bytes: output.bytes,
+                })
+                .map_err(|e| ActorError::Failed(e.to_string()))?;
+                Ok((output, parse_json(&next, "state")?))
+            }
+            Ok(Err(message)) => Err(ActorError::Failed(message)),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    async fn verify_state(&mut self, state: &Value) -> bool {
+        let state = to_canonical_json(state);
+        if self.live().await.is_err() {
+            return false;
+        }
+        let mut host = HostCalls::live();
+        self.begin(&mut host);
+        let Some(live) = self.live.as_mut() else {
+            return false;
+        };
+        let result = live
+            .bindings
+            .call_verify_state(&mut live.store, &state)
+            .await;
+        self.end(&mut host);
+        match result {
+            Ok(ok) => ok,
+            Err(e) => {
+                let e = self.fail(e);
+                tracing::warn!(actor = %self.id, "verify-state failed, rejecting the state: {e}");
+                false
+            }
+        }
+    }
+}

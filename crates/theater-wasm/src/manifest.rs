@@ -1,0 +1,173 @@
+//! Actor manifests: TOML files naming an actor, its component, its init parameters, its
+//! limits and the interfaces it is granted.
+//!
+//! ```toml
+//! name = "counter"                    # the actor's id (and its chain's)
+//! component = "counter.wasm"          # relative to this file
+//!
+//! [init]                              # optional: parameters given to the actor's init
+//! count = 10
+//!
+//! [limits]                            # optional
+//! memory_mb = 64                      # linear memory per instance
+//! cpu_ms = 1000                       # wall-clock budget per input
+//!
+//! [interfaces.http]                   # granted interfaces and their config (later crates)
+//! listen = "127.0.0.1:8080"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use theater_chain::ChainId;
+
+use crate::ManifestError;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    name: String,
+    component: PathBuf,
+    #[serde(default)]
+    init: Option<toml::Value>,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    interfaces: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    memory_mb: Option<u64>,
+    cpu_ms: Option<u64>,
+}
+
+/// Resource limits of one actor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most linear memory one instance may grow to.
+    pub memory_bytes: usize,
+    /// Longest time one input may run before it is stopped.
+    pub cpu: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 64 << 20,
+            cpu: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A parsed, checked manifest.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Manifest {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The actor's id.
+    pub name: ChainId,
+    /// The component, resolved against the manifest's directory.
+    pub component: PathBuf,
+    /// Parameters for the actor's init (`null` if none).
+    pub init: Value,
+    /// Limits.
+    pub limits: Limits,
+    /// Granted interfaces and their raw config, by interface name.
+    pub interfaces: BTreeMap<String, toml::Value>,
+}
+
+/// Largest memory limit accepted (4 GiB, the wasm32 maximum).
+const MAX_MEMORY_MB: u64 = 4096;
+
+impl Manifest {
+    /// Reads and checks the manifest at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ManifestError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+            path: path.to_path_buf(),
+            field: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks manifest `text`; `path` names it in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ManifestError> {
+        let err = |field: Option<&str>, message: String| ManifestError {
+            path: path.to_path_buf(),
+            field: field.map(str::to_string),
+            message,
+        };
+        let raw: RawManifest = toml::from_str(text).map_err(|e| {
+            let message = e.message().to_string();
+            let field = message
+                .split('`')
+                .nth(1)
+                .filter(|_| message.contains("field"))
+                .map(str::to_string)
+                .or_else(|| e.span().and_then(|s| key_at(text, s.start)));
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start].matches('\n').count() + 1;
+                    format!("line {line}: ")
+                })
+                .unwrap_or_default();
+            err(field.as_deref(), format!("{at}{message}"))
+        })?;
+        let name = ChainId::new(raw.name).map_err(|e| err(Some("name"), e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let component = base.join(&raw.component);
+        if !component.is_file() {
+            return Err(err(
+                Some("component"),
+                format!(
+                    "no file at {} (build the examples with `cargo xtask build-examples`)",
+                    component.display()
+                ),
+            ));
+        }
+        let mut limits = Limits::default();
+        if let Some(mb) = raw.limits.memory_mb {
+            if mb == 0 || mb > MAX_MEMORY_MB {
+                return Err(err(
+                    Some("limits.memory_mb"),
+                    format!("must be between 1 and {MAX_MEMORY_MB}, got {mb}"),
+                ));
+            }
+            limits.memory_bytes = (mb as usize) << 20;
+        }
+        if let Some(ms) = raw.limits.cpu_ms {
+            if ms == 0 {
+                return Err(err(Some("limits.cpu_ms"), "must be at least 1".into()));
+            }
+            limits.cpu = Duration::from_millis(ms);
+        }
+        let init = match raw.init {
+            None => Value::Null,
+            Some(v) => serde_json::to_value(v).map_err(|e| err(Some("init"), e.to_string()))?,
+        };
+        Ok(Manifest {
+            path: path.to_path_buf(),
+            name,
+            component,
+            init,
+            limits,
+            interfaces: raw.interfaces,
+        })
+    }
+}
+
+/// The key on the line holding byte `at`, for errors that carry a position but no field name.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let line_start = text[..at.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let key = line.split('=').next()?.trim();
+    (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
+}

@@ -1,0 +1,241 @@
+//! # theater-guest
+//!
+//! Write a Theater actor in Rust: implement [`Actor`] and export it with
+//! [`export_actor!`]. Build it as a component with `cargo xtask build-examples` (or any
+//! `wasm32` build followed by `wit-component`).
+//!
+//! ```ignore
+//! use theater_guest::{Actor, Input, Output, json};
+//!
+//! struct Counter;
+//!
+//! impl Actor for Counter {
+//!     type State = i64;
+//!     fn init(_params: theater_guest::Value) -> Result<i64, String> { Ok(0) }
+//!     fn handle(count: i64, input: Input) -> Result<(Output, i64), String> {
+//!         let add = input.payload().and_then(|p| p["add"].as_i64()).ok_or("expected {\"add\": n}")?;
+//!         Ok((Output::reply(json!(count + add)), count + add))
+//!     }
+//! }
+//!
+//! theater_guest::export_actor!(Counter);
+//! ```
+//!
+//! Everything an actor learns from outside its inputs goes through [`host`]: those calls
+//! are recorded in the actor's chain, so replay gives the actor exactly what it saw.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+pub use serde_json::{self, Value, json};
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "actor",
+        pub_export_macro: true,
+        export_macro_name: "export_wit",
+        default_bindings_module: "theater_guest::bindings",
+    });
+}
+
+/// What reaches the actor.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Input {
+    /// A fire-and-forget message.
+    Message {
+        /// The message.
+        payload: Value,
+    },
+    /// A request expecting a reply.
+    Request {
+        /// The request.
+        payload: Value,
+    },
+    /// An HTTP request.
+    HttpRequest(HttpRequest),
+}
+
+impl Input {
+    /// The JSON payload of a message or request.
+    pub fn payload(&self) -> Option<&Value> {
+        match self {
+            Input::Message { payload } | Input::Request { payload } => Some(payload),
+            Input::HttpRequest(_) => None,
+        }
+    }
+}
+
+/// An HTTP request.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct HttpRequest {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path.
+    pub path: String,
+    /// The query string, without `?`.
+    pub query: Option<String>,
+    /// Header names (lowercase) and values.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    #[serde(skip)]
+    pub body: Vec<u8>,
+}
+
+/// What the actor answers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Output {
+    /// Nothing (e.g. to a message).
+    None,
+    /// A reply to a request.
+    Reply {
+        /// The reply.
+        payload: Value,
+    },
+    /// An HTTP response.
+    HttpResponse(HttpResponse),
+}
+
+impl Output {
+    /// A reply.
+    pub fn reply(payload: Value) -> Self {
+        Output::Reply { payload }
+    }
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header names and values.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    #[serde(skip)]
+    pub body: Vec<u8>,
+}
+
+/// A Theater actor.
+pub trait Actor {
+    /// The state, stored by Theater as JSON.
+    type State: Serialize + DeserializeOwned;
+
+    /// The initial state, from the manifest's `[init]` parameters (`null` if none).
+    fn init(params: Value) -> Result<Self::State, String>;
+
+    /// Handles one input; an `Err` leaves the state unchanged and is recorded as a failure.
+    fn handle(state: Self::State, input: Input) -> Result<(Output, Self::State), String>;
+
+    /// Whether a state satisfies the actor's invariants.
+    fn verify(_state: &Self::State) -> bool {
+        true
+    }
+}
+
+/// Calls into the host. Each read of the outside world is recorded in the chain.
+pub mod host {
+    use crate::bindings::theater::actor::host as wit;
+    pub use wit::Level;
+
+    /// Writes a log line.
+    pub fn log(level: Level, message: &str) {
+        wit::log(level, message);
+    }
+
+    /// Milliseconds since the Unix epoch (recorded; replayed exactly).
+    pub fn now_millis() -> u64 {
+        wit::now_millis()
+    }
+
+    /// `n` random bytes (recorded; replayed exactly).
+    pub fn random_bytes(n: u32) -> Vec<u8> {
+        wit::random_bytes(n)
+    }
+}
+
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            host::log(host::Level::Error, &format!("panic: {info}"));
+        }));
+    });
+}
+
+fn state_from<A: Actor>(bytes: &[u8]) -> Result<A::State, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("state does not fit the actor's type: {e}"))
+}
+
+fn to_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(v).map_err(|e| format!("cannot serialise: {e}"))
+}
+
+#[doc(hidden)]
+pub fn __init<A: Actor>(params: Vec<u8>) -> Result<Vec<u8>, String> {
+    install_panic_hook();
+    let params = if params.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&params).map_err(|e| format!("init params are not JSON: {e}"))?
+    };
+    to_bytes(&A::init(params)?)
+}
+
+#[doc(hidden)]
+pub fn __handle<A: Actor>(
+    state: Vec<u8>,
+    input: bindings::Payload,
+) -> Result<(bindings::Payload, Vec<u8>), String> {
+    install_panic_hook();
+    let state = state_from::<A>(&state)?;
+    let mut parsed: Input =
+        serde_json::from_slice(&input.json).map_err(|e| format!("unsupported input: {e}"))?;
+    if let Input::HttpRequest(req) = &mut parsed {
+        req.body = input.bytes;
+    }
+    let (output, next) = A::handle(state, parsed)?;
+    let body = match &output {
+        Output::HttpResponse(r) => r.body.clone(),
+        _ => Vec::new(),
+    };
+    let out = bindings::Payload {
+        json: to_bytes(&output)?,
+        bytes: body,
+    };
+    Ok((out, to_bytes(&next)?))
+}
+
+#[doc(hidden)]
+pub fn __verify<A: Actor>(state: Vec<u8>) -> bool {
+    install_panic_hook();
+    state_from::<A>(&state).is_ok_and(|s| A::verify(&s))
+}
+
+/// Exports `$actor` (a type implementing [`Actor`]) as the component's actor world.
+#[macro_export]
+macro_rules! export_actor {
+    ($actor:ty) => {
+        struct __TheaterExport;
+
+        impl $crate::bindings::Guest for __TheaterExport {
+            fn init(params: Vec<u8>) -> Result<Vec<u8>, String> {
+                $crate::__init::<$actor>(params)
+            }
+            fn handle_input(
+                state: Vec<u8>,
+                input: $crate::bindings::Payload,
+            ) -> Result<($crate::bindings::Payload, Vec<u8>), String> {
+                $crate::__handle::<$actor>(state, input)
+            }
+            fn verify_state(state: Vec<u8>) -> bool {
+                $crate::__verify::<$actor>(state)
+            }
+        }
+
+        $crate::bindings::export_wit!(__TheaterExport with_types_in $crate::bindings);
+    };
+}
