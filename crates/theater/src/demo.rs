@@ -1,25 +1,31 @@
-//! `theater demo`: a guided tour of the hash chain on a small counter actor.
-//!
-//! Until the actor runtime lands, the "actor" is a few lines of Rust here; the chain, its
-//! storage, verification and damage detection are the real `theater-chain`.
+//! `theater demo`: a real wasm actor on the embedded defaults (the counter example), its
+//! chain on disk, verified, replayed bit for bit, tampered with and recovered.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
-use theater_chain::{ChainId, ChainStore, Durability, FileStore, Hash, NewEntry, Payload};
+use serde_json::json;
+use theater_chain::{ChainStore, Durability, FileStore};
+use theater_core::{ActorConfig, ActorInput, CallError, replay, spawn};
+use theater_wasm::{Manifest, WasmConfig, WasmHost};
 
-/// The counter's transition: `{"add": n}` adds n; anything else fails.
-fn counter(state: &Value, input: &Value) -> Result<Value, String> {
-    let count = state["count"].as_i64().unwrap_or(0);
-    match input["add"].as_i64() {
-        Some(n) => Ok(json!({ "count": count + n })),
-        None => Err(format!("unsupported input {input}")),
-    }
+/// The manifest used when none is given: the counter example of this source tree.
+pub(crate) fn default_manifest() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/counter/counter.toml");
+    std::fs::canonicalize(&path).unwrap_or(path)
 }
 
-pub(crate) fn run(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(manifest: Option<PathBuf>, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(demo(manifest.unwrap_or_else(default_manifest), dir))
+}
+
+async fn demo(manifest: PathBuf, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let tmp;
     let root = match dir {
         Some(d) => d,
@@ -28,42 +34,62 @@ pub(crate) fn run(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             tmp.path().to_path_buf()
         }
     };
-    let chain_dir = root.join("counter");
+    let m = Manifest::load(&manifest)?;
+    let chain_dir = root.join(m.name.as_str());
     println!(
-        "Theater chain demo: a counter actor, its hash chain in {}",
-        chain_dir.display()
+        "Theater demo: the wasm actor {:?} from {}",
+        m.name.as_str(),
+        manifest.display()
     );
+    println!("chain in {}", chain_dir.display());
     println!();
 
-    // 1. Run the actor, recording every transition.
-    let mut chain = FileStore::create(&chain_dir, ChainId::new("counter")?, Durability::EveryEntry)
-        .with_context(|| format!("creating a chain in {}", chain_dir.display()))?;
-    let mut state = json!({ "count": 0 });
-    let _ = chain.append(NewEntry::init(
-        Payload::json(state.clone()),
-        Hash::of_json(&state),
-    ))?;
+    let host = WasmHost::new(WasmConfig::default().pooling(Some(16)))?;
+    let t = Instant::now();
+    let component = host.load_file(&m.component)?;
+    println!(
+        "1. Compiled {} ({}) in {:.0?}.",
+        m.component.display(),
+        component.hash().short(),
+        t.elapsed()
+    );
+    let factory = {
+        let (host, component, m) = (host.clone(), component.clone(), m.clone());
+        move || host.actor(&component, &m.name, m.init.clone(), m.limits)
+    };
+    let chain = FileStore::create(
+        &chain_dir,
+        m.name.clone(),
+        Durability::Group { max_batch: 64 },
+    )?;
+    let actor = spawn(factory.clone(), Box::new(chain), ActorConfig::default()).await?;
+    println!("   Sending it inputs; each answer comes once its entry is durable:");
     for input in [
         json!({"add": 3}),
         json!({"add": 4}),
-        json!({"reset": true}),
-        json!({"add": -2}),
+        json!({"sub": 1}),
+        json!({"get": true}),
     ] {
-        let entry = match counter(&state, &input) {
-            Ok(next) => {
-                state = next;
-                NewEntry::input(
-                    Payload::json(input),
-                    Payload::json(state.clone()),
-                    Hash::of_json(&state),
-                )
+        match actor.call(ActorInput::request(input.clone())).await {
+            Ok(out) => println!(
+                "   {input} -> {} (seq {})",
+                out.output.to_payload().json,
+                out.seq
+            ),
+            Err(CallError::Failed { seq, error, .. }) => {
+                println!("   {input} -> failed, recorded at seq {seq}, state unchanged: {error}")
             }
-            Err(error) => NewEntry::failed(Payload::json(input), error, Hash::of_json(&state)),
-        };
-        let _ = chain.append(entry)?;
+            Err(e) => bail!("the actor stopped: {e}"),
+        }
     }
-    println!("1. The actor handled 4 inputs (one failed, leaving the state unchanged).");
-    println!("   Each entry names its parent's hash; every entry is fsynced before it counts:");
+    let (state, _) = actor.state().await?;
+    println!("   state {state}");
+    actor.stop().await?;
+    drop(actor);
+
+    let chain = FileStore::open_read_only(&chain_dir)?;
+    println!();
+    println!("2. The chain on disk:");
     for e in chain.entries(0) {
         let e = e?;
         println!(
@@ -71,58 +97,43 @@ pub(crate) fn run(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             crate::render::entry_line(&e, &chain.hash_at(e.seq())?)
         );
     }
+    println!("   {}", chain.verify()?);
+    let report = replay(&mut factory(), &chain).await?;
     println!(
-        "   final state {state}, state hash {}",
-        Hash::of_json(&state).short()
+        "   replayed in a fresh instance: {} entries re-run, every state hash matches (state {})",
+        report.entries, report.state
     );
     drop(chain);
 
-    // 2. Reopen and verify.
-    let chain = FileStore::open(&chain_dir, Durability::EveryEntry)?;
-    println!();
-    println!("2. Reopened from disk and verified: {}", chain.verify()?);
-    drop(chain);
-
-    // 3. Tamper with one byte of a stored entry.
     let log = chain_dir.join("chain.log");
     let original = std::fs::read(&log)?;
-    let mut tampered = original.clone();
-    let Some(pos) = find(&original, b"\"add\":4") else {
+    let Some(pos) = original.windows(7).position(|w| w == b"\"add\":4") else {
         bail!("the demo could not find the entry to tamper with");
     };
+    let mut tampered = original.clone();
     tampered[pos + 6] = b'5';
     std::fs::write(&log, &tampered)?;
     println!();
-    println!(
-        "3. Someone edits the log on disk, turning {{\"add\":4}} into {{\"add\":5}} (byte {})...",
-        pos + 6
-    );
-    let chain = FileStore::open(&chain_dir, Durability::EveryEntry)?;
+    println!("3. Someone edits the log, turning {{\"add\":4}} into {{\"add\":5}}...");
+    let chain = FileStore::open_read_only(&chain_dir)?;
     match chain.verify() {
         Ok(report) => bail!("tampering went undetected: {report}"),
         Err(e) => println!("   verify refuses it: {e}"),
     }
     drop(chain);
 
-    // 4. A crash mid-write: the last record is cut in half.
     std::fs::write(&log, &original[..original.len() - 20])?;
     println!();
-    println!(
-        "4. The original log again, cut as if the machine crashed while writing the last entry..."
-    );
+    println!("4. The original log again, cut as if the machine crashed mid-write...");
     let chain = FileStore::open(&chain_dir, Durability::EveryEntry)?;
     if let Some(r) = chain.recovery() {
         println!(
-            "   on open, the torn record ({} bytes at byte offset {}) is cut: it was never acknowledged",
+            "   on open the torn record ({} bytes at byte offset {}) is cut: it was never acknowledged",
             r.bytes_cut, r.cut_at
         );
     }
     println!("   {}", chain.verify()?);
     println!();
-    println!("Verify any stored chain with: theater chain verify DIR");
+    println!("Verify stored chains with: theater chain verify DIR...");
     Ok(ExitCode::SUCCESS)
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }

@@ -1,7 +1,7 @@
 //! `theater`: the Theater host binary.
 //!
 //! Today it offers the chain tools (`theater chain verify`, `theater chain log`) and a demo
-//! of the hash chain (`theater demo`); running actors arrives with the runtime crates.
+//! that runs a wasm actor and shows its chain (`theater demo`).
 
 mod chain_cmd;
 mod demo;
@@ -22,9 +22,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Build, store, verify and tamper with a chain, showing what Theater detects.
+    /// Run a wasm actor, then verify, replay, tamper with and recover its chain.
     Demo {
-        /// Keep the demo's chain in this directory (default: a temporary one, removed after).
+        /// The actor's manifest (default: examples/counter/counter.toml of this source tree).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Keep the chain in this directory (default: a temporary one, removed after).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -44,7 +47,7 @@ pub(crate) mod exit {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo { dir } => demo::run(dir),
+        Command::Demo { manifest, dir } => demo::run(manifest, dir),
         Command::Chain(cmd) => chain_cmd::run(cmd),
     };
     match result {

@@ -19,6 +19,7 @@ fn text(out: &Output) -> String {
 }
 
 fn demo_chain(root: &Path) -> std::path::PathBuf {
+    theater_test_support::example_component("counter");
     let out = theater(&["demo", "--dir", root.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     let said = text(&out);
@@ -28,9 +29,10 @@ fn demo_chain(root: &Path) -> std::path::PathBuf {
 }
 
 #[test]
-fn demo_shows_tampering_and_recovery() {
+fn demo_runs_a_wasm_actor_and_shows_tampering_and_recovery() {
     let root = tempfile::tempdir().unwrap();
-    demo_chain(root.path());
+    let dir = demo_chain(root.path());
+    assert!(dir.join("chain.log").is_file());
 }
 
 #[test]
@@ -76,7 +78,8 @@ fn log_prints_entries_as_text_and_json() {
     let lines: Vec<String> = text(&out).lines().map(str::to_string).collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(
-        lines[0].contains(r#"{"add":3} -> {"count":3}"#),
+        lines[0]
+            .contains(r#"{"payload":{"add":3},"type":"request"} -> {"payload":3,"type":"reply"}"#),
         "{lines:?}"
     );
     let out = theater(&["chain", "log", dir.to_str().unwrap(), "--json"]);
