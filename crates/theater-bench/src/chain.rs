@@ -12,7 +12,7 @@ use theater_chain::{
 
 use std::time::Instant;
 
-use crate::harness::{Better, Report, Row, interleaved, interleaved_timed};
+use crate::harness::{Better, Report, Row, Target, interleaved, interleaved_timed};
 
 /// An input entry carrying `size` bytes of binary payload.
 fn entry(i: u64, size: usize) -> NewEntry {
@@ -96,7 +96,7 @@ fn verify(report: &mut Report, name: String, size: usize) -> anyhow::Result<()> 
         baseline_name: "SHA-256, same bytes".into(),
         baseline: bytes as f64 / base.as_secs_f64(),
         better: Better::Higher,
-        target: Some(0.5),
+        target: Some(Target::Ratio(0.5)),
     });
     Ok(())
 }
@@ -172,7 +172,7 @@ fn group_commit(report: &mut Report, name: String, batch: usize) -> anyhow::Resu
         baseline_name: format!("write+fsync loop, batch {batch}"),
         baseline: per_sample as f64 / base.as_secs_f64(),
         better: Better::Higher,
-        target: Some(0.8),
+        target: Some(Target::Ratio(0.8)),
     });
     Ok(())
 }

@@ -19,10 +19,6 @@ impl Default for Settings {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Better {
     Higher,
-    #[expect(
-        dead_code,
-        reason = "latency rows arrive with the runtime and HTTP benchmarks"
-    )]
     Lower,
 }
 
@@ -35,8 +31,27 @@ pub(crate) struct Row {
     pub(crate) baseline_name: String,
     pub(crate) baseline: f64,
     pub(crate) better: Better,
-    /// The ratio the row should reach, if it has a target.
-    pub(crate) target: Option<f64>,
+    /// What the row should reach, if it has a target.
+    pub(crate) target: Option<Target>,
+}
+
+/// A row's target.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Target {
+    /// The ratio must be at least this.
+    Ratio(f64),
+    /// Theater's figure must be at most this (an absolute budget, e.g. µs per spawn).
+    AtMost(f64),
+}
+
+impl Target {
+    fn describe(self, row: &Row) -> String {
+        let (met, text) = match self {
+            Target::Ratio(t) => (row.ratio() >= t, format!("ratio ≥ {t:.2}")),
+            Target::AtMost(t) => (row.ours <= t, format!("≤ {}", human(t, row.unit))),
+        };
+        format!("{text} {}", if met { "ok" } else { "MISSED" })
+    }
 }
 
 impl Row {
@@ -86,11 +101,7 @@ impl Report {
             .rows
             .iter()
             .map(|r| {
-                let target = match r.target {
-                    None => String::new(),
-                    Some(t) if r.ratio() >= t => format!("≥ {t:.2} ok"),
-                    Some(t) => format!("≥ {t:.2} MISSED"),
-                };
+                let target = r.target.map(|t| t.describe(r)).unwrap_or_default();
                 [
                     r.name.clone(),
                     human(r.ours, r.unit),
@@ -153,7 +164,8 @@ impl Report {
                     serde_json::json!({
                         "name": r.name, "unit": r.unit, "theater": r.ours,
                         "baseline_name": r.baseline_name, "baseline": r.baseline,
-                        "ratio": r.ratio(), "target": r.target,
+                        "ratio": r.ratio(),
+                        "target": r.target.map(|t| t.describe(r)),
                     })
                 })
                 .collect(),

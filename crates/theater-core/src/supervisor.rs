@@ -96,7 +96,7 @@ impl Default for ActorConfig {
         ActorConfig {
             mailbox: 256,
             max_batch: 64,
-            events: 1024,
+            events: 64,
             restart: RestartPolicy::default(),
             runtime: RuntimeConfig::default(),
         }

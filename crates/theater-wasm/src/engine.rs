@@ -129,6 +129,8 @@ impl WasmHost {
                 .total_core_instances(n.saturating_mul(4))
                 .total_memories(n.saturating_mul(2))
                 .total_tables(n.saturating_mul(4))
+                // Each live store keeps its async stack between calls.
+                .total_stacks(n)
                 .max_memory_size(config.max_memory_bytes);
             c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }

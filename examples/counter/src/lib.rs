@@ -1,12 +1,15 @@
 //! A counter: `{"add": n}` adds n and replies with the new count; `{"get": true}` replies
-//! with the count. The manifest's `[init]` may set a starting `count`.
+//! with the count. The manifest's `[init]` becomes the initial state: it may set a starting
+//! `count`, and any other fields ride along untouched.
 
 use serde::{Deserialize, Serialize};
-use theater_guest::{Actor, Input, Output, Value, json};
+use theater_guest::{Actor, Input, Output, Value, json, serde_json};
 
 #[derive(Serialize, Deserialize)]
 struct State {
     count: i64,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Value>,
 }
 
 struct Counter;
@@ -15,9 +18,13 @@ impl Actor for Counter {
     type State = State;
 
     fn init(params: Value) -> Result<State, String> {
-        Ok(State {
-            count: params["count"].as_i64().unwrap_or(0),
-        })
+        let mut rest = match params {
+            Value::Object(map) => map,
+            Value::Null => serde_json::Map::new(),
+            other => return Err(format!("init params must be a table, got {other}")),
+        };
+        let count = rest.remove("count").and_then(|c| c.as_i64()).unwrap_or(0);
+        Ok(State { count, rest })
     }
 
     fn handle(state: State, input: Input) -> Result<(Output, State), String> {
@@ -27,7 +34,7 @@ impl Actor for Counter {
         }
         let add = p["add"].as_i64().ok_or("expected {\"add\": n} or {\"get\": true}")?;
         let count = state.count.checked_add(add).ok_or("count overflow")?;
-        Ok((Output::reply(json!(count)), State { count }))
+        Ok((Output::reply(json!(count)), State { count, ..state }))
     }
 }
 
