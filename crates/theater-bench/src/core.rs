@@ -71,16 +71,7 @@ async fn runtime_vs_direct(
             base.push(b);
         }
     }
-    let (ours, base) = (median(&mut ours), median(&mut base));
-    report.push(Row {
-        name,
-        unit: "inputs/s",
-        ours: n as f64 / ours.as_secs_f64(),
-        baseline_name: "same actor's handle_input, direct".into(),
-        baseline: n as f64 / base.as_secs_f64(),
-        better: Better::Higher,
-        target: None,
-    });
+    report.push(vs_direct(name, n, &mut ours, &mut base));
     Ok(())
 }
 
@@ -116,15 +107,19 @@ async fn handle_group_commit(report: &mut Report, name: String) -> anyhow::Resul
             base.push(b);
         }
     }
-    let (ours, base) = (median(&mut ours), median(&mut base));
-    report.push(Row {
+    report.push(vs_direct(name, n, &mut ours, &mut base));
+    Ok(())
+}
+
+/// The row for `n` inputs per sample, Theater's samples against the direct calls'.
+fn vs_direct(name: String, n: u64, ours: &mut [Duration], base: &mut [Duration]) -> Row {
+    Row {
         name,
         unit: "inputs/s",
-        ours: n as f64 / ours.as_secs_f64(),
+        ours: n as f64 / median(ours).as_secs_f64(),
         baseline_name: "same actor's handle_input, direct".into(),
-        baseline: n as f64 / base.as_secs_f64(),
+        baseline: n as f64 / median(base).as_secs_f64(),
         better: Better::Higher,
         target: None,
-    });
-    Ok(())
+    }
 }
