@@ -10,6 +10,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
+use std::os::unix::fs::FileExt;
 
 use crate::codec::HEADER_LEN;
 use crate::{ChainId, Hash, MAX_ENTRY_LEN};
@@ -118,18 +119,45 @@ pub(crate) enum FrameError {
     Io(io::Error),
 }
 
+/// Sequential reads through positional reads of a shared handle: every reader of a store
+/// sees the same file (inode), even after a writer elsewhere renamed a new log into place.
+pub(crate) struct ReadAt<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl<'a> ReadAt<'a> {
+    /// Reads `file` from its start.
+    pub(crate) fn new(file: &'a File) -> Self {
+        Self::at(file, 0)
+    }
+
+    /// Reads `file` from `pos`.
+    pub(crate) fn at(file: &'a File, pos: u64) -> Self {
+        ReadAt { file, pos }
+    }
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// Reads framed records in order from a position up to a known end.
-pub(crate) struct FrameReader {
-    inner: BufReader<File>,
+pub(crate) struct FrameReader<'a> {
+    inner: BufReader<ReadAt<'a>>,
     pos: u64,
     end: u64,
 }
 
-impl FrameReader {
-    /// `file` must be positioned at `pos`.
-    pub(crate) fn new(file: File, pos: u64, end: u64) -> Self {
+impl<'a> FrameReader<'a> {
+    /// Reads `file` from `pos` up to `end`.
+    pub(crate) fn new(file: &'a File, pos: u64, end: u64) -> Self {
         FrameReader {
-            inner: BufReader::with_capacity(256 * 1024, file),
+            inner: BufReader::with_capacity(256 * 1024, ReadAt::at(file, pos)),
             pos,
             end,
         }

@@ -11,7 +11,6 @@ mod frame;
 mod scan;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -130,7 +129,22 @@ impl FileStore {
     /// no lock is taken, and every write fails with [`ChainError::ReadOnly`]. For
     /// inspecting and verifying chains, even while an actor appends to them.
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Self, ChainError> {
-        Self::open_inner(dir.as_ref(), None, None)
+        let dir = dir.as_ref();
+        // A writer pruning at this very moment may delete the snapshot this open is about to
+        // read; the next attempt sees the pruned log.
+        let mut attempts = 0;
+        loop {
+            match Self::open_inner(dir, None, None) {
+                Err(ChainError::Io { path, source })
+                    if attempts < 3
+                        && source.kind() == std::io::ErrorKind::NotFound
+                        && path.extension().is_some_and(|e| e == "snap") =>
+                {
+                    attempts += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Opens the chain in `dir` if there is one (it must have id `id`), else creates it.
@@ -175,15 +189,13 @@ impl FileStore {
         } else {
             Some(lock_dir(dir)?)
         };
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(!read_only)
             .open(&log_path)
             .map_err(io_err(&log_path))?;
-        let file_len = file.metadata().map_err(io_err(&log_path))?.len();
-        file.seek(SeekFrom::Start(0)).map_err(io_err(&log_path))?;
         let (header, data_start) =
-            LogHeader::read(&mut std::io::BufReader::new(&file)).map_err(|reason| {
+            LogHeader::read(&mut frame::ReadAt::new(&file)).map_err(|reason| {
                 ChainError::BadFile {
                     path: log_path.clone(),
                     reason,
@@ -198,7 +210,10 @@ impl FileStore {
                 found: header.id,
             });
         }
+        // Snapshots first, the log's length after: a snapshot is only written once the log
+        // holds its entry, so a writer working meanwhile cannot make them disagree.
         let snapshot_seqs = list_snapshots(dir, header.start, !read_only)?;
+        let file_len = file.metadata().map_err(io_err(&log_path))?.len();
         let anchor = if header.start > 0 {
             let snap = read_snapshot(dir, header.start)?;
             Some(Anchor {
@@ -209,6 +224,7 @@ impl FileStore {
             None
         };
         let found = scan::scan(&scan::ScanInput {
+            file: &file,
             path: &log_path,
             id: &header.id,
             start: header.start,
@@ -538,10 +554,7 @@ impl ChainStore for FileStore {
         let mut seq = from;
         let first = self.offsets[(from - self.start) as usize];
         if first < self.written {
-            let mut file = File::open(&self.log_path).map_err(io_err(&self.log_path))?;
-            file.seek(SeekFrom::Start(first))
-                .map_err(io_err(&self.log_path))?;
-            let mut reader = FrameReader::new(file, first, self.written);
+            let mut reader = FrameReader::new(&self.file, first, self.written);
             let mut body = Vec::new();
             loop {
                 let at = reader.pos();
@@ -582,7 +595,9 @@ impl ChainStore for FileStore {
 
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), ChainError> {
         self.check_usable()?;
-        self.sync()?;
+        // Whatever the durability mode, the log must be on disk before a snapshot that
+        // vouches for it: a snapshot past the log's end makes the chain unopenable.
+        self.commit(true)?;
         check_snapshot(self, snapshot)?;
         write_atomic(
             &self.dir.join(SNAPSHOTS),
@@ -631,23 +646,21 @@ impl ChainStore for FileStore {
         }
         .encode();
         let tmp = self.log_path.with_extension("tmp");
-        let copy = || -> std::io::Result<File> {
+        let copy = || -> std::io::Result<()> {
             let mut out = File::create(&tmp)?;
             std::io::Write::write_all(&mut out, &header)?;
-            let mut src = File::open(&self.log_path)?;
-            src.seek(SeekFrom::Start(cut))?;
+            let src = frame::ReadAt::at(&self.file, cut);
             std::io::copy(&mut std::io::Read::take(src, self.written - cut), &mut out)?;
             out.sync_all()?;
-            fs::rename(&tmp, &self.log_path)?;
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&self.log_path)
+            fs::rename(&tmp, &self.log_path)
         };
-        let file = copy().map_err(io_err(&self.log_path))?;
-        sync_dir(&self.dir)?;
+        if let Err(e) = copy() {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err(&self.log_path)(e));
+        }
+        // The pruned log is in place: from here the old handle and offsets are stale, so any
+        // failure leaves the store refusing writes rather than writing to the unlinked file.
         let shift = header.len() as u64;
-        self.file = file;
         self.offsets.drain(..i);
         for o in &mut self.offsets {
             *o = *o - cut + shift;
@@ -658,6 +671,19 @@ impl ChainStore for FileStore {
             seq,
             entry_hash: snap.entry_hash,
         });
+        let reopened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.log_path)
+            .map_err(io_err(&self.log_path))
+            .and_then(|f| sync_dir(&self.dir).map(|()| f));
+        match reopened {
+            Ok(f) => self.file = f,
+            Err(e) => {
+                self.failed = true;
+                return Err(e);
+            }
+        }
         for old in self.snapshot_seqs.drain(..).collect::<Vec<_>>() {
             if old < seq {
                 let _ = fs::remove_file(snapshot_path(&self.dir, old));

@@ -1,7 +1,6 @@
 //! Opening a log: walk every record, check framing, seqs and links, cut a torn tail.
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom};
 use std::path::Path;
 
 use super::frame::{FrameError, FrameReader};
@@ -20,6 +19,7 @@ pub(crate) struct Scan {
 }
 
 pub(crate) struct ScanInput<'a> {
+    pub(crate) file: &'a File,
     pub(crate) path: &'a Path,
     pub(crate) id: &'a ChainId,
     pub(crate) start: u64,
@@ -42,10 +42,7 @@ pub(crate) fn scan(input: &ScanInput<'_>) -> Result<Scan, ChainError> {
             problem,
         }))
     };
-    let mut file = File::open(input.path).map_err(io_err(input.path))?;
-    file.seek(SeekFrom::Start(input.data_start))
-        .map_err(io_err(input.path))?;
-    let mut reader = FrameReader::new(file, input.data_start, input.file_len);
+    let mut reader = FrameReader::new(input.file, input.data_start, input.file_len);
     let mut offsets = Vec::new();
     let mut body = Vec::new();
     let mut prev_body = Vec::new();

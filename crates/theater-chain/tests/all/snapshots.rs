@@ -137,3 +137,21 @@ fn a_missing_anchor_snapshot_is_an_error() {
     let err = FileStore::open(dir.path(), Durability::None).unwrap_err();
     assert!(err.to_string().contains(".snap"), "{err}");
 }
+
+#[test]
+fn a_reader_stays_consistent_while_the_writer_prunes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = FileStore::create(dir.path(), id("live"), Durability::None).unwrap();
+    fill(&mut writer, 10, 40);
+    let reader = FileStore::open_read_only(dir.path()).unwrap();
+    writer.save_snapshot(&snapshot_of(&writer, 6)).unwrap();
+    writer.prune_before(6).unwrap();
+    fill(&mut writer, 3, 40);
+    // The reader keeps the log it opened, whatever the writer renamed into place since.
+    assert_eq!(reader.verify().unwrap().entries, 10);
+    assert_eq!(reader.get(2).unwrap().seq(), 2);
+    // A new reader sees the pruned chain.
+    let fresh = FileStore::open_read_only(dir.path()).unwrap();
+    let report = fresh.verify().unwrap();
+    assert_eq!((report.start, report.entries), (6, 7));
+}
