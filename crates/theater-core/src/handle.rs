@@ -86,7 +86,7 @@ pub(crate) enum Command {
         reply: Option<Reply>,
     },
     State {
-        reply: oneshot::Sender<(Value, Option<Head>)>,
+        reply: oneshot::Sender<Result<(Value, Option<Head>), CallError>>,
     },
     Stop {
         reply: oneshot::Sender<()>,
@@ -177,7 +177,7 @@ impl ActorHandle {
     pub async fn state(&self) -> Result<(Value, Option<Head>), CallError> {
         let (tx, rx) = oneshot::channel();
         self.enqueue(Command::State { reply: tx }).await?;
-        rx.await.map_err(|_| self.stopped())
+        rx.await.map_err(|_| self.stopped())?
     }
 
     /// Stops the actor after the inputs queued before this call; returns once it has stopped

@@ -190,7 +190,11 @@ impl<A: Actor> ActorRuntime<A> {
             self.state = state;
             self.state_hash = hash;
         }
-        self.maybe_snapshot()?;
+        // The entry is recorded whatever happens to the snapshot: a failed snapshot is only
+        // a longer replay on the next restart, and it is tried again at the next entry.
+        if let Err(e) = self.maybe_snapshot() {
+            tracing::warn!(chain = %self.chain.id(), "snapshot failed, will retry: {e}");
+        }
         Ok(Handled {
             seq: appended.seq,
             hash: appended.hash,

@@ -197,6 +197,8 @@ pub async fn spawn<F: ActorFactory>(
 enum Exit {
     Stop(Option<tokio::sync::oneshot::Sender<()>>),
     Crashed(String),
+    /// The chain cannot be written: a restart on it cannot help.
+    ChainFailed(String),
 }
 
 struct Supervisor<F: ActorFactory> {
@@ -229,6 +231,10 @@ impl<F: ActorFactory> Supervisor<F> {
                     if !self.restart(reason).await {
                         return;
                     }
+                }
+                Exit::ChainFailed(reason) => {
+                    self.give_up(reason);
+                    return;
                 }
             }
         }
@@ -287,8 +293,13 @@ impl<F: ActorFactory> Supervisor<F> {
                                     })
                             }
                             Ok(Err(e)) => {
-                                exit = Some(Exit::Crashed(e.to_string()));
-                                Err(self.crashed(e.to_string()))
+                                let reason = e.to_string();
+                                exit = Some(match e {
+                                    RuntimeError::Crashed(_) => Exit::Crashed(reason.clone()),
+                                    // The chain refused the entry: restarting on it cannot help.
+                                    _ => Exit::ChainFailed(reason.clone()),
+                                });
+                                Err(self.crashed(reason))
                             }
                             Err(panic) => {
                                 let reason = panic_message(&*panic);
@@ -302,7 +313,7 @@ impl<F: ActorFactory> Supervisor<F> {
                     }
                     Command::State { reply } => {
                         let head = self.runtime.chain().head();
-                        state_replies.push((reply, (self.runtime.state().clone(), head)));
+                        state_replies.push((reply, Ok((self.runtime.state().clone(), head))));
                     }
                     Command::Stop { reply } => exit = Some(Exit::Stop(Some(reply))),
                 }
@@ -311,15 +322,23 @@ impl<F: ActorFactory> Supervisor<F> {
                 }
             }
             if let Err(e) = self.runtime.commit() {
-                // Nothing of this batch is known to be durable: no caller is told otherwise.
+                // Nothing of this batch is known to be durable: no caller is told otherwise,
+                // and no state that includes it is shown.
                 let reason = format!("commit failed: {e}");
                 for (_, answer) in &mut replies {
                     if answer.is_ok() {
                         *answer = Err(self.crashed(reason.clone()));
                     }
                 }
+                for (_, state) in &mut state_replies {
+                    *state = Err(self.crashed(reason.clone()));
+                }
                 events.clear();
-                exit = Some(Exit::Crashed(reason));
+                exit = match exit {
+                    // A stop asked for is still a stop; the failure is in the callers' errors.
+                    Some(Exit::Stop(reply)) => Some(Exit::Stop(reply)),
+                    _ => Some(Exit::ChainFailed(reason)),
+                };
             }
             for (reply, answer) in replies {
                 let _ = reply.send(answer);
@@ -357,17 +376,11 @@ impl<F: ActorFactory> Supervisor<F> {
                 self.restarts.pop_front();
             }
             if self.restarts.len() as u32 >= policy.max_restarts {
-                let reason = format!(
+                self.give_up(format!(
                     "gave up after {} restarts within {:?}: {reason}",
                     self.restarts.len(),
                     policy.within
-                );
-                tracing::error!(actor = %self.id, %reason, "actor failed");
-                self.close(Some(reason.clone()));
-                let _ = self.status.send(ActorStatus::Failed {
-                    reason: reason.clone(),
-                });
-                let _ = self.events.send(ActorEvent::GaveUp { reason });
+                ));
                 return false;
             }
             self.restarts.push_back(now);
@@ -390,6 +403,16 @@ impl<F: ActorFactory> Supervisor<F> {
                 Err(e) => reason = e,
             }
         }
+    }
+
+    /// Stops for good: refuses what is queued, and says why in the status and an event.
+    fn give_up(&mut self, reason: String) {
+        tracing::error!(actor = %self.id, %reason, "actor failed");
+        self.close(Some(reason.clone()));
+        let _ = self.status.send(ActorStatus::Failed {
+            reason: reason.clone(),
+        });
+        let _ = self.events.send(ActorEvent::GaveUp { reason });
     }
 
     async fn try_restart(&mut self) -> Result<(), String> {

@@ -127,3 +127,140 @@ async fn crashes_outside_the_window_do_not_count() {
     }
     assert_eq!(actor.status(), ActorStatus::Running);
 }
+
+/// A memory chain whose `sync` or `save_snapshot` can be made to fail.
+struct Faulty {
+    inner: MemoryStore,
+    fail_sync_after: Option<usize>,
+    syncs: usize,
+    fail_snapshots: bool,
+}
+
+impl Faulty {
+    fn new() -> Self {
+        Faulty {
+            inner: MemoryStore::new(id("faulty")),
+            fail_sync_after: None,
+            syncs: 0,
+            fail_snapshots: false,
+        }
+    }
+}
+
+fn io_error() -> theater_chain::ChainError {
+    theater_chain::ChainError::Io {
+        path: "faulty".into(),
+        source: std::io::Error::other("injected failure"),
+    }
+}
+
+impl ChainStore for Faulty {
+    fn id(&self) -> &theater_chain::ChainId {
+        self.inner.id()
+    }
+    fn start(&self) -> u64 {
+        self.inner.start()
+    }
+    fn anchor(&self) -> Option<theater_chain::Anchor> {
+        self.inner.anchor()
+    }
+    fn head(&self) -> Option<theater_chain::Head> {
+        self.inner.head()
+    }
+    fn append(
+        &mut self,
+        e: theater_chain::NewEntry,
+    ) -> Result<theater_chain::Appended, theater_chain::ChainError> {
+        self.inner.append(e)
+    }
+    fn sync(&mut self) -> Result<(), theater_chain::ChainError> {
+        self.syncs += 1;
+        match self.fail_sync_after {
+            Some(n) if self.syncs > n => Err(io_error()),
+            _ => self.inner.sync(),
+        }
+    }
+    fn get(&self, seq: u64) -> Result<theater_chain::Entry, theater_chain::ChainError> {
+        self.inner.get(seq)
+    }
+    fn hash_at(&self, seq: u64) -> Result<theater_chain::Hash, theater_chain::ChainError> {
+        self.inner.hash_at(seq)
+    }
+    fn for_each_record(
+        &self,
+        from: u64,
+        f: &mut dyn FnMut(theater_chain::RawRecord<'_>) -> Result<(), theater_chain::ChainError>,
+    ) -> Result<(), theater_chain::ChainError> {
+        self.inner.for_each_record(from, f)
+    }
+    fn save_snapshot(
+        &mut self,
+        s: &theater_chain::Snapshot,
+    ) -> Result<(), theater_chain::ChainError> {
+        if self.fail_snapshots {
+            return Err(io_error());
+        }
+        self.inner.save_snapshot(s)
+    }
+    fn latest_snapshot(
+        &self,
+    ) -> Result<Option<theater_chain::Snapshot>, theater_chain::ChainError> {
+        self.inner.latest_snapshot()
+    }
+    fn snapshot_at(
+        &self,
+        seq: u64,
+    ) -> Result<Option<theater_chain::Snapshot>, theater_chain::ChainError> {
+        self.inner.snapshot_at(seq)
+    }
+    fn prune_before(&mut self, seq: u64) -> Result<(), theater_chain::ChainError> {
+        self.inner.prune_before(seq)
+    }
+}
+
+#[tokio::test]
+async fn a_failed_snapshot_does_not_fail_the_input() {
+    let mut chain = Faulty::new();
+    chain.fail_snapshots = true;
+    let config = ActorConfig::default()
+        .runtime(theater_core::RuntimeConfig::default().snapshot_every(Some(1)));
+    let actor = spawn(
+        theater_test_support::Counter::default,
+        Box::new(chain),
+        config,
+    )
+    .await
+    .unwrap();
+    for i in 1..=3 {
+        assert_eq!(actor.call(add(1)).await.unwrap().seq, i);
+    }
+    assert_eq!(actor.status(), ActorStatus::Running);
+}
+
+#[tokio::test]
+async fn a_chain_that_cannot_commit_stops_the_actor_without_acknowledging() {
+    let mut chain = Faulty::new();
+    chain.fail_sync_after = Some(2); // init's sync and one batch succeed
+    let actor = spawn(
+        theater_test_support::Counter::default,
+        Box::new(chain),
+        ActorConfig::default(),
+    )
+    .await
+    .unwrap();
+    actor.call(add(1)).await.unwrap();
+    let err = actor.call(add(1)).await.unwrap_err();
+    assert!(
+        matches!(&err, CallError::Crashed { reason, .. } if reason.contains("commit failed")),
+        "{err}"
+    );
+    // No restart on a chain that cannot be written: the supervisor gives up at once.
+    match actor.wait_stopped().await {
+        ActorStatus::Failed { reason } => assert!(reason.contains("injected failure"), "{reason}"),
+        other => panic!("expected the actor to fail, got {other:?}"),
+    }
+    assert!(matches!(
+        actor.state().await,
+        Err(CallError::Stopped { .. })
+    ));
+}
