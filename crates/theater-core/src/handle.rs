@@ -157,6 +157,21 @@ impl ActorHandle {
         .await
     }
 
+    /// [`ActorHandle::tell`], recording references to the entries of other chains the input
+    /// came from.
+    pub async fn tell_with_refs(
+        &self,
+        input: ActorInput,
+        refs: Vec<ChainRef>,
+    ) -> Result<(), CallError> {
+        self.enqueue(Command::Input {
+            input,
+            refs,
+            reply: None,
+        })
+        .await
+    }
+
     /// Queues `input` if the mailbox has room; never waits.
     pub fn try_tell(&self, input: ActorInput) -> Result<(), CallError> {
         self.tx

@@ -2,20 +2,40 @@
 
 use std::future::Future;
 
+use futures_util::future::BoxFuture;
 use serde_json::json;
-use theater_chain::{HostCall, Payload};
+use theater_chain::{ChainRef, HostCall, Payload};
+
+/// Work to run once the entry being built is recorded and durable; it is given a reference
+/// to that entry (e.g. to deliver a message that names the entry that sent it).
+pub type Effect = Box<dyn FnOnce(ChainRef) -> BoxFuture<'static, ()> + Send>;
 
 /// The recorder an actor's host side uses for every call that reads the outside world.
 ///
 /// Live, [`HostCalls::call`] performs the call and records its request and result in the
 /// entry being built. During replay it performs nothing: it checks the request matches the
 /// recording and returns the recorded result, so the actor sees exactly what it saw then.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct HostCalls {
     /// Recorded calls to feed back, when replaying.
     replay: Option<Vec<HostCall>>,
     /// Calls made so far (live) or consumed so far (replay).
     done: Vec<HostCall>,
+    /// Work for after the entry is durable (live only).
+    effects: Vec<Effect>,
+    /// References to other chains' entries for the entry being built (live only).
+    refs: Vec<ChainRef>,
+}
+
+impl std::fmt::Debug for HostCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostCalls")
+            .field("replaying", &self.replay.is_some())
+            .field("calls", &self.done.len())
+            .field("effects", &self.effects.len())
+            .field("refs", &self.refs)
+            .finish()
+    }
 }
 
 /// A host call that does not match the recording during replay.
@@ -71,7 +91,7 @@ impl HostCalls {
     pub fn replaying(recorded: Vec<HostCall>) -> Self {
         HostCalls {
             replay: Some(recorded),
-            done: Vec::new(),
+            ..HostCalls::default()
         }
     }
 
@@ -188,6 +208,27 @@ impl HostCalls {
         Ok(result.bytes)
     }
 
+    /// Runs `effect` once the entry being built is recorded and durable, in the order
+    /// effects were registered. Never runs during replay (the world already saw it), and
+    /// never for an input that fails (a failed input has no effects).
+    pub fn after_commit<F, Fut>(&mut self, effect: F)
+    where
+        F: FnOnce(ChainRef) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        if self.replay.is_none() {
+            self.effects.push(Box::new(move |r| Box::pin(effect(r))));
+        }
+    }
+
+    /// Adds a reference to another chain's entry to the entry being built (e.g. the entry
+    /// that answered a request). During replay the recorded entry already holds it.
+    pub fn refer(&mut self, to: ChainRef) {
+        if self.replay.is_none() {
+            self.refs.push(to);
+        }
+    }
+
     /// Calls recorded (live) or consumed (replay) so far.
     pub fn calls(&self) -> &[HostCall] {
         &self.done
@@ -200,8 +241,9 @@ impl HostCalls {
             .map_or(0, |r| r.len().saturating_sub(self.done.len()))
     }
 
-    pub(crate) fn into_calls(self) -> Vec<HostCall> {
-        self.done
+    /// Calls, effects and references, for the entry being recorded.
+    pub(crate) fn into_parts(self) -> (Vec<HostCall>, Vec<Effect>, Vec<ChainRef>) {
+        (self.done, self.effects, self.refs)
     }
 }
 
@@ -214,7 +256,7 @@ mod tests {
         let mut live = HostCalls::live();
         let t = live.now_millis().unwrap();
         let r = live.random_bytes(16).unwrap();
-        let recorded = live.into_calls();
+        let (recorded, _, _) = live.into_parts();
         assert_eq!(recorded.len(), 2);
 
         let mut replay = HostCalls::replaying(recorded.clone());

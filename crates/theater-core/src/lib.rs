@@ -74,7 +74,7 @@ mod supervisor;
 pub use actor::{Actor, ActorError};
 pub use events::{ActorEvent, RecvError, Subscription};
 pub use handle::{ActorHandle, ActorStatus, CallError, Outcome};
-pub use host_calls::{CLOCK_NOW, HostCallError, HostCalls, RANDOM_BYTES};
+pub use host_calls::{CLOCK_NOW, Effect, HostCallError, HostCalls, RANDOM_BYTES};
 pub use interface::{ActorInterface, InterfaceError, Shutdown};
 pub use io::{ActorInput, ActorOutput, HttpRequest, HttpResponse, PayloadError};
 pub use replay::{Divergence, Mismatch, ReplayError, ReplayReport, replay, resume};

@@ -4,7 +4,7 @@ use serde_json::Value;
 use theater_chain::{ChainError, ChainRef, ChainStore, Hash, NewEntry, Payload, Snapshot};
 
 use crate::replay::{ReplayError, resume};
-use crate::{Actor, ActorError, ActorInput, ActorOutput, HostCalls};
+use crate::{Actor, ActorError, ActorInput, ActorOutput, Effect, HostCalls};
 
 /// How an [`ActorRuntime`] keeps its chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +78,8 @@ pub struct ActorRuntime<A> {
     state_hash: Hash,
     config: RuntimeConfig,
     last_snapshot: u64,
+    /// Effects of recorded entries, waiting for the commit that makes them durable.
+    effects: Vec<(ChainRef, Effect)>,
 }
 
 impl<A> std::fmt::Debug for ActorRuntime<A> {
@@ -98,6 +100,7 @@ impl<A: Actor> ActorRuntime<A> {
         mut chain: Box<dyn ChainStore>,
         config: RuntimeConfig,
     ) -> Result<Self, RuntimeError> {
+        let mut effects = Vec::new();
         let (state, last_snapshot) = if chain.is_empty() {
             let mut host = HostCalls::live();
             let state = actor.init(&mut host).await.map_err(RuntimeError::Init)?;
@@ -106,10 +109,18 @@ impl<A: Actor> ActorRuntime<A> {
                     "initial state rejected by verify_state".into(),
                 )));
             }
+            let (calls, init_effects, refs) = host.into_parts();
             let entry = NewEntry::init(Payload::json(state.clone()), Hash::of_json(&state))
-                .with_host_calls(host.into_calls());
-            let _ = chain.append(entry)?;
+                .with_host_calls(calls)
+                .with_refs(refs);
+            let appended = chain.append(entry)?;
             chain.sync()?;
+            let at = ChainRef {
+                chain: chain.id().clone(),
+                seq: appended.seq,
+                hash: appended.hash,
+            };
+            effects = init_effects.into_iter().map(|e| (at.clone(), e)).collect();
             (state, 0)
         } else {
             let report = resume(&mut actor, &*chain).await?;
@@ -122,6 +133,7 @@ impl<A: Actor> ActorRuntime<A> {
             state,
             config,
             last_snapshot,
+            effects,
         })
     }
 
@@ -183,9 +195,21 @@ impl<A: Actor> ActorRuntime<A> {
                 )
             }
         };
+        let (calls, effects, mut host_refs) = host.into_parts();
+        let mut refs = refs;
+        refs.append(&mut host_refs);
         let appended = self
             .chain
-            .append(entry.with_host_calls(host.into_calls()).with_refs(refs))?;
+            .append(entry.with_host_calls(calls).with_refs(refs))?;
+        if next.is_some() {
+            let at = ChainRef {
+                chain: self.chain.id().clone(),
+                seq: appended.seq,
+                hash: appended.hash,
+            };
+            self.effects
+                .extend(effects.into_iter().map(|e| (at.clone(), e)));
+        }
         if let Some((state, hash)) = next {
             self.state = state;
             self.state_hash = hash;
@@ -235,6 +259,12 @@ impl<A: Actor> ActorRuntime<A> {
     /// Makes every recorded entry durable: what acknowledges them under group commit.
     pub fn commit(&mut self) -> Result<(), RuntimeError> {
         Ok(self.chain.sync()?)
+    }
+
+    /// The effects of the entries recorded so far, each with a reference to its entry, in
+    /// order. Run them only after [`ActorRuntime::commit`] succeeded.
+    pub fn take_effects(&mut self) -> Vec<(ChainRef, Effect)> {
+        std::mem::take(&mut self.effects)
     }
 
     /// The current state.

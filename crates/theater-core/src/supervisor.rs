@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::FutureExt;
-use theater_chain::{ChainId, ChainStore};
+use theater_chain::{ChainId, ChainRef, ChainStore};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::handle::{Command, Reply};
 use crate::{
-    Actor, ActorError, ActorEvent, ActorHandle, ActorRuntime, ActorStatus, CallError, Outcome,
-    RuntimeConfig, RuntimeError,
+    Actor, ActorError, ActorEvent, ActorHandle, ActorRuntime, ActorStatus, CallError, Effect,
+    Outcome, RuntimeConfig, RuntimeError,
 };
 
 /// How a crashed actor is restarted: at most `max_restarts` within `within`, waiting
@@ -174,7 +174,14 @@ pub async fn spawn<F: ActorFactory>(
     let (tx, rx) = mpsc::channel(config.mailbox.max(1));
     let (events, _) = broadcast::channel(config.events.max(1));
     let (status_tx, status_rx) = watch::channel(ActorStatus::Running);
+    let outbound = spawn_outbound(config.mailbox.max(1));
+    let mut runtime = runtime;
+    for effect in runtime.take_effects() {
+        // The init entry is already durable (start syncs it).
+        let _ = outbound.send(effect).await;
+    }
     let supervisor = Supervisor {
+        outbound,
         id: id.clone(),
         runtime,
         rx,
@@ -201,7 +208,21 @@ enum Exit {
     ChainFailed(String),
 }
 
+/// Runs committed entries' effects in order, apart from the actor's loop: an actor waiting
+/// for room in another's mailbox keeps serving its own (no deadlock between two actors that
+/// message each other), while its own outbound queue, bounded, pushes back on it.
+fn spawn_outbound(capacity: usize) -> mpsc::Sender<(ChainRef, Effect)> {
+    let (tx, mut rx) = mpsc::channel::<(ChainRef, Effect)>(capacity);
+    tokio::spawn(async move {
+        while let Some((at, effect)) = rx.recv().await {
+            effect(at).await;
+        }
+    });
+    tx
+}
+
 struct Supervisor<F: ActorFactory> {
+    outbound: mpsc::Sender<(ChainRef, Effect)>,
     id: ChainId,
     runtime: ActorRuntime<F::Actor>,
     rx: mpsc::Receiver<Command>,
@@ -321,7 +342,8 @@ impl<F: ActorFactory> Supervisor<F> {
                     cmd = self.try_next();
                 }
             }
-            if let Err(e) = self.runtime.commit() {
+            let committed = self.runtime.commit();
+            if let Err(e) = &committed {
                 // Nothing of this batch is known to be durable: no caller is told otherwise,
                 // and no state that includes it is shown.
                 let reason = format!("commit failed: {e}");
@@ -339,6 +361,13 @@ impl<F: ActorFactory> Supervisor<F> {
                     Some(Exit::Stop(reply)) => Some(Exit::Stop(reply)),
                     _ => Some(Exit::ChainFailed(reason)),
                 };
+            }
+            // Only durable entries have effects in the world.
+            let effects = self.runtime.take_effects();
+            if committed.is_ok() {
+                for effect in effects {
+                    let _ = self.outbound.send(effect).await;
+                }
             }
             for (reply, answer) in replies {
                 let _ = reply.send(answer);

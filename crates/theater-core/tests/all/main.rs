@@ -6,6 +6,7 @@
 )]
 
 mod concurrency;
+mod effects;
 mod props;
 mod runtime;
 mod supervision;
