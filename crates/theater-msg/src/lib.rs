@@ -1,0 +1,68 @@
+//! # theater-msg
+//!
+//! Actors talking to actors, with their chains linked:
+//!
+//! - [`Registry`]: the running actors of a host, by id and by name.
+//! - [`Messenger`]: what an actor's host side uses to [`Messenger::send`] (fire and forget)
+//!   and [`Messenger::request`] (wait for a reply, with a timeout). Both are recorded host
+//!   calls in the sender's chain, so replay needs no other actor. A sent message is
+//!   delivered once the sending entry is durable, and the receiver's entry refers to it
+//!   (chain id, seq, hash); a request's reply names the target's answering entry, and the
+//!   requester's entry refers to it. An unknown or stopped target is an error to the sender.
+//! - [`verify_links`]: given several chains, checks every link and reports each that does
+//!   not hold, naming both actors and seqs.
+//!
+//! Delivery goes through each actor's bounded mailbox, so backpressure is real, and a
+//! sender's messages to one target arrive in the order sent.
+//!
+//! ## Example
+//!
+//! ```
+//! use async_trait::async_trait;
+//! use serde_json::{Value, json};
+//! use theater_chain::{ChainId, MemoryStore};
+//! use theater_core::{Actor, ActorConfig, ActorError, ActorInput, ActorOutput, HostCalls, spawn};
+//! use theater_msg::{Messenger, Registry};
+//!
+//! /// Forwards `{"to": id, "msg": v}` as a message; counts messages it receives.
+//! struct Relay(Messenger);
+//!
+//! #[async_trait]
+//! impl Actor for Relay {
+//!     async fn init(&mut self, _: &mut HostCalls) -> Result<Value, ActorError> {
+//!         Ok(json!(0))
+//!     }
+//!     async fn handle_input(&mut self, input: &ActorInput, state: &Value, host: &mut HostCalls)
+//!         -> Result<(ActorOutput, Value), ActorError> {
+//!         let p = input.payload().cloned().unwrap_or_default();
+//!         if let Some(to) = p["to"].as_str() {
+//!             self.0.send(host, to, p["msg"].clone()).map_err(|e| ActorError::Failed(e.to_string()))?;
+//!             return Ok((ActorOutput::None, state.clone()));
+//!         }
+//!         Ok((ActorOutput::None, json!(state.as_i64().unwrap_or(0) + 1)))
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = Registry::new();
+//! for name in ["a", "b"] {
+//!     let m = registry.messenger(ChainId::new(name)?);
+//!     let chain = Box::new(MemoryStore::new(ChainId::new(name)?));
+//!     registry.register(spawn(move || Relay(m.clone()), chain, ActorConfig::default()).await?)?;
+//! }
+//! let a = registry.lookup("a").expect("registered");
+//! a.call(ActorInput::request(json!({"to": "b", "msg": "hi"}))).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod messenger;
+mod registry;
+mod verify;
+
+pub use error::MsgError;
+pub use messenger::{Messenger, REQUEST, SEND};
+pub use registry::Registry;
+pub use verify::{LinkProblem, verify_links};

@@ -1,0 +1,198 @@
+//! Messaging between actors, and verification of the links between their chains.
+
+use serde_json::json;
+use theater_chain::{ChainStore, Event, MemoryStore, NewEntry, Payload};
+use theater_core::{ActorConfig, ActorInput, ActorOutput, CallError, replay};
+use theater_msg::{Registry, verify_links};
+use theater_test_support::id;
+
+use crate::relay::{Relay, dyns, ring, stored_chains, wait_received};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_go_round_a_ring_and_every_link_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::new();
+    let names = ["r0", "r1", "r2", "r3", "r4"];
+    let handles = ring(&registry, dir.path(), &names, ActorConfig::default()).await;
+    // Three tokens, 20 hops each: 63 messages in all.
+    for start in ["r0", "r2", "r3"] {
+        let out = handles[0]
+            .call(ActorInput::request(
+                json!({"send": start, "msg": {"hops": 20}}),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(out.output, ActorOutput::reply(json!("sent")));
+    }
+    assert_eq!(wait_received(&handles, 63).await, 63);
+    let chains = stored_chains(dir.path(), &handles).await;
+    for c in &chains {
+        c.verify().unwrap();
+    }
+    assert_eq!(verify_links(&dyns(&chains)).unwrap(), vec![]);
+    // Every received message names the entry that sent it.
+    let received: usize = chains
+        .iter()
+        .map(|c| {
+            (0..c.len())
+                .filter(|&s| {
+                    let e = c.get(s).unwrap();
+                    matches!(e.event(), Event::Input { input, .. } if input.json["type"] == "message")
+                        && e.refs().len() == 1
+                })
+                .count()
+        })
+        .sum();
+    assert_eq!(received, 63);
+    // Each chain replays on its own: sends are recorded, no other actor is needed...
+    let lonely = Registry::new();
+    for (i, c) in chains.iter().enumerate() {
+        let mut relay = Relay {
+            messenger: lonely.messenger(c.id().clone()),
+            next: Some(names[(i + 1) % names.len()].into()),
+        };
+        replay(&mut relay, c).await.unwrap();
+    }
+    // ...and an actor that would send elsewhere diverges where it first does.
+    let mut astray = Relay {
+        messenger: lonely.messenger(id("r1")),
+        next: Some("elsewhere".into()),
+    };
+    assert!(replay(&mut astray, &chains[1]).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_payload_in_a_rehashed_chain_is_caught_across_chains() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::new();
+    let handles = ring(&registry, dir.path(), &["a", "b"], ActorConfig::default()).await;
+    for msg in [json!({"hops": 0, "n": 1}), json!({"hops": 0, "n": 2})] {
+        handles[0]
+            .call(ActorInput::request(json!({"send": "b", "msg": msg})))
+            .await
+            .unwrap();
+    }
+    assert_eq!(wait_received(&handles, 2).await, 2);
+    let chains = stored_chains(dir.path(), &handles).await;
+    assert_eq!(verify_links(&dyns(&chains)).unwrap(), vec![]);
+
+    // Rewrite b's chain with the second message's payload changed, every hash recomputed:
+    // b's chain verifies alone, the link to a does not.
+    let b = &chains[1];
+    let mut forged = MemoryStore::new(id("b"));
+    let mut changed = None;
+    for seq in 0..b.len() {
+        let entry = b.get(seq).unwrap();
+        let new = match entry.event() {
+            Event::Input { input, output } if input.json["payload"]["n"] == 2 => {
+                changed = Some(seq);
+                let mut json = input.json.clone();
+                json["payload"]["n"] = json!(3);
+                NewEntry::input(Payload::json(json), output.clone(), entry.state_hash())
+                    .with_refs(entry.refs().to_vec())
+            }
+            _ => NewEntry::from(entry),
+        };
+        let _ = forged.append(new).unwrap();
+    }
+    forged.verify().unwrap();
+    let problems = verify_links(&[&chains[0], &forged]).unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let p = &problems[0];
+    assert_eq!((p.chain.as_str(), Some(p.seq)), ("b", changed));
+    assert_eq!(p.other.as_str(), "a");
+    assert!(p.to_string().contains("no such message"), "{p}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_answered_linked_and_time_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::new();
+    let handles = ring(
+        &registry,
+        dir.path(),
+        &["asker", "answerer"],
+        ActorConfig::default(),
+    )
+    .await;
+    let out = handles[0]
+        .call(ActorInput::request(
+            json!({"ask": "answerer", "msg": {"echo": 42}}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out.output, ActorOutput::reply(json!(42)));
+    let slow = handles[0]
+        .call(ActorInput::request(
+            json!({"ask": "answerer", "msg": {"echo": 1, "sleep_ms": 300}, "timeout_ms": 20}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&slow, CallError::Failed { error, .. } if error.contains("no reply")),
+        "{slow}"
+    );
+    let chains = stored_chains(dir.path(), &handles).await;
+    // The asker's entry refers to the answering entry; the link verifies.
+    let asked = chains[0].get(out.seq).unwrap();
+    assert_eq!(asked.refs().len(), 1);
+    assert_eq!(asked.refs()[0].chain.as_str(), "answerer");
+    assert_eq!(verify_links(&dyns(&chains)).unwrap(), vec![]);
+    // Replaying the asker needs no answerer: the reply and the timeout are recorded.
+    let mut relay = Relay {
+        messenger: Registry::new().messenger(id("asker")),
+        next: None,
+    };
+    replay(&mut relay, &chains[0]).await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_and_stopped_targets_are_an_error_to_the_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::new();
+    let handles = ring(&registry, dir.path(), &["x", "y"], ActorConfig::default()).await;
+    let err = handles[0]
+        .call(ActorInput::request(json!({"send": "nobody", "msg": 1})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CallError::Failed { error, .. } if error.contains("no actor named \"nobody\"")),
+        "{err}"
+    );
+    handles[1].stop().await.unwrap();
+    let err = handles[0]
+        .call(ActorInput::request(json!({"send": "y", "msg": 1})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CallError::Failed { error, .. } if error.contains("not running")),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_mailbox_pushes_back_without_losing_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::new();
+    let small = ActorConfig::default().mailbox(2).max_batch(1);
+    let handles = ring(&registry, dir.path(), &["fast", "slow"], small).await;
+    for n in 0..100 {
+        handles[0]
+            .call(ActorInput::request(
+                json!({"send": "slow", "msg": {"hops": 0, "n": n}}),
+            ))
+            .await
+            .unwrap();
+    }
+    assert_eq!(wait_received(&handles, 100).await, 100);
+    let chains = stored_chains(dir.path(), &handles).await;
+    // Per-sender FIFO: the slow actor saw 0..100 in order.
+    let order: Vec<u64> = (0..chains[1].len())
+        .filter_map(|s| match chains[1].get(s).unwrap().event() {
+            Event::Input { input, .. } => input.json["payload"]["n"].as_u64(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, (0..100).collect::<Vec<u64>>());
+    assert_eq!(verify_links(&dyns(&chains)).unwrap(), vec![]);
+}
