@@ -10,6 +10,7 @@
 mod chain;
 mod core;
 mod harness;
+mod msg;
 mod wasm;
 
 use harness::{Report, Settings};
@@ -34,6 +35,7 @@ fn main() -> anyhow::Result<()> {
     let mut report = Report::new(settings, filter);
     chain::run(&mut report)?;
     core::run(&mut report)?;
+    msg::run(&mut report)?;
     wasm::run(&mut report)?;
     if json {
         println!("{}", report.to_json());
