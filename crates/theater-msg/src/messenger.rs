@@ -52,7 +52,13 @@ impl Messenger {
         let result = host.call_sync(SEND, request, || {
             Payload::json(match &target {
                 None => json!({"error": format!("no actor named {to:?}")}),
-                Some(h) if h.status() != ActorStatus::Running => {
+                // A restarting actor keeps its mailbox: messages wait for it.
+                Some(h)
+                    if !matches!(
+                        h.status(),
+                        ActorStatus::Running | ActorStatus::Restarting { .. }
+                    ) =>
+                {
                     json!({"error": format!("actor {to:?} is not running")})
                 }
                 Some(_) => json!({"ok": true}),
