@@ -9,8 +9,22 @@ use crate::Hash;
 /// The name of a chain: in Theater, the id of the actor whose history it is.
 ///
 /// 1 to 255 bytes of UTF-8 with no control characters.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct ChainId(String);
+
+impl TryFrom<String> for ChainId {
+    type Error = InvalidChainId;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        ChainId::new(s)
+    }
+}
+
+impl From<ChainId> for String {
+    fn from(id: ChainId) -> String {
+        id.0
+    }
+}
 
 impl ChainId {
     /// Longest id in bytes.
@@ -145,7 +159,7 @@ pub struct HostCall {
 
 /// A reference from an entry to an entry of another chain (e.g. the send of a message
 /// this entry received).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ChainRef {
     /// The other chain.
     pub chain: ChainId,

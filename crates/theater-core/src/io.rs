@@ -17,6 +17,10 @@ pub enum ActorInput {
     Message {
         /// The message.
         payload: Value,
+        /// The sending actor, when another actor sent it (its chain id). The entry that
+        /// records this input also refers to the sender's entry that sent it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
     },
     /// A request expecting a [`ActorOutput::Reply`].
     Request {
@@ -116,9 +120,28 @@ payload_conversions!(ActorInput, "input", HttpRequest);
 payload_conversions!(ActorOutput, "output", HttpResponse);
 
 impl ActorInput {
-    /// A message input.
+    /// A message input from outside any actor.
     pub fn message(payload: Value) -> Self {
-        ActorInput::Message { payload }
+        ActorInput::Message {
+            payload,
+            from: None,
+        }
+    }
+
+    /// A message input sent by the actor `from`.
+    pub fn message_from(from: impl Into<String>, payload: Value) -> Self {
+        ActorInput::Message {
+            payload,
+            from: Some(from.into()),
+        }
+    }
+
+    /// The sending actor of a message from another actor.
+    pub fn sender(&self) -> Option<&str> {
+        match self {
+            ActorInput::Message { from, .. } => from.as_deref(),
+            _ => None,
+        }
     }
 
     /// A request input.
@@ -129,7 +152,7 @@ impl ActorInput {
     /// The JSON payload of a message or request.
     pub fn payload(&self) -> Option<&Value> {
         match self {
-            ActorInput::Message { payload } | ActorInput::Request { payload } => Some(payload),
+            ActorInput::Message { payload, .. } | ActorInput::Request { payload } => Some(payload),
             ActorInput::HttpRequest(_) => None,
         }
     }
@@ -151,6 +174,7 @@ mod tests {
     fn inputs_and_outputs_round_trip_through_payloads() {
         let inputs = [
             ActorInput::message(json!({"add": 1})),
+            ActorInput::message_from("alice", json!([1, 2])),
             ActorInput::request(json!("hi")),
             ActorInput::HttpRequest(HttpRequest {
                 method: "POST".into(),
@@ -174,5 +198,9 @@ mod tests {
         assert_eq!(p.json["status"], 201);
         assert_eq!(ActorOutput::from_payload(&p).unwrap(), out);
         assert!(ActorInput::from_payload(&Payload::json(json!({"type": "nope"}))).is_err());
+        // A message from outside carries no `from` at all: chains written before the field
+        // existed read the same.
+        let p = ActorInput::message(json!(1)).to_payload();
+        assert_eq!(p.json, json!({"type": "message", "payload": 1}));
     }
 }

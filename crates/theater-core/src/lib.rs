@@ -16,6 +16,7 @@
 //! | [`spawn`] → [`ActorHandle`] | a bounded mailbox in front of the runtime, cloneable, with backpressure |
 //! | [`RestartPolicy`] | restarts from the chain after a crash, with limits and backoff |
 //! | [`ActorInterface`] | how interfaces (messages, HTTP, ...) attach to a handle |
+//! | [`Outbox`] | how an actor's host side sends to other actors (implemented by `theater-msg`) |
 //! | [`Subscription`] | events for observers; a slow one lags, the actor never waits |
 //!
 //! ## Example
@@ -67,6 +68,7 @@ mod handle;
 mod host_calls;
 mod interface;
 mod io;
+mod outbox;
 mod replay;
 mod runtime;
 mod supervisor;
@@ -77,6 +79,7 @@ pub use handle::{ActorHandle, ActorStatus, CallError, Outcome};
 pub use host_calls::{CLOCK_NOW, Effect, HostCallError, HostCalls, RANDOM_BYTES};
 pub use interface::{ActorInterface, InterfaceError, Shutdown};
 pub use io::{ActorInput, ActorOutput, HttpRequest, HttpResponse, PayloadError};
+pub use outbox::Outbox;
 pub use replay::{Divergence, Mismatch, ReplayError, ReplayReport, replay, resume};
 pub use runtime::{ActorRuntime, Handled, RuntimeConfig, RuntimeError};
 pub use supervisor::{ActorConfig, ActorFactory, RestartPolicy, spawn};

@@ -288,6 +288,13 @@ impl<F: ActorFactory> Supervisor<F> {
             let mut handled = 0;
             while let Some(c) = cmd.take() {
                 match c {
+                    // The caller stopped waiting (a request that timed out, a cancelled
+                    // call): the input was never handled, so it is not recorded at all.
+                    Command::Input {
+                        reply: Some(reply), ..
+                    } if reply.is_closed() => {
+                        tracing::debug!(actor = %self.id, "skipping an input whose caller gave up");
+                    }
                     Command::Input { input, refs, reply } => {
                         handled += 1;
                         let result = AssertUnwindSafe(self.runtime.handle(input, refs))

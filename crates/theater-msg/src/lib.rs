@@ -11,9 +11,19 @@
 //!   requester's entry refers to it. An unknown or stopped target is an error to the sender.
 //! - [`verify_links`]: given several chains, checks every link and reports each that does
 //!   not hold, naming both actors and seqs.
+//! - [`pending_sends`] + [`Registry::redeliver`]: after a host restart, the messages whose
+//!   sending entries are durable but whose receivers never recorded them are delivered
+//!   again, exactly those, so no message is lost or applied twice.
+//! - [`Transport`]: how messages travel; [`Registry`] is the in-process one. Messages are
+//!   plain data ([`Delivery`]) naming their sending entry, so another transport keeps chains
+//!   linked.
+//!
+//! [`Messenger`] implements [`theater_core::Outbox`], which is what a wasm actor's `send` and
+//! `request` imports call: native and wasm actors talk to each other the same way.
 //!
 //! Delivery goes through each actor's bounded mailbox, so backpressure is real, and a
-//! sender's messages to one target arrive in the order sent.
+//! sender's messages to one target arrive in the order sent. A received message carries its
+//! sender's id (`from`).
 //!
 //! ## Example
 //!
@@ -60,9 +70,11 @@
 mod error;
 mod messenger;
 mod registry;
+mod transport;
 mod verify;
 
 pub use error::MsgError;
 pub use messenger::{Messenger, REQUEST, SEND};
 pub use registry::Registry;
-pub use verify::{LinkProblem, verify_links};
+pub use transport::{Answer, Delivery, Transport};
+pub use verify::{LinkProblem, Pending, pending_sends, verify_links};

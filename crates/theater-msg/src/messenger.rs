@@ -1,26 +1,30 @@
 //! [`Messenger`]: how an actor's host side sends messages and requests, recorded in the
 //! sender's chain.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde_json::{Value, json};
 use theater_chain::{ChainId, ChainRef, Hash, Payload};
-use theater_core::{ActorInput, ActorStatus, HostCalls};
+use theater_core::{HostCallError, HostCalls, Outbox};
 
-use crate::{MsgError, Registry};
+use crate::MsgError;
+use crate::transport::{Delivery, Transport};
 
-/// Name of a recorded fire-and-forget send: request `{"to", "payload"}`, result `{"ok": true}`
-/// or `{"error": ...}`.
+/// Name of a recorded fire-and-forget send: request `{"to", "payload"}` (`to` as addressed),
+/// result `{"ok": true, "id": <the target's chain id>}` or `{"error": ...}`.
 pub const SEND: &str = "theater:msg/send";
-/// Name of a recorded request: request `{"to", "payload"}`, result `{"reply", "seq", "hash"}`
-/// (the answering entry of the target's chain) or `{"error": ...}`.
+/// Name of a recorded request: request `{"to", "payload"}`, result `{"reply", "chain", "seq",
+/// "hash"}` (the answering entry of the target's chain) or `{"error": ...}`.
 pub const REQUEST: &str = "theater:msg/request";
 
 /// Sends messages and requests on behalf of one actor. Every send and request is a recorded
-/// host call, so replay feeds back what happened instead of messaging again.
+/// host call, so replay feeds back what happened instead of messaging again. It is the
+/// [`Outbox`] that wasm actors' `send` and `request` imports use.
 #[derive(Clone, Debug)]
 pub struct Messenger {
-    registry: Registry,
+    transport: Arc<dyn Transport>,
     me: ChainId,
 }
 
@@ -33,8 +37,15 @@ fn error_of(result: &Payload) -> Option<String> {
 }
 
 impl Messenger {
-    pub(crate) fn new(registry: Registry, me: ChainId) -> Self {
-        Messenger { registry, me }
+    /// A messenger sending as `me` through `transport` (see also [`crate::Registry::messenger`]).
+    pub fn new(transport: Arc<dyn Transport>, me: ChainId) -> Self {
+        Messenger { transport, me }
+    }
+
+    /// A messenger connected to no actor: every live send fails, and replay, which only reads
+    /// the recording, works as with any other. For replaying chains offline.
+    pub fn detached(me: ChainId) -> Self {
+        Messenger::new(Arc::new(crate::Registry::new()), me)
     }
 
     /// The actor this messenger sends as.
@@ -43,25 +54,15 @@ impl Messenger {
     }
 
     /// Sends `payload` to `to` without waiting for it to be handled. The target must be
-    /// running now, or this is an error (recorded). The message is delivered once the
+    /// reachable now, or this is an error (recorded). The message is delivered once the
     /// sender's current entry is durable, naming that entry; a sender's messages to one
     /// target arrive in the order sent. An input that fails sends nothing.
     pub fn send(&self, host: &mut HostCalls, to: &str, payload: Value) -> Result<(), MsgError> {
         let request = Payload::json(json!({"to": to, "payload": payload}));
-        let target = self.registry.lookup(to);
         let result = host.call_sync(SEND, request, || {
-            Payload::json(match &target {
-                None => json!({"error": format!("no actor named {to:?}")}),
-                // A restarting actor keeps its mailbox: messages wait for it.
-                Some(h)
-                    if !matches!(
-                        h.status(),
-                        ActorStatus::Running | ActorStatus::Restarting { .. }
-                    ) =>
-                {
-                    json!({"error": format!("actor {to:?} is not running")})
-                }
-                Some(_) => json!({"ok": true}),
+            Payload::json(match self.transport.reachable(to) {
+                Ok(id) => json!({"ok": true, "id": id.as_str()}),
+                Err(reason) => json!({"error": reason}),
             })
         })?;
         if let Some(reason) = error_of(&result) {
@@ -70,18 +71,20 @@ impl Messenger {
                 reason,
             });
         }
-        if let Some(target) = target
-            && !host.is_replaying()
-        {
+        if !host.is_replaying() {
+            let transport = Arc::clone(&self.transport);
+            let from = self.me.clone();
+            let to = to.to_string();
             host.after_commit(move |sent_by: ChainRef| async move {
-                let id = target.id().clone();
-                if let Err(e) = target
-                    .tell_with_refs(ActorInput::message(payload), vec![sent_by])
-                    .await
-                {
-                    // The target stopped after the send was accepted. The sender's chain still
-                    // records the send; link verification reports it as never received.
-                    tracing::warn!(to = %id, "message could not be delivered: {e}");
+                let delivery = Delivery {
+                    from,
+                    payload,
+                    sent_by,
+                };
+                if let Err(e) = transport.deliver(&to, delivery).await {
+                    // The target went away after the send was accepted. The sender's chain
+                    // records the send; `pending_sends` finds it and `redeliver` retries it.
+                    tracing::warn!(%to, "message could not be delivered: {e}");
                 }
             });
         }
@@ -89,7 +92,8 @@ impl Messenger {
     }
 
     /// Sends `payload` to `to` as a request and waits (at most `timeout`) for the reply. The
-    /// sender's entry records the reply and refers to the target's answering entry.
+    /// sender's entry records the reply and refers to the target's answering entry. A
+    /// request that times out before the target takes it up is withdrawn, never handled.
     pub async fn request(
         &self,
         host: &mut HostCalls,
@@ -98,24 +102,21 @@ impl Messenger {
         timeout: Duration,
     ) -> Result<Value, MsgError> {
         let request = Payload::json(json!({"to": to, "payload": payload}));
-        let target = self.registry.lookup(to);
+        let transport = Arc::clone(&self.transport);
         let to_name = to.to_string();
         let result = host
             .call(REQUEST, request, || async move {
-                let Some(target) = target else {
-                    return Payload::json(json!({"error": format!("no actor named {to_name:?}")}));
-                };
-                let call = target.call(ActorInput::request(payload));
-                Payload::json(match tokio::time::timeout(timeout, call).await {
+                let ask = transport.ask(&to_name, payload);
+                Payload::json(match tokio::time::timeout(timeout, ask).await {
                     Err(_) => {
                         json!({"error": format!("no reply from {to_name:?} within {timeout:?}")})
                     }
-                    Ok(Err(e)) => json!({"error": e.to_string()}),
-                    Ok(Ok(outcome)) => json!({
-                        "reply": outcome.output.to_payload().json["payload"].clone(),
-                        "chain": target.id().as_str(),
-                        "seq": outcome.seq,
-                        "hash": outcome.hash.to_string(),
+                    Ok(Err(reason)) => json!({"error": reason}),
+                    Ok(Ok(answer)) => json!({
+                        "reply": answer.reply,
+                        "chain": answer.answered_by.chain.as_str(),
+                        "seq": answer.answered_by.seq,
+                        "hash": answer.answered_by.hash.to_string(),
                     }),
                 })
             })
@@ -130,6 +131,36 @@ impl Messenger {
             answered_by(&result).ok_or_else(|| MsgError::Malformed(result.json.to_string()))?;
         host.refer(answered_by);
         Ok(result.json["reply"].clone())
+    }
+}
+
+fn split<T>(r: Result<T, MsgError>) -> Result<Result<T, String>, HostCallError> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(MsgError::Replay(e)) => Err(e),
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}
+
+#[async_trait]
+impl Outbox for Messenger {
+    fn send(
+        &self,
+        host: &mut HostCalls,
+        to: &str,
+        payload: Value,
+    ) -> Result<Result<(), String>, HostCallError> {
+        split(Messenger::send(self, host, to, payload))
+    }
+
+    async fn request(
+        &self,
+        host: &mut HostCalls,
+        to: &str,
+        payload: Value,
+        timeout: Duration,
+    ) -> Result<Result<Value, String>, HostCallError> {
+        split(Messenger::request(self, host, to, payload, timeout).await)
     }
 }
 

@@ -1,15 +1,18 @@
-//! [`Registry`]: running actors by id and by name.
+//! [`Registry`]: running actors by id and by name, and the in-process [`Transport`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use theater_chain::ChainId;
-use theater_core::ActorHandle;
+use async_trait::async_trait;
+use serde_json::Value;
+use theater_chain::{ChainId, ChainRef};
+use theater_core::{ActorHandle, ActorInput, ActorStatus};
 
-use crate::{Messenger, MsgError};
+use crate::transport::{Answer, Delivery, Transport};
+use crate::{Messenger, MsgError, Pending};
 
 /// The actors one host runs, addressable by id and by any names given to them. Cheap to
-/// clone; clones share the table.
+/// clone; clones share the table. It is the in-process [`Transport`].
 #[derive(Clone, Default, Debug)]
 pub struct Registry {
     inner: Arc<RwLock<Table>>,
@@ -65,8 +68,86 @@ impl Registry {
         t.by_id.get(&id).cloned()
     }
 
-    /// A messenger sending as the actor `me`.
+    /// The ids of the registered actors, sorted.
+    pub fn ids(&self) -> Vec<ChainId> {
+        let mut ids: Vec<ChainId> = self
+            .inner
+            .read()
+            .map(|t| t.by_id.keys().cloned().collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// A messenger sending as the actor `me` through this registry.
     pub fn messenger(&self, me: ChainId) -> Messenger {
-        Messenger::new(self.clone(), me)
+        Messenger::new(Arc::new(self.clone()), me)
+    }
+
+    /// Delivers messages that were sent (their sending entries are durable) but never
+    /// recorded by their receivers, as found by [`crate::pending_sends`] after a host
+    /// restart. Call it once the actors are registered and before they take new messages,
+    /// so each sender's messages still arrive in order. Returns how many were delivered.
+    pub async fn redeliver(&self, pending: Vec<Pending>) -> Result<usize, MsgError> {
+        let mut delivered = 0;
+        for p in pending {
+            let to = p.to.to_string();
+            self.deliver(
+                &to,
+                Delivery {
+                    from: p.sent_by.chain.clone(),
+                    payload: p.payload,
+                    sent_by: p.sent_by,
+                },
+            )
+            .await
+            .map_err(|reason| MsgError::Unreachable { to, reason })?;
+            delivered += 1;
+        }
+        Ok(delivered)
+    }
+
+    fn reachable_handle(&self, to: &str) -> Result<ActorHandle, String> {
+        let handle = self
+            .lookup(to)
+            .ok_or_else(|| format!("no actor named {to:?}"))?;
+        match handle.status() {
+            // A restarting actor keeps its mailbox: messages wait for it.
+            ActorStatus::Running | ActorStatus::Restarting { .. } => Ok(handle),
+            ActorStatus::Failed { reason } => Err(format!("actor {to:?} has failed: {reason}")),
+            _ => Err(format!("actor {to:?} is not running")),
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for Registry {
+    fn reachable(&self, to: &str) -> Result<ChainId, String> {
+        self.reachable_handle(to).map(|h| h.id().clone())
+    }
+
+    async fn deliver(&self, to: &str, delivery: Delivery) -> Result<(), String> {
+        let handle = self.reachable_handle(to)?;
+        let input = ActorInput::message_from(delivery.from.as_str(), delivery.payload);
+        handle
+            .tell_with_refs(input, vec![delivery.sent_by])
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn ask(&self, to: &str, payload: Value) -> Result<Answer, String> {
+        let handle = self.reachable_handle(to)?;
+        let outcome = handle
+            .call(ActorInput::request(payload))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Answer {
+            reply: outcome.output.to_payload().json["payload"].clone(),
+            answered_by: ChainRef {
+                chain: handle.id().clone(),
+                seq: outcome.seq,
+                hash: outcome.hash,
+            },
+        })
     }
 }

@@ -1,11 +1,11 @@
-//! Cross-actor verification: every message received resolves to a matching send, and every
-//! recorded request reply to a matching answer.
+//! Cross-actor verification: every message received resolves to a matching send (once), and
+//! every recorded request reply to a matching answer; and the sends not yet received.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use serde_json::Value;
-use theater_chain::{ChainError, ChainId, ChainStore, Entry, Event, check_refs};
+use theater_chain::{ChainError, ChainId, ChainRef, ChainStore, Entry, Event, check_refs};
 
 use crate::messenger::{REQUEST, SEND, answered_by};
 
@@ -34,116 +34,264 @@ impl fmt::Display for LinkProblem {
     }
 }
 
-fn message_payload(entry: &Entry) -> Option<&Value> {
+/// A message one chain records as sent and its receiver's chain does not (yet) record as
+/// received: in flight, or lost with a host that stopped before delivering it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pending {
+    /// The sending entry.
+    pub sent_by: ChainRef,
+    /// The receiver.
+    pub to: ChainId,
+    /// The message.
+    pub payload: Value,
+}
+
+fn received(entry: &Entry) -> Option<(&Value, Option<&str>)> {
     let input = match entry.event() {
         Event::Input { input, .. } | Event::Failed { input, .. } => input,
         _ => return None,
     };
-    (input.json["type"] == "message").then(|| &input.json["payload"])
+    (input.json["type"] == "message").then(|| (&input.json["payload"], input.json["from"].as_str()))
 }
 
-/// Checks the links between `chains`: references resolve ([`check_refs`]); each received
-/// message matches a send to its receiver with the same payload in the sending entry; each
-/// recorded request matches the target's entry (same request payload, same reply).
-/// Returns every link that does not hold (empty when all do).
-pub fn verify_links(chains: &[&dyn ChainStore]) -> Result<Vec<LinkProblem>, ChainError> {
-    let by_id: HashMap<&ChainId, &dyn ChainStore> = chains.iter().map(|c| (c.id(), *c)).collect();
-    let mut problems: Vec<LinkProblem> = check_refs(chains)?
-        .into_iter()
-        .map(|b| LinkProblem {
-            chain: b.chain.clone(),
-            seq: b.seq,
-            other: b.target.chain.clone(),
-            other_seq: b.target.seq,
-            problem: b.to_string(),
+/// The messages an entry sent successfully: (receiver, payload).
+fn sends(entry: &Entry) -> Vec<(ChainId, Value)> {
+    entry
+        .host_calls()
+        .iter()
+        .filter(|c| c.name == SEND && c.result.json["ok"] == Value::Bool(true))
+        .filter_map(|c| {
+            let to = c.result.json["id"]
+                .as_str()
+                .or_else(|| c.request.json["to"].as_str())?;
+            Some((ChainId::new(to).ok()?, c.request.json["payload"].clone()))
         })
-        .collect();
-    let unresolved: Vec<(ChainId, u64)> =
-        problems.iter().map(|p| (p.chain.clone(), p.seq)).collect();
-    for chain in chains {
-        for seq in chain.start()..chain.len() {
-            if unresolved.contains(&(chain.id().clone(), seq)) {
-                continue;
-            }
-            let entry = chain.get(seq)?;
-            let mut problem = |other: &ChainId, other_seq: u64, what: String| {
-                problems.push(LinkProblem {
+        .collect()
+}
+
+struct SentMessage {
+    to: ChainId,
+    payload: Value,
+    received: bool,
+}
+
+/// Every send and every receipt among a set of chains, matched up.
+struct Ledger {
+    /// By sending entry, in order of the chains given and their seqs.
+    sent: Vec<(ChainRef, Vec<SentMessage>)>,
+    /// For each (receiver, sender): the lowest sender seq a retained receipt refers to.
+    first_receipt: HashMap<(ChainId, ChainId), u64>,
+    problems: Vec<LinkProblem>,
+}
+
+impl Ledger {
+    fn build(chains: &[&dyn ChainStore]) -> Result<Ledger, ChainError> {
+        let by_id: HashMap<&ChainId, &dyn ChainStore> =
+            chains.iter().map(|c| (c.id(), *c)).collect();
+        let mut problems: Vec<LinkProblem> = check_refs(chains)?
+            .into_iter()
+            .map(|b| LinkProblem {
+                chain: b.chain.clone(),
+                seq: b.seq,
+                other: b.target.chain.clone(),
+                other_seq: b.target.seq,
+                problem: b.to_string(),
+            })
+            .collect();
+        let unresolved: HashSet<(ChainId, u64)> =
+            problems.iter().map(|p| (p.chain.clone(), p.seq)).collect();
+
+        // Pass 1: what each entry sent.
+        let mut sent = Vec::new();
+        let mut index: HashMap<(ChainId, u64), usize> = HashMap::new();
+        for chain in chains {
+            for seq in chain.start()..chain.len() {
+                let entry = chain.get(seq)?;
+                let messages = sends(&entry);
+                if messages.is_empty() {
+                    continue;
+                }
+                let at = ChainRef {
                     chain: chain.id().clone(),
                     seq,
-                    other: other.clone(),
-                    other_seq,
-                    problem: what,
-                });
-            };
-            if let Some(payload) = message_payload(&entry) {
-                for r in entry.refs() {
-                    let Some(sender) = by_id.get(&r.chain) else {
+                    hash: entry.hash(),
+                };
+                index.insert((chain.id().clone(), seq), sent.len());
+                sent.push((
+                    at,
+                    messages
+                        .into_iter()
+                        .map(|(to, payload)| SentMessage {
+                            to,
+                            payload,
+                            received: false,
+                        })
+                        .collect::<Vec<_>>(),
+                ));
+            }
+        }
+
+        // Pass 2: what each entry received and answered.
+        let mut first_receipt: HashMap<(ChainId, ChainId), u64> = HashMap::new();
+        for chain in chains {
+            for seq in chain.start()..chain.len() {
+                if unresolved.contains(&(chain.id().clone(), seq)) {
+                    continue;
+                }
+                let entry = chain.get(seq)?;
+                let mut problem = |other: &ChainId, other_seq: u64, what: String| {
+                    problems.push(LinkProblem {
+                        chain: chain.id().clone(),
+                        seq,
+                        other: other.clone(),
+                        other_seq,
+                        problem: what,
+                    });
+                };
+                if let Some((payload, from)) = received(&entry) {
+                    for r in entry.refs() {
+                        if !by_id.contains_key(&r.chain) {
+                            continue;
+                        }
+                        let first = first_receipt
+                            .entry((chain.id().clone(), r.chain.clone()))
+                            .or_insert(r.seq);
+                        *first = (*first).min(r.seq);
+                        if let Some(from) = from
+                            && from != r.chain.as_str()
+                        {
+                            problem(
+                                &r.chain,
+                                r.seq,
+                                format!("the message says it is from {from:?}"),
+                            );
+                        }
+                        let messages = index
+                            .get(&(r.chain.clone(), r.seq))
+                            .map(|&i| &mut sent[i].1[..])
+                            .unwrap_or_default();
+                        let mut same = messages
+                            .iter_mut()
+                            .filter(|m| m.to == *chain.id() && m.payload == *payload)
+                            .peekable();
+                        if same.peek().is_none() {
+                            problem(
+                                &r.chain,
+                                r.seq,
+                                format!(
+                                    "received {payload} but that entry sent no such message to {}",
+                                    chain.id()
+                                ),
+                            );
+                        } else if let Some(m) = same.find(|m| !m.received) {
+                            m.received = true;
+                        } else {
+                            problem(
+                                &r.chain,
+                                r.seq,
+                                format!("received {payload} more times than it was sent"),
+                            );
+                        }
+                    }
+                }
+                for call in entry.host_calls().iter().filter(|c| c.name == REQUEST) {
+                    let Some(at) = answered_by(&call.result) else {
                         continue;
                     };
-                    let sent = sender.get(r.seq)?;
-                    let matched = sent.host_calls().iter().any(|c| {
-                        c.name == SEND
-                            && c.request.json["to"].as_str() == Some(chain.id().as_str())
-                            && c.request.json["payload"] == *payload
-                            && c.result.json["ok"] == Value::Bool(true)
-                    });
-                    if !matched {
+                    let Some(target) = by_id.get(&at.chain) else {
+                        continue;
+                    };
+                    if at.seq < target.start() || at.seq >= target.len() {
+                        continue; // reported by check_refs
+                    }
+                    let answer = target.get(at.seq)?;
+                    let (asked, replied) = match answer.event() {
+                        Event::Input { input, output } if input.json["type"] == "request" => {
+                            (&input.json["payload"], &output.json["payload"])
+                        }
+                        _ => {
+                            problem(
+                                &at.chain,
+                                at.seq,
+                                "the answering entry is not a handled request".into(),
+                            );
+                            continue;
+                        }
+                    };
+                    if *asked != call.request.json["payload"] {
                         problem(
-                            &r.chain,
-                            r.seq,
+                            &at.chain,
+                            at.seq,
                             format!(
-                                "received {payload} but that entry sent no such message to {}",
-                                chain.id()
+                                "asked {} but the target recorded {asked}",
+                                call.request.json["payload"]
+                            ),
+                        );
+                    } else if *replied != call.result.json["reply"] {
+                        problem(
+                            &at.chain,
+                            at.seq,
+                            format!(
+                                "recorded reply {} but the target answered {replied}",
+                                call.result.json["reply"]
                             ),
                         );
                     }
                 }
             }
-            for call in entry.host_calls().iter().filter(|c| c.name == REQUEST) {
-                let Some(at) = answered_by(&call.result) else {
-                    continue;
-                };
-                let Some(target) = by_id.get(&at.chain) else {
-                    continue;
-                };
-                if at.seq < target.start() || at.seq >= target.len() {
-                    continue; // reported by check_refs
-                }
-                let answer = target.get(at.seq)?;
-                let (asked, replied) = match answer.event() {
-                    Event::Input { input, output } => {
-                        (&input.json["payload"], &output.json["payload"])
-                    }
-                    _ => {
-                        problem(
-                            &at.chain,
-                            at.seq,
-                            "the answering entry is not a handled input".into(),
-                        );
-                        continue;
-                    }
-                };
-                if *asked != call.request.json["payload"] {
-                    problem(
-                        &at.chain,
-                        at.seq,
-                        format!(
-                            "asked {} but the target recorded {asked}",
-                            call.request.json["payload"]
-                        ),
-                    );
-                } else if *replied != call.result.json["reply"] {
-                    problem(
-                        &at.chain,
-                        at.seq,
-                        format!(
-                            "recorded reply {} but the target answered {replied}",
-                            call.result.json["reply"]
-                        ),
-                    );
+        }
+        Ok(Ledger {
+            sent,
+            first_receipt,
+            problems,
+        })
+    }
+}
+
+/// Checks the links between `chains`: references resolve ([`check_refs`]); each received
+/// message matches a send to its receiver with the same payload in the sending entry, and no
+/// send is received more often than it was made; a message's `from` is the chain it refers
+/// to; each recorded request matches the target's entry (same request payload, same reply).
+/// Returns every link that does not hold (empty when all do). Sends not yet received are not
+/// problems (they may be in flight): see [`pending_sends`].
+pub fn verify_links(chains: &[&dyn ChainStore]) -> Result<Vec<LinkProblem>, ChainError> {
+    Ok(Ledger::build(chains)?.problems)
+}
+
+/// The messages sent among `chains` whose receivers (also among `chains`) have not recorded
+/// them, in the order they were sent per sender. After a host restart these are the messages
+/// to [`crate::Registry::redeliver`]: exactly the ones lost, so none is applied twice.
+///
+/// A receiver whose chain was pruned no longer shows its oldest receipts: sends from before
+/// the oldest retained receipt from that sender are taken as received, and if no receipt from
+/// that sender is retained, none of its sends to that receiver is reported.
+pub fn pending_sends(chains: &[&dyn ChainStore]) -> Result<Vec<Pending>, ChainError> {
+    let ledger = Ledger::build(chains)?;
+    let starts: HashMap<&ChainId, u64> = chains.iter().map(|c| (c.id(), c.start())).collect();
+    let mut pending = Vec::new();
+    for (sent_by, messages) in ledger.sent {
+        for m in messages {
+            if m.received {
+                continue;
+            }
+            let Some(&start) = starts.get(&m.to) else {
+                continue; // the receiver is not among the chains given
+            };
+            if start > 0 {
+                match ledger
+                    .first_receipt
+                    .get(&(m.to.clone(), sent_by.chain.clone()))
+                {
+                    Some(&first) if sent_by.seq >= first => {}
+                    _ => continue,
                 }
             }
+            pending.push(Pending {
+                sent_by: sent_by.clone(),
+                to: m.to,
+                payload: m.payload,
+            });
         }
     }
-    Ok(problems)
+    Ok(pending)
 }
