@@ -1,9 +1,11 @@
 //! [`WasmActor`]: an [`Actor`] whose code is a component.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde_json::Value;
 use theater_chain::{ChainId, to_canonical_json};
-use theater_core::{Actor, ActorError, ActorInput, ActorOutput, HostCalls};
+use theater_core::{Actor, ActorError, ActorInput, ActorOutput, HostCalls, Outbox};
 use wasmtime::{Store, UpdateDeadline};
 
 use crate::Limits;
@@ -24,6 +26,7 @@ pub struct WasmActor {
     id: String,
     init: Value,
     limits: Limits,
+    outbox: Option<Arc<dyn Outbox>>,
     live: Option<Live>,
 }
 
@@ -51,8 +54,18 @@ impl WasmActor {
             id: id.to_string(),
             init,
             limits,
+            outbox: None,
             live: None,
         }
+    }
+
+    /// Grants messaging: the guest's `send` and `request` imports go to `outbox` (e.g. a
+    /// `theater_msg::Messenger`). Without it they return an error. Replaying a chain that
+    /// messaged needs an outbox too, though it is never used to reach anyone.
+    pub fn with_outbox(mut self, outbox: Arc<dyn Outbox>) -> Self {
+        self.outbox = Some(outbox);
+        self.live = None;
+        self
     }
 
     /// Instantiates now (otherwise the first input does): to measure or to fail early.
@@ -67,7 +80,8 @@ impl WasmActor {
                 .limits
                 .memory_bytes
                 .min(self.host.inner.config.max_memory_bytes);
-            let mut store = Store::new(engine, HostState::new(self.id.clone(), limit));
+            let state = HostState::new(self.id.clone(), limit, self.outbox.clone());
+            let mut store = Store::new(engine, state);
             store.limiter(|s| s);
             let cpu = self.limits.cpu;
             store.epoch_deadline_callback(move |mut ctx| {

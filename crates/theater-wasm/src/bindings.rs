@@ -3,8 +3,12 @@
 wasmtime::component::bindgen!({
     path: "../../wit",
     world: "actor",
-    imports: { default: trappable },
+    imports: {
+        "theater:actor/msg.request": async | trappable,
+        default: trappable,
+    },
     exports: { default: async },
 });
 
 pub(crate) use theater::actor::host::{Host, Level};
+pub(crate) use theater::actor::msg::Host as MsgHost;

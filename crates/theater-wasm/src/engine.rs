@@ -138,6 +138,8 @@ impl WasmHost {
         let mut linker = Linker::new(&engine);
         crate::bindings::theater::actor::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(engine_err)?;
+        crate::bindings::theater::actor::msg::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(engine_err)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), config.epoch_tick, Arc::clone(&stop_ticker));
         Ok(WasmHost {

@@ -1,9 +1,17 @@
 //! What the store holds for one actor instance, and the host functions guests import.
 
-use theater_core::{HostCallError, HostCalls};
+use std::sync::Arc;
+use std::time::Duration;
+
+use theater_chain::to_canonical_json;
+use theater_core::{HostCallError, HostCalls, Outbox};
 use wasmtime::ResourceLimiter;
 
-use crate::bindings::{Host, Level};
+use crate::bindings::{Host, Level, MsgHost};
+
+/// What a guest's `send`/`request` returns when the manifest did not grant messaging.
+pub(crate) const MSG_NOT_GRANTED: &str =
+    "messaging is not granted to this actor (add [interfaces.msg] to its manifest)";
 
 /// The memory limit was reached (raised as a trap from the limiter).
 #[derive(Debug, thiserror::Error)]
@@ -30,10 +38,12 @@ pub(crate) struct HostState {
     pub(crate) ticks_left: u64,
     pub(crate) memory_limit: usize,
     pub(crate) actor: String,
+    /// Where `send` and `request` go (`None`: messaging not granted).
+    pub(crate) outbox: Option<Arc<dyn Outbox>>,
 }
 
 impl HostState {
-    pub(crate) fn new(actor: String, memory_limit: usize) -> Self {
+    pub(crate) fn new(actor: String, memory_limit: usize, outbox: Option<Arc<dyn Outbox>>) -> Self {
         HostState {
             calls: HostCalls::live(),
             call_error: None,
@@ -41,6 +51,7 @@ impl HostState {
             ticks_left: 0,
             memory_limit,
             actor,
+            outbox,
         }
     }
 
@@ -76,6 +87,42 @@ impl Host for HostState {
     fn random_bytes(&mut self, n: u32) -> wasmtime::Result<Vec<u8>> {
         let r = self.calls.random_bytes(n as usize);
         self.record(r)
+    }
+}
+
+fn parse_message(message: &[u8]) -> Result<serde_json::Value, String> {
+    serde_json::from_slice(message).map_err(|e| format!("the message is not valid JSON: {e}"))
+}
+
+impl MsgHost for HostState {
+    fn send(&mut self, to: String, message: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        let Some(outbox) = self.outbox.clone() else {
+            return Ok(Err(MSG_NOT_GRANTED.into()));
+        };
+        let payload = match parse_message(&message) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let r = outbox.send(&mut self.calls, &to, payload);
+        self.record(r)
+    }
+
+    async fn request(
+        &mut self,
+        to: String,
+        message: Vec<u8>,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, String>> {
+        let Some(outbox) = self.outbox.clone() else {
+            return Ok(Err(MSG_NOT_GRANTED.into()));
+        };
+        let payload = match parse_message(&message) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let timeout = Duration::from_millis(timeout_ms.into());
+        let r = outbox.request(&mut self.calls, &to, payload, timeout).await;
+        Ok(self.record(r)?.map(|reply| to_canonical_json(&reply)))
     }
 }
 

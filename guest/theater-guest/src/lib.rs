@@ -48,6 +48,9 @@ pub enum Input {
     Message {
         /// The message.
         payload: Value,
+        /// The sending actor's id, when another actor sent it.
+        #[serde(default)]
+        from: Option<String>,
     },
     /// A request expecting a reply.
     Request {
@@ -62,8 +65,16 @@ impl Input {
     /// The JSON payload of a message or request.
     pub fn payload(&self) -> Option<&Value> {
         match self {
-            Input::Message { payload } | Input::Request { payload } => Some(payload),
+            Input::Message { payload, .. } | Input::Request { payload } => Some(payload),
             Input::HttpRequest(_) => None,
+        }
+    }
+
+    /// The actor that sent this message, if another actor did.
+    pub fn sender(&self) -> Option<&str> {
+        match self {
+            Input::Message { from, .. } => from.as_deref(),
+            _ => None,
         }
     }
 }
@@ -154,6 +165,28 @@ pub mod host {
     /// `n` random bytes (recorded; replayed exactly).
     pub fn random_bytes(n: u32) -> Vec<u8> {
         wit::random_bytes(n)
+    }
+}
+
+/// Messages to other actors (granted by the manifest's `[interfaces.msg]`). Each call is
+/// recorded in this actor's chain, so replay gives back the same answers.
+pub mod msg {
+    use crate::bindings::theater::actor::msg as wit;
+    use serde_json::Value;
+
+    /// Sends `message` to the actor `to` (an id or a name). It is delivered once this input
+    /// is recorded, and only if this input succeeds. An error says the target cannot be
+    /// reached (unknown, stopped) and nothing was sent.
+    pub fn send(to: &str, message: &Value) -> Result<(), String> {
+        let bytes = serde_json::to_vec(message).map_err(|e| e.to_string())?;
+        wit::send(to, &bytes)
+    }
+
+    /// Asks the actor `to` and waits at most `timeout_ms` for its reply.
+    pub fn request(to: &str, message: &Value, timeout_ms: u32) -> Result<Value, String> {
+        let bytes = serde_json::to_vec(message).map_err(|e| e.to_string())?;
+        let reply = wit::request(to, &bytes, timeout_ms)?;
+        serde_json::from_slice(&reply).map_err(|e| format!("the reply is not JSON: {e}"))
     }
 }
 

@@ -7,3 +7,4 @@
 
 mod links;
 mod relay;
+mod wasm;
