@@ -1,6 +1,8 @@
-//! theater-msg rows: messages/s between two native actors vs a bare tokio mpsc ping-pong;
-//! request round trips (median and p99) vs a bare tokio request/response.
+//! theater-msg rows: messages/s between two native actors and between two wasm actors vs a
+//! bare tokio mpsc ping-pong; request round trips to a native and to a wasm actor (median
+//! and p99) vs a bare tokio request/response.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -10,6 +12,8 @@ use theater_core::{
     Actor, ActorConfig, ActorError, ActorHandle, ActorInput, ActorOutput, HostCalls, spawn,
 };
 use theater_msg::{Messenger, Registry};
+use theater_test_support::example_component;
+use theater_wasm::{Limits, WasmConfig, WasmHost};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::harness::{Better, Report, Row, median};
@@ -82,9 +86,115 @@ pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
         .build()?;
     if report.wants("messages") {
         rt.block_on(ping_pong(report))?;
+        rt.block_on(wasm_ping_pong(report))?;
     }
     if report.wants("request") {
         rt.block_on(requests(report))?;
+        rt.block_on(wasm_requests(report))?;
+    }
+    Ok(())
+}
+
+/// Two `pingpong` example components, registered as `ping` and `pong`, on memory chains.
+async fn wasm_pair(
+    host: &WasmHost,
+    registry: &Registry,
+) -> anyhow::Result<(ActorHandle, ActorHandle)> {
+    let component = host.load_file(example_component("pingpong"))?;
+    let mut hs = Vec::new();
+    for me in ["ping", "pong"] {
+        let messenger = Arc::new(registry.messenger(id(me)?));
+        let (host, component, name) = (host.clone(), component.clone(), id(me)?);
+        let factory = move || {
+            host.actor(&component, &name, Value::Null, Limits::default())
+                .with_outbox(messenger.clone())
+        };
+        let h = spawn(
+            factory,
+            Box::new(MemoryStore::new(id(me)?)),
+            ActorConfig::default(),
+        )
+        .await?;
+        registry.register(h.clone())?;
+        hs.push(h);
+    }
+    let pong = hs.pop().ok_or_else(|| anyhow::anyhow!("no pong"))?;
+    let ping = hs.pop().ok_or_else(|| anyhow::anyhow!("no ping"))?;
+    Ok((ping, pong))
+}
+
+async fn wasm_received(h: &ActorHandle) -> anyhow::Result<u64> {
+    Ok(h.state().await?.0["received"].as_u64().unwrap_or(0))
+}
+
+async fn wasm_ping_pong(report: &mut Report) -> anyhow::Result<()> {
+    let n = 2_000u64;
+    let host = WasmHost::new(WasmConfig::default().pooling(Some(16)))?;
+    let mut ours = Vec::new();
+    let mut base = Vec::new();
+    for i in 0..=report.settings.samples {
+        let registry = Registry::new();
+        let (ping, pong) = wasm_pair(&host, &registry).await?;
+        let t = Instant::now();
+        ping.call(ActorInput::request(json!({"serve": "pong", "rounds": n})))
+            .await?;
+        loop {
+            if wasm_received(&ping).await? + wasm_received(&pong).await? >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let a = t.elapsed();
+        let b = bare_ping_pong(n).await;
+        if i > 0 {
+            ours.push(a);
+            base.push(b);
+        }
+    }
+    report.push(Row {
+        name: "messages between two wasm actors (memory chains)".into(),
+        unit: "msg/s",
+        ours: n as f64 / median(&mut ours).as_secs_f64(),
+        baseline_name: "bare tokio mpsc ping-pong".into(),
+        baseline: n as f64 / median(&mut base).as_secs_f64(),
+        better: Better::Higher,
+        target: None,
+    });
+    Ok(())
+}
+
+async fn wasm_requests(report: &mut Report) -> anyhow::Result<()> {
+    let n = 2_000;
+    let host = WasmHost::new(WasmConfig::default().pooling(Some(16)))?;
+    let registry = Registry::new();
+    let (_ping, _pong) = wasm_pair(&host, &registry).await?;
+    let asker = registry.messenger(id("bench")?);
+    let mut ours = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut host = HostCalls::live();
+        let t = Instant::now();
+        let reply = asker
+            .request(
+                &mut host,
+                "pong",
+                json!({"echo": i}),
+                Duration::from_secs(5),
+            )
+            .await?;
+        ours.push(t.elapsed());
+        anyhow::ensure!(reply == json!(i), "wrong reply");
+    }
+    let mut base = bare_requests(n).await?;
+    for (label, p) in [("median", 0.5), ("p99", 0.99)] {
+        report.push(Row {
+            name: format!("request round trip to a wasm actor, {label}"),
+            unit: "s",
+            ours: percentile(&mut ours, p).as_secs_f64(),
+            baseline_name: "bare tokio mpsc + oneshot".into(),
+            baseline: percentile(&mut base, p).as_secs_f64(),
+            better: Better::Lower,
+            target: None,
+        });
     }
     Ok(())
 }
@@ -170,6 +280,23 @@ async fn requests(report: &mut Report) -> anyhow::Result<()> {
         ours.push(t.elapsed());
         anyhow::ensure!(reply == json!(i), "wrong reply");
     }
+    let mut base = bare_requests(n).await?;
+    for (label, p) in [("median", 0.5), ("p99", 0.99)] {
+        report.push(Row {
+            name: format!("request round trip to a native actor, {label}"),
+            unit: "s",
+            ours: percentile(&mut ours, p).as_secs_f64(),
+            baseline_name: "bare tokio mpsc + oneshot".into(),
+            baseline: percentile(&mut base, p).as_secs_f64(),
+            better: Better::Lower,
+            target: None,
+        });
+    }
+    Ok(())
+}
+
+/// `n` round trips through a bare tokio request/response: mpsc there, oneshot back.
+async fn bare_requests(n: usize) -> anyhow::Result<Vec<Duration>> {
     let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(256);
     tokio::spawn(async move {
         while let Some((v, reply)) = rx.recv().await {
@@ -185,16 +312,5 @@ async fn requests(report: &mut Report) -> anyhow::Result<()> {
         base.push(t.elapsed());
         anyhow::ensure!(v == i, "wrong bare reply");
     }
-    for (label, p) in [("median", 0.5), ("p99", 0.99)] {
-        report.push(Row {
-            name: format!("request round trip to a native actor, {label}"),
-            unit: "s",
-            ours: percentile(&mut ours, p).as_secs_f64(),
-            baseline_name: "bare tokio mpsc + oneshot".into(),
-            baseline: percentile(&mut base, p).as_secs_f64(),
-            better: Better::Lower,
-            target: None,
-        });
-    }
-    Ok(())
+    Ok(base)
 }
