@@ -130,6 +130,52 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
 }
 
+impl HttpResponse {
+    /// A response with `status`, no headers and an empty body.
+    pub fn new(status: u16) -> Self {
+        HttpResponse {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A JSON response.
+    pub fn json(status: u16, value: &Value) -> Self {
+        HttpResponse::new(status)
+            .header("content-type", "application/json")
+            .body(value.to_string().into_bytes())
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+}
+
+impl HttpRequest {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl From<HttpResponse> for Output {
+    fn from(r: HttpResponse) -> Self {
+        Output::HttpResponse(r)
+    }
+}
+
 /// A Theater actor.
 pub trait Actor {
     /// The state, stored by Theater as JSON.

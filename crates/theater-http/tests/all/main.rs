@@ -1,0 +1,11 @@
+//! Integration tests of theater-http: real HTTP over loopback, real wasm components.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is how a test reports failure"
+)]
+
+mod limits;
+mod rest;
+mod routing;
+mod support;
