@@ -174,11 +174,11 @@ pub async fn spawn<F: ActorFactory>(
     let (tx, rx) = mpsc::channel(config.mailbox.max(1));
     let (events, _) = broadcast::channel(config.events.max(1));
     let (status_tx, status_rx) = watch::channel(ActorStatus::Running);
-    let outbound = spawn_outbound(config.mailbox.max(1));
+    let outbound = spawn_outbound();
     let mut runtime = runtime;
     for effect in runtime.take_effects() {
         // The init entry is already durable (start syncs it).
-        let _ = outbound.send(effect).await;
+        let _ = outbound.send(effect);
     }
     let supervisor = Supervisor {
         outbound,
@@ -208,11 +208,13 @@ enum Exit {
     ChainFailed(String),
 }
 
-/// Runs committed entries' effects in order, apart from the actor's loop: an actor waiting
-/// for room in another's mailbox keeps serving its own (no deadlock between two actors that
-/// message each other), while its own outbound queue, bounded, pushes back on it.
-fn spawn_outbound(capacity: usize) -> mpsc::Sender<(ChainRef, Effect)> {
-    let (tx, mut rx) = mpsc::channel::<(ChainRef, Effect)>(capacity);
+/// Runs committed entries' effects in order, apart from the actor's loop: a delivery waiting
+/// for room in another actor's mailbox waits here, and the actor keeps serving its own
+/// mailbox. The queue is unbounded on purpose: if the loop waited for room in it, two actors
+/// sending each other bursts would each wait on the other's full mailbox, for ever. The
+/// actor's own bounded mailbox is what pushes back on whoever drives it.
+fn spawn_outbound() -> mpsc::UnboundedSender<(ChainRef, Effect)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(ChainRef, Effect)>();
     tokio::spawn(async move {
         while let Some((at, effect)) = rx.recv().await {
             effect(at).await;
@@ -222,7 +224,7 @@ fn spawn_outbound(capacity: usize) -> mpsc::Sender<(ChainRef, Effect)> {
 }
 
 struct Supervisor<F: ActorFactory> {
-    outbound: mpsc::Sender<(ChainRef, Effect)>,
+    outbound: mpsc::UnboundedSender<(ChainRef, Effect)>,
     id: ChainId,
     runtime: ActorRuntime<F::Actor>,
     rx: mpsc::Receiver<Command>,
@@ -373,7 +375,7 @@ impl<F: ActorFactory> Supervisor<F> {
             let effects = self.runtime.take_effects();
             if committed.is_ok() {
                 for effect in effects {
-                    let _ = self.outbound.send(effect).await;
+                    let _ = self.outbound.send(effect);
                 }
             }
             for (reply, answer) in replies {

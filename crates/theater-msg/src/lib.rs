@@ -74,7 +74,7 @@ mod transport;
 mod verify;
 
 pub use error::MsgError;
-pub use messenger::{Messenger, REQUEST, SEND};
-pub use registry::Registry;
+pub use messenger::{MAX_REQUEST_TIMEOUT, Messenger, REQUEST, SEND};
+pub use registry::{Redelivery, Registry};
 pub use transport::{Answer, Delivery, Transport};
 pub use verify::{LinkProblem, Pending, pending_sends, verify_links};

@@ -19,6 +19,10 @@ pub const SEND: &str = "theater:msg/send";
 /// "hash"}` (the answering entry of the target's chain) or `{"error": ...}`.
 pub const REQUEST: &str = "theater:msg/request";
 
+/// The longest a request may wait for its reply; longer timeouts are shortened to it. (Time
+/// spent waiting is not CPU time, so the actor's CPU limit does not bound it.)
+pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Sends messages and requests on behalf of one actor. Every send and request is a recorded
 /// host call, so replay feeds back what happened instead of messaging again. It is the
 /// [`Outbox`] that wasm actors' `send` and `request` imports use.
@@ -74,7 +78,9 @@ impl Messenger {
         if !host.is_replaying() {
             let transport = Arc::clone(&self.transport);
             let from = self.me.clone();
-            let to = to.to_string();
+            // Deliver to the actor the send resolved (and recorded), even if the name it was
+            // addressed by points elsewhere by the time the entry is durable.
+            let to = result.json["id"].as_str().unwrap_or(to).to_string();
             host.after_commit(move |sent_by: ChainRef| async move {
                 let delivery = Delivery {
                     from,
@@ -104,8 +110,16 @@ impl Messenger {
         let request = Payload::json(json!({"to": to, "payload": payload}));
         let transport = Arc::clone(&self.transport);
         let to_name = to.to_string();
+        let me = self.me.clone();
+        let timeout = timeout.min(MAX_REQUEST_TIMEOUT);
         let result = host
             .call(REQUEST, request, || async move {
+                // An actor handles one input at a time: asking itself could only time out.
+                if transport.reachable(&to_name).is_ok_and(|id| id == me) {
+                    return Payload::json(
+                        json!({"error": "an actor cannot send a request to itself"}),
+                    );
+                }
                 let ask = transport.ask(&to_name, payload);
                 Payload::json(match tokio::time::timeout(timeout, ask).await {
                     Err(_) => {

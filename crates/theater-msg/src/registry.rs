@@ -11,6 +11,15 @@ use theater_core::{ActorHandle, ActorInput, ActorStatus};
 use crate::transport::{Answer, Delivery, Transport};
 use crate::{Messenger, MsgError, Pending};
 
+/// What [`Registry::redeliver`] did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Redelivery {
+    /// Messages put in their receivers' mailboxes.
+    pub delivered: usize,
+    /// Messages that could not be, and why (still pending: a later redelivery may retry).
+    pub undelivered: Vec<(Pending, String)>,
+}
+
 /// The actors one host runs, addressable by id and by any names given to them. Cheap to
 /// clone; clones share the table. It is the in-process [`Transport`].
 #[derive(Clone, Default, Debug)]
@@ -87,24 +96,22 @@ impl Registry {
     /// Delivers messages that were sent (their sending entries are durable) but never
     /// recorded by their receivers, as found by [`crate::pending_sends`] after a host
     /// restart. Call it once the actors are registered and before they take new messages,
-    /// so each sender's messages still arrive in order. Returns how many were delivered.
-    pub async fn redeliver(&self, pending: Vec<Pending>) -> Result<usize, MsgError> {
-        let mut delivered = 0;
+    /// so each sender's messages still arrive in order. Goes on past a message that cannot be
+    /// delivered; returns how many were, and those that were not with the reason.
+    pub async fn redeliver(&self, pending: Vec<Pending>) -> Redelivery {
+        let mut report = Redelivery::default();
         for p in pending {
-            let to = p.to.to_string();
-            self.deliver(
-                &to,
-                Delivery {
-                    from: p.sent_by.chain.clone(),
-                    payload: p.payload,
-                    sent_by: p.sent_by,
-                },
-            )
-            .await
-            .map_err(|reason| MsgError::Unreachable { to, reason })?;
-            delivered += 1;
+            let delivery = Delivery {
+                from: p.sent_by.chain.clone(),
+                payload: p.payload.clone(),
+                sent_by: p.sent_by.clone(),
+            };
+            match self.deliver(p.to.as_str(), delivery).await {
+                Ok(()) => report.delivered += 1,
+                Err(reason) => report.undelivered.push((p, reason)),
+            }
         }
-        Ok(delivered)
+        report
     }
 
     fn reachable_handle(&self, to: &str) -> Result<ActorHandle, String> {

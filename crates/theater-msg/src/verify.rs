@@ -54,8 +54,12 @@ fn received(entry: &Entry) -> Option<(&Value, Option<&str>)> {
     (input.json["type"] == "message").then(|| (&input.json["payload"], input.json["from"].as_str()))
 }
 
-/// The messages an entry sent successfully: (receiver, payload).
+/// The messages an entry sent: (receiver, payload). A failed input sends nothing, whatever
+/// its recorded calls say: its deliveries never happen.
 fn sends(entry: &Entry) -> Vec<(ChainId, Value)> {
+    if matches!(entry.event(), Event::Failed { .. }) {
+        return Vec::new();
+    }
     entry
         .host_calls()
         .iter()
@@ -98,8 +102,12 @@ impl Ledger {
                 problem: b.to_string(),
             })
             .collect();
-        let unresolved: HashSet<(ChainId, u64)> =
-            problems.iter().map(|p| (p.chain.clone(), p.seq)).collect();
+        // Only the references that do not resolve are skipped below: the entry's other
+        // links (its receipt of a message, say) still count.
+        let unresolved: HashSet<(ChainId, u64, ChainId, u64)> = problems
+            .iter()
+            .map(|p| (p.chain.clone(), p.seq, p.other.clone(), p.other_seq))
+            .collect();
 
         // Pass 1: what each entry sent.
         let mut sent = Vec::new();
@@ -135,10 +143,10 @@ impl Ledger {
         let mut first_receipt: HashMap<(ChainId, ChainId), u64> = HashMap::new();
         for chain in chains {
             for seq in chain.start()..chain.len() {
-                if unresolved.contains(&(chain.id().clone(), seq)) {
-                    continue;
-                }
                 let entry = chain.get(seq)?;
+                let resolves = |r: &ChainRef| {
+                    !unresolved.contains(&(chain.id().clone(), seq, r.chain.clone(), r.seq))
+                };
                 let mut problem = |other: &ChainId, other_seq: u64, what: String| {
                     problems.push(LinkProblem {
                         chain: chain.id().clone(),
@@ -148,24 +156,18 @@ impl Ledger {
                         problem: what,
                     });
                 };
-                if let Some((payload, from)) = received(&entry) {
-                    for r in entry.refs() {
-                        if !by_id.contains_key(&r.chain) {
-                            continue;
-                        }
+                // A message from an actor refers to the sending entry of that actor; the
+                // entry's other references (a request it made, say) are not receipts.
+                if let Some((payload, Some(from))) = received(&entry) {
+                    let delivery = entry.refs().iter().find(|r| r.chain.as_str() == from);
+                    if let Some(r) = delivery
+                        && by_id.contains_key(&r.chain)
+                        && resolves(r)
+                    {
                         let first = first_receipt
                             .entry((chain.id().clone(), r.chain.clone()))
                             .or_insert(r.seq);
                         *first = (*first).min(r.seq);
-                        if let Some(from) = from
-                            && from != r.chain.as_str()
-                        {
-                            problem(
-                                &r.chain,
-                                r.seq,
-                                format!("the message says it is from {from:?}"),
-                            );
-                        }
                         let messages = index
                             .get(&(r.chain.clone(), r.seq))
                             .map(|&i| &mut sent[i].1[..])
@@ -192,6 +194,16 @@ impl Ledger {
                                 format!("received {payload} more times than it was sent"),
                             );
                         }
+                    } else if delivery.is_none()
+                        && let Some(r) = entry.refs().first()
+                    {
+                        problem(
+                            &r.chain,
+                            r.seq,
+                            format!(
+                                "the message says it is from {from:?} but names no entry of it"
+                            ),
+                        );
                     }
                 }
                 for call in entry.host_calls().iter().filter(|c| c.name == REQUEST) {
@@ -201,7 +213,7 @@ impl Ledger {
                     let Some(target) = by_id.get(&at.chain) else {
                         continue;
                     };
-                    if at.seq < target.start() || at.seq >= target.len() {
+                    if !resolves(&at) {
                         continue; // reported by check_refs
                     }
                     let answer = target.get(at.seq)?;
@@ -260,11 +272,14 @@ pub fn verify_links(chains: &[&dyn ChainStore]) -> Result<Vec<LinkProblem>, Chai
 
 /// The messages sent among `chains` whose receivers (also among `chains`) have not recorded
 /// them, in the order they were sent per sender. After a host restart these are the messages
-/// to [`crate::Registry::redeliver`]: exactly the ones lost, so none is applied twice.
+/// to [`crate::Registry::redeliver`]: on unpruned chains, exactly the ones lost, so none is
+/// applied twice.
 ///
-/// A receiver whose chain was pruned no longer shows its oldest receipts: sends from before
-/// the oldest retained receipt from that sender are taken as received, and if no receipt from
-/// that sender is retained, none of its sends to that receiver is reported.
+/// A receiver whose chain was pruned no longer shows its oldest receipts, so this errs on the
+/// side of never applying a message twice: sends from before the oldest retained receipt from
+/// that sender are taken as received, and if no receipt from that sender is retained, none of
+/// its sends to that receiver is reported (a message lost then stays lost; `verify_links`
+/// cannot see it either).
 pub fn pending_sends(chains: &[&dyn ChainStore]) -> Result<Vec<Pending>, ChainError> {
     let ledger = Ledger::build(chains)?;
     let starts: HashMap<&ChainId, u64> = chains.iter().map(|c| (c.id(), c.start())).collect();

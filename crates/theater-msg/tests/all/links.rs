@@ -3,7 +3,7 @@
 use serde_json::json;
 use theater_chain::{ChainStore, Event, MemoryStore, NewEntry, Payload};
 use theater_core::{ActorConfig, ActorInput, ActorOutput, CallError, replay};
-use theater_msg::{Registry, verify_links};
+use theater_msg::{Registry, pending_sends, verify_links};
 use theater_test_support::id;
 
 use crate::relay::{Relay, dyns, ring, stored_chains, wait_received};
@@ -195,4 +195,95 @@ async fn a_full_mailbox_pushes_back_without_losing_messages() {
         .collect();
     assert_eq!(order, (0..100).collect::<Vec<u64>>());
     assert_eq!(verify_links(&dyns(&chains)).unwrap(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actors_sending_each_other_bursts_through_small_mailboxes_do_not_deadlock() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::new();
+    let small = ActorConfig::default().mailbox(2).max_batch(1);
+    let handles = ring(&registry, dir.path(), &["ping", "pong"], small).await;
+    // 30 tokens bouncing 40 times each between the two: 30 × 41 messages.
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let h = handles[i % 2].clone();
+        let to = ["pong", "ping"][i % 2];
+        tasks.push(tokio::spawn(async move {
+            h.call(ActorInput::request(
+                json!({"send": to, "msg": {"hops": 40}}),
+            ))
+            .await
+            .unwrap()
+        }));
+    }
+    let all = async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+        wait_received(&handles, 30 * 41).await
+    };
+    let got = tokio::time::timeout(std::time::Duration::from_secs(60), all)
+        .await
+        .expect("the two actors deadlocked");
+    assert_eq!(got, 30 * 41);
+    let chains = stored_chains(dir.path(), &handles).await;
+    assert_eq!(verify_links(&dyns(&chains)).unwrap(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_input_sends_nothing_and_nothing_is_pending_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::new();
+    let handles = ring(&registry, dir.path(), &["s", "r"], ActorConfig::default()).await;
+    let err = handles[0]
+        .call(ActorInput::request(
+            json!({"send": "r", "msg": {"hops": 0}, "then_fail": true}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Failed { .. }), "{err}");
+    handles[0]
+        .call(ActorInput::request(
+            json!({"send": "r", "msg": {"hops": 0}}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(wait_received(&handles, 1).await, 1);
+    let chains = stored_chains(dir.path(), &handles).await;
+    // The failed entry recorded its send call, but it never happened: not lost, not pending.
+    assert_eq!(verify_links(&dyns(&chains)).unwrap(), vec![]);
+    assert_eq!(pending_sends(&dyns(&chains)).unwrap(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_that_also_made_a_request_links_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::new();
+    let handles = ring(
+        &registry,
+        dir.path(),
+        &["a", "b", "c"],
+        ActorConfig::default(),
+    )
+    .await;
+    // b receives a's message and, handling it, asks c: its entry refers to both.
+    handles[0]
+        .call(ActorInput::request(
+            json!({"send": "b", "msg": {"ask": "c"}}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(wait_received(&handles, 1).await, 1);
+    let chains = stored_chains(dir.path(), &handles).await;
+    let last = chains[1].get(chains[1].len() - 1).unwrap();
+    assert_eq!(last.refs().len(), 2, "{:?}", last.refs());
+    assert_eq!(verify_links(&dyns(&chains)).unwrap(), vec![]);
+    assert_eq!(pending_sends(&dyns(&chains)).unwrap(), vec![]);
+    // Without c's chain, the reference to it cannot be checked (and is reported), but b's
+    // receipt of a's message still counts: nothing is pending, nothing would be redelivered.
+    let without_c = [&chains[0] as &dyn ChainStore, &chains[1]];
+    let problems = verify_links(&without_c).unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].other.as_str(), "c");
+    assert_eq!(pending_sends(&without_c).unwrap(), vec![]);
 }

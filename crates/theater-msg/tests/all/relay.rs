@@ -17,7 +17,9 @@ use theater_test_support::id;
 /// - request `{"send": to, "msg": v}`: sends `v` to `to`;
 /// - request `{"ask": to, "msg": v, "timeout_ms": t}`: requests `to`, replies with its reply;
 /// - request `{"echo": v}`: replies `v` (after `sleep_ms`, if given);
-/// - message `{"hops": k}`: counts it, and passes `{"hops": k - 1}` on to `next` while k > 0.
+/// - request `{"send": to, "msg": v, "then_fail": true}`: sends, then fails the input;
+/// - message `{"hops": k}`: counts it, and passes `{"hops": k - 1}` on to `next` while k > 0;
+/// - message `{"ask": to}`: counts it, and requests `{"echo": count}` from `to` meanwhile.
 #[derive(Clone)]
 pub(crate) struct Relay {
     pub(crate) messenger: Messenger,
@@ -44,6 +46,12 @@ impl Actor for Relay {
         match input {
             ActorInput::Message { .. } => {
                 let received = state["received"].as_u64().unwrap_or(0) + 1;
+                if let Some(to) = p["ask"].as_str() {
+                    self.messenger
+                        .request(host, to, json!({"echo": received}), Duration::from_secs(5))
+                        .await
+                        .map_err(fail)?;
+                }
                 if let (Some(k), Some(next)) = (p["hops"].as_u64(), &self.next)
                     && k > 0
                 {
@@ -58,6 +66,9 @@ impl Actor for Relay {
                     self.messenger
                         .send(host, to, p["msg"].clone())
                         .map_err(fail)?;
+                    if p["then_fail"] == json!(true) {
+                        return Err(fail("failing after the send"));
+                    }
                     return Ok((ActorOutput::reply(json!("sent")), state.clone()));
                 }
                 if let Some(to) = p["ask"].as_str() {
