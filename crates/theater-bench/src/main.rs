@@ -10,6 +10,7 @@
 mod chain;
 mod core;
 mod harness;
+mod http;
 mod msg;
 mod wasm;
 
@@ -37,6 +38,7 @@ fn main() -> anyhow::Result<()> {
     core::run(&mut report)?;
     msg::run(&mut report)?;
     wasm::run(&mut report)?;
+    http::run(&mut report)?;
     if json {
         println!("{}", report.to_json());
     } else {

@@ -162,8 +162,16 @@ impl<A: Actor> ActorRuntime<A> {
             .await;
         let result = match result {
             Ok((output, state)) => {
-                let accepted = self.actor.verify_state(&state).await;
-                Ok((output, state, accepted))
+                // An unchanged state (a read) needs no hashing, and it was verified when it
+                // was adopted: no second call into the actor.
+                let unchanged = state == self.state;
+                let hash = if unchanged {
+                    self.state_hash
+                } else {
+                    Hash::of_json(&state)
+                };
+                let accepted = unchanged || self.actor.verify_state(&state).await;
+                Ok((output, state, hash, accepted))
             }
             Err(e) => Err(e),
         };
@@ -174,7 +182,7 @@ impl<A: Actor> ActorRuntime<A> {
                 None,
                 Err(e),
             ),
-            Ok((_, _, false)) => {
+            Ok((_, _, _, false)) => {
                 let e = ActorError::Failed("new state rejected by verify_state".into());
                 (
                     NewEntry::failed(
@@ -186,14 +194,11 @@ impl<A: Actor> ActorRuntime<A> {
                     Err(e),
                 )
             }
-            Ok((output, state, true)) => {
-                let hash = Hash::of_json(&state);
-                (
-                    NewEntry::input(input.to_payload(), output.to_payload(), hash),
-                    Some((state, hash)),
-                    Ok(output),
-                )
-            }
+            Ok((output, state, hash, true)) => (
+                NewEntry::input(input.to_payload(), output.to_payload(), hash),
+                Some((state, hash)),
+                Ok(output),
+            ),
         };
         let (calls, effects, mut host_refs) = host.into_parts();
         let mut refs = refs;

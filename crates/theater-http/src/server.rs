@@ -216,19 +216,13 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
         return too_large(config.max_body_bytes);
     }
-    let collect = Limited::new(body, config.max_body_bytes).collect();
-    let body = match tokio::time::timeout(config.body_timeout, collect).await {
-        Err(_) => {
-            return plain(
-                StatusCode::REQUEST_TIMEOUT,
-                "the request body did not arrive in time",
-            );
+    let body = if hyper::body::Body::is_end_stream(&body) {
+        Bytes::new() // no body (most GETs): no timer, no collection
+    } else {
+        match collect_body(body, config).await {
+            Ok(b) => b,
+            Err(response) => return response,
         }
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return too_large(config.max_body_bytes);
-        }
-        Ok(Err(e)) => return plain(StatusCode::BAD_REQUEST, format!("unreadable body: {e}")),
-        Ok(Ok(collected)) => collected.to_bytes(),
     };
     let mut headers = Vec::with_capacity(parts.headers.len());
     for (name, value) in &parts.headers {
@@ -276,6 +270,25 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
                 ),
             ),
         },
+    }
+}
+
+/// Reads a request body within the size and time limits, or answers why not.
+async fn collect_body(body: Incoming, config: &HttpConfig) -> Result<Bytes, Response<Body>> {
+    let collect = Limited::new(body, config.max_body_bytes).collect();
+    match tokio::time::timeout(config.body_timeout, collect).await {
+        Err(_) => Err(plain(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
+        )),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(too_large(config.max_body_bytes))
+        }
+        Ok(Err(e)) => Err(plain(
+            StatusCode::BAD_REQUEST,
+            format!("unreadable body: {e}"),
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
 }
 
