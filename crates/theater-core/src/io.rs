@@ -29,6 +29,52 @@ pub enum ActorInput {
     },
     /// An HTTP request.
     HttpRequest(HttpRequest),
+    /// A message that arrived on a WebSocket connection the actor accepted.
+    #[serde(rename = "websocket_message")]
+    WebSocketMessage(WebSocketMessage),
+    /// A WebSocket connection closed (by the client, or the connection broke).
+    #[serde(rename = "websocket_close")]
+    WebSocketClose {
+        /// The connection's id.
+        conn: String,
+    },
+}
+
+/// A WebSocket message as an actor sees it: text, or binary in the payload's bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebSocketMessage {
+    /// The connection's id (given to the actor in the upgrade request's
+    /// `theater-ws-conn` header).
+    pub conn: String,
+    /// The text of a text message; `None` for a binary one.
+    pub text: Option<String>,
+    /// The data of a binary message; stored in the chain as raw bytes.
+    #[serde(skip)]
+    pub binary: Vec<u8>,
+}
+
+/// What an actor answers a WebSocket input: messages to send, and whether to close.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebSocketReply {
+    /// Text messages to send.
+    #[serde(default)]
+    pub send: Vec<WebSocketSend>,
+    /// A binary message for the input's own connection (if not empty); raw bytes in the chain.
+    #[serde(skip)]
+    pub binary: Vec<u8>,
+    /// Close the input's own connection after sending.
+    #[serde(default)]
+    pub close: bool,
+}
+
+/// One text message to send over WebSocket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebSocketSend {
+    /// The connection to send on; `None`: the input's own connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The text.
+    pub text: String,
 }
 
 /// What an actor answers.
@@ -45,6 +91,9 @@ pub enum ActorOutput {
     },
     /// An HTTP response.
     HttpResponse(HttpResponse),
+    /// The answer to a WebSocket input.
+    #[serde(rename = "websocket")]
+    WebSocket(WebSocketReply),
 }
 
 /// An HTTP request as an actor sees it.
@@ -84,7 +133,7 @@ pub struct PayloadError {
 }
 
 macro_rules! payload_conversions {
-    ($ty:ident, $what:literal, $binary:ident) => {
+    ($ty:ident, $what:literal, $($binary:ident . $field:ident),+) => {
         impl $ty {
             /// The chain form: structure as JSON, the body (if any) as raw bytes.
             pub fn to_payload(&self) -> Payload {
@@ -92,7 +141,7 @@ macro_rules! payload_conversions {
                 // JSON value.
                 let json = serde_json::to_value(self).unwrap_or(Value::Null);
                 let bytes = match self {
-                    $ty::$binary(inner) => inner.body.clone(),
+                    $($ty::$binary(inner) => inner.$field.clone(),)+
                     _ => Vec::new(),
                 };
                 Payload { json, bytes }
@@ -107,8 +156,9 @@ macro_rules! payload_conversions {
                             source,
                         }
                     })?;
-                if let $ty::$binary(inner) = &mut v {
-                    inner.body = payload.bytes.clone();
+                match &mut v {
+                    $($ty::$binary(inner) => inner.$field = payload.bytes.clone(),)+
+                    _ => {}
                 }
                 Ok(v)
             }
@@ -116,8 +166,13 @@ macro_rules! payload_conversions {
     };
 }
 
-payload_conversions!(ActorInput, "input", HttpRequest);
-payload_conversions!(ActorOutput, "output", HttpResponse);
+payload_conversions!(
+    ActorInput,
+    "input",
+    HttpRequest.body,
+    WebSocketMessage.binary
+);
+payload_conversions!(ActorOutput, "output", HttpResponse.body, WebSocket.binary);
 
 impl ActorInput {
     /// A message input from outside any actor.
@@ -153,7 +208,7 @@ impl ActorInput {
     pub fn payload(&self) -> Option<&Value> {
         match self {
             ActorInput::Message { payload, .. } | ActorInput::Request { payload } => Some(payload),
-            ActorInput::HttpRequest(_) => None,
+            _ => None,
         }
     }
 }
@@ -188,6 +243,31 @@ mod tests {
             let p = input.to_payload();
             assert_eq!(ActorInput::from_payload(&p).unwrap(), input);
         }
+        let ws = [
+            ActorInput::WebSocketMessage(WebSocketMessage {
+                conn: "c1".into(),
+                text: None,
+                binary: vec![0, 255, 1],
+            }),
+            ActorInput::WebSocketClose { conn: "c1".into() },
+        ];
+        for input in ws {
+            assert_eq!(
+                ActorInput::from_payload(&input.to_payload()).unwrap(),
+                input
+            );
+        }
+        let reply = ActorOutput::WebSocket(WebSocketReply {
+            send: vec![WebSocketSend {
+                to: Some("c2".into()),
+                text: "hi".into(),
+            }],
+            binary: vec![9, 9],
+            close: true,
+        });
+        let p = reply.to_payload();
+        assert_eq!(p.bytes, vec![9, 9]);
+        assert_eq!(ActorOutput::from_payload(&p).unwrap(), reply);
         let out = ActorOutput::HttpResponse(HttpResponse {
             status: 201,
             headers: vec![],

@@ -78,7 +78,10 @@ pub use events::{ActorEvent, RecvError, Subscription};
 pub use handle::{ActorHandle, ActorStatus, CallError, Outcome};
 pub use host_calls::{CLOCK_NOW, Effect, HostCallError, HostCalls, RANDOM_BYTES};
 pub use interface::{ActorInterface, InterfaceError, Shutdown};
-pub use io::{ActorInput, ActorOutput, HttpRequest, HttpResponse, PayloadError};
+pub use io::{
+    ActorInput, ActorOutput, HttpRequest, HttpResponse, PayloadError, WebSocketMessage,
+    WebSocketReply, WebSocketSend,
+};
 pub use outbox::Outbox;
 pub use replay::{Divergence, Mismatch, ReplayError, ReplayReport, replay, resume};
 pub use runtime::{ActorRuntime, Handled, RuntimeConfig, RuntimeError};

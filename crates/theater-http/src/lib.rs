@@ -12,6 +12,11 @@
 //! - [`HttpServer`]: one socket, one or more actors by path prefix; HTTP/1.1 with keep-alive
 //!   and HTTP/2 (prior knowledge); graceful shutdown.
 //! - [`HttpInterface`]: the [`theater_core::ActorInterface`] for one actor.
+//! - WebSocket: an upgrade request reaches the actor as a recorded HTTP request carrying the
+//!   would-be connection's id in [`CONN_HEADER`]; the actor accepts by answering status 101.
+//!   Then each message is a recorded `WebSocketMessage` input, the actor's `WebSocketReply`
+//!   says what to send (on that connection or on another of its own), and a closed
+//!   connection is a recorded `WebSocketClose` input.
 //!
 //! Bad input never reaches the actor and never stops the server: a body over the limit gets
 //! 413, headers or a body that arrive too slowly get dropped or 408, a malformed request 400,
@@ -51,7 +56,9 @@
 mod config;
 mod interface;
 mod server;
+mod ws;
 
 pub use config::HttpConfig;
 pub use interface::HttpInterface;
 pub use server::{Body, ENTRY_HEADER, HttpServer};
+pub use ws::CONN_HEADER;

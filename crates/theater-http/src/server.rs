@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::HttpConfig;
+use crate::ws::{self, Sockets};
 
 /// The response header naming the chain entry that recorded the exchange: `<seq> <hash>`.
 pub const ENTRY_HEADER: &str = "theater-entry";
@@ -39,6 +40,8 @@ struct Shared {
     config: HttpConfig,
     /// Longest prefix first.
     routes: Vec<Route>,
+    sockets: Arc<Sockets>,
+    shutdown: Shutdown,
 }
 
 /// A bound HTTP server: add actors with [`HttpServer::route`], then [`HttpServer::serve`].
@@ -115,7 +118,12 @@ impl HttpServer {
         let builder = Arc::new(builder);
         let grace = config.shutdown_grace;
         let connections = Arc::new(Semaphore::new(config.max_connections));
-        let shared = Arc::new(Shared { config, routes });
+        let shared = Arc::new(Shared {
+            config,
+            routes,
+            sockets: Arc::new(Sockets::new()),
+            shutdown: shutdown.clone(),
+        });
         let graceful = GracefulShutdown::new();
         loop {
             let (stream, peer) = tokio::select! {
@@ -202,12 +210,20 @@ fn route<'a>(shared: &'a Shared, path: &str) -> Option<(&'a Route, String)> {
     })
 }
 
-async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
+async fn handle(shared: &Shared, mut req: Request<Incoming>) -> Response<Body> {
     let config = &shared.config;
-    let (parts, body) = req.into_parts();
-    let Some((route, path)) = route(shared, parts.uri.path()) else {
+    let Some((route, path)) = route(shared, req.uri().path()) else {
         return plain(StatusCode::NOT_FOUND, "no actor is served at this path");
     };
+    // A WebSocket upgrade asks the actor like any request, naming the connection it would open.
+    let upgrade = ws::upgrade_key(req.method(), req.headers()).map(|accept| {
+        (
+            accept,
+            shared.sockets.new_id(),
+            hyper::upgrade::on(&mut req),
+        )
+    });
+    let (parts, body) = req.into_parts();
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)
@@ -234,6 +250,9 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         };
         headers.push((name.as_str().to_string(), value.to_string()));
     }
+    if let Some((_, conn, _)) = &upgrade {
+        headers.push((ws::CONN_HEADER.to_string(), conn.clone()));
+    }
     let input = ActorInput::HttpRequest(HttpRequest {
         method: parts.method.as_str().to_string(),
         path,
@@ -253,6 +272,23 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         ),
         Ok(Err(e)) => failure(&e),
         Ok(Ok(outcome)) => match outcome.output {
+            ActorOutput::HttpResponse(r) if r.status == 101 => match upgrade {
+                Some((accept, conn, on_upgrade)) => {
+                    tokio::spawn(ws::run(
+                        on_upgrade,
+                        conn,
+                        route.actor.clone(),
+                        Arc::clone(&shared.sockets),
+                        config.clone(),
+                        shared.shutdown.clone(),
+                    ));
+                    switching_protocols(r, &accept)
+                }
+                None => plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the actor answered 101 to a request that is not a WebSocket upgrade",
+                ),
+            },
             ActorOutput::HttpResponse(r) => {
                 let mut response = response(r);
                 if let Ok(v) = HeaderValue::try_from(format!("{} {}", outcome.seq, outcome.hash)) {
@@ -290,6 +326,31 @@ async fn collect_body(body: Incoming, config: &HttpConfig) -> Result<Bytes, Resp
         )),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
+}
+
+/// The 101 answer that completes a WebSocket handshake, with the actor's extra headers
+/// (a chosen subprotocol, say).
+fn switching_protocols(r: HttpResponse, accept: &str) -> Response<Body> {
+    let mut response = response(HttpResponse {
+        status: 101,
+        headers: r
+            .headers
+            .into_iter()
+            .filter(|(n, _)| {
+                !["upgrade", "sec-websocket-accept"]
+                    .iter()
+                    .any(|h| n.eq_ignore_ascii_case(h))
+            })
+            .collect(),
+        body: Vec::new(),
+    });
+    let h = response.headers_mut();
+    h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::try_from(accept) {
+        h.insert(http::header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    response
 }
 
 fn too_large(max: usize) -> Response<Body> {

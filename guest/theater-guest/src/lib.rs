@@ -59,6 +59,50 @@ pub enum Input {
     },
     /// An HTTP request.
     HttpRequest(HttpRequest),
+    /// A message on a WebSocket connection this actor accepted (by answering 101 to the
+    /// upgrade request, whose `theater-ws-conn` header named the connection).
+    #[serde(rename = "websocket_message")]
+    WebSocketMessage(WebSocketMessage),
+    /// A WebSocket connection closed.
+    #[serde(rename = "websocket_close")]
+    WebSocketClose {
+        /// The connection.
+        conn: String,
+    },
+}
+
+/// A WebSocket message: text, or binary.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct WebSocketMessage {
+    /// The connection it arrived on.
+    pub conn: String,
+    /// The text of a text message.
+    pub text: Option<String>,
+    /// The data of a binary message.
+    #[serde(skip)]
+    pub binary: Vec<u8>,
+}
+
+/// What to send in answer to a WebSocket input.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WebSocketReply {
+    /// Text messages, each to a connection of this actor (`None`: the input's own).
+    pub send: Vec<WebSocketSend>,
+    /// A binary message for the input's own connection, if not empty.
+    #[serde(skip)]
+    pub binary: Vec<u8>,
+    /// Close the input's own connection.
+    pub close: bool,
+}
+
+/// One text message to send.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebSocketSend {
+    /// The connection (`None`: the input's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The text.
+    pub text: String,
 }
 
 impl Input {
@@ -66,7 +110,7 @@ impl Input {
     pub fn payload(&self) -> Option<&Value> {
         match self {
             Input::Message { payload, .. } | Input::Request { payload } => Some(payload),
-            Input::HttpRequest(_) => None,
+            _ => None,
         }
     }
 
@@ -109,6 +153,9 @@ pub enum Output {
     },
     /// An HTTP response.
     HttpResponse(HttpResponse),
+    /// What to send over WebSocket.
+    #[serde(rename = "websocket")]
+    WebSocket(WebSocketReply),
 }
 
 impl Output {
@@ -273,12 +320,15 @@ pub fn __handle<A: Actor>(
     let state = state_from::<A>(&state)?;
     let mut parsed: Input =
         serde_json::from_slice(&input.json).map_err(|e| format!("unsupported input: {e}"))?;
-    if let Input::HttpRequest(req) = &mut parsed {
-        req.body = input.bytes;
+    match &mut parsed {
+        Input::HttpRequest(req) => req.body = input.bytes,
+        Input::WebSocketMessage(m) => m.binary = input.bytes,
+        _ => {}
     }
     let (output, next) = A::handle(state, parsed)?;
     let body = match &output {
         Output::HttpResponse(r) => r.body.clone(),
+        Output::WebSocket(w) => w.binary.clone(),
         _ => Vec::new(),
     };
     let out = bindings::Payload {

@@ -9,3 +9,4 @@ mod limits;
 mod rest;
 mod routing;
 mod support;
+mod ws;
