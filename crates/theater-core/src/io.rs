@@ -122,6 +122,11 @@ pub struct HttpResponse {
     /// The body; stored in the chain as raw bytes.
     #[serde(skip)]
     pub body: Vec<u8>,
+    /// Instead of `body`, a file under the actor's granted directory: the server sends its
+    /// bytes after checking they still hash to what the actor was told; the chain holds only
+    /// the reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<crate::FileRef>,
 }
 
 /// A payload in the chain that is not a valid [`ActorInput`] or [`ActorOutput`].
@@ -272,6 +277,7 @@ mod tests {
             status: 201,
             headers: vec![],
             body: b"\x00binary".to_vec(),
+            file: None,
         });
         let p = out.to_payload();
         assert_eq!(p.bytes, b"\x00binary");

@@ -64,6 +64,7 @@
 
 mod actor;
 mod events;
+pub mod files;
 mod handle;
 mod host_calls;
 mod interface;
@@ -75,6 +76,7 @@ mod supervisor;
 
 pub use actor::{Actor, ActorError};
 pub use events::{ActorEvent, RecvError, Subscription};
+pub use files::{FileInfo, FileRef};
 pub use handle::{ActorHandle, ActorStatus, CallError, Outcome};
 pub use host_calls::{CLOCK_NOW, Effect, HostCallError, HostCalls, RANDOM_BYTES};
 pub use interface::{ActorInterface, InterfaceError, Shutdown};

@@ -130,3 +130,41 @@ impl HttpConfig {
         Ok(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+
+    fn section(text: &str) -> toml::Value {
+        toml::from_str::<toml::Table>(text).unwrap().into()
+    }
+
+    #[test]
+    fn manifest_sections_parse_and_errors_name_the_field() {
+        let c = HttpConfig::from_toml(&section(
+            "addr = \"127.0.0.1:9000\"\nprefix = \"/api\"\nmax_body_bytes = 10\nrequest_timeout_ms = 5",
+        ))
+        .unwrap();
+        assert_eq!(c.addr.port(), 9000);
+        assert_eq!(c.prefix, "/api");
+        assert_eq!(c.max_body_bytes, 10);
+        assert_eq!(c.request_timeout, Duration::from_millis(5));
+        assert_eq!(c.header_timeout, HttpConfig::default().header_timeout);
+        assert_eq!(
+            HttpConfig::from_toml(&section("")).unwrap(),
+            HttpConfig::default()
+        );
+        for (text, says) in [
+            ("addr = \"localhost\"", "addr \"localhost\""),
+            ("prefix = \"api/\"", "prefix \"api/\""),
+            ("max_connections = 0", "max_connections"),
+            ("port = 80", "port"),
+        ] {
+            let e = HttpConfig::from_toml(&section(text))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+}

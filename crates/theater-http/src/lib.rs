@@ -37,7 +37,7 @@
 //! #     async fn init(&mut self, _: &mut HostCalls) -> Result<Value, ActorError> { Ok(json!(0)) }
 //! #     async fn handle_input(&mut self, _: &ActorInput, s: &Value, _: &mut HostCalls)
 //! #         -> Result<(ActorOutput, Value), ActorError> {
-//! #         let r = HttpResponse { status: 200, headers: vec![], body: b"hello".to_vec() };
+//! #         let r = HttpResponse { status: 200, headers: vec![], body: b"hello".to_vec(), file: None };
 //! #         Ok((ActorOutput::HttpResponse(r), s.clone()))
 //! #     }
 //! # }

@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use theater_chain::Hash;
+use theater_core::files::{self, FileRef};
 use theater_core::{
     ActorHandle, ActorInput, ActorOutput, CallError, HttpRequest, HttpResponse, InterfaceError,
     Shutdown,
@@ -34,6 +37,8 @@ pub type Body = Full<Bytes>;
 struct Route {
     prefix: String,
     actor: ActorHandle,
+    /// The directory whose files the actor may answer with.
+    files: Option<PathBuf>,
 }
 
 struct Shared {
@@ -86,7 +91,28 @@ impl HttpServer {
 
     /// Serves `actor` at `prefix` (see [`HttpConfig::prefix`] for the form): a request for
     /// `prefix/rest` reaches it with path `/rest`. The longest matching prefix wins.
-    pub fn route(mut self, prefix: &str, actor: ActorHandle) -> Result<Self, InterfaceError> {
+    pub fn route(self, prefix: &str, actor: ActorHandle) -> Result<Self, InterfaceError> {
+        self.add_route(prefix, actor, None)
+    }
+
+    /// Like [`HttpServer::route`], and the actor may answer with files of `dir` by reference
+    /// (the `file` of its response): the server sends the file's bytes after checking they
+    /// still have the size and SHA-256 the actor was told (recorded in its chain).
+    pub fn route_with_files(
+        self,
+        prefix: &str,
+        actor: ActorHandle,
+        dir: impl Into<PathBuf>,
+    ) -> Result<Self, InterfaceError> {
+        self.add_route(prefix, actor, Some(dir.into()))
+    }
+
+    fn add_route(
+        mut self,
+        prefix: &str,
+        actor: ActorHandle,
+        files: Option<PathBuf>,
+    ) -> Result<Self, InterfaceError> {
         let prefix = HttpConfig::default().prefix(prefix)?.prefix;
         if self.routes.iter().any(|r| r.prefix == prefix) {
             return Err(InterfaceError::new(
@@ -94,7 +120,11 @@ impl HttpServer {
                 format!("two actors at prefix {prefix:?}"),
             ));
         }
-        self.routes.push(Route { prefix, actor });
+        self.routes.push(Route {
+            prefix,
+            actor,
+            files,
+        });
         self.routes
             .sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         Ok(self)
@@ -289,7 +319,13 @@ async fn handle(shared: &Shared, mut req: Request<Incoming>) -> Response<Body> {
                     "the actor answered 101 to a request that is not a WebSocket upgrade",
                 ),
             },
-            ActorOutput::HttpResponse(r) => {
+            ActorOutput::HttpResponse(mut r) => {
+                if let Some(file) = r.file.take() {
+                    match file_body(route, &file).await {
+                        Ok(bytes) => r.body = bytes,
+                        Err(response) => return response,
+                    }
+                }
                 let mut response = response(r);
                 if let Ok(v) = HeaderValue::try_from(format!("{} {}", outcome.seq, outcome.hash)) {
                     response
@@ -328,6 +364,31 @@ async fn collect_body(body: Incoming, config: &HttpConfig) -> Result<Bytes, Resp
     }
 }
 
+/// The bytes of the file an actor answered with, if they are still what it was told.
+async fn file_body(route: &Route, file: &FileRef) -> Result<Vec<u8>, Response<Body>> {
+    let Some(root) = route.files.clone() else {
+        return Err(plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the actor answered with a file, but no directory is granted to it",
+        ));
+    };
+    let path = file.path.clone();
+    let read = tokio::task::spawn_blocking(move || files::read(&root, &path)).await;
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => return Err(plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(e) => return Err(plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    };
+    if bytes.len() as u64 != file.size || Hash::digest(&bytes) != file.sha256 {
+        // What would be sent is not what the chain says was served.
+        return Err(plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{} changed since the actor looked at it", file.path),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// The 101 answer that completes a WebSocket handshake, with the actor's extra headers
 /// (a chosen subprotocol, say).
 fn switching_protocols(r: HttpResponse, accept: &str) -> Response<Body> {
@@ -343,6 +404,7 @@ fn switching_protocols(r: HttpResponse, accept: &str) -> Response<Body> {
             })
             .collect(),
         body: Vec::new(),
+        file: None,
     });
     let h = response.headers_mut();
     h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));

@@ -27,6 +27,7 @@ pub struct WasmActor {
     init: Value,
     limits: Limits,
     outbox: Option<Arc<dyn Outbox>>,
+    files: Option<Arc<std::path::Path>>,
     live: Option<Live>,
 }
 
@@ -55,8 +56,17 @@ impl WasmActor {
             init,
             limits,
             outbox: None,
+            files: None,
             live: None,
         }
+    }
+
+    /// Grants read access to `dir`: the guest's `files` imports look up files in it (each
+    /// lookup recorded). Without it they return an error.
+    pub fn with_files(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.files = Some(Arc::from(dir.into().as_path()));
+        self.live = None;
+        self
     }
 
     /// Grants messaging: the guest's `send` and `request` imports go to `outbox` (e.g. a
@@ -80,7 +90,12 @@ impl WasmActor {
                 .limits
                 .memory_bytes
                 .min(self.host.inner.config.max_memory_bytes);
-            let state = HostState::new(self.id.clone(), limit, self.outbox.clone());
+            let state = HostState::new(
+                self.id.clone(),
+                limit,
+                self.outbox.clone(),
+                self.files.clone(),
+            );
             let mut store = Store::new(engine, state);
             store.limiter(|s| s);
             let cpu = self.limits.cpu;

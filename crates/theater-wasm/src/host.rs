@@ -7,7 +7,15 @@ use theater_chain::to_canonical_json;
 use theater_core::{HostCallError, HostCalls, Outbox};
 use wasmtime::ResourceLimiter;
 
-use crate::bindings::{Host, Level, MsgHost};
+use crate::bindings::{FilesHost, Host, Level, MsgHost, WitFileInfo};
+
+/// Name of a recorded file lookup: request `{"path"}`, result `{"size", "sha256",
+/// "content_type"}` or `{"error"}`.
+pub const FILES_STAT: &str = "theater:files/stat";
+
+/// What a guest's `stat` returns when the manifest granted no directory.
+pub(crate) const FILES_NOT_GRANTED: &str =
+    "no directory is granted to this actor (add [interfaces.files] to its manifest)";
 
 /// What a guest's `send`/`request` returns when the manifest did not grant messaging.
 pub(crate) const MSG_NOT_GRANTED: &str =
@@ -40,10 +48,17 @@ pub(crate) struct HostState {
     pub(crate) actor: String,
     /// Where `send` and `request` go (`None`: messaging not granted).
     pub(crate) outbox: Option<Arc<dyn Outbox>>,
+    /// The directory `files` reads (`None`: not granted).
+    pub(crate) files: Option<Arc<std::path::Path>>,
 }
 
 impl HostState {
-    pub(crate) fn new(actor: String, memory_limit: usize, outbox: Option<Arc<dyn Outbox>>) -> Self {
+    pub(crate) fn new(
+        actor: String,
+        memory_limit: usize,
+        outbox: Option<Arc<dyn Outbox>>,
+        files: Option<Arc<std::path::Path>>,
+    ) -> Self {
         HostState {
             calls: HostCalls::live(),
             call_error: None,
@@ -52,6 +67,7 @@ impl HostState {
             memory_limit,
             actor,
             outbox,
+            files,
         }
     }
 
@@ -123,6 +139,43 @@ impl MsgHost for HostState {
         let timeout = Duration::from_millis(timeout_ms.into());
         let r = outbox.request(&mut self.calls, &to, payload, timeout).await;
         Ok(self.record(r)?.map(|reply| to_canonical_json(&reply)))
+    }
+}
+
+impl FilesHost for HostState {
+    fn stat(&mut self, path: String) -> wasmtime::Result<Result<WitFileInfo, String>> {
+        let Some(root) = self.files.clone() else {
+            return Ok(Err(FILES_NOT_GRANTED.into()));
+        };
+        let request = theater_chain::Payload::json(serde_json::json!({"path": path}));
+        let r = self.calls.call_sync(FILES_STAT, request, || {
+            theater_chain::Payload::json(match theater_core::files::stat(&root, &path) {
+                Ok(info) => serde_json::json!({
+                    "size": info.size,
+                    "sha256": info.sha256.to_string(),
+                    "content_type": info.content_type,
+                }),
+                Err(e) => serde_json::json!({"error": e.to_string()}),
+            })
+        });
+        let result = self.record(r)?;
+        let j = &result.json;
+        if let Some(e) = j.get("error").and_then(|e| e.as_str()) {
+            return Ok(Err(e.to_string()));
+        }
+        let field = |name: &str| {
+            j.get(name)
+                .cloned()
+                .ok_or_else(|| wasmtime::Error::msg(format!("recorded {FILES_STAT} lacks {name}")))
+        };
+        Ok(Ok(WitFileInfo {
+            size: field("size")?.as_u64().unwrap_or(0),
+            sha256: field("sha256")?.as_str().unwrap_or_default().to_string(),
+            content_type: field("content_type")?
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        }))
     }
 }
 

@@ -12,8 +12,13 @@
 //! memory_mb = 64                      # linear memory per instance
 //! cpu_ms = 1000                       # wall-clock budget per input
 //!
-//! [interfaces.http]                   # granted interfaces and their config (later crates)
-//! listen = "127.0.0.1:8080"
+//! [interfaces.msg]                    # may send messages and requests to other actors
+//!
+//! [interfaces.files]                  # may look up files of this directory (read-only)
+//! dir = "public"                      # relative to this file
+//!
+//! [interfaces.http]                   # served over HTTP (see theater-http's HttpConfig)
+//! addr = "127.0.0.1:8080"
 //! ```
 
 use std::collections::BTreeMap;
@@ -78,6 +83,9 @@ pub struct Manifest {
     pub init: Value,
     /// Limits.
     pub limits: Limits,
+    /// The directory granted by `[interfaces.files]`, resolved against the manifest's
+    /// directory (checked to exist).
+    pub files: Option<PathBuf>,
     /// Granted interfaces and their raw config, by interface name.
     pub interfaces: BTreeMap<String, toml::Value>,
 }
@@ -86,6 +94,11 @@ pub struct Manifest {
 const MAX_MEMORY_MB: u64 = 4096;
 
 impl Manifest {
+    /// Whether the manifest grants the interface `name` (`msg`, `files`, `http`, ...).
+    pub fn grants(&self, name: &str) -> bool {
+        self.interfaces.contains_key(name)
+    }
+
     /// Reads and checks the manifest at `path`.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ManifestError> {
         let path = path.as_ref();
@@ -149,6 +162,28 @@ impl Manifest {
             }
             limits.cpu = Duration::from_millis(ms);
         }
+        let files = match raw.interfaces.get("files") {
+            None => None,
+            Some(section) => {
+                let dir = section
+                    .get("dir")
+                    .and_then(toml::Value::as_str)
+                    .ok_or_else(|| {
+                        err(
+                            Some("interfaces.files.dir"),
+                            "expected the directory to grant, e.g. dir = \"public\"".into(),
+                        )
+                    })?;
+                let dir = base.join(dir);
+                if !dir.is_dir() {
+                    return Err(err(
+                        Some("interfaces.files.dir"),
+                        format!("no directory at {}", dir.display()),
+                    ));
+                }
+                Some(dir)
+            }
+        };
         let init = match raw.init {
             None => Value::Null,
             Some(v) => serde_json::to_value(v).map_err(|e| err(Some("init"), e.to_string()))?,
@@ -159,6 +194,7 @@ impl Manifest {
             component,
             init,
             limits,
+            files,
             interfaces: raw.interfaces,
         })
     }

@@ -175,6 +175,21 @@ pub struct HttpResponse {
     /// The body.
     #[serde(skip)]
     pub body: Vec<u8>,
+    /// Instead of `body`, a file of the granted directory, by reference (see [`files`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
+}
+
+/// A file of the granted directory an HTTP response sends: the server reads it and checks
+/// it still matches; the chain keeps only this reference.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileRef {
+    /// The path, relative to the granted directory.
+    pub path: String,
+    /// SHA-256 of the content (lowercase hex), as [`files::stat`] reported it.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
 }
 
 impl HttpResponse {
@@ -184,7 +199,19 @@ impl HttpResponse {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            file: None,
         }
+    }
+
+    /// Sends the file at `path`, which [`files::stat`] described as `info`, with its content
+    /// type.
+    pub fn file(mut self, path: &str, info: &files::FileInfo) -> Self {
+        self.file = Some(FileRef {
+            path: path.to_string(),
+            sha256: info.sha256.clone(),
+            size: info.size,
+        });
+        self.header("content-type", &info.content_type)
     }
 
     /// A JSON response.
@@ -280,6 +307,19 @@ pub mod msg {
         let bytes = serde_json::to_vec(message).map_err(|e| e.to_string())?;
         let reply = wit::request(to, &bytes, timeout_ms)?;
         serde_json::from_slice(&reply).map_err(|e| format!("the reply is not JSON: {e}"))
+    }
+}
+
+/// Read-only files of the directory the manifest grants (`[interfaces.files]`). Lookups are
+/// recorded, so replay needs neither the directory nor the files.
+pub mod files {
+    use crate::bindings::theater::actor::files as wit;
+    pub use wit::FileInfo;
+
+    /// Size, SHA-256 and content type of the file at `path` (relative, `/`-separated).
+    /// Refused if the path leaves the granted directory; an error if there is no such file.
+    pub fn stat(path: &str) -> Result<FileInfo, String> {
+        wit::stat(path)
     }
 }
 

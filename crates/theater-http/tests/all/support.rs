@@ -172,6 +172,7 @@ impl Actor for Echo {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.to_string().into_bytes(),
+            file: None,
         };
         Ok((ActorOutput::HttpResponse(response), served))
     }

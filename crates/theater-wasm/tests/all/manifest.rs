@@ -35,10 +35,24 @@ fn a_full_manifest_loads() {
 fn the_example_manifests_load() {
     example_component("counter");
     let root = theater_test_support::workspace_root();
-    for ex in ["counter", "dice", "fragile", "hog"] {
+    for ex in [
+        "account",
+        "chat",
+        "counter",
+        "dice",
+        "fileserver",
+        "fragile",
+        "hog",
+        "pingpong",
+        "todo",
+    ] {
         let m = Manifest::load(root.join(format!("examples/{ex}/{ex}.toml"))).unwrap();
         assert!(m.component.is_file(), "{}", m.component.display());
     }
+    let m = Manifest::load(root.join("examples/fileserver/fileserver.toml")).unwrap();
+    assert!(m.files.unwrap().join("index.html").is_file());
+    let m = Manifest::load(root.join("examples/account/account.toml")).unwrap();
+    assert!(m.grants("msg") && !m.grants("http") && m.files.is_none());
 }
 
 fn error_of(text: &str) -> String {
@@ -87,6 +101,16 @@ fn errors_name_the_field() {
         ),
         (format!("name = 5\n{c}"), "name", "line 1"),
         ("name = \"x\"\ncomponent = \n".into(), "line 2", ""),
+        (
+            format!("name = \"x\"\n{c}[interfaces.files]\n"),
+            "field `interfaces.files.dir`",
+            "expected the directory",
+        ),
+        (
+            format!("name = \"x\"\n{c}[interfaces.files]\ndir = \"nowhere\"\n"),
+            "field `interfaces.files.dir`",
+            "no directory at",
+        ),
     ];
     for (text, field, problem) in cases {
         let msg = error_of(&text);
