@@ -98,3 +98,38 @@ async fn shutdown_lets_the_request_in_flight_finish_and_then_refuses() {
     assert_eq!(r.json()["path"], "/sleep/300");
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_interface_serves_an_actor_at_its_manifest_address_and_prefix() {
+    use theater_core::{ActorInterface, Shutdown};
+    use theater_http::HttpInterface;
+    // A free port, as a manifest would name one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let section: toml::Value =
+        toml::from_str::<toml::Table>(&format!("addr = \"127.0.0.1:{port}\"\nprefix = \"/svc\""))
+            .unwrap()
+            .into();
+    let config = HttpConfig::from_toml(&section).unwrap();
+    let interface = HttpInterface::new(config).unwrap();
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(interface.start(echo("svc").await, shutdown.clone()));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut connected = None;
+    for _ in 0..500 {
+        if TcpStream::connect(addr).await.is_ok() {
+            connected = Some(());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(connected.is_some(), "the interface never listened");
+    let mut c = Client::connect(addr).await;
+    assert_eq!(c.get("/svc/hello").await.json()["path"], "/hello");
+    assert_eq!(c.get("/other").await.status, 404);
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
