@@ -1,11 +1,18 @@
 //! `theater`: the Theater host binary.
 //!
-//! Today it offers the chain tools (`theater chain verify`, `theater chain log`) and a demo
-//! that runs a wasm actor and shows its chain (`theater demo`).
+//! - `theater run MANIFEST...`: run actors with their interfaces, chains in a data directory,
+//!   a management API on loopback; `theater ps | state | send | stop | restart | events |
+//!   shutdown` talk to it.
+//! - `theater chain ...`: offline tools over stored chains.
+//! - `theater demo`: a wasm actor on the embedded defaults, its chain verified and replayed.
 
+mod admin;
 mod chain_cmd;
+mod client;
 mod demo;
+mod host;
 mod render;
+mod run_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,12 +23,27 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "theater", version, about)]
 struct Cli {
+    /// The data directory of `theater run`: chains under `chains/`, the management API's
+    /// address and token beside them. Client commands find the running host through it.
+    #[arg(long, global = true, env = "THEATER_DATA_DIR", default_value = run_cmd::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the actors of one or more manifests until Ctrl-C, resuming their chains.
+    Run {
+        /// Actor manifests (TOML).
+        #[arg(required = true)]
+        manifests: Vec<PathBuf>,
+        /// The management API's address (loopback; port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        admin: std::net::SocketAddr,
+    },
+    #[command(flatten)]
+    Client(client::ClientCommand),
     /// Run a wasm actor, then verify, replay, tamper with and recover its chain.
     Demo {
         /// The actor's manifest (default: examples/counter/counter.toml of this source tree).
@@ -47,6 +69,8 @@ pub(crate) mod exit {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run { manifests, admin } => run_cmd::run(manifests, cli.data_dir, admin),
+        Command::Client(cmd) => client::run(cli.data_dir, cmd),
         Command::Demo { manifest, dir } => demo::run(manifest, dir),
         Command::Chain(cmd) => chain_cmd::run(cmd),
     };

@@ -1,0 +1,329 @@
+//! The management API of `theater run`: HTTP + JSON on loopback. Reads are open to local
+//! clients; anything that changes state needs `authorization: Bearer <token>`, the token the
+//! host writes to `<data-dir>/admin.token` (readable by its owner only).
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /actors` | every actor: name, status, head seq and hash |
+//! | `GET /actors/NAME/state` | its state, with the seq and hash it is at |
+//! | `GET /actors/NAME/chain?from=&to=` | its entries, one JSON object per line |
+//! | `GET /actors/NAME/events` | its events as they happen, one JSON object per line |
+//! | `POST /actors/NAME/send` | body `{"message": v}` (fire and forget) or `{"request": v}` (answered) |
+//! | `POST /actors/NAME/stop` | stops it |
+//! | `POST /actors/NAME/restart` | starts it again from its chain |
+//! | `POST /shutdown` | stops the host cleanly |
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{Value, json};
+use theater_chain::{ChainStore, FileStore};
+use theater_core::{ActorEvent, ActorInput, ActorStatus, RecvError, Shutdown};
+
+use tokio::net::TcpListener;
+
+use crate::host::Host;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Where a running host's API is, and the token it accepts (files in the data directory).
+pub(crate) struct AdminFiles;
+
+impl AdminFiles {
+    pub(crate) const ADDR: &'static str = "admin.addr";
+    pub(crate) const TOKEN: &'static str = "admin.token";
+}
+
+fn full(status: StatusCode, body: Value) -> Response<Body> {
+    let mut text = body.to_string();
+    text.push('\n');
+    let mut r = Response::new(Full::new(Bytes::from(text)).boxed());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> {
+    full(status, json!({"error": message.to_string()}))
+}
+
+fn status_json(s: &ActorStatus) -> Value {
+    match s {
+        ActorStatus::Running => json!("running"),
+        ActorStatus::Restarting { attempt } => json!(format!("restarting (attempt {attempt})")),
+        ActorStatus::Stopped => json!("stopped"),
+        ActorStatus::Failed { reason } => json!(format!("failed: {reason}")),
+        other => json!(format!("{other:?}")),
+    }
+}
+
+/// An event as one JSON object.
+pub(crate) fn event_json(e: &ActorEvent) -> Value {
+    match e {
+        ActorEvent::Entry { seq, hash, failed } => {
+            json!({"event": "entry", "seq": seq, "hash": hash.to_string(), "failed": failed})
+        }
+        ActorEvent::Restarting {
+            attempt,
+            reason,
+            delay,
+        } => json!({"event": "restarting", "attempt": attempt, "reason": reason,
+                    "delay_ms": delay.as_millis() as u64}),
+        ActorEvent::Restarted { attempt } => json!({"event": "restarted", "attempt": attempt}),
+        ActorEvent::GaveUp { reason } => json!({"event": "gave_up", "reason": reason}),
+        ActorEvent::Stopped => json!({"event": "stopped"}),
+        other => json!({"event": format!("{other:?}")}),
+    }
+}
+
+/// Serves the API on `addr` until `shutdown`; returns the bound address at once.
+pub(crate) async fn serve(
+    host: Arc<Host>,
+    addr: SocketAddr,
+    token: String,
+    shutdown: Shutdown,
+) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let token = Arc::new(token);
+    tokio::spawn(async move {
+        let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+        loop {
+            let stream = tokio::select! {
+                () = shutdown.cancelled() => break,
+                a = listener.accept() => match a { Ok((s, _)) => s, Err(_) => continue },
+            };
+            let (host, token, shutdown, builder) = (
+                Arc::clone(&host),
+                Arc::clone(&token),
+                shutdown.clone(),
+                Arc::clone(&builder),
+            );
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let (host, token, shutdown) =
+                        (Arc::clone(&host), Arc::clone(&token), shutdown.clone());
+                    async move { Ok::<_, Infallible>(route(&host, &token, &shutdown, req).await) }
+                });
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(bound)
+}
+
+async fn route(
+    host: &Arc<Host>,
+    token: &str,
+    shutdown: &Shutdown,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    if method == Method::POST {
+        let given = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "this changes state: send the token of <data-dir>/admin.token as `authorization: Bearer <token>`",
+            );
+        }
+    }
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, parts.as_slice()) {
+        (Method::GET, ["actors"]) => list(host).await,
+        (Method::GET, ["actors", name, "state"]) => state(host, name).await,
+        (Method::GET, ["actors", name, "chain"]) => chain(host, name, &query),
+        (Method::GET, ["actors", name, "events"]) => events(host, name).await,
+        (Method::POST, ["actors", name, "send"]) => send(host, name, &body).await,
+        (Method::POST, ["actors", name, "stop"]) => match host.stop_actor(name).await {
+            Ok(()) => full(StatusCode::OK, json!({"stopped": name})),
+            Err(e) => error(StatusCode::NOT_FOUND, e),
+        },
+        (Method::POST, ["actors", name, "restart"]) => match host.restart_actor(name).await {
+            Ok(()) => full(StatusCode::OK, json!({"restarted": name})),
+            Err(e) => error(StatusCode::CONFLICT, format!("{e:#}")),
+        },
+        (Method::POST, ["shutdown"]) => {
+            shutdown.cancel();
+            full(StatusCode::OK, json!({"shutting_down": true}))
+        }
+        _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
+    }
+}
+
+async fn handle_of(host: &Host, name: &str) -> Option<theater_core::ActorHandle> {
+    host.actors.lock().await.get(name).map(|a| a.handle.clone())
+}
+
+async fn list(host: &Host) -> Response<Body> {
+    let handles: Vec<(String, theater_core::ActorHandle)> = host
+        .actors
+        .lock()
+        .await
+        .iter()
+        .map(|(n, a)| (n.clone(), a.handle.clone()))
+        .collect();
+    let mut out = Vec::new();
+    for (name, h) in handles {
+        let status = h.status();
+        let head = match status {
+            ActorStatus::Running => h.state().await.ok().and_then(|(_, head)| head),
+            _ => None,
+        };
+        out.push(json!({
+            "name": name,
+            "status": status_json(&status),
+            "seq": head.as_ref().map(|h| h.seq),
+            "hash": head.map(|h| h.hash.to_string()),
+        }));
+    }
+    full(StatusCode::OK, Value::Array(out))
+}
+
+async fn state(host: &Host, name: &str) -> Response<Body> {
+    let Some(h) = handle_of(host, name).await else {
+        return error(StatusCode::NOT_FOUND, format!("no actor named {name:?}"));
+    };
+    match h.state().await {
+        Ok((state, head)) => full(
+            StatusCode::OK,
+            json!({
+                "state": state,
+                "seq": head.as_ref().map(|h| h.seq),
+                "hash": head.map(|h| h.hash.to_string()),
+            }),
+        ),
+        Err(e) => error(StatusCode::CONFLICT, e),
+    }
+}
+
+fn chain(host: &Host, name: &str, query: &str) -> Response<Body> {
+    let param = |key: &str| {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+    };
+    let dir = host.data_dir.join("chains").join(name);
+    let store = match FileStore::open_read_only(&dir) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::NOT_FOUND, format!("{name}: {e}")),
+    };
+    let from = param("from").unwrap_or(store.start()).max(store.start());
+    let to = param("to").unwrap_or(u64::MAX);
+    let mut text = String::new();
+    for entry in store.entries(from) {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        };
+        if entry.seq() > to {
+            break;
+        }
+        let hash = entry.hash();
+        text.push_str(&crate::render::entry_json(&entry, &hash).to_string());
+        text.push('\n');
+    }
+    let mut r = Response::new(Full::new(Bytes::from(text)).boxed());
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-ndjson"),
+    );
+    r
+}
+
+async fn events(host: &Host, name: &str) -> Response<Body> {
+    let Some(h) = handle_of(host, name).await else {
+        return error(StatusCode::NOT_FOUND, format!("no actor named {name:?}"));
+    };
+    let sub = h.subscribe();
+    let stream = futures_util::stream::unfold(Some(sub), |sub| async move {
+        let mut sub = sub?;
+        let line = match sub.recv().await {
+            Ok(e) => {
+                let last = matches!(e, ActorEvent::Stopped | ActorEvent::GaveUp { .. });
+                let line = event_json(&e).to_string() + "\n";
+                return Some((line, (!last).then_some(sub)));
+            }
+            Err(RecvError::Lagged { missed }) => {
+                json!({"event": "lagged", "missed": missed}).to_string() + "\n"
+            }
+            Err(_) => return None,
+        };
+        Some((line, Some(sub)))
+    })
+    .map(|line| Ok::<_, Infallible>(Frame::data(Bytes::from(line))));
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-ndjson"),
+    );
+    r
+}
+
+async fn send(host: &Host, name: &str, body: &[u8]) -> Response<Body> {
+    let Some(h) = handle_of(host, name).await else {
+        return error(StatusCode::NOT_FOUND, format!("no actor named {name:?}"));
+    };
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not JSON: {e}"),
+            );
+        }
+    };
+    if let Some(message) = v.get("message") {
+        return match h.tell(ActorInput::message(message.clone())).await {
+            Ok(()) => full(StatusCode::ACCEPTED, json!({"sent": true})),
+            Err(e) => error(StatusCode::CONFLICT, e),
+        };
+    }
+    let Some(request) = v.get("request") else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected {\"message\": ...} or {\"request\": ...}",
+        );
+    };
+    match h.call(ActorInput::request(request.clone())).await {
+        Ok(out) => full(
+            StatusCode::OK,
+            json!({
+                "reply": out.output.to_payload().json.get("payload").cloned().unwrap_or(Value::Null),
+                "seq": out.seq,
+                "hash": out.hash.to_string(),
+            }),
+        ),
+        Err(theater_core::CallError::Failed { seq, error: e, .. }) => full(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"error": e, "seq": seq}),
+        ),
+        Err(e) => error(StatusCode::CONFLICT, e),
+    }
+}

@@ -1,0 +1,243 @@
+//! The CLI side of the management API: `theater ps`, `state`, `send`, `stop`, `restart`,
+//! `events`, `shutdown`, talking to the `theater run` whose data directory is given.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Subcommand;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpStream;
+
+use crate::admin::AdminFiles;
+use crate::exit;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientCommand {
+    /// List the actors of the running host: name, status, head seq and hash.
+    Ps,
+    /// Print an actor's current state.
+    State {
+        /// The actor.
+        name: String,
+    },
+    /// Send an actor a message (or, with --request, a request and print the reply).
+    Send {
+        /// The actor.
+        name: String,
+        /// The payload, as JSON.
+        json: String,
+        /// Wait for the reply.
+        #[arg(long)]
+        request: bool,
+    },
+    /// Stop an actor (everything it acknowledged is durable).
+    Stop {
+        /// The actor.
+        name: String,
+    },
+    /// Start an actor again from its chain.
+    Restart {
+        /// The actor.
+        name: String,
+    },
+    /// Print an actor's events (entries, restarts, stop); with --follow, as they happen.
+    Events {
+        /// The actor.
+        name: String,
+        /// Keep printing until the actor stops or Ctrl-C.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Stop the running host cleanly.
+    Shutdown,
+}
+
+struct Api {
+    addr: String,
+    token: String,
+}
+
+impl Api {
+    fn find(data_dir: &Path) -> anyhow::Result<Api> {
+        let read = |name: &str| {
+            std::fs::read_to_string(data_dir.join(name))
+                .map(|s| s.trim().to_string())
+                .with_context(|| {
+                    format!(
+                        "no running host found for the data directory {} (start one with `theater run`)",
+                        data_dir.display()
+                    )
+                })
+        };
+        Ok(Api {
+            addr: read(AdminFiles::ADDR)?,
+            token: read(AdminFiles::TOKEN)?,
+        })
+    }
+
+    async fn connect(
+        &self,
+    ) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+        let stream = TcpStream::connect(&self.addr).await.with_context(|| {
+            format!(
+                "the host's management API at {} does not answer (is `theater run` still running?)",
+                self.addr
+            )
+        })?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(sender)
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Request<Full<Bytes>>> {
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header("host", &self.addr);
+        if method == Method::POST {
+            req = req.header("authorization", format!("Bearer {}", self.token));
+        }
+        let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        Ok(req.body(Full::new(bytes))?)
+    }
+
+    /// One request; the answer's status and JSON body.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let mut sender = self.connect().await?;
+        let res = sender
+            .send_request(self.request(method, path, body)?)
+            .await?;
+        let status = res.status();
+        let bytes = res.into_body().collect().await?.to_bytes();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok((status, v))
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+pub(crate) fn run(data_dir: PathBuf, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let api = Api::find(&data_dir)?;
+        let (status, body) = match &cmd {
+            ClientCommand::Ps => {
+                let (status, body) = api.call(Method::GET, "/actors", None).await?;
+                if status.is_success() {
+                    println!("{:<20} {:<24} {:>8}  hash", "name", "status", "seq");
+                    for a in body.as_array().into_iter().flatten() {
+                        println!(
+                            "{:<20} {:<24} {:>8}  {}",
+                            a["name"].as_str().unwrap_or("?"),
+                            a["status"].as_str().unwrap_or("?"),
+                            a["seq"]
+                                .as_u64()
+                                .map(|s| s.to_string())
+                                .unwrap_or("-".into()),
+                            a["hash"]
+                                .as_str()
+                                .map(|h| &h[..16.min(h.len())])
+                                .unwrap_or("-"),
+                        );
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                (status, body)
+            }
+            ClientCommand::State { name } => {
+                api.call(Method::GET, &format!("/actors/{name}/state"), None)
+                    .await?
+            }
+            ClientCommand::Send {
+                name,
+                json,
+                request,
+            } => {
+                let payload: Value = serde_json::from_str(json)
+                    .with_context(|| format!("the payload is not JSON: {json}"))?;
+                let key = if *request { "request" } else { "message" };
+                let body = serde_json::json!({ key: payload });
+                api.call(Method::POST, &format!("/actors/{name}/send"), Some(&body))
+                    .await?
+            }
+            ClientCommand::Stop { name } => {
+                api.call(Method::POST, &format!("/actors/{name}/stop"), None)
+                    .await?
+            }
+            ClientCommand::Restart { name } => {
+                api.call(Method::POST, &format!("/actors/{name}/restart"), None)
+                    .await?
+            }
+            ClientCommand::Shutdown => api.call(Method::POST, "/shutdown", None).await?,
+            ClientCommand::Events { name, follow } => {
+                return events(&api, name, *follow).await;
+            }
+        };
+        if status.is_success() {
+            println!("{}", pretty(&body));
+            Ok(ExitCode::SUCCESS)
+        } else {
+            eprintln!("error ({status}): {}", body.get("error").unwrap_or(&body));
+            Ok(ExitCode::from(
+                if status == StatusCode::UNPROCESSABLE_ENTITY {
+                    exit::INVALID
+                } else {
+                    exit::ERROR
+                },
+            ))
+        }
+    })
+}
+
+async fn events(api: &Api, name: &str, follow: bool) -> anyhow::Result<ExitCode> {
+    if !follow {
+        let (status, body) = api
+            .call(Method::GET, &format!("/actors/{name}/state"), None)
+            .await?;
+        if !status.is_success() {
+            bail!("{}", body.get("error").unwrap_or(&body));
+        }
+        println!(
+            "{}",
+            serde_json::json!({"event": "head", "seq": body["seq"], "hash": body["hash"]})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut sender = api.connect().await?;
+    let res = sender
+        .send_request(api.request(Method::GET, &format!("/actors/{name}/events"), None)?)
+        .await?;
+    if !res.status().is_success() {
+        let bytes = res.into_body().collect().await?.to_bytes();
+        bail!("{}", String::from_utf8_lossy(&bytes).trim());
+    }
+    let mut body = res.into_body();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            print!("{}", String::from_utf8_lossy(&data));
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
