@@ -197,7 +197,16 @@ pub(crate) fn run(data_dir: PathBuf, cmd: ClientCommand) -> anyhow::Result<ExitC
             println!("{}", pretty(&body));
             Ok(ExitCode::SUCCESS)
         } else {
-            eprintln!("error ({status}): {}", body.get("error").unwrap_or(&body));
+            let what = body
+                .get("error")
+                .and_then(Value::as_str)
+                .map_or_else(|| body.to_string(), str::to_string);
+            match body.get("seq").and_then(Value::as_u64) {
+                Some(seq) => eprintln!(
+                    "error ({status}): {what} (the failure is recorded at seq {seq}; state unchanged)"
+                ),
+                None => eprintln!("error ({status}): {what}"),
+            }
             Ok(ExitCode::from(
                 if status == StatusCode::UNPROCESSABLE_ENTITY {
                     exit::INVALID

@@ -1,0 +1,304 @@
+//! `theater run` and the commands that talk to it, on real example actors: run, send, stop,
+//! restart, events, shut down, run again and find the same state.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use theater_test_support::example_component;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_theater"))
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A `theater run` in the background, its stdout lines collected.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    data: PathBuf,
+}
+
+impl Running {
+    fn start(data: &Path, manifests: &[PathBuf]) -> Running {
+        let mut child = bin()
+            .arg("run")
+            .args(manifests)
+            .arg("--data-dir")
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut r = Running {
+            child,
+            lines,
+            seen: Vec::new(),
+            data: data.to_path_buf(),
+        };
+        r.wait_for("management API on");
+        r
+    }
+
+    /// The first line containing `what`, waiting up to a minute.
+    fn wait_for(&mut self, what: &str) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.contains(what)) {
+            return l.clone();
+        }
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(what) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "`theater run` never printed {what:?}; it printed {:?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Runs a client command against this host.
+    fn cli(&self, args: &[&str]) -> Output {
+        bin()
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.cli(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", text(&out)))
+    }
+
+    fn stop(mut self) {
+        let out = self.cli(&["shutdown"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let status = self.child.wait().unwrap();
+        assert!(status.success());
+        self.wait_for("every acknowledged entry is durable");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a manifest for `example` named `name` in `dir`, with `extra` TOML appended.
+fn manifest(dir: &Path, example: &str, name: &str, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "name = {name:?}\ncomponent = {:?}\n{extra}",
+        example_component(example)
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// One raw HTTP/1.1 exchange (connection closed after); status and body.
+fn http(addr: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n{headers}\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn run_send_stop_restart_and_run_again_with_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let manifests = vec![
+        manifest(dir.path(), "counter", "counter", ""),
+        manifest(
+            dir.path(),
+            "todo",
+            "todo",
+            "[interfaces.http]\naddr = \"127.0.0.1:0\"\n",
+        ),
+        manifest(dir.path(), "pingpong", "ping", "[interfaces.msg]\n"),
+        manifest(dir.path(), "pingpong", "pong", "[interfaces.msg]\n"),
+    ];
+    let mut host = Running::start(&data, &manifests);
+
+    let ps = host.cli(&["ps"]);
+    assert!(ps.status.success(), "{}", text(&ps));
+    let listing = text(&ps);
+    for name in ["counter", "todo", "ping", "pong"] {
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains("running")),
+            "{listing}"
+        );
+    }
+    // Requests answer with the reply and the entry; messages are accepted.
+    let r = host.json(&["send", "counter", "{\"add\": 5}", "--request"]);
+    assert_eq!((r["reply"].clone(), r["seq"].clone()), (json!(5), json!(1)));
+    host.json(&["send", "counter", "{\"add\": 2}"]);
+    let mut count = json!(null);
+    for _ in 0..200 {
+        count = host.json(&["state", "counter"])["state"]["count"].clone();
+        if count == json!(7) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(count, json!(7));
+    // A failed request exits 1 and names the recorded seq.
+    let out = host.cli(&["send", "counter", "{\"nope\": 1}", "--request"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("seq"), "{}", text(&out));
+
+    // The todo actor serves HTTP at the address it was given.
+    let line = host.wait_for("todo serves HTTP at");
+    let addr = line.rsplit("http://").next().unwrap().to_string();
+    let (status, body) = http(&addr, "POST", "/todos", "", "{\"title\": \"persist me\"}");
+    assert_eq!(status, 201, "{body}");
+
+    // Actors message each other.
+    host.json(&[
+        "send",
+        "ping",
+        "{\"serve\": \"pong\", \"rounds\": 10}",
+        "--request",
+    ]);
+    let mut got = 0;
+    for _ in 0..200 {
+        got = ["ping", "pong"]
+            .iter()
+            .map(|n| {
+                host.json(&["state", n])["state"]["received"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .sum::<u64>();
+        if got == 10 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(got, 10);
+
+    // Events as they happen.
+    let mut follow = bin()
+        .args(["events", "counter", "--follow", "--data-dir"])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut events = BufReader::new(follow.stdout.take().unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    host.json(&["send", "counter", "{\"add\": 1}", "--request"]);
+    let mut event = String::new();
+    events.read_line(&mut event).unwrap();
+    let event: Value = serde_json::from_str(&event).unwrap();
+    assert_eq!(event["event"], "entry");
+    assert_eq!(event["seq"], 4);
+
+    // Changing state needs the token.
+    let admin = std::fs::read_to_string(data.join("admin.addr")).unwrap();
+    let (status, body) = http(admin.trim(), "POST", "/actors/counter/stop", "", "");
+    assert_eq!(status, 401, "{body}");
+
+    // Stop, restart: the same state, and the event stream saw the stop.
+    host.json(&["stop", "counter"]);
+    let mut event = String::new();
+    events.read_line(&mut event).unwrap();
+    assert!(event.contains("stopped"), "{event}");
+    let _ = follow.wait();
+    assert!(text(&host.cli(&["ps"])).contains("stopped"));
+    host.json(&["restart", "counter"]);
+    assert_eq!(host.json(&["state", "counter"])["state"]["count"], 8);
+    host.stop();
+
+    // Every chain verifies, links between ping and pong included.
+    let chains: Vec<PathBuf> = ["counter", "todo", "ping", "pong"]
+        .iter()
+        .map(|n| data.join("chains").join(n))
+        .collect();
+    let out = bin()
+        .args(["chain", "verify"])
+        .args(&chains)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Run again on the same data directory: the same state.
+    let mut host = Running::start(&data, &manifests);
+    assert_eq!(host.json(&["state", "counter"])["state"]["count"], 8);
+    let line = host.wait_for("todo serves HTTP at");
+    let addr = line.rsplit("http://").next().unwrap().to_string();
+    let (status, body) = http(&addr, "GET", "/todos", "", "");
+    assert_eq!(status, 200);
+    assert!(body.contains("persist me"), "{body}");
+    host.stop();
+}
+
+#[test]
+fn a_bad_manifest_is_refused_naming_the_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = manifest(dir.path(), "counter", "x", "[limits]\nmemory_mb = 0\n");
+    let out = bin()
+        .arg("run")
+        .arg(&bad)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("x.toml") && said.contains("limits.memory_mb"),
+        "{said}"
+    );
+    // No host: client commands say so.
+    let out = bin()
+        .args(["ps", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("no running host"), "{}", text(&out));
+}
