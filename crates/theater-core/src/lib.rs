@@ -85,6 +85,6 @@ pub use io::{
     WebSocketReply, WebSocketSend,
 };
 pub use outbox::Outbox;
-pub use replay::{Divergence, Mismatch, ReplayError, ReplayReport, replay, resume};
+pub use replay::{Divergence, Mismatch, ReplayError, ReplayReport, replay, replay_to, resume};
 pub use runtime::{ActorRuntime, Handled, RuntimeConfig, RuntimeError};
 pub use supervisor::{ActorConfig, ActorFactory, RestartPolicy, spawn};

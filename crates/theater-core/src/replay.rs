@@ -110,6 +110,16 @@ pub enum ReplayError {
         /// The chain's first stored seq.
         start: u64,
     },
+    /// Replay was asked to stop at a seq the chain does not hold.
+    #[error("seq {seq} is not in the chain (it holds seq {start} to {last})")]
+    OutOfRange {
+        /// The seq asked for.
+        seq: u64,
+        /// The chain's first stored seq.
+        start: u64,
+        /// Its last seq.
+        last: u64,
+    },
 }
 
 impl ReplayError {
@@ -124,14 +134,40 @@ pub async fn replay<A: Actor>(
     actor: &mut A,
     chain: &dyn ChainStore,
 ) -> Result<ReplayReport, ReplayError> {
+    let last = chain.len().saturating_sub(1);
+    replay_to(actor, chain, last, &mut |_, _| {}).await
+}
+
+/// Replays the stored chain up to and including entry `to` (from genesis, or from the anchor
+/// snapshot of a pruned chain): the state the actor had right after it, checked at every
+/// entry. `on_entry` is called after each entry re-run, with its seq and the state after it.
+pub async fn replay_to<A: Actor>(
+    actor: &mut A,
+    chain: &dyn ChainStore,
+    to: u64,
+    on_entry: &mut (dyn FnMut(u64, &Value) + Send),
+) -> Result<ReplayReport, ReplayError> {
     let start = chain.start();
-    if start == 0 {
-        return replay_from(actor, chain, 0, None).await;
+    if to < start || to >= chain.len() {
+        return Err(ReplayError::OutOfRange {
+            seq: to,
+            start,
+            last: chain.len().saturating_sub(1),
+        });
     }
-    let snapshot = chain
-        .snapshot_at(start)?
-        .ok_or(ReplayError::NoSnapshot { start })?;
-    from_snapshot(actor, chain, snapshot).await
+    let mut report = if start == 0 {
+        replay_from(actor, chain, 0, to + 1, None, on_entry).await?
+    } else {
+        let snapshot = chain
+            .snapshot_at(start)?
+            .ok_or(ReplayError::NoSnapshot { start })?;
+        from_snapshot(actor, chain, snapshot, to + 1, on_entry).await?
+    };
+    report.head = Some(Head {
+        seq: to,
+        hash: chain.hash_at(to)?,
+    });
+    Ok(report)
 }
 
 /// Rebuilds the state at the head: from the newest snapshot if there is one, re-running only
@@ -141,7 +177,7 @@ pub async fn resume<A: Actor>(
     chain: &dyn ChainStore,
 ) -> Result<ReplayReport, ReplayError> {
     match chain.latest_snapshot()? {
-        Some(snapshot) => from_snapshot(actor, chain, snapshot).await,
+        Some(snapshot) => from_snapshot(actor, chain, snapshot, chain.len(), &mut |_, _| {}).await,
         None => replay(actor, chain).await,
     }
 }
@@ -151,6 +187,8 @@ async fn from_snapshot<A: Actor>(
     actor: &mut A,
     chain: &dyn ChainStore,
     snapshot: Snapshot,
+    end: u64,
+    on_entry: &mut (dyn FnMut(u64, &Value) + Send),
 ) -> Result<ReplayReport, ReplayError> {
     let anchor = chain.get(snapshot.seq)?;
     let hash = Hash::of_json(&snapshot.state);
@@ -163,22 +201,33 @@ async fn from_snapshot<A: Actor>(
             },
         ));
     }
-    let mut report = replay_from(actor, chain, snapshot.seq + 1, Some(snapshot.state)).await?;
+    let mut report = replay_from(
+        actor,
+        chain,
+        snapshot.seq + 1,
+        end,
+        Some(snapshot.state),
+        on_entry,
+    )
+    .await?;
     report.from = snapshot.seq;
     Ok(report)
 }
 
-/// Re-runs entries `from..` starting from `state` (`None`: from genesis, entry 0 must be init).
+/// Re-runs entries `from..end` starting from `state` (`None`: from genesis, entry 0 must be
+/// init).
 async fn replay_from<A: Actor>(
     actor: &mut A,
     chain: &dyn ChainStore,
     from: u64,
+    end: u64,
     state: Option<Value>,
+    on_entry: &mut (dyn FnMut(u64, &Value) + Send),
 ) -> Result<ReplayReport, ReplayError> {
     let mut state = state;
     let mut state_hash = state.as_ref().map(Hash::of_json);
     let mut entries = 0;
-    for seq in from..chain.len() {
+    for seq in from..end.min(chain.len()) {
         let entry = chain.get(seq)?;
         let next = replay_entry(actor, &entry, state.as_ref()).await?;
         let hash = match &next {
@@ -196,6 +245,9 @@ async fn replay_from<A: Actor>(
         }
         if let Some(s) = next {
             state = Some(s);
+        }
+        if let Some(s) = &state {
+            on_entry(seq, s);
         }
         state_hash = Some(hash);
         entries += 1;

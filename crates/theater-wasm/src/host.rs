@@ -144,8 +144,11 @@ impl MsgHost for HostState {
 
 impl FilesHost for HostState {
     fn stat(&mut self, path: String) -> wasmtime::Result<Result<WitFileInfo, String>> {
-        let Some(root) = self.files.clone() else {
-            return Ok(Err(FILES_NOT_GRANTED.into()));
+        // Replay answers from the recording: it needs neither the grant nor the files.
+        let root = match self.files.clone() {
+            Some(root) => root,
+            None if self.calls.is_replaying() => Arc::from(std::path::Path::new("")),
+            None => return Ok(Err(FILES_NOT_GRANTED.into())),
         };
         let request = theater_chain::Payload::json(serde_json::json!({"path": path}));
         let r = self.calls.call_sync(FILES_STAT, request, || {

@@ -29,9 +29,64 @@ pub(crate) enum ChainCommand {
         /// Last seq to print.
         #[arg(long)]
         to: Option<u64>,
+        /// Only entries of this kind: init, input, failed, or an input type (message,
+        /// request, http_request, websocket_message, websocket_close).
+        #[arg(long)]
+        kind: Option<String>,
         /// One JSON object per line instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Re-run a chain against its actor and check every output, host call and state hash.
+    ///
+    /// Exits 0 when the replay matches the recording bit for bit, 1 when it diverges (naming
+    /// the seq and what differs), 2 when it cannot run.
+    Replay {
+        /// The chain directory.
+        dir: PathBuf,
+        /// The actor's manifest (its component and init parameters).
+        #[arg(long)]
+        manifest: PathBuf,
+    },
+    /// Print the actor's state right after entry SEQ, rebuilt by replaying up to it.
+    State {
+        /// The chain directory.
+        dir: PathBuf,
+        /// The entry.
+        #[arg(long)]
+        at: u64,
+        /// The actor's manifest.
+        #[arg(long)]
+        manifest: PathBuf,
+    },
+    /// Show how the actor's state changed between entries A and B (paths added, removed,
+    /// changed).
+    Diff {
+        /// The chain directory.
+        dir: PathBuf,
+        /// The earlier entry.
+        a: u64,
+        /// The later entry.
+        b: u64,
+        /// The actor's manifest.
+        #[arg(long)]
+        manifest: PathBuf,
+        /// The differences as one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a self-contained HTML page drawing chains and the message links between them;
+    /// each entry shows its input, output, host calls and (with manifests) state when clicked.
+    Graph {
+        /// Chain directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Manifests of the chains' actors, to include each entry's state (matched by name).
+        #[arg(long)]
+        manifest: Vec<PathBuf>,
+        /// The page to write.
+        #[arg(long, short, default_value = "chain-graph.html")]
+        output: PathBuf,
     },
 }
 
@@ -42,8 +97,37 @@ pub(crate) fn run(cmd: ChainCommand) -> anyhow::Result<ExitCode> {
             dir,
             from,
             to,
+            kind,
             json,
-        } => log(&dir, from, to, json),
+        } => log(&dir, from, to, kind.as_deref(), json),
+        ChainCommand::Replay { dir, manifest } => crate::replay_cmd::replay(&dir, &manifest),
+        ChainCommand::State { dir, at, manifest } => {
+            crate::replay_cmd::state_at(&dir, at, &manifest)
+        }
+        ChainCommand::Diff {
+            dir,
+            a,
+            b,
+            manifest,
+            json,
+        } => crate::replay_cmd::diff(&dir, a, b, &manifest, json),
+        ChainCommand::Graph {
+            dirs,
+            manifest,
+            output,
+        } => crate::graph::write(&dirs, &manifest, &output),
+    }
+}
+
+/// The kind `--kind` matches: the entry's kind, or its input's type.
+fn matches_kind(entry: &theater_chain::Entry, kind: &str) -> bool {
+    use theater_chain::Event;
+    if entry.event().kind() == kind {
+        return true;
+    }
+    match entry.event() {
+        Event::Input { input, .. } | Event::Failed { input, .. } => input.json["type"] == kind,
+        _ => false,
     }
 }
 
@@ -76,7 +160,10 @@ fn verify(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 r.cut_at
             );
         }
-        match store.verify() {
+        let bar = crate::progress::bar(store.len(), &format!("verifying {}", dir.display()));
+        let verified = store.verify_with_progress(&mut |p| bar.set_position(p.entries));
+        bar.finish_and_clear();
+        match verified {
             Ok(report) => println!("ok {}: {report}", dir.display()),
             Err(e) => {
                 println!("FAILED {}: {e}", dir.display());
@@ -104,7 +191,13 @@ fn verify(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn log(dir: &PathBuf, from: Option<u64>, to: Option<u64>, json: bool) -> anyhow::Result<ExitCode> {
+fn log(
+    dir: &PathBuf,
+    from: Option<u64>,
+    to: Option<u64>,
+    kind: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let store = match open(dir)? {
         Ok(s) => s,
         Err(e) => {
@@ -118,6 +211,9 @@ fn log(dir: &PathBuf, from: Option<u64>, to: Option<u64>, json: bool) -> anyhow:
         let entry = entry?;
         if entry.seq() > to {
             break;
+        }
+        if kind.is_some_and(|k| !matches_kind(&entry, k)) {
+            continue;
         }
         let hash = store.hash_at(entry.seq())?;
         if json {

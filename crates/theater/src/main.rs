@@ -10,8 +10,11 @@ mod admin;
 mod chain_cmd;
 mod client;
 mod demo;
+mod graph;
 mod host;
+mod progress;
 mod render;
+mod replay_cmd;
 mod run_cmd;
 
 use std::path::PathBuf;

@@ -5,5 +5,6 @@
     reason = "test code: a panic is how a test reports failure"
 )]
 
+mod browser;
 mod cli;
 mod run;

@@ -11,11 +11,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use theater_test_support::example_component;
 
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_theater"))
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -24,7 +24,7 @@ fn text(out: &Output) -> String {
 }
 
 /// A `theater run` in the background, its stdout lines collected.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
@@ -32,7 +32,7 @@ struct Running {
 }
 
 impl Running {
-    fn start(data: &Path, manifests: &[PathBuf]) -> Running {
+    pub(crate) fn start(data: &Path, manifests: &[PathBuf]) -> Running {
         let mut child = bin()
             .arg("run")
             .args(manifests)
@@ -92,14 +92,14 @@ impl Running {
             .unwrap()
     }
 
-    fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         let out = self.cli(args);
         assert!(out.status.success(), "{args:?}: {}", text(&out));
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", text(&out)))
     }
 
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let out = self.cli(&["shutdown"]);
         assert!(out.status.success(), "{}", text(&out));
         let status = self.child.wait().unwrap();
@@ -116,7 +116,7 @@ impl Drop for Running {
 }
 
 /// Writes a manifest for `example` named `name` in `dir`, with `extra` TOML appended.
-fn manifest(dir: &Path, example: &str, name: &str, extra: &str) -> PathBuf {
+pub(crate) fn manifest(dir: &Path, example: &str, name: &str, extra: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
         "name = {name:?}\ncomponent = {:?}\n{extra}",

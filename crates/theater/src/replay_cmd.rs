@@ -1,0 +1,224 @@
+//! `theater chain replay | state | diff`: rebuild an actor's states from its chain.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use theater_chain::{ChainError, ChainStore, FileStore};
+use theater_core::{ReplayError, ReplayReport, replay_to};
+use theater_msg::Messenger;
+use theater_wasm::{Manifest, WasmActor, WasmConfig, WasmHost};
+
+use crate::exit;
+
+/// The actor a manifest describes, set up for replay: messaging answered from the recording.
+pub(crate) fn actor_for(manifest: &Manifest) -> anyhow::Result<WasmActor> {
+    let host = WasmHost::new(WasmConfig::default().pooling(None))?;
+    let component = host.load_file(&manifest.component)?;
+    let mut actor = host.actor(
+        &component,
+        &manifest.name,
+        manifest.init.clone(),
+        manifest.limits,
+    );
+    if manifest.grants("msg") {
+        actor = actor.with_outbox(Arc::new(Messenger::detached(manifest.name.clone())));
+    }
+    Ok(actor)
+}
+
+fn open(dir: &Path) -> anyhow::Result<FileStore> {
+    FileStore::open_read_only(dir)
+        .with_context(|| format!("cannot read the chain in {}", dir.display()))
+}
+
+/// Replays `chain` up to `to` with a progress bar; `on_entry` sees each state.
+pub(crate) fn replay_with(
+    manifest_path: &Path,
+    chain: &FileStore,
+    to: u64,
+    on_entry: &mut (dyn FnMut(u64, &Value) + Send),
+) -> anyhow::Result<Result<ReplayReport, ReplayError>> {
+    let manifest = Manifest::load(manifest_path)?;
+    if manifest.name != *chain.id() {
+        anyhow::bail!(
+            "the manifest is for {:?} but the chain is {:?}",
+            manifest.name.as_str(),
+            chain.id().as_str()
+        );
+    }
+    let mut actor = actor_for(&manifest)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let bar = crate::progress::bar(to + 1, &format!("replaying {}", chain.id()));
+    let result = runtime.block_on(replay_to(&mut actor, chain, to, &mut |seq, state| {
+        bar.set_position(seq + 1);
+        on_entry(seq, state);
+    }));
+    bar.finish_and_clear();
+    Ok(result)
+}
+
+fn last_seq(chain: &FileStore) -> anyhow::Result<u64> {
+    chain
+        .len()
+        .checked_sub(1)
+        .ok_or_else(|| anyhow::anyhow!("the chain is empty"))
+}
+
+pub(crate) fn replay(dir: &Path, manifest: &Path) -> anyhow::Result<ExitCode> {
+    let chain = open(dir)?;
+    let to = last_seq(&chain)?;
+    match replay_with(manifest, &chain, to, &mut |_, _| {})? {
+        Ok(report) => {
+            println!(
+                "ok {}: replayed {} entries (from seq {}) bit for bit; state {}",
+                dir.display(),
+                report.entries,
+                report.from,
+                report.state_hash
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ReplayError::Chain(e @ ChainError::Corrupt(_))) => {
+            println!("FAILED {}: {e}", dir.display());
+            Ok(ExitCode::from(exit::INVALID))
+        }
+        Err(e @ ReplayError::Diverged(_)) => {
+            println!("DIVERGED {}: {e}", dir.display());
+            Ok(ExitCode::from(exit::INVALID))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn state_after(dir: &Path, at: u64, manifest: &Path) -> anyhow::Result<Value> {
+    let chain = open(dir)?;
+    match replay_with(manifest, &chain, at, &mut |_, _| {})? {
+        Ok(report) => Ok(report.state),
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    }
+}
+
+pub(crate) fn state_at(dir: &Path, at: u64, manifest: &Path) -> anyhow::Result<ExitCode> {
+    let state = state_after(dir, at, manifest)?;
+    println!("{}", serde_json::to_string_pretty(&state)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The differences between two JSON values, as (path, before, after); `null` before or after
+/// means the path was added or removed.
+pub(crate) fn json_diff(a: &Value, b: &Value) -> Vec<(String, Option<Value>, Option<Value>)> {
+    fn walk(
+        path: String,
+        a: Option<&Value>,
+        b: Option<&Value>,
+        out: &mut Vec<(String, Option<Value>, Option<Value>)>,
+    ) {
+        match (a, b) {
+            (Some(Value::Object(x)), Some(Value::Object(y))) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    walk(
+                        format!("{path}/{}", k.replace('~', "~0").replace('/', "~1")),
+                        x.get(k),
+                        y.get(k),
+                        out,
+                    );
+                }
+            }
+            (Some(Value::Array(x)), Some(Value::Array(y))) => {
+                for i in 0..x.len().max(y.len()) {
+                    walk(format!("{path}/{i}"), x.get(i), y.get(i), out);
+                }
+            }
+            (x, y) if x == y => {}
+            (x, y) => out.push((path, x.cloned(), y.cloned())),
+        }
+    }
+    let mut out = Vec::new();
+    walk(String::new(), Some(a), Some(b), &mut out);
+    out
+}
+
+pub(crate) fn diff(
+    dir: &Path,
+    a: u64,
+    b: u64,
+    manifest: &Path,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let chain = open(dir)?;
+    let (lo, hi) = (a.min(b), a.max(b));
+    let mut at_lo = None;
+    let report = match replay_with(manifest, &chain, hi, &mut |seq, state| {
+        if seq == lo {
+            at_lo = Some(state.clone());
+        }
+    })? {
+        Ok(r) => r,
+        Err(e) => anyhow::bail!("{e}"),
+    };
+    let before = at_lo.ok_or_else(|| {
+        anyhow::anyhow!(
+            "seq {lo} was not replayed (the chain starts at {})",
+            chain.start()
+        )
+    })?;
+    let (before, after) = if a <= b {
+        (before, report.state)
+    } else {
+        (report.state, before)
+    };
+    let changes = json_diff(&before, &after);
+    if as_json {
+        let v: Vec<Value> = changes
+            .iter()
+            .map(|(p, x, y)| json!({"path": if p.is_empty() { "/" } else { p }, "before": x, "after": y}))
+            .collect();
+        println!("{}", Value::Array(v));
+    } else if changes.is_empty() {
+        println!("no change in state between seq {a} and seq {b}");
+    } else {
+        for (path, x, y) in &changes {
+            let path = if path.is_empty() { "/" } else { path };
+            match (x, y) {
+                (None, Some(y)) => println!("+ {path}: {y}"),
+                (Some(x), None) => println!("- {path}: {x}"),
+                (Some(x), Some(y)) => println!("~ {path}: {x} -> {y}"),
+                (None, None) => {}
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diffs_name_paths() {
+        let a = json!({"count": 1, "todos": {"1": {"done": false}}, "list": [1, 2]});
+        let b =
+            json!({"count": 2, "todos": {"1": {"done": true}, "2": {"done": false}}, "list": [1]});
+        let d = json_diff(&a, &b);
+        assert_eq!(
+            d,
+            vec![
+                ("/count".into(), Some(json!(1)), Some(json!(2))),
+                ("/list/1".into(), Some(json!(2)), None),
+                (
+                    "/todos/1/done".into(),
+                    Some(json!(false)),
+                    Some(json!(true))
+                ),
+                ("/todos/2".into(), None, Some(json!({"done": false}))),
+            ]
+        );
+        assert!(json_diff(&a, &a).is_empty());
+    }
+}
