@@ -12,6 +12,7 @@ mod core;
 mod harness;
 mod http;
 mod msg;
+mod tools;
 mod wasm;
 
 use harness::{Report, Settings};
@@ -39,6 +40,7 @@ fn main() -> anyhow::Result<()> {
     msg::run(&mut report)?;
     wasm::run(&mut report)?;
     http::run(&mut report)?;
+    tools::run(&mut report)?;
     if json {
         println!("{}", report.to_json());
     } else {
