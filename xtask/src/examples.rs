@@ -87,8 +87,47 @@ fn members(examples: &Path) -> anyhow::Result<Vec<String>> {
 /// Builds every example; components land in `target/examples/<name>.wasm`.
 pub(crate) fn build(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let examples = root.join("examples");
+    build_guests(
+        &examples.join("Cargo.toml"),
+        &members(&examples)?,
+        root,
+        &root.join("target/examples"),
+        true,
+    )
+}
+
+/// Builds the guest crate at `dir` (a project made by `theater new`, say); its component
+/// lands in `<dir>/target/theater/<name>.wasm`.
+pub(crate) fn build_one(root: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let name = text
+        .lines()
+        .skip_while(|l| l.trim() != "[package]")
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == "name").then(|| v.trim().trim_matches('"').to_string())
+        })
+        .with_context(|| format!("no [package] name in {}", manifest.display()))?;
+    let built = build_guests(&manifest, &[name], root, &dir.join("target/theater"), false)?;
+    built
+        .into_iter()
+        .next()
+        .context("the guest was built but no component came out")
+}
+
+/// Builds the guests of the workspace at `manifest` and turns each of `names` into a
+/// component in `out_dir`. Guests share `target/guests` so the standard library built from
+/// source (the Debian route) is built once.
+fn build_guests(
+    manifest: &Path,
+    names: &[String],
+    root: &Path,
+    out_dir: &Path,
+    locked: bool,
+) -> anyhow::Result<Vec<PathBuf>> {
     let guest_target = root.join("target/guests");
-    let out_dir = root.join("target/examples");
     let route = pick_route()?;
     let mut cmd = match &route {
         Route::Rustup => {
@@ -113,20 +152,23 @@ pub(crate) fn build(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
             c
         }
     };
+    cmd.arg("--manifest-path").arg(manifest).arg("--workspace");
+    if locked {
+        cmd.arg("--locked");
+    }
     let status = cmd
-        .arg("--manifest-path")
-        .arg(examples.join("Cargo.toml"))
-        .arg("--workspace")
-        .arg("--locked")
         .env("CARGO_TARGET_DIR", &guest_target)
         .status()
         .context("running cargo for the guests")?;
     if !status.success() {
-        bail!("building the example guests failed ({status})");
+        bail!(
+            "building the guests of {} failed ({status})",
+            manifest.display()
+        );
     }
-    std::fs::create_dir_all(&out_dir)?;
+    std::fs::create_dir_all(out_dir)?;
     let mut built = Vec::new();
-    for name in members(&examples)? {
+    for name in names {
         let core = guest_target
             .join(TARGET)
             .join("release")

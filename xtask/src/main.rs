@@ -12,6 +12,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   build-examples                      build every actor under examples/ into a component at
                                       target/examples/<name>.wasm
+  build-guest DIR                     build the actor crate at DIR (e.g. made by `theater new`)
+                                      into DIR/target/theater/<name>.wasm
   demo                                build the examples, then run `theater demo` on the wasm counter
   bench [--quick] [--json] [FILTER]   run Theater's benchmarks (release build) and print
                                       each figure beside a baseline measured in the same run";
@@ -31,6 +33,13 @@ fn run() -> anyhow::Result<ExitCode> {
     match args.next().as_deref() {
         Some("build-examples") => {
             examples::build(&root())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("build-guest") => {
+            let dir = args
+                .next()
+                .context("build-guest needs the directory of the actor crate")?;
+            examples::build_one(&root(), &PathBuf::from(dir))?;
             Ok(ExitCode::SUCCESS)
         }
         Some("demo") => {

@@ -12,6 +12,7 @@ mod client;
 mod demo;
 mod graph;
 mod host;
+mod new_cmd;
 mod progress;
 mod render;
 mod replay_cmd;
@@ -47,6 +48,17 @@ enum Command {
     },
     #[command(flatten)]
     Client(client::ClientCommand),
+    /// Create a new Rust actor project (build it with `cargo xtask build-guest DIR`).
+    New {
+        /// The actor's name.
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// The theater-guest SDK to depend on (default: the one of this source tree).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// Run a wasm actor, then verify, replay, tamper with and recover its chain.
     Demo {
         /// The actor's manifest (default: examples/counter/counter.toml of this source tree).
@@ -74,6 +86,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { manifests, admin } => run_cmd::run(manifests, cli.data_dir, admin),
         Command::Client(cmd) => client::run(cli.data_dir, cmd),
+        Command::New { name, path, sdk } => new_cmd::run(&name, path, sdk),
         Command::Demo { manifest, dir } => demo::run(manifest, dir),
         Command::Chain(cmd) => chain_cmd::run(cmd),
     };

@@ -302,3 +302,44 @@ fn a_bad_manifest_is_refused_naming_the_file_and_field() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("no running host"), "{}", text(&out));
 }
+
+#[test]
+fn a_new_project_builds_runs_and_answers() {
+    example_component("counter"); // the guest toolchain works (and its std is built)
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("greeter");
+    let out = bin()
+        .args(["new", "greeter", "--path"])
+        .arg(&project)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    for f in ["Cargo.toml", "src/lib.rs", "greeter.toml", "README.md"] {
+        assert!(project.join(f).is_file(), "{f} missing");
+    }
+    // Refuses to overwrite, and refuses bad names.
+    let again = bin()
+        .args(["new", "greeter", "--path"])
+        .arg(&project)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again).contains("not empty"), "{}", text(&again));
+    let bad = bin().args(["new", "Bad Name"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = Command::new(cargo)
+        .current_dir(theater_test_support::workspace_root())
+        .args(["run", "--quiet", "-p", "xtask", "--", "build-guest"])
+        .arg(&project)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", text(&built));
+    assert!(project.join("target/theater/greeter.wasm").is_file());
+
+    let host = Running::start(&dir.path().join("data"), &[project.join("greeter.toml")]);
+    let r = host.json(&["send", "greeter", "{\"greet\": \"you\"}", "--request"]);
+    assert_eq!(r["reply"], json!({"text": "hello, you!", "greeted": 1}));
+    host.stop();
+}

@@ -1,0 +1,166 @@
+//! `theater new NAME`: a new Rust actor project, ready to build into a component with
+//! `cargo xtask build-guest DIR` (from the Theater source tree) and to run with `theater run`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+/// The guest SDK of the source tree this binary was built from.
+fn default_sdk() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest/theater-guest");
+    std::fs::canonicalize(&p).unwrap_or(p)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+pub(crate) fn run(
+    name: &str,
+    path: Option<PathBuf>,
+    sdk: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    if !valid_name(name) {
+        bail!(
+            "{name:?} is not a usable actor name: lowercase letters, digits, '-' and '_', starting with a letter"
+        );
+    }
+    let dir = path.unwrap_or_else(|| PathBuf::from(name));
+    if dir.exists()
+        && std::fs::read_dir(&dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!("{} already exists and is not empty", dir.display());
+    }
+    let sdk = sdk.unwrap_or_else(default_sdk);
+    if !sdk.join("Cargo.toml").is_file() {
+        bail!(
+            "the guest SDK is not at {} (pass --sdk PATH/TO/theater/guest/theater-guest)",
+            sdk.display()
+        );
+    }
+    std::fs::create_dir_all(dir.join("src"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let files = [
+        ("Cargo.toml", cargo_toml(name, &sdk)),
+        ("src/lib.rs", LIB_RS.to_string()),
+        (&format!("{name}.toml"), manifest(name)),
+        ("README.md", readme(name, &dir)),
+        (".gitignore", "/target\n".to_string()),
+    ];
+    for (file, text) in &files {
+        let p = dir.join(file);
+        std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    println!("created the actor {name:?} in {}", dir.display());
+    println!("next, from the Theater source tree:");
+    println!("  cargo xtask build-guest {}", dir.display());
+    println!(
+        "  theater run {}",
+        dir.join(format!("{name}.toml")).display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cargo_toml(name: &str, sdk: &Path) -> String {
+    format!(
+        r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+theater-guest = {{ path = {sdk:?} }}
+serde = {{ version = "1", features = ["derive"] }}
+
+# A project of its own, not part of an enclosing workspace.
+[workspace]
+
+[profile.release]
+opt-level = "s"
+lto = true
+codegen-units = 1
+panic = "abort"
+strip = true
+"#,
+        sdk = sdk.display().to_string()
+    )
+}
+
+fn manifest(name: &str) -> String {
+    format!(
+        r#"name = "{name}"
+component = "target/theater/{name}.wasm"
+
+# Parameters given to init.
+[init]
+greeting = "hello"
+
+# [interfaces.msg]                   # let it message other actors
+# [interfaces.http]                  # serve it over HTTP
+# addr = "127.0.0.1:8080"
+"#
+    )
+}
+
+fn readme(name: &str, dir: &Path) -> String {
+    format!(
+        r#"# {name}
+
+A Theater actor. Every input it handles, and every state it reaches, is recorded in its
+hash chain.
+
+```sh
+cargo xtask build-guest {dir}          # from the Theater source tree
+theater run {dir}/{name}.toml
+theater send {name} '{{"greet": "you"}}' --request
+theater state {name}
+```
+"#,
+        dir = dir.display()
+    )
+}
+
+const LIB_RS: &str = r#"//! An actor that greets whoever asks and counts how many it has greeted.
+
+use serde::{Deserialize, Serialize};
+use theater_guest::{Actor, Input, Output, Value, json};
+
+#[derive(Serialize, Deserialize)]
+struct State {
+    greeting: String,
+    greeted: u64,
+}
+
+struct Greeter;
+
+impl Actor for Greeter {
+    type State = State;
+
+    fn init(params: Value) -> Result<State, String> {
+        let greeting = params["greeting"].as_str().unwrap_or("hello").to_string();
+        Ok(State { greeting, greeted: 0 })
+    }
+
+    fn handle(mut state: State, input: Input) -> Result<(Output, State), String> {
+        let p = input.payload().ok_or("send a message or a request")?;
+        let who = p["greet"].as_str().ok_or("expected {\"greet\": \"name\"}")?;
+        state.greeted += 1;
+        let reply = json!({"text": format!("{}, {who}!", state.greeting), "greeted": state.greeted});
+        Ok((Output::reply(reply), state))
+    }
+}
+
+theater_guest::export_actor!(Greeter);
+"#;
