@@ -264,6 +264,15 @@ fn run_send_stop_restart_and_run_again_with_the_same_state() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("message link"), "{}", text(&out));
+    // One chain alone verifies; its references to the other are noted as unchecked.
+    let out = bin()
+        .args(["chain", "verify"])
+        .arg(&chains[3])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("not checked"), "{}", text(&out));
 
     // Run again on the same data directory: the same state.
     let mut host = Running::start(&data, &manifests);
@@ -342,4 +351,31 @@ fn a_new_project_builds_runs_and_answers() {
     let r = host.json(&["send", "greeter", "{\"greet\": \"you\"}", "--request"]);
     assert_eq!(r["reply"], json!({"text": "hello, you!", "greeted": 1}));
     host.stop();
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_with_every_acknowledged_entry_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let m = manifest(dir.path(), "counter", "counter", "");
+    let mut host = Running::start(&data, &[m]);
+    for n in 1..=20 {
+        let r = host.json(&["send", "counter", "{\"add\": 1}", "--request"]);
+        assert_eq!(r["reply"], n);
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &host.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = host.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    host.wait_for("every acknowledged entry is durable");
+    let out = bin()
+        .args(["chain", "verify"])
+        .arg(data.join("chains/counter"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("21 entries verified"), "{}", text(&out));
 }
