@@ -38,6 +38,13 @@ pub enum ActorInput {
         /// The connection's id.
         conn: String,
     },
+    /// A timer the actor set came due (see [`crate::timers`]).
+    Timer {
+        /// The timer's name.
+        name: String,
+        /// When it was due, in milliseconds since the Unix epoch (it may fire later).
+        due_ms: u64,
+    },
 }
 
 /// A WebSocket message as an actor sees it: text, or binary in the payload's bytes.

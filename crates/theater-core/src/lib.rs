@@ -73,6 +73,7 @@ mod outbox;
 mod replay;
 mod runtime;
 mod supervisor;
+pub mod timers;
 
 pub use actor::{Actor, ActorError};
 pub use events::{ActorEvent, RecvError, Subscription};

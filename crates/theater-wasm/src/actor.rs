@@ -28,6 +28,7 @@ pub struct WasmActor {
     limits: Limits,
     outbox: Option<Arc<dyn Outbox>>,
     files: Option<Arc<std::path::Path>>,
+    timers: Option<theater_core::timers::Timers>,
     live: Option<Live>,
 }
 
@@ -57,8 +58,17 @@ impl WasmActor {
             limits,
             outbox: None,
             files: None,
+            timers: None,
             live: None,
         }
+    }
+
+    /// Grants timers: the guest's `timers` imports set and cancel them through `timers`
+    /// (see [`theater_core::timers`]). Without it they return an error (replay needs none).
+    pub fn with_timers(mut self, timers: theater_core::timers::Timers) -> Self {
+        self.timers = Some(timers);
+        self.live = None;
+        self
     }
 
     /// Grants read access to `dir`: the guest's `files` imports look up files in it (each
@@ -95,6 +105,7 @@ impl WasmActor {
                 limit,
                 self.outbox.clone(),
                 self.files.clone(),
+                self.timers.clone(),
             );
             let mut store = Store::new(engine, state);
             store.limiter(|s| s);

@@ -7,7 +7,11 @@ use theater_chain::to_canonical_json;
 use theater_core::{HostCallError, HostCalls, Outbox};
 use wasmtime::ResourceLimiter;
 
-use crate::bindings::{FilesHost, Host, Level, MsgHost, WitFileInfo};
+use crate::bindings::{FilesHost, Host, Level, MsgHost, TimersHost, WitFileInfo};
+
+/// What a guest's timer calls return when the manifest granted no timers.
+pub(crate) const TIMERS_NOT_GRANTED: &str =
+    "timers are not granted to this actor (add [interfaces.timers] to its manifest)";
 
 /// Name of a recorded file lookup: request `{"path"}`, result `{"size", "sha256",
 /// "content_type"}` or `{"error"}`.
@@ -50,6 +54,8 @@ pub(crate) struct HostState {
     pub(crate) outbox: Option<Arc<dyn Outbox>>,
     /// The directory `files` reads (`None`: not granted).
     pub(crate) files: Option<Arc<std::path::Path>>,
+    /// The actor's timers (`None`: not granted).
+    pub(crate) timers: Option<theater_core::timers::Timers>,
 }
 
 impl HostState {
@@ -58,6 +64,7 @@ impl HostState {
         memory_limit: usize,
         outbox: Option<Arc<dyn Outbox>>,
         files: Option<Arc<std::path::Path>>,
+        timers: Option<theater_core::timers::Timers>,
     ) -> Self {
         HostState {
             calls: HostCalls::live(),
@@ -68,6 +75,7 @@ impl HostState {
             actor,
             outbox,
             files,
+            timers,
         }
     }
 
@@ -179,6 +187,52 @@ impl FilesHost for HostState {
                 .unwrap_or_default()
                 .to_string(),
         }))
+    }
+}
+
+impl HostState {
+    /// The timers to use: the granted ones, or for replay detached ones (answers come from
+    /// the recording). `None`: not granted.
+    fn timers(&self) -> Option<theater_core::timers::Timers> {
+        match &self.timers {
+            Some(t) => Some(t.clone()),
+            None if self.calls.is_replaying() => Some(theater_core::timers::Timers::detached()),
+            None => None,
+        }
+    }
+}
+
+impl TimersHost for HostState {
+    fn set(
+        &mut self,
+        name: String,
+        delay_ms: u64,
+        every_ms: Option<u64>,
+    ) -> wasmtime::Result<Result<u64, String>> {
+        let Some(timers) = self.timers() else {
+            return Ok(Err(TIMERS_NOT_GRANTED.into()));
+        };
+        if every_ms == Some(0) {
+            return Ok(Err(
+                "a periodic timer needs a period of at least 1 ms".into()
+            ));
+        }
+        let r = timers.set(
+            &mut self.calls,
+            &name,
+            Duration::from_millis(delay_ms),
+            every_ms.map(Duration::from_millis),
+        );
+        Ok(Ok(self.record(r)?))
+    }
+
+    fn cancel(&mut self, name: String) -> wasmtime::Result<Result<(), String>> {
+        let Some(timers) = self.timers() else {
+            return Ok(Err(TIMERS_NOT_GRANTED.into()));
+        };
+        let r = timers.cancel(&mut self.calls, &name);
+        self.record(r)?;
+        Ok(Ok(()))
     }
 }
 

@@ -14,6 +14,8 @@
 //!
 //! [interfaces.msg]                    # may send messages and requests to other actors
 //!
+//! [interfaces.timers]                 # may set timers (they survive a restart of the host)
+//!
 //! [interfaces.files]                  # may look up files of this directory (read-only)
 //! dir = "public"                      # relative to this file
 //!

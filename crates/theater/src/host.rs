@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use theater_chain::{ChainStore, Durability, FileStore};
-use theater_core::{ActorConfig, ActorHandle, Shutdown, spawn};
+use theater_core::{ActorConfig, ActorHandle, Shutdown, spawn, timers};
 use theater_http::{HttpConfig, HttpServer};
 use theater_msg::{Registry, pending_sends};
 use theater_wasm::{ActorComponent, Manifest, WasmConfig, WasmHost};
@@ -104,6 +104,18 @@ impl Host {
             )
             .with_context(|| format!("opening the chain of {:?}", m.name.as_str()))?,
         );
+        let (timers, scheduler) = match m.grants("timers") {
+            true => {
+                let (t, s) = timers::timers(Arc::new(timers::SystemClock));
+                (Some(t), Some(s))
+            }
+            false => (None, None),
+        };
+        // What the chain left scheduled (timers set before a restart of the host).
+        let pending = match &scheduler {
+            Some(_) => timers::pending_timers(&*chain)?,
+            None => Vec::new(),
+        };
         let factory = {
             let (wasm, component, m) = (self.wasm.clone(), component.clone(), m.clone());
             let messenger = m
@@ -117,10 +129,20 @@ impl Host {
                 if let Some(dir) = &m.files {
                     actor = actor.with_files(dir.clone());
                 }
+                if let Some(t) = &timers {
+                    actor = actor.with_timers(t.clone());
+                }
                 actor
             }
         };
-        Ok(spawn(factory, chain, ActorConfig::default()).await?)
+        let handle = spawn(factory, chain, ActorConfig::default()).await?;
+        if let Some(scheduler) = scheduler {
+            if !pending.is_empty() {
+                tracing::info!(actor = %m.name, timers = pending.len(), "timers resumed from the chain");
+            }
+            scheduler.run(handle.clone(), pending);
+        }
+        Ok(handle)
     }
 
     /// Messages whose sending entries are durable but that their receivers never recorded

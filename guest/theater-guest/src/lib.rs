@@ -69,6 +69,13 @@ pub enum Input {
         /// The connection.
         conn: String,
     },
+    /// A timer this actor set came due (see [`timers`]).
+    Timer {
+        /// The timer's name.
+        name: String,
+        /// When it was due (ms since the Unix epoch); it may fire later.
+        due_ms: u64,
+    },
 }
 
 /// A WebSocket message: text, or binary.
@@ -320,6 +327,23 @@ pub mod files {
     /// Refused if the path leaves the granted directory; an error if there is no such file.
     pub fn stat(path: &str) -> Result<FileInfo, String> {
         wit::stat(path)
+    }
+}
+
+/// Timers (granted by `[interfaces.timers]`): each firing arrives as [`Input::Timer`].
+/// Setting and cancelling are recorded, and take effect once this input is recorded.
+pub mod timers {
+    use crate::bindings::theater::actor::timers as wit;
+
+    /// Sets timer `name` to fire after `delay_ms`, then every `every_ms` if given; replaces
+    /// a timer of the same name. Returns when it is due (ms since the Unix epoch).
+    pub fn set(name: &str, delay_ms: u64, every_ms: Option<u64>) -> Result<u64, String> {
+        wit::set(name, delay_ms, every_ms)
+    }
+
+    /// Cancels timer `name`, if set.
+    pub fn cancel(name: &str) -> Result<(), String> {
+        wit::cancel(name)
     }
 }
 

@@ -11,3 +11,4 @@ mod load;
 mod manifest;
 mod run;
 mod support;
+mod timers;

@@ -379,3 +379,44 @@ fn ctrl_c_stops_cleanly_with_every_acknowledged_entry_durable() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("21 entries verified"), "{}", text(&out));
 }
+
+#[test]
+fn timers_keep_firing_across_a_restart_of_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let m = manifest(dir.path(), "ticker", "ticker", "[interfaces.timers]\n");
+    let host = Running::start(&data, std::slice::from_ref(&m));
+    host.json(&["send", "ticker", "{\"every_ms\": 100}", "--request"]);
+    let runs = |h: &Running| {
+        h.json(&["state", "ticker"])["state"]["runs"]
+            .as_u64()
+            .unwrap()
+    };
+    let mut before = 0;
+    for _ in 0..300 {
+        before = runs(&host);
+        if before >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(before >= 3, "the job ran {before} times");
+    host.stop();
+    // Down for a while; back up, the job goes on (a late run first, not a burst).
+    std::thread::sleep(Duration::from_millis(500));
+    let host = Running::start(&data, &[m]);
+    let restarted = runs(&host);
+    let mut after = restarted;
+    for _ in 0..300 {
+        after = runs(&host);
+        if after >= restarted + 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        after >= restarted + 3,
+        "the job stopped after the restart ({restarted} -> {after})"
+    );
+    host.stop();
+}

@@ -1,0 +1,157 @@
+//! Timers with the ticker example: firings are recorded inputs, replay needs no timers, and
+//! timers survive a restart of the host (firing late, once). On tokio's paused clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use theater_chain::{ChainStore, Durability, Event, FileStore, MemoryStore};
+use theater_core::timers::{Scheduled, TokioClock, pending_timers, timers};
+use theater_core::{ActorConfig, ActorHandle, ActorInput, ActorOutput, replay, spawn};
+use theater_test_support::id;
+use theater_wasm::{Limits, WasmHost};
+
+use crate::support::{actor, host};
+
+async fn ask(h: &ActorHandle, v: Value) -> Value {
+    match h.call(ActorInput::request(v)).await.unwrap().output {
+        ActorOutput::Reply { payload } => payload,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn ticker(
+    host: &WasmHost,
+    chain: Box<dyn ChainStore>,
+    base_ms: u64,
+    pending: Vec<Scheduled>,
+) -> ActorHandle {
+    let (t, scheduler) = timers(Arc::new(TokioClock::starting_at(base_ms)));
+    let host = host.clone();
+    let handle = spawn(
+        move || actor(&host, "ticker", Limits::default()).with_timers(t.clone()),
+        chain,
+        ActorConfig::default(),
+    )
+    .await
+    .unwrap();
+    scheduler.run(handle.clone(), pending);
+    handle
+}
+
+fn timer_inputs(chain: &dyn ChainStore) -> Vec<(String, u64)> {
+    (0..chain.len())
+        .filter_map(|s| match chain.get(s).unwrap().event() {
+            Event::Input { input, .. } if input.json["type"] == "timer" => Some((
+                input.json["name"].as_str().unwrap().to_string(),
+                input.json["due_ms"].as_u64().unwrap(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn periodic_and_one_shot_timers_fire_as_recorded_inputs_and_replay() {
+    let host = host();
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Box::new(FileStore::create(dir.path(), id("ticker"), Durability::None).unwrap());
+    let t = ticker(&host, chain, 1_000_000, vec![]).await;
+    let r = ask(&t, json!({"every_ms": 100})).await;
+    assert_eq!(r["first_due_ms"], 1_000_100);
+    ask(&t, json!({"remind": "tea", "in_ms": 250})).await;
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    let s = ask(&t, json!({"get": true})).await;
+    assert_eq!(s["runs"], 10);
+    assert_eq!(s["last_due_ms"], 1_001_000);
+    assert_eq!(s["reminded"], json!(["tea"]));
+    assert_eq!(s["pending"], json!([]));
+    // Cancelled: no more runs.
+    ask(&t, json!({"stop": true})).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ask(&t, json!({"get": true})).await["runs"], 10);
+    t.stop().await.unwrap();
+
+    let chain = FileStore::open_read_only(dir.path()).unwrap();
+    let fired = timer_inputs(&chain);
+    assert_eq!(fired.len(), 11, "{fired:?}");
+    assert!(fired.contains(&("reminder-0".into(), 1_000_250)));
+    assert_eq!(pending_timers(&chain).unwrap(), vec![]);
+    // Replay needs no timer service: sets and cancels come from the recording.
+    let mut fresh = actor(&host, "ticker", Limits::default());
+    let report = replay(&mut fresh, &chain).await.unwrap();
+    assert_eq!(report.state["runs"], 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timers_survive_a_restart_and_fire_late_once() {
+    let host = host();
+    let dir = tempfile::tempdir().unwrap();
+    let open = || -> Box<dyn ChainStore> {
+        Box::new(
+            FileStore::open_or_create(dir.path(), id("ticker"), Durability::EveryEntry).unwrap(),
+        )
+    };
+    let t = ticker(&host, open(), 1_000_000, vec![]).await;
+    ask(&t, json!({"every_ms": 1000})).await;
+    ask(&t, json!({"remind": "call back", "in_ms": 5000})).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(ask(&t, json!({"get": true})).await["runs"], 2);
+    t.stop().await.unwrap();
+
+    // The chain alone says what is still scheduled.
+    let pending = pending_timers(&FileStore::open_read_only(dir.path()).unwrap()).unwrap();
+    assert_eq!(
+        pending,
+        vec![
+            Scheduled {
+                name: "job".into(),
+                due_ms: 1_003_000,
+                every_ms: Some(1000)
+            },
+            Scheduled {
+                name: "reminder-0".into(),
+                due_ms: 1_005_000,
+                every_ms: None
+            },
+        ]
+    );
+    // The host was down for 10 s: both are overdue when it comes back.
+    let t = ticker(&host, open(), 1_012_500, pending).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let s = ask(&t, json!({"get": true})).await;
+    assert_eq!(
+        s["runs"], 3,
+        "the job fires once, late, not once per missed period"
+    );
+    assert_eq!(s["last_due_ms"], 1_003_000);
+    assert_eq!(s["reminded"], json!(["call back"]));
+    // Then it keeps its period from now.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let s = ask(&t, json!({"get": true})).await;
+    assert_eq!(s["runs"], 4);
+    assert_eq!(s["last_due_ms"], 1_013_000);
+    t.stop().await.unwrap();
+    let chain = FileStore::open_read_only(dir.path()).unwrap();
+    chain.verify().unwrap();
+    let mut fresh = actor(&host, "ticker", Limits::default());
+    assert_eq!(replay(&mut fresh, &chain).await.unwrap().state["runs"], 4);
+}
+
+#[tokio::test]
+async fn timers_that_were_not_granted_are_an_error_to_the_guest() {
+    let host = host();
+    let chain: Box<dyn ChainStore> = Box::new(MemoryStore::new(id("ticker")));
+    let h = spawn(
+        move || actor(&host, "ticker", Limits::default()),
+        chain,
+        ActorConfig::default(),
+    )
+    .await
+    .unwrap();
+    let err = h
+        .call(ActorInput::request(json!({"every_ms": 10})))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("timers are not granted"), "{err}");
+}
