@@ -63,6 +63,7 @@
 //! ```
 
 mod actor;
+pub mod db;
 mod events;
 pub mod files;
 mod handle;

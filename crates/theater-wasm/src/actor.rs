@@ -29,6 +29,7 @@ pub struct WasmActor {
     outbox: Option<Arc<dyn Outbox>>,
     files: Option<Arc<std::path::Path>>,
     timers: Option<theater_core::timers::Timers>,
+    db: Option<Arc<dyn theater_core::db::Database>>,
     live: Option<Live>,
 }
 
@@ -59,8 +60,17 @@ impl WasmActor {
             outbox: None,
             files: None,
             timers: None,
+            db: None,
             live: None,
         }
+    }
+
+    /// Grants a database: the guest's `db.run` goes to `db` (each request and answer
+    /// recorded). Without it the import returns an error (replay needs none).
+    pub fn with_database(mut self, db: Arc<dyn theater_core::db::Database>) -> Self {
+        self.db = Some(db);
+        self.live = None;
+        self
     }
 
     /// Grants timers: the guest's `timers` imports set and cancel them through `timers`
@@ -106,6 +116,7 @@ impl WasmActor {
                 self.outbox.clone(),
                 self.files.clone(),
                 self.timers.clone(),
+                self.db.clone(),
             );
             let mut store = Store::new(engine, state);
             store.limiter(|s| s);

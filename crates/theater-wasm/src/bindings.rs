@@ -10,6 +10,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+pub(crate) use theater::actor::db::Host as DbHost;
 pub(crate) use theater::actor::files::{FileInfo as WitFileInfo, Host as FilesHost};
 pub(crate) use theater::actor::host::{Host, Level};
 pub(crate) use theater::actor::msg::Host as MsgHost;

@@ -144,6 +144,8 @@ impl WasmHost {
             .map_err(engine_err)?;
         crate::bindings::theater::actor::timers::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(engine_err)?;
+        crate::bindings::theater::actor::db::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(engine_err)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), config.epoch_tick, Arc::clone(&stop_ticker));
         Ok(WasmHost {

@@ -7,7 +7,11 @@ use theater_chain::to_canonical_json;
 use theater_core::{HostCallError, HostCalls, Outbox};
 use wasmtime::ResourceLimiter;
 
-use crate::bindings::{FilesHost, Host, Level, MsgHost, TimersHost, WitFileInfo};
+use crate::bindings::{DbHost, FilesHost, Host, Level, MsgHost, TimersHost, WitFileInfo};
+
+/// What a guest's `db.run` returns when the manifest granted no database.
+pub(crate) const DB_NOT_GRANTED: &str =
+    "no database is granted to this actor (add [interfaces.db] to its manifest)";
 
 /// What a guest's timer calls return when the manifest granted no timers.
 pub(crate) const TIMERS_NOT_GRANTED: &str =
@@ -56,6 +60,8 @@ pub(crate) struct HostState {
     pub(crate) files: Option<Arc<std::path::Path>>,
     /// The actor's timers (`None`: not granted).
     pub(crate) timers: Option<theater_core::timers::Timers>,
+    /// The actor's database (`None`: not granted).
+    pub(crate) db: Option<Arc<dyn theater_core::db::Database>>,
 }
 
 impl HostState {
@@ -65,6 +71,7 @@ impl HostState {
         outbox: Option<Arc<dyn Outbox>>,
         files: Option<Arc<std::path::Path>>,
         timers: Option<theater_core::timers::Timers>,
+        db: Option<Arc<dyn theater_core::db::Database>>,
     ) -> Self {
         HostState {
             calls: HostCalls::live(),
@@ -76,6 +83,7 @@ impl HostState {
             outbox,
             files,
             timers,
+            db,
         }
     }
 
@@ -233,6 +241,22 @@ impl TimersHost for HostState {
         let r = timers.cancel(&mut self.calls, &name);
         self.record(r)?;
         Ok(Ok(()))
+    }
+}
+
+impl DbHost for HostState {
+    fn run(&mut self, request: Vec<u8>) -> wasmtime::Result<Result<Vec<u8>, String>> {
+        // Replay answers from the recording: no database needed.
+        if self.db.is_none() && !self.calls.is_replaying() {
+            return Ok(Err(DB_NOT_GRANTED.into()));
+        }
+        let request: serde_json::Value = match serde_json::from_slice(&request) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(format!("the request is not valid JSON: {e}"))),
+        };
+        let db = self.db.clone();
+        let r = theater_core::db::run(db.as_deref(), &mut self.calls, request);
+        Ok(self.record(r)?.map(|answer| to_canonical_json(&answer)))
     }
 }
 

@@ -16,6 +16,8 @@
 //!
 //! [interfaces.timers]                 # may set timers (they survive a restart of the host)
 //!
+//! [interfaces.db]                     # may use SQL (SQLite; file = "x.sqlite" to choose it)
+//!
 //! [interfaces.files]                  # may look up files of this directory (read-only)
 //! dir = "public"                      # relative to this file
 //!

@@ -152,22 +152,32 @@ async fn route(
         Ok(b) => b.to_bytes(),
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (method, parts.as_slice()) {
-        (Method::GET, ["actors"]) => list(host).await,
-        (Method::GET, ["actors", name, "state"]) => state(host, name).await,
-        (Method::GET, ["actors", name, "chain"]) => chain(host, name, &query),
-        (Method::GET, ["actors", name, "events"]) => events(host, name).await,
-        (Method::POST, ["actors", name, "send"]) => send(host, name, &body).await,
-        (Method::POST, ["actors", name, "stop"]) => match host.stop_actor(name).await {
+    // Owned path segments: nothing borrowed is held across the awaits below.
+    let parts: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .map(str::to_string)
+        .collect();
+    let (what, name) = match parts.as_slice() {
+        [a] => (a.clone(), String::new()),
+        [a, name, what] if a == "actors" => (what.clone(), name.clone()),
+        _ => (String::new(), String::new()),
+    };
+    match (method, what.as_str(), parts.len()) {
+        (Method::GET, "actors", 1) => list(host).await,
+        (Method::GET, "state", 3) => state(host, &name).await,
+        (Method::GET, "chain", 3) => chain(host, &name, &query),
+        (Method::GET, "events", 3) => events(host, &name).await,
+        (Method::POST, "send", 3) => send(host, &name, &body).await,
+        (Method::POST, "stop", 3) => match host.stop_actor(name.clone()).await {
             Ok(()) => full(StatusCode::OK, json!({"stopped": name})),
             Err(e) => error(StatusCode::NOT_FOUND, e),
         },
-        (Method::POST, ["actors", name, "restart"]) => match host.restart_actor(name).await {
+        (Method::POST, "restart", 3) => match host.restart_actor(name.clone()).await {
             Ok(()) => full(StatusCode::OK, json!({"restarted": name})),
             Err(e) => error(StatusCode::CONFLICT, format!("{e:#}")),
         },
-        (Method::POST, ["shutdown"]) => {
+        (Method::POST, "shutdown", 1) => {
             shutdown.cancel();
             full(StatusCode::OK, json!({"shutting_down": true}))
         }

@@ -91,6 +91,20 @@ impl Host {
         Ok(())
     }
 
+    /// One SQLite file per actor under the data directory, unless the manifest names one.
+    fn database_for(&self, m: &Manifest) -> anyhow::Result<Option<Arc<theater_db::Sqlite>>> {
+        let Some(section) = m.interfaces.get("db") else {
+            return Ok(None);
+        };
+        let file = match section.get("file").and_then(|f| f.as_str()) {
+            Some(f) => m.path.parent().unwrap_or(Path::new(".")).join(f),
+            None => self.data_dir.join("db").join(format!("{}.sqlite", m.name)),
+        };
+        let db = theater_db::Sqlite::open(&file)
+            .map_err(|e| anyhow::anyhow!("the database of {:?}: {e}", m.name.as_str()))?;
+        Ok(Some(Arc::new(db)))
+    }
+
     async fn spawn_handle(
         &self,
         m: &Manifest,
@@ -116,6 +130,7 @@ impl Host {
             Some(_) => timers::pending_timers(&*chain)?,
             None => Vec::new(),
         };
+        let database = self.database_for(m)?;
         let factory = {
             let (wasm, component, m) = (self.wasm.clone(), component.clone(), m.clone());
             let messenger = m
@@ -131,6 +146,10 @@ impl Host {
                 }
                 if let Some(t) = &timers {
                     actor = actor.with_timers(t.clone());
+                }
+                if let Some(db) = &database {
+                    actor =
+                        actor.with_database(Arc::clone(db) as Arc<dyn theater_core::db::Database>);
                 }
                 actor
             }
@@ -228,12 +247,12 @@ impl Host {
     }
 
     /// Stops the actor `name` (its acknowledged entries are durable).
-    pub(crate) async fn stop_actor(&self, name: &str) -> anyhow::Result<()> {
+    pub(crate) async fn stop_actor(&self, name: String) -> anyhow::Result<()> {
         let handle = self
             .actors
             .lock()
             .await
-            .get(name)
+            .get(&name)
             .map(|a| a.handle.clone())
             .with_context(|| format!("no actor named {name:?}"))?;
         handle.stop().await?;
@@ -242,11 +261,11 @@ impl Host {
 
     /// Stops the actor `name` if it runs, then starts it again from its chain. Its HTTP
     /// server restarts with it (the handle it serves changes).
-    pub(crate) async fn restart_actor(&self, name: &str) -> anyhow::Result<()> {
+    pub(crate) async fn restart_actor(&self, name: String) -> anyhow::Result<()> {
         let (manifest, component, old) = {
             let actors = self.actors.lock().await;
             let a = actors
-                .get(name)
+                .get(&name)
                 .with_context(|| format!("no actor named {name:?}"))?;
             (a.manifest.clone(), a.component.clone(), a.handle.clone())
         };
@@ -254,7 +273,7 @@ impl Host {
         self.registry.unregister(old.id());
         let handle = self.spawn_handle(&manifest, &component).await?;
         self.registry.register(handle.clone())?;
-        if let Some(a) = self.actors.lock().await.get_mut(name) {
+        if let Some(a) = self.actors.lock().await.get_mut(&name) {
             a.handle = handle;
         }
         if manifest.grants("http") {

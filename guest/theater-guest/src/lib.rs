@@ -347,6 +347,39 @@ pub mod timers {
     }
 }
 
+/// SQL (granted by `[interfaces.db]`): each request and its answer are recorded, so replay
+/// needs no database. See the WIT `db` interface for the request forms.
+pub mod db {
+    use crate::bindings::theater::actor::db as wit;
+    use serde_json::{Value, json};
+
+    /// Runs a raw request (`{"query" | "execute" | "transaction": ...}`).
+    pub fn run(request: &Value) -> Result<Value, String> {
+        let bytes = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+        let answer = wit::run(&bytes)?;
+        serde_json::from_slice(&answer).map_err(|e| format!("the answer is not JSON: {e}"))
+    }
+
+    /// Rows of a query: `{"columns": [...], "rows": [[...]]}`.
+    pub fn query(sql: &str, params: &[Value]) -> Result<Value, String> {
+        run(&json!({"query": sql, "params": params}))
+    }
+
+    /// Runs a statement: `{"changes": n, "last_insert_rowid": id}`.
+    pub fn execute(sql: &str, params: &[Value]) -> Result<Value, String> {
+        run(&json!({"execute": sql, "params": params}))
+    }
+
+    /// Runs statements as one transaction: all applied, or none.
+    pub fn transaction(statements: &[(&str, Vec<Value>)]) -> Result<Value, String> {
+        let list: Vec<Value> = statements
+            .iter()
+            .map(|(sql, params)| json!({"execute": sql, "params": params}))
+            .collect();
+        run(&json!({"transaction": list}))
+    }
+}
+
 fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

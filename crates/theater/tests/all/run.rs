@@ -420,3 +420,87 @@ fn timers_keep_firing_across_a_restart_of_the_host() {
     );
     host.stop();
 }
+
+#[test]
+fn an_actor_keeps_a_sqlite_table_over_http_and_replays_without_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let m = manifest(
+        dir.path(),
+        "inventory",
+        "inventory",
+        "[interfaces.http]\naddr = \"127.0.0.1:0\"\n\n[interfaces.db]\n",
+    );
+    let mut host = Running::start(&data, std::slice::from_ref(&m));
+    let line = host.wait_for("inventory serves HTTP at");
+    let addr = line.rsplit("http://").next().unwrap().to_string();
+    let post = |path: &str, body: &str| http(&addr, "POST", path, "", body);
+    assert_eq!(post("/items", "{\"name\": \"apples\", \"qty\": 5}").0, 201);
+    assert_eq!(post("/items", "{\"name\": \"pears\", \"qty\": 0}").0, 201);
+    // A constraint (unique name; qty >= 0) is a 409, nothing written.
+    let (status, body) = post("/items", "{\"name\": \"apples\", \"qty\": 1}");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("UNIQUE"), "{body}");
+    assert_eq!(
+        post(
+            "/move",
+            "{\"from\": \"apples\", \"to\": \"pears\", \"qty\": 2}"
+        )
+        .0,
+        200
+    );
+    // Too many: the transaction applies neither update.
+    let (status, body) = post(
+        "/move",
+        "{\"from\": \"apples\", \"to\": \"pears\", \"qty\": 99}",
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("nothing was applied"), "{body}");
+    assert_eq!(
+        post(
+            "/move",
+            "{\"from\": \"plums\", \"to\": \"pears\", \"qty\": 1}"
+        )
+        .0,
+        404
+    );
+    let (status, body) = http(&addr, "GET", "/items", "", "");
+    assert_eq!(status, 200);
+    let items: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        items,
+        json!([{"id": 1, "name": "apples", "qty": 3}, {"id": 2, "name": "pears", "qty": 2}])
+    );
+    // Bad SQL is a clear error to the actor (its input fails, recorded).
+    let out = host.cli(&[
+        "send",
+        "inventory",
+        "{\"sql\": \"SELEC * FROM items\"}",
+        "--request",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("syntax error"), "{}", text(&out));
+    let r = host.json(&[
+        "send",
+        "inventory",
+        "{\"sql\": \"SELECT sum(qty) AS total FROM items\"}",
+        "--request",
+    ]);
+    assert_eq!(r["reply"]["rows"], json!([[5]]));
+    host.stop();
+
+    // The chain replays bit for bit with the database gone.
+    let db = data.join("db/inventory.sqlite");
+    assert!(db.is_file());
+    std::fs::remove_file(&db).unwrap();
+    let _ = std::fs::remove_file(data.join("db/inventory.sqlite-wal"));
+    let _ = std::fs::remove_file(data.join("db/inventory.sqlite-shm"));
+    let out = bin()
+        .args(["chain", "replay"])
+        .arg(data.join("chains/inventory"))
+        .arg("--manifest")
+        .arg(&m)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
