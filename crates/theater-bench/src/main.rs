@@ -9,6 +9,7 @@
 
 mod chain;
 mod core;
+mod db;
 mod harness;
 mod http;
 mod msg;
@@ -40,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     msg::run(&mut report)?;
     wasm::run(&mut report)?;
     http::run(&mut report)?;
+    db::run(&mut report)?;
     tools::run(&mut report)?;
     if json {
         println!("{}", report.to_json());
