@@ -154,7 +154,7 @@ async fn a_connection_over_the_limit_gets_503() {
 async fn actor_failures_and_timeouts_are_5xx_with_no_state_change() {
     let actor = echo("failing").await;
     let config = HttpConfig {
-        request_timeout: Duration::from_millis(200),
+        request_timeout: Duration::from_millis(1000),
         ..HttpConfig::default()
     };
     let server = serve(config, vec![("/", actor.clone())]).await;
@@ -170,7 +170,7 @@ async fn actor_failures_and_timeouts_are_5xx_with_no_state_change() {
     let r = c.get("/status/42").await;
     assert_eq!(r.status, 500);
     assert!(r.text().contains("invalid status 42"), "{}", r.text());
-    let r = c.get("/sleep/2000").await;
+    let r = c.get("/sleep/4000").await;
     assert_eq!(r.status, 504);
     // Wait for the actor to finish the slow one (a state read queues behind it).
     let _ = actor.state().await.unwrap();

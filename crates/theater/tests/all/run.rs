@@ -221,21 +221,37 @@ fn run_send_stop_restart_and_run_again_with_the_same_state() {
     }
     assert_eq!(got, 10);
 
-    // Events as they happen.
+    // Events as they happen. The stream starts once the subscription does: send until one
+    // arrives (no fixed sleep: a loaded machine may take a while to start the client).
     let mut follow = bin()
         .args(["events", "counter", "--follow", "--data-dir"])
         .arg(&data)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut events = BufReader::new(follow.stdout.take().unwrap());
-    std::thread::sleep(Duration::from_millis(300));
-    host.json(&["send", "counter", "{\"add\": 1}", "--request"]);
-    let mut event = String::new();
-    events.read_line(&mut event).unwrap();
-    let event: Value = serde_json::from_str(&event).unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (etx, events) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if etx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut count = 7;
+    let mut seen = None;
+    for _ in 0..150 {
+        let r = host.json(&["send", "counter", "{\"add\": 1}", "--request"]);
+        count += 1;
+        if let Ok(line) = events.recv_timeout(Duration::from_millis(200)) {
+            seen = Some((line, r["seq"].as_u64().unwrap()));
+            break;
+        }
+    }
+    let (line, last_sent) = seen.expect("no event ever arrived");
+    let event: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(event["event"], "entry");
-    assert_eq!(event["seq"], 4);
+    assert!(event["seq"].as_u64().unwrap() <= last_sent, "{event}");
 
     // Changing state needs the token.
     let admin = std::fs::read_to_string(data.join("admin.addr")).unwrap();
@@ -244,13 +260,18 @@ fn run_send_stop_restart_and_run_again_with_the_same_state() {
 
     // Stop, restart: the same state, and the event stream saw the stop.
     host.json(&["stop", "counter"]);
-    let mut event = String::new();
-    events.read_line(&mut event).unwrap();
-    assert!(event.contains("stopped"), "{event}");
+    let mut stopped = false;
+    while let Ok(line) = events.recv_timeout(Duration::from_secs(30)) {
+        if line.contains("stopped") {
+            stopped = true;
+            break;
+        }
+    }
+    assert!(stopped, "the event stream never said stopped");
     let _ = follow.wait();
     assert!(text(&host.cli(&["ps"])).contains("stopped"));
     host.json(&["restart", "counter"]);
-    assert_eq!(host.json(&["state", "counter"])["state"]["count"], 8);
+    assert_eq!(host.json(&["state", "counter"])["state"]["count"], count);
     host.stop();
 
     // Every chain verifies, links between ping and pong included.
@@ -276,7 +297,7 @@ fn run_send_stop_restart_and_run_again_with_the_same_state() {
 
     // Run again on the same data directory: the same state.
     let mut host = Running::start(&data, &manifests);
-    assert_eq!(host.json(&["state", "counter"])["state"]["count"], 8);
+    assert_eq!(host.json(&["state", "counter"])["state"]["count"], count);
     let line = host.wait_for("todo serves HTTP at");
     let addr = line.rsplit("http://").next().unwrap().to_string();
     let (status, body) = http(&addr, "GET", "/todos", "", "");
