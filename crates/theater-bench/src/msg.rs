@@ -76,8 +76,14 @@ async fn pair(registry: &Registry) -> anyhow::Result<(ActorHandle, ActorHandle)>
     Ok((ping, pong))
 }
 
+/// Messages an actor has received: the native `Ping` keeps a number, the wasm `pingpong`
+/// a `received` field.
 async fn received(h: &ActorHandle) -> anyhow::Result<u64> {
-    Ok(h.state().await?.0.as_u64().unwrap_or(0))
+    let state = h.state().await?.0;
+    Ok(state
+        .as_u64()
+        .or_else(|| state["received"].as_u64())
+        .unwrap_or(0))
 }
 
 pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
@@ -85,12 +91,41 @@ pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     if report.wants("messages") {
-        rt.block_on(ping_pong(report))?;
-        rt.block_on(wasm_ping_pong(report))?;
+        rt.block_on(async {
+            let n = 4_000;
+            let start = ActorInput::message(json!({"hops": n - 1}));
+            messages_row(report, "native", n, start, async || {
+                pair(&Registry::new()).await
+            })
+            .await?;
+            let host = WasmHost::new(WasmConfig::default().pooling(Some(16)))?;
+            let n = 2_000;
+            let start = ActorInput::request(json!({"serve": "pong", "rounds": n}));
+            messages_row(report, "wasm", n, start, async || {
+                wasm_pair(&host, &Registry::new()).await
+            })
+            .await
+        })?;
     }
     if report.wants("request") {
-        rt.block_on(requests(report))?;
-        rt.block_on(wasm_requests(report))?;
+        rt.block_on(async {
+            let registry = Registry::new();
+            let (_ping, _pong) = pair(&registry).await?;
+            request_rows(
+                report,
+                "native",
+                &registry,
+                4_000,
+                |i| json!(i),
+                |i| json!(i),
+            )
+            .await?;
+            let host = WasmHost::new(WasmConfig::default().pooling(Some(16)))?;
+            let registry = Registry::new();
+            let (_ping, _pong) = wasm_pair(&host, &registry).await?;
+            let ask = |i| json!({"echo": i});
+            request_rows(report, "wasm", &registry, 2_000, ask, |i| json!(i)).await
+        })?;
     }
     Ok(())
 }
@@ -123,82 +158,6 @@ async fn wasm_pair(
     Ok((ping, pong))
 }
 
-async fn wasm_received(h: &ActorHandle) -> anyhow::Result<u64> {
-    Ok(h.state().await?.0["received"].as_u64().unwrap_or(0))
-}
-
-async fn wasm_ping_pong(report: &mut Report) -> anyhow::Result<()> {
-    let n = 2_000u64;
-    let host = WasmHost::new(WasmConfig::default().pooling(Some(16)))?;
-    let mut ours = Vec::new();
-    let mut base = Vec::new();
-    for i in 0..=report.settings.samples {
-        let registry = Registry::new();
-        let (ping, pong) = wasm_pair(&host, &registry).await?;
-        let t = Instant::now();
-        ping.call(ActorInput::request(json!({"serve": "pong", "rounds": n})))
-            .await?;
-        loop {
-            if wasm_received(&ping).await? + wasm_received(&pong).await? >= n {
-                break;
-            }
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        let a = t.elapsed();
-        let b = bare_ping_pong(n).await;
-        if i > 0 {
-            ours.push(a);
-            base.push(b);
-        }
-    }
-    report.push(Row {
-        name: "messages between two wasm actors (memory chains)".into(),
-        unit: "msg/s",
-        ours: n as f64 / median(&mut ours).as_secs_f64(),
-        baseline_name: "bare tokio mpsc ping-pong".into(),
-        baseline: n as f64 / median(&mut base).as_secs_f64(),
-        better: Better::Higher,
-        target: None,
-    });
-    Ok(())
-}
-
-async fn wasm_requests(report: &mut Report) -> anyhow::Result<()> {
-    let n = 2_000;
-    let host = WasmHost::new(WasmConfig::default().pooling(Some(16)))?;
-    let registry = Registry::new();
-    let (_ping, _pong) = wasm_pair(&host, &registry).await?;
-    let asker = registry.messenger(id("bench")?);
-    let mut ours = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut host = HostCalls::live();
-        let t = Instant::now();
-        let reply = asker
-            .request(
-                &mut host,
-                "pong",
-                json!({"echo": i}),
-                Duration::from_secs(5),
-            )
-            .await?;
-        ours.push(t.elapsed());
-        anyhow::ensure!(reply == json!(i), "wrong reply");
-    }
-    let mut base = bare_requests(n).await?;
-    for (label, p) in [("median", 0.5), ("p99", 0.99)] {
-        report.push(Row {
-            name: format!("request round trip to a wasm actor, {label}"),
-            unit: "s",
-            ours: percentile(&mut ours, p).as_secs_f64(),
-            baseline_name: "bare tokio mpsc + oneshot".into(),
-            baseline: percentile(&mut base, p).as_secs_f64(),
-            better: Better::Lower,
-            target: None,
-        });
-    }
-    Ok(())
-}
-
 async fn bare_ping_pong(n: u64) -> Duration {
     let (to_b, mut b_in) = mpsc::channel::<u64>(256);
     let (to_a, mut a_in) = mpsc::channel::<u64>(256);
@@ -223,17 +182,23 @@ async fn bare_ping_pong(n: u64) -> Duration {
     took
 }
 
-async fn ping_pong(report: &mut Report) -> anyhow::Result<()> {
-    let n = 4_000u64;
+/// Messages/s between the two actors `make` creates (a fresh pair per sample), started by
+/// `start` sent to the first, until they have received `n` in all; beside a bare tokio mpsc
+/// ping-pong of `n` messages, interleaved.
+async fn messages_row(
+    report: &mut Report,
+    kind: &str,
+    n: u64,
+    start: ActorInput,
+    make: impl AsyncFn() -> anyhow::Result<(ActorHandle, ActorHandle)>,
+) -> anyhow::Result<()> {
     let mut ours = Vec::new();
     let mut base = Vec::new();
     for i in 0..=report.settings.samples {
-        let registry = Registry::new();
-        let (ping, pong) = pair(&registry).await?;
+        let (ping, pong) = make().await?;
         let t = Instant::now();
-        ping.tell(ActorInput::message(json!({"hops": n - 1})))
-            .await?;
-        // Poll the receivers until every hop is in.
+        ping.tell(start.clone()).await?;
+        // Poll the receivers until every message is in.
         loop {
             if received(&ping).await? + received(&pong).await? >= n {
                 break;
@@ -248,7 +213,7 @@ async fn ping_pong(report: &mut Report) -> anyhow::Result<()> {
         }
     }
     report.push(Row {
-        name: "messages between two native actors (memory chains)".into(),
+        name: format!("messages between two {kind} actors (memory chains)"),
         unit: "msg/s",
         ours: n as f64 / median(&mut ours).as_secs_f64(),
         baseline_name: "bare tokio mpsc ping-pong".into(),
@@ -265,25 +230,31 @@ fn percentile(xs: &mut [Duration], p: f64) -> Duration {
     xs[i.min(xs.len() - 1)]
 }
 
-async fn requests(report: &mut Report) -> anyhow::Result<()> {
-    let n = 4_000;
-    let registry = Registry::new();
-    let (_ping, _pong) = pair(&registry).await?;
+/// Request round trips (median and p99) to the actor registered as `pong`, asking
+/// `ask(i)` and expecting `reply(i)`; beside bare tokio request/responses.
+async fn request_rows(
+    report: &mut Report,
+    kind: &str,
+    registry: &Registry,
+    n: usize,
+    ask: impl Fn(usize) -> Value,
+    reply: impl Fn(usize) -> Value,
+) -> anyhow::Result<()> {
     let asker = registry.messenger(id("bench")?);
     let mut ours = Vec::with_capacity(n);
     for i in 0..n {
         let mut host = HostCalls::live();
         let t = Instant::now();
-        let reply = asker
-            .request(&mut host, "pong", json!(i), Duration::from_secs(5))
+        let answer = asker
+            .request(&mut host, "pong", ask(i), Duration::from_secs(5))
             .await?;
         ours.push(t.elapsed());
-        anyhow::ensure!(reply == json!(i), "wrong reply");
+        anyhow::ensure!(answer == reply(i), "wrong reply");
     }
     let mut base = bare_requests(n).await?;
     for (label, p) in [("median", 0.5), ("p99", 0.99)] {
         report.push(Row {
-            name: format!("request round trip to a native actor, {label}"),
+            name: format!("request round trip to a {kind} actor, {label}"),
             unit: "s",
             ours: percentile(&mut ours, p).as_secs_f64(),
             baseline_name: "bare tokio mpsc + oneshot".into(),

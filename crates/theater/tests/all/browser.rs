@@ -45,21 +45,7 @@ fn make_chains(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
         "--request",
     ]);
     host.json(&["send", "counter", "{\"add\": 2}", "--request"]);
-    let mut got = 0;
-    for _ in 0..200 {
-        got = ["ping", "pong"]
-            .iter()
-            .map(|n| {
-                host.json(&["state", n])["state"]["received"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .sum::<u64>();
-        if got == 4 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let got = host.wait_received(&["ping", "pong"], 4);
     assert_eq!(got, 4);
     host.json(&[
         "send",

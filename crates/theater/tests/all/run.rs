@@ -99,6 +99,27 @@ impl Running {
             .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", text(&out)))
     }
 
+    /// Waits (bounded) until the pingpong actors `names` have received `total` messages in
+    /// all; returns how many they have.
+    pub(crate) fn wait_received(&self, names: &[&str], total: u64) -> u64 {
+        let mut got = 0;
+        for _ in 0..500 {
+            got = names
+                .iter()
+                .map(|n| {
+                    self.json(&["state", n])["state"]["received"]
+                        .as_u64()
+                        .unwrap()
+                })
+                .sum();
+            if got >= total {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        got
+    }
+
     pub(crate) fn stop(mut self) {
         let out = self.cli(&["shutdown"]);
         assert!(out.status.success(), "{}", text(&out));
@@ -204,21 +225,7 @@ fn run_send_stop_restart_and_run_again_with_the_same_state() {
         "{\"serve\": \"pong\", \"rounds\": 10}",
         "--request",
     ]);
-    let mut got = 0;
-    for _ in 0..200 {
-        got = ["ping", "pong"]
-            .iter()
-            .map(|n| {
-                host.json(&["state", n])["state"]["received"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .sum::<u64>();
-        if got == 10 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let got = host.wait_received(&["ping", "pong"], 10);
     assert_eq!(got, 10);
 
     // Events as they happen. The stream starts once the subscription does: send until one
