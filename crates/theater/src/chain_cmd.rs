@@ -164,13 +164,17 @@ fn verify(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
         let verified = store.verify_with_progress(&mut |p| bar.set_position(p.entries));
         bar.finish_and_clear();
         match verified {
-            Ok(report) => println!("ok {}: {report}", dir.display()),
+            Ok(report) => {
+                println!("ok {}: {report}", dir.display());
+                // Only chains that verified are checked against each other: a damaged one
+                // cannot be read entry by entry.
+                stores.push(store);
+            }
             Err(e) => {
                 println!("FAILED {}: {e}", dir.display());
                 ok = false;
             }
         }
-        stores.push(store);
     }
     let refs: Vec<&dyn ChainStore> = stores.iter().map(|s| s as &dyn ChainStore).collect();
     // References resolve (check_refs), and each one that is a message or a request matches
