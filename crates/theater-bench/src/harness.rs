@@ -217,6 +217,13 @@ pub(crate) fn median(xs: &mut [Duration]) -> Duration {
     xs[xs.len() / 2]
 }
 
+/// The `p`-quantile (0.5: median, 0.99: p99) of `xs`.
+pub(crate) fn percentile(xs: &mut [Duration], p: f64) -> Duration {
+    xs.sort_unstable();
+    let i = ((xs.len() as f64 - 1.0) * p).round() as usize;
+    xs[i.min(xs.len().saturating_sub(1))]
+}
+
 /// Formats a figure with an SI prefix.
 pub(crate) fn human(v: f64, unit: &str) -> String {
     let (scaled, prefix) = if v >= 1e9 {

@@ -21,7 +21,7 @@ use theater_test_support::example_component;
 use theater_wasm::{Limits, WasmConfig, WasmHost};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::harness::{Better, Report, Row, Target, median};
+use crate::harness::{Better, Report, Row, Target, median, percentile};
 
 /// Concurrent keep-alive connections of the load generator.
 const CONNECTIONS: usize = 16;
@@ -149,12 +149,6 @@ async fn rest_server(
         let _ = res.into_body().collect().await?;
     }
     Ok((addr, actor))
-}
-
-fn percentile(xs: &mut [Duration], p: f64) -> Duration {
-    xs.sort_unstable();
-    let i = ((xs.len() as f64 - 1.0) * p).round() as usize;
-    xs[i.min(xs.len().saturating_sub(1))]
 }
 
 async fn rest_vs_bare(report: &mut Report) -> anyhow::Result<()> {

@@ -9,14 +9,15 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use theater_chain::{ChainId, MemoryStore};
 use theater_core::{
-    Actor, ActorConfig, ActorError, ActorHandle, ActorInput, ActorOutput, HostCalls, spawn,
+    Actor, ActorConfig, ActorError, ActorFactory, ActorHandle, ActorInput, ActorOutput, HostCalls,
+    spawn,
 };
 use theater_msg::{Messenger, Registry};
 use theater_test_support::example_component;
 use theater_wasm::{Limits, WasmConfig, WasmHost};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::harness::{Better, Report, Row, median};
+use crate::harness::{Better, Report, Row, median, percentile};
 
 /// Passes `{"hops": k}` on to its peer while k > 0; answers requests with their payload.
 #[derive(Clone)]
@@ -55,15 +56,15 @@ fn id(name: &str) -> anyhow::Result<ChainId> {
     Ok(ChainId::new(name)?)
 }
 
-async fn pair(registry: &Registry) -> anyhow::Result<(ActorHandle, ActorHandle)> {
+/// Spawns and registers `ping` and `pong` on memory chains, each actor made by `make(me, peer)`.
+async fn spawn_pair<F: ActorFactory>(
+    registry: &Registry,
+    make: impl Fn(&str, &str) -> anyhow::Result<F>,
+) -> anyhow::Result<(ActorHandle, ActorHandle)> {
     let mut hs = Vec::new();
     for (me, peer) in [("ping", "pong"), ("pong", "ping")] {
-        let actor = Ping {
-            messenger: registry.messenger(id(me)?),
-            peer: peer.into(),
-        };
         let h = spawn(
-            move || actor.clone(),
+            make(me, peer)?,
             Box::new(MemoryStore::new(id(me)?)),
             ActorConfig::default(),
         )
@@ -74,6 +75,18 @@ async fn pair(registry: &Registry) -> anyhow::Result<(ActorHandle, ActorHandle)>
     let pong = hs.pop().ok_or_else(|| anyhow::anyhow!("no pong"))?;
     let ping = hs.pop().ok_or_else(|| anyhow::anyhow!("no ping"))?;
     Ok((ping, pong))
+}
+
+/// Two native `Ping` actors.
+async fn pair(registry: &Registry) -> anyhow::Result<(ActorHandle, ActorHandle)> {
+    spawn_pair(registry, |me, peer| {
+        let actor = Ping {
+            messenger: registry.messenger(id(me)?),
+            peer: peer.into(),
+        };
+        Ok(move || actor.clone())
+    })
+    .await
 }
 
 /// Messages an actor has received: the native `Ping` keeps a number, the wasm `pingpong`
@@ -136,26 +149,15 @@ async fn wasm_pair(
     registry: &Registry,
 ) -> anyhow::Result<(ActorHandle, ActorHandle)> {
     let component = host.load_file(example_component("pingpong"))?;
-    let mut hs = Vec::new();
-    for me in ["ping", "pong"] {
+    spawn_pair(registry, |me, _| {
         let messenger = Arc::new(registry.messenger(id(me)?));
         let (host, component, name) = (host.clone(), component.clone(), id(me)?);
-        let factory = move || {
+        Ok(move || {
             host.actor(&component, &name, Value::Null, Limits::default())
                 .with_outbox(messenger.clone())
-        };
-        let h = spawn(
-            factory,
-            Box::new(MemoryStore::new(id(me)?)),
-            ActorConfig::default(),
-        )
-        .await?;
-        registry.register(h.clone())?;
-        hs.push(h);
-    }
-    let pong = hs.pop().ok_or_else(|| anyhow::anyhow!("no pong"))?;
-    let ping = hs.pop().ok_or_else(|| anyhow::anyhow!("no ping"))?;
-    Ok((ping, pong))
+        })
+    })
+    .await
 }
 
 async fn bare_ping_pong(n: u64) -> Duration {
@@ -222,12 +224,6 @@ async fn messages_row(
         target: None,
     });
     Ok(())
-}
-
-fn percentile(xs: &mut [Duration], p: f64) -> Duration {
-    xs.sort_unstable();
-    let i = ((xs.len() as f64 - 1.0) * p).round() as usize;
-    xs[i.min(xs.len() - 1)]
 }
 
 /// Request round trips (median and p99) to the actor registered as `pong`, asking

@@ -68,6 +68,23 @@ struct Section {
     shutdown_grace_ms: Option<u64>,
 }
 
+/// Whether `prefix` can mount an actor: `/`, or `/a/b` with no trailing slash, empty
+/// segment, query or fragment.
+pub(crate) fn check_prefix(prefix: &str) -> Result<(), InterfaceError> {
+    let ok = prefix == "/"
+        || (prefix.starts_with('/')
+            && !prefix.ends_with('/')
+            && !prefix.contains("//")
+            && !prefix.contains(['?', '#']));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "[interfaces.http] prefix {prefix:?} must be \"/\" or start with \"/\" and not end with one"
+        )))
+    }
+}
+
 fn invalid(message: String) -> InterfaceError {
     InterfaceError::new("http", message)
 }
@@ -116,16 +133,7 @@ impl HttpConfig {
     /// Mounts the actor at `prefix` (`/` or `/a/b`, no trailing slash).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Result<Self, InterfaceError> {
         let prefix = prefix.into();
-        let ok = prefix == "/"
-            || (prefix.starts_with('/')
-                && !prefix.ends_with('/')
-                && !prefix.contains("//")
-                && !prefix.contains(['?', '#']));
-        if !ok {
-            return Err(invalid(format!(
-                "[interfaces.http] prefix {prefix:?} must be \"/\" or start with \"/\" and not end with one"
-            )));
-        }
+        check_prefix(&prefix)?;
         self.prefix = prefix;
         Ok(self)
     }

@@ -17,9 +17,8 @@ impl ActorInterface for HttpInterface {
     type Config = HttpConfig;
 
     fn new(config: HttpConfig) -> Result<Self, InterfaceError> {
-        // Validates the prefix again for configs built by hand.
-        let prefix = config.prefix.clone();
-        let config = config.prefix(prefix)?;
+        // Configs built by hand are checked too.
+        crate::config::check_prefix(&config.prefix)?;
         Ok(HttpInterface { config })
     }
 

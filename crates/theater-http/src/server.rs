@@ -113,7 +113,8 @@ impl HttpServer {
         actor: ActorHandle,
         files: Option<PathBuf>,
     ) -> Result<Self, InterfaceError> {
-        let prefix = HttpConfig::default().prefix(prefix)?.prefix;
+        crate::config::check_prefix(prefix)?;
+        let prefix = prefix.to_string();
         if self.routes.iter().any(|r| r.prefix == prefix) {
             return Err(InterfaceError::new(
                 "http",
