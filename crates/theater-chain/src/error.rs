@@ -73,6 +73,14 @@ pub enum ChainError {
     /// The store was opened read-only.
     #[error("chain {0:?} is open read-only")]
     ReadOnly(ChainId),
+    /// A blob an entry names is missing or damaged.
+    #[error("blob {hash}: {reason}")]
+    Blob {
+        /// The hash the entry names.
+        hash: Hash,
+        /// What is wrong.
+        reason: String,
+    },
     /// A snapshot does not match the chain it is for.
     #[error("snapshot at seq {seq} rejected: {reason}")]
     Snapshot {

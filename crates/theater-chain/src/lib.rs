@@ -62,6 +62,7 @@
 //! | a log cut short before a saved snapshot | open fails: entries are missing |
 //! | pruned chain | verifies from the snapshot anchor; [`VerifyReport::anchor`] says where it starts |
 
+pub mod blob;
 mod canonical;
 mod codec;
 mod cross;
@@ -74,6 +75,7 @@ mod snapshot;
 mod store;
 mod verify;
 
+pub use blob::BlobStore;
 pub use canonical::to_canonical_json;
 pub use codec::{DecodeError, FORMAT_VERSION, MAX_ENTRY_LEN};
 pub use cross::{BrokenRef, RefProblem, check_refs};

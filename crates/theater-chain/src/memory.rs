@@ -1,5 +1,8 @@
 //! A chain kept in memory: for tests, replays and actors that need no durability.
 
+use std::sync::Arc;
+
+use crate::blob::{BlobStore, MemoryBlobs};
 use crate::error::Corruption;
 use crate::store::{Anchor, Appended, ChainStore, Head, RawRecord, check_range, check_snapshot};
 use crate::{ChainError, ChainId, Entry, Hash, MAX_ENTRY_LEN, NewEntry, Snapshot};
@@ -16,6 +19,8 @@ pub struct MemoryStore {
     anchor: Option<Anchor>,
     records: Vec<Record>,
     snapshots: Vec<Snapshot>,
+    blobs: Arc<MemoryBlobs>,
+    applied: Option<u64>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -37,6 +42,8 @@ impl MemoryStore {
             anchor: None,
             records: Vec::new(),
             snapshots: Vec::new(),
+            blobs: Arc::default(),
+            applied: None,
         }
     }
 
@@ -57,6 +64,19 @@ impl MemoryStore {
 }
 
 impl ChainStore for MemoryStore {
+    fn blobs(&self) -> Arc<dyn BlobStore> {
+        self.blobs.clone()
+    }
+
+    fn writes_applied(&self) -> Option<u64> {
+        self.applied
+    }
+
+    fn set_writes_applied(&mut self, seq: u64) -> Result<(), ChainError> {
+        self.applied = Some(seq);
+        Ok(())
+    }
+
     fn id(&self) -> &ChainId {
         &self.id
     }

@@ -100,6 +100,17 @@ pub trait ChainStore: Send + Sync {
     /// Appends `entry` after the head, filling its seq and parent hash.
     fn append(&mut self, entry: NewEntry) -> Result<Appended, ChainError>;
 
+    /// Where payloads too large for an entry are kept (see [`crate::blob`]).
+    fn blobs(&self) -> std::sync::Arc<dyn crate::BlobStore>;
+
+    /// The last entry whose writes to the world (files) are known to be applied, as
+    /// recorded by [`ChainStore::set_writes_applied`].
+    fn writes_applied(&self) -> Option<u64>;
+
+    /// Records that the writes of the entry at `seq` are applied. Not made durable: losing
+    /// it only means they are applied again (idempotently) at the next start.
+    fn set_writes_applied(&mut self, seq: u64) -> Result<(), ChainError>;
+
     /// Makes every appended entry durable (a no-op when all already are).
     fn sync(&mut self) -> Result<(), ChainError>;
 

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use serde_json::Value;
+use theater_chain::{BlobStore, Entry};
 
 use crate::{ActorInput, ActorOutput, HostCallError, HostCalls};
 
@@ -28,6 +29,14 @@ pub trait Actor: Send + 'static {
     /// recorded as failed and the state stays as it was.
     async fn verify_state(&mut self, _state: &Value) -> bool {
         true
+    }
+
+    /// Applies again the writes to the world (files) that `entry`, the chain's last entry,
+    /// recorded: called when the actor resumes on a chain whose last writes may not have been
+    /// applied (the host stopped between making the entry durable and applying them). Must be
+    /// idempotent. The default has nothing to apply.
+    async fn reapply(&mut self, _entry: &Entry, _blobs: &dyn BlobStore) -> Result<(), String> {
+        Ok(())
     }
 }
 

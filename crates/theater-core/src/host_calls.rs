@@ -1,14 +1,20 @@
 //! Recording non-deterministic host calls, and feeding them back during replay.
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use serde_json::json;
-use theater_chain::{ChainRef, HostCall, Payload};
+use theater_chain::{BlobStore, ChainRef, HostCall, Payload};
 
 /// Work to run once the entry being built is recorded and durable; it is given a reference
 /// to that entry (e.g. to deliver a message that names the entry that sent it).
 pub type Effect = Box<dyn FnOnce(ChainRef) -> BoxFuture<'static, ()> + Send>;
+
+/// A write to the world (a file) to apply once the entry is durable, before the actor handles
+/// anything else; an error names what could not be applied.
+pub type Write = Box<dyn FnOnce() -> Result<(), String> + Send>;
 
 /// The recorder an actor's host side uses for every call that reads the outside world.
 ///
@@ -25,6 +31,21 @@ pub struct HostCalls {
     effects: Vec<Effect>,
     /// References to other chains' entries for the entry being built (live only).
     refs: Vec<ChainRef>,
+    /// Writes to apply once the entry is durable (live only).
+    writes: Vec<Write>,
+    /// Where large payloads go (live) or come from (replay).
+    blobs: Option<Arc<dyn BlobStore>>,
+    /// Files written or deleted (`None`) by this input so far, by normalised path: what its
+    /// later reads see, before the writes are applied.
+    pub(crate) staged_files: BTreeMap<String, Option<Arc<Vec<u8>>>>,
+}
+
+/// What one input recorded, for the runtime.
+pub(crate) struct Recorded {
+    pub(crate) calls: Vec<HostCall>,
+    pub(crate) effects: Vec<Effect>,
+    pub(crate) refs: Vec<ChainRef>,
+    pub(crate) writes: Vec<Write>,
 }
 
 impl std::fmt::Debug for HostCalls {
@@ -34,7 +55,8 @@ impl std::fmt::Debug for HostCalls {
             .field("calls", &self.done.len())
             .field("effects", &self.effects.len())
             .field("refs", &self.refs)
-            .finish()
+            .field("writes", &self.writes.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -68,6 +90,9 @@ pub enum HostCallError {
         /// The call's name.
         name: String,
     },
+    /// A large payload could not be stored beside the entry, or read back during replay.
+    #[error("{0}")]
+    Blob(String),
     /// A recorded result does not have the shape the call returns.
     #[error("recorded result of {name} is malformed")]
     Malformed {
@@ -93,6 +118,17 @@ impl HostCalls {
             replay: Some(recorded),
             ..HostCalls::default()
         }
+    }
+
+    /// Uses `blobs` for payloads too large for an entry (the chain's blob store).
+    pub fn with_blobs(mut self, blobs: Arc<dyn BlobStore>) -> Self {
+        self.blobs = Some(blobs);
+        self
+    }
+
+    /// The blob store, if one was given.
+    pub fn blobs(&self) -> Option<&dyn BlobStore> {
+        self.blobs.as_deref()
     }
 
     /// Whether calls are being fed back rather than performed.
@@ -221,6 +257,16 @@ impl HostCalls {
         }
     }
 
+    /// Applies `write` once the entry being built is durable, before the actor handles its
+    /// next input and before the caller is answered; writes apply in the order given. Never
+    /// runs during replay, nor for an input that fails. If a write fails the actor stops (its
+    /// chain says the write happened), and a restart applies the entry's writes again.
+    pub fn on_commit(&mut self, write: impl FnOnce() -> Result<(), String> + Send + 'static) {
+        if self.replay.is_none() {
+            self.writes.push(Box::new(write));
+        }
+    }
+
     /// Adds a reference to another chain's entry to the entry being built (e.g. the entry
     /// that answered a request). During replay the recorded entry already holds it.
     pub fn refer(&mut self, to: ChainRef) {
@@ -241,9 +287,14 @@ impl HostCalls {
             .map_or(0, |r| r.len().saturating_sub(self.done.len()))
     }
 
-    /// Calls, effects and references, for the entry being recorded.
-    pub(crate) fn into_parts(self) -> (Vec<HostCall>, Vec<Effect>, Vec<ChainRef>) {
-        (self.done, self.effects, self.refs)
+    /// What the entry being recorded needs.
+    pub(crate) fn into_recorded(self) -> Recorded {
+        Recorded {
+            calls: self.done,
+            effects: self.effects,
+            refs: self.refs,
+            writes: self.writes,
+        }
     }
 }
 
@@ -256,7 +307,7 @@ mod tests {
         let mut live = HostCalls::live();
         let t = live.now_millis().unwrap();
         let r = live.random_bytes(16).unwrap();
-        let (recorded, _, _) = live.into_parts();
+        let recorded = live.into_recorded().calls;
         assert_eq!(recorded.len(), 2);
 
         let mut replay = HostCalls::replaying(recorded.clone());

@@ -80,7 +80,7 @@ pub use actor::{Actor, ActorError};
 pub use events::{ActorEvent, RecvError, Subscription};
 pub use files::{FileInfo, FileRef};
 pub use handle::{ActorHandle, ActorStatus, CallError, Outcome};
-pub use host_calls::{CLOCK_NOW, Effect, HostCallError, HostCalls, RANDOM_BYTES};
+pub use host_calls::{CLOCK_NOW, Effect, HostCallError, HostCalls, RANDOM_BYTES, Write};
 pub use interface::{ActorInterface, InterfaceError, Shutdown};
 pub use io::{
     ActorInput, ActorOutput, HttpRequest, HttpResponse, PayloadError, WebSocketMessage,

@@ -227,9 +227,10 @@ async fn replay_from<A: Actor>(
     let mut state = state;
     let mut state_hash = state.as_ref().map(Hash::of_json);
     let mut entries = 0;
+    let blobs = chain.blobs();
     for seq in from..end.min(chain.len()) {
         let entry = chain.get(seq)?;
-        let next = replay_entry(actor, &entry, state.as_ref()).await?;
+        let next = replay_entry(actor, &entry, state.as_ref(), &blobs).await?;
         let hash = match &next {
             Some(new_state) => Hash::of_json(new_state),
             None => state_hash.unwrap_or(Hash::ZERO),
@@ -269,9 +270,10 @@ async fn replay_entry<A: Actor>(
     actor: &mut A,
     entry: &Entry,
     state: Option<&Value>,
+    blobs: &std::sync::Arc<dyn theater_chain::BlobStore>,
 ) -> Result<Option<Value>, ReplayError> {
     let seq = entry.seq();
-    let mut host = HostCalls::replaying(entry.host_calls().to_vec());
+    let mut host = HostCalls::replaying(entry.host_calls().to_vec()).with_blobs(blobs.clone());
     let diverged = |what| ReplayError::diverged(seq, what);
     let unreplayable = |why: String| ReplayError::diverged(seq, Mismatch::Unreplayable(why));
     let outcome = |expected: &str, actual: String| {

@@ -53,6 +53,15 @@ pub enum RuntimeError {
     /// The chain could not be read or written.
     #[error(transparent)]
     Chain(#[from] ChainError),
+    /// The entry at `seq` is durable but a write it records could not be applied (the actor
+    /// stops; a restart applies the entry's writes again).
+    #[error("entry {seq} is recorded but its writes could not be applied: {reason}")]
+    Apply {
+        /// The entry.
+        seq: u64,
+        /// What failed.
+        reason: String,
+    },
     /// Rebuilding the state from the chain failed.
     #[error("resuming from the chain failed: {0}")]
     Resume(#[from] ReplayError),
@@ -102,28 +111,34 @@ impl<A: Actor> ActorRuntime<A> {
     ) -> Result<Self, RuntimeError> {
         let mut effects = Vec::new();
         let (state, last_snapshot) = if chain.is_empty() {
-            let mut host = HostCalls::live();
+            let mut host = HostCalls::live().with_blobs(chain.blobs());
             let state = actor.init(&mut host).await.map_err(RuntimeError::Init)?;
             if !actor.verify_state(&state).await {
                 return Err(RuntimeError::Init(ActorError::Failed(
                     "initial state rejected by verify_state".into(),
                 )));
             }
-            let (calls, init_effects, refs) = host.into_parts();
+            let recorded = host.into_recorded();
             let entry = NewEntry::init(Payload::json(state.clone()), Hash::of_json(&state))
-                .with_host_calls(calls)
-                .with_refs(refs);
+                .with_host_calls(recorded.calls)
+                .with_refs(recorded.refs);
             let appended = chain.append(entry)?;
             chain.sync()?;
+            apply_writes(&mut *chain, appended.seq, recorded.writes)?;
             let at = ChainRef {
                 chain: chain.id().clone(),
                 seq: appended.seq,
                 hash: appended.hash,
             };
-            effects = init_effects.into_iter().map(|e| (at.clone(), e)).collect();
+            effects = recorded
+                .effects
+                .into_iter()
+                .map(|e| (at.clone(), e))
+                .collect();
             (state, 0)
         } else {
             let report = resume(&mut actor, &*chain).await?;
+            reapply_last(&mut actor, &mut *chain).await?;
             (report.state, report.from)
         };
         Ok(ActorRuntime {
@@ -141,6 +156,7 @@ impl<A: Actor> ActorRuntime<A> {
     /// supervisor does after a crash. On failure the runtime is left as it was.
     pub async fn restart(&mut self, mut actor: A) -> Result<(), RuntimeError> {
         let report = resume(&mut actor, &*self.chain).await?;
+        reapply_last(&mut actor, &mut *self.chain).await?;
         self.actor = actor;
         self.state_hash = report.state_hash;
         self.state = report.state;
@@ -155,7 +171,7 @@ impl<A: Actor> ActorRuntime<A> {
         input: ActorInput,
         refs: Vec<ChainRef>,
     ) -> Result<Handled, RuntimeError> {
-        let mut host = HostCalls::live();
+        let mut host = HostCalls::live().with_blobs(self.chain.blobs());
         let result = self
             .actor
             .handle_input(&input, &self.state, &mut host)
@@ -200,24 +216,31 @@ impl<A: Actor> ActorRuntime<A> {
                 Ok(output),
             ),
         };
-        let (calls, effects, mut host_refs) = host.into_parts();
+        let recorded = host.into_recorded();
         let mut refs = refs;
-        refs.append(&mut host_refs);
+        refs.extend(recorded.refs);
         let appended = self
             .chain
-            .append(entry.with_host_calls(calls).with_refs(refs))?;
-        if next.is_some() {
+            .append(entry.with_host_calls(recorded.calls).with_refs(refs))?;
+        let succeeded = next.is_some();
+        if succeeded {
             let at = ChainRef {
                 chain: self.chain.id().clone(),
                 seq: appended.seq,
                 hash: appended.hash,
             };
             self.effects
-                .extend(effects.into_iter().map(|e| (at.clone(), e)));
+                .extend(recorded.effects.into_iter().map(|e| (at.clone(), e)));
         }
         if let Some((state, hash)) = next {
             self.state = state;
             self.state_hash = hash;
+        }
+        if succeeded && !recorded.writes.is_empty() {
+            // Writes need their entry durable first (a commit of its own under group
+            // commit), and are applied before anything else happens.
+            self.chain.sync()?;
+            apply_writes(&mut *self.chain, appended.seq, recorded.writes)?;
         }
         // The entry is recorded whatever happens to the snapshot: a failed snapshot is only
         // a longer replay on the next restart, and it is tried again at the next entry.
@@ -296,4 +319,47 @@ impl<A: Actor> ActorRuntime<A> {
     pub fn into_parts(self) -> (A, Box<dyn ChainStore>) {
         (self.actor, self.chain)
     }
+}
+
+/// Applies a durable entry's writes in order, then marks them applied.
+fn apply_writes(
+    chain: &mut dyn ChainStore,
+    seq: u64,
+    writes: Vec<crate::Write>,
+) -> Result<(), RuntimeError> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    for write in writes {
+        write().map_err(|reason| RuntimeError::Apply { seq, reason })?;
+    }
+    chain.set_writes_applied(seq)?;
+    Ok(())
+}
+
+/// On resuming: the last entry's writes may not have been applied if the host stopped right
+/// after making it durable, so the actor applies them again (idempotently).
+async fn reapply_last<A: Actor>(
+    actor: &mut A,
+    chain: &mut dyn ChainStore,
+) -> Result<(), RuntimeError> {
+    let Some(head) = chain.head() else {
+        return Ok(());
+    };
+    if chain.writes_applied() == Some(head.seq) {
+        return Ok(());
+    }
+    let entry = chain.get(head.seq)?;
+    if entry.host_calls().is_empty() {
+        return Ok(());
+    }
+    let blobs = chain.blobs();
+    actor
+        .reapply(&entry, &*blobs)
+        .await
+        .map_err(|reason| RuntimeError::Apply {
+            seq: head.seq,
+            reason,
+        })?;
+    chain.set_writes_applied(head.seq).map_err(RuntimeError::from)
 }

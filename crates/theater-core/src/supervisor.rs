@@ -326,6 +326,8 @@ impl<F: ActorFactory> Supervisor<F> {
                                 let reason = e.to_string();
                                 exit = Some(match e {
                                     RuntimeError::Crashed(_) => Exit::Crashed(reason.clone()),
+                                    // A restart applies the entry's writes again.
+                                    RuntimeError::Apply { .. } => Exit::Crashed(reason.clone()),
                                     // The chain refused the entry: restarting on it cannot help.
                                     _ => Exit::ChainFailed(reason.clone()),
                                 });

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use theater_core::files::FileGrant;
+
 use async_trait::async_trait;
 use serde_json::Value;
 use theater_chain::{ChainId, to_canonical_json};
@@ -27,7 +29,7 @@ pub struct WasmActor {
     init: Value,
     limits: Limits,
     outbox: Option<Arc<dyn Outbox>>,
-    files: Option<Arc<std::path::Path>>,
+    files: Option<Arc<FileGrant>>,
     timers: Option<theater_core::timers::Timers>,
     db: Option<Arc<dyn theater_core::db::Database>>,
     live: Option<Live>,
@@ -81,10 +83,16 @@ impl WasmActor {
         self
     }
 
-    /// Grants read access to `dir`: the guest's `files` imports look up files in it (each
-    /// lookup recorded). Without it they return an error.
-    pub fn with_files(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
-        self.files = Some(Arc::from(dir.into().as_path()));
+    /// Grants read access to `dir`: the guest's `files` imports read files in it (each call
+    /// recorded). Without a grant they return an error.
+    pub fn with_files(self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.with_file_grant(FileGrant::read_only(dir))
+    }
+
+    /// Grants `grant`'s directory, writable if it says so (see
+    /// [`theater_core::files::calls`]).
+    pub fn with_file_grant(mut self, grant: FileGrant) -> Self {
+        self.files = Some(Arc::new(grant));
         self.live = None;
         self
     }
@@ -262,6 +270,23 @@ impl Actor for WasmActor {
             }
             Ok(Err(message)) => Err(ActorError::Failed(message)),
             Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    async fn reapply(
+        &mut self,
+        entry: &theater_chain::Entry,
+        blobs: &dyn theater_chain::BlobStore,
+    ) -> Result<(), String> {
+        match &self.files {
+            Some(grant) if grant.writable => {
+                let n = theater_core::files::calls::reapply(&grant.dir, entry, blobs)?;
+                if n > 0 {
+                    tracing::info!(actor = %self.id, seq = entry.seq(), "applied {n} file writes again");
+                }
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 

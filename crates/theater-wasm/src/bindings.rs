@@ -11,7 +11,9 @@ wasmtime::component::bindgen!({
 });
 
 pub(crate) use theater::actor::db::Host as DbHost;
-pub(crate) use theater::actor::files::{FileInfo as WitFileInfo, Host as FilesHost};
+pub(crate) use theater::actor::files::{
+    DirEntry as WitDirEntry, FileInfo as WitFileInfo, Host as FilesHost,
+};
 pub(crate) use theater::actor::host::{Host, Level};
 pub(crate) use theater::actor::msg::Host as MsgHost;
 pub(crate) use theater::actor::timers::Host as TimersHost;

@@ -4,10 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use theater_chain::to_canonical_json;
+use theater_core::files::{FileGrant, calls as files};
 use theater_core::{HostCallError, HostCalls, Outbox};
 use wasmtime::ResourceLimiter;
 
-use crate::bindings::{DbHost, FilesHost, Host, Level, MsgHost, TimersHost, WitFileInfo};
+use crate::bindings::{
+    DbHost, FilesHost, Host, Level, MsgHost, TimersHost, WitDirEntry, WitFileInfo,
+};
 
 /// What a guest's `db.run` returns when the manifest granted no database.
 pub(crate) const DB_NOT_GRANTED: &str =
@@ -16,14 +19,6 @@ pub(crate) const DB_NOT_GRANTED: &str =
 /// What a guest's timer calls return when the manifest granted no timers.
 pub(crate) const TIMERS_NOT_GRANTED: &str =
     "timers are not granted to this actor (add [interfaces.timers] to its manifest)";
-
-/// Name of a recorded file lookup: request `{"path"}`, result `{"size", "sha256",
-/// "content_type"}` or `{"error"}`.
-pub const FILES_STAT: &str = "theater:files/stat";
-
-/// What a guest's `stat` returns when the manifest granted no directory.
-pub(crate) const FILES_NOT_GRANTED: &str =
-    "no directory is granted to this actor (add [interfaces.files] to its manifest)";
 
 /// What a guest's `send`/`request` returns when the manifest did not grant messaging.
 pub(crate) const MSG_NOT_GRANTED: &str =
@@ -56,8 +51,8 @@ pub(crate) struct HostState {
     pub(crate) actor: String,
     /// Where `send` and `request` go (`None`: messaging not granted).
     pub(crate) outbox: Option<Arc<dyn Outbox>>,
-    /// The directory `files` reads (`None`: not granted).
-    pub(crate) files: Option<Arc<std::path::Path>>,
+    /// The directory `files` uses (`None`: not granted).
+    pub(crate) files: Option<Arc<FileGrant>>,
     /// The actor's timers (`None`: not granted).
     pub(crate) timers: Option<theater_core::timers::Timers>,
     /// The actor's database (`None`: not granted).
@@ -69,7 +64,7 @@ impl HostState {
         actor: String,
         memory_limit: usize,
         outbox: Option<Arc<dyn Outbox>>,
-        files: Option<Arc<std::path::Path>>,
+        files: Option<Arc<FileGrant>>,
         timers: Option<theater_core::timers::Timers>,
         db: Option<Arc<dyn theater_core::db::Database>>,
     ) -> Self {
@@ -160,41 +155,41 @@ impl MsgHost for HostState {
 
 impl FilesHost for HostState {
     fn stat(&mut self, path: String) -> wasmtime::Result<Result<WitFileInfo, String>> {
-        // Replay answers from the recording: it needs neither the grant nor the files.
-        let root = match self.files.clone() {
-            Some(root) => root,
-            None if self.calls.is_replaying() => Arc::from(std::path::Path::new("")),
-            None => return Ok(Err(FILES_NOT_GRANTED.into())),
-        };
-        let request = theater_chain::Payload::json(serde_json::json!({"path": path}));
-        let r = self.calls.call_sync(FILES_STAT, request, || {
-            theater_chain::Payload::json(match theater_core::files::stat(&root, &path) {
-                Ok(info) => serde_json::json!({
-                    "size": info.size,
-                    "sha256": info.sha256.to_string(),
-                    "content_type": info.content_type,
-                }),
-                Err(e) => serde_json::json!({"error": e.to_string()}),
-            })
-        });
-        let result = self.record(r)?;
-        let j = &result.json;
-        if let Some(e) = j.get("error").and_then(|e| e.as_str()) {
-            return Ok(Err(e.to_string()));
-        }
-        let field = |name: &str| {
-            j.get(name)
-                .cloned()
-                .ok_or_else(|| wasmtime::Error::msg(format!("recorded {FILES_STAT} lacks {name}")))
-        };
-        Ok(Ok(WitFileInfo {
-            size: field("size")?.as_u64().unwrap_or(0),
-            sha256: field("sha256")?.as_str().unwrap_or_default().to_string(),
-            content_type: field("content_type")?
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
+        let r = files::stat(self.files.as_deref(), &mut self.calls, &path);
+        Ok(self.record(r)?.map(|info| WitFileInfo {
+            size: info.size,
+            sha256: info.sha256.to_string(),
+            content_type: info.content_type,
         }))
+    }
+
+    fn read(&mut self, path: String) -> wasmtime::Result<Result<Vec<u8>, String>> {
+        let r = files::read(self.files.as_deref(), &mut self.calls, &path);
+        self.record(r)
+    }
+
+    fn list_dir(&mut self, path: String) -> wasmtime::Result<Result<Vec<WitDirEntry>, String>> {
+        let r = files::list(self.files.as_deref(), &mut self.calls, &path);
+        Ok(self.record(r)?.map(|entries| {
+            entries
+                .into_iter()
+                .map(|e| WitDirEntry {
+                    name: e.name,
+                    is_dir: e.dir,
+                    size: e.size,
+                })
+                .collect()
+        }))
+    }
+
+    fn write(&mut self, path: String, contents: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        let r = files::write(self.files.as_deref(), &mut self.calls, &path, contents);
+        self.record(r)
+    }
+
+    fn delete(&mut self, path: String) -> wasmtime::Result<Result<(), String>> {
+        let r = files::delete(self.files.as_deref(), &mut self.calls, &path);
+        self.record(r)
     }
 }
 

@@ -18,8 +18,9 @@
 //!
 //! [interfaces.db]                     # may use SQL (SQLite; file = "x.sqlite" to choose it)
 //!
-//! [interfaces.files]                  # may look up files of this directory (read-only)
+//! [interfaces.files]                  # may read files of this directory
 //! dir = "public"                      # relative to this file
+//! writable = false                    # true: may also write and delete them
 //!
 //! [interfaces.http]                   # served over HTTP (see theater-http's HttpConfig)
 //! addr = "127.0.0.1:8080"
@@ -32,6 +33,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 use theater_chain::ChainId;
+use theater_core::files::FileGrant;
 
 use crate::ManifestError;
 
@@ -88,8 +90,8 @@ pub struct Manifest {
     /// Limits.
     pub limits: Limits,
     /// The directory granted by `[interfaces.files]`, resolved against the manifest's
-    /// directory (checked to exist).
-    pub files: Option<PathBuf>,
+    /// directory (checked to exist unless writable), and whether it is writable.
+    pub files: Option<FileGrant>,
     /// Granted interfaces and their raw config, by interface name.
     pub interfaces: BTreeMap<String, toml::Value>,
 }
@@ -178,14 +180,25 @@ impl Manifest {
                             "expected the directory to grant, e.g. dir = \"public\"".into(),
                         )
                     })?;
+                let writable = match section.get("writable") {
+                    None => false,
+                    Some(toml::Value::Boolean(b)) => *b,
+                    Some(other) => {
+                        return Err(err(
+                            Some("interfaces.files.writable"),
+                            format!("expected true or false, found {other}"),
+                        ));
+                    }
+                };
                 let dir = base.join(dir);
-                if !dir.is_dir() {
+                // A writable directory is created when the actor starts; one only read must exist.
+                if !dir.is_dir() && !(writable && !dir.exists()) {
                     return Err(err(
                         Some("interfaces.files.dir"),
                         format!("no directory at {}", dir.display()),
                     ));
                 }
-                Some(dir)
+                Some(FileGrant { dir, writable })
             }
         };
         let init = match raw.init {

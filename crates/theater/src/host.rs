@@ -131,6 +131,11 @@ impl Host {
             None => Vec::new(),
         };
         let database = self.database_for(m)?;
+        if let Some(grant) = m.files.as_ref().filter(|g| g.writable) {
+            std::fs::create_dir_all(&grant.dir).with_context(|| {
+                format!("creating the directory granted to {:?}", m.name.as_str())
+            })?;
+        }
         let factory = {
             let (wasm, component, m) = (self.wasm.clone(), component.clone(), m.clone());
             let messenger = m
@@ -141,8 +146,8 @@ impl Host {
                 if let Some(messenger) = &messenger {
                     actor = actor.with_outbox(messenger.clone());
                 }
-                if let Some(dir) = &m.files {
-                    actor = actor.with_files(dir.clone());
+                if let Some(grant) = &m.files {
+                    actor = actor.with_file_grant(grant.clone());
                 }
                 if let Some(t) = &timers {
                     actor = actor.with_timers(t.clone());
@@ -214,7 +219,9 @@ impl Host {
                 let section = &actor.manifest.interfaces["http"];
                 let prefix = HttpConfig::from_toml(section)?.prefix;
                 server = match &actor.manifest.files {
-                    Some(dir) => server.route_with_files(&prefix, actor.handle.clone(), dir)?,
+                    Some(grant) => {
+                        server.route_with_files(&prefix, actor.handle.clone(), &grant.dir)?
+                    }
                     None => server.route(&prefix, actor.handle.clone())?,
                 };
                 println!(

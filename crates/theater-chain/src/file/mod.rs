@@ -4,6 +4,8 @@
 //! ```text
 //! chain.log               header + one framed record per entry (see `frame`)
 //! snapshots/<seq>.snap    snapshots, seq zero-padded to 20 digits
+//! blobs/<sha256>          large payloads named by entries (see `crate::blob`)
+//! applied                 the last entry whose writes to the world were applied
 //! LOCK                    held while a store has the chain open
 //! ```
 
@@ -14,8 +16,11 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use frame::{FRAME_HEAD, FrameError, FrameReader, LogHeader, split_frame};
 
+use crate::blob::{BlobStore, DirBlobs};
 use crate::error::Corruption;
 use crate::error::io_err;
 use crate::store::{
@@ -25,6 +30,8 @@ use crate::{ChainError, ChainId, Entry, Hash, MAX_ENTRY_LEN, NewEntry, Problem, 
 
 const LOG: &str = "chain.log";
 const SNAPSHOTS: &str = "snapshots";
+const BLOBS: &str = "blobs";
+const APPLIED: &str = "applied";
 
 /// What opening a chain repaired: a record torn by a crash mid-write, cut off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +68,7 @@ pub struct FileStore {
     recovery: Option<Recovery>,
     read_only: bool,
     failed: bool,
+    blobs: Arc<DirBlobs>,
 }
 
 impl std::fmt::Debug for FileStore {
@@ -264,14 +272,21 @@ impl FileStore {
                 problem: Problem::Truncated,
             })));
         }
+        let durability = durability.unwrap_or(Durability::None);
+        let blobs = Arc::new(DirBlobs::new(
+            dir.join(BLOBS),
+            durability != Durability::None,
+            read_only,
+        ));
         Ok(FileStore {
             id: header.id,
             dir: dir.to_path_buf(),
             log_path,
             file,
             _lock: lock,
-            durability: durability.unwrap_or(Durability::None),
+            durability,
             read_only,
+            blobs,
             start: header.start,
             anchor,
             offsets: found.offsets,
@@ -504,6 +519,24 @@ impl ChainStore for FileStore {
             }
         };
         Ok(Appended { seq, hash, durable })
+    }
+
+    fn blobs(&self) -> Arc<dyn BlobStore> {
+        self.blobs.clone()
+    }
+
+    fn writes_applied(&self) -> Option<u64> {
+        fs::read_to_string(self.dir.join(APPLIED))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    fn set_writes_applied(&mut self, seq: u64) -> Result<(), ChainError> {
+        self.check_usable()?;
+        // Not fsynced: a marker lost in a crash only makes the next start apply the last
+        // entry's writes again, which changes nothing.
+        let path = self.dir.join(APPLIED);
+        fs::write(&path, seq.to_string()).map_err(io_err(&path))
     }
 
     fn sync(&mut self) -> Result<(), ChainError> {

@@ -173,6 +173,15 @@ impl ChainStore for Faulty {
     ) -> Result<theater_chain::Appended, theater_chain::ChainError> {
         self.inner.append(e)
     }
+    fn blobs(&self) -> std::sync::Arc<dyn theater_chain::BlobStore> {
+        self.inner.blobs()
+    }
+    fn writes_applied(&self) -> Option<u64> {
+        self.inner.writes_applied()
+    }
+    fn set_writes_applied(&mut self, seq: u64) -> Result<(), theater_chain::ChainError> {
+        self.inner.set_writes_applied(seq)
+    }
     fn sync(&mut self) -> Result<(), theater_chain::ChainError> {
         self.syncs += 1;
         match self.fail_sync_after {

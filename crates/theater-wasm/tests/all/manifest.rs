@@ -43,6 +43,7 @@ fn the_example_manifests_load() {
         "fileserver",
         "fragile",
         "hog",
+        "notes",
         "pingpong",
         "todo",
     ] {
@@ -50,7 +51,10 @@ fn the_example_manifests_load() {
         assert!(m.component.is_file(), "{}", m.component.display());
     }
     let m = Manifest::load(root.join("examples/fileserver/fileserver.toml")).unwrap();
-    assert!(m.files.unwrap().join("index.html").is_file());
+    let grant = m.files.unwrap();
+    assert!(grant.dir.join("index.html").is_file() && !grant.writable);
+    let m = Manifest::load(root.join("examples/notes/notes.toml")).unwrap();
+    assert!(m.files.unwrap().writable);
     let m = Manifest::load(root.join("examples/account/account.toml")).unwrap();
     assert!(m.grants("msg") && !m.grants("http") && m.files.is_none());
 }
@@ -110,6 +114,11 @@ fn errors_name_the_field() {
             format!("name = \"x\"\n{c}[interfaces.files]\ndir = \"nowhere\"\n"),
             "field `interfaces.files.dir`",
             "no directory at",
+        ),
+        (
+            format!("name = \"x\"\n{c}[interfaces.files]\ndir = \".\"\nwritable = \"yes\"\n"),
+            "field `interfaces.files.writable`",
+            "expected true or false",
         ),
     ];
     for (text, field, problem) in cases {

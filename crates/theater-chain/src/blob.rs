@@ -1,0 +1,228 @@
+//! Blobs: content-addressed bytes kept beside a chain, for payloads too large to sit inside
+//! an entry (a file an actor read or wrote). The entry holds the blob's SHA-256 under the
+//! key [`BLOB_KEY`] of a payload's JSON, so the chain still commits to every byte, and the
+//! blob is stored (durably, under the chain's durability) before the entry that names it.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value};
+
+use crate::error::io_err;
+use crate::{ChainError, Hash, Payload};
+
+/// The JSON key naming a blob: `{"$blob": "<sha256 hex>", ...}`.
+pub const BLOB_KEY: &str = "$blob";
+
+/// Payload bytes above this size are stored as a blob rather than inside the entry.
+pub const BLOB_THRESHOLD: usize = 16 * 1024;
+
+/// Where a chain keeps its blobs.
+pub trait BlobStore: Send + Sync + std::fmt::Debug {
+    /// Stores `bytes` (durably, under the store's durability) and returns their hash. Storing
+    /// bytes that are already there is cheap.
+    fn put(&self, bytes: &[u8]) -> Result<Hash, ChainError>;
+
+    /// The bytes stored under `hash`, checked against it.
+    fn get(&self, hash: &Hash) -> Result<Vec<u8>, ChainError>;
+}
+
+/// Blobs in memory, for [`crate::MemoryStore`].
+#[derive(Debug, Default)]
+pub struct MemoryBlobs {
+    blobs: Mutex<HashMap<Hash, Arc<[u8]>>>,
+}
+
+impl BlobStore for MemoryBlobs {
+    fn put(&self, bytes: &[u8]) -> Result<Hash, ChainError> {
+        let hash = Hash::digest(bytes);
+        let mut blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        blobs.entry(hash).or_insert_with(|| Arc::from(bytes));
+        Ok(hash)
+    }
+
+    fn get(&self, hash: &Hash) -> Result<Vec<u8>, ChainError> {
+        let blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        blobs
+            .get(hash)
+            .map(|b| b.to_vec())
+            .ok_or_else(|| missing(*hash, "no such blob".into()))
+    }
+}
+
+/// Blobs as files `<dir>/<sha256 hex>`, for [`crate::FileStore`].
+#[derive(Debug)]
+pub struct DirBlobs {
+    dir: PathBuf,
+    fsync: bool,
+    read_only: bool,
+}
+
+impl DirBlobs {
+    /// Blobs in `dir` (created on the first put); `fsync` makes each put durable before it
+    /// returns.
+    pub fn new(dir: impl Into<PathBuf>, fsync: bool, read_only: bool) -> Self {
+        DirBlobs {
+            dir: dir.into(),
+            fsync,
+            read_only,
+        }
+    }
+
+    fn path(&self, hash: &Hash) -> PathBuf {
+        self.dir.join(hash.to_string())
+    }
+}
+
+fn missing(hash: Hash, reason: String) -> ChainError {
+    ChainError::Blob { hash, reason }
+}
+
+impl BlobStore for DirBlobs {
+    fn put(&self, bytes: &[u8]) -> Result<Hash, ChainError> {
+        let hash = Hash::digest(bytes);
+        let path = self.path(&hash);
+        // Content-addressed: a complete file of the right length already holds these bytes
+        // (blobs are renamed into place only once written and synced).
+        if fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
+            return Ok(hash);
+        }
+        if self.read_only {
+            return Err(missing(hash, "the chain is open read-only".into()));
+        }
+        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        let tmp = self.dir.join(format!("{hash}.tmp"));
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            if self.fsync {
+                f.sync_all()?;
+            }
+            fs::rename(&tmp, &path)?;
+            if self.fsync {
+                File::open(&self.dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(io_err(&path))?;
+        Ok(hash)
+    }
+
+    fn get(&self, hash: &Hash) -> Result<Vec<u8>, ChainError> {
+        let path = self.path(hash);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(missing(*hash, format!("{} is missing", path.display())));
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let found = Hash::digest(&bytes);
+        if found != *hash {
+            return Err(missing(
+                *hash,
+                format!("{} is damaged (its bytes hash to {found})", path.display()),
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
+/// A payload carrying `bytes` with `json` (an object): inside the entry if they are small, or
+/// stored in `blobs` with their hash under [`BLOB_KEY`] if over [`BLOB_THRESHOLD`]. Without
+/// `blobs` (replay), large bytes are only hashed: the result is what the recording holds.
+pub fn stash(
+    mut json: Map<String, Value>,
+    bytes: Vec<u8>,
+    blobs: Option<&dyn BlobStore>,
+) -> Result<Payload, ChainError> {
+    if bytes.len() <= BLOB_THRESHOLD {
+        return Ok(Payload {
+            json: Value::Object(json),
+            bytes,
+        });
+    }
+    let hash = match blobs {
+        Some(b) => b.put(&bytes)?,
+        None => Hash::digest(&bytes),
+    };
+    json.insert(BLOB_KEY.into(), Value::String(hash.to_string()));
+    Ok(Payload::json(Value::Object(json)))
+}
+
+/// The bytes of a payload made by [`stash`]: its own, or its blob's (checked against the hash).
+pub fn unstash(payload: &Payload, blobs: Option<&dyn BlobStore>) -> Result<Vec<u8>, ChainError> {
+    let Some(named) = blob_of(payload)? else {
+        return Ok(payload.bytes.clone());
+    };
+    match blobs {
+        Some(b) => b.get(&named),
+        None => Err(missing(named, "no blob store to read it from".into())),
+    }
+}
+
+/// The blob a payload names, if any.
+pub fn blob_of(payload: &Payload) -> Result<Option<Hash>, ChainError> {
+    match payload.json.get(BLOB_KEY) {
+        None => Ok(None),
+        Some(Value::String(s)) => s.parse().map(Some).map_err(|_| ChainError::Blob {
+            hash: Hash::ZERO,
+            reason: format!("{BLOB_KEY} holds {s:?}, not a SHA-256"),
+        }),
+        Some(other) => Err(ChainError::Blob {
+            hash: Hash::ZERO,
+            reason: format!("{BLOB_KEY} holds {other}, not a SHA-256"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+
+    #[test]
+    fn small_bytes_stay_inline_and_large_ones_go_beside() {
+        let blobs = MemoryBlobs::default();
+        let small = stash(Map::new(), vec![1; 10], Some(&blobs)).unwrap();
+        assert_eq!(small.bytes, vec![1; 10]);
+        assert_eq!(blob_of(&small).unwrap(), None);
+        assert_eq!(unstash(&small, None).unwrap(), vec![1; 10]);
+
+        let big = vec![7u8; BLOB_THRESHOLD + 1];
+        let stored = stash(Map::new(), big.clone(), Some(&blobs)).unwrap();
+        assert!(stored.bytes.is_empty());
+        assert_eq!(blob_of(&stored).unwrap(), Some(Hash::digest(&big)));
+        assert_eq!(unstash(&stored, Some(&blobs)).unwrap(), big);
+        // Replay computes the same payload without storing anything.
+        assert_eq!(stash(Map::new(), big, None).unwrap(), stored);
+        assert!(matches!(
+            unstash(&stored, None),
+            Err(ChainError::Blob { .. })
+        ));
+    }
+
+    #[test]
+    fn dir_blobs_are_checked_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = DirBlobs::new(dir.path().join("blobs"), true, false);
+        let bytes = b"contents".repeat(5000);
+        let h = blobs.put(&bytes).unwrap();
+        assert_eq!(blobs.put(&bytes).unwrap(), h);
+        assert_eq!(blobs.get(&h).unwrap(), bytes);
+        let path = dir.path().join("blobs").join(h.to_string());
+        let mut damaged = bytes.clone();
+        damaged[3] ^= 1;
+        std::fs::write(&path, &damaged).unwrap();
+        let e = blobs.get(&h).unwrap_err().to_string();
+        assert!(e.contains("damaged"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        let e = blobs.get(&h).unwrap_err().to_string();
+        assert!(e.contains("missing"), "{e}");
+        let ro = DirBlobs::new(dir.path().join("blobs"), true, true);
+        assert!(ro.put(b"new").is_err());
+    }
+}

@@ -1,0 +1,331 @@
+//! An actor's file operations, recorded in the entry being built and answered from the
+//! recording during replay (which then needs neither the grant nor the files).
+//!
+//! Each returns `Ok(Err(message))` for what the actor should see (not granted, an escape, a
+//! missing file, a read-only grant) and `Err` only for a recorder or replay error, which
+//! fails the input.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use theater_chain::blob::{stash, unstash};
+use theater_chain::{BlobStore, Entry, Event, Hash, Payload};
+
+use super::{
+    DirEntry, FILES_DELETE, FILES_LIST, FILES_READ, FILES_STAT, FILES_WRITE, FileError,
+    FileGrant, FileInfo, NOT_GRANTED, apply_delete, apply_write, content_type, normalize,
+    writable_path,
+};
+use crate::{HostCallError, HostCalls};
+
+type Answer<T> = Result<Result<T, String>, HostCallError>;
+
+const READ_ONLY: &str =
+    "the granted directory is read-only (set writable = true under [interfaces.files])";
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn error(e: impl std::fmt::Display) -> Payload {
+    Payload::json(json!({"error": e.to_string()}))
+}
+
+fn blob_error(e: theater_chain::ChainError) -> HostCallError {
+    HostCallError::Blob(e.to_string())
+}
+
+/// Records the call `name`: live, `perform` runs (it may stage writes in `host`) and its
+/// result is recorded; in replay the recorded result is returned.
+fn recorded(
+    host: &mut HostCalls,
+    name: &str,
+    request: Payload,
+    perform: impl FnOnce(&mut HostCalls) -> Result<Payload, HostCallError>,
+) -> Result<Payload, HostCallError> {
+    let live = if host.is_replaying() {
+        None
+    } else {
+        Some(perform(host)?)
+    };
+    host.call_sync(name, request, move || live.unwrap_or_default())
+}
+
+/// The recorded error, if the result is one.
+fn failed(result: &Payload) -> Option<String> {
+    result
+        .json
+        .get("error")
+        .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string))
+}
+
+fn malformed(name: &str) -> HostCallError {
+    HostCallError::Malformed { name: name.into() }
+}
+
+/// What this input staged at `path`: `Some(Some(bytes))` written, `Some(None)` deleted.
+fn staged(host: &HostCalls, path: &str) -> Option<Option<Arc<Vec<u8>>>> {
+    let key = normalize(path).ok()?;
+    host.staged_files.get(&key).cloned()
+}
+
+fn current(grant: &FileGrant, host: &HostCalls, path: &str) -> Result<Vec<u8>, FileError> {
+    match staged(host, path) {
+        Some(Some(bytes)) => Ok(bytes.to_vec()),
+        Some(None) => Err(FileError::NotFound(path.to_string())),
+        None => super::read(&grant.dir, path),
+    }
+}
+
+/// Size, SHA-256 and content type of the file at `path`.
+pub fn stat(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answer<FileInfo> {
+    let request = Payload::json(json!({"path": path}));
+    let result = recorded(host, FILES_STAT, request, |host| {
+        let Some(grant) = grant else {
+            return Ok(error(NOT_GRANTED));
+        };
+        Ok(match current(grant, host, path) {
+            Ok(bytes) => Payload::json(json!({
+                "size": bytes.len(),
+                "sha256": Hash::digest(&bytes).to_string(),
+                "content_type": content_type(path),
+            })),
+            Err(e) => error(e),
+        })
+    })?;
+    if let Some(e) = failed(&result) {
+        return Ok(Err(e));
+    }
+    let j = &result.json;
+    let info = (|| {
+        Some(FileInfo {
+            size: j.get("size")?.as_u64()?,
+            sha256: j.get("sha256")?.as_str()?.parse().ok()?,
+            content_type: j.get("content_type")?.as_str()?.to_string(),
+        })
+    })();
+    info.map(Ok).ok_or_else(|| malformed(FILES_STAT))
+}
+
+/// The contents of the file at `path`.
+pub fn read(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answer<Vec<u8>> {
+    let request = Payload::json(json!({"path": path}));
+    let result = recorded(host, FILES_READ, request, |host| {
+        let Some(grant) = grant else {
+            return Ok(error(NOT_GRANTED));
+        };
+        match current(grant, host, path) {
+            Ok(bytes) => {
+                let meta = object(json!({"size": bytes.len()}));
+                stash(meta, bytes, host.blobs()).map_err(blob_error)
+            }
+            Err(e) => Ok(error(e)),
+        }
+    })?;
+    if let Some(e) = failed(&result) {
+        return Ok(Err(e));
+    }
+    let bytes = unstash(&result, host.blobs()).map_err(blob_error)?;
+    if result.json.get("size").and_then(Value::as_u64) != Some(bytes.len() as u64) {
+        return Err(malformed(FILES_READ));
+    }
+    Ok(Ok(bytes))
+}
+
+/// The entries of the directory at `path` (`""` or `/` for the granted directory), by name,
+/// including what this input wrote or deleted.
+pub fn list(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answer<Vec<DirEntry>> {
+    let request = Payload::json(json!({"path": path}));
+    let result = recorded(host, FILES_LIST, request, |host| {
+        let Some(grant) = grant else {
+            return Ok(error(NOT_GRANTED));
+        };
+        Ok(match listing(grant, host, path) {
+            Ok(entries) => Payload::json(json!({"entries": entries})),
+            Err(e) => error(e),
+        })
+    })?;
+    if let Some(e) = failed(&result) {
+        return Ok(Err(e));
+    }
+    let entries = result
+        .json
+        .get("entries")
+        .cloned()
+        .and_then(|e| serde_json::from_value(e).ok())
+        .ok_or_else(|| malformed(FILES_LIST))?;
+    Ok(Ok(entries))
+}
+
+fn listing(grant: &FileGrant, host: &HostCalls, path: &str) -> Result<Vec<DirEntry>, FileError> {
+    let key = normalize(path)?;
+    let prefix = if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}/")
+    };
+    let staged_below = host
+        .staged_files
+        .iter()
+        .filter(|(k, _)| k.starts_with(&prefix));
+    let mut entries: std::collections::BTreeMap<String, DirEntry> =
+        match super::list(&grant.dir, path) {
+            Ok(found) => found.into_iter().map(|e| (e.name.clone(), e)).collect(),
+            // A directory this input created by writing into it.
+            Err(FileError::NotFound(_))
+                if host
+                    .staged_files
+                    .iter()
+                    .any(|(k, v)| k.starts_with(&prefix) && v.is_some()) =>
+            {
+                Default::default()
+            }
+            Err(e) => return Err(e),
+        };
+    for (k, v) in staged_below {
+        let rest = &k[prefix.len()..];
+        match (rest.split_once('/'), v) {
+            (Some((dir, _)), Some(_)) => {
+                entries.entry(dir.to_string()).or_insert_with(|| DirEntry {
+                    name: dir.to_string(),
+                    dir: true,
+                    size: 0,
+                });
+            }
+            (Some(_), None) => {}
+            (None, Some(bytes)) => {
+                entries.insert(
+                    rest.to_string(),
+                    DirEntry {
+                        name: rest.to_string(),
+                        dir: false,
+                        size: bytes.len() as u64,
+                    },
+                );
+            }
+            (None, None) => {
+                entries.remove(rest);
+            }
+        }
+    }
+    Ok(entries.into_values().collect())
+}
+
+/// Where a write or delete of `path` goes, if this grant allows it; also refuses paths that
+/// clash with what this input already staged (a file where a directory is needed).
+fn check_writable(grant: &FileGrant, host: &HostCalls, path: &str) -> Result<String, FileError> {
+    let key = normalize(path)?;
+    if !grant.writable {
+        return Err(FileError::Refused {
+            path: path.to_string(),
+            reason: READ_ONLY.into(),
+        });
+    }
+    writable_path(&grant.dir, &key)?;
+    let refused = |reason: &str| FileError::Refused {
+        path: path.to_string(),
+        reason: reason.into(),
+    };
+    let below = format!("{key}/");
+    for (k, v) in &host.staged_files {
+        if v.is_some() && key.starts_with(&format!("{k}/")) {
+            return Err(refused("a directory on the way was written as a file"));
+        }
+        if v.is_some() && k.starts_with(&below) {
+            return Err(refused("is a directory"));
+        }
+    }
+    Ok(key)
+}
+
+/// Writes `contents` to the file at `path` (replacing it, creating missing directories),
+/// once this input's entry is durable. Later calls of this input see the new contents.
+pub fn write(
+    grant: Option<&FileGrant>,
+    host: &mut HostCalls,
+    path: &str,
+    contents: Vec<u8>,
+) -> Answer<()> {
+    let size = contents.len();
+    let contents = Arc::new(contents);
+    // Live, large contents go to the blob store now, before the entry that names them.
+    let blobs = if host.is_replaying() {
+        None
+    } else {
+        host.blobs()
+    };
+    let request = stash(
+        object(json!({"path": path, "size": size})),
+        contents.to_vec(),
+        blobs,
+    )
+    .map_err(blob_error)?;
+    let result = recorded(host, FILES_WRITE, request, |host| {
+        let Some(grant) = grant else {
+            return Ok(error(NOT_GRANTED));
+        };
+        let key = match check_writable(grant, host, path) {
+            Ok(k) => k,
+            Err(e) => return Ok(error(e)),
+        };
+        host.staged_files.insert(key.clone(), Some(contents.clone()));
+        let root = grant.dir.clone();
+        host.on_commit(move || apply_write(&root, &key, &contents).map_err(|e| e.to_string()));
+        Ok(Payload::json(json!({})))
+    })?;
+    Ok(failed(&result).map_or(Ok(()), Err))
+}
+
+/// Deletes the file at `path`, once this input's entry is durable.
+pub fn delete(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answer<()> {
+    let request = Payload::json(json!({"path": path}));
+    let result = recorded(host, FILES_DELETE, request, |host| {
+        let Some(grant) = grant else {
+            return Ok(error(NOT_GRANTED));
+        };
+        let key = match check_writable(grant, host, path) {
+            Ok(k) => k,
+            Err(e) => return Ok(error(e)),
+        };
+        if let Err(e) = current(grant, host, path) {
+            return Ok(error(e));
+        }
+        host.staged_files.insert(key.clone(), None);
+        let root = grant.dir.clone();
+        host.on_commit(move || apply_delete(&root, &key).map_err(|e| e.to_string()));
+        Ok(Payload::json(json!({})))
+    })?;
+    Ok(failed(&result).map_or(Ok(()), Err))
+}
+
+/// Applies again the file writes and deletes `entry` recorded, in order: after a crash
+/// between making the entry durable and applying them. Idempotent. Returns how many were
+/// applied; an error names the write that failed.
+pub fn reapply(root: &Path, entry: &Entry, blobs: &dyn BlobStore) -> Result<usize, String> {
+    if !matches!(entry.event(), Event::Input { .. }) {
+        return Ok(0);
+    }
+    let mut applied = 0;
+    for call in entry.host_calls() {
+        if failed(&call.result).is_some() {
+            continue;
+        }
+        let path = call.request.json.get("path").and_then(Value::as_str);
+        let key = match (call.name.as_str(), path) {
+            (FILES_WRITE | FILES_DELETE, Some(p)) => normalize(p).map_err(|e| e.to_string())?,
+            _ => continue,
+        };
+        if call.name == FILES_WRITE {
+            let bytes = unstash(&call.request, Some(blobs)).map_err(|e| e.to_string())?;
+            apply_write(root, &key, &bytes).map_err(|e| e.to_string())?;
+        } else {
+            apply_delete(root, &key).map_err(|e| e.to_string())?;
+        }
+        applied += 1;
+    }
+    Ok(applied)
+}

@@ -1,0 +1,417 @@
+//! Files under a granted directory: safe path resolution; the recorded operations an actor
+//! makes (module [`calls`]: stat, read, list, write, delete), answered from the chain during
+//! replay; and what the HTTP interface needs to serve a file an actor names by reference.
+//!
+//! Writes and deletes are staged while the input runs (its later reads see them) and applied
+//! once its entry is durable, before the actor handles anything else: an input that fails
+//! writes nothing, and the chain never names a write the directory did not get. Contents over
+//! [`theater_chain::blob::BLOB_THRESHOLD`] are recorded by hash, in the chain's blob store.
+
+pub mod calls;
+
+use std::fs::{self, File};
+use std::io::{Read, Write as _};
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use theater_chain::Hash;
+
+/// Name of a recorded file lookup: request `{"path"}`, result `{"size", "sha256",
+/// "content_type"}` or `{"error"}`.
+pub const FILES_STAT: &str = "theater:files/stat";
+/// Name of a recorded read: request `{"path"}`, result `{"size"}` with the contents as bytes
+/// (or under `$blob`), or `{"error"}`.
+pub const FILES_READ: &str = "theater:files/read";
+/// Name of a recorded listing: request `{"path"}`, result `{"entries": [{"name", "dir",
+/// "size"}]}` or `{"error"}`.
+pub const FILES_LIST: &str = "theater:files/list";
+/// Name of a recorded write: request `{"path", "size"}` with the contents as bytes (or under
+/// `$blob`), result `{}` or `{"error"}`.
+pub const FILES_WRITE: &str = "theater:files/write";
+/// Name of a recorded delete: request `{"path"}`, result `{}` or `{"error"}`.
+pub const FILES_DELETE: &str = "theater:files/delete";
+
+/// What an actor's file calls answer when its manifest granted no directory.
+pub const NOT_GRANTED: &str =
+    "no directory is granted to this actor (add [interfaces.files] to its manifest)";
+
+/// A directory granted to an actor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileGrant {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Whether the actor may write and delete files in it.
+    pub writable: bool,
+}
+
+impl FileGrant {
+    /// Read access to `dir`.
+    pub fn read_only(dir: impl Into<PathBuf>) -> Self {
+        FileGrant {
+            dir: dir.into(),
+            writable: false,
+        }
+    }
+
+    /// Read and write access to `dir`.
+    pub fn read_write(dir: impl Into<PathBuf>) -> Self {
+        FileGrant {
+            dir: dir.into(),
+            writable: true,
+        }
+    }
+}
+
+/// One entry of a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    /// The file or directory name.
+    pub name: String,
+    /// Whether it is a directory.
+    pub dir: bool,
+    /// Its size in bytes (0 for a directory).
+    pub size: u64,
+}
+
+/// A file an actor answered with, by reference: the server sends its bytes, the chain holds
+/// its hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// The path, relative to the granted directory.
+    pub path: String,
+    /// The SHA-256 of the content the actor was told about.
+    pub sha256: Hash,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// What an actor may learn of a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the content.
+    pub sha256: Hash,
+    /// A content type guessed from the extension.
+    pub content_type: String,
+}
+
+/// Why a path under a grant cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    /// The path would leave the granted directory (`..`, an absolute path, a symlink out).
+    #[error("{0:?} is outside the granted directory")]
+    Escape(String),
+    /// Nothing (or no regular file) is there.
+    #[error("no file {0:?}")]
+    NotFound(String),
+    /// The operation is not allowed there (a read-only grant, a directory, a link).
+    #[error("{path:?}: {reason}")]
+    Refused {
+        /// The path asked for.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// It exists but could not be read or written.
+    #[error("cannot use {path:?}: {message}")]
+    Io {
+        /// The path asked for.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Resolves `rel` (a `/`-separated path such as `css/site.css`; a leading `/` is allowed
+/// and ignored) to a regular file inside `root`. Refuses `..`, absolute or drive paths,
+/// NUL bytes, and symlinks that lead outside `root`.
+pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, FileError> {
+    let full = canonical_root(root, rel)?.join(normalize(rel)?);
+    resolve_existing(root, rel, full, false)
+}
+
+/// `rel` as `/`-separated normal components (`""` for the directory itself), or
+/// [`FileError::Escape`] for `..`, absolute or drive paths, backslashes and NUL bytes.
+pub fn normalize(rel: &str) -> Result<String, FileError> {
+    let trimmed = rel.trim_start_matches('/');
+    let escape = || FileError::Escape(rel.to_string());
+    if trimmed.contains('\0') || trimmed.contains('\\') {
+        return Err(escape());
+    }
+    let mut parts = Vec::new();
+    for c in Path::new(trimmed).components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_str().ok_or_else(escape)?),
+            Component::CurDir => {}
+            _ => return Err(escape()),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+fn canonical_root(root: &Path, rel: &str) -> Result<PathBuf, FileError> {
+    root.canonicalize().map_err(|e| FileError::Io {
+        path: rel.to_string(),
+        message: format!("the granted directory is unusable: {e}"),
+    })
+}
+
+/// Checks that `full` (under `root`) exists inside it, following links; a regular file, or
+/// a directory if `dir`.
+fn resolve_existing(root: &Path, rel: &str, full: PathBuf, dir: bool) -> Result<PathBuf, FileError> {
+    let root = canonical_root(root, rel)?;
+    let real = match full.canonicalize() {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(FileError::NotFound(rel.to_string()));
+        }
+        Err(e) => {
+            return Err(FileError::Io {
+                path: rel.to_string(),
+                message: e.to_string(),
+            });
+        }
+    };
+    if !real.starts_with(&root) {
+        return Err(FileError::Escape(rel.to_string()));
+    }
+    let fits = if dir { real.is_dir() } else { real.is_file() };
+    if !fits {
+        return Err(FileError::NotFound(rel.to_string()));
+    }
+    Ok(real)
+}
+
+/// Reads the file `rel` under `root` whole.
+pub fn read(root: &Path, rel: &str) -> Result<Vec<u8>, FileError> {
+    let path = resolve(root, rel)?;
+    let mut bytes = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|e| FileError::Io {
+            path: rel.to_string(),
+            message: e.to_string(),
+        })?;
+    Ok(bytes)
+}
+
+/// Size, hash and content type of the file `rel` under `root`.
+pub fn stat(root: &Path, rel: &str) -> Result<FileInfo, FileError> {
+    let bytes = read(root, rel)?;
+    Ok(FileInfo {
+        size: bytes.len() as u64,
+        sha256: Hash::digest(&bytes),
+        content_type: content_type(rel).to_string(),
+    })
+}
+
+/// The entries of the directory `rel` under `root` (`""` for the root itself), by name.
+/// Links leading outside `root` and Theater's own temporary files are left out.
+pub fn list(root: &Path, rel: &str) -> Result<Vec<DirEntry>, FileError> {
+    let key = normalize(rel)?;
+    let canonical = canonical_root(root, rel)?;
+    let dir = resolve_existing(root, rel, canonical.join(&key), true)?;
+    let io = |e: std::io::Error| FileError::Io {
+        path: rel.to_string(),
+        message: e.to_string(),
+    };
+    let mut entries = Vec::new();
+    for item in fs::read_dir(&dir).map_err(io)? {
+        let item = item.map_err(io)?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        if is_temporary(&name) {
+            continue;
+        }
+        let path = item.path();
+        // Follow links, but only to places inside the grant.
+        let Ok(real) = path.canonicalize() else {
+            continue;
+        };
+        if !real.starts_with(&canonical) {
+            continue;
+        }
+        let Ok(meta) = fs::metadata(&real) else {
+            continue;
+        };
+        entries.push(DirEntry {
+            name,
+            dir: meta.is_dir(),
+            size: if meta.is_dir() { 0 } else { meta.len() },
+        });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(entries)
+}
+
+const TMP_SUFFIX: &str = ".theater-tmp";
+
+fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(TMP_SUFFIX)
+}
+
+/// Where a write or delete of `key` (normalised, not empty) under `root` lands: no part of
+/// the path may be a link (writes do not follow them), a directory on the way must be one,
+/// and the target itself must not be a directory.
+pub fn writable_path(root: &Path, key: &str) -> Result<PathBuf, FileError> {
+    if key.is_empty() {
+        return Err(FileError::Refused {
+            path: key.into(),
+            reason: "is the granted directory itself".into(),
+        });
+    }
+    let canonical = canonical_root(root, key)?;
+    let refused = |reason: String| FileError::Refused {
+        path: key.to_string(),
+        reason,
+    };
+    let parts: Vec<&str> = key.split('/').collect();
+    let mut cur = canonical.clone();
+    for (i, part) in parts.iter().enumerate() {
+        cur.push(part);
+        let meta = match fs::symlink_metadata(&cur) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) => {
+                return Err(FileError::Io {
+                    path: key.to_string(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let last = i + 1 == parts.len();
+        if meta.file_type().is_symlink() {
+            return match cur.canonicalize() {
+                Ok(real) if real.starts_with(&canonical) => Err(refused(format!(
+                    "{part} is a symbolic link; writes do not follow links"
+                ))),
+                _ => Err(FileError::Escape(key.to_string())),
+            };
+        }
+        if last && meta.is_dir() {
+            return Err(refused("is a directory".into()));
+        }
+        if !last && !meta.is_dir() {
+            return Err(refused(format!("{part} is not a directory")));
+        }
+    }
+    Ok(canonical.join(key))
+}
+
+/// Writes `bytes` to `key` under `root` atomically and durably (a temporary file, fsync,
+/// rename, fsync of the directory), creating missing directories.
+pub fn apply_write(root: &Path, key: &str, bytes: &[u8]) -> Result<(), FileError> {
+    let path = writable_path(root, key)?;
+    let io = |e: std::io::Error| FileError::Io {
+        path: key.to_string(),
+        message: e.to_string(),
+    };
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(FileError::Escape(key.to_string()));
+    };
+    fs::create_dir_all(parent).map_err(io)?;
+    let tmp = parent.join(format!(".{}{TMP_SUFFIX}", name.to_string_lossy()));
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        File::open(parent)?.sync_all()
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io(e)
+    })
+}
+
+/// Deletes the file `key` under `root` (durably); a file already gone is not an error.
+pub fn apply_delete(root: &Path, key: &str) -> Result<(), FileError> {
+    let path = writable_path(root, key)?;
+    let io = |e: std::io::Error| FileError::Io {
+        path: key.to_string(),
+        message: e.to_string(),
+    };
+    match fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    }
+    match path.parent() {
+        Some(parent) => File::open(parent).and_then(|d| d.sync_all()).map_err(io),
+        None => Ok(()),
+    }
+}
+
+/// A content type for `path`, by its extension (`application/octet-stream` if unknown).
+pub fn content_type(path: &str) -> &'static str {
+    let ext = path
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "json" => "application/json",
+        "txt" | "md" => "text/plain; charset=utf-8",
+        "csv" => "text/csv; charset=utf-8",
+        "xml" => "application/xml",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "ico" => "image/x-icon",
+        "pdf" => "application/pdf",
+        "wasm" => "application/wasm",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "mp4" => "video/mp4",
+        "zip" => "application/zip",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+
+    #[test]
+    fn paths_stay_inside_the_grant() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"no").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("sub")).unwrap();
+        std::fs::write(root.path().join("sub/a.txt"), b"hello").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(outside.path().join("secret"), root.path().join("link"))
+            .unwrap();
+        let r = root.path();
+        assert_eq!(read(r, "/sub/a.txt").unwrap(), b"hello");
+        assert_eq!(read(r, "sub/./a.txt").unwrap(), b"hello");
+        for bad in [
+            "../x",
+            "/sub/../../x",
+            "sub/../../secret",
+            "a\\..\\b",
+            "x\0y",
+        ] {
+            assert!(
+                matches!(resolve(r, bad), Err(FileError::Escape(_))),
+                "{bad}"
+            );
+        }
+        #[cfg(unix)]
+        assert!(matches!(resolve(r, "link"), Err(FileError::Escape(_))));
+        assert!(matches!(resolve(r, "missing"), Err(FileError::NotFound(_))));
+        assert!(matches!(resolve(r, "sub"), Err(FileError::NotFound(_))));
+        let info = stat(r, "sub/a.txt").unwrap();
+        assert_eq!(info.size, 5);
+        assert_eq!(info.sha256, Hash::digest(b"hello"));
+        assert_eq!(info.content_type, "text/plain; charset=utf-8");
+        assert_eq!(content_type("x.PNG"), "image/png");
+        assert_eq!(content_type("noext"), "application/octet-stream");
+    }
+}
