@@ -361,5 +361,7 @@ async fn reapply_last<A: Actor>(
             seq: head.seq,
             reason,
         })?;
-    chain.set_writes_applied(head.seq).map_err(RuntimeError::from)
+    chain
+        .set_writes_applied(head.seq)
+        .map_err(RuntimeError::from)
 }

@@ -48,5 +48,5 @@ mod manifest;
 pub use actor::WasmActor;
 pub use engine::{ActorComponent, WasmConfig, WasmHost};
 pub use error::{LoadError, ManifestError};
-pub use theater_core::files::FILES_STAT;
 pub use manifest::{Limits, Manifest};
+pub use theater_core::files::FILES_STAT;

@@ -7,30 +7,12 @@
 //! other methods 405. The state counts files served and requests refused.
 
 use serde::{Deserialize, Serialize};
-use theater_guest::{Actor, HttpResponse, Input, Output, Value, files};
+use theater_guest::{Actor, HttpResponse, Input, Output, Value, files, percent_decode};
 
 #[derive(Serialize, Deserialize)]
 struct State {
     served: u64,
     refused: u64,
-}
-
-/// Decodes `%XX` escapes; `None` if an escape is malformed or the result is not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn text(status: u16, message: &str) -> HttpResponse {

@@ -251,6 +251,25 @@ impl HttpRequest {
     }
 }
 
+/// Decodes `%XX` escapes (of a URL path); `None` if an escape is malformed or the result is
+/// not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 impl From<HttpResponse> for Output {
     fn from(r: HttpResponse) -> Self {
         Output::HttpResponse(r)
@@ -317,16 +336,42 @@ pub mod msg {
     }
 }
 
-/// Read-only files of the directory the manifest grants (`[interfaces.files]`). Lookups are
-/// recorded, so replay needs neither the directory nor the files.
+/// Files of the directory the manifest grants (`[interfaces.files]`, `writable = true` to
+/// write and delete). Every call is recorded, so replay needs neither the directory nor the
+/// files. Paths are relative and `/`-separated; paths leaving the directory are refused.
 pub mod files {
     use crate::bindings::theater::actor::files as wit;
-    pub use wit::FileInfo;
+    pub use wit::{DirEntry, FileInfo};
 
-    /// Size, SHA-256 and content type of the file at `path` (relative, `/`-separated).
-    /// Refused if the path leaves the granted directory; an error if there is no such file.
+    /// Size, SHA-256 and content type of the file at `path`; an error if there is none.
     pub fn stat(path: &str) -> Result<FileInfo, String> {
         wit::stat(path)
+    }
+
+    /// The contents of the file at `path`.
+    pub fn read(path: &str) -> Result<Vec<u8>, String> {
+        wit::read(path)
+    }
+
+    /// The contents of the file at `path` as UTF-8 text.
+    pub fn read_to_string(path: &str) -> Result<String, String> {
+        String::from_utf8(read(path)?).map_err(|_| format!("{path:?} is not UTF-8 text"))
+    }
+
+    /// The entries of the directory at `path` (`""` for the granted directory), by name.
+    pub fn list(path: &str) -> Result<Vec<DirEntry>, String> {
+        wit::list_dir(path)
+    }
+
+    /// Writes `contents` to the file at `path` (replacing it, creating directories). Applied
+    /// once this input is recorded, and only if it succeeds; later calls of this input see it.
+    pub fn write(path: &str, contents: &[u8]) -> Result<(), String> {
+        wit::write(path, contents)
+    }
+
+    /// Deletes the file at `path`, applied like [`write`].
+    pub fn delete(path: &str) -> Result<(), String> {
+        wit::delete(path)
     }
 }
 

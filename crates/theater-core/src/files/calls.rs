@@ -13,9 +13,8 @@ use theater_chain::blob::{stash, unstash};
 use theater_chain::{BlobStore, Entry, Event, Hash, Payload};
 
 use super::{
-    DirEntry, FILES_DELETE, FILES_LIST, FILES_READ, FILES_STAT, FILES_WRITE, FileError,
-    FileGrant, FileInfo, NOT_GRANTED, apply_delete, apply_write, content_type, normalize,
-    writable_path,
+    DirEntry, FILES_DELETE, FILES_LIST, FILES_READ, FILES_STAT, FILES_WRITE, FileError, FileGrant,
+    FileInfo, NOT_GRANTED, apply_delete, apply_write, content_type, normalize, writable_path,
 };
 use crate::{HostCallError, HostCalls};
 
@@ -272,7 +271,8 @@ pub fn write(
             Ok(k) => k,
             Err(e) => return Ok(error(e)),
         };
-        host.staged_files.insert(key.clone(), Some(contents.clone()));
+        host.staged_files
+            .insert(key.clone(), Some(contents.clone()));
         let root = grant.dir.clone();
         host.on_commit(move || apply_write(&root, &key, &contents).map_err(|e| e.to_string()));
         Ok(Payload::json(json!({})))

@@ -160,7 +160,12 @@ fn canonical_root(root: &Path, rel: &str) -> Result<PathBuf, FileError> {
 
 /// Checks that `full` (under `root`) exists inside it, following links; a regular file, or
 /// a directory if `dir`.
-fn resolve_existing(root: &Path, rel: &str, full: PathBuf, dir: bool) -> Result<PathBuf, FileError> {
+fn resolve_existing(
+    root: &Path,
+    rel: &str,
+    full: PathBuf,
+    dir: bool,
+) -> Result<PathBuf, FileError> {
     let root = canonical_root(root, rel)?;
     let real = match full.canonicalize() {
         Ok(p) => p,

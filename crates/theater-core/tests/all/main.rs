@@ -7,6 +7,7 @@
 
 mod concurrency;
 mod effects;
+mod files;
 mod props;
 mod runtime;
 mod supervision;
