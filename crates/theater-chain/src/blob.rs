@@ -179,6 +179,77 @@ pub fn blob_of(payload: &Payload) -> Result<Option<Hash>, ChainError> {
     }
 }
 
+/// A blob an entry names that is missing or damaged, found by [`check_blobs`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobProblem {
+    /// The entry naming it.
+    pub seq: u64,
+    /// The blob.
+    pub hash: Hash,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for BlobProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "seq {}: {}", self.seq, self.reason)
+    }
+}
+
+/// Checks that every blob the chain's entries name is stored and hashes right. Entries that
+/// name no blob are not decoded, so this costs little on a chain with few blobs.
+pub fn check_blobs(store: &dyn crate::ChainStore) -> Result<Vec<BlobProblem>, ChainError> {
+    let finder = memchr::memmem::Finder::new(BLOB_KEY.as_bytes());
+    let blobs = store.blobs();
+    let mut checked = std::collections::HashSet::new();
+    let mut problems = Vec::new();
+    store.for_each_record(store.start(), &mut |rec| {
+        if finder.find(rec.body).is_none() {
+            return Ok(());
+        }
+        let entry = rec.entry().map_err(|e| ChainError::Blob {
+            hash: Hash::ZERO,
+            reason: format!("entry {} does not decode: {e}", rec.seq),
+        })?;
+        let mut payloads: Vec<&Payload> = entry
+            .host_calls()
+            .iter()
+            .flat_map(|c| [&c.request, &c.result])
+            .collect();
+        match entry.event() {
+            crate::Event::Input { input, output } => payloads.extend([input, output]),
+            crate::Event::Failed { input, .. } => payloads.push(input),
+            _ => {}
+        }
+        for p in payloads {
+            let named = match blob_of(p) {
+                Ok(Some(h)) => h,
+                Ok(None) => continue,
+                Err(e) => {
+                    problems.push(BlobProblem {
+                        seq: rec.seq,
+                        hash: Hash::ZERO,
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            if !checked.insert(named) {
+                continue;
+            }
+            if let Err(e) = blobs.get(&named) {
+                problems.push(BlobProblem {
+                    seq: rec.seq,
+                    hash: named,
+                    reason: e.to_string(),
+                });
+            }
+        }
+        Ok(())
+    })?;
+    Ok(problems)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "test code")]

@@ -165,6 +165,14 @@ fn verify(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
         bar.finish_and_clear();
         match verified {
             Ok(report) => {
+                let problems = theater_chain::blob::check_blobs(&store)?;
+                for p in &problems {
+                    println!("FAILED {}: blob {p}", dir.display());
+                }
+                if !problems.is_empty() {
+                    ok = false;
+                    continue;
+                }
                 println!("ok {}: {report}", dir.display());
                 // Only chains that verified are checked against each other: a damaged one
                 // cannot be read entry by entry.

@@ -7,6 +7,7 @@
 
 mod files;
 mod limits;
+mod notes;
 mod rest;
 mod routing;
 mod support;
