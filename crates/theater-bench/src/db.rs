@@ -3,7 +3,6 @@
 //! database called directly, in the same run.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use theater_chain::{ChainId, MemoryStore};
@@ -13,7 +12,7 @@ use theater_db::Sqlite;
 use theater_test_support::example_component;
 use theater_wasm::{Limits, WasmConfig, WasmHost};
 
-use crate::harness::{Better, Report, Row, median};
+use crate::harness::{Better, Report, Row, versus};
 
 const SQL: &str = "SELECT count(*), sum(qty) FROM items WHERE qty > 10";
 
@@ -51,33 +50,19 @@ pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
             )
             .map_err(anyhow::Error::msg)?;
         }
-        let n = 2000;
-        let (mut ours, mut base) = (Vec::new(), Vec::new());
-        for round in 0..=report.settings.samples {
-            let t = Instant::now();
-            for _ in 0..n {
-                let out = actor.call(ActorInput::request(json!({"sql": SQL}))).await?;
-                std::hint::black_box(out);
-            }
-            let a = t.elapsed();
-            let t = Instant::now();
-            for _ in 0..n {
-                let rows = db.run(&json!({"query": SQL})).map_err(anyhow::Error::msg)?;
-                std::hint::black_box(rows);
-            }
-            let b = t.elapsed();
-            if round > 0 {
-                ours.push(a / n);
-                base.push(b / n);
-            }
-        }
-        let per = |d: Duration| 1.0 / d.as_secs_f64();
+        let request = ActorInput::request(json!({"sql": SQL}));
+        let (ours, base) = versus(report, 2000, &actor, &request, || {
+            let rows = db.run(&json!({"query": SQL})).map_err(anyhow::Error::msg)?;
+            std::hint::black_box(rows);
+            Ok(())
+        })
+        .await?;
         report.push(Row {
             name: name.into(),
             unit: "query/s",
-            ours: per(median(&mut ours)),
+            ours,
             baseline_name: "the same query on the same database, directly".into(),
-            baseline: per(median(&mut base)),
+            baseline: base,
             better: Better::Higher,
             target: None,
         });

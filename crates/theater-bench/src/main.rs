@@ -10,6 +10,7 @@
 mod chain;
 mod core;
 mod db;
+mod files;
 mod harness;
 mod http;
 mod msg;
@@ -42,6 +43,7 @@ fn main() -> anyhow::Result<()> {
     wasm::run(&mut report)?;
     http::run(&mut report)?;
     db::run(&mut report)?;
+    files::run(&mut report)?;
     tools::run(&mut report)?;
     if json {
         println!("{}", report.to_json());

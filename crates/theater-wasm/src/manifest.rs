@@ -192,7 +192,8 @@ impl Manifest {
                 };
                 let dir = base.join(dir);
                 // A writable directory is created when the actor starts; one only read must exist.
-                if !dir.is_dir() && !(writable && !dir.exists()) {
+                let usable = dir.is_dir() || (writable && !dir.exists());
+                if !usable {
                     return Err(err(
                         Some("interfaces.files.dir"),
                         format!("no directory at {}", dir.display()),
