@@ -12,9 +12,18 @@
 //!
 //! Values are JSON: null, numbers, strings, booleans (as 0/1), and blobs as
 //! `{"blob_hex": "..."}`.
+//!
+//! An input's statements form one unit: [`run`] begins it at the input's first write
+//! (`execute` or `transaction`; a `query` must not write), and it is committed once the
+//! input's entry is durable (rolled back if the input fails), so an
+//! input never leaves half its writes behind. A database that records the last committed
+//! seq with each commit lets a restart apply the last entry's unit again if the host died
+//! between the entry and the commit ([`reapply`]).
+
+use std::sync::Arc;
 
 use serde_json::{Value, json};
-use theater_chain::Payload;
+use theater_chain::{Entry, Event, Payload};
 
 use crate::{HostCallError, HostCalls};
 
@@ -27,16 +36,72 @@ pub trait Database: Send + Sync + std::fmt::Debug {
     /// Runs `request`; an error says what is wrong (bad SQL, a constraint, ...) and means
     /// nothing was applied.
     fn run(&self, request: &Value) -> Result<Value, String>;
+
+    /// Starts the unit of one input, before its first write: until
+    /// [`Database::commit_input`] or [`Database::rollback_input`], requests run in one
+    /// transaction. The default runs each request on its own.
+    fn begin_input(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Commits the input's unit, recording `seq` (the input's entry) as the last applied,
+    /// atomically with it.
+    fn commit_input(&self, _seq: u64) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Rolls back the input's unit.
+    fn rollback_input(&self) {}
+
+    /// The seq of the last entry whose unit was committed, if the database records it.
+    fn applied_seq(&self) -> Result<Option<u64>, String> {
+        Ok(None)
+    }
 }
 
-/// Runs `request` on `db`, recorded in the input being handled. In replay the recorded answer
-/// is returned and `db` is not touched (it may be `None`).
+/// The open unit of one input: committed by the runtime once the entry is durable, rolled
+/// back if dropped first (the input failed).
+struct Unit {
+    db: Arc<dyn Database>,
+    done: bool,
+}
+
+impl Drop for Unit {
+    fn drop(&mut self) {
+        if !self.done {
+            self.db.rollback_input();
+        }
+    }
+}
+
+/// Runs `request` on `db`, recorded in the input being handled, within the input's unit. In
+/// replay the recorded answer is returned and `db` is not touched (it may be `None`).
 pub fn run(
-    db: Option<&dyn Database>,
+    db: Option<&Arc<dyn Database>>,
     host: &mut HostCalls,
     request: Value,
 ) -> Result<Result<Value, String>, HostCallError> {
     let payload = Payload::json(request.clone());
+    // Reads need no unit (an input that only reads commits nothing); the first write opens it.
+    let writes = request.get("query").is_none();
+    if let Some(db) = db
+        && writes
+        && !host.is_replaying()
+        && !host.db_unit
+    {
+        if let Err(e) = db.begin_input() {
+            return Ok(Err(e));
+        }
+        host.db_unit = true;
+        let mut unit = Unit {
+            db: Arc::clone(db),
+            done: false,
+        };
+        host.on_commit(move |seq| {
+            unit.done = true;
+            unit.db.commit_input(seq)
+        });
+    }
     let result = host.call_sync(DB_RUN, payload, || {
         Payload::json(match db.map(|d| d.run(&request)) {
             Some(Ok(answer)) => json!({"ok": answer}),
@@ -53,4 +118,40 @@ pub fn run(
             name: DB_RUN.into(),
         }),
     }
+}
+
+/// Applies again the unit of `entry` (the chain's last entry) if `db` has not committed it:
+/// its recorded requests are run again in order, each answer must be the recorded one (or
+/// the database does not match the chain), and the unit is committed with `entry`'s seq.
+/// Returns whether anything was applied.
+pub fn reapply(db: &dyn Database, entry: &Entry) -> Result<bool, String> {
+    if !matches!(entry.event(), Event::Input { .. }) {
+        return Ok(false);
+    }
+    let calls: Vec<_> = entry
+        .host_calls()
+        .iter()
+        .filter(|c| c.name == DB_RUN)
+        .collect();
+    if calls.is_empty() || db.applied_seq()?.is_some_and(|s| s >= entry.seq()) {
+        return Ok(false);
+    }
+    db.begin_input()?;
+    for (i, call) in calls.iter().enumerate() {
+        let again = db.run(&call.request.json);
+        let recorded = &call.result.json;
+        let same = match &again {
+            Ok(answer) => recorded.get("ok") == Some(answer),
+            Err(_) => recorded.get("error").is_some(),
+        };
+        if !same {
+            db.rollback_input();
+            return Err(format!(
+                "the database does not match the chain: request {i} of entry {} answers {again:?} now, {recorded} then",
+                entry.seq()
+            ));
+        }
+    }
+    db.commit_input(entry.seq())?;
+    Ok(true)
 }

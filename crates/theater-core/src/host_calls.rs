@@ -12,9 +12,9 @@ use theater_chain::{BlobStore, ChainRef, HostCall, Payload};
 /// to that entry (e.g. to deliver a message that names the entry that sent it).
 pub type Effect = Box<dyn FnOnce(ChainRef) -> BoxFuture<'static, ()> + Send>;
 
-/// A write to the world (a file) to apply once the entry is durable, before the actor handles
-/// anything else; an error names what could not be applied.
-pub type Write = Box<dyn FnOnce() -> Result<(), String> + Send>;
+/// A write to the world (a file, a database commit) to apply once the entry (whose seq it is
+/// given) is durable, before the actor handles anything else; an error names what failed.
+pub type Write = Box<dyn FnOnce(u64) -> Result<(), String> + Send>;
 
 /// The recorder an actor's host side uses for every call that reads the outside world.
 ///
@@ -38,6 +38,8 @@ pub struct HostCalls {
     /// Files written or deleted (`None`) by this input so far, by normalised path: what its
     /// later reads see, before the writes are applied.
     pub(crate) staged_files: BTreeMap<String, Option<Arc<Vec<u8>>>>,
+    /// Whether this input's database unit is open (see [`crate::db`]).
+    pub(crate) db_unit: bool,
 }
 
 /// What one input recorded, for the runtime.
@@ -261,7 +263,7 @@ impl HostCalls {
     /// next input and before the caller is answered; writes apply in the order given. Never
     /// runs during replay, nor for an input that fails. If a write fails the actor stops (its
     /// chain says the write happened), and a restart applies the entry's writes again.
-    pub fn on_commit(&mut self, write: impl FnOnce() -> Result<(), String> + Send + 'static) {
+    pub fn on_commit(&mut self, write: impl FnOnce(u64) -> Result<(), String> + Send + 'static) {
         if self.replay.is_none() {
             self.writes.push(Box::new(write));
         }

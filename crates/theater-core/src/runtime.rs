@@ -331,7 +331,7 @@ fn apply_writes(
         return Ok(());
     }
     for write in writes {
-        write().map_err(|reason| RuntimeError::Apply { seq, reason })?;
+        write(seq).map_err(|reason| RuntimeError::Apply { seq, reason })?;
     }
     chain.set_writes_applied(seq)?;
     Ok(())

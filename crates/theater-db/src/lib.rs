@@ -2,10 +2,12 @@
 //!
 //! SQL for Theater actors: [`Sqlite`] implements [`theater_core::db::Database`] on an
 //! embedded SQLite database (one file per actor). Every request and its answer are recorded
-//! in the actor's chain ([`theater_core::db::run`]), so replay needs no database. A
-//! multi-statement `transaction` is applied whole or not at all; a single statement is its
-//! own transaction. Bad SQL, a violated constraint or a wrong parameter is a clear error to
-//! the actor, and leaves the database as it was.
+//! in the actor's chain ([`theater_core::db::run`]), so replay needs no database. An input's
+//! writes are one transaction, committed once its entry is durable together with that
+//! entry's seq (table `_theater_applied`), and rolled back if the input fails. Within it, a
+//! `transaction` request is applied whole or not at all (a savepoint). Bad SQL, a violated
+//! constraint or a wrong parameter is a clear error to the actor, and leaves the database as
+//! it was before that request. A `query` may only read.
 //!
 //! ```
 //! use serde_json::json;
@@ -33,6 +35,9 @@ use theater_core::db::Database;
 pub struct Sqlite {
     conn: Mutex<Connection>,
 }
+
+/// The table recording the last entry whose writes were committed.
+const APPLIED: &str = "_theater_applied";
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -92,6 +97,11 @@ fn statement(conn: &Connection, request: &Value) -> Result<Value, String> {
     let err = |e: rusqlite::Error| e.to_string();
     if let Some(sql) = request.get("query").and_then(Value::as_str) {
         let mut stmt = conn.prepare(sql).map_err(err)?;
+        if !stmt.readonly() {
+            return Err(format!(
+                "a query may only read; use {{\"execute\": ...}} to write ({sql})"
+            ));
+        }
         let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
         let n = columns.len();
         let mut rows = stmt
@@ -132,34 +142,43 @@ impl Sqlite {
             .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
             .and_then(|()| conn.pragma_update(None, "foreign_keys", "ON"))
             .map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::with(conn).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// A database in memory (for tests and benchmarks).
+    pub fn open_in_memory() -> Result<Self, String> {
+        Self::with(Connection::open_in_memory().map_err(|e| e.to_string())?)
+    }
+
+    fn with(conn: Connection) -> Result<Self, String> {
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {APPLIED} (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)"
+        ))
+        .map_err(|e| e.to_string())?;
         Ok(Sqlite {
             conn: Mutex::new(conn),
         })
     }
 
-    /// A database in memory (for tests and benchmarks).
-    pub fn open_in_memory() -> Result<Self, String> {
-        let conn = Connection::open_in_memory().map_err(|e| e.to_string())?;
-        Ok(Sqlite {
-            conn: Mutex::new(conn),
-        })
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, String> {
+        self.conn
+            .lock()
+            .map_err(|_| "the database is unusable after a panic".to_string())
     }
 }
 
 impl Database for Sqlite {
     fn run(&self, request: &Value) -> Result<Value, String> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| "the database is unusable after a panic".to_string())?;
+        let mut conn = self.lock()?;
         let Some(list) = request.get("transaction") else {
             return statement(&conn, request);
         };
         let list = list
             .as_array()
             .ok_or("transaction must be an array of requests")?;
-        // Dropping the transaction without commit rolls it back: all or nothing.
-        let tx = conn.transaction().map_err(|e| e.to_string())?;
+        // Dropping it without commit rolls it back: all or nothing. A savepoint nests inside
+        // an input's open transaction.
+        let tx = conn.savepoint().map_err(|e| e.to_string())?;
         let mut results = Vec::with_capacity(list.len());
         for (i, r) in list.iter().enumerate() {
             let answer = statement(&tx, r)
@@ -168,6 +187,56 @@ impl Database for Sqlite {
         }
         tx.commit().map_err(|e| e.to_string())?;
         Ok(json!({"results": results}))
+    }
+
+    fn begin_input(&self) -> Result<(), String> {
+        let conn = self.lock()?;
+        if conn.is_autocommit() {
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| format!("cannot begin the input's transaction: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn commit_input(&self, seq: u64) -> Result<(), String> {
+        let conn = self.lock()?;
+        if conn.is_autocommit() {
+            return Err(
+                "the input's transaction was rolled back by SQLite before it could commit".into(),
+            );
+        }
+        let seq = i64::try_from(seq).map_err(|e| e.to_string())?;
+        conn.execute(
+            &format!("INSERT OR REPLACE INTO {APPLIED} (id, seq) VALUES (1, ?1)"),
+            [seq],
+        )
+        .and_then(|_| conn.execute_batch("COMMIT"))
+        .map_err(|e| format!("cannot commit the input's transaction: {e}"))
+    }
+
+    fn rollback_input(&self) {
+        if let Ok(conn) = self.lock()
+            && !conn.is_autocommit()
+            && let Err(e) = conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!("cannot roll back an input's transaction: {e}");
+        }
+    }
+
+    fn applied_seq(&self) -> Result<Option<u64>, String> {
+        let conn = self.lock()?;
+        let seq: Option<i64> = conn
+            .query_row(
+                &format!("SELECT seq FROM {APPLIED} WHERE id = 1"),
+                [],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e.to_string()),
+            })?;
+        Ok(seq.and_then(|s| u64::try_from(s).ok()))
     }
 }
 

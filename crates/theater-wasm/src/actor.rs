@@ -278,16 +278,18 @@ impl Actor for WasmActor {
         entry: &theater_chain::Entry,
         blobs: &dyn theater_chain::BlobStore,
     ) -> Result<(), String> {
-        match &self.files {
-            Some(grant) if grant.writable => {
-                let n = theater_core::files::calls::reapply(&grant.dir, entry, blobs)?;
-                if n > 0 {
-                    tracing::info!(actor = %self.id, seq = entry.seq(), "applied {n} file writes again");
-                }
-                Ok(())
+        if let Some(grant) = self.files.as_ref().filter(|g| g.writable) {
+            let n = theater_core::files::calls::reapply(&grant.dir, entry, blobs)?;
+            if n > 0 {
+                tracing::info!(actor = %self.id, seq = entry.seq(), "applied {n} file writes again");
             }
-            _ => Ok(()),
         }
+        if let Some(db) = &self.db
+            && theater_core::db::reapply(&**db, entry)?
+        {
+            tracing::info!(actor = %self.id, seq = entry.seq(), "applied the entry's SQL again");
+        }
+        Ok(())
     }
 
     async fn verify_state(&mut self, state: &Value) -> bool {

@@ -250,7 +250,7 @@ impl DbHost for HostState {
             Err(e) => return Ok(Err(format!("the request is not valid JSON: {e}"))),
         };
         let db = self.db.clone();
-        let r = theater_core::db::run(db.as_deref(), &mut self.calls, request);
+        let r = theater_core::db::run(db.as_ref(), &mut self.calls, request);
         Ok(self.record(r)?.map(|answer| to_canonical_json(&answer)))
     }
 }

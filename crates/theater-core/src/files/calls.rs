@@ -274,7 +274,7 @@ pub fn write(
         host.staged_files
             .insert(key.clone(), Some(contents.clone()));
         let root = grant.dir.clone();
-        host.on_commit(move || apply_write(&root, &key, &contents).map_err(|e| e.to_string()));
+        host.on_commit(move |_| apply_write(&root, &key, &contents).map_err(|e| e.to_string()));
         Ok(Payload::json(json!({})))
     })?;
     Ok(failed(&result).map_or(Ok(()), Err))
@@ -296,7 +296,7 @@ pub fn delete(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> An
         }
         host.staged_files.insert(key.clone(), None);
         let root = grant.dir.clone();
-        host.on_commit(move || apply_delete(&root, &key).map_err(|e| e.to_string()));
+        host.on_commit(move |_| apply_delete(&root, &key).map_err(|e| e.to_string()));
         Ok(Payload::json(json!({})))
     })?;
     Ok(failed(&result).map_or(Ok(()), Err))

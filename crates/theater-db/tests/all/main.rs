@@ -1,0 +1,320 @@
+//! An input's SQL is one unit: committed with its entry, rolled back if the input fails, and
+//! applied again at the next start if the host died between the entry and the commit.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is how a test reports failure"
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use theater_chain::{ChainStore, Durability, FileStore};
+use theater_core::db::{self, Database};
+use theater_core::{
+    Actor, ActorError, ActorInput, ActorOutput, ActorRuntime, HostCalls, RuntimeConfig,
+    RuntimeError, replay,
+};
+use theater_db::Sqlite;
+use theater_test_support::id;
+
+/// Runs each request of a list through the recorded `db::run`; `"fail"` fails the input.
+struct Clerk {
+    db: Option<Arc<dyn Database>>,
+}
+
+#[async_trait]
+impl Actor for Clerk {
+    async fn init(&mut self, _: &mut HostCalls) -> Result<Value, ActorError> {
+        Ok(json!(0))
+    }
+
+    async fn handle_input(
+        &mut self,
+        input: &ActorInput,
+        state: &Value,
+        host: &mut HostCalls,
+    ) -> Result<(ActorOutput, Value), ActorError> {
+        let ActorInput::Request { payload } = input else {
+            return Err(ActorError::Failed("requests only".into()));
+        };
+        let mut answers = Vec::new();
+        for r in payload.as_array().into_iter().flatten() {
+            if r == "fail" {
+                return Err(ActorError::Failed("asked to fail".into()));
+            }
+            let a = db::run(self.db.as_ref(), host, r.clone())?;
+            answers.push(a.unwrap_or_else(|e| json!({"error": e})));
+        }
+        let n = state.as_u64().unwrap_or(0) + 1;
+        Ok((
+            ActorOutput::Reply {
+                payload: Value::Array(answers),
+            },
+            json!(n),
+        ))
+    }
+
+    async fn reapply(
+        &mut self,
+        entry: &theater_chain::Entry,
+        _: &dyn theater_chain::BlobStore,
+    ) -> Result<(), String> {
+        match &self.db {
+            Some(d) => db::reapply(&**d, entry).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A database whose next commit fails, as if the host died before it.
+#[derive(Debug)]
+struct DiesBeforeCommit {
+    inner: Arc<Sqlite>,
+    armed: AtomicBool,
+}
+
+impl Database for DiesBeforeCommit {
+    fn run(&self, request: &Value) -> Result<Value, String> {
+        self.inner.run(request)
+    }
+    fn begin_input(&self) -> Result<(), String> {
+        self.inner.begin_input()
+    }
+    fn commit_input(&self, seq: u64) -> Result<(), String> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.inner.rollback_input();
+            return Err("the host died".into());
+        }
+        self.inner.commit_input(seq)
+    }
+    fn rollback_input(&self) {
+        self.inner.rollback_input()
+    }
+    fn applied_seq(&self) -> Result<Option<u64>, String> {
+        self.inner.applied_seq()
+    }
+}
+
+fn ask(r: Value) -> ActorInput {
+    ActorInput::Request { payload: r }
+}
+
+fn exec(sql: &str, params: Value) -> Value {
+    json!({"execute": sql, "params": params})
+}
+
+fn rows(db: &Sqlite) -> Value {
+    db.run(&json!({"query": "SELECT name, qty FROM items ORDER BY name"}))
+        .unwrap()["rows"]
+        .clone()
+}
+
+fn chain(dir: &std::path::Path) -> Box<dyn ChainStore> {
+    Box::new(
+        FileStore::open_or_create(dir, id("clerk"), Durability::Group { max_batch: 8 }).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn an_input_commits_all_its_writes_or_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sqlite = Arc::new(Sqlite::open(tmp.path().join("db.sqlite")).unwrap());
+    sqlite
+        .run(&exec(
+            "CREATE TABLE items (name TEXT PRIMARY KEY, qty INTEGER NOT NULL CHECK (qty >= 0))",
+            json!([]),
+        ))
+        .unwrap();
+    let clerk = Clerk {
+        db: Some(sqlite.clone() as Arc<dyn Database>),
+    };
+    let mut rt = ActorRuntime::start(
+        clerk,
+        chain(&tmp.path().join("chain")),
+        RuntimeConfig::default(),
+    )
+    .await
+    .unwrap();
+    let add = |name: &str, qty: i64| exec("INSERT INTO items VALUES (?1, ?2)", json!([name, qty]));
+
+    // Two writes and a read of them inside the input, then committed with the entry.
+    let h = rt
+        .handle(
+            ask(
+                json!([add("apples", 5), add("pears", 1), {"query": "SELECT count(*) FROM items"}]),
+            ),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let Ok(ActorOutput::Reply { payload }) = h.result else {
+        panic!()
+    };
+    assert_eq!(payload[2]["rows"], json!([[2]]));
+    assert_eq!(rows(&sqlite), json!([["apples", 5], ["pears", 1]]));
+    assert_eq!(sqlite.applied_seq().unwrap(), Some(h.seq));
+
+    // A write, then the input fails: rolled back, though the chain records the write's answer.
+    let h = rt
+        .handle(
+            ask(json!([
+                add("plums", 9),
+                exec("UPDATE items SET qty = 0", json!([])),
+                "fail"
+            ])),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(h.result.is_err());
+    assert_eq!(rows(&sqlite), json!([["apples", 5], ["pears", 1]]));
+    assert_eq!(sqlite.applied_seq().unwrap(), Some(1));
+
+    // A failing statement inside a successful input: that statement only is undone; a
+    // transaction request inside the input is all or nothing.
+    let moved = |n: i64| {
+        json!({"transaction": [
+            exec("UPDATE items SET qty = qty + ?1 WHERE name = 'pears'", json!([n])),
+            exec("UPDATE items SET qty = qty - ?1 WHERE name = 'apples'", json!([n])),
+        ]})
+    };
+    let h = rt
+        .handle(
+            ask(json!([
+                add("apples", 1),
+                moved(2),
+                moved(50),
+                add("kiwis", 3)
+            ])),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let Ok(ActorOutput::Reply { payload }) = h.result else {
+        panic!()
+    };
+    assert!(payload[0]["error"].as_str().unwrap().contains("UNIQUE"));
+    assert!(
+        payload[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was applied")
+    );
+    assert_eq!(
+        rows(&sqlite),
+        json!([["apples", 3], ["kiwis", 3], ["pears", 3]])
+    );
+
+    // A query that writes is refused (writes go through execute, inside the unit).
+    let h = rt
+        .handle(
+            ask(json!([{"query": "DELETE FROM items RETURNING name"}])),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let Ok(ActorOutput::Reply { payload }) = h.result else {
+        panic!()
+    };
+    assert!(
+        payload[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("may only read"),
+        "{payload}"
+    );
+    assert_eq!(rows(&sqlite).as_array().unwrap().len(), 3);
+
+    let state = rt.state().clone();
+    drop(rt);
+    let stored = FileStore::open_read_only(tmp.path().join("chain")).unwrap();
+    let report = replay(&mut Clerk { db: None }, &stored).await.unwrap();
+    assert_eq!(report.state, state);
+}
+
+#[tokio::test]
+async fn a_commit_lost_after_the_entry_is_applied_at_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("db.sqlite");
+    let sqlite = Arc::new(Sqlite::open(&path).unwrap());
+    sqlite
+        .run(&exec(
+            "CREATE TABLE items (name TEXT PRIMARY KEY, qty INTEGER NOT NULL)",
+            json!([]),
+        ))
+        .unwrap();
+    let dying = Arc::new(DiesBeforeCommit {
+        inner: sqlite.clone(),
+        armed: AtomicBool::new(false),
+    });
+    let clerk = Clerk {
+        db: Some(dying.clone() as Arc<dyn Database>),
+    };
+    let chain_dir = tmp.path().join("chain");
+    let mut rt = ActorRuntime::start(clerk, chain(&chain_dir), RuntimeConfig::default())
+        .await
+        .unwrap();
+    let add = |name: &str, qty: i64| exec("INSERT INTO items VALUES (?1, ?2)", json!([name, qty]));
+    rt.handle(ask(json!([add("apples", 5)])), vec![])
+        .await
+        .unwrap();
+    dying.armed.store(true, Ordering::SeqCst);
+    let e = rt
+        .handle(
+            ask(json!([
+                add("pears", 2),
+                exec(
+                    "UPDATE items SET qty = qty - 1 WHERE name = 'apples'",
+                    json!([])
+                )
+            ])),
+            vec![],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RuntimeError::Apply { seq: 2, .. }), "{e}");
+    // The entry is durable; the database does not have its writes.
+    assert_eq!(rows(&sqlite), json!([["apples", 5]]));
+    drop(rt);
+    drop(dying);
+    drop(sqlite);
+
+    let sqlite = Arc::new(Sqlite::open(&path).unwrap());
+    let clerk = Clerk {
+        db: Some(sqlite.clone() as Arc<dyn Database>),
+    };
+    let rt = ActorRuntime::start(clerk, chain(&chain_dir), RuntimeConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(rows(&sqlite), json!([["apples", 4], ["pears", 2]]));
+    assert_eq!(sqlite.applied_seq().unwrap(), Some(2));
+    assert_eq!(*rt.state(), json!(2));
+    drop(rt);
+    // Applied once: another start changes nothing.
+    let clerk = Clerk {
+        db: Some(sqlite.clone() as Arc<dyn Database>),
+    };
+    let rt = ActorRuntime::start(clerk, chain(&chain_dir), RuntimeConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(rows(&sqlite), json!([["apples", 4], ["pears", 2]]));
+    drop(rt);
+
+    // A database that does not match the chain is reported, not patched over.
+    sqlite.run(&exec("DELETE FROM items", json!([]))).unwrap();
+    sqlite
+        .run(&exec("UPDATE _theater_applied SET seq = 1", json!([])))
+        .unwrap();
+    std::fs::remove_file(chain_dir.join("applied")).unwrap();
+    let clerk = Clerk {
+        db: Some(sqlite.clone() as Arc<dyn Database>),
+    };
+    let e = ActorRuntime::start(clerk, chain(&chain_dir), RuntimeConfig::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not match the chain"), "{e}");
+}
