@@ -21,6 +21,8 @@
 //!   [`MemoryStore`] keeps the chain in memory; [`FileStore`] keeps it in an append-only
 //!   log with a chosen [`Durability`] and recovers from a crash mid-write on open.
 //! - [`check_refs`] checks the references between several chains.
+//! - Payloads too large for an entry (file contents) live beside it in the chain's
+//!   [`BlobStore`], named by SHA-256 (module [`blob`]; [`blob::check_blobs`] checks them).
 //!
 //! ## Example
 //!

@@ -17,6 +17,9 @@
 //! | [`RestartPolicy`] | restarts from the chain after a crash, with limits and backoff |
 //! | [`ActorInterface`] | how interfaces (messages, HTTP, ...) attach to a handle |
 //! | [`Outbox`] | how an actor's host side sends to other actors (implemented by `theater-msg`) |
+//! | [`files`] | recorded file reads, listings, writes and deletes under a granted directory; writes applied once durable |
+//! | [`timers`] | one-shot and periodic timers as recorded inputs, rebuilt from the chain after a restart |
+//! | [`db`] | the [`db::Database`] seam for SQL (`theater-db`: SQLite); an input's writes are one transaction |
 //! | [`Subscription`] | events for observers; a slow one lags, the actor never waits |
 //!
 //! ## Example
