@@ -15,6 +15,10 @@ use crate::error::io_err;
 use crate::{ChainError, Hash, Payload};
 
 /// The JSON key naming a blob: `{"$blob": "<sha256 hex>", ...}`.
+///
+/// Whether a payload goes beside the entry depends only on its size ([`BLOB_THRESHOLD`]),
+/// so replay rebuilds the same recorded requests; the threshold is part of the recording
+/// format and changes only with [`crate::FORMAT_VERSION`].
 pub const BLOB_KEY: &str = "$blob";
 
 /// Payload bytes above this size are stored as a blob rather than inside the entry.
@@ -196,9 +200,13 @@ impl std::fmt::Display for BlobProblem {
     }
 }
 
-/// Checks that every blob the chain's entries name is stored and hashes right. Entries that
-/// name no blob are not decoded, so this costs little on a chain with few blobs.
-pub fn check_blobs(store: &dyn crate::ChainStore) -> Result<Vec<BlobProblem>, ChainError> {
+/// Checks that every blob named by the host calls called one of `calls` (those that record
+/// large payloads by hash, such as file reads and writes) is stored and hashes right. Entries
+/// that name no blob are not decoded, so this costs little on a chain with few blobs.
+pub fn check_blobs(
+    store: &dyn crate::ChainStore,
+    calls: &[&str],
+) -> Result<Vec<BlobProblem>, ChainError> {
     let finder = memchr::memmem::Finder::new(BLOB_KEY.as_bytes());
     let blobs = store.blobs();
     let mut checked = std::collections::HashSet::new();
@@ -211,39 +219,26 @@ pub fn check_blobs(store: &dyn crate::ChainStore) -> Result<Vec<BlobProblem>, Ch
             hash: Hash::ZERO,
             reason: format!("entry {} does not decode: {e}", rec.seq),
         })?;
-        let mut payloads: Vec<&Payload> = entry
+        let payloads = entry
             .host_calls()
             .iter()
-            .flat_map(|c| [&c.request, &c.result])
-            .collect();
-        match entry.event() {
-            crate::Event::Input { input, output } => payloads.extend([input, output]),
-            crate::Event::Failed { input, .. } => payloads.push(input),
-            _ => {}
-        }
+            .filter(|c| calls.contains(&c.name.as_str()))
+            .flat_map(|c| [&c.request, &c.result]);
         for p in payloads {
-            let named = match blob_of(p) {
-                Ok(Some(h)) => h,
+            let problem = match blob_of(p) {
                 Ok(None) => continue,
-                Err(e) => {
-                    problems.push(BlobProblem {
-                        seq: rec.seq,
-                        hash: Hash::ZERO,
-                        reason: e.to_string(),
-                    });
-                    continue;
-                }
+                Ok(Some(named)) if !checked.insert(named) => continue,
+                Ok(Some(named)) => match blobs.get(&named) {
+                    Ok(_) => continue,
+                    Err(e) => (named, e.to_string()),
+                },
+                Err(e) => (Hash::ZERO, e.to_string()),
             };
-            if !checked.insert(named) {
-                continue;
-            }
-            if let Err(e) = blobs.get(&named) {
-                problems.push(BlobProblem {
-                    seq: rec.seq,
-                    hash: named,
-                    reason: e.to_string(),
-                });
-            }
+            problems.push(BlobProblem {
+                seq: rec.seq,
+                hash: problem.0,
+                reason: problem.1,
+            });
         }
         Ok(())
     })?;

@@ -63,12 +63,12 @@ pub trait Database: Send + Sync + std::fmt::Debug {
 /// back if dropped first (the input failed).
 struct Unit {
     db: Arc<dyn Database>,
-    done: bool,
+    done: std::cell::Cell<bool>,
 }
 
 impl Drop for Unit {
     fn drop(&mut self) {
-        if !self.done {
+        if !self.done.get() {
             self.db.rollback_input();
         }
     }
@@ -84,29 +84,24 @@ pub fn run(
     let payload = Payload::json(request.clone());
     // Reads need no unit (an input that only reads commits nothing); the first write opens it.
     let writes = request.get("query").is_none();
-    if let Some(db) = db
-        && writes
-        && !host.is_replaying()
-        && !host.db_unit
-    {
-        if let Err(e) = db.begin_input() {
-            return Ok(Err(e));
+    let live = match db {
+        _ if host.is_replaying() => None,
+        None => Some(Err("no database is granted to this actor".to_string())),
+        Some(db) => {
+            let begun = if writes && !host.db_unit {
+                begin(db, host)
+            } else {
+                Ok(())
+            };
+            Some(begun.and_then(|()| db.run(&request)))
         }
-        host.db_unit = true;
-        let mut unit = Unit {
-            db: Arc::clone(db),
-            done: false,
-        };
-        host.on_commit(move |seq| {
-            unit.done = true;
-            unit.db.commit_input(seq)
-        });
-    }
-    let result = host.call_sync(DB_RUN, payload, || {
-        Payload::json(match db.map(|d| d.run(&request)) {
+    };
+    // Every answer is recorded, a failure to begin the unit included.
+    let result = host.call_sync(DB_RUN, payload, move || {
+        Payload::json(match live {
             Some(Ok(answer)) => json!({"ok": answer}),
             Some(Err(e)) => json!({"error": e}),
-            None => json!({"error": "no database is granted to this actor"}),
+            None => Value::Null,
         })
     })?;
     if let Some(e) = result.json.get("error").and_then(Value::as_str) {
@@ -120,12 +115,30 @@ pub fn run(
     }
 }
 
+/// Opens the input's unit on `db`, to be committed with the entry (or rolled back if the
+/// input fails).
+fn begin(db: &Arc<dyn Database>, host: &mut HostCalls) -> Result<(), String> {
+    db.begin_input()?;
+    host.db_unit = true;
+    let unit = Unit {
+        db: Arc::clone(db),
+        done: std::cell::Cell::new(false),
+    };
+    host.on_commit(move |seq| {
+        let committed = unit.db.commit_input(seq);
+        // A failed commit is rolled back (by the drop), never left open for the next input.
+        unit.done.set(committed.is_ok());
+        committed
+    });
+    Ok(())
+}
+
 /// Applies again the unit of `entry` (the chain's last entry) if `db` has not committed it:
 /// its recorded requests are run again in order, each answer must be the recorded one (or
 /// the database does not match the chain), and the unit is committed with `entry`'s seq.
 /// Returns whether anything was applied.
 pub fn reapply(db: &dyn Database, entry: &Entry) -> Result<bool, String> {
-    if !matches!(entry.event(), Event::Input { .. }) {
+    if !matches!(entry.event(), Event::Input { .. } | Event::Init { .. }) {
         return Ok(false);
     }
     let calls: Vec<_> = entry

@@ -23,8 +23,10 @@
 //! ```
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::{Value as Sql, ValueRef};
 use rusqlite::{Connection, params_from_iter};
 use serde_json::{Value, json};
@@ -34,6 +36,33 @@ use theater_core::db::Database;
 #[derive(Debug)]
 pub struct Sqlite {
     conn: Mutex<Connection>,
+    /// Set while an actor's SQL is being prepared: the authorizer then refuses what would
+    /// break the input's transaction or the database's durability.
+    guest: Arc<AtomicBool>,
+}
+
+/// What an actor's SQL may not do: control transactions (the host runs them), attach
+/// databases, set pragmas, or touch the host's own table.
+fn authorize(ctx: AuthContext<'_>) -> Authorization {
+    match ctx.action {
+        AuthAction::Transaction { .. }
+        | AuthAction::Savepoint { .. }
+        | AuthAction::Attach { .. }
+        | AuthAction::Detach { .. }
+        | AuthAction::Pragma {
+            pragma_value: Some(_),
+            ..
+        } => Authorization::Deny,
+        AuthAction::Insert { table_name }
+        | AuthAction::Delete { table_name }
+        | AuthAction::Update { table_name, .. }
+        | AuthAction::DropTable { table_name }
+            if table_name.eq_ignore_ascii_case(APPLIED) =>
+        {
+            Authorization::Deny
+        }
+        _ => Authorization::Allow,
+    }
 }
 
 /// The table recording the last entry whose writes were committed.
@@ -151,12 +180,52 @@ impl Sqlite {
     }
 
     fn with(conn: Connection) -> Result<Self, String> {
+        let count = |sql: &str| -> Result<i64, String> {
+            conn.query_row(sql, [APPLIED], |r| r.get(0))
+                .map_err(|e| e.to_string())
+        };
+        let has_applied =
+            count("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1")? > 0;
+        let has_tables =
+            count("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name != ?1")? > 0;
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS {APPLIED} (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)"
         ))
         .map_err(|e| e.to_string())?;
+        if !has_applied && has_tables {
+            // A database from before units were recorded: take everything as applied.
+            conn.execute(
+                &format!("INSERT INTO {APPLIED} (id, seq) VALUES (1, ?1)"),
+                [i64::MAX],
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        let guest = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&guest);
+        conn.authorizer(Some(move |ctx: AuthContext<'_>| {
+            if flag.load(Ordering::Relaxed) {
+                authorize(ctx)
+            } else {
+                Authorization::Allow
+            }
+        }));
         Ok(Sqlite {
             conn: Mutex::new(conn),
+            guest,
+        })
+    }
+
+    /// Runs an actor's statement with the authorizer's checks on.
+    fn guest_statement(&self, conn: &Connection, request: &Value) -> Result<Value, String> {
+        self.guest.store(true, Ordering::Relaxed);
+        let r = statement(conn, request);
+        self.guest.store(false, Ordering::Relaxed);
+        r.map_err(|e| {
+            if e.contains("not authorized") {
+                format!("{e}: an actor's SQL may not begin, commit or roll back transactions (the host does), attach databases, set pragmas or change {APPLIED}")
+            } else {
+                e
+            }
         })
     }
 
@@ -171,7 +240,7 @@ impl Database for Sqlite {
     fn run(&self, request: &Value) -> Result<Value, String> {
         let mut conn = self.lock()?;
         let Some(list) = request.get("transaction") else {
-            return statement(&conn, request);
+            return self.guest_statement(&conn, request);
         };
         let list = list
             .as_array()
@@ -181,7 +250,8 @@ impl Database for Sqlite {
         let tx = conn.savepoint().map_err(|e| e.to_string())?;
         let mut results = Vec::with_capacity(list.len());
         for (i, r) in list.iter().enumerate() {
-            let answer = statement(&tx, r)
+            let answer = self
+                .guest_statement(&tx, r)
                 .map_err(|e| format!("statement {i} failed, nothing was applied: {e}"))?;
             results.push(answer);
         }
@@ -191,11 +261,11 @@ impl Database for Sqlite {
 
     fn begin_input(&self) -> Result<(), String> {
         let conn = self.lock()?;
-        if conn.is_autocommit() {
-            conn.execute_batch("BEGIN IMMEDIATE")
-                .map_err(|e| format!("cannot begin the input's transaction: {e}"))?;
+        if !conn.is_autocommit() {
+            return Err("a transaction is already open on this database".into());
         }
-        Ok(())
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| format!("cannot begin the input's transaction: {e}"))
     }
 
     fn commit_input(&self, seq: u64) -> Result<(), String> {

@@ -297,7 +297,9 @@ impl Actor for WasmActor {
         if self.live().await.is_err() {
             return false;
         }
-        let mut host = HostCalls::live();
+        // verify-state must be a pure function of the state: it gets no host calls (any
+        // it makes fail, and the state is rejected), so it can neither record nor write.
+        let mut host = HostCalls::replaying(Vec::new());
         self.begin(&mut host);
         let Some(live) = self.live.as_mut() else {
             return false;

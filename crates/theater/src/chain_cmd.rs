@@ -165,7 +165,13 @@ fn verify(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
         bar.finish_and_clear();
         match verified {
             Ok(report) => {
-                let problems = theater_chain::blob::check_blobs(&store)?;
+                let problems = theater_chain::blob::check_blobs(
+                    &store,
+                    &[
+                        theater_core::files::FILES_READ,
+                        theater_core::files::FILES_WRITE,
+                    ],
+                )?;
                 for p in &problems {
                     println!("FAILED {}: blob {p}", dir.display());
                 }

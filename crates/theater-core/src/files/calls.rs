@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
-use theater_chain::blob::{stash, unstash};
+use theater_chain::blob::{BLOB_THRESHOLD, stash, unstash};
 use theater_chain::{BlobStore, Entry, Event, Hash, Payload};
 
 use super::{
@@ -113,22 +113,31 @@ pub fn stat(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answ
 /// The contents of the file at `path`.
 pub fn read(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answer<Vec<u8>> {
     let request = Payload::json(json!({"path": path}));
+    // Live, the bytes read are handed back as they are; replay reads them from the recording.
+    let mut read_live = None;
     let result = recorded(host, FILES_READ, request, |host| {
         let Some(grant) = grant else {
             return Ok(error(NOT_GRANTED));
         };
-        match current(grant, host, path) {
-            Ok(bytes) => {
-                let meta = object(json!({"size": bytes.len()}));
-                stash(meta, bytes, host.blobs()).map_err(blob_error)
-            }
-            Err(e) => Ok(error(e)),
-        }
+        let bytes = match current(grant, host, path) {
+            Ok(b) => b,
+            Err(e) => return Ok(error(e)),
+        };
+        let meta = object(json!({"size": bytes.len()}));
+        let stored = match stash(meta, bytes.clone(), host.blobs()) {
+            Ok(p) => p,
+            Err(e) => return Ok(error(format!("cannot record the contents: {e}"))),
+        };
+        read_live = Some(bytes);
+        Ok(stored)
     })?;
     if let Some(e) = failed(&result) {
         return Ok(Err(e));
     }
-    let bytes = unstash(&result, host.blobs()).map_err(blob_error)?;
+    let bytes = match read_live {
+        Some(b) => b,
+        None => unstash(&result, host.blobs()).map_err(blob_error)?,
+    };
     if result.json.get("size").and_then(Value::as_u64) != Some(bytes.len() as u64) {
         return Err(malformed(FILES_READ));
     }
@@ -234,7 +243,8 @@ fn check_writable(grant: &FileGrant, host: &HostCalls, path: &str) -> Result<Str
         if v.is_some() && key.starts_with(&format!("{k}/")) {
             return Err(refused("a directory on the way was written as a file"));
         }
-        if v.is_some() && k.starts_with(&below) {
+        // Writing below it made it a directory, even if that file was deleted since.
+        if k.starts_with(&below) {
             return Err(refused("is a directory"));
         }
     }
@@ -250,19 +260,15 @@ pub fn write(
     contents: Vec<u8>,
 ) -> Answer<()> {
     let size = contents.len();
-    let contents = Arc::new(contents);
-    // Live, large contents go to the blob store now, before the entry that names them.
-    let blobs = if host.is_replaying() {
-        None
-    } else {
-        host.blobs()
-    };
+    // The request names large contents by hash, live and in replay alike; live, they are
+    // stored beside the entry once the write is allowed.
     let request = stash(
         object(json!({"path": path, "size": size})),
-        contents.to_vec(),
-        blobs,
+        contents.clone(),
+        None,
     )
     .map_err(blob_error)?;
+    let contents = Arc::new(contents);
     let result = recorded(host, FILES_WRITE, request, |host| {
         let Some(grant) = grant else {
             return Ok(error(NOT_GRANTED));
@@ -271,6 +277,15 @@ pub fn write(
             Ok(k) => k,
             Err(e) => return Ok(error(e)),
         };
+        if size > BLOB_THRESHOLD {
+            let stored = match host.blobs() {
+                Some(blobs) => blobs.put(&contents).map(|_| ()).map_err(|e| e.to_string()),
+                None => Err("no blob store".into()),
+            };
+            if let Err(e) = stored {
+                return Ok(error(format!("cannot record the contents: {e}")));
+            }
+        }
         host.staged_files
             .insert(key.clone(), Some(contents.clone()));
         let root = grant.dir.clone();
@@ -306,7 +321,7 @@ pub fn delete(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> An
 /// between making the entry durable and applying them. Idempotent. Returns how many were
 /// applied; an error names the write that failed.
 pub fn reapply(root: &Path, entry: &Entry, blobs: &dyn BlobStore) -> Result<usize, String> {
-    if !matches!(entry.event(), Event::Input { .. }) {
+    if !matches!(entry.event(), Event::Input { .. } | Event::Init { .. }) {
         return Ok(0);
     }
     let mut applied = 0;

@@ -272,6 +272,11 @@ pub fn writable_path(root: &Path, key: &str) -> Result<PathBuf, FileError> {
         reason,
     };
     let parts: Vec<&str> = key.split('/').collect();
+    if parts.iter().any(|p| is_temporary(p)) {
+        return Err(refused(format!(
+            "names like .NAME{TMP_SUFFIX} are reserved for Theater's temporary files"
+        )));
+    }
     let mut cur = canonical.clone();
     for (i, part) in parts.iter().enumerate() {
         cur.push(part);
@@ -318,7 +323,16 @@ pub fn apply_write(root: &Path, key: &str, bytes: &[u8]) -> Result<(), FileError
     fs::create_dir_all(parent).map_err(io)?;
     let tmp = parent.join(format!(".{}{TMP_SUFFIX}", name.to_string_lossy()));
     let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
+        // A leftover of a crash (or anything else at that name, a link included) goes first;
+        // then the temporary file is created new, never opened through a link.
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, &path)?;

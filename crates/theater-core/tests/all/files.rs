@@ -225,6 +225,31 @@ async fn writes_are_applied_once_durable_and_failed_inputs_write_nothing() {
         })
         .count();
     assert_eq!(refusals, 6, "every escape attempt is in the chain");
+    // Writing below a path makes it a directory for the rest of the input, even once that
+    // file is deleted again; Theater's temporary names are not the actor's.
+    let r = run(
+        &mut rt,
+        json!([
+            {"op": "write", "path": "x/y", "text": "1"},
+            {"op": "delete", "path": "x/y"},
+            {"op": "write", "path": "x", "text": "2"},
+            {"op": "write", "path": ".a.txt.theater-tmp", "text": "3"},
+        ]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r[1], json!("ok"));
+    assert!(
+        r[2]["error"].as_str().unwrap().contains("is a directory"),
+        "{}",
+        r[2]
+    );
+    assert!(
+        r[3]["error"].as_str().unwrap().contains("reserved"),
+        "{}",
+        r[3]
+    );
+    assert!(root.join("x").is_dir() && !root.join("x/y").exists());
 
     // Large contents go beside the entry, by hash.
     let big = run(

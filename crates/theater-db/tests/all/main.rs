@@ -208,6 +208,39 @@ async fn an_input_commits_all_its_writes_or_none() {
         json!([["apples", 3], ["kiwis", 3], ["pears", 3]])
     );
 
+    // The actor's SQL cannot end, nest or open the host's transaction, weaken durability or
+    // forge the applied marker; its writes so far stay in the unit.
+    let h = rt
+        .handle(
+            ask(json!([
+                add("figs", 1),
+                {"query": "ROLLBACK"},
+                {"execute": "COMMIT"},
+                {"execute": "BEGIN"},
+                {"execute": "SAVEPOINT x"},
+                {"execute": "PRAGMA synchronous = OFF"},
+                {"execute": "UPDATE _theater_applied SET seq = 99"},
+                {"execute": "ATTACH DATABASE ':memory:' AS other"},
+            ])),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let Ok(ActorOutput::Reply { payload }) = h.result else {
+        panic!()
+    };
+    for refused in &payload.as_array().unwrap()[1..] {
+        let e = refused["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("allowed: {refused}"));
+        assert!(e.contains("not authorized") && e.contains("may not"), "{e}");
+    }
+    assert_eq!(sqlite.applied_seq().unwrap(), Some(h.seq));
+    assert_eq!(rows(&sqlite).as_array().unwrap().len(), 4);
+    sqlite
+        .run(&exec("DELETE FROM items WHERE name = 'figs'", json!([])))
+        .unwrap();
+
     // A query that writes is refused (writes go through execute, inside the unit).
     let h = rt
         .handle(
@@ -305,8 +338,10 @@ async fn a_commit_lost_after_the_entry_is_applied_at_the_next_start() {
 
     // A database that does not match the chain is reported, not patched over.
     sqlite.run(&exec("DELETE FROM items", json!([]))).unwrap();
-    sqlite
-        .run(&exec("UPDATE _theater_applied SET seq = 1", json!([])))
+    // (The actor's SQL may not touch the marker; the test does, behind the host's back.)
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE _theater_applied SET seq = 1", [])
         .unwrap();
     std::fs::remove_file(chain_dir.join("applied")).unwrap();
     let clerk = Clerk {
