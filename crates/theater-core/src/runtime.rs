@@ -272,11 +272,11 @@ impl<A: Actor> ActorRuntime<A> {
         let Some(head) = self.chain.head() else {
             return Ok(());
         };
-        self.chain.save_snapshot(&Snapshot {
-            seq: head.seq,
-            entry_hash: head.hash,
-            state: self.state.clone(),
-        })?;
+        // The timers still pending go with it, so pruning the entries that set them loses none.
+        let host = crate::timers::snapshot_host(&*self.chain)?;
+        self.chain.save_snapshot(
+            &Snapshot::new(head.seq, head.hash, self.state.clone()).with_host(host),
+        )?;
         self.last_snapshot = head.seq;
         if self.config.prune_on_snapshot {
             self.chain.prune_before(head.seq)?;

@@ -228,16 +228,84 @@ async fn sleep_ms(ms: Option<u64>) {
 
 /// The timers an actor's chain leaves pending: every set not cancelled, replaced or (for a
 /// one-shot) fired, with periodic timers advanced past their recorded firings. What a host
-/// starts a restarted actor's [`Scheduler`] with. (Timers set before a pruned chain's anchor
-/// are not seen.)
+/// starts a restarted actor's [`Scheduler`] with. A pruned chain starts from the table its
+/// anchor snapshot carries (see [`snapshot_host`]).
 pub fn pending_timers(chain: &dyn ChainStore) -> Result<Vec<Scheduled>, ChainError> {
-    let mut table: BTreeMap<String, Scheduled> = BTreeMap::new();
-    for seq in chain.start()..chain.len() {
+    let (mut table, from) = match chain.anchor() {
+        Some(anchor) => {
+            let snap = chain.snapshot_at(anchor.seq)?;
+            (table_of(snap.as_ref()), anchor.seq + 1)
+        }
+        None => (BTreeMap::new(), chain.start()),
+    };
+    advance(chain, from, &mut table)?;
+    Ok(table.into_values().collect())
+}
+
+/// What a snapshot at the chain's head carries for timers: `{"timers": [...]}`, the table at
+/// the head. Built from the newest earlier snapshot's table and the entries after it; entries
+/// that touch no timer are skipped without being decoded.
+pub fn snapshot_host(chain: &dyn ChainStore) -> Result<serde_json::Value, ChainError> {
+    let base = match chain.latest_snapshot()? {
+        Some(s) if s.seq >= chain.start() => Some(s),
+        _ => None,
+    };
+    let (mut table, from) = match &base {
+        Some(s) => (table_of(Some(s)), s.seq + 1),
+        None => (BTreeMap::new(), chain.start()),
+    };
+    advance(chain, from, &mut table)?;
+    let timers: Vec<_> = table
+        .values()
+        .map(|t| json!({"name": t.name, "due_ms": t.due_ms, "every_ms": t.every_ms}))
+        .collect();
+    Ok(json!({ SNAPSHOT_KEY: timers }))
+}
+
+const SNAPSHOT_KEY: &str = "timers";
+
+fn table_of(snapshot: Option<&theater_chain::Snapshot>) -> BTreeMap<String, Scheduled> {
+    let listed = snapshot
+        .and_then(|s| s.host.get(SNAPSHOT_KEY))
+        .and_then(serde_json::Value::as_array);
+    listed
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            Some(Scheduled {
+                name: t["name"].as_str()?.to_string(),
+                due_ms: t["due_ms"].as_u64()?,
+                every_ms: t["every_ms"].as_u64(),
+            })
+        })
+        .map(|t| (t.name.clone(), t))
+        .collect()
+}
+
+/// Applies the entries from `from` to the head to `table`.
+fn advance(
+    chain: &dyn ChainStore,
+    from: u64,
+    table: &mut BTreeMap<String, Scheduled>,
+) -> Result<(), ChainError> {
+    let calls = memchr::memmem::Finder::new(b"theater:timers/");
+    let firing = memchr::memmem::Finder::new(br#""type":"timer""#);
+    let mut touching = Vec::new();
+    chain.for_each_record(from, &mut |rec| {
+        if calls.find(rec.body).is_some() || firing.find(rec.body).is_some() {
+            touching.push(rec.seq);
+        }
+        Ok(())
+    })?;
+    for seq in touching {
         let entry = chain.get(seq)?;
-        let Event::Input { input, .. } = entry.event() else {
-            continue; // a failed input set nothing
+        let input = match entry.event() {
+            Event::Input { input, .. } => Some(input),
+            Event::Init { .. } => None,
+            _ => continue, // a failed input set nothing
         };
-        if input.json["type"] == "timer"
+        if let Some(input) = input
+            && input.json["type"] == "timer"
             && let (Some(name), Some(due)) =
                 (input.json["name"].as_str(), input.json["due_ms"].as_u64())
             && let Some(t) = table.get(name).cloned()
@@ -282,5 +350,5 @@ pub fn pending_timers(chain: &dyn ChainStore) -> Result<Vec<Scheduled>, ChainErr
             }
         }
     }
-    Ok(table.into_values().collect())
+    Ok(())
 }

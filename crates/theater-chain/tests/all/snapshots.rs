@@ -8,11 +8,7 @@ use theater_chain::{
 use crate::support::{fill, hashes, id, record_spans, state};
 
 fn snapshot_of(store: &dyn ChainStore, seq: u64) -> Snapshot {
-    Snapshot {
-        seq,
-        entry_hash: store.hash_at(seq).unwrap(),
-        state: state(seq),
-    }
+    Snapshot::new(seq, store.hash_at(seq).unwrap(), state(seq))
 }
 
 fn check_pruning(store: &mut dyn ChainStore) {

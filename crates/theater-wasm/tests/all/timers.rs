@@ -155,3 +155,55 @@ async fn timers_that_were_not_granted_are_an_error_to_the_guest() {
         .unwrap_err();
     assert!(err.to_string().contains("timers are not granted"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn timers_set_before_a_pruned_chains_anchor_are_still_pending() {
+    let host = host();
+    let dir = tempfile::tempdir().unwrap();
+    let (t, scheduler) = timers(Arc::new(TokioClock::starting_at(2_000_000)));
+    let mut config = ActorConfig::default();
+    config.runtime = theater_core::RuntimeConfig::default()
+        .snapshot_every(Some(3))
+        .prune_on_snapshot(true);
+    let chain =
+        Box::new(FileStore::create(dir.path(), id("ticker"), Durability::EveryEntry).unwrap());
+    let h = {
+        let host = host.clone();
+        spawn(
+            move || actor(&host, "ticker", Limits::default()).with_timers(t.clone()),
+            chain,
+            config,
+        )
+        .await
+        .unwrap()
+    };
+    scheduler.run(h.clone(), vec![]);
+    ask(&h, json!({"every_ms": 1000})).await;
+    ask(&h, json!({"remind": "renew", "in_ms": 60_000})).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await; // three runs
+    for _ in 0..8 {
+        ask(&h, json!({"get": true})).await;
+    }
+    h.stop().await.unwrap();
+
+    let chain = FileStore::open_read_only(dir.path()).unwrap();
+    assert!(
+        chain.start() > 3,
+        "the entries that set the timers were pruned"
+    );
+    assert_eq!(
+        pending_timers(&chain).unwrap(),
+        vec![
+            Scheduled {
+                name: "job".into(),
+                due_ms: 2_004_000,
+                every_ms: Some(1000)
+            },
+            Scheduled {
+                name: "reminder-0".into(),
+                due_ms: 2_060_000,
+                every_ms: None
+            },
+        ]
+    );
+}
