@@ -28,6 +28,25 @@ impl Hash {
         Hash(Sha256::digest(data).into())
     }
 
+    /// SHA-256 of everything `reader` yields, read in blocks (a file of any size in constant
+    /// memory), and how many bytes that was.
+    pub fn digest_reader(mut reader: impl std::io::Read) -> std::io::Result<(Self, u64)> {
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&buf[..n]);
+            total += n as u64;
+        }
+        Ok((Hash(hasher.finalize().into()), total))
+    }
+
     /// SHA-256 of the canonical encoding of a JSON value: the hash Theater records for an
     /// actor's state. Equal for equal values, whatever the key order they were built in.
     pub fn of_json(value: &serde_json::Value) -> Self {

@@ -14,7 +14,8 @@ use theater_chain::{BlobStore, Entry, Event, Hash, Payload};
 
 use super::{
     DirEntry, FILES_DELETE, FILES_LIST, FILES_READ, FILES_STAT, FILES_WRITE, FileError, FileGrant,
-    FileInfo, NOT_GRANTED, apply_delete, apply_write, content_type, normalize, writable_path,
+    FileInfo, MAX_READ_BYTES, NOT_GRANTED, apply_delete, apply_write, content_type, normalize,
+    writable_path,
 };
 use crate::{HostCallError, HostCalls};
 
@@ -76,7 +77,7 @@ fn current(grant: &FileGrant, host: &HostCalls, path: &str) -> Result<Vec<u8>, F
     match staged(host, path) {
         Some(Some(bytes)) => Ok(bytes.to_vec()),
         Some(None) => Err(FileError::NotFound(path.to_string())),
-        None => super::read(&grant.dir, path),
+        None => super::read_at_most(&grant.dir, path, MAX_READ_BYTES),
     }
 }
 
@@ -87,11 +88,20 @@ pub fn stat(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answ
         let Some(grant) = grant else {
             return Ok(error(NOT_GRANTED));
         };
-        Ok(match current(grant, host, path) {
-            Ok(bytes) => Payload::json(json!({
-                "size": bytes.len(),
-                "sha256": Hash::digest(&bytes).to_string(),
-                "content_type": content_type(path),
+        let info = match staged(host, path) {
+            Some(Some(bytes)) => Ok(FileInfo {
+                size: bytes.len() as u64,
+                sha256: Hash::digest(&bytes),
+                content_type: content_type(path).to_string(),
+            }),
+            Some(None) => Err(FileError::NotFound(path.to_string())),
+            None => super::stat(&grant.dir, path),
+        };
+        Ok(match info {
+            Ok(info) => Payload::json(json!({
+                "size": info.size,
+                "sha256": info.sha256.to_string(),
+                "content_type": info.content_type,
             })),
             Err(e) => error(e),
         })

@@ -202,12 +202,48 @@ pub fn read(root: &Path, rel: &str) -> Result<Vec<u8>, FileError> {
     Ok(bytes)
 }
 
-/// Size, hash and content type of the file `rel` under `root`.
+/// The most an actor's `read` returns at once (its contents are recorded, and land in the
+/// actor's memory).
+pub const MAX_READ_BYTES: u64 = 64 << 20;
+
+/// Reads the file `rel` under `root` whole, if it is at most `max` bytes.
+pub fn read_at_most(root: &Path, rel: &str, max: u64) -> Result<Vec<u8>, FileError> {
+    let path = resolve(root, rel)?;
+    let io = |e: std::io::Error| FileError::Io {
+        path: rel.to_string(),
+        message: e.to_string(),
+    };
+    let file = std::fs::File::open(&path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    let too_big = |size: u64| FileError::Refused {
+        path: rel.to_string(),
+        reason: format!("is {size} bytes, over the {max} bytes a read may return"),
+    };
+    if size > max {
+        return Err(too_big(size));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    // A file growing meanwhile is cut at one byte over the limit, and refused.
+    file.take(max + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > max {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Size, hash and content type of the file `rel` under `root`, hashed as it is read (any
+/// size, constant memory).
 pub fn stat(root: &Path, rel: &str) -> Result<FileInfo, FileError> {
-    let bytes = read(root, rel)?;
+    let path = resolve(root, rel)?;
+    let (sha256, size) = std::fs::File::open(&path)
+        .and_then(Hash::digest_reader)
+        .map_err(|e| FileError::Io {
+            path: rel.to_string(),
+            message: e.to_string(),
+        })?;
     Ok(FileInfo {
-        size: bytes.len() as u64,
-        sha256: Hash::digest(&bytes),
+        size,
+        sha256,
         content_type: content_type(rel).to_string(),
     })
 }

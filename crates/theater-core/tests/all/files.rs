@@ -282,6 +282,21 @@ async fn writes_are_applied_once_durable_and_failed_inputs_write_nothing() {
     assert!(read[2]["error"].as_str().unwrap().contains("no file"));
     assert!(!root.join("a.txt").exists());
 
+    // A file too large to read at once is refused (stat hashes it as it reads).
+    let huge = theater_core::files::MAX_READ_BYTES + 1;
+    std::fs::File::create(root.join("huge.bin"))
+        .unwrap()
+        .set_len(huge)
+        .unwrap();
+    let r = run(
+        &mut rt,
+        json!([{"op": "read", "path": "huge.bin"}, {"op": "stat", "path": "huge.bin"}]),
+    )
+    .await
+    .unwrap();
+    assert!(r[0]["error"].as_str().unwrap().contains("over the"), "{}", r[0]);
+    assert_eq!(r[1], json!(huge));
+
     // A read-only grant refuses writes; no grant refuses everything; both are recorded.
     let state = rt.state().clone();
     let (_, chain) = rt.into_parts();
