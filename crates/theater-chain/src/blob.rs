@@ -3,7 +3,7 @@
 //! key [`BLOB_KEY`] of a payload's JSON, so the chain still commits to every byte, and the
 //! blob is stored (durably, under the chain's durability) before the entry that names it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::PathBuf;
@@ -32,6 +32,10 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
 
     /// The bytes stored under `hash`, checked against it.
     fn get(&self, hash: &Hash) -> Result<Vec<u8>, ChainError>;
+
+    /// Deletes every blob not in `keep`; returns how many went. What pruning calls, with the
+    /// blobs the remaining entries name.
+    fn retain(&self, keep: &HashSet<Hash>) -> Result<usize, ChainError>;
 }
 
 /// Blobs in memory, for [`crate::MemoryStore`].
@@ -54,6 +58,13 @@ impl BlobStore for MemoryBlobs {
             .get(hash)
             .map(|b| b.to_vec())
             .ok_or_else(|| missing(*hash, "no such blob".into()))
+    }
+
+    fn retain(&self, keep: &HashSet<Hash>) -> Result<usize, ChainError> {
+        let mut blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        let before = blobs.len();
+        blobs.retain(|h, _| keep.contains(h));
+        Ok(before - blobs.len())
     }
 }
 
@@ -133,6 +144,65 @@ impl BlobStore for DirBlobs {
         }
         Ok(bytes)
     }
+
+    fn retain(&self, keep: &HashSet<Hash>) -> Result<usize, ChainError> {
+        if self.read_only {
+            return Ok(0);
+        }
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err(&self.dir)(e)),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let path = entry.map_err(io_err(&self.dir))?.path();
+            // Blobs are named by their hash; anything else (a temp file) goes too.
+            let named = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<Hash>().ok());
+            if named.is_some_and(|h| keep.contains(&h)) {
+                continue;
+            }
+            fs::remove_file(&path).map_err(io_err(&path))?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+/// Every blob the entries of `store` may name: any [`BLOB_KEY`] in any payload (more than
+/// the host's own references, never fewer). What pruning keeps.
+pub fn named_blobs(store: &dyn crate::ChainStore) -> Result<HashSet<Hash>, ChainError> {
+    let finder = memchr::memmem::Finder::new(BLOB_KEY.as_bytes());
+    let mut named = HashSet::new();
+    store.for_each_record(store.start(), &mut |rec| {
+        if finder.find(rec.body).is_none() {
+            return Ok(());
+        }
+        let entry = rec.entry().map_err(|e| ChainError::Blob {
+            hash: Hash::ZERO,
+            reason: format!("entry {} does not decode: {e}", rec.seq),
+        })?;
+        let mut payloads: Vec<&Payload> = entry
+            .host_calls()
+            .iter()
+            .flat_map(|c| [&c.request, &c.result])
+            .collect();
+        match entry.event() {
+            crate::Event::Input { input, output } => payloads.extend([input, output]),
+            crate::Event::Failed { input, .. } => payloads.push(input),
+            crate::Event::Init { params } => payloads.push(params),
+        }
+        named.extend(
+            payloads
+                .into_iter()
+                .filter_map(|p| blob_of(p).ok().flatten()),
+        );
+        Ok(())
+    })?;
+    Ok(named)
 }
 
 /// A payload carrying `bytes` with `json` (an object): inside the entry if they are small, or
@@ -290,5 +360,62 @@ mod tests {
         assert!(e.contains("missing"), "{e}");
         let ro = DirBlobs::new(dir.path().join("blobs"), true, true);
         assert!(ro.put(b"new").is_err());
+    }
+
+    #[test]
+    fn pruning_drops_the_blobs_only_pruned_entries_named() {
+        use crate::{ChainId, ChainStore, Durability, FileStore, HostCall, NewEntry, Snapshot};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store =
+            FileStore::create(dir.path(), ChainId::new("b").unwrap(), Durability::None).unwrap();
+        let state = serde_json::json!(0);
+        let h = Hash::of_json(&state);
+        store
+            .append(NewEntry::init(Payload::json(state.clone()), h))
+            .unwrap();
+        let mut blobs_named = Vec::new();
+        for i in 0..4u8 {
+            let bytes = vec![i; BLOB_THRESHOLD + 1];
+            let blobs = store.blobs();
+            let request = stash(Map::new(), bytes.clone(), Some(&*blobs)).unwrap();
+            blobs_named.push(Hash::digest(&bytes));
+            let call = HostCall {
+                name: "theater:files/write".into(),
+                request,
+                result: Payload::json(serde_json::json!({})),
+            };
+            store
+                .append(
+                    NewEntry::input(Payload::json(serde_json::json!(i)), Payload::default(), h)
+                        .with_host_calls(vec![call]),
+                )
+                .unwrap();
+        }
+        // A blob no entry names (a failed input's).
+        let orphan = store.blobs().put(&[9; BLOB_THRESHOLD + 1]).unwrap();
+        assert_eq!(
+            check_blobs(&store, &["theater:files/write"]).unwrap(),
+            vec![]
+        );
+        let head = store.head().unwrap();
+        store
+            .save_snapshot(&Snapshot::new(3, store.hash_at(3).unwrap(), state.clone()))
+            .unwrap();
+        store.prune_before(3).unwrap();
+        let left: Vec<bool> = blobs_named
+            .iter()
+            .map(|b| dir.path().join("blobs").join(b.to_string()).exists())
+            .collect();
+        assert_eq!(
+            left,
+            vec![false, false, true, true],
+            "entries 1 and 2 were pruned"
+        );
+        assert!(store.blobs().get(&orphan).is_err());
+        assert_eq!(store.head(), Some(head));
+        assert_eq!(
+            check_blobs(&store, &["theater:files/write"]).unwrap(),
+            vec![]
+        );
     }
 }

@@ -187,6 +187,9 @@ impl ChainStore for MemoryStore {
         self.records.drain(..(seq - self.start) as usize);
         self.snapshots.retain(|s| s.seq >= seq);
         self.start = seq;
+        // Blobs only pruned entries (or failed inputs) named go too.
+        let keep = crate::blob::named_blobs(self)?;
+        self.blobs.retain(&keep)?;
         Ok(())
     }
 }

@@ -724,6 +724,9 @@ impl ChainStore for FileStore {
                 self.snapshot_seqs.push(old);
             }
         }
+        // Blobs only pruned entries (or failed inputs) named go too.
+        let keep = crate::blob::named_blobs(self)?;
+        self.blobs.retain(&keep)?;
         Ok(())
     }
 }

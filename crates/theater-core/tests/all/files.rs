@@ -294,7 +294,11 @@ async fn writes_are_applied_once_durable_and_failed_inputs_write_nothing() {
     )
     .await
     .unwrap();
-    assert!(r[0]["error"].as_str().unwrap().contains("over the"), "{}", r[0]);
+    assert!(
+        r[0]["error"].as_str().unwrap().contains("over the"),
+        "{}",
+        r[0]
+    );
     assert_eq!(r[1], json!(huge));
 
     // A read-only grant refuses writes; no grant refuses everything; both are recorded.
