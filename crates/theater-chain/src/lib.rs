@@ -9,7 +9,7 @@
 //!
 //! ## Concepts
 //!
-//! - An [`Entry`] holds its `seq`, its parent's [`Hash`], what happened (an [`Event`]: init,
+//! - An [`Entry`] holds its `seq`, its parent's [`Hash`](struct@Hash), what happened (an [`Event`]: init,
 //!   an input with its output, or a failed input), the results of non-deterministic
 //!   [`HostCall`]s made while handling it, references to entries of other chains
 //!   ([`ChainRef`]), and the hash of the actor's state after it. Callers build a
