@@ -40,18 +40,15 @@ fn blob_error(e: theater_chain::ChainError) -> HostCallError {
 }
 
 /// Records the call `name`: live, `perform` runs (it may stage writes in `host`) and its
-/// result is recorded; in replay the recorded result is returned.
+/// result, an answer or an error the actor sees, is recorded; in replay the recorded result
+/// is returned.
 fn recorded(
     host: &mut HostCalls,
     name: &str,
     request: Payload,
-    perform: impl FnOnce(&mut HostCalls) -> Result<Payload, HostCallError>,
+    perform: impl FnOnce(&mut HostCalls) -> Payload,
 ) -> Result<Payload, HostCallError> {
-    let live = if host.is_replaying() {
-        None
-    } else {
-        Some(perform(host)?)
-    };
+    let live = (!host.is_replaying()).then(|| perform(host));
     host.call_sync(name, request, move || live.unwrap_or_default())
 }
 
@@ -86,7 +83,7 @@ pub fn stat(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answ
     let request = Payload::json(json!({"path": path}));
     let result = recorded(host, FILES_STAT, request, |host| {
         let Some(grant) = grant else {
-            return Ok(error(NOT_GRANTED));
+            return error(NOT_GRANTED);
         };
         let info = match staged(host, path) {
             Some(Some(bytes)) => Ok(FileInfo {
@@ -97,14 +94,14 @@ pub fn stat(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answ
             Some(None) => Err(FileError::NotFound(path.to_string())),
             None => super::stat(&grant.dir, path),
         };
-        Ok(match info {
+        match info {
             Ok(info) => Payload::json(json!({
                 "size": info.size,
                 "sha256": info.sha256.to_string(),
                 "content_type": info.content_type,
             })),
             Err(e) => error(e),
-        })
+        }
     })?;
     if let Some(e) = failed(&result) {
         return Ok(Err(e));
@@ -127,19 +124,19 @@ pub fn read(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answ
     let mut read_live = None;
     let result = recorded(host, FILES_READ, request, |host| {
         let Some(grant) = grant else {
-            return Ok(error(NOT_GRANTED));
+            return error(NOT_GRANTED);
         };
         let bytes = match current(grant, host, path) {
             Ok(b) => b,
-            Err(e) => return Ok(error(e)),
+            Err(e) => return error(e),
         };
         let meta = object(json!({"size": bytes.len()}));
         let stored = match stash(meta, bytes.clone(), host.blobs()) {
             Ok(p) => p,
-            Err(e) => return Ok(error(format!("cannot record the contents: {e}"))),
+            Err(e) => return error(format!("cannot record the contents: {e}")),
         };
         read_live = Some(bytes);
-        Ok(stored)
+        stored
     })?;
     if let Some(e) = failed(&result) {
         return Ok(Err(e));
@@ -160,12 +157,12 @@ pub fn list(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answ
     let request = Payload::json(json!({"path": path}));
     let result = recorded(host, FILES_LIST, request, |host| {
         let Some(grant) = grant else {
-            return Ok(error(NOT_GRANTED));
+            return error(NOT_GRANTED);
         };
-        Ok(match listing(grant, host, path) {
+        match listing(grant, host, path) {
             Ok(entries) => Payload::json(json!({"entries": entries})),
             Err(e) => error(e),
-        })
+        }
     })?;
     if let Some(e) = failed(&result) {
         return Ok(Err(e));
@@ -281,11 +278,11 @@ pub fn write(
     let contents = Arc::new(contents);
     let result = recorded(host, FILES_WRITE, request, |host| {
         let Some(grant) = grant else {
-            return Ok(error(NOT_GRANTED));
+            return error(NOT_GRANTED);
         };
         let key = match check_writable(grant, host, path) {
             Ok(k) => k,
-            Err(e) => return Ok(error(e)),
+            Err(e) => return error(e),
         };
         if size > BLOB_THRESHOLD {
             let stored = match host.blobs() {
@@ -293,14 +290,14 @@ pub fn write(
                 None => Err("no blob store".into()),
             };
             if let Err(e) = stored {
-                return Ok(error(format!("cannot record the contents: {e}")));
+                return error(format!("cannot record the contents: {e}"));
             }
         }
         host.staged_files
             .insert(key.clone(), Some(contents.clone()));
         let root = grant.dir.clone();
         host.on_commit(move |_| apply_write(&root, &key, &contents).map_err(|e| e.to_string()));
-        Ok(Payload::json(json!({})))
+        Payload::json(json!({}))
     })?;
     Ok(failed(&result).map_or(Ok(()), Err))
 }
@@ -310,19 +307,19 @@ pub fn delete(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> An
     let request = Payload::json(json!({"path": path}));
     let result = recorded(host, FILES_DELETE, request, |host| {
         let Some(grant) = grant else {
-            return Ok(error(NOT_GRANTED));
+            return error(NOT_GRANTED);
         };
         let key = match check_writable(grant, host, path) {
             Ok(k) => k,
-            Err(e) => return Ok(error(e)),
+            Err(e) => return error(e),
         };
         if let Err(e) = current(grant, host, path) {
-            return Ok(error(e));
+            return error(e);
         }
         host.staged_files.insert(key.clone(), None);
         let root = grant.dir.clone();
         host.on_commit(move |_| apply_delete(&root, &key).map_err(|e| e.to_string()));
-        Ok(Payload::json(json!({})))
+        Payload::json(json!({}))
     })?;
     Ok(failed(&result).map_or(Ok(()), Err))
 }
