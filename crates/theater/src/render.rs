@@ -19,8 +19,13 @@ pub(crate) fn entry_line(entry: &Entry, hash: &Hash) -> String {
     };
     let mut line = format!("{:>6}  {}  {what}", entry.seq(), hash.short());
     for call in entry.host_calls() {
+        // What was asked (a path, a query) matters as much as the answer, unless it is nothing.
+        let asked = match (&call.request.json, call.request.bytes.is_empty()) {
+            (Value::Null, true) => String::new(),
+            _ => format!(" {}", payload_text(&call.request)),
+        };
         line.push_str(&format!(
-            "  [{} = {}]",
+            "  [{}{asked} = {}]",
             call.name,
             payload_text(&call.result)
         ));

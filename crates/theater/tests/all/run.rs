@@ -573,6 +573,19 @@ fn notes_are_written_to_a_granted_directory_and_replay_without_it() {
     );
     host.stop();
 
+    // The log shows what each file call asked and answered.
+    let out = bin()
+        .args(["chain", "log"])
+        .arg(data.join("chains/notes"))
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert!(
+        log.contains(r#"[theater:files/write {"path":"plan.md","size":14} + 14 bytes = {}]"#),
+        "{log}"
+    );
+    assert!(log.contains("outside the granted directory"), "{log}");
+
     // Replay and verify need no notes directory; verify checks the blob of the big note.
     std::fs::remove_dir_all(&notes).unwrap();
     let chain = data.join("chains/notes");
