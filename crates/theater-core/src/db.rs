@@ -141,30 +141,33 @@ pub fn reapply(db: &dyn Database, entry: &Entry) -> Result<bool, String> {
     if !matches!(entry.event(), Event::Input { .. } | Event::Init { .. }) {
         return Ok(false);
     }
-    let calls: Vec<_> = entry
+    // Only requests that succeeded changed anything (a failed one was undone alone), and only
+    // an entry with a successful write had a unit to commit.
+    let done: Vec<_> = entry
         .host_calls()
         .iter()
-        .filter(|c| c.name == DB_RUN)
+        .filter(|c| c.name == DB_RUN && c.result.json.get("ok").is_some())
         .collect();
-    if calls.is_empty() || db.applied_seq()?.is_some_and(|s| s >= entry.seq()) {
+    let wrote = done.iter().any(|c| c.request.json.get("query").is_none());
+    if !wrote || db.applied_seq()?.is_some_and(|s| s >= entry.seq()) {
         return Ok(false);
     }
     db.begin_input()?;
-    for (i, call) in calls.iter().enumerate() {
-        let again = db.run(&call.request.json);
-        let recorded = &call.result.json;
-        let same = match &again {
-            Ok(answer) => recorded.get("ok") == Some(answer),
-            Err(_) => recorded.get("error").is_some(),
-        };
-        if !same {
-            db.rollback_input();
-            return Err(format!(
-                "the database does not match the chain: request {i} of entry {} answers {again:?} now, {recorded} then",
-                entry.seq()
-            ));
+    let applied = (|| {
+        for (i, call) in done.iter().enumerate() {
+            let again = db.run(&call.request.json);
+            if again.as_ref().ok() != call.result.json.get("ok") {
+                return Err(format!(
+                    "the database does not match the chain: request {i} of entry {} answers {again:?} now, {} then",
+                    entry.seq(),
+                    call.result.json
+                ));
+            }
         }
+        db.commit_input(entry.seq())
+    })();
+    if applied.is_err() {
+        db.rollback_input();
     }
-    db.commit_input(entry.seq())?;
-    Ok(true)
+    applied.map(|()| true)
 }

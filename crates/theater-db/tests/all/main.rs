@@ -69,11 +69,13 @@ impl Actor for Clerk {
     }
 }
 
-/// A database whose next commit fails, as if the host died before it.
+/// A database whose next commit fails, as if the host died before it (or whose next begin
+/// fails, as when another process holds the database).
 #[derive(Debug)]
 struct DiesBeforeCommit {
     inner: Arc<Sqlite>,
     armed: AtomicBool,
+    busy: AtomicBool,
 }
 
 impl Database for DiesBeforeCommit {
@@ -81,6 +83,9 @@ impl Database for DiesBeforeCommit {
         self.inner.run(request)
     }
     fn begin_input(&self) -> Result<(), String> {
+        if self.busy.swap(false, Ordering::SeqCst) {
+            return Err("database is locked".into());
+        }
         self.inner.begin_input()
     }
     fn commit_input(&self, seq: u64) -> Result<(), String> {
@@ -282,6 +287,7 @@ async fn a_commit_lost_after_the_entry_is_applied_at_the_next_start() {
     let dying = Arc::new(DiesBeforeCommit {
         inner: sqlite.clone(),
         armed: AtomicBool::new(false),
+        busy: AtomicBool::new(false),
     });
     let clerk = Clerk {
         db: Some(dying.clone() as Arc<dyn Database>),
@@ -352,4 +358,66 @@ async fn a_commit_lost_after_the_entry_is_applied_at_the_next_start() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("does not match the chain"), "{e}");
+}
+
+#[tokio::test]
+async fn a_unit_that_could_not_begin_is_recorded_and_never_applied_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("db.sqlite");
+    let sqlite = Arc::new(Sqlite::open(&path).unwrap());
+    sqlite
+        .run(&exec(
+            "CREATE TABLE items (name TEXT PRIMARY KEY, qty INTEGER NOT NULL)",
+            json!([]),
+        ))
+        .unwrap();
+    let busy = Arc::new(DiesBeforeCommit {
+        inner: sqlite.clone(),
+        armed: AtomicBool::new(false),
+        busy: AtomicBool::new(true),
+    });
+    let chain_dir = tmp.path().join("chain");
+    let clerk = Clerk {
+        db: Some(busy.clone() as Arc<dyn Database>),
+    };
+    let mut rt = ActorRuntime::start(clerk, chain(&chain_dir), RuntimeConfig::default())
+        .await
+        .unwrap();
+    let h = rt
+        .handle(
+            ask(json!([
+                exec("INSERT INTO items VALUES ('x', 1)", json!([])),
+                {"query": "SELECT count(*) FROM items"},
+            ])),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let Ok(ActorOutput::Reply { payload }) = h.result else {
+        panic!()
+    };
+    assert!(
+        payload[0]["error"].as_str().unwrap().contains("locked"),
+        "{payload}"
+    );
+    assert_eq!(payload[1]["rows"], json!([[0]]));
+    drop(rt);
+    // The next start finds nothing to apply: the write never happened, as recorded.
+    let clerk = Clerk {
+        db: Some(sqlite.clone() as Arc<dyn Database>),
+    };
+    let rt = ActorRuntime::start(clerk, chain(&chain_dir), RuntimeConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(rows(&sqlite), json!([]));
+    let state = rt.state().clone();
+    drop(rt);
+    let stored = FileStore::open_read_only(&chain_dir).unwrap();
+    assert_eq!(
+        replay(&mut Clerk { db: None }, &stored)
+            .await
+            .unwrap()
+            .state,
+        state
+    );
 }
