@@ -128,8 +128,9 @@ pub enum FileError {
 /// and ignored) to a regular file inside `root`. Refuses `..`, absolute or drive paths,
 /// NUL bytes, and symlinks that lead outside `root`.
 pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, FileError> {
-    let full = canonical_root(root, rel)?.join(normalize(rel)?);
-    resolve_existing(root, rel, full, false)
+    let root = canonical_root(root, rel)?;
+    let full = root.join(normalize(rel)?);
+    resolve_existing(&root, rel, full, false)
 }
 
 /// `rel` as `/`-separated normal components (`""` for the directory itself), or
@@ -158,7 +159,7 @@ fn canonical_root(root: &Path, rel: &str) -> Result<PathBuf, FileError> {
     })
 }
 
-/// Checks that `full` (under `root`) exists inside it, following links; a regular file, or
+/// Checks that `full` exists inside `root` (canonical), following links; a regular file, or
 /// a directory if `dir`.
 fn resolve_existing(
     root: &Path,
@@ -166,7 +167,6 @@ fn resolve_existing(
     full: PathBuf,
     dir: bool,
 ) -> Result<PathBuf, FileError> {
-    let root = canonical_root(root, rel)?;
     let real = match full.canonicalize() {
         Ok(p) => p,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -179,7 +179,7 @@ fn resolve_existing(
             });
         }
     };
-    if !real.starts_with(&root) {
+    if !real.starts_with(root) {
         return Err(FileError::Escape(rel.to_string()));
     }
     let fits = if dir { real.is_dir() } else { real.is_file() };
@@ -191,15 +191,7 @@ fn resolve_existing(
 
 /// Reads the file `rel` under `root` whole.
 pub fn read(root: &Path, rel: &str) -> Result<Vec<u8>, FileError> {
-    let path = resolve(root, rel)?;
-    let mut bytes = Vec::new();
-    std::fs::File::open(&path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|e| FileError::Io {
-            path: rel.to_string(),
-            message: e.to_string(),
-        })?;
-    Ok(bytes)
+    read_at_most(root, rel, u64::MAX)
 }
 
 /// The most an actor's `read` returns at once (its contents are recorded, and land in the
@@ -224,7 +216,9 @@ pub fn read_at_most(root: &Path, rel: &str, max: u64) -> Result<Vec<u8>, FileErr
     }
     let mut bytes = Vec::with_capacity(size as usize);
     // A file growing meanwhile is cut at one byte over the limit, and refused.
-    file.take(max + 1).read_to_end(&mut bytes).map_err(io)?;
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
     if bytes.len() as u64 > max {
         return Err(too_big(bytes.len() as u64));
     }
@@ -253,7 +247,7 @@ pub fn stat(root: &Path, rel: &str) -> Result<FileInfo, FileError> {
 pub fn list(root: &Path, rel: &str) -> Result<Vec<DirEntry>, FileError> {
     let key = normalize(rel)?;
     let canonical = canonical_root(root, rel)?;
-    let dir = resolve_existing(root, rel, canonical.join(&key), true)?;
+    let dir = resolve_existing(&canonical, rel, canonical.join(&key), true)?;
     let io = |e: std::io::Error| FileError::Io {
         path: rel.to_string(),
         message: e.to_string(),
