@@ -39,16 +39,20 @@ fn blob_error(e: theater_chain::ChainError) -> HostCallError {
     HostCallError::Blob(e.to_string())
 }
 
-/// Records the call `name`: live, `perform` runs (it may stage writes in `host`) and its
-/// result, an answer or an error the actor sees, is recorded; in replay the recorded result
-/// is returned.
+/// Records the call `name`: live, `perform` runs with the grant (it may stage writes in
+/// `host`) and its result, an answer or an error the actor sees, is recorded (without a grant,
+/// the error that says so); in replay the recorded result is returned.
 fn recorded(
+    grant: Option<&FileGrant>,
     host: &mut HostCalls,
     name: &str,
     request: Payload,
-    perform: impl FnOnce(&mut HostCalls) -> Payload,
+    perform: impl FnOnce(&FileGrant, &mut HostCalls) -> Payload,
 ) -> Result<Payload, HostCallError> {
-    let live = (!host.is_replaying()).then(|| perform(host));
+    let live = (!host.is_replaying()).then(|| match grant {
+        Some(grant) => perform(grant, host),
+        None => error(NOT_GRANTED),
+    });
     host.call_sync(name, request, move || live.unwrap_or_default())
 }
 
@@ -81,10 +85,7 @@ fn current(grant: &FileGrant, host: &HostCalls, path: &str) -> Result<Vec<u8>, F
 /// Size, SHA-256 and content type of the file at `path`.
 pub fn stat(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answer<FileInfo> {
     let request = Payload::json(json!({"path": path}));
-    let result = recorded(host, FILES_STAT, request, |host| {
-        let Some(grant) = grant else {
-            return error(NOT_GRANTED);
-        };
+    let result = recorded(grant, host, FILES_STAT, request, |grant, host| {
         let info = match staged(host, path) {
             Some(Some(bytes)) => Ok(FileInfo {
                 size: bytes.len() as u64,
@@ -122,10 +123,7 @@ pub fn read(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answ
     let request = Payload::json(json!({"path": path}));
     // Live, the bytes read are handed back as they are; replay reads them from the recording.
     let mut read_live = None;
-    let result = recorded(host, FILES_READ, request, |host| {
-        let Some(grant) = grant else {
-            return error(NOT_GRANTED);
-        };
+    let result = recorded(grant, host, FILES_READ, request, |grant, host| {
         let bytes = match current(grant, host, path) {
             Ok(b) => b,
             Err(e) => return error(e),
@@ -155,15 +153,16 @@ pub fn read(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answ
 /// including what this input wrote or deleted.
 pub fn list(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answer<Vec<DirEntry>> {
     let request = Payload::json(json!({"path": path}));
-    let result = recorded(host, FILES_LIST, request, |host| {
-        let Some(grant) = grant else {
-            return error(NOT_GRANTED);
-        };
-        match listing(grant, host, path) {
+    let result = recorded(
+        grant,
+        host,
+        FILES_LIST,
+        request,
+        |grant, host| match listing(grant, host, path) {
             Ok(entries) => Payload::json(json!({"entries": entries})),
             Err(e) => error(e),
-        }
-    })?;
+        },
+    )?;
     if let Some(e) = failed(&result) {
         return Ok(Err(e));
     }
@@ -276,10 +275,7 @@ pub fn write(
     )
     .map_err(blob_error)?;
     let contents = Arc::new(contents);
-    let result = recorded(host, FILES_WRITE, request, |host| {
-        let Some(grant) = grant else {
-            return error(NOT_GRANTED);
-        };
+    let result = recorded(grant, host, FILES_WRITE, request, |grant, host| {
         let key = match check_writable(grant, host, path) {
             Ok(k) => k,
             Err(e) => return error(e),
@@ -305,10 +301,7 @@ pub fn write(
 /// Deletes the file at `path`, once this input's entry is durable.
 pub fn delete(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answer<()> {
     let request = Payload::json(json!({"path": path}));
-    let result = recorded(host, FILES_DELETE, request, |host| {
-        let Some(grant) = grant else {
-            return error(NOT_GRANTED);
-        };
+    let result = recorded(grant, host, FILES_DELETE, request, |grant, host| {
         let key = match check_writable(grant, host, path) {
             Ok(k) => k,
             Err(e) => return error(e),
