@@ -172,19 +172,29 @@ impl BlobStore for DirBlobs {
     }
 }
 
-/// Every blob the entries of `store` may name: any [`BLOB_KEY`] in any payload (more than
-/// the host's own references, never fewer). What pruning keeps.
-pub fn named_blobs(store: &dyn crate::ChainStore) -> Result<HashSet<Hash>, ChainError> {
+/// Calls `f` with each entry of `store` whose encoding mentions [`BLOB_KEY`]; the others are
+/// not decoded.
+fn for_each_naming_entry(
+    store: &dyn crate::ChainStore,
+    f: &mut dyn FnMut(crate::Entry) -> Result<(), ChainError>,
+) -> Result<(), ChainError> {
     let finder = memchr::memmem::Finder::new(BLOB_KEY.as_bytes());
-    let mut named = HashSet::new();
     store.for_each_record(store.start(), &mut |rec| {
         if finder.find(rec.body).is_none() {
             return Ok(());
         }
-        let entry = rec.entry().map_err(|e| ChainError::Blob {
+        f(rec.entry().map_err(|e| ChainError::Blob {
             hash: Hash::ZERO,
             reason: format!("entry {} does not decode: {e}", rec.seq),
-        })?;
+        })?)
+    })
+}
+
+/// Every blob the entries of `store` may name: any [`BLOB_KEY`] in any payload (more than
+/// the host's own references, never fewer). What pruning keeps.
+pub fn named_blobs(store: &dyn crate::ChainStore) -> Result<HashSet<Hash>, ChainError> {
+    let mut named = HashSet::new();
+    for_each_naming_entry(store, &mut |entry| {
         let mut payloads: Vec<&Payload> = entry
             .host_calls()
             .iter()
@@ -277,18 +287,10 @@ pub fn check_blobs(
     store: &dyn crate::ChainStore,
     calls: &[&str],
 ) -> Result<Vec<BlobProblem>, ChainError> {
-    let finder = memchr::memmem::Finder::new(BLOB_KEY.as_bytes());
     let blobs = store.blobs();
-    let mut checked = std::collections::HashSet::new();
+    let mut checked = HashSet::new();
     let mut problems = Vec::new();
-    store.for_each_record(store.start(), &mut |rec| {
-        if finder.find(rec.body).is_none() {
-            return Ok(());
-        }
-        let entry = rec.entry().map_err(|e| ChainError::Blob {
-            hash: Hash::ZERO,
-            reason: format!("entry {} does not decode: {e}", rec.seq),
-        })?;
+    for_each_naming_entry(store, &mut |entry| {
         let payloads = entry
             .host_calls()
             .iter()
@@ -305,7 +307,7 @@ pub fn check_blobs(
                 Err(e) => (Hash::ZERO, e.to_string()),
             };
             problems.push(BlobProblem {
-                seq: rec.seq,
+                seq: entry.seq(),
                 hash: problem.0,
                 reason: problem.1,
             });
