@@ -3,7 +3,7 @@
 //! directory, and the repair of a crash between commit and apply.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use proptest::prelude::*;
@@ -98,6 +98,22 @@ async fn run(rt: &mut ActorRuntime<Scribe>, ops: Value) -> Result<Vec<Value>, St
     }
 }
 
+/// A temporary directory with `data/` (the grant) made and `chain/` (the chain) to be.
+fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    std::fs::create_dir(&root).unwrap();
+    let chain_dir = tmp.path().join("chain");
+    (tmp, root, chain_dir)
+}
+
+/// `scribe` started (or resumed) on the file chain in `chain_dir`.
+async fn start_on(scribe: Scribe, chain_dir: &Path) -> ActorRuntime<Scribe> {
+    ActorRuntime::start(scribe, file_chain(chain_dir), RuntimeConfig::default())
+        .await
+        .unwrap()
+}
+
 fn file_chain(dir: &Path) -> Box<dyn ChainStore> {
     Box::new(
         FileStore::open_or_create(dir, id("scribe"), Durability::Group { max_batch: 64 }).unwrap(),
@@ -112,17 +128,8 @@ fn scribe(root: &Path) -> Scribe {
 
 #[tokio::test]
 async fn writes_are_applied_once_durable_and_failed_inputs_write_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("data");
-    std::fs::create_dir(&root).unwrap();
-    let chain_dir = tmp.path().join("chain");
-    let mut rt = ActorRuntime::start(
-        scribe(&root),
-        file_chain(&chain_dir),
-        RuntimeConfig::default(),
-    )
-    .await
-    .unwrap();
+    let (tmp, root, chain_dir) = dirs();
+    let mut rt = start_on(scribe(&root), &chain_dir).await;
 
     // The input's own later calls see its write; the disk has it once the input returns.
     let a = run(
@@ -305,15 +312,13 @@ async fn writes_are_applied_once_durable_and_failed_inputs_write_nothing() {
     let state = rt.state().clone();
     let (_, chain) = rt.into_parts();
     drop(chain);
-    let mut ro = ActorRuntime::start(
+    let mut ro = start_on(
         Scribe {
             grant: Some(FileGrant::read_only(&root)),
         },
-        file_chain(&chain_dir),
-        RuntimeConfig::default(),
+        &chain_dir,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(*ro.state(), state);
     let r = run(
         &mut ro,
@@ -329,13 +334,7 @@ async fn writes_are_applied_once_durable_and_failed_inputs_write_nothing() {
     assert_eq!(r[1], json!("deep"));
     let (_, chain) = ro.into_parts();
     drop(chain);
-    let mut none = ActorRuntime::start(
-        Scribe { grant: None },
-        file_chain(&chain_dir),
-        RuntimeConfig::default(),
-    )
-    .await
-    .unwrap();
+    let mut none = start_on(Scribe { grant: None }, &chain_dir).await;
     let r = run(&mut none, json!([{"op": "read", "path": "sub/dir/b.txt"}]))
         .await
         .unwrap();
@@ -364,17 +363,8 @@ async fn writes_are_applied_once_durable_and_failed_inputs_write_nothing() {
 
 #[tokio::test]
 async fn a_stop_between_commit_and_apply_is_repaired_at_the_next_start() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("data");
-    std::fs::create_dir(&root).unwrap();
-    let chain_dir = tmp.path().join("chain");
-    let mut rt = ActorRuntime::start(
-        scribe(&root),
-        file_chain(&chain_dir),
-        RuntimeConfig::default(),
-    )
-    .await
-    .unwrap();
+    let (_tmp, root, chain_dir) = dirs();
+    let mut rt = start_on(scribe(&root), &chain_dir).await;
     run(
         &mut rt,
         json!([{"op": "write", "path": "keep.txt", "text": "v1"}]),
@@ -397,13 +387,7 @@ async fn a_stop_between_commit_and_apply_is_repaired_at_the_next_start() {
     std::fs::remove_file(root.join("big.bin")).unwrap();
     std::fs::write(root.join("keep.txt"), "v1").unwrap();
     std::fs::remove_file(chain_dir.join("applied")).unwrap();
-    let rt = ActorRuntime::start(
-        scribe(&root),
-        file_chain(&chain_dir),
-        RuntimeConfig::default(),
-    )
-    .await
-    .unwrap();
+    let rt = start_on(scribe(&root), &chain_dir).await;
     assert_eq!(
         std::fs::read_to_string(root.join("note.txt")).unwrap(),
         "v2"
@@ -417,13 +401,7 @@ async fn a_stop_between_commit_and_apply_is_repaired_at_the_next_start() {
     drop(rt);
     // Once applied, a later start leaves the files alone (an edit made meanwhile stays).
     std::fs::write(root.join("note.txt"), "edited by hand").unwrap();
-    let rt = ActorRuntime::start(
-        scribe(&root),
-        file_chain(&chain_dir),
-        RuntimeConfig::default(),
-    )
-    .await
-    .unwrap();
+    let rt = start_on(scribe(&root), &chain_dir).await;
     assert_eq!(
         std::fs::read_to_string(root.join("note.txt")).unwrap(),
         "edited by hand"
