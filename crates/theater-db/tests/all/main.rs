@@ -117,6 +117,36 @@ fn rows(db: &Sqlite) -> Value {
         .clone()
 }
 
+/// The database at `path`, with the `items` table (quantities never negative).
+fn items_db(path: &std::path::Path) -> Arc<Sqlite> {
+    let sqlite = Arc::new(Sqlite::open(path).unwrap());
+    sqlite
+        .run(&exec(
+            "CREATE TABLE items (name TEXT PRIMARY KEY, qty INTEGER NOT NULL CHECK (qty >= 0))",
+            json!([]),
+        ))
+        .unwrap();
+    sqlite
+}
+
+/// A clerk on `db`, started (or resumed) on the chain in `dir`.
+async fn start_clerk(
+    db: Arc<dyn Database>,
+    dir: &std::path::Path,
+) -> Result<ActorRuntime<Clerk>, RuntimeError> {
+    ActorRuntime::start(Clerk { db: Some(db) }, chain(dir), RuntimeConfig::default()).await
+}
+
+impl DiesBeforeCommit {
+    fn new(inner: &Arc<Sqlite>, busy: bool) -> Arc<Self> {
+        Arc::new(DiesBeforeCommit {
+            inner: Arc::clone(inner),
+            armed: AtomicBool::new(false),
+            busy: AtomicBool::new(busy),
+        })
+    }
+}
+
 fn chain(dir: &std::path::Path) -> Box<dyn ChainStore> {
     Box::new(
         FileStore::open_or_create(dir, id("clerk"), Durability::Group { max_batch: 8 }).unwrap(),
@@ -126,23 +156,10 @@ fn chain(dir: &std::path::Path) -> Box<dyn ChainStore> {
 #[tokio::test]
 async fn an_input_commits_all_its_writes_or_none() {
     let tmp = tempfile::tempdir().unwrap();
-    let sqlite = Arc::new(Sqlite::open(tmp.path().join("db.sqlite")).unwrap());
-    sqlite
-        .run(&exec(
-            "CREATE TABLE items (name TEXT PRIMARY KEY, qty INTEGER NOT NULL CHECK (qty >= 0))",
-            json!([]),
-        ))
+    let sqlite = items_db(&tmp.path().join("db.sqlite"));
+    let mut rt = start_clerk(sqlite.clone(), &tmp.path().join("chain"))
+        .await
         .unwrap();
-    let clerk = Clerk {
-        db: Some(sqlite.clone() as Arc<dyn Database>),
-    };
-    let mut rt = ActorRuntime::start(
-        clerk,
-        chain(&tmp.path().join("chain")),
-        RuntimeConfig::default(),
-    )
-    .await
-    .unwrap();
     let add = |name: &str, qty: i64| exec("INSERT INTO items VALUES (?1, ?2)", json!([name, qty]));
 
     // Two writes and a read of them inside the input, then committed with the entry.
@@ -277,25 +294,10 @@ async fn an_input_commits_all_its_writes_or_none() {
 async fn a_commit_lost_after_the_entry_is_applied_at_the_next_start() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("db.sqlite");
-    let sqlite = Arc::new(Sqlite::open(&path).unwrap());
-    sqlite
-        .run(&exec(
-            "CREATE TABLE items (name TEXT PRIMARY KEY, qty INTEGER NOT NULL)",
-            json!([]),
-        ))
-        .unwrap();
-    let dying = Arc::new(DiesBeforeCommit {
-        inner: sqlite.clone(),
-        armed: AtomicBool::new(false),
-        busy: AtomicBool::new(false),
-    });
-    let clerk = Clerk {
-        db: Some(dying.clone() as Arc<dyn Database>),
-    };
+    let sqlite = items_db(&path);
+    let dying = DiesBeforeCommit::new(&sqlite, false);
     let chain_dir = tmp.path().join("chain");
-    let mut rt = ActorRuntime::start(clerk, chain(&chain_dir), RuntimeConfig::default())
-        .await
-        .unwrap();
+    let mut rt = start_clerk(dying.clone(), &chain_dir).await.unwrap();
     let add = |name: &str, qty: i64| exec("INSERT INTO items VALUES (?1, ?2)", json!([name, qty]));
     rt.handle(ask(json!([add("apples", 5)])), vec![])
         .await
@@ -322,23 +324,13 @@ async fn a_commit_lost_after_the_entry_is_applied_at_the_next_start() {
     drop(sqlite);
 
     let sqlite = Arc::new(Sqlite::open(&path).unwrap());
-    let clerk = Clerk {
-        db: Some(sqlite.clone() as Arc<dyn Database>),
-    };
-    let rt = ActorRuntime::start(clerk, chain(&chain_dir), RuntimeConfig::default())
-        .await
-        .unwrap();
+    let rt = start_clerk(sqlite.clone(), &chain_dir).await.unwrap();
     assert_eq!(rows(&sqlite), json!([["apples", 4], ["pears", 2]]));
     assert_eq!(sqlite.applied_seq().unwrap(), Some(2));
     assert_eq!(*rt.state(), json!(2));
     drop(rt);
     // Applied once: another start changes nothing.
-    let clerk = Clerk {
-        db: Some(sqlite.clone() as Arc<dyn Database>),
-    };
-    let rt = ActorRuntime::start(clerk, chain(&chain_dir), RuntimeConfig::default())
-        .await
-        .unwrap();
+    let rt = start_clerk(sqlite.clone(), &chain_dir).await.unwrap();
     assert_eq!(rows(&sqlite), json!([["apples", 4], ["pears", 2]]));
     drop(rt);
 
@@ -350,10 +342,7 @@ async fn a_commit_lost_after_the_entry_is_applied_at_the_next_start() {
         .execute("UPDATE _theater_applied SET seq = 1", [])
         .unwrap();
     std::fs::remove_file(chain_dir.join("applied")).unwrap();
-    let clerk = Clerk {
-        db: Some(sqlite.clone() as Arc<dyn Database>),
-    };
-    let e = ActorRuntime::start(clerk, chain(&chain_dir), RuntimeConfig::default())
+    let e = start_clerk(sqlite.clone(), &chain_dir)
         .await
         .unwrap_err()
         .to_string();
@@ -364,25 +353,10 @@ async fn a_commit_lost_after_the_entry_is_applied_at_the_next_start() {
 async fn a_unit_that_could_not_begin_is_recorded_and_never_applied_later() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("db.sqlite");
-    let sqlite = Arc::new(Sqlite::open(&path).unwrap());
-    sqlite
-        .run(&exec(
-            "CREATE TABLE items (name TEXT PRIMARY KEY, qty INTEGER NOT NULL)",
-            json!([]),
-        ))
-        .unwrap();
-    let busy = Arc::new(DiesBeforeCommit {
-        inner: sqlite.clone(),
-        armed: AtomicBool::new(false),
-        busy: AtomicBool::new(true),
-    });
+    let sqlite = items_db(&path);
+    let busy = DiesBeforeCommit::new(&sqlite, true);
     let chain_dir = tmp.path().join("chain");
-    let clerk = Clerk {
-        db: Some(busy.clone() as Arc<dyn Database>),
-    };
-    let mut rt = ActorRuntime::start(clerk, chain(&chain_dir), RuntimeConfig::default())
-        .await
-        .unwrap();
+    let mut rt = start_clerk(busy.clone(), &chain_dir).await.unwrap();
     let h = rt
         .handle(
             ask(json!([
@@ -403,12 +377,7 @@ async fn a_unit_that_could_not_begin_is_recorded_and_never_applied_later() {
     assert_eq!(payload[1]["rows"], json!([[0]]));
     drop(rt);
     // The next start finds nothing to apply: the write never happened, as recorded.
-    let clerk = Clerk {
-        db: Some(sqlite.clone() as Arc<dyn Database>),
-    };
-    let rt = ActorRuntime::start(clerk, chain(&chain_dir), RuntimeConfig::default())
-        .await
-        .unwrap();
+    let rt = start_clerk(sqlite.clone(), &chain_dir).await.unwrap();
     assert_eq!(rows(&sqlite), json!([]));
     let state = rt.state().clone();
     drop(rt);
