@@ -9,9 +9,7 @@ use theater_test_support::{PaddedCounter, add};
 use crate::harness::{Better, Report, Row, median};
 
 pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = crate::harness::runtime()?;
     for (label, padding) in [("1 KiB", 1024), ("64 KiB", 64 * 1024)] {
         let name = format!("ActorRuntime inputs, {label} state (memory chain)");
         if report.wants(&name) {

@@ -4,15 +4,12 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-use theater_chain::{ChainId, MemoryStore};
+use serde_json::json;
 use theater_core::db::Database;
-use theater_core::{ActorConfig, ActorInput, HttpRequest, spawn};
+use theater_core::{ActorInput, HttpRequest};
 use theater_db::Sqlite;
-use theater_test_support::example_component;
-use theater_wasm::{Limits, WasmConfig, WasmHost};
 
-use crate::harness::{Better, Report, Row, versus};
+use crate::harness::{Better, Report, Row, spawn_example, versus};
 
 const SQL: &str = "SELECT count(*), sum(qty) FROM items WHERE qty > 10";
 
@@ -22,26 +19,16 @@ pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
     if !report.wants(name) && !report.wants(write_name) {
         return Ok(());
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = crate::harness::runtime()?;
     rt.block_on(async {
         let dir = tempfile::tempdir()?;
         let db =
             Arc::new(Sqlite::open(dir.path().join("bench.sqlite")).map_err(anyhow::Error::msg)?);
-        let host = WasmHost::new(WasmConfig::default().pooling(Some(4)))?;
-        let component = host.load_file(example_component("inventory"))?;
-        let id = ChainId::new("inventory")?;
         let actor = {
-            let (db, actor_id) = (Arc::clone(&db), id.clone());
-            spawn(
-                move || {
-                    host.actor(&component, &actor_id, Value::Null, Limits::default())
-                        .with_database(Arc::clone(&db) as Arc<dyn Database>)
-                },
-                Box::new(MemoryStore::new(id.clone())),
-                ActorConfig::default(),
-            )
+            let db = Arc::clone(&db);
+            spawn_example("inventory", move |actor| {
+                actor.with_database(Arc::clone(&db) as Arc<dyn Database>)
+            })
             .await?
         };
         for i in 0..1000 {

@@ -7,14 +7,10 @@ use std::fs::File;
 use std::io::Write as _;
 use std::path::Path;
 
-use serde_json::Value;
-use theater_chain::{ChainId, MemoryStore};
 use theater_core::files::FileGrant;
-use theater_core::{ActorConfig, ActorInput, HttpRequest, spawn};
-use theater_test_support::example_component;
-use theater_wasm::{Limits, WasmConfig, WasmHost};
+use theater_core::{ActorInput, HttpRequest};
 
-use crate::harness::{Better, Report, Row, versus};
+use crate::harness::{Better, Report, Row, spawn_example, versus};
 
 pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
     let reads = [
@@ -33,24 +29,14 @@ pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
     if !reads.iter().any(|(n, _, _)| report.wants(n)) && !report.wants(write_name) {
         return Ok(());
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = crate::harness::runtime()?;
     rt.block_on(async {
         let dir = tempfile::tempdir()?;
-        let host = WasmHost::new(WasmConfig::default().pooling(Some(4)))?;
-        let component = host.load_file(example_component("notes"))?;
-        let id = ChainId::new("notes")?;
         let actor = {
-            let (root, actor_id) = (dir.path().to_path_buf(), id.clone());
-            spawn(
-                move || {
-                    host.actor(&component, &actor_id, Value::Null, Limits::default())
-                        .with_file_grant(FileGrant::read_write(&root))
-                },
-                Box::new(MemoryStore::new(id.clone())),
-                ActorConfig::default(),
-            )
+            let root = dir.path().to_path_buf();
+            spawn_example("notes", move |actor| {
+                actor.with_file_grant(FileGrant::read_write(&root))
+            })
             .await?
         };
         for (name, size, n) in reads {

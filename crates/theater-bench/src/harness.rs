@@ -274,3 +274,35 @@ pub(crate) async fn versus(
     let per = |d: std::time::Duration| 1.0 / d.as_secs_f64();
     Ok((per(median(&mut ours)), per(median(&mut base))))
 }
+
+/// A single-threaded tokio runtime, as every row runs on (the load and Theater share it).
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// The example component `example`, granted what `grant` adds, spawned on a memory chain.
+pub(crate) async fn spawn_example(
+    example: &str,
+    grant: impl Fn(theater_wasm::WasmActor) -> theater_wasm::WasmActor + Send + Sync + 'static,
+) -> anyhow::Result<theater_core::ActorHandle> {
+    use theater_wasm::{Limits, WasmConfig, WasmHost};
+    let host = WasmHost::new(WasmConfig::default().pooling(Some(4)))?;
+    let component = host.load_file(theater_test_support::example_component(example))?;
+    let id = theater_chain::ChainId::new(example)?;
+    let actor_id = id.clone();
+    Ok(theater_core::spawn(
+        move || {
+            grant(host.actor(
+                &component,
+                &actor_id,
+                serde_json::Value::Null,
+                Limits::default(),
+            ))
+        },
+        Box::new(theater_chain::MemoryStore::new(id)),
+        theater_core::ActorConfig::default(),
+    )
+    .await?)
+}

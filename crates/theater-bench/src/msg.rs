@@ -100,9 +100,7 @@ async fn received(h: &ActorHandle) -> anyhow::Result<u64> {
 }
 
 pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = crate::harness::runtime()?;
     if report.wants("messages") {
         rt.block_on(async {
             let n = 4_000;

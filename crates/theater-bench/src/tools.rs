@@ -21,9 +21,7 @@ pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
     if !report.wants(verify_name) && !report.wants(replay_name) {
         return Ok(());
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = crate::harness::runtime()?;
     let dir = tempfile::tempdir()?;
     let chain_dir = dir.path().join("counter");
     let host = WasmHost::new(WasmConfig::default().pooling(Some(4)))?;

@@ -35,9 +35,7 @@ mod bare {
 }
 
 pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = crate::harness::runtime()?;
     let name = "wasm counter handle_input, 1 KiB state".to_string();
     if report.wants(&name) {
         rt.block_on(handle_input(report, name))?;
