@@ -103,6 +103,15 @@ impl Database for DiesBeforeCommit {
     }
 }
 
+/// Handles a request of `ops`, which must succeed: the seq it was recorded at, and the answers.
+async fn answers(rt: &mut ActorRuntime<Clerk>, ops: Value) -> (u64, Value) {
+    let h = rt.handle(ask(ops), vec![]).await.unwrap();
+    match h.result {
+        Ok(ActorOutput::Reply { payload }) => (h.seq, payload),
+        other => panic!("{other:?}"),
+    }
+}
+
 fn ask(r: Value) -> ActorInput {
     ActorInput::Request { payload: r }
 }
@@ -163,21 +172,14 @@ async fn an_input_commits_all_its_writes_or_none() {
     let add = |name: &str, qty: i64| exec("INSERT INTO items VALUES (?1, ?2)", json!([name, qty]));
 
     // Two writes and a read of them inside the input, then committed with the entry.
-    let h = rt
-        .handle(
-            ask(
-                json!([add("apples", 5), add("pears", 1), {"query": "SELECT count(*) FROM items"}]),
-            ),
-            vec![],
-        )
-        .await
-        .unwrap();
-    let Ok(ActorOutput::Reply { payload }) = h.result else {
-        panic!()
-    };
+    let (seq, payload) = answers(
+        &mut rt,
+        json!([add("apples", 5), add("pears", 1), {"query": "SELECT count(*) FROM items"}]),
+    )
+    .await;
     assert_eq!(payload[2]["rows"], json!([[2]]));
     assert_eq!(rows(&sqlite), json!([["apples", 5], ["pears", 1]]));
-    assert_eq!(sqlite.applied_seq().unwrap(), Some(h.seq));
+    assert_eq!(sqlite.applied_seq().unwrap(), Some(seq));
 
     // A write, then the input fails: rolled back, though the chain records the write's answer.
     let h = rt
@@ -203,21 +205,11 @@ async fn an_input_commits_all_its_writes_or_none() {
             exec("UPDATE items SET qty = qty - ?1 WHERE name = 'apples'", json!([n])),
         ]})
     };
-    let h = rt
-        .handle(
-            ask(json!([
-                add("apples", 1),
-                moved(2),
-                moved(50),
-                add("kiwis", 3)
-            ])),
-            vec![],
-        )
-        .await
-        .unwrap();
-    let Ok(ActorOutput::Reply { payload }) = h.result else {
-        panic!()
-    };
+    let (_, payload) = answers(
+        &mut rt,
+        json!([add("apples", 1), moved(2), moved(50), add("kiwis", 3)]),
+    )
+    .await;
     assert!(payload[0]["error"].as_str().unwrap().contains("UNIQUE"));
     assert!(
         payload[2]["error"]
@@ -232,48 +224,38 @@ async fn an_input_commits_all_its_writes_or_none() {
 
     // The actor's SQL cannot end, nest or open the host's transaction, weaken durability or
     // forge the applied marker; its writes so far stay in the unit.
-    let h = rt
-        .handle(
-            ask(json!([
-                add("figs", 1),
-                {"query": "ROLLBACK"},
-                {"execute": "COMMIT"},
-                {"execute": "BEGIN"},
-                {"execute": "SAVEPOINT x"},
-                {"execute": "PRAGMA synchronous = OFF"},
-                {"execute": "UPDATE _theater_applied SET seq = 99"},
-                {"execute": "ATTACH DATABASE ':memory:' AS other"},
-            ])),
-            vec![],
-        )
-        .await
-        .unwrap();
-    let Ok(ActorOutput::Reply { payload }) = h.result else {
-        panic!()
-    };
+    let (seq, payload) = answers(
+        &mut rt,
+        json!([
+            add("figs", 1),
+            {"query": "ROLLBACK"},
+            {"execute": "COMMIT"},
+            {"execute": "BEGIN"},
+            {"execute": "SAVEPOINT x"},
+            {"execute": "PRAGMA synchronous = OFF"},
+            {"execute": "UPDATE _theater_applied SET seq = 99"},
+            {"execute": "ATTACH DATABASE ':memory:' AS other"},
+        ]),
+    )
+    .await;
     for refused in &payload.as_array().unwrap()[1..] {
         let e = refused["error"]
             .as_str()
             .unwrap_or_else(|| panic!("allowed: {refused}"));
         assert!(e.contains("not authorized") && e.contains("may not"), "{e}");
     }
-    assert_eq!(sqlite.applied_seq().unwrap(), Some(h.seq));
+    assert_eq!(sqlite.applied_seq().unwrap(), Some(seq));
     assert_eq!(rows(&sqlite).as_array().unwrap().len(), 4);
     sqlite
         .run(&exec("DELETE FROM items WHERE name = 'figs'", json!([])))
         .unwrap();
 
     // A query that writes is refused (writes go through execute, inside the unit).
-    let h = rt
-        .handle(
-            ask(json!([{"query": "DELETE FROM items RETURNING name"}])),
-            vec![],
-        )
-        .await
-        .unwrap();
-    let Ok(ActorOutput::Reply { payload }) = h.result else {
-        panic!()
-    };
+    let (_, payload) = answers(
+        &mut rt,
+        json!([{"query": "DELETE FROM items RETURNING name"}]),
+    )
+    .await;
     assert!(
         payload[0]["error"]
             .as_str()
@@ -357,19 +339,14 @@ async fn a_unit_that_could_not_begin_is_recorded_and_never_applied_later() {
     let busy = DiesBeforeCommit::new(&sqlite, true);
     let chain_dir = tmp.path().join("chain");
     let mut rt = start_clerk(busy.clone(), &chain_dir).await.unwrap();
-    let h = rt
-        .handle(
-            ask(json!([
-                exec("INSERT INTO items VALUES ('x', 1)", json!([])),
-                {"query": "SELECT count(*) FROM items"},
-            ])),
-            vec![],
-        )
-        .await
-        .unwrap();
-    let Ok(ActorOutput::Reply { payload }) = h.result else {
-        panic!()
-    };
+    let (_, payload) = answers(
+        &mut rt,
+        json!([
+            exec("INSERT INTO items VALUES ('x', 1)", json!([])),
+            {"query": "SELECT count(*) FROM items"},
+        ]),
+    )
+    .await;
     assert!(
         payload[0]["error"].as_str().unwrap().contains("locked"),
         "{payload}"
