@@ -1,7 +1,7 @@
 //! Recording non-deterministic host calls, and feeding them back during replay.
 
-use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -36,8 +36,10 @@ pub struct HostCalls {
     /// Where large payloads go (live) or come from (replay).
     blobs: Option<Arc<dyn BlobStore>>,
     /// Files written or deleted (`None`) by this input so far, by normalised path: what its
-    /// later reads see, before the writes are applied.
-    pub(crate) staged_files: BTreeMap<String, Option<Arc<Vec<u8>>>>,
+    /// later reads see, and what is applied to `staged_root` once its entry is durable.
+    pub(crate) staged_files: crate::files::Staged,
+    /// The granted directory the staged files go to (live only; set by the first write).
+    pub(crate) staged_root: Option<PathBuf>,
     /// Whether this input's database unit is open (see [`crate::db`]).
     pub(crate) db_unit: bool,
 }
@@ -289,13 +291,23 @@ impl HostCalls {
             .map_or(0, |r| r.len().saturating_sub(self.done.len()))
     }
 
-    /// What the entry being recorded needs.
+    /// What the entry being recorded needs. The staged files become one write: the input's
+    /// final effect on its directory (see [`crate::files::apply`]).
     pub(crate) fn into_recorded(self) -> Recorded {
+        let mut writes = self.writes;
+        if let Some(root) = self.staged_root.filter(|_| self.replay.is_none()) {
+            let staged = self.staged_files;
+            writes.push(Box::new(move |_| {
+                crate::files::apply(&root, &staged)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }));
+        }
         Recorded {
             calls: self.done,
             effects: self.effects,
             refs: self.refs,
-            writes: self.writes,
+            writes,
         }
     }
 }

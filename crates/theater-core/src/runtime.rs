@@ -89,6 +89,9 @@ pub struct ActorRuntime<A> {
     last_snapshot: u64,
     /// Effects of recorded entries, waiting for the commit that makes them durable.
     effects: Vec<(ChainRef, Effect)>,
+    /// An entry whose writes failed to apply: no input is handled until a restart applies
+    /// them (a later entry would hide them from the repair, which looks at the head).
+    unapplied: Option<(u64, String)>,
 }
 
 impl<A> std::fmt::Debug for ActorRuntime<A> {
@@ -149,6 +152,7 @@ impl<A: Actor> ActorRuntime<A> {
             config,
             last_snapshot,
             effects,
+            unapplied: None,
         })
     }
 
@@ -161,6 +165,7 @@ impl<A: Actor> ActorRuntime<A> {
         self.state_hash = report.state_hash;
         self.state = report.state;
         self.last_snapshot = report.from;
+        self.unapplied = None;
         Ok(())
     }
 
@@ -171,6 +176,12 @@ impl<A: Actor> ActorRuntime<A> {
         input: ActorInput,
         refs: Vec<ChainRef>,
     ) -> Result<Handled, RuntimeError> {
+        if let Some((seq, reason)) = &self.unapplied {
+            return Err(RuntimeError::Apply {
+                seq: *seq,
+                reason: format!("{reason} (restart the actor to apply them again)"),
+            });
+        }
         let mut host = HostCalls::live().with_blobs(self.chain.blobs());
         let result = self
             .actor
@@ -240,7 +251,12 @@ impl<A: Actor> ActorRuntime<A> {
             // Writes need their entry durable first (a commit of its own under group
             // commit), and are applied before anything else happens.
             self.chain.sync()?;
-            apply_writes(&mut *self.chain, appended.seq, recorded.writes)?;
+            if let Err(e) = apply_writes(&mut *self.chain, appended.seq, recorded.writes) {
+                if let RuntimeError::Apply { seq, reason } = &e {
+                    self.unapplied = Some((*seq, reason.clone()));
+                }
+                return Err(e);
+            }
         }
         // The entry is recorded whatever happens to the snapshot: a failed snapshot is only
         // a longer replay on the next restart, and it is tried again at the next entry.

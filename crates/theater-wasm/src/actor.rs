@@ -278,11 +278,9 @@ impl Actor for WasmActor {
         entry: &theater_chain::Entry,
         blobs: &dyn theater_chain::BlobStore,
     ) -> Result<(), String> {
-        if let Some(grant) = self.files.as_ref().filter(|g| g.writable) {
-            let n = theater_core::files::calls::reapply(&grant.dir, entry, blobs)?;
-            if n > 0 {
-                tracing::info!(actor = %self.id, seq = entry.seq(), "applied {n} file writes again");
-            }
+        let n = theater_core::files::calls::reapply(self.files.as_deref(), entry, blobs)?;
+        if n > 0 {
+            tracing::info!(actor = %self.id, seq = entry.seq(), "applied {n} file writes again");
         }
         if let Some(db) = &self.db
             && theater_core::db::reapply(&**db, entry)?

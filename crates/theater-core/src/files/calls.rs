@@ -5,7 +5,6 @@
 //! missing file, a read-only grant) and `Err` only for a recorder or replay error, which
 //! fails the input.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -14,8 +13,7 @@ use theater_chain::{BlobStore, Entry, Event, Hash, Payload};
 
 use super::{
     DirEntry, FILES_DELETE, FILES_LIST, FILES_READ, FILES_STAT, FILES_WRITE, FileError, FileGrant,
-    FileInfo, MAX_READ_BYTES, NOT_GRANTED, apply_delete, apply_write, content_type, normalize,
-    writable_path,
+    FileInfo, MAX_READ_BYTES, NOT_GRANTED, Staged, apply, content_type, normalize, writable_path,
 };
 use crate::{HostCallError, HostCalls};
 
@@ -239,7 +237,13 @@ fn check_writable(grant: &FileGrant, host: &HostCalls, path: &str) -> Result<Str
             reason: READ_ONLY.into(),
         });
     }
-    writable_path(&grant.dir, &key)?;
+    // A file this input deleted may be on the way (it makes way for a directory): what is
+    // on disk matters only up to it.
+    let deleted_on_way = key
+        .match_indices('/')
+        .map(|(i, _)| &key[..i])
+        .find(|prefix| matches!(host.staged_files.get(*prefix), Some(None)));
+    writable_path(&grant.dir, deleted_on_way.unwrap_or(&key))?;
     let refused = |reason: &str| FileError::Refused {
         path: path.to_string(),
         reason: reason.into(),
@@ -289,10 +293,7 @@ pub fn write(
                 return error(format!("cannot record the contents: {e}"));
             }
         }
-        host.staged_files
-            .insert(key.clone(), Some(contents.clone()));
-        let root = grant.dir.clone();
-        host.on_commit(move |_| apply_write(&root, &key, &contents).map_err(|e| e.to_string()));
+        stage(host, grant, key, Some(contents.clone()));
         Payload::json(json!({}))
     })?;
     Ok(failed(&result).map_or(Ok(()), Err))
@@ -306,41 +307,74 @@ pub fn delete(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> An
             Ok(k) => k,
             Err(e) => return error(e),
         };
-        if let Err(e) = current(grant, host, path) {
+        // It must be there (staged, or a file on disk): existence only, nothing is read.
+        let there = match staged(host, path) {
+            Some(contents) => contents
+                .map(drop)
+                .ok_or_else(|| FileError::NotFound(path.to_string())),
+            None => super::resolve(&grant.dir, path).map(drop),
+        };
+        if let Err(e) = there {
             return error(e);
         }
-        host.staged_files.insert(key.clone(), None);
-        let root = grant.dir.clone();
-        host.on_commit(move |_| apply_delete(&root, &key).map_err(|e| e.to_string()));
+        stage(host, grant, key, None);
         Payload::json(json!({}))
     })?;
     Ok(failed(&result).map_or(Ok(()), Err))
 }
 
-/// Applies again the file writes and deletes `entry` recorded, in order: after a crash
-/// between making the entry durable and applying them. Idempotent. Returns how many were
-/// applied; an error names the write that failed.
-pub fn reapply(root: &Path, entry: &Entry, blobs: &dyn BlobStore) -> Result<usize, String> {
+/// Stages a write (`Some`) or delete (`None`) of `key`: later calls of this input see it, and
+/// it is applied with the rest of the input's files once its entry is durable.
+fn stage(host: &mut HostCalls, grant: &FileGrant, key: String, contents: Option<Arc<Vec<u8>>>) {
+    host.staged_files.insert(key, contents);
+    host.staged_root.get_or_insert_with(|| grant.dir.clone());
+}
+
+/// Applies again the file writes and deletes `entry` recorded, after a crash between making
+/// the entry durable and applying them: their final effect, exactly as the first time
+/// ([`apply`]), so it is idempotent. Returns how many paths were written or deleted. An entry
+/// that wrote files while no writable directory is granted now is an error, not a skip: the
+/// chain says the writes happened.
+pub fn reapply(
+    grant: Option<&FileGrant>,
+    entry: &Entry,
+    blobs: &dyn BlobStore,
+) -> Result<usize, String> {
     if !matches!(entry.event(), Event::Input { .. } | Event::Init { .. }) {
         return Ok(0);
     }
-    let mut applied = 0;
+    let mut staged = Staged::new();
     for call in entry.host_calls() {
-        if failed(&call.result).is_some() {
+        if !matches!(call.name.as_str(), FILES_WRITE | FILES_DELETE)
+            || failed(&call.result).is_some()
+        {
             continue;
         }
         let path = call.request.json.get("path").and_then(Value::as_str);
-        let key = match (call.name.as_str(), path) {
-            (FILES_WRITE | FILES_DELETE, Some(p)) => normalize(p).map_err(|e| e.to_string())?,
-            _ => continue,
-        };
-        if call.name == FILES_WRITE {
+        let key = normalize(path.ok_or_else(|| malformed(&call.name).to_string())?)
+            .map_err(|e| e.to_string())?;
+        let contents = if call.name == FILES_WRITE {
             let bytes = unstash(&call.request, Some(blobs)).map_err(|e| e.to_string())?;
-            apply_write(root, &key, &bytes).map_err(|e| e.to_string())?;
+            Some(Arc::new(bytes))
         } else {
-            apply_delete(root, &key).map_err(|e| e.to_string())?;
-        }
-        applied += 1;
+            None
+        };
+        staged.insert(key, contents);
     }
-    Ok(applied)
+    if staged.is_empty() {
+        return Ok(0);
+    }
+    let root = match grant {
+        Some(g) if g.writable => &g.dir,
+        _ => {
+            return Err(format!(
+                "entry {} wrote {} file(s) that may not have reached the disk, but no writable \
+                 directory is granted now: grant it again ([interfaces.files], writable = true) \
+                 so they can be applied",
+                entry.seq(),
+                staged.len()
+            ));
+        }
+    };
+    apply(root, &staged).map_err(|e| e.to_string())
 }

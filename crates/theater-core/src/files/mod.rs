@@ -7,10 +7,14 @@
 //! writes nothing, and the chain never names a write the directory did not get. Contents over
 //! [`theater_chain::blob::BLOB_THRESHOLD`] are recorded by hash, in the chain's blob store.
 
+mod apply;
 pub mod calls;
 
-use std::fs::{self, File};
-use std::io::{Read, Write as _};
+use apply::TMP_SUFFIX;
+pub use apply::{MAX_NAME_BYTES, Staged, apply, writable_path};
+
+use std::fs;
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -280,116 +284,8 @@ pub fn list(root: &Path, rel: &str) -> Result<Vec<DirEntry>, FileError> {
     Ok(entries)
 }
 
-const TMP_SUFFIX: &str = ".theater-tmp";
-
 fn is_temporary(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(TMP_SUFFIX)
-}
-
-/// Where a write or delete of `key` (normalised, not empty) under `root` lands: no part of
-/// the path may be a link (writes do not follow them), a directory on the way must be one,
-/// and the target itself must not be a directory.
-pub fn writable_path(root: &Path, key: &str) -> Result<PathBuf, FileError> {
-    if key.is_empty() {
-        return Err(FileError::Refused {
-            path: key.into(),
-            reason: "is the granted directory itself".into(),
-        });
-    }
-    let canonical = canonical_root(root, key)?;
-    let refused = |reason: String| FileError::Refused {
-        path: key.to_string(),
-        reason,
-    };
-    let parts: Vec<&str> = key.split('/').collect();
-    if parts.iter().any(|p| is_temporary(p)) {
-        return Err(refused(format!(
-            "names like .NAME{TMP_SUFFIX} are reserved for Theater's temporary files"
-        )));
-    }
-    let mut cur = canonical.clone();
-    for (i, part) in parts.iter().enumerate() {
-        cur.push(part);
-        let meta = match fs::symlink_metadata(&cur) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-            Err(e) => {
-                return Err(FileError::Io {
-                    path: key.to_string(),
-                    message: e.to_string(),
-                });
-            }
-        };
-        let last = i + 1 == parts.len();
-        if meta.file_type().is_symlink() {
-            return match cur.canonicalize() {
-                Ok(real) if real.starts_with(&canonical) => Err(refused(format!(
-                    "{part} is a symbolic link; writes do not follow links"
-                ))),
-                _ => Err(FileError::Escape(key.to_string())),
-            };
-        }
-        if last && meta.is_dir() {
-            return Err(refused("is a directory".into()));
-        }
-        if !last && !meta.is_dir() {
-            return Err(refused(format!("{part} is not a directory")));
-        }
-    }
-    Ok(canonical.join(key))
-}
-
-/// Writes `bytes` to `key` under `root` atomically and durably (a temporary file, fsync,
-/// rename, fsync of the directory), creating missing directories.
-pub fn apply_write(root: &Path, key: &str, bytes: &[u8]) -> Result<(), FileError> {
-    let path = writable_path(root, key)?;
-    let io = |e: std::io::Error| FileError::Io {
-        path: key.to_string(),
-        message: e.to_string(),
-    };
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(FileError::Escape(key.to_string()));
-    };
-    fs::create_dir_all(parent).map_err(io)?;
-    let tmp = parent.join(format!(".{}{TMP_SUFFIX}", name.to_string_lossy()));
-    let write = || -> std::io::Result<()> {
-        // A leftover of a crash (or anything else at that name, a link included) goes first;
-        // then the temporary file is created new, never opened through a link.
-        match fs::remove_file(&tmp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        File::open(parent)?.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io(e)
-    })
-}
-
-/// Deletes the file `key` under `root` (durably); a file already gone is not an error.
-pub fn apply_delete(root: &Path, key: &str) -> Result<(), FileError> {
-    let path = writable_path(root, key)?;
-    let io = |e: std::io::Error| FileError::Io {
-        path: key.to_string(),
-        message: e.to_string(),
-    };
-    match fs::remove_file(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(e)),
-    }
-    match path.parent() {
-        Some(parent) => File::open(parent).and_then(|d| d.sync_all()).map_err(io),
-        None => Ok(()),
-    }
 }
 
 /// A content type for `path`, by its extension (`application/octet-stream` if unknown).

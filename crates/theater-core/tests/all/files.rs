@@ -58,6 +58,13 @@ impl Actor for Scribe {
                     .map(|l| json!(l.iter().map(|e| e.name.clone()).collect::<Vec<_>>())),
                 "delete" => calls::delete(grant, host, path)?.map(|()| json!("ok")),
                 "fail" => return Err(ActorError::Failed("asked to fail".into())),
+                // Someone else changing the directory behind the actor's back.
+                "outside" if host.is_replaying() => Ok(json!("ok")),
+                "outside" => {
+                    let root = &self.grant.as_ref().unwrap().dir;
+                    std::fs::write(root.join(path), "outside").unwrap();
+                    Ok(json!("ok"))
+                }
                 other => Err(format!("unknown op {other}")),
             };
             answers.push(answer.unwrap_or_else(|e| json!({"error": e})));
@@ -76,10 +83,7 @@ impl Actor for Scribe {
         entry: &theater_chain::Entry,
         blobs: &dyn theater_chain::BlobStore,
     ) -> Result<(), String> {
-        match &self.grant {
-            Some(g) => calls::reapply(&g.dir, entry, blobs).map(|_| ()),
-            None => Ok(()),
-        }
+        calls::reapply(self.grant.as_ref(), entry, blobs).map(drop)
     }
 }
 
@@ -409,74 +413,277 @@ async fn a_stop_between_commit_and_apply_is_repaired_at_the_next_start() {
     drop(rt);
 }
 
-/// One step of the property test: a file op, in an input that may fail.
+/// Forgets that the head's writes were applied, as if the host died right after the entry
+/// became durable.
+fn forget_applied(chain_dir: &Path) {
+    std::fs::remove_file(chain_dir.join("applied")).unwrap();
+}
+
+#[tokio::test]
+async fn a_repair_applies_the_inputs_final_effect_whatever_reached_the_disk() {
+    let (_tmp, root, chain_dir) = dirs();
+    std::fs::write(root.join("a"), "a file first").unwrap();
+    let mut rt = start_on(scribe(&root), &chain_dir).await;
+    // A file makes way for a directory within one input.
+    let ops = json!([
+        {"op": "write", "path": "a", "text": "then replaced"},
+        {"op": "delete", "path": "a"},
+        {"op": "write", "path": "a/b", "text": "inside"},
+        {"op": "write", "path": "c", "text": "one"},
+        {"op": "write", "path": "c", "text": "two"},
+    ]);
+    assert_eq!(run(&mut rt, ops).await.unwrap()[2], json!("ok"));
+    drop(rt);
+    assert_eq!(std::fs::read_to_string(root.join("a/b")).unwrap(), "inside");
+    // Fully applied, mark lost: the repair finds a directory where the input deleted a file.
+    forget_applied(&chain_dir);
+    drop(start_on(scribe(&root), &chain_dir).await);
+    // Half applied (the old file still there, nothing written yet), mark lost.
+    std::fs::remove_dir_all(root.join("a")).unwrap();
+    std::fs::write(root.join("a"), "a file first").unwrap();
+    std::fs::remove_file(root.join("c")).unwrap();
+    forget_applied(&chain_dir);
+    let rt = start_on(scribe(&root), &chain_dir).await;
+    assert_eq!(std::fs::read_to_string(root.join("a/b")).unwrap(), "inside");
+    assert_eq!(std::fs::read_to_string(root.join("c")).unwrap(), "two");
+    assert_eq!(rt.chain().writes_applied(), Some(1));
+}
+
+#[tokio::test]
+async fn long_names_and_huge_files_are_handled_and_a_lost_grant_stops_the_repair() {
+    let (_tmp, root, chain_dir) = dirs();
+    let mut rt = start_on(scribe(&root), &chain_dir).await;
+    let longest = "n".repeat(theater_core::files::MAX_NAME_BYTES);
+    let too_long = "n".repeat(theater_core::files::MAX_NAME_BYTES + 1);
+    // A sparse file over the read limit: deleting it reads nothing.
+    let huge = std::fs::File::create(root.join("huge.bin")).unwrap();
+    huge.set_len(theater_core::files::MAX_READ_BYTES * 4)
+        .unwrap();
+    let answers = run(
+        &mut rt,
+        json!([
+            {"op": "write", "path": longest, "text": "fits"},
+            {"op": "write", "path": too_long, "text": "does not"},
+            {"op": "delete", "path": "huge.bin"},
+        ]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answers[0], json!("ok"));
+    let refused = answers[1]["error"].as_str().unwrap();
+    assert!(refused.contains("over the 255"), "{refused}");
+    assert_eq!(answers[2], json!("ok"));
+    assert_eq!(
+        std::fs::read_to_string(root.join(&longest)).unwrap(),
+        "fits"
+    );
+    assert!(!root.join("huge.bin").exists());
+    drop(rt);
+    // The writes may not have landed, and the manifest no longer grants the directory: the
+    // actor does not start (and says why) rather than lose them.
+    forget_applied(&chain_dir);
+    let e = ActorRuntime::start(
+        Scribe {
+            grant: Some(FileGrant::read_only(&root)),
+        },
+        file_chain(&chain_dir),
+        RuntimeConfig::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("no writable directory is granted"),
+        "{e}"
+    );
+    drop(start_on(scribe(&root), &chain_dir).await);
+}
+
+#[tokio::test]
+async fn after_a_failed_apply_nothing_is_handled_until_a_restart_applies_it() {
+    let (_tmp, root, chain_dir) = dirs();
+    let mut rt = start_on(scribe(&root), &chain_dir).await;
+    // A file appears where the input's directory must go, after the write was staged.
+    let e = rt
+        .handle(
+            request(json!([
+                {"op": "write", "path": "d/x", "text": "mine"},
+                {"op": "outside", "path": "d"},
+            ])),
+            vec![],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, theater_core::RuntimeError::Apply { seq: 1, .. }),
+        "{e}"
+    );
+    // No later input may bury the entry whose writes are missing.
+    let e = rt.handle(request(json!([])), vec![]).await.unwrap_err();
+    assert!(e.to_string().contains("restart the actor"), "{e}");
+    assert_eq!(rt.chain().len(), 2);
+    std::fs::remove_file(root.join("d")).unwrap();
+    rt.restart(scribe(&root)).await.unwrap();
+    assert_eq!(std::fs::read_to_string(root.join("d/x")).unwrap(), "mine");
+    assert_eq!(
+        run(&mut rt, json!([{"op": "read", "path": "d/x"}]))
+            .await
+            .unwrap(),
+        [json!("mine")]
+    );
+}
+
+#[tokio::test]
+async fn a_refused_large_write_names_no_missing_blob() {
+    let (_tmp, root, chain_dir) = dirs();
+    let mut rt = ActorRuntime::start(
+        Scribe {
+            grant: Some(FileGrant::read_only(&root)),
+        },
+        file_chain(&chain_dir),
+        RuntimeConfig::default(),
+    )
+    .await
+    .unwrap();
+    let answers = run(
+        &mut rt,
+        json!([{"op": "write", "path": "big.bin", "text": "z", "size": 40_000}]),
+    )
+    .await
+    .unwrap();
+    assert!(answers[0]["error"].as_str().unwrap().contains("read-only"));
+    let problems = theater_chain::blob::check_blobs(
+        rt.chain(),
+        &[
+            theater_core::files::FILES_WRITE,
+            theater_core::files::FILES_READ,
+        ],
+    )
+    .unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+/// One step of the property test: a file op on one of [`PATHS`], in an input that may fail.
 #[derive(Clone, Debug)]
 enum Step {
     Write(usize, String),
     Delete(usize),
 }
 
+/// Paths where files and directories get in each other's way.
+const PATHS: [&str; 5] = ["a", "b", "a/x", "a/y", "b/x"];
+
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        (0..4usize, "[a-z]{0,12}").prop_map(|(f, t)| Step::Write(f, t)),
-        (0..4usize).prop_map(Step::Delete),
+        (0..PATHS.len(), "[a-z]{0,12}").prop_map(|(f, t)| Step::Write(f, t)),
+        (0..PATHS.len()).prop_map(Step::Delete),
     ]
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+/// The directory as the model sees it: files with their text, and directories.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Tree {
+    files: BTreeMap<String, String>,
+    dirs: std::collections::BTreeSet<String>,
+}
 
-    /// Whatever mix of writes, deletes and failing inputs: the directory ends as the
-    /// successful inputs alone would leave it, and the chain replays without it.
+impl Tree {
+    /// What a successful op does; `false` if the actor is refused.
+    fn apply(&mut self, step: &Step) -> bool {
+        match step {
+            Step::Write(f, t) => {
+                let p = PATHS[*f];
+                let parents: Vec<&str> = p.match_indices('/').map(|(i, _)| &p[..i]).collect();
+                if self.dirs.contains(p) || parents.iter().any(|q| self.files.contains_key(*q)) {
+                    return false;
+                }
+                self.dirs.extend(parents.iter().map(|q| q.to_string()));
+                self.files.insert(p.to_string(), t.clone());
+                true
+            }
+            Step::Delete(f) => self.files.remove(PATHS[*f]).is_some(),
+        }
+    }
+
+    fn read(root: &Path) -> Tree {
+        let mut tree = Tree::default();
+        let mut todo = vec![String::new()];
+        while let Some(dir) = todo.pop() {
+            for e in std::fs::read_dir(root.join(&dir)).unwrap() {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                let rel = if dir.is_empty() {
+                    name
+                } else {
+                    format!("{dir}/{name}")
+                };
+                if e.file_type().unwrap().is_dir() {
+                    tree.dirs.insert(rel.clone());
+                    todo.push(rel);
+                } else {
+                    tree.files
+                        .insert(rel, std::fs::read_to_string(e.path()).unwrap());
+                }
+            }
+        }
+        tree
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Whatever mix of writes, deletes and failing inputs, files and directories in each
+    /// other's way: the directory ends as the successful inputs alone would leave it; a
+    /// repair of each entry (from the state before it, or after it) ends there too; and the
+    /// chain replays without the directory.
     #[test]
     fn the_directory_is_what_the_successful_inputs_wrote(
-        inputs in prop::collection::vec((prop::collection::vec(step(), 1..4), any::<bool>()), 1..12)
+        inputs in prop::collection::vec((prop::collection::vec(step(), 1..5), any::<bool>()), 1..12)
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async {
             let tmp = tempfile::tempdir().unwrap();
-            let root = tmp.path().to_path_buf();
+            let root = tmp.path().join("live");
+            // Always one input behind: where a repair from the state before an entry runs.
+            let behind = tmp.path().join("behind");
+            std::fs::create_dir(&root).unwrap();
+            std::fs::create_dir(&behind).unwrap();
             let chain: Box<dyn ChainStore> = Box::new(MemoryStore::new(id("prop")));
             let mut actor = ActorRuntime::start(scribe(&root), chain, RuntimeConfig::default()).await.unwrap();
-            let mut model: BTreeMap<String, String> = BTreeMap::new();
+            let mut model = Tree::default();
             for (steps, fails) in &inputs {
                 let mut ops = Vec::new();
                 let mut staged = model.clone();
+                let mut expected = Vec::new();
                 for s in steps {
-                    match s {
-                        Step::Write(f, t) => {
-                            ops.push(json!({"op": "write", "path": format!("f{f}"), "text": t}));
-                            staged.insert(format!("f{f}"), t.clone());
-                        }
-                        Step::Delete(f) => {
-                            ops.push(json!({"op": "delete", "path": format!("f{f}")}));
-                            staged.remove(&format!("f{f}"));
-                        }
-                    }
+                    ops.push(match s {
+                        Step::Write(f, t) => json!({"op": "write", "path": PATHS[*f], "text": t}),
+                        Step::Delete(f) => json!({"op": "delete", "path": PATHS[*f]}),
+                    });
+                    expected.push(staged.apply(s));
                 }
                 if *fails {
                     ops.push(json!({"op": "fail"}));
                 }
                 let result = run(&mut actor, Value::Array(ops)).await;
                 prop_assert_eq!(result.is_err(), *fails);
-                if !fails {
+                if let Ok(answers) = result {
+                    let allowed: Vec<bool> = answers.iter().map(|a| a == "ok").collect();
+                    prop_assert_eq!(allowed, expected, "{:?}", answers);
                     model = staged;
                 }
-                let mut on_disk = BTreeMap::new();
-                for e in std::fs::read_dir(&root).unwrap() {
-                    let e = e.unwrap();
-                    on_disk.insert(
-                        e.file_name().to_string_lossy().into_owned(),
-                        std::fs::read_to_string(e.path()).unwrap(),
-                    );
-                }
-                prop_assert_eq!(&on_disk, &model);
+                prop_assert_eq!(&Tree::read(&root), &model);
+                let head = actor.chain().get(actor.chain().len() - 1).unwrap();
+                let blobs = actor.chain().blobs();
+                calls::reapply(Some(&FileGrant::read_write(&root)), &head, &*blobs).unwrap();
+                prop_assert_eq!(&Tree::read(&root), &model, "repair after the entry");
+                calls::reapply(Some(&FileGrant::read_write(&behind)), &head, &*blobs).unwrap();
+                prop_assert_eq!(&Tree::read(&behind), &model, "repair from before the entry");
             }
             let live = actor.state().clone();
             let (_, chain) = actor.into_parts();
             let report = replay(&mut Scribe { grant: None }, &*chain).await.unwrap();
             prop_assert_eq!(report.state, live);
-            // Every recorded write is there, failed inputs' included (marked by the entry).
             let failed = (0..chain.len())
                 .filter(|s| matches!(chain.get(*s).unwrap().event(), Event::Failed { .. }))
                 .count();

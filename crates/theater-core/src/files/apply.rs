@@ -1,0 +1,260 @@
+//! Applying an input's file writes and deletes to the granted directory once its entry is
+//! durable, and again after a crash (the same code both times, so a repair does exactly what
+//! the first application would have done).
+//!
+//! What is applied is the input's final effect per path ([`Staged`]), not its calls one by
+//! one: a file written twice is written once, a file written then deleted is only deleted.
+//! Deletes go first (a file may have to make way for a directory), then writes, then one
+//! fsync per directory touched. Every step is idempotent, so a repair after a crash part-way
+//! through, or after a complete application whose mark was lost, ends in the same directory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use theater_chain::Hash;
+
+use super::{FileError, canonical_root, is_temporary};
+
+/// An input's file writes (`Some(contents)`) and deletes (`None`) by normalised path: what
+/// its later calls see, and what is applied once its entry is durable.
+pub type Staged = BTreeMap<String, Option<Arc<Vec<u8>>>>;
+
+/// Ends every temporary file name; names of this shape are reserved.
+pub(super) const TMP_SUFFIX: &str = ".theater-tmp";
+
+/// The longest file name a write may use: the common file-system limit (NAME_MAX).
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// The longest path, granted directory included, a write may use (PATH_MAX less room for
+/// the temporary name beside it).
+const MAX_PATH_BYTES: usize = 4000;
+
+/// What is at `key` under the canonical `root`: its path and, if something is there, whether
+/// it is a directory. No part of the path may be a link (writes do not follow them), and
+/// every directory on the way must be one.
+fn target(canonical: &Path, key: &str) -> Result<(PathBuf, Option<bool>), FileError> {
+    let refused = |reason: String| FileError::Refused {
+        path: key.to_string(),
+        reason,
+    };
+    if key.is_empty() {
+        return Err(refused("is the granted directory itself".into()));
+    }
+    let parts: Vec<&str> = key.split('/').collect();
+    if parts.iter().any(|p| is_temporary(p)) {
+        return Err(refused(format!(
+            "names like .NAME{TMP_SUFFIX} are reserved for Theater's temporary files"
+        )));
+    }
+    if let Some(long) = parts.iter().find(|p| p.len() > MAX_NAME_BYTES) {
+        return Err(refused(format!(
+            "the name {long:?} is {} bytes, over the {MAX_NAME_BYTES} a file name may have",
+            long.len()
+        )));
+    }
+    let full = canonical.join(key);
+    if full.as_os_str().len() > MAX_PATH_BYTES {
+        return Err(refused(format!(
+            "the path is {} bytes with the granted directory, over the {MAX_PATH_BYTES} allowed",
+            full.as_os_str().len()
+        )));
+    }
+    let mut cur = canonical.to_path_buf();
+    for (i, part) in parts.iter().enumerate() {
+        cur.push(part);
+        let meta = match fs::symlink_metadata(&cur) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((full, None)),
+            Err(e) => {
+                return Err(FileError::Io {
+                    path: key.to_string(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        if meta.file_type().is_symlink() {
+            return match cur.canonicalize() {
+                Ok(real) if real.starts_with(canonical) => Err(refused(format!(
+                    "{part} is a symbolic link; writes do not follow links"
+                ))),
+                _ => Err(FileError::Escape(key.to_string())),
+            };
+        }
+        let last = i + 1 == parts.len();
+        if last {
+            return Ok((full, Some(meta.is_dir())));
+        }
+        if !meta.is_dir() {
+            return Err(refused(format!("{part} is not a directory")));
+        }
+    }
+    Ok((full, None))
+}
+
+/// Where a write or delete of `key` (normalised, not empty) under `root` lands: no part of
+/// the path may be a link, a directory on the way must be one, the target itself must not be
+/// a directory, and names must fit the file system.
+pub fn writable_path(root: &Path, key: &str) -> Result<PathBuf, FileError> {
+    let canonical = canonical_root(root, key)?;
+    match target(&canonical, key)? {
+        (_, Some(true)) => Err(FileError::Refused {
+            path: key.to_string(),
+            reason: "is a directory".into(),
+        }),
+        (path, _) => Ok(path),
+    }
+}
+
+/// Applies `staged` to `root` (see the module docs) and makes it durable. Returns how many
+/// paths it wrote or deleted; an error names the path that failed.
+pub fn apply(root: &Path, staged: &Staged) -> Result<usize, FileError> {
+    if staged.is_empty() {
+        return Ok(0);
+    }
+    let canonical = canonical_root(root, "")?;
+    let mut touched = BTreeSet::new();
+    let mut applied = 0;
+    for (key, _) in staged.iter().filter(|(_, v)| v.is_none()) {
+        let (path, found) = target(&canonical, key)?;
+        // A directory there now means a write of this input below it made it one: the file
+        // it deleted is gone either way.
+        if found == Some(false) {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_error(key, e));
+                }
+                _ => {}
+            }
+        }
+        applied += 1;
+        touched.insert(parent_of(&path, key)?);
+    }
+    for (key, contents) in staged {
+        let Some(parent) = Path::new(key).parent() else {
+            continue;
+        };
+        // The input saw the directories of every path it wrote, deleted since or not.
+        fs::create_dir_all(canonical.join(parent)).map_err(|e| io_error(key, e))?;
+        let Some(bytes) = contents else {
+            continue;
+        };
+        let path = match target(&canonical, key)? {
+            (_, Some(true)) => {
+                return Err(FileError::Refused {
+                    path: key.clone(),
+                    reason: "is a directory".into(),
+                });
+            }
+            (path, _) => path,
+        };
+        write_atomic(&path, key, bytes)?;
+        applied += 1;
+        touched.insert(parent_of(&path, key)?);
+    }
+    // Every directory from the root down to each touched one: a new directory is durable
+    // only once its parent is synced too.
+    let mut dirs = BTreeSet::new();
+    for dir in &touched {
+        dirs.extend(
+            dir.ancestors()
+                .take_while(|d| d.starts_with(&canonical))
+                .map(Path::to_path_buf),
+        );
+    }
+    for dir in dirs {
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| FileError::Io {
+                path: dir.display().to_string(),
+                message: format!("cannot sync the directory: {e}"),
+            })?;
+    }
+    Ok(applied)
+}
+
+fn io_error(key: &str, e: std::io::Error) -> FileError {
+    FileError::Io {
+        path: key.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn parent_of(path: &Path, key: &str) -> Result<PathBuf, FileError> {
+    path.parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| FileError::Escape(key.to_string()))
+}
+
+/// Replaces `path` by `bytes` atomically: a temporary file beside it (a short name of fixed
+/// length, so any name that fits the file system works), fsynced, then renamed over it.
+fn write_atomic(path: &Path, key: &str, bytes: &[u8]) -> Result<(), FileError> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(FileError::Escape(key.to_string()));
+    };
+    let tag = Hash::digest(name.as_encoded_bytes()).to_string();
+    let tmp = parent.join(format!(".{}{TMP_SUFFIX}", &tag[..16]));
+    let write = || -> std::io::Result<()> {
+        // A leftover of a crash (or anything else at that name, a link included) goes first;
+        // then the temporary file is created new, never opened through a link.
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_error(key, e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+
+    fn staged(ops: &[(&str, Option<&str>)]) -> Staged {
+        ops.iter()
+            .map(|(k, v)| (k.to_string(), v.map(|s| Arc::new(s.as_bytes().to_vec()))))
+            .collect()
+    }
+
+    #[test]
+    fn a_file_makes_way_for_a_directory_and_applying_twice_changes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("a"), b"old").unwrap();
+        // The input deleted the file a, then wrote a/b (and wrote then deleted c/d).
+        let plan = staged(&[("a", None), ("a/b", Some("new")), ("c/d", None)]);
+        assert_eq!(apply(root.path(), &plan).unwrap(), 3);
+        assert_eq!(fs::read(root.path().join("a/b")).unwrap(), b"new");
+        assert!(root.path().join("c").is_dir());
+        // A repair after the mark was lost: the same directory, no error.
+        assert_eq!(apply(root.path(), &plan).unwrap(), 3);
+        assert_eq!(fs::read(root.path().join("a/b")).unwrap(), b"new");
+        let names: Vec<_> = fs::read_dir(root.path().join("a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["b"], "no temporary file is left behind");
+    }
+
+    #[test]
+    fn the_longest_name_the_file_system_takes_is_written_and_a_longer_one_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let longest = "n".repeat(MAX_NAME_BYTES);
+        apply(root.path(), &staged(&[(&longest, Some("x"))])).unwrap();
+        assert_eq!(fs::read(root.path().join(&longest)).unwrap(), b"x");
+        let over = "n".repeat(MAX_NAME_BYTES + 1);
+        let e = writable_path(root.path(), &over).unwrap_err();
+        assert!(e.to_string().contains("over the 255"), "{e}");
+    }
+}
