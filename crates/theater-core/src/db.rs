@@ -7,7 +7,7 @@
 //! | request | answer |
 //! |---|---|
 //! | `{"query": sql, "params": [...]}` | `{"columns": [...], "rows": [[...], ...]}` |
-//! | `{"execute": sql, "params": [...]}` | `{"changes": n, "last_insert_rowid": id}` |
+//! | `{"execute": sql, "params": [...]}` | `{"changes": n}`, with `"last_insert_rowid": id` if it inserted a row |
 //! | `{"transaction": [request, ...]}` | `{"results": [answer, ...]}`, all applied or none |
 //!
 //! Values are JSON: null, numbers, strings, booleans (as 0/1), and blobs as
@@ -28,8 +28,13 @@ use theater_chain::{Entry, Event, Payload};
 use crate::{HostCallError, HostCalls};
 
 /// Name of a recorded database call: request as above, result `{"ok": answer}` or
-/// `{"error": message}`.
+/// `{"error": message}` (with `"unit_lost": true` once the database ended the input's unit
+/// by itself).
 pub const DB_RUN: &str = "theater:db/run";
+
+/// The error an actor granted no database gets (recorded like any answer).
+pub const NOT_GRANTED: &str =
+    "no database is granted to this actor (add [interfaces.db] to its manifest)";
 
 /// A database an actor may use.
 pub trait Database: Send + Sync + std::fmt::Debug {
@@ -52,6 +57,12 @@ pub trait Database: Send + Sync + std::fmt::Debug {
 
     /// Rolls back the input's unit.
     fn rollback_input(&self) {}
+
+    /// Whether the database ended the open unit by itself (its writes so far are undone and
+    /// it refuses further requests until the input ends). The default never does.
+    fn unit_lost(&self) -> bool {
+        false
+    }
 
     /// The seq of the last entry whose unit was committed, if the database records it.
     fn applied_seq(&self) -> Result<Option<u64>, String> {
@@ -81,29 +92,26 @@ pub fn run(
     host: &mut HostCalls,
     request: Value,
 ) -> Result<Result<Value, String>, HostCallError> {
-    let payload = Payload::json(request.clone());
     // Reads need no unit (an input that only reads commits nothing); the first write opens it.
     let writes = request.get("query").is_none();
     let live = match db {
-        _ if host.is_replaying() => None,
-        None => Some(Err("no database is granted to this actor".to_string())),
+        _ if host.is_replaying() => Value::Null,
+        None => json!({"error": NOT_GRANTED}),
         Some(db) => {
             let begun = if writes && !host.db_unit {
                 begin(db, host)
             } else {
                 Ok(())
             };
-            Some(begun.and_then(|()| db.run(&request)))
+            match begun.and_then(|()| db.run(&request)) {
+                Ok(answer) => json!({"ok": answer}),
+                Err(e) if db.unit_lost() => json!({"error": e, "unit_lost": true}),
+                Err(e) => json!({"error": e}),
+            }
         }
     };
     // Every answer is recorded, a failure to begin the unit included.
-    let result = host.call_sync(DB_RUN, payload, move || {
-        Payload::json(match live {
-            Some(Ok(answer)) => json!({"ok": answer}),
-            Some(Err(e)) => json!({"error": e}),
-            None => Value::Null,
-        })
-    })?;
+    let result = host.call_sync(DB_RUN, Payload::json(request), move || Payload::json(live))?;
     if let Some(e) = result.json.get("error").and_then(Value::as_str) {
         return Ok(Err(e.to_string()));
     }
@@ -134,9 +142,10 @@ fn begin(db: &Arc<dyn Database>, host: &mut HostCalls) -> Result<(), String> {
 }
 
 /// Applies again the unit of `entry` (the chain's last entry) if `db` has not committed it:
-/// its recorded requests are run again in order, each answer must be the recorded one (or
-/// the database does not match the chain), and the unit is committed with `entry`'s seq.
-/// Returns whether anything was applied.
+/// its recorded requests are run again in order, each answer must match the recorded one (or
+/// the database does not match the chain; see [`same_answer`]), and the unit is committed
+/// with `entry`'s seq. A unit the database lost live is not applied (the actor was told its
+/// writes were undone). Returns whether anything was applied.
 pub fn reapply(db: &dyn Database, entry: &Entry) -> Result<bool, String> {
     if !matches!(entry.event(), Event::Input { .. } | Event::Init { .. }) {
         return Ok(false);
@@ -149,14 +158,22 @@ pub fn reapply(db: &dyn Database, entry: &Entry) -> Result<bool, String> {
         .filter(|c| c.name == DB_RUN && c.result.json.get("ok").is_some())
         .collect();
     let wrote = done.iter().any(|c| c.request.json.get("query").is_none());
-    if !wrote || db.applied_seq()?.is_some_and(|s| s >= entry.seq()) {
+    let lost = entry
+        .host_calls()
+        .iter()
+        .any(|c| c.name == DB_RUN && c.result.json.get("unit_lost").is_some());
+    if !wrote || lost || db.applied_seq()?.is_some_and(|s| s >= entry.seq()) {
         return Ok(false);
     }
     db.begin_input()?;
     let applied = (|| {
         for (i, call) in done.iter().enumerate() {
             let again = db.run(&call.request.json);
-            if again.as_ref().ok() != call.result.json.get("ok") {
+            let matches = match (&again, call.result.json.get("ok")) {
+                (Ok(again), Some(then)) => same_answer(&call.request.json, then, again),
+                _ => false,
+            };
+            if !matches {
                 return Err(format!(
                     "the database does not match the chain: request {i} of entry {} answers {again:?} now, {} then",
                     entry.seq(),
@@ -170,4 +187,91 @@ pub fn reapply(db: &dyn Database, entry: &Entry) -> Result<bool, String> {
         db.rollback_input();
     }
     applied.map(|()| true)
+}
+
+/// Whether `again`, the answer to `request` now, matches `then`, the recorded one, in what
+/// is a function of the request and the database: rows, and the changes and inserted rowid
+/// of an `execute`. Older hosts recorded counts left over from earlier statements (a rowid
+/// for an `UPDATE`, a count for DDL), so a rowid is compared only where one is answered now,
+/// and the count of DDL not at all.
+pub fn same_answer(request: &Value, then: &Value, again: &Value) -> bool {
+    if let Some(list) = request.get("transaction").and_then(Value::as_array) {
+        let (Some(t), Some(a)) = (
+            then.get("results").and_then(Value::as_array),
+            again.get("results").and_then(Value::as_array),
+        ) else {
+            return false;
+        };
+        return t.len() == list.len()
+            && a.len() == list.len()
+            && list
+                .iter()
+                .zip(t.iter().zip(a))
+                .all(|(r, (t, a))| same_answer(r, t, a));
+    }
+    let Some(sql) = request.get("execute").and_then(Value::as_str) else {
+        return then == again;
+    };
+    let ddl = matches!(
+        leading_keyword(sql).to_ascii_uppercase().as_str(),
+        "CREATE" | "DROP" | "ALTER"
+    );
+    let rowid = again.get("last_insert_rowid");
+    (ddl || then.get("changes") == again.get("changes"))
+        && (rowid.is_none() || then.get("last_insert_rowid") == rowid)
+}
+
+/// The first word of `sql`, after whitespace and comments.
+fn leading_keyword(sql: &str) -> &str {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r.split_once('\n').map_or("", |(_, r)| r);
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.split_once("*/").map_or("", |(_, r)| r);
+        } else {
+            break;
+        }
+    }
+    let end = rest
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
+    &rest[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_compare_on_what_the_statement_decides() {
+        let exec = |sql: &str| json!({"execute": sql});
+        let update = exec("UPDATE t SET x = 1");
+        // An older host's UPDATE answer carried the connection's last rowid.
+        let old = json!({"changes": 1, "last_insert_rowid": 1});
+        assert!(same_answer(&update, &old, &json!({"changes": 1})));
+        assert!(!same_answer(&update, &old, &json!({"changes": 0})));
+        let insert = exec("INSERT INTO t VALUES (1)");
+        let then = json!({"changes": 1, "last_insert_rowid": 3});
+        assert!(same_answer(&insert, &then, &then));
+        let moved = json!({"changes": 1, "last_insert_rowid": 4});
+        assert!(!same_answer(&insert, &then, &moved));
+        let ddl = exec(" -- schema\n/* v1 */ create table u (x)");
+        assert!(same_answer(&ddl, &old, &json!({"changes": 0})));
+        let tx = json!({"transaction": [update, insert]});
+        let t = json!({"results": [old, then]});
+        assert!(same_answer(
+            &tx,
+            &t,
+            &json!({"results": [{"changes": 1}, then]})
+        ));
+        assert!(!same_answer(&tx, &t, &json!({"results": [{"changes": 1}]})));
+        let q = json!({"query": "SELECT 1"});
+        assert!(!same_answer(
+            &q,
+            &json!({"rows": [[1]]}),
+            &json!({"rows": [[2]]})
+        ));
+    }
 }

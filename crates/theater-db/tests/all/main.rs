@@ -367,3 +367,182 @@ async fn a_unit_that_could_not_begin_is_recorded_and_never_applied_later() {
         state
     );
 }
+
+#[tokio::test]
+async fn a_lost_commit_of_updates_only_is_applied_once_at_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("db.sqlite");
+    let sqlite = items_db(&path);
+    let dying = DiesBeforeCommit::new(&sqlite, false);
+    let chain_dir = tmp.path().join("chain");
+    let mut rt = start_clerk(dying.clone(), &chain_dir).await.unwrap();
+    answers(
+        &mut rt,
+        json!([exec(
+            "INSERT INTO items VALUES ('apples', 5), ('pears', 1)",
+            json!([])
+        )]),
+    )
+    .await;
+    // What the inventory's POST /move does: no INSERT, so no rowid of its own.
+    let moved = json!({"transaction": [
+        exec("UPDATE items SET qty = qty + 2 WHERE name = 'pears'", json!([])),
+        exec("UPDATE items SET qty = qty - 2 WHERE name = 'apples'", json!([])),
+    ]});
+    dying.armed.store(true, Ordering::SeqCst);
+    let e = rt
+        .handle(
+            ask(json!([
+                moved,
+                exec("UPDATE items SET qty = qty * 10", json!([]))
+            ])),
+            vec![],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RuntimeError::Apply { seq: 2, .. }), "{e}");
+    assert_eq!(rows(&sqlite), json!([["apples", 5], ["pears", 1]]));
+    drop((rt, dying, sqlite));
+
+    // A fresh connection has another history than the one that answered live.
+    let sqlite = Arc::new(Sqlite::open(&path).unwrap());
+    let rt = start_clerk(sqlite.clone(), &chain_dir).await.unwrap();
+    assert_eq!(rows(&sqlite), json!([["apples", 30], ["pears", 30]]));
+    assert_eq!(sqlite.applied_seq().unwrap(), Some(2));
+    drop(rt);
+    let rt = start_clerk(sqlite.clone(), &chain_dir).await.unwrap();
+    assert_eq!(rows(&sqlite), json!([["apples", 30], ["pears", 30]]));
+    drop(rt);
+}
+
+/// The answers recorded in the chain's last entry.
+fn last_answers(rt: &ActorRuntime<Clerk>) -> Vec<Value> {
+    let chain = rt.chain();
+    let entry = chain.get(chain.head().unwrap().seq).unwrap();
+    entry
+        .host_calls()
+        .iter()
+        .map(|c| c.result.json.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_unit_sqlite_rolled_back_refuses_the_rest_of_the_input_and_commits_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("db.sqlite");
+    let sqlite = items_db(&path);
+    let chain_dir = tmp.path().join("chain");
+    let mut rt = start_clerk(sqlite.clone(), &chain_dir).await.unwrap();
+    answers(
+        &mut rt,
+        json!([exec("INSERT INTO items VALUES ('apples', 5)", json!([]))]),
+    )
+    .await;
+    // The conflict makes SQLite roll back the whole transaction, figs included.
+    let e = rt
+        .handle(
+            ask(json!([
+                exec("INSERT INTO items VALUES ('figs', 1)", json!([])),
+                exec("INSERT OR ROLLBACK INTO items VALUES ('apples', 1)", json!([])),
+                exec("INSERT INTO items VALUES ('kiwis', 3)", json!([])),
+                {"query": "SELECT count(*) FROM items"},
+            ])),
+            vec![],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("rolled back this input's transaction"),
+        "{e}"
+    );
+    let recorded = last_answers(&rt);
+    assert!(recorded[0].get("ok").is_some(), "{recorded:?}");
+    for refused in &recorded[1..] {
+        let e = refused["error"].as_str().unwrap();
+        assert!(e.contains("rolled back this input's transaction"), "{e}");
+        assert_eq!(refused["unit_lost"], true);
+    }
+    // Nothing of the input autocommitted behind the entry's back.
+    assert_eq!(rows(&sqlite), json!([["apples", 5]]));
+    drop(rt);
+    // The next start applies nothing: the actor was told the unit was undone.
+    let rt = start_clerk(sqlite.clone(), &chain_dir).await.unwrap();
+    assert_eq!(rows(&sqlite), json!([["apples", 5]]));
+    let state = rt.state().clone();
+    drop(rt);
+    let stored = FileStore::open_read_only(&chain_dir).unwrap();
+    let report = replay(&mut Clerk { db: None }, &stored).await.unwrap();
+    assert_eq!(report.state, state);
+}
+
+#[tokio::test]
+async fn a_request_over_its_time_or_size_limit_is_an_error_the_chain_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)";
+    let slow = Sqlite::open(tmp.path().join("slow.sqlite"))
+        .unwrap()
+        .with_time_limit(std::time::Duration::from_millis(1));
+    let big = Sqlite::open(tmp.path().join("big.sqlite"))
+        .unwrap()
+        .with_max_result_bytes(10_000);
+    for (db, sql, error) in [
+        (
+            slow,
+            format!("{endless} SELECT count(*) FROM c"),
+            "query interrupted after 1 ms",
+        ),
+        (
+            big,
+            format!("{endless} SELECT x FROM c"),
+            "result over 10000 bytes",
+        ),
+    ] {
+        let dir = tmp.path().join(error);
+        let mut rt = start_clerk(Arc::new(db), &dir).await.unwrap();
+        let (_, payload) = answers(&mut rt, json!([{"query": sql}])).await;
+        let e = payload[0]["error"].as_str().unwrap();
+        assert!(e.contains(error), "{e}");
+        // A limited request inside a transaction fails it whole, like any other error.
+        let (_, payload) = answers(&mut rt, json!([{"transaction": [{"query": sql}]}])).await;
+        let e = payload[0]["error"].as_str().unwrap();
+        assert!(
+            e.contains("nothing was applied") && e.contains(error),
+            "{e}"
+        );
+        let state = rt.state().clone();
+        drop(rt);
+        let stored = FileStore::open_read_only(&dir).unwrap();
+        assert_eq!(
+            replay(&mut Clerk { db: None }, &stored)
+                .await
+                .unwrap()
+                .state,
+            state
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_database_that_was_not_granted_is_a_recorded_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rt = ActorRuntime::start(
+        Clerk { db: None },
+        chain(tmp.path()),
+        RuntimeConfig::default(),
+    )
+    .await
+    .unwrap();
+    let (_, payload) = answers(&mut rt, json!([{"query": "SELECT 1"}])).await;
+    assert_eq!(payload[0]["error"], db::NOT_GRANTED);
+    let state = rt.state().clone();
+    drop(rt);
+    let stored = FileStore::open_read_only(tmp.path()).unwrap();
+    assert_eq!(
+        replay(&mut Clerk { db: None }, &stored)
+            .await
+            .unwrap()
+            .state,
+        state
+    );
+}
