@@ -55,10 +55,12 @@
 
 mod config;
 mod interface;
+mod served;
 mod server;
 mod ws;
 
 pub use config::HttpConfig;
 pub use interface::HttpInterface;
+pub use served::FileStream;
 pub use server::{Body, ENTRY_HEADER, HttpServer};
 pub use ws::CONN_HEADER;

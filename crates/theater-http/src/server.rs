@@ -9,14 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use theater_chain::Hash;
-use theater_core::files::{self, FileRef};
+use theater_core::files::FileRef;
 use theater_core::{
     ActorHandle, ActorInput, ActorOutput, CallError, HttpRequest, HttpResponse, InterfaceError,
     Shutdown,
@@ -26,13 +25,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::HttpConfig;
+use crate::served::{self, FileBytes, FileStream, Unservable};
 use crate::ws::{self, Sockets};
 
 /// The response header naming the chain entry that recorded the exchange: `<seq> <hash>`.
 pub const ENTRY_HEADER: &str = "theater-entry";
 
-/// A response body.
-pub type Body = Full<Bytes>;
+/// A response body: the actor's bytes, or a file it named, streamed.
+pub type Body = Either<Full<Bytes>, FileStream>;
 
 struct Route {
     prefix: String,
@@ -218,7 +218,7 @@ async fn refuse(mut stream: TcpStream) {
 fn plain(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     let mut body = message.into();
     body.push('\n');
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(Either::Left(Full::new(Bytes::from(body))));
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,
@@ -321,13 +321,14 @@ async fn handle(shared: &Shared, mut req: Request<Incoming>) -> Response<Body> {
                 ),
             },
             ActorOutput::HttpResponse(mut r) => {
-                if let Some(file) = r.file.take() {
-                    match file_body(route, &file).await {
-                        Ok(bytes) => r.body = bytes,
+                let body = match r.file.take() {
+                    Some(file) => match file_body(route, file).await {
+                        Ok(body) => body,
                         Err(response) => return response,
-                    }
-                }
-                let mut response = response(r);
+                    },
+                    None => Either::Left(Full::new(Bytes::from(std::mem::take(&mut r.body)))),
+                };
+                let mut response = response(r, body);
                 if let Ok(v) = HeaderValue::try_from(format!("{} {}", outcome.seq, outcome.hash)) {
                     response
                         .headers_mut()
@@ -365,8 +366,8 @@ async fn collect_body(body: Incoming, config: &HttpConfig) -> Result<Bytes, Resp
     }
 }
 
-/// The bytes of the file an actor answered with, if they are still what it was told.
-async fn file_body(route: &Route, file: &FileRef) -> Result<Vec<u8>, Response<Body>> {
+/// The body of the file an actor answered with, if its bytes are still what it was told.
+async fn file_body(route: &Route, file: FileRef) -> Result<Body, Response<Body>> {
     let Some(root) = route.files.clone() else {
         return Err(plain(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -374,39 +375,38 @@ async fn file_body(route: &Route, file: &FileRef) -> Result<Vec<u8>, Response<Bo
         ));
     };
     let path = file.path.clone();
-    let read = tokio::task::spawn_blocking(move || files::read(&root, &path)).await;
-    let bytes = match read {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(e)) => return Err(plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-        Err(e) => return Err(plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-    };
-    if bytes.len() as u64 != file.size || Hash::digest(&bytes) != file.sha256 {
+    match served::open(root, file).await {
+        Ok(FileBytes::Whole(bytes)) => Ok(Either::Left(Full::new(bytes))),
+        Ok(FileBytes::Stream(stream)) => Ok(Either::Right(stream)),
+        Err(Unservable::Unusable(e)) => Err(plain(StatusCode::INTERNAL_SERVER_ERROR, e)),
         // What would be sent is not what the chain says was served.
-        return Err(plain(
+        Err(Unservable::Changed) => Err(plain(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("{} changed since the actor looked at it", file.path),
-        ));
+            format!("{path} changed since the actor looked at it"),
+        )),
     }
-    Ok(bytes)
 }
 
 /// The 101 answer that completes a WebSocket handshake, with the actor's extra headers
 /// (a chosen subprotocol, say).
 fn switching_protocols(r: HttpResponse, accept: &str) -> Response<Body> {
-    let mut response = response(HttpResponse {
-        status: 101,
-        headers: r
-            .headers
-            .into_iter()
-            .filter(|(n, _)| {
-                !["upgrade", "sec-websocket-accept"]
-                    .iter()
-                    .any(|h| n.eq_ignore_ascii_case(h))
-            })
-            .collect(),
-        body: Vec::new(),
-        file: None,
-    });
+    let mut response = response(
+        HttpResponse {
+            status: 101,
+            headers: r
+                .headers
+                .into_iter()
+                .filter(|(n, _)| {
+                    !["upgrade", "sec-websocket-accept"]
+                        .iter()
+                        .any(|h| n.eq_ignore_ascii_case(h))
+                })
+                .collect(),
+            body: Vec::new(),
+            file: None,
+        },
+        Either::Left(Full::default()),
+    );
     let h = response.headers_mut();
     h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
@@ -446,14 +446,14 @@ fn failure(e: &CallError) -> Response<Body> {
 }
 
 /// The actor's response, or a 500 naming what about it is invalid.
-fn response(r: HttpResponse) -> Response<Body> {
+fn response(r: HttpResponse, body: Body) -> Response<Body> {
     let Ok(status) = StatusCode::from_u16(r.status) else {
         return plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the actor answered an invalid status {}", r.status),
         );
     };
-    let mut response = Response::new(Full::new(Bytes::from(r.body)));
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     for (name, value) in r.headers {
         // Framing is the server's business: the body's length is known.

@@ -202,3 +202,66 @@ async fn a_file_answer_without_a_granted_directory_or_with_stale_content_is_refu
     assert!(r.text().contains("no directory is granted"), "{}", r.text());
     without.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_file_is_streamed_byte_exact_and_a_change_mid_stream_cuts_it_short() {
+    use http_body_util::BodyExt;
+    let dir = tempfile::tempdir().unwrap();
+    let public = dir.path().join("public");
+    std::fs::create_dir_all(&public).unwrap();
+    // Far more than the socket buffers and the chunks read ahead can hold.
+    let size = 48 << 20;
+    let big: Vec<u8> = (0..size as u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    std::fs::write(public.join("big.bin"), &big).unwrap();
+    let host = WasmHost::new(WasmConfig::default()).unwrap();
+    let chain: Box<dyn ChainStore> = Box::new(theater_chain::MemoryStore::new(id("files")));
+    let actor = spawn(
+        {
+            let (host, public) = (host.clone(), public.clone());
+            move || fileserver(&host, &public)
+        },
+        chain,
+        ActorConfig::default(),
+    )
+    .await
+    .unwrap();
+    let server = serve_files(actor.clone(), &public).await;
+
+    let r = Client::connect(server.addr).await.get("/big.bin").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some(size.to_string().as_str()));
+    assert!(
+        r.body.as_ref() == big.as_slice(),
+        "large file not byte-exact"
+    );
+
+    // The answer starts (the file checked), then the file changes under the stream: the body
+    // must not arrive whole.
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("/big.bin")
+        .header("host", server.addr.to_string())
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(public.join("big.bin"))
+            .unwrap();
+        f.seek(SeekFrom::End(-1)).unwrap();
+        f.write_all(&[!big[size - 1]]).unwrap();
+    }
+    let body = res.into_body().collect().await;
+    assert!(body.is_err(), "a changed file was sent whole");
+    server.stop().await;
+    actor.stop().await.unwrap();
+}
