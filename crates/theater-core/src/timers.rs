@@ -3,6 +3,15 @@
 //! the clock), and take effect only once the entry that made them is durable. The chain is
 //! the timer table: after a restart [`pending_timers`] rebuilds it, and a timer that came due
 //! while the host was down fires late, once, rather than never.
+//!
+//! An actor granted no timers gets an error from [`set`] and [`cancel`], recorded like any
+//! answer, so its chain replays.
+//!
+//! A cancel (or a re-set) takes effect once its entry is durable; a firing that had already
+//! left the scheduler by then (waiting in the mailbox, say) still arrives, once. The firing
+//! is recorded as it arrived, so replay agrees, and the rebuilt table ignores it. An actor that
+//! must not act on it keeps its own record of what it set and checks the firing against it
+//! (its name, and its `due_ms` against the one `set` returned).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,10 +24,17 @@ use tokio::sync::mpsc;
 use crate::{ActorHandle, ActorInput, HostCallError, HostCalls};
 
 /// Name of a recorded timer set: request `{"name", "delay_ms", "every_ms"}`, result
-/// `{"due_ms"}` (milliseconds since the Unix epoch).
+/// `{"due_ms"}` (milliseconds since the Unix epoch) or `{"error"}`.
 pub const TIMER_SET: &str = "theater:timers/set";
-/// Name of a recorded timer cancel: request `{"name"}`, result `{"ok": true}`.
+/// Name of a recorded timer cancel: request `{"name"}`, result `{"ok": true}` or `{"error"}`.
 pub const TIMER_CANCEL: &str = "theater:timers/cancel";
+
+/// The error an actor granted no timers gets (recorded like any answer).
+pub const NOT_GRANTED: &str =
+    "timers are not granted to this actor (add [interfaces.timers] to its manifest)";
+
+/// The longest delay or period a timer may have: ten years.
+pub const MAX_DELAY: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
 
 /// Where timers read the time and wait. [`SystemClock`] in production; tests use
 /// [`TokioClock`] with tokio's paused time.
@@ -116,36 +132,47 @@ pub fn timers(clock: Arc<dyn Clock>) -> (Timers, Scheduler) {
     )
 }
 
-impl Timers {
-    /// Timers connected to no scheduler: for replaying a chain, where every set and cancel
-    /// is answered from the recording and nothing is scheduled.
-    pub fn detached() -> Self {
-        timers(Arc::new(SystemClock)).0
+/// Sets timer `name` to fire after `delay`, then every `every` if given, through `timers`
+/// (`None`: not granted, and in replay, where nothing is scheduled). Recorded; replaces a timer
+/// of the same name. Returns when it is due (ms since the Unix epoch), or the error the actor
+/// gets: timers not granted, a period of 0, or a delay or period over [`MAX_DELAY`].
+pub fn set(
+    timers: Option<&Timers>,
+    host: &mut HostCalls,
+    name: &str,
+    delay: Duration,
+    every: Option<Duration>,
+) -> Result<Result<u64, String>, HostCallError> {
+    if every == Some(Duration::ZERO) {
+        return Ok(Err(
+            "a periodic timer needs a period of at least 1 ms".into()
+        ));
     }
-
-    /// Sets timer `name` to fire after `delay`, then every `every` if given (recorded).
-    /// Replaces a timer of the same name. Returns when it is due (ms since the Unix epoch).
-    pub fn set(
-        &self,
-        host: &mut HostCalls,
-        name: &str,
-        delay: Duration,
-        every: Option<Duration>,
-    ) -> Result<u64, HostCallError> {
-        let delay_ms = delay.as_millis() as u64;
-        let every_ms = every.map(|e| (e.as_millis() as u64).max(1));
-        let request =
-            Payload::json(json!({"name": name, "delay_ms": delay_ms, "every_ms": every_ms}));
-        let now = self.clock.now_ms();
-        let result = host.call_sync(TIMER_SET, request, || {
-            Payload::json(json!({"due_ms": now.saturating_add(delay_ms)}))
+    if delay > MAX_DELAY || every.is_some_and(|e| e > MAX_DELAY) {
+        return Ok(Err(format!(
+            "a timer's delay and period may be at most {} days",
+            MAX_DELAY.as_secs() / 86_400
+        )));
+    }
+    let delay_ms = millis(delay);
+    let every_ms = every.map(|e| millis(e).max(1));
+    let request = Payload::json(json!({"name": name, "delay_ms": delay_ms, "every_ms": every_ms}));
+    let live = match timers {
+        _ if host.is_replaying() => serde_json::Value::Null,
+        Some(t) => json!({"due_ms": t.clock.now_ms().saturating_add(delay_ms)}),
+        None => json!({"error": NOT_GRANTED}),
+    };
+    let result = host.call_sync(TIMER_SET, request, || Payload::json(live))?;
+    if let Some(e) = result.json.get("error").and_then(serde_json::Value::as_str) {
+        return Ok(Err(e.to_string()));
+    }
+    let due_ms = result.json["due_ms"]
+        .as_u64()
+        .ok_or(HostCallError::Malformed {
+            name: TIMER_SET.into(),
         })?;
-        let due_ms = result.json["due_ms"]
-            .as_u64()
-            .ok_or(HostCallError::Malformed {
-                name: TIMER_SET.into(),
-            })?;
-        let tx = self.tx.clone();
+    if let Some(t) = timers {
+        let tx = t.tx.clone();
         let scheduled = Scheduled {
             name: name.to_string(),
             due_ms,
@@ -154,20 +181,39 @@ impl Timers {
         host.after_commit(move |_| async move {
             let _ = tx.send(Command::Set(scheduled));
         });
-        Ok(due_ms)
     }
+    Ok(Ok(due_ms))
+}
 
-    /// Cancels timer `name`, if set (recorded, so the chain knows).
-    pub fn cancel(&self, host: &mut HostCalls, name: &str) -> Result<(), HostCallError> {
-        let request = Payload::json(json!({"name": name}));
-        host.call_sync(TIMER_CANCEL, request, || Payload::json(json!({"ok": true})))?;
-        let tx = self.tx.clone();
+/// Cancels timer `name`, if set, through `timers` (`None`: not granted, and in replay).
+/// Recorded, so the chain knows; the error is the one the actor gets.
+pub fn cancel(
+    timers: Option<&Timers>,
+    host: &mut HostCalls,
+    name: &str,
+) -> Result<Result<(), String>, HostCallError> {
+    let request = Payload::json(json!({"name": name}));
+    let live = match timers {
+        _ if host.is_replaying() => serde_json::Value::Null,
+        Some(_) => json!({"ok": true}),
+        None => json!({"error": NOT_GRANTED}),
+    };
+    let result = host.call_sync(TIMER_CANCEL, request, || Payload::json(live))?;
+    if let Some(e) = result.json.get("error").and_then(serde_json::Value::as_str) {
+        return Ok(Err(e.to_string()));
+    }
+    if let Some(t) = timers {
+        let tx = t.tx.clone();
         let name = name.to_string();
         host.after_commit(move |_| async move {
             let _ = tx.send(Command::Cancel(name));
         });
-        Ok(())
     }
+    Ok(Ok(()))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Scheduler {
@@ -201,9 +247,11 @@ impl Scheduler {
                             // periodic timer once, late, not once per missed period.
                             Some(every) => {
                                 let now = clock.now_ms();
-                                let mut due = timer.due_ms + every;
+                                let mut due = timer.due_ms.saturating_add(every);
                                 if due <= now {
-                                    due += (now - due) / every * every + every;
+                                    due = due.saturating_add(
+                                        ((now - due) / every).saturating_mul(every).saturating_add(every),
+                                    );
                                 }
                                 table.insert(timer.name.clone(), Scheduled { due_ms: due, ..timer });
                             }
@@ -228,34 +276,16 @@ async fn sleep_ms(ms: Option<u64>) {
 
 /// The timers an actor's chain leaves pending: every set not cancelled, replaced or (for a
 /// one-shot) fired, with periodic timers advanced past their recorded firings. What a host
-/// starts a restarted actor's [`Scheduler`] with. A pruned chain starts from the table its
-/// anchor snapshot carries (see [`snapshot_host`]).
+/// starts a restarted actor's [`Scheduler`] with. Starts from the table the newest snapshot
+/// carries (see [`snapshot_host`]).
 pub fn pending_timers(chain: &dyn ChainStore) -> Result<Vec<Scheduled>, ChainError> {
-    let (mut table, from) = match chain.anchor() {
-        Some(anchor) => {
-            let snap = chain.snapshot_at(anchor.seq)?;
-            (table_of(snap.as_ref()), anchor.seq + 1)
-        }
-        None => (BTreeMap::new(), chain.start()),
-    };
-    advance(chain, from, &mut table)?;
-    Ok(table.into_values().collect())
+    Ok(table_at_head(chain)?.into_values().collect())
 }
 
 /// What a snapshot at the chain's head carries for timers: `{"timers": [...]}`, the table at
-/// the head. Built from the newest earlier snapshot's table and the entries after it; entries
-/// that touch no timer are skipped without being decoded.
+/// the head.
 pub fn snapshot_host(chain: &dyn ChainStore) -> Result<serde_json::Value, ChainError> {
-    let base = match chain.latest_snapshot()? {
-        Some(s) if s.seq >= chain.start() => Some(s),
-        _ => None,
-    };
-    let (mut table, from) = match &base {
-        Some(s) => (table_of(Some(s)), s.seq + 1),
-        None => (BTreeMap::new(), chain.start()),
-    };
-    advance(chain, from, &mut table)?;
-    let timers: Vec<_> = table
+    let timers: Vec<_> = table_at_head(chain)?
         .values()
         .map(|t| json!({"name": t.name, "due_ms": t.due_ms, "every_ms": t.every_ms}))
         .collect();
@@ -264,9 +294,25 @@ pub fn snapshot_host(chain: &dyn ChainStore) -> Result<serde_json::Value, ChainE
 
 const SNAPSHOT_KEY: &str = "timers";
 
-fn table_of(snapshot: Option<&theater_chain::Snapshot>) -> BTreeMap<String, Scheduled> {
+/// The timer table at the chain's head: from the newest stored snapshot that carries one (a
+/// snapshot from before timers were kept in snapshots does not), then the entries after it;
+/// entries that touch no timer are skipped without being decoded.
+fn table_at_head(chain: &dyn ChainStore) -> Result<BTreeMap<String, Scheduled>, ChainError> {
+    let base = chain
+        .latest_snapshot()?
+        .filter(|s| s.seq >= chain.start() && s.host.get(SNAPSHOT_KEY).is_some());
+    let (mut table, from) = match &base {
+        Some(s) => (table_of(s), s.seq + 1),
+        None => (BTreeMap::new(), chain.start()),
+    };
+    advance(chain, from, &mut table)?;
+    Ok(table)
+}
+
+fn table_of(snapshot: &theater_chain::Snapshot) -> BTreeMap<String, Scheduled> {
     let listed = snapshot
-        .and_then(|s| s.host.get(SNAPSHOT_KEY))
+        .host
+        .get(SNAPSHOT_KEY)
         .and_then(serde_json::Value::as_array);
     listed
         .into_iter()
@@ -299,10 +345,12 @@ fn advance(
     })?;
     for seq in touching {
         let entry = chain.get(seq)?;
-        let input = match entry.event() {
-            Event::Input { input, .. } => Some(input),
-            Event::Init { .. } => None,
-            _ => continue, // a failed input set nothing
+        // A failed input set nothing, but a firing it was happened all the same.
+        let (input, succeeded) = match entry.event() {
+            Event::Input { input, .. } => (Some(input), true),
+            Event::Failed { input, .. } => (Some(input), false),
+            Event::Init { .. } => (None, true),
+            _ => continue,
         };
         if let Some(input) = input
             && input.json["type"] == "timer"
@@ -311,12 +359,12 @@ fn advance(
             && let Some(t) = table.get(name).cloned()
         {
             match t.every_ms {
-                // The next period after this firing.
-                Some(every) => {
+                // The next period after this firing (not one of a timer set since).
+                Some(every) if due >= t.due_ms => {
                     table.insert(
                         t.name.clone(),
                         Scheduled {
-                            due_ms: due + every,
+                            due_ms: due.saturating_add(every),
                             ..t
                         },
                     );
@@ -325,8 +373,11 @@ fn advance(
                 None if t.due_ms == due => {
                     table.remove(name);
                 }
-                None => {}
+                _ => {}
             }
+        }
+        if !succeeded {
+            continue;
         }
         for call in entry.host_calls() {
             let name = call.request.json["name"]
@@ -345,10 +396,167 @@ fn advance(
                         },
                     );
                 }
-            } else if call.name == TIMER_CANCEL {
+            } else if call.name == TIMER_CANCEL && call.result.json.get("error").is_none() {
                 table.remove(&name);
             }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+    use serde_json::Value;
+    use theater_chain::{ChainId, Hash, HostCall, MemoryStore, NewEntry, Snapshot};
+
+    fn chain() -> MemoryStore {
+        let mut chain = MemoryStore::new(ChainId::new("timers").unwrap());
+        chain
+            .append(NewEntry::init(
+                Payload::json(json!(0)),
+                Hash::of_json(&json!(0)),
+            ))
+            .unwrap();
+        chain
+    }
+
+    /// A handled request that set timer `name` due at `due_ms`.
+    fn set_at(chain: &mut MemoryStore, name: &str, due_ms: u64, every_ms: Option<u64>) {
+        let call = HostCall {
+            name: TIMER_SET.into(),
+            request: Payload::json(json!({"name": name, "delay_ms": 0, "every_ms": every_ms})),
+            result: Payload::json(json!({"due_ms": due_ms})),
+        };
+        let input = ActorInput::request(json!("set")).to_payload();
+        let entry = NewEntry::input(input, Payload::default(), Hash::of_json(&json!(0)));
+        chain.append(entry.with_host_calls(vec![call])).unwrap();
+    }
+
+    /// A firing of `name` due at `due_ms`, whose input failed (`ok`: succeeded).
+    fn fired(chain: &mut MemoryStore, name: &str, due_ms: u64, ok: bool) {
+        let input = ActorInput::Timer {
+            name: name.into(),
+            due_ms,
+        }
+        .to_payload();
+        let hash = Hash::of_json(&json!(0));
+        let entry = match ok {
+            true => NewEntry::input(input, Payload::default(), hash),
+            false => NewEntry::failed(input, "the actor trapped", hash),
+        };
+        chain.append(entry).unwrap();
+    }
+
+    fn scheduled(name: &str, due_ms: u64, every_ms: Option<u64>) -> Scheduled {
+        Scheduled {
+            name: name.into(),
+            due_ms,
+            every_ms,
+        }
+    }
+
+    #[test]
+    fn a_firing_whose_input_failed_still_fired() {
+        let mut chain = chain();
+        set_at(&mut chain, "once", 1_100, None);
+        set_at(&mut chain, "job", 1_050, Some(50));
+        fired(&mut chain, "job", 1_050, false);
+        fired(&mut chain, "once", 1_100, false);
+        assert_eq!(
+            pending_timers(&chain).unwrap(),
+            vec![scheduled("job", 1_100, Some(50))]
+        );
+    }
+
+    #[test]
+    fn a_firing_of_a_periodic_timer_set_again_since_does_not_move_it() {
+        let mut chain = chain();
+        set_at(&mut chain, "job", 1_050, Some(50));
+        // Re-set after the firing left the scheduler, before the actor handled it.
+        set_at(&mut chain, "job", 2_000, Some(50));
+        fired(&mut chain, "job", 1_050, true);
+        assert_eq!(
+            pending_timers(&chain).unwrap(),
+            vec![scheduled("job", 2_000, Some(50))]
+        );
+        fired(&mut chain, "job", 2_000, true);
+        assert_eq!(
+            pending_timers(&chain).unwrap(),
+            vec![scheduled("job", 2_050, Some(50))]
+        );
+    }
+
+    #[test]
+    fn a_huge_period_saturates_and_a_delay_over_the_cap_is_refused() {
+        let mut chain = chain();
+        // What an older host recorded for a period of u64::MAX ms.
+        set_at(&mut chain, "job", 1_000, Some(u64::MAX));
+        fired(&mut chain, "job", 1_000, true);
+        assert_eq!(
+            pending_timers(&chain).unwrap(),
+            vec![scheduled("job", u64::MAX, Some(u64::MAX))]
+        );
+        let mut host = HostCalls::live();
+        let huge = Duration::from_millis(u64::MAX);
+        for (delay, every) in [(huge, None), (Duration::ZERO, Some(huge))] {
+            let e = set(None, &mut host, "job", delay, every)
+                .unwrap()
+                .unwrap_err();
+            assert!(e.contains("at most 3650 days"), "{e}");
+        }
+        let (t, _scheduler) = timers(Arc::new(SystemClock));
+        assert!(
+            set(Some(&t), &mut host, "ok", MAX_DELAY, Some(MAX_DELAY))
+                .unwrap()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn timers_not_granted_are_a_recorded_error_that_replays() {
+        let mut live = HostCalls::live();
+        let ten = Duration::from_millis(10);
+        let e = set(None, &mut live, "job", ten, Some(ten)).unwrap();
+        assert_eq!(e, Err(NOT_GRANTED.to_string()));
+        assert_eq!(
+            cancel(None, &mut live, "job").unwrap(),
+            Err(NOT_GRANTED.into())
+        );
+        let recorded = live.calls().to_vec();
+        assert_eq!(recorded.len(), 2);
+        let mut replay = HostCalls::replaying(recorded);
+        assert_eq!(set(None, &mut replay, "job", ten, Some(ten)).unwrap(), e);
+        assert_eq!(
+            cancel(None, &mut replay, "job").unwrap(),
+            Err(NOT_GRANTED.into())
+        );
+        assert_eq!(replay.unconsumed(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_without_timers_does_not_lose_them() {
+        let mut chain = chain();
+        set_at(&mut chain, "job", 1_050, Some(50));
+        // A snapshot from before snapshots carried the timer table.
+        let head = chain.head().unwrap();
+        chain
+            .save_snapshot(&Snapshot::new(head.seq, head.hash, json!(0)))
+            .unwrap();
+        set_at(&mut chain, "once", 5_000, None);
+        let expected = vec![
+            scheduled("job", 1_050, Some(50)),
+            scheduled("once", 5_000, None),
+        ];
+        assert_eq!(pending_timers(&chain).unwrap(), expected);
+        let host = snapshot_host(&chain).unwrap();
+        let names: Vec<&Value> = host["timers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| &t["name"])
+            .collect();
+        assert_eq!(names, [&json!("job"), &json!("once")]);
+    }
 }

@@ -12,14 +12,6 @@ use crate::bindings::{
     DbHost, FilesHost, Host, Level, MsgHost, TimersHost, WitDirEntry, WitFileInfo,
 };
 
-/// What a guest's `db.run` returns when the manifest granted no database.
-pub(crate) const DB_NOT_GRANTED: &str =
-    "no database is granted to this actor (add [interfaces.db] to its manifest)";
-
-/// What a guest's timer calls return when the manifest granted no timers.
-pub(crate) const TIMERS_NOT_GRANTED: &str =
-    "timers are not granted to this actor (add [interfaces.timers] to its manifest)";
-
 /// What a guest's `send`/`request` returns when the manifest did not grant messaging.
 pub(crate) const MSG_NOT_GRANTED: &str =
     "messaging is not granted to this actor (add [interfaces.msg] to its manifest)";
@@ -193,18 +185,8 @@ impl FilesHost for HostState {
     }
 }
 
-impl HostState {
-    /// The timers to use: the granted ones, or for replay detached ones (answers come from
-    /// the recording). `None`: not granted.
-    fn timers(&self) -> Option<theater_core::timers::Timers> {
-        match &self.timers {
-            Some(t) => Some(t.clone()),
-            None if self.calls.is_replaying() => Some(theater_core::timers::Timers::detached()),
-            None => None,
-        }
-    }
-}
-
+// Ungranted timers and databases answer an error that is recorded like any answer (by
+// `theater_core`), so the chain replays; in replay the answers come from the recording.
 impl TimersHost for HostState {
     fn set(
         &mut self,
@@ -212,45 +194,29 @@ impl TimersHost for HostState {
         delay_ms: u64,
         every_ms: Option<u64>,
     ) -> wasmtime::Result<Result<u64, String>> {
-        let Some(timers) = self.timers() else {
-            return Ok(Err(TIMERS_NOT_GRANTED.into()));
-        };
-        if every_ms == Some(0) {
-            return Ok(Err(
-                "a periodic timer needs a period of at least 1 ms".into()
-            ));
-        }
-        let r = timers.set(
+        let r = theater_core::timers::set(
+            self.timers.as_ref(),
             &mut self.calls,
             &name,
             Duration::from_millis(delay_ms),
             every_ms.map(Duration::from_millis),
         );
-        Ok(Ok(self.record(r)?))
+        self.record(r)
     }
 
     fn cancel(&mut self, name: String) -> wasmtime::Result<Result<(), String>> {
-        let Some(timers) = self.timers() else {
-            return Ok(Err(TIMERS_NOT_GRANTED.into()));
-        };
-        let r = timers.cancel(&mut self.calls, &name);
-        self.record(r)?;
-        Ok(Ok(()))
+        let r = theater_core::timers::cancel(self.timers.as_ref(), &mut self.calls, &name);
+        self.record(r)
     }
 }
 
 impl DbHost for HostState {
     fn run(&mut self, request: Vec<u8>) -> wasmtime::Result<Result<Vec<u8>, String>> {
-        // Replay answers from the recording: no database needed.
-        if self.db.is_none() && !self.calls.is_replaying() {
-            return Ok(Err(DB_NOT_GRANTED.into()));
-        }
         let request: serde_json::Value = match serde_json::from_slice(&request) {
             Ok(v) => v,
             Err(e) => return Ok(Err(format!("the request is not valid JSON: {e}"))),
         };
-        let db = self.db.clone();
-        let r = theater_core::db::run(db.as_ref(), &mut self.calls, request);
+        let r = theater_core::db::run(self.db.as_ref(), &mut self.calls, request);
         Ok(self.record(r)?.map(|answer| to_canonical_json(&answer)))
     }
 }

@@ -6,6 +6,7 @@
     reason = "test code: a panic is how a test reports failure"
 )]
 
+mod db;
 mod limits;
 mod load;
 mod manifest;

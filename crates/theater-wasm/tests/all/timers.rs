@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use theater_chain::{ChainStore, Durability, Event, FileStore, MemoryStore};
+use theater_chain::{ChainStore, Durability, Event, FileStore};
 use theater_core::timers::{Scheduled, TokioClock, pending_timers, timers};
 use theater_core::{ActorConfig, ActorHandle, ActorInput, ActorOutput, replay, spawn};
 use theater_test_support::id;
 use theater_wasm::{Limits, WasmHost};
 
-use crate::support::{actor, host};
+use crate::support::{actor, host, runtime};
 
 async fn ask(h: &ActorHandle, v: Value) -> Value {
     match h.call(ActorInput::request(v)).await.unwrap().output {
@@ -141,19 +141,20 @@ async fn timers_survive_a_restart_and_fire_late_once() {
 #[tokio::test]
 async fn timers_that_were_not_granted_are_an_error_to_the_guest() {
     let host = host();
-    let chain: Box<dyn ChainStore> = Box::new(MemoryStore::new(id("ticker")));
-    let h = spawn(
-        move || actor(&host, "ticker", Limits::default()),
-        chain,
-        ActorConfig::default(),
-    )
-    .await
-    .unwrap();
-    let err = h
-        .call(ActorInput::request(json!({"every_ms": 10})))
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("timers are not granted"), "{err}");
+    let mut rt = runtime(&host, "ticker", Limits::default()).await;
+    for request in [json!({"every_ms": 10}), json!({"stop": true})] {
+        let h = rt
+            .handle(ActorInput::request(request), vec![])
+            .await
+            .unwrap();
+        let err = h.result.unwrap_err().to_string();
+        assert!(err.contains("timers are not granted"), "{err}");
+    }
+    // The refusal is recorded, so the chain replays as it ran.
+    let mut fresh = actor(&host, "ticker", Limits::default());
+    let report = replay(&mut fresh, rt.chain()).await.unwrap();
+    assert_eq!(report.state, *rt.state());
+    assert_eq!(report.entries, 3);
 }
 
 #[tokio::test(start_paused = true)]
