@@ -100,8 +100,10 @@ impl Host {
             Some(f) => m.path.parent().unwrap_or(Path::new(".")).join(f),
             None => self.data_dir.join("db").join(format!("{}.sqlite", m.name)),
         };
+        // A request may take no longer than the input it is part of.
         let db = theater_db::Sqlite::open(&file)
-            .map_err(|e| anyhow::anyhow!("the database of {:?}: {e}", m.name.as_str()))?;
+            .map_err(|e| anyhow::anyhow!("the database of {:?}: {e}", m.name.as_str()))?
+            .with_time_limit(m.limits.cpu);
         Ok(Some(Arc::new(db)))
     }
 

@@ -386,7 +386,10 @@ pub mod timers {
         wit::set(name, delay_ms, every_ms)
     }
 
-    /// Cancels timer `name`, if set.
+    /// Cancels timer `name`, if set. A firing already on its way when the cancel takes
+    /// effect (the input that cancels is being handled, or one before it) still arrives,
+    /// once: check a firing against what you set (its name, and its `due_ms` against the one
+    /// [`set`] returned) if acting on it after a cancel or a re-set would be wrong.
     pub fn cancel(name: &str) -> Result<(), String> {
         wit::cancel(name)
     }
@@ -410,7 +413,8 @@ pub mod db {
         run(&json!({"query": sql, "params": params}))
     }
 
-    /// Runs a statement: `{"changes": n, "last_insert_rowid": id}`.
+    /// Runs a statement: `{"changes": n}`, with `"last_insert_rowid": id` if it inserted a
+    /// row.
     pub fn execute(sql: &str, params: &[Value]) -> Result<Value, String> {
         run(&json!({"execute": sql, "params": params}))
     }
