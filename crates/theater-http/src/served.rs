@@ -85,8 +85,7 @@ fn check(root: &std::path::Path, want: &FileRef) -> Result<Checked, Unservable> 
         }
         return Ok(Checked::Whole(Bytes::from(bytes)));
     }
-    let path = files::resolve(root, &want.path).map_err(|e| unusable(&e))?;
-    let mut file = File::open(&path).map_err(|e| unusable(&e))?;
+    let mut file = files::open(root, &want.path).map_err(|e| unusable(&e))?;
     if file.metadata().map_err(|e| unusable(&e))?.len() != want.size {
         return Err(Unservable::Changed);
     }

@@ -9,14 +9,15 @@
 //! through, or after a complete application whose mark was lost, ends in the same directory.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use cap_std::fs::{Dir, OpenOptions};
 use theater_chain::Hash;
 
-use super::{FileError, canonical_root, is_temporary};
+use super::{FileError, canonical_root, is_temporary, open_root};
 
 /// An input's file writes (`Some(contents)`) and deletes (`None`) by normalised path: what
 /// its later calls see, and what is applied once its entry is durable.
@@ -109,20 +110,23 @@ pub fn writable_path(root: &Path, key: &str) -> Result<PathBuf, FileError> {
 }
 
 /// Applies `staged` to `root` (see the module docs) and makes it durable. Returns how many
-/// paths it wrote or deleted; an error names the path that failed.
+/// paths it wrote or deleted; an error names the path that failed. Every change goes through
+/// a handle on the granted directory, so nothing outside it is touched even if links are
+/// swapped in while this runs (the checks before, by path, give the clear errors).
 pub fn apply(root: &Path, staged: &Staged) -> Result<usize, FileError> {
     if staged.is_empty() {
         return Ok(0);
     }
     let canonical = canonical_root(root, "")?;
+    let handle = open_root(root, "")?;
+    // Directories (relative, "" for the root) whose entries changed.
     let mut touched = BTreeSet::new();
     let mut applied = 0;
     for (key, _) in staged.iter().filter(|(_, v)| v.is_none()) {
-        let (path, found) = target(&canonical, key)?;
         // A directory there now means a write of this input below it made it one: the file
         // it deleted is gone either way.
-        if found == Some(false) {
-            match fs::remove_file(&path) {
+        if target(&canonical, key)?.1 == Some(false) {
+            match handle.remove_file(key) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(io_error(key, e));
                 }
@@ -130,45 +134,48 @@ pub fn apply(root: &Path, staged: &Staged) -> Result<usize, FileError> {
             }
         }
         applied += 1;
-        touched.insert(parent_of(&path, key)?);
+        touched.insert(parent_of(key));
     }
     for (key, contents) in staged {
-        let Some(parent) = Path::new(key).parent() else {
-            continue;
-        };
+        let parent = parent_of(key);
         // The input saw the directories of every path it wrote, deleted since or not.
-        fs::create_dir_all(canonical.join(parent)).map_err(|e| io_error(key, e))?;
+        if !parent.is_empty() {
+            handle
+                .create_dir_all(parent)
+                .map_err(|e| io_error(key, e))?;
+        }
         let Some(bytes) = contents else {
             continue;
         };
-        let path = match target(&canonical, key)? {
-            (_, Some(true)) => {
-                return Err(FileError::Refused {
-                    path: key.clone(),
-                    reason: "is a directory".into(),
-                });
-            }
-            (path, _) => path,
-        };
-        write_atomic(&path, key, bytes)?;
+        if target(&canonical, key)?.1 == Some(true) {
+            return Err(FileError::Refused {
+                path: key.clone(),
+                reason: "is a directory".into(),
+            });
+        }
+        let dir = open_dir(&handle, parent).map_err(|e| io_error(key, e))?;
+        write_atomic(&dir, key, bytes)?;
         applied += 1;
-        touched.insert(parent_of(&path, key)?);
+        touched.insert(parent);
     }
     // Every directory from the root down to each touched one: a new directory is durable
     // only once its parent is synced too.
     let mut dirs = BTreeSet::new();
-    for dir in &touched {
-        dirs.extend(
-            dir.ancestors()
-                .take_while(|d| d.starts_with(&canonical))
-                .map(Path::to_path_buf),
-        );
+    for dir in touched {
+        dirs.extend(Path::new(dir).ancestors().map(Path::to_path_buf));
     }
     for dir in dirs {
-        File::open(&dir)
+        let rel = dir.to_string_lossy();
+        // Opened for reading (a directory handle alone cannot be synced).
+        handle
+            .open(if rel.is_empty() { "." } else { &rel })
             .and_then(|d| d.sync_all())
             .map_err(|e| FileError::Io {
-                path: dir.display().to_string(),
+                path: if rel.is_empty() {
+                    "/".into()
+                } else {
+                    rel.to_string()
+                },
                 message: format!("cannot sync the directory: {e}"),
             })?;
     }
@@ -182,37 +189,41 @@ fn io_error(key: &str, e: std::io::Error) -> FileError {
     }
 }
 
-fn parent_of(path: &Path, key: &str) -> Result<PathBuf, FileError> {
-    path.parent()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| FileError::Escape(key.to_string()))
+/// The directory part of a normalised path (`""` for the granted directory itself).
+fn parent_of(key: &str) -> &str {
+    key.rsplit_once('/').map_or("", |(dir, _)| dir)
 }
 
-/// Replaces `path` by `bytes` atomically: a temporary file beside it (a short name of fixed
-/// length, so any name that fits the file system works), fsynced, then renamed over it.
-fn write_atomic(path: &Path, key: &str, bytes: &[u8]) -> Result<(), FileError> {
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(FileError::Escape(key.to_string()));
-    };
-    let tag = Hash::digest(name.as_encoded_bytes()).to_string();
-    let tmp = parent.join(format!(".{}{TMP_SUFFIX}", &tag[..16]));
+/// The directory `rel` (`""`: the granted directory) through `handle`.
+fn open_dir(handle: &Dir, rel: &str) -> std::io::Result<Dir> {
+    if rel.is_empty() {
+        handle.try_clone()
+    } else {
+        handle.open_dir(rel)
+    }
+}
+
+/// Replaces the file `key` (in `dir`, its directory) by `bytes` atomically: a temporary file
+/// beside it (a short name of fixed length, so any name that fits the file system works),
+/// fsynced, then renamed over it.
+fn write_atomic(dir: &Dir, key: &str, bytes: &[u8]) -> Result<(), FileError> {
+    let name = key.rsplit_once('/').map_or(key, |(_, n)| n);
+    let tag = Hash::digest(name.as_bytes()).to_string();
+    let tmp = format!(".{}{TMP_SUFFIX}", &tag[..16]);
     let write = || -> std::io::Result<()> {
         // A leftover of a crash (or anything else at that name, a link included) goes first;
         // then the temporary file is created new, never opened through a link.
-        match fs::remove_file(&tmp) {
+        match dir.remove_file(&tmp) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
+        let mut f = dir.open_with(&tmp, OpenOptions::new().write(true).create_new(true))?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)
+        dir.rename(&tmp, dir, name)
     };
     write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
+        let _ = dir.remove_file(&tmp);
         io_error(key, e)
     })
 }

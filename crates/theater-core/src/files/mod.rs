@@ -17,6 +17,9 @@ use std::fs;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+
 use serde::{Deserialize, Serialize};
 use theater_chain::Hash;
 
@@ -193,6 +196,37 @@ fn resolve_existing(
     Ok(real)
 }
 
+/// The granted directory as a capability (a directory handle): every access through it
+/// stays below it, whatever links on the way are, or become while it is used.
+fn open_root(root: &Path, rel: &str) -> Result<Dir, FileError> {
+    Dir::open_ambient_dir(root, ambient_authority()).map_err(|e| FileError::Io {
+        path: rel.to_string(),
+        message: format!("the granted directory is unusable: {e}"),
+    })
+}
+
+fn io_error(rel: &str) -> impl Fn(std::io::Error) -> FileError + '_ {
+    move |e| FileError::Io {
+        path: rel.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Opens the regular file `rel` under `root` for reading. The path is checked first (a clear
+/// error for `..`, a link out, a missing file), then opened through the directory handle, so
+/// a link swapped in meanwhile cannot lead outside either.
+pub fn open(root: &Path, rel: &str) -> Result<fs::File, FileError> {
+    resolve(root, rel)?;
+    let file = open_root(root, rel)?
+        .open(normalize(rel)?)
+        .map_err(io_error(rel))?
+        .into_std();
+    if !file.metadata().map_err(io_error(rel))?.is_file() {
+        return Err(FileError::NotFound(rel.to_string()));
+    }
+    Ok(file)
+}
+
 /// Reads the file `rel` under `root` whole.
 pub fn read(root: &Path, rel: &str) -> Result<Vec<u8>, FileError> {
     read_at_most(root, rel, u64::MAX)
@@ -204,13 +238,8 @@ pub const MAX_READ_BYTES: u64 = 64 << 20;
 
 /// Reads the file `rel` under `root` whole, if it is at most `max` bytes.
 pub fn read_at_most(root: &Path, rel: &str, max: u64) -> Result<Vec<u8>, FileError> {
-    let path = resolve(root, rel)?;
-    let io = |e: std::io::Error| FileError::Io {
-        path: rel.to_string(),
-        message: e.to_string(),
-    };
-    let file = std::fs::File::open(&path).map_err(io)?;
-    let size = file.metadata().map_err(io)?.len();
+    let file = open(root, rel)?;
+    let size = file.metadata().map_err(io_error(rel))?.len();
     let too_big = |size: u64| FileError::Refused {
         path: rel.to_string(),
         reason: format!("is {size} bytes, over the {max} bytes a read may return"),
@@ -222,7 +251,7 @@ pub fn read_at_most(root: &Path, rel: &str, max: u64) -> Result<Vec<u8>, FileErr
     // A file growing meanwhile is cut at one byte over the limit, and refused.
     file.take(max.saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(io)?;
+        .map_err(io_error(rel))?;
     if bytes.len() as u64 > max {
         return Err(too_big(bytes.len() as u64));
     }
@@ -232,13 +261,7 @@ pub fn read_at_most(root: &Path, rel: &str, max: u64) -> Result<Vec<u8>, FileErr
 /// Size, hash and content type of the file `rel` under `root`, hashed as it is read (any
 /// size, constant memory).
 pub fn stat(root: &Path, rel: &str) -> Result<FileInfo, FileError> {
-    let path = resolve(root, rel)?;
-    let (sha256, size) = std::fs::File::open(&path)
-        .and_then(Hash::digest_reader)
-        .map_err(|e| FileError::Io {
-            path: rel.to_string(),
-            message: e.to_string(),
-        })?;
+    let (sha256, size) = Hash::digest_reader(open(root, rel)?).map_err(io_error(rel))?;
     Ok(FileInfo {
         size,
         sha256,
@@ -251,27 +274,22 @@ pub fn stat(root: &Path, rel: &str) -> Result<FileInfo, FileError> {
 pub fn list(root: &Path, rel: &str) -> Result<Vec<DirEntry>, FileError> {
     let key = normalize(rel)?;
     let canonical = canonical_root(root, rel)?;
-    let dir = resolve_existing(&canonical, rel, canonical.join(&key), true)?;
-    let io = |e: std::io::Error| FileError::Io {
-        path: rel.to_string(),
-        message: e.to_string(),
+    resolve_existing(&canonical, rel, canonical.join(&key), true)?;
+    let handle = open_root(root, rel)?;
+    let listing = if key.is_empty() {
+        handle.entries()
+    } else {
+        handle.read_dir(&key)
     };
     let mut entries = Vec::new();
-    for item in fs::read_dir(&dir).map_err(io)? {
-        let item = item.map_err(io)?;
+    for item in listing.map_err(io_error(rel))? {
+        let item = item.map_err(io_error(rel))?;
         let name = item.file_name().to_string_lossy().into_owned();
         if is_temporary(&name) {
             continue;
         }
-        let path = item.path();
-        // Follow links, but only to places inside the grant.
-        let Ok(real) = path.canonicalize() else {
-            continue;
-        };
-        if !real.starts_with(&canonical) {
-            continue;
-        }
-        let Ok(meta) = fs::metadata(&real) else {
+        // Follows links, but only to places inside the grant: the handle refuses the others.
+        let Ok(meta) = handle.metadata(Path::new(&key).join(item.file_name())) else {
             continue;
         };
         entries.push(DirEntry {

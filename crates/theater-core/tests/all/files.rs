@@ -692,3 +692,72 @@ proptest! {
         })?;
     }
 }
+
+/// Swaps `root/sub` between a real directory and a link to `outside`, atomically (it is
+/// always one or the other), until `stop` is set.
+fn swap_links_until(root: &Path, outside: &Path, stop: &std::sync::atomic::AtomicBool) {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    std::os::unix::fs::symlink(outside, root.join("evil")).unwrap();
+    let (sub, evil) = (root.join("sub"), root.join("evil"));
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        renameat_with(CWD, &sub, CWD, &evil, RenameFlags::EXCHANGE).unwrap();
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn links_swapped_in_while_files_are_used_never_lead_outside() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (tmp, root, _) = dirs();
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("secret"), "OUTSIDE").unwrap();
+    std::fs::write(outside.join("only-outside"), "").unwrap();
+    std::fs::create_dir(root.join("sub")).unwrap();
+    std::fs::write(root.join("sub/secret"), "inside").unwrap();
+    let stop = AtomicBool::new(false);
+    let (mut read, mut written) = (0, 0);
+    /// Stops the swapping however the loop ends (a failed assertion included).
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| swap_links_until(&root, &outside, &stop));
+        let _stop = Stop(&stop);
+        // At least 4000 rounds, and on until both a read and a write got through.
+        let mut i = 0;
+        while i < 4000 || ((read == 0 || written == 0) && i < 400_000) {
+            i += 1;
+            if let Ok(bytes) = theater_core::files::read(&root, "sub/secret") {
+                assert_eq!(bytes, b"inside", "read through a swapped-in link");
+                read += 1;
+            }
+            if let Ok(list) = theater_core::files::list(&root, "sub") {
+                assert!(
+                    list.iter().all(|e| e.name != "only-outside"),
+                    "listed outside"
+                );
+            }
+            if i % 20 == 0 {
+                let staged = [(
+                    "sub/planted".to_string(),
+                    Some(std::sync::Arc::new(b"x".to_vec())),
+                )];
+                if theater_core::files::apply(&root, &staged.into_iter().collect()).is_ok() {
+                    written += 1;
+                }
+            }
+        }
+    });
+    assert!(
+        !outside.join("planted").exists(),
+        "a write went through a swapped-in link"
+    );
+    assert!(
+        read > 0 && written > 0,
+        "the race never let anything through ({read} reads, {written} writes)"
+    );
+}
