@@ -130,6 +130,12 @@ fn scribe(root: &Path) -> Scribe {
     }
 }
 
+fn read_only_scribe(root: &Path) -> Scribe {
+    Scribe {
+        grant: Some(FileGrant::read_only(root)),
+    }
+}
+
 #[tokio::test]
 async fn writes_are_applied_once_durable_and_failed_inputs_write_nothing() {
     let (tmp, root, chain_dir) = dirs();
@@ -483,9 +489,7 @@ async fn long_names_and_huge_files_are_handled_and_a_lost_grant_stops_the_repair
     // actor does not start (and says why) rather than lose them.
     forget_applied(&chain_dir);
     let e = ActorRuntime::start(
-        Scribe {
-            grant: Some(FileGrant::read_only(&root)),
-        },
+        read_only_scribe(&root),
         file_chain(&chain_dir),
         RuntimeConfig::default(),
     )
@@ -535,15 +539,7 @@ async fn after_a_failed_apply_nothing_is_handled_until_a_restart_applies_it() {
 #[tokio::test]
 async fn a_refused_large_write_names_no_missing_blob() {
     let (_tmp, root, chain_dir) = dirs();
-    let mut rt = ActorRuntime::start(
-        Scribe {
-            grant: Some(FileGrant::read_only(&root)),
-        },
-        file_chain(&chain_dir),
-        RuntimeConfig::default(),
-    )
-    .await
-    .unwrap();
+    let mut rt = start_on(read_only_scribe(&root), &chain_dir).await;
     let answers = run(
         &mut rt,
         json!([{"op": "write", "path": "big.bin", "text": "z", "size": 40_000}]),

@@ -162,6 +162,18 @@ fn chain(dir: &std::path::Path) -> Box<dyn ChainStore> {
     )
 }
 
+/// Stops `rt` and replays its chain (in `chain_dir`) with no database: the same state.
+async fn assert_replays_without_the_database(
+    rt: ActorRuntime<Clerk>,
+    chain_dir: impl AsRef<std::path::Path>,
+) {
+    let state = rt.state().clone();
+    drop(rt);
+    let stored = FileStore::open_read_only(chain_dir.as_ref()).unwrap();
+    let report = replay(&mut Clerk { db: None }, &stored).await.unwrap();
+    assert_eq!(report.state, state);
+}
+
 #[tokio::test]
 async fn an_input_commits_all_its_writes_or_none() {
     let tmp = tempfile::tempdir().unwrap();
@@ -265,11 +277,7 @@ async fn an_input_commits_all_its_writes_or_none() {
     );
     assert_eq!(rows(&sqlite).as_array().unwrap().len(), 3);
 
-    let state = rt.state().clone();
-    drop(rt);
-    let stored = FileStore::open_read_only(tmp.path().join("chain")).unwrap();
-    let report = replay(&mut Clerk { db: None }, &stored).await.unwrap();
-    assert_eq!(report.state, state);
+    assert_replays_without_the_database(rt, tmp.path().join("chain")).await;
 }
 
 #[tokio::test]
@@ -356,16 +364,7 @@ async fn a_unit_that_could_not_begin_is_recorded_and_never_applied_later() {
     // The next start finds nothing to apply: the write never happened, as recorded.
     let rt = start_clerk(sqlite.clone(), &chain_dir).await.unwrap();
     assert_eq!(rows(&sqlite), json!([]));
-    let state = rt.state().clone();
-    drop(rt);
-    let stored = FileStore::open_read_only(&chain_dir).unwrap();
-    assert_eq!(
-        replay(&mut Clerk { db: None }, &stored)
-            .await
-            .unwrap()
-            .state,
-        state
-    );
+    assert_replays_without_the_database(rt, &chain_dir).await;
 }
 
 #[tokio::test]
@@ -469,11 +468,7 @@ async fn a_unit_sqlite_rolled_back_refuses_the_rest_of_the_input_and_commits_not
     // The next start applies nothing: the actor was told the unit was undone.
     let rt = start_clerk(sqlite.clone(), &chain_dir).await.unwrap();
     assert_eq!(rows(&sqlite), json!([["apples", 5]]));
-    let state = rt.state().clone();
-    drop(rt);
-    let stored = FileStore::open_read_only(&chain_dir).unwrap();
-    let report = replay(&mut Clerk { db: None }, &stored).await.unwrap();
-    assert_eq!(report.state, state);
+    assert_replays_without_the_database(rt, &chain_dir).await;
 }
 
 #[tokio::test]
@@ -510,16 +505,7 @@ async fn a_request_over_its_time_or_size_limit_is_an_error_the_chain_records() {
             e.contains("nothing was applied") && e.contains(error),
             "{e}"
         );
-        let state = rt.state().clone();
-        drop(rt);
-        let stored = FileStore::open_read_only(&dir).unwrap();
-        assert_eq!(
-            replay(&mut Clerk { db: None }, &stored)
-                .await
-                .unwrap()
-                .state,
-            state
-        );
+        assert_replays_without_the_database(rt, &dir).await;
     }
 }
 
@@ -535,14 +521,5 @@ async fn a_database_that_was_not_granted_is_a_recorded_error() {
     .unwrap();
     let (_, payload) = answers(&mut rt, json!([{"query": "SELECT 1"}])).await;
     assert_eq!(payload[0]["error"], db::NOT_GRANTED);
-    let state = rt.state().clone();
-    drop(rt);
-    let stored = FileStore::open_read_only(tmp.path()).unwrap();
-    assert_eq!(
-        replay(&mut Clerk { db: None }, &stored)
-            .await
-            .unwrap()
-            .state,
-        state
-    );
+    assert_replays_without_the_database(rt, tmp.path()).await;
 }
