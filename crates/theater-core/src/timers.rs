@@ -148,17 +148,17 @@ pub fn set(
             "a periodic timer needs a period of at least 1 ms".into()
         ));
     }
-    if delay > MAX_DELAY || every.is_some_and(|e| e > MAX_DELAY) {
-        return Ok(Err(format!(
-            "a timer's delay and period may be at most {} days",
-            MAX_DELAY.as_secs() / 86_400
-        )));
-    }
     let delay_ms = millis(delay);
     let every_ms = every.map(|e| millis(e).max(1));
     let request = Payload::json(json!({"name": name, "delay_ms": delay_ms, "every_ms": every_ms}));
+    // The cap is a recorded answer: a chain from before it (a longer timer) replays as it was.
+    let over = delay > MAX_DELAY || every.is_some_and(|e| e > MAX_DELAY);
     let live = match timers {
         _ if host.is_replaying() => serde_json::Value::Null,
+        _ if over => json!({"error": format!(
+            "a timer's delay and period may be at most {} days",
+            MAX_DELAY.as_secs() / 86_400
+        )}),
         Some(t) => json!({"due_ms": t.clock.now_ms().saturating_add(delay_ms)}),
         None => json!({"error": NOT_GRANTED}),
     };
@@ -511,6 +511,17 @@ mod tests {
             set(Some(&t), &mut host, "ok", MAX_DELAY, Some(MAX_DELAY))
                 .unwrap()
                 .is_ok()
+        );
+        // A timer over the cap that an older host accepted replays as recorded.
+        let old = HostCall {
+            name: TIMER_SET.into(),
+            request: Payload::json(json!({"name": "job", "delay_ms": u64::MAX, "every_ms": null})),
+            result: Payload::json(json!({"due_ms": u64::MAX})),
+        };
+        let mut replaying = HostCalls::replaying(vec![old]);
+        assert_eq!(
+            set(None, &mut replaying, "job", huge, None).unwrap(),
+            Ok(u64::MAX)
         );
     }
 

@@ -37,6 +37,16 @@ const MAX_PATH_BYTES: usize = 4000;
 /// it is a directory. No part of the path may be a link (writes do not follow them), and
 /// every directory on the way must be one.
 fn target(canonical: &Path, key: &str) -> Result<(PathBuf, Option<bool>), FileError> {
+    target_through(canonical, key, usize::MAX)
+}
+
+/// [`target`], looking on disk at only the first `on_disk` parts of `key` (the names are
+/// checked whole).
+fn target_through(
+    canonical: &Path,
+    key: &str,
+    on_disk: usize,
+) -> Result<(PathBuf, Option<bool>), FileError> {
     let refused = |reason: String| FileError::Refused {
         path: key.to_string(),
         reason,
@@ -64,7 +74,7 @@ fn target(canonical: &Path, key: &str) -> Result<(PathBuf, Option<bool>), FileEr
         )));
     }
     let mut cur = canonical.to_path_buf();
-    for (i, part) in parts.iter().enumerate() {
+    for (i, part) in parts.iter().enumerate().take(on_disk) {
         cur.push(part);
         let meta = match fs::symlink_metadata(&cur) {
             Ok(m) => m,
@@ -88,7 +98,8 @@ fn target(canonical: &Path, key: &str) -> Result<(PathBuf, Option<bool>), FileEr
         if last {
             return Ok((full, Some(meta.is_dir())));
         }
-        if !meta.is_dir() {
+        // The last part looked at may be the file this input deleted.
+        if !meta.is_dir() && i + 1 < on_disk {
             return Err(refused(format!("{part} is not a directory")));
         }
     }
@@ -99,8 +110,20 @@ fn target(canonical: &Path, key: &str) -> Result<(PathBuf, Option<bool>), FileEr
 /// the path may be a link, a directory on the way must be one, the target itself must not be
 /// a directory, and names must fit the file system.
 pub fn writable_path(root: &Path, key: &str) -> Result<PathBuf, FileError> {
+    writable_path_past(root, key, None)
+}
+
+/// [`writable_path`] for a write below `deleted`, a file on the way to `key` that this input
+/// deleted: what is on disk matters only up to it (it makes way for a directory), the names
+/// are checked whole.
+pub fn writable_path_past(
+    root: &Path,
+    key: &str,
+    deleted: Option<&str>,
+) -> Result<PathBuf, FileError> {
     let canonical = canonical_root(root, key)?;
-    match target(&canonical, key)? {
+    let on_disk = deleted.map_or(usize::MAX, |d| d.split('/').count());
+    match target_through(&canonical, key, on_disk)? {
         (_, Some(true)) => Err(FileError::Refused {
             path: key.to_string(),
             reason: "is a directory".into(),

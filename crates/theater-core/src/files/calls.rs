@@ -13,7 +13,8 @@ use theater_chain::{BlobStore, Entry, Event, Hash, Payload};
 
 use super::{
     DirEntry, FILES_DELETE, FILES_LIST, FILES_READ, FILES_STAT, FILES_WRITE, FileError, FileGrant,
-    FileInfo, MAX_READ_BYTES, NOT_GRANTED, Staged, apply, content_type, normalize, writable_path,
+    FileInfo, MAX_READ_BYTES, NOT_GRANTED, Staged, apply, content_type, normalize,
+    writable_path_past,
 };
 use crate::{HostCallError, HostCalls};
 
@@ -201,14 +202,15 @@ fn listing(grant: &FileGrant, host: &HostCalls, path: &str) -> Result<Vec<DirEnt
     for (k, v) in staged_below {
         let rest = &k[prefix.len()..];
         match (rest.split_once('/'), v) {
-            (Some((dir, _)), Some(_)) => {
+            // A directory this input wrote into (it stays when the file is deleted again), or
+            // one holding a file it deleted.
+            (Some((dir, _)), _) => {
                 entries.entry(dir.to_string()).or_insert_with(|| DirEntry {
                     name: dir.to_string(),
                     dir: true,
                     size: 0,
                 });
             }
-            (Some(_), None) => {}
             (None, Some(bytes)) => {
                 entries.insert(
                     rest.to_string(),
@@ -243,7 +245,7 @@ fn check_writable(grant: &FileGrant, host: &HostCalls, path: &str) -> Result<Str
         .match_indices('/')
         .map(|(i, _)| &key[..i])
         .find(|prefix| matches!(host.staged_files.get(*prefix), Some(None)));
-    writable_path(&grant.dir, deleted_on_way.unwrap_or(&key))?;
+    writable_path_past(&grant.dir, &key, deleted_on_way)?;
     let refused = |reason: &str| FileError::Refused {
         path: path.to_string(),
         reason: reason.into(),

@@ -11,7 +11,7 @@ mod apply;
 pub mod calls;
 
 use apply::TMP_SUFFIX;
-pub use apply::{MAX_NAME_BYTES, Staged, apply, writable_path};
+pub use apply::{MAX_NAME_BYTES, Staged, apply, writable_path, writable_path_past};
 
 use std::fs;
 use std::io::Read;

@@ -456,6 +456,49 @@ async fn a_repair_applies_the_inputs_final_effect_whatever_reached_the_disk() {
 }
 
 #[tokio::test]
+async fn a_write_past_a_deleted_file_is_checked_whole_and_listed_as_applied() {
+    let (_tmp, root, chain_dir) = dirs();
+    std::fs::write(root.join("a"), "a file").unwrap();
+    let mut rt = start_on(scribe(&root), &chain_dir).await;
+    let too_long = format!("a/{}", "n".repeat(theater_core::files::MAX_NAME_BYTES + 1));
+    let answers = run(
+        &mut rt,
+        json!([
+            {"op": "delete", "path": "a"},
+            {"op": "write", "path": too_long, "text": "x"},
+            {"op": "write", "path": "a/.0123456789abcdef.theater-tmp", "text": "x"},
+            {"op": "write", "path": "d/x", "text": "x"},
+            {"op": "delete", "path": "d/x"},
+            {"op": "list", "path": ""},
+        ]),
+    )
+    .await
+    .unwrap();
+    assert!(
+        answers[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("over the 255"),
+        "{answers:?}"
+    );
+    assert!(
+        answers[2]["error"].as_str().unwrap().contains("reserved"),
+        "{answers:?}"
+    );
+    // What the input listed is what it left on disk: `d` stays, empty.
+    assert_eq!(answers[5], json!(["d"]));
+    let on_disk: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(on_disk, ["d"]);
+    // And the entry can be applied again (nothing in it is refused later).
+    drop(rt);
+    forget_applied(&chain_dir);
+    drop(start_on(scribe(&root), &chain_dir).await);
+}
+
+#[tokio::test]
 async fn long_names_and_huge_files_are_handled_and_a_lost_grant_stops_the_repair() {
     let (_tmp, root, chain_dir) = dirs();
     let mut rt = start_on(scribe(&root), &chain_dir).await;
