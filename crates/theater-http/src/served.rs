@@ -3,31 +3,29 @@
 //!
 //! Small files are read and checked whole before the answer starts. Larger ones are checked
 //! in a first pass (hashing as it reads, in constant memory), then streamed from the same
-//! open file in chunks, hashed again as they go; the last chunk is held back until the hash
-//! is confirmed, so a file changed during the transfer ends the response in an error (the
-//! client sees a cut body, never a complete wrong one).
+//! open file a chunk at a time as the client takes them, hashed again as they go; the last
+//! chunk is held back until the hash is confirmed, so a file changed during the transfer ends
+//! the response in an error (the client sees a cut body, never a complete wrong one).
 
 use std::fs::File;
-use std::io::{self, Read, Seek};
+use std::io::{self, Seek};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
+use http_body_util::{Either, Full};
 use sha2::{Digest, Sha256};
 use theater_chain::Hash;
 use theater_core::files::{self, FileRef};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncRead, ReadBuf};
 
 /// Files up to this size are read whole and checked before the answer starts.
 pub(crate) const IN_MEMORY_MAX: u64 = 1 << 20;
 
 /// How much a stream reads at a time.
 const CHUNK: usize = 64 << 10;
-
-/// Chunks read ahead of the client (the backpressure of a slow reader).
-const AHEAD: usize = 4;
 
 /// Why a file cannot be sent.
 #[derive(Debug)]
@@ -38,33 +36,27 @@ pub(crate) enum Unservable {
     Changed,
 }
 
-/// A file's bytes: whole, or streamed and checked as they go.
-#[derive(Debug)]
-pub(crate) enum FileBytes {
-    /// Read and checked.
-    Whole(Bytes),
-    /// Checked once, being read again.
-    Stream(FileStream),
-}
-
 /// The bytes of `file` under `root`, if they are still what the chain says.
-pub(crate) async fn open(root: PathBuf, file: FileRef) -> Result<FileBytes, Unservable> {
+pub(crate) async fn open(
+    root: PathBuf,
+    file: FileRef,
+) -> Result<Either<Full<Bytes>, FileStream>, Unservable> {
     let join = |e: tokio::task::JoinError| Unservable::Unusable(e.to_string());
     let checked = tokio::task::spawn_blocking(move || check(&root, &file))
         .await
         .map_err(join)??;
-    match checked {
-        Checked::Whole(bytes) => Ok(FileBytes::Whole(bytes)),
-        Checked::Open(reader, want) => {
-            let size = want.size;
-            let (tx, rx) = mpsc::channel(AHEAD);
-            tokio::task::spawn_blocking(move || stream(reader, &want, &tx));
-            Ok(FileBytes::Stream(FileStream {
-                rx,
-                remaining: size,
-            }))
-        }
-    }
+    Ok(match checked {
+        Checked::Whole(bytes) => Either::Left(Full::new(bytes)),
+        Checked::Open(reader, want) => Either::Right(FileStream(Box::new(Streaming {
+            file: tokio::fs::File::from_std(reader),
+            hasher: Sha256::new(),
+            held: None,
+            read: 0,
+            remaining: want.size,
+            want,
+            done: false,
+        }))),
+    })
 }
 
 enum Checked {
@@ -97,56 +89,41 @@ fn check(root: &std::path::Path, want: &FileRef) -> Result<Checked, Unservable> 
     Ok(Checked::Open(file, want.clone()))
 }
 
-/// Reads `file` again in chunks onto `tx`, hashing as it goes; the last chunk goes only once
-/// the whole has the recorded size and hash, an error otherwise.
-fn stream(mut file: File, want: &FileRef, tx: &mpsc::Sender<io::Result<Bytes>>) {
-    let mut hasher = Sha256::new();
-    let mut sent = 0u64;
-    let mut held: Option<Bytes> = None;
-    let changed = || io::Error::other(format!("{} changed while it was being sent", want.path));
-    loop {
-        let mut buf = vec![0; CHUNK];
-        let n = match file.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        };
-        if n == 0 {
-            break;
-        }
-        buf.truncate(n);
-        hasher.update(&buf);
-        sent += n as u64;
-        if sent > want.size {
-            let _ = tx.blocking_send(Err(changed()));
-            return;
-        }
-        if let Some(chunk) = held.replace(Bytes::from(buf))
-            && tx.blocking_send(Ok(chunk)).is_err()
-        {
-            // The client went away.
-            return;
-        }
-    }
-    let whole = Hash::from_bytes(hasher.finalize().into());
-    let last = match held {
-        Some(chunk) if sent == want.size && whole == want.sha256 => Ok(chunk),
-        _ => Err(changed()),
-    };
-    if let Err(e) = &last {
-        tracing::warn!("{e}: the response is cut short");
-    }
-    let _ = tx.blocking_send(last);
+/// A file's bytes as a response body, of exactly the recorded size: read a chunk at a time
+/// as the client takes them (a slow client holds no thread), hashed as they go; the last
+/// chunk goes only once the whole has the recorded size and hash, an error otherwise.
+#[derive(Debug)]
+pub struct FileStream(Box<Streaming>);
+
+#[derive(Debug)]
+struct Streaming {
+    file: tokio::fs::File,
+    hasher: Sha256,
+    /// The chunk read but not sent yet: the last one waits for the hash.
+    held: Option<Bytes>,
+    /// Bytes read so far.
+    read: u64,
+    /// Bytes not sent yet.
+    remaining: u64,
+    want: FileRef,
+    done: bool,
 }
 
-/// A file's bytes as a response body, of exactly the recorded size.
-#[derive(Debug)]
-pub struct FileStream {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    remaining: u64,
+impl Streaming {
+    fn changed(&mut self) -> io::Error {
+        self.done = true;
+        let e = io::Error::other(format!(
+            "{} changed while it was being sent",
+            self.want.path
+        ));
+        tracing::warn!("{e}: the response is cut short");
+        e
+    }
+
+    fn send(&mut self, chunk: Bytes) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
 }
 
 impl http_body::Body for FileStream {
@@ -154,28 +131,53 @@ impl http_body::Body for FileStream {
     type Error = io::Error;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
-                Poll::Ready(Some(Ok(Frame::data(chunk))))
+        let this = &mut *self.get_mut().0;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(None) if self.remaining > 0 => Poll::Ready(Some(Err(io::Error::other(
-                "the file stopped before its recorded size",
-            )))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+            let mut buf = vec![0; CHUNK];
+            let mut filled = ReadBuf::new(&mut buf);
+            match Pin::new(&mut this.file).poll_read(cx, &mut filled) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            let n = filled.filled().len();
+            if n == 0 {
+                let whole = Hash::from_bytes(std::mem::take(&mut this.hasher).finalize().into());
+                let intact = this.read == this.want.size && whole == this.want.sha256;
+                return match this.held.take() {
+                    Some(last) if intact => {
+                        this.done = true;
+                        this.send(last)
+                    }
+                    _ => Poll::Ready(Some(Err(this.changed()))),
+                };
+            }
+            buf.truncate(n);
+            this.hasher.update(&buf);
+            this.read += n as u64;
+            if this.read > this.want.size {
+                return Poll::Ready(Some(Err(this.changed())));
+            }
+            if let Some(chunk) = this.held.replace(Bytes::from(buf)) {
+                return this.send(chunk);
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.remaining == 0
+        self.0.done || self.0.remaining == 0
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
+        SizeHint::with_exact(self.0.remaining)
     }
 }

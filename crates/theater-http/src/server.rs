@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::HttpConfig;
-use crate::served::{self, FileBytes, FileStream, Unservable};
+use crate::served::{self, FileStream, Unservable};
 use crate::ws::{self, Sockets};
 
 /// The response header naming the chain entry that recorded the exchange: `<seq> <hash>`.
@@ -376,8 +376,7 @@ async fn file_body(route: &Route, file: FileRef) -> Result<Body, Response<Body>>
     };
     let path = file.path.clone();
     match served::open(root, file).await {
-        Ok(FileBytes::Whole(bytes)) => Ok(Either::Left(Full::new(bytes))),
-        Ok(FileBytes::Stream(stream)) => Ok(Either::Right(stream)),
+        Ok(body) => Ok(body),
         Err(Unservable::Unusable(e)) => Err(plain(StatusCode::INTERNAL_SERVER_ERROR, e)),
         // What would be sent is not what the chain says was served.
         Err(Unservable::Changed) => Err(plain(

@@ -265,3 +265,59 @@ async fn a_large_file_is_streamed_byte_exact_and_a_change_mid_stream_cuts_it_sho
     server.stop().await;
     actor.stop().await.unwrap();
 }
+
+#[test]
+fn clients_that_stop_reading_large_files_hold_no_threads() {
+    // Two blocking threads for the whole server: each stalled download holding one (as a
+    // reader thread waiting for the client would) starves every later file answer.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let public = dir.path().join("public");
+        std::fs::create_dir_all(&public).unwrap();
+        let size = 16 << 20;
+        std::fs::write(public.join("big.bin"), vec![7u8; size]).unwrap();
+        let host = WasmHost::new(WasmConfig::default()).unwrap();
+        let chain: Box<dyn ChainStore> = Box::new(theater_chain::MemoryStore::new(id("files")));
+        let make = {
+            let (host, public) = (host.clone(), public.clone());
+            move || fileserver(&host, &public)
+        };
+        let actor = spawn(make, chain, ActorConfig::default()).await.unwrap();
+        let server = serve_files(actor.clone(), &public).await;
+        let served = async {
+            let mut stalled = Vec::new();
+            for _ in 0..4 {
+                let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                let req = http::Request::get("/big.bin")
+                    .header("host", server.addr.to_string())
+                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                    .unwrap();
+                let res = sender.send_request(req).await.unwrap();
+                assert_eq!(res.status(), 200);
+                // Its body is never read.
+                stalled.push((sender, res));
+            }
+            let r = Client::connect(server.addr).await.get("/big.bin").await;
+            assert_eq!(r.body.len(), size);
+            stalled
+        };
+        // A liveness bound, not a speed one: starved, the answers never come.
+        let stalled = tokio::time::timeout(std::time::Duration::from_secs(120), served)
+            .await
+            .expect("file answers starved by clients that stopped reading");
+        drop(stalled);
+        server.stop().await;
+        actor.stop().await.unwrap();
+    });
+}
