@@ -161,11 +161,14 @@ pub fn apply(root: &Path, staged: &Staged) -> Result<usize, FileError> {
     }
     for (key, contents) in staged {
         let parent = parent_of(key);
-        // The input saw the directories of every path it wrote, deleted since or not.
-        if !parent.is_empty() {
+        // The input saw the directories of every path it wrote, deleted since or not. Each
+        // one made here changes its own parent.
+        let missing = missing_dirs(&handle, parent);
+        if !missing.is_empty() {
             handle
                 .create_dir_all(parent)
                 .map_err(|e| io_error(key, e))?;
+            touched.extend(missing.into_iter().map(parent_of));
         }
         let Some(bytes) = contents else {
             continue;
@@ -181,17 +184,11 @@ pub fn apply(root: &Path, staged: &Staged) -> Result<usize, FileError> {
         applied += 1;
         touched.insert(parent);
     }
-    // Every directory from the root down to each touched one: a new directory is durable
-    // only once its parent is synced too.
-    let mut dirs = BTreeSet::new();
-    for dir in touched {
-        dirs.extend(Path::new(dir).ancestors().map(Path::to_path_buf));
-    }
-    for dir in dirs {
-        let rel = dir.to_string_lossy();
+    // Each directory whose entries changed, once (a new one through its parent too).
+    for rel in touched {
         // Opened for reading (a directory handle alone cannot be synced).
         handle
-            .open(if rel.is_empty() { "." } else { &rel })
+            .open(if rel.is_empty() { "." } else { rel })
             .and_then(|d| d.sync_all())
             .map_err(|e| FileError::Io {
                 path: if rel.is_empty() {
@@ -215,6 +212,19 @@ fn io_error(key: &str, e: std::io::Error) -> FileError {
 /// The directory part of a normalised path (`""` for the granted directory itself).
 fn parent_of(key: &str) -> &str {
     key.rsplit_once('/').map_or("", |(dir, _)| dir)
+}
+
+/// The directories on the way to `dir` (itself included) that do not exist yet, outermost
+/// first.
+fn missing_dirs<'k>(handle: &Dir, dir: &'k str) -> Vec<&'k str> {
+    if dir.is_empty() {
+        return Vec::new();
+    }
+    dir.match_indices('/')
+        .map(|(i, _)| &dir[..i])
+        .chain(std::iter::once(dir))
+        .skip_while(|p| handle.symlink_metadata(p).is_ok())
+        .collect()
 }
 
 /// The directory `rel` (`""`: the granted directory) through `handle`.
