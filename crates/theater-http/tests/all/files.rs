@@ -203,6 +203,29 @@ async fn a_file_answer_without_a_granted_directory_or_with_stale_content_is_refu
     without.stop().await;
 }
 
+/// A GET of `path` on a connection of its own, once the answer's head has arrived: its body
+/// is not read (the sender keeps the connection open).
+async fn get_head(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> (
+    hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    http::Response<hyper::body::Incoming>,
+) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header("host", addr.to_string())
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    (sender, res)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_file_is_streamed_byte_exact_and_a_change_mid_stream_cuts_it_short() {
     use http_body_util::BodyExt;
@@ -239,17 +262,7 @@ async fn a_large_file_is_streamed_byte_exact_and_a_change_mid_stream_cuts_it_sho
 
     // The answer starts (the file checked), then the file changes under the stream: the body
     // must not arrive whole.
-    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get("/big.bin")
-        .header("host", server.addr.to_string())
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
-    let res = sender.send_request(req).await.unwrap();
+    let (_sender, res) = get_head(server.addr, "/big.bin").await;
     assert_eq!(res.status(), 200);
     {
         use std::io::{Seek, SeekFrom, Write};
@@ -293,17 +306,7 @@ fn clients_that_stop_reading_large_files_hold_no_threads() {
         let served = async {
             let mut stalled = Vec::new();
             for _ in 0..4 {
-                let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-                let (mut sender, conn) =
-                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                        .await
-                        .unwrap();
-                tokio::spawn(conn);
-                let req = http::Request::get("/big.bin")
-                    .header("host", server.addr.to_string())
-                    .body(http_body_util::Full::new(bytes::Bytes::new()))
-                    .unwrap();
-                let res = sender.send_request(req).await.unwrap();
+                let (sender, res) = get_head(server.addr, "/big.bin").await;
                 assert_eq!(res.status(), 200);
                 // Its body is never read.
                 stalled.push((sender, res));
