@@ -1,7 +1,5 @@
 //! Project tasks, run as `cargo xtask TASK`.
 
-mod examples;
-
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
@@ -12,8 +10,7 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   build-examples                      build every actor under examples/ into a component at
                                       target/examples/<name>.wasm
-  build-guest DIR                     build the actor crate at DIR (e.g. made by `theater new`)
-                                      into DIR/target/theater/<name>.wasm
+                                      (installs the wasm32 target first if it is missing)
   demo                                build the examples, then run `theater demo` on the wasm counter
   bench [--quick] [--json] [FILTER]   run Theater's benchmarks (release build) and print
                                       each figure beside a baseline measured in the same run";
@@ -32,25 +29,18 @@ fn run() -> anyhow::Result<ExitCode> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("build-examples") => {
-            examples::build(&root())?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Some("build-guest") => {
-            let dir = args
-                .next()
-                .context("build-guest needs the directory of the actor crate")?;
-            examples::build_one(&root(), &PathBuf::from(dir))?;
+            build_examples()?;
             Ok(ExitCode::SUCCESS)
         }
         Some("demo") => {
-            examples::build(&root())?;
+            build_examples()?;
             cargo_run(
                 &["run", "--quiet", "--package", "theater", "--", "demo"],
                 args.collect(),
             )
         }
         Some("bench") => {
-            examples::build(&root())?;
+            build_examples()?;
             cargo_run(
                 &[
                     "run",
@@ -71,6 +61,34 @@ fn run() -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Every example actor into `target/examples/<name>.wasm`, by `theater build` (which sets the
+/// wasm32 toolchain up first when it is missing). The guests get a target directory of their
+/// own: another profile, and on Debian's route another rustc.
+fn build_examples() -> anyhow::Result<()> {
+    let ok = cargo_ok(
+        &[
+            "run",
+            "--quiet",
+            "--package",
+            "theater",
+            "--",
+            "build",
+            "examples",
+        ],
+        [
+            "--out-dir",
+            "target/examples",
+            "--target-dir",
+            "target/guests",
+            "--locked",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )?;
+    anyhow::ensure!(ok, "building the examples failed");
+    Ok(())
+}
+
 /// The workspace root (xtask lives one level below it).
 fn root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -81,14 +99,18 @@ fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
-fn cargo_run(base: &[&str], extra: Vec<String>) -> anyhow::Result<ExitCode> {
+fn cargo_ok(base: &[&str], extra: Vec<String>) -> anyhow::Result<bool> {
     let status = cargo()
         .current_dir(root())
         .args(base)
         .args(&extra)
         .status()
         .context("running cargo")?;
-    Ok(if status.success() {
+    Ok(status.success())
+}
+
+fn cargo_run(base: &[&str], extra: Vec<String>) -> anyhow::Result<ExitCode> {
+    Ok(if cargo_ok(base, extra)? {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

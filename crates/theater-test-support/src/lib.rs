@@ -219,31 +219,17 @@ pub fn workspace_root() -> std::path::PathBuf {
         .unwrap_or_else(|| here.to_path_buf())
 }
 
-/// The example component `name` (`target/examples/<name>.wasm`), built by
-/// `cargo xtask build-examples` on first use in this process (a rebuild is a quick no-op when
-/// nothing changed). Panics with the build's own message if no wasm toolchain is available.
+/// The example component `name` (`target/examples/<name>.wasm`), built with every other
+/// example on first use in this process (a rebuild is a quick no-op when nothing changed),
+/// the wasm32 toolchain set up first if it is missing. Panics with the build's own message
+/// if no toolchain can be had.
 pub fn example_component(name: &str) -> std::path::PathBuf {
     static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     let root = workspace_root();
     let built = BUILT.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = std::process::Command::new(cargo)
-            .current_dir(&root)
-            .args([
-                "run",
-                "--quiet",
-                "--package",
-                "xtask",
-                "--",
-                "build-examples",
-            ])
-            .output()
-            .map_err(|e| format!("cannot run cargo: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        theater_build::build_examples(&root, None, true, &mut std::io::stderr())
+            .map(drop)
+            .map_err(|e| e.to_string())
     });
     if let Err(e) = built {
         panic!("building the example components failed:\n{e}");

@@ -119,6 +119,11 @@ impl WasmHost {
             .cranelift_nan_canonicalization(true)
             .epoch_interruption(true);
         if let Some(dir) = &config.cache_dir {
+            // wasmtime wants an absolute directory; a relative one is taken from the
+            // working directory, as any path a user gives.
+            let dir = std::path::absolute(dir).map_err(|e| {
+                LoadError::Engine(format!("the cache directory {}: {e}", dir.display()))
+            })?;
             let mut cache = wasmtime::CacheConfig::new();
             cache.with_directory(dir);
             c.cache(Some(wasmtime::Cache::new(cache).map_err(engine_err)?));

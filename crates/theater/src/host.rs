@@ -44,6 +44,10 @@ impl Host {
     pub(crate) async fn start(manifests: &[PathBuf], data_dir: &Path) -> anyhow::Result<Arc<Host>> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        // Everything below derives paths from it; absolute, they mean the same wherever the
+        // process or a library it uses resolves them.
+        let data_dir = &std::fs::canonicalize(data_dir)
+            .with_context(|| format!("cannot resolve the data directory {}", data_dir.display()))?;
         let wasm = WasmHost::new(WasmConfig::default().cache_dir(data_dir.join("cache")))?;
         let host = Arc::new(Host {
             wasm,

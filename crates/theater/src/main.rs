@@ -4,9 +4,11 @@
 //!   a management API on loopback; `theater ps | state | send | stop | restart | events |
 //!   shutdown` talk to it.
 //! - `theater chain ...`: offline tools over stored chains.
+//! - `theater new NAME` / `theater build [DIR]`: write a Rust actor, build it into a component.
 //! - `theater demo`: a wasm actor on the embedded defaults, its chain verified and replayed.
 
 mod admin;
+mod build_cmd;
 mod chain_cmd;
 mod client;
 mod demo;
@@ -48,16 +50,33 @@ enum Command {
     },
     #[command(flatten)]
     Client(client::ClientCommand),
-    /// Create a new Rust actor project (build it with `cargo xtask build-guest DIR`).
+    /// Create a new Rust actor project, with the guest SDK in it; build it with `theater build`.
     New {
         /// The actor's name.
         name: String,
         /// Where to create it (default: ./NAME).
         #[arg(long)]
         path: Option<PathBuf>,
-        /// The theater-guest SDK to depend on (default: the one of this source tree).
+        /// Depend on the theater-guest SDK at this path instead of writing this Theater's
+        /// copy into the project (for work on the SDK itself).
         #[arg(long)]
         sdk: Option<PathBuf>,
+    },
+    /// Build the Rust actor project in DIR into a component (target/theater/NAME.wasm),
+    /// setting up the wasm32 toolchain first if it is missing.
+    Build {
+        /// The project's directory (default: the current one).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where the components go (default: DIR/target/theater).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// cargo's target directory (default: $CARGO_TARGET_DIR, else DIR/target).
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+        /// Require Cargo.lock to be up to date, as `cargo build --locked`.
+        #[arg(long)]
+        locked: bool,
     },
     /// Run a wasm actor, then verify, replay, tamper with and recover its chain.
     Demo {
@@ -87,6 +106,12 @@ fn main() -> ExitCode {
         Command::Run { manifests, admin } => run_cmd::run(manifests, cli.data_dir, admin),
         Command::Client(cmd) => client::run(cli.data_dir, cmd),
         Command::New { name, path, sdk } => new_cmd::run(&name, path, sdk),
+        Command::Build {
+            dir,
+            out_dir,
+            target_dir,
+            locked,
+        } => build_cmd::run(&dir, out_dir, target_dir, locked),
         Command::Demo { manifest, dir } => demo::run(manifest, dir),
         Command::Chain(cmd) => chain_cmd::run(cmd),
     };

@@ -1,16 +1,10 @@
-//! `theater new NAME`: a new Rust actor project, ready to build into a component with
-//! `cargo xtask build-guest DIR` (from the Theater source tree) and to run with `theater run`.
+//! `theater new NAME`: a new Rust actor project anywhere, with this Theater's guest SDK in it,
+//! ready to build with `theater build` and to run with `theater run`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-
-/// The guest SDK of the source tree this binary was built from.
-fn default_sdk() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest/theater-guest");
-    std::fs::canonicalize(&p).unwrap_or(p)
-}
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -39,20 +33,26 @@ pub(crate) fn run(
     {
         bail!("{} already exists and is not empty", dir.display());
     }
-    let sdk = sdk.unwrap_or_else(default_sdk);
-    if !sdk.join("Cargo.toml").is_file() {
-        bail!(
-            "the guest SDK is not at {} (pass --sdk PATH/TO/theater/guest/theater-guest)",
-            sdk.display()
-        );
-    }
+    let sdk_dep = match sdk {
+        Some(sdk) => {
+            if !sdk.join("Cargo.toml").is_file() {
+                bail!("no guest SDK at {} (no Cargo.toml there)", sdk.display());
+            }
+            std::path::absolute(&sdk)?.display().to_string()
+        }
+        None => theater_build::sdk::DIR.to_string(),
+    };
     std::fs::create_dir_all(dir.join("src"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
+    if sdk_dep == theater_build::sdk::DIR {
+        theater_build::sdk::write(&dir)
+            .with_context(|| format!("cannot write the guest SDK into {}", dir.display()))?;
+    }
     let files = [
-        ("Cargo.toml", cargo_toml(name, &sdk)),
+        ("Cargo.toml", cargo_toml(name, &sdk_dep)),
         ("src/lib.rs", LIB_RS.to_string()),
         (&format!("{name}.toml"), manifest(name)),
-        ("README.md", readme(name, &dir)),
+        ("README.md", readme(name)),
         (".gitignore", "/target\n".to_string()),
     ];
     for (file, text) in &files {
@@ -60,16 +60,15 @@ pub(crate) fn run(
         std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
     }
     println!("created the actor {name:?} in {}", dir.display());
-    println!("next, from the Theater source tree:");
-    println!("  cargo xtask build-guest {}", dir.display());
+    println!("next:");
     println!(
-        "  theater run {}",
-        dir.join(format!("{name}.toml")).display()
+        "  cd {} && theater build && theater run {name}.toml",
+        dir.display()
     );
     Ok(ExitCode::SUCCESS)
 }
 
-fn cargo_toml(name: &str, sdk: &Path) -> String {
+fn cargo_toml(name: &str, sdk: &str) -> String {
     format!(
         r#"[package]
 name = "{name}"
@@ -81,6 +80,7 @@ publish = false
 crate-type = ["cdylib"]
 
 [dependencies]
+# The guest SDK, written here by `theater new` (the version of the host that runs it).
 theater-guest = {{ path = {sdk:?} }}
 serde = {{ version = "1", features = ["derive"] }}
 
@@ -93,8 +93,7 @@ lto = true
 codegen-units = 1
 panic = "abort"
 strip = true
-"#,
-        sdk = sdk.display().to_string()
+"#
     )
 }
 
@@ -114,7 +113,7 @@ greeting = "hello"
     )
 }
 
-fn readme(name: &str, dir: &Path) -> String {
+fn readme(name: &str) -> String {
     format!(
         r#"# {name}
 
@@ -122,13 +121,16 @@ A Theater actor. Every input it handles, and every state it reaches, is recorded
 hash chain.
 
 ```sh
-cargo xtask build-guest {dir}          # from the Theater source tree
-theater run {dir}/{name}.toml
+theater build                  # -> target/theater/{name}.wasm (sets up the wasm32 target if missing)
+theater run {name}.toml        # then, from another terminal in this directory:
 theater send {name} '{{"greet": "you"}}' --request
 theater state {name}
+theater chain verify theater-data/chains/{name}
 ```
-"#,
-        dir = dir.display()
+
+The actor is `src/lib.rs`; `{name}.toml` is its manifest (what it is granted). The guest SDK
+in `theater-guest/` was written by `theater new`; its docs: `cargo doc -p theater-guest --open`.
+"#
     )
 }
 

@@ -1,8 +1,9 @@
 //! # theater-guest
 //!
 //! Write a Theater actor in Rust: implement [`Actor`] and export it with
-//! [`export_actor!`]. Build it as a component with `cargo xtask build-examples` (or any
-//! `wasm32` build followed by `wit-component`).
+//! [`export_actor!`]. Build it as a component with `theater build` (any `wasm32` build
+//! followed by `wit-component` works too). `theater new` writes this crate, with the WIT
+//! world in `wit/`, into each new project.
 //!
 //! ```ignore
 //! use theater_guest::{Actor, Input, Output, json};
@@ -31,7 +32,7 @@ pub use serde_json::{self, Value, json};
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "actor",
         pub_export_macro: true,
         export_macro_name: "export_wit",

@@ -7,4 +7,5 @@
 
 mod browser;
 mod cli;
+mod readme;
 mod run;

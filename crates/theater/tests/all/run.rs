@@ -28,16 +28,27 @@ pub(crate) struct Running {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
-    data: PathBuf,
+    /// `--data-dir` for every command, or none: the default, in `cwd`.
+    data: Option<PathBuf>,
+    cwd: PathBuf,
 }
 
 impl Running {
     pub(crate) fn start(data: &Path, manifests: &[PathBuf]) -> Running {
-        let mut child = bin()
+        Self::start_in(&std::env::current_dir().unwrap(), Some(data), manifests)
+    }
+
+    /// `theater run` in `cwd`, with the default data directory when `data` is `None`.
+    pub(crate) fn start_in(cwd: &Path, data: Option<&Path>, manifests: &[PathBuf]) -> Running {
+        let mut cmd = bin();
+        cmd.current_dir(cwd)
+            .env_remove("THEATER_DATA_DIR")
             .arg("run")
-            .args(manifests)
-            .arg("--data-dir")
-            .arg(data)
+            .args(manifests);
+        if let Some(data) = data {
+            cmd.arg("--data-dir").arg(data);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -55,7 +66,8 @@ impl Running {
             child,
             lines,
             seen: Vec::new(),
-            data: data.to_path_buf(),
+            data: data.map(Path::to_path_buf),
+            cwd: cwd.to_path_buf(),
         };
         r.wait_for("management API on");
         r
@@ -84,12 +96,14 @@ impl Running {
 
     /// Runs a client command against this host.
     fn cli(&self, args: &[&str]) -> Output {
-        bin()
-            .args(args)
-            .arg("--data-dir")
-            .arg(&self.data)
-            .output()
-            .unwrap()
+        let mut cmd = bin();
+        cmd.current_dir(&self.cwd)
+            .env_remove("THEATER_DATA_DIR")
+            .args(args);
+        if let Some(data) = &self.data {
+            cmd.arg("--data-dir").arg(data);
+        }
+        cmd.output().unwrap()
     }
 
     pub(crate) fn json(&self, args: &[&str]) -> Value {
@@ -341,23 +355,33 @@ fn a_bad_manifest_is_refused_naming_the_file_and_field() {
 }
 
 #[test]
-fn a_new_project_builds_runs_and_answers() {
-    example_component("counter"); // the guest toolchain works (and its std is built)
+fn a_new_project_builds_and_runs_anywhere_with_the_binary_alone() {
+    example_component("counter"); // the guest toolchain is set up (and warm)
+    // A directory outside the source tree, with the defaults: no --data-dir, no --path.
     let dir = tempfile::tempdir().unwrap();
-    let project = dir.path().join("greeter");
     let out = bin()
-        .args(["new", "greeter", "--path"])
-        .arg(&project)
+        .current_dir(dir.path())
+        .args(["new", "greeter"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    for f in ["Cargo.toml", "src/lib.rs", "greeter.toml", "README.md"] {
+    assert!(text(&out).contains("cd greeter && theater build && theater run greeter.toml"));
+    let project = dir.path().join("greeter");
+    for f in [
+        "Cargo.toml",
+        "src/lib.rs",
+        "greeter.toml",
+        "README.md",
+        "theater-guest/Cargo.toml",
+        "theater-guest/src/lib.rs",
+        "theater-guest/wit/actor.wit",
+    ] {
         assert!(project.join(f).is_file(), "{f} missing");
     }
     // Refuses to overwrite, and refuses bad names.
     let again = bin()
-        .args(["new", "greeter", "--path"])
-        .arg(&project)
+        .current_dir(dir.path())
+        .args(["new", "greeter"])
         .output()
         .unwrap();
     assert_eq!(again.status.code(), Some(2));
@@ -365,20 +389,26 @@ fn a_new_project_builds_runs_and_answers() {
     let bad = bin().args(["new", "Bad Name"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
 
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let built = Command::new(cargo)
-        .current_dir(theater_test_support::workspace_root())
-        .args(["run", "--quiet", "-p", "xtask", "--", "build-guest"])
-        .arg(&project)
-        .output()
-        .unwrap();
+    // `theater build` in the project, as its README says.
+    let built = bin().current_dir(&project).arg("build").output().unwrap();
     assert!(built.status.success(), "{}", text(&built));
     assert!(project.join("target/theater/greeter.wasm").is_file());
+    // Not a project: a clear error naming the file.
+    let not = bin().current_dir(dir.path()).arg("build").output().unwrap();
+    assert_eq!(not.status.code(), Some(2));
+    assert!(text(&not).contains("Cargo.toml"), "{}", text(&not));
 
-    let host = Running::start(&dir.path().join("data"), &[project.join("greeter.toml")]);
+    let host = Running::start_in(&project, None, &[PathBuf::from("greeter.toml")]);
     let r = host.json(&["send", "greeter", "{\"greet\": \"you\"}", "--request"]);
     assert_eq!(r["reply"], json!({"text": "hello, you!", "greeted": 1}));
     host.stop();
+    assert!(project.join("theater-data/chains/greeter").is_dir());
+    let verify = bin()
+        .current_dir(&project)
+        .args(["chain", "verify", "theater-data/chains/greeter"])
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
 }
 
 #[test]
