@@ -15,7 +15,9 @@ struct Machine {
 
 fn script(path: &Path, body: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    // The stand-ins run with PATH set to their own directory only; their own tools come
+    // from the system.
+    std::fs::write(path, format!("#!/bin/sh\nPATH=/usr/bin:/bin\n{body}\n")).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
@@ -84,24 +86,27 @@ impl Machine {
     /// `rustc-web` (LLVM 22) and `lld-22` (or fails with `exit`).
     fn with_apt(self, exit: i32) -> Self {
         let r = self.root();
-        let rustc = format!(
-            "[ \"$*\" = '--print sysroot' ] && echo {r}/usr/lib/rust-web && exit 0\n\
-             [ \"$*\" = '-vV' ] && echo 'LLVM version: 22.1.3' && exit 0\nexit 1",
-            r = r.display()
+        // What the packages would install, staged for the stand-in to copy into place.
+        script(
+            &r.join("pkg/rustc"),
+            &format!(
+                "[ \"$*\" = '--print sysroot' ] && echo {r}/usr/lib/rust-web && exit 0\n\
+                 [ \"$*\" = '-vV' ] && echo 'LLVM version: 22.1.3' && exit 0\nexit 1",
+                r = r.display()
+            ),
         );
+        script(&r.join("pkg/cargo"), "exit 0");
         script(
             &r.join("bin/apt-get"),
             &format!(
                 "echo \"apt-get $*\" >> {r}/log\n[ {exit} -ne 0 ] && exit {exit}\n\
                  case \"$*\" in *rustc-web*)\n\
                    mkdir -p {r}/usr/bin {r}/usr/lib/rust-web/lib/rustlib/src/rust/library\n\
-                   printf '%s\\n' '#!/bin/sh' \"{rustc}\" > {r}/usr/bin/rustc; chmod +x {r}/usr/bin/rustc\n\
-                   printf '#!/bin/sh\\n' > {r}/usr/bin/cargo; chmod +x {r}/usr/bin/cargo;;\n\
+                   cp {r}/pkg/rustc {r}/pkg/cargo {r}/usr/bin/;;\n\
                  esac\n\
                  case \"$*\" in *lld-22*) mkdir -p {r}/usr/lib/llvm-22/bin; touch {r}/usr/lib/llvm-22/bin/wasm-ld;; esac\n\
                  exit 0",
                 r = r.display(),
-                rustc = rustc.replace('"', "\\\"").replace('\n', "\\n")
             ),
         );
         self
