@@ -10,8 +10,9 @@ use crate::toolchain::{DEBIAN_PACKAGES, TARGET};
 pub enum SetupError {
     /// Neither route exists, and installing one failed or was not possible.
     #[error(
-        "no Rust toolchain here builds {TARGET} guests{}.\nInstall one, then build again:\n  \
-         rustup target add {TARGET}\nor, on Debian without rustup (as root):\n  \
+        "no Rust toolchain here builds {TARGET} guests{}.\nInstall one, then build again: with \
+         rustup (https://rustup.rs)\n  rustup target add {TARGET}\nor, on Debian without \
+         rustup (as root):\n  \
          apt-get install {} lld-NN   (NN: the LLVM major in `/usr/bin/rustc -vV`)",
         tried(.failures),
         DEBIAN_PACKAGES.join(" ")

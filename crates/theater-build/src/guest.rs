@@ -10,7 +10,9 @@ use crate::toolchain::{TARGET, Toolchain};
 pub struct Guests {
     manifest: PathBuf,
     workspace: bool,
-    names: Vec<String>,
+    /// (package name, core module's file stem: the `[lib] name`, or the package's name with
+    /// `-` as `_`), sorted by package name.
+    guests: Vec<(String, String)>,
 }
 
 /// Where a build puts things, and how strictly it treats `Cargo.lock`.
@@ -22,8 +24,6 @@ pub struct BuildOptions {
     pub out_dir: PathBuf,
     /// Build with `--locked` (the lock file must be up to date).
     pub locked: bool,
-    /// Build only these packages (default: all of them).
-    pub only: Option<Vec<String>>,
     /// Pass `--quiet` to cargo: only errors and warnings are shown.
     pub quiet: bool,
 }
@@ -51,39 +51,55 @@ fn read_toml(path: &Path) -> Result<toml::Table, BuildError> {
         })
 }
 
-/// The name of the package described by `table`, checked to be a guest (a `cdylib`).
-fn guest_package(path: &Path, table: &toml::Table) -> Result<Option<String>, BuildError> {
+/// What `table` says of its package, if it has one: `Ok(None)` for no package;
+/// `Err(problem)` for a package that is not an actor (not a `cdylib`).
+fn guest_package(table: &toml::Table) -> Result<Option<(String, String)>, String> {
     let Some(package) = table.get("package") else {
         return Ok(None);
-    };
-    let bad = |problem: &str| BuildError::Manifest {
-        path: path.to_path_buf(),
-        problem: problem.to_string(),
     };
     let name = package
         .get("name")
         .and_then(toml::Value::as_str)
-        .ok_or_else(|| bad("[package] has no name"))?;
-    let cdylib = table
-        .get("lib")
+        .ok_or("[package] has no name")?;
+    let lib = table.get("lib");
+    let cdylib = lib
         .and_then(|lib| lib.get("crate-type"))
         .and_then(toml::Value::as_array)
         .is_some_and(|types| types.iter().any(|t| t.as_str() == Some("cdylib")));
     if !cdylib {
-        return Err(bad(
-            "an actor is a library built as a cdylib: add [lib] crate-type = [\"cdylib\"]",
-        ));
+        return Err(
+            "an actor is a library built as a cdylib: add [lib] crate-type = [\"cdylib\"]".into(),
+        );
     }
-    Ok(Some(name.to_string()))
+    let stem = lib
+        .and_then(|lib| lib.get("name"))
+        .and_then(toml::Value::as_str)
+        .map_or_else(|| name.replace('-', "_"), str::to_string);
+    Ok(Some((name.to_string(), stem)))
 }
 
 impl Guests {
     /// The project whose `Cargo.toml` is in `dir`: its package, and the members its
     /// `[workspace]` lists by path.
+    ///
+    /// The root package must be an actor (a `cdylib`); members that are not (a shared helper
+    /// library, say) are built with the workspace but yield no component. Members are listed by
+    /// path; `exclude` and `default-members` are not read.
     pub fn open(dir: &Path) -> Result<Self, BuildError> {
-        let manifest = dir.join("Cargo.toml");
+        let manifest =
+            std::path::absolute(dir.join("Cargo.toml")).map_err(|source| BuildError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let dir = manifest.parent().unwrap_or(dir).to_path_buf();
         let table = read_toml(&manifest)?;
-        let mut names: Vec<String> = guest_package(&manifest, &table)?.into_iter().collect();
+        let mut guests: Vec<(String, String)> = guest_package(&table)
+            .map_err(|problem| BuildError::Manifest {
+                path: manifest.clone(),
+                problem,
+            })?
+            .into_iter()
+            .collect();
         let workspace = table.get("workspace");
         let members = workspace
             .and_then(|w| w.get("members"))
@@ -103,28 +119,28 @@ impl Guests {
                 });
             }
             let path = dir.join(member).join("Cargo.toml");
-            if let Some(name) = guest_package(&path, &read_toml(&path)?)? {
-                names.push(name);
+            if let Ok(Some(guest)) = guest_package(&read_toml(&path)?) {
+                guests.push(guest);
             }
         }
-        if names.is_empty() {
+        if guests.is_empty() {
             return Err(BuildError::Manifest {
                 path: manifest,
-                problem: "no [package] and no workspace members: nothing to build".into(),
+                problem: "no actor package (a cdylib) here or among the workspace's members".into(),
             });
         }
-        names.sort();
-        names.dedup();
+        guests.sort();
+        guests.dedup();
         Ok(Self {
             manifest,
             workspace: workspace.is_some() && !members.is_empty(),
-            names,
+            guests,
         })
     }
 
-    /// The packages' names, sorted.
-    pub fn names(&self) -> &[String] {
-        &self.names
+    /// The actor packages' names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.guests.iter().map(|(name, _)| name.as_str()).collect()
     }
 
     /// The project's `Cargo.toml`.
@@ -140,29 +156,21 @@ impl Guests {
         toolchain: &Toolchain,
         options: &BuildOptions,
     ) -> Result<Vec<Built>, BuildError> {
-        let names = match &options.only {
-            Some(only) => {
-                if let Some(unknown) = only.iter().find(|n| !self.names.contains(n)) {
-                    return Err(BuildError::Manifest {
-                        path: self.manifest.clone(),
-                        problem: format!(
-                            "no guest package {unknown:?} (there are: {})",
-                            self.names.join(", ")
-                        ),
-                    });
-                }
-                only.clone()
-            }
-            None => self.names.clone(),
+        let absolute = |p: &Path| {
+            std::path::absolute(p).map_err(|source| BuildError::Io {
+                path: p.to_path_buf(),
+                source,
+            })
         };
+        let (target_dir, out_dir) = (absolute(&options.target_dir)?, absolute(&options.out_dir)?);
         let mut cmd = toolchain.cargo_build();
+        // From the project's directory, so its own .cargo/config.toml applies.
+        if let Some(dir) = self.manifest.parent() {
+            cmd.current_dir(dir);
+        }
         cmd.arg("--manifest-path").arg(&self.manifest);
-        if self.workspace && options.only.is_none() {
+        if self.workspace {
             cmd.arg("--workspace");
-        } else {
-            for name in &names {
-                cmd.args(["--package", name]);
-            }
         }
         if options.locked {
             cmd.arg("--locked");
@@ -175,22 +183,22 @@ impl Guests {
             problem,
         };
         let status = cmd
-            .env("CARGO_TARGET_DIR", &options.target_dir)
+            .env("CARGO_TARGET_DIR", &target_dir)
             .status()
             .map_err(|e| cargo_failed(format!("cannot run cargo: {e}")))?;
         if !status.success() {
             return Err(cargo_failed(status.to_string()));
         }
-        std::fs::create_dir_all(&options.out_dir).map_err(|source| BuildError::Io {
-            path: options.out_dir.clone(),
+        std::fs::create_dir_all(&out_dir).map_err(|source| BuildError::Io {
+            path: out_dir.clone(),
             source,
         })?;
-        let release = options.target_dir.join(TARGET).join("release");
-        names
+        let release = target_dir.join(TARGET).join("release");
+        self.guests
             .iter()
-            .map(|name| {
-                let module = release.join(format!("{}.wasm", name.replace('-', "_")));
-                let out = options.out_dir.join(format!("{name}.wasm"));
+            .map(|(name, stem)| {
+                let module = release.join(format!("{stem}.wasm"));
+                let out = out_dir.join(format!("{name}.wasm"));
                 let bytes = write_component(&module, &out)?;
                 Ok(Built {
                     name: name.clone(),
@@ -228,13 +236,11 @@ pub fn encode(core: &[u8]) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("{e:#}"))
 }
 
-/// Builds the example actors of Theater's source tree at `root` (`examples/`, or only the
-/// ones named): components in `target/examples/<name>.wasm`, the guests' own target
+/// Builds the example actors of Theater's source tree at `root` (`examples/`): components in `target/examples/<name>.wasm`, the guests' own target
 /// directory `target/guests` (apart from the host's: another profile, maybe another rustc).
 /// Sets the toolchain up first when it is missing, saying so on `log`.
 pub fn build_examples(
     root: &Path,
-    only: Option<Vec<String>>,
     quiet: bool,
     log: &mut dyn std::io::Write,
 ) -> Result<Vec<Built>, BuildError> {
@@ -245,7 +251,6 @@ pub fn build_examples(
             target_dir: root.join("target/guests"),
             out_dir: root.join("target/examples"),
             locked: true,
-            only,
             quiet,
         },
     )

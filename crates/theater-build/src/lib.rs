@@ -23,7 +23,6 @@
 //!         target_dir: dir.join("target"),
 //!         out_dir: dir.join("target/theater"),
 //!         locked: false,
-//!         only: None,
 //!         quiet: false,
 //!     },
 //! )?;

@@ -3,7 +3,8 @@
 //!
 //! The SDK is not published to a registry: `theater new` writes it into the project as
 //! `theater-guest/` (a path dependency), which keeps the project self-contained (plain
-//! `cargo build` works, offline too) and pins it to the host version that made it.
+//! `cargo build` works, offline once its crates.io dependencies are in cargo's cache) and
+//! pins it to the host version that made it.
 
 use std::path::Path;
 
@@ -48,4 +49,51 @@ pub fn differs(project: &Path) -> Option<String> {
         (std::fs::read_to_string(&path).ok().as_deref() != Some(*text))
             .then(|| path.display().to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file of the SDK in the source tree is embedded, with its current text: a file
+    /// added to `guest/theater-guest` (or to `wit/`) and not to [`FILES`] fails here.
+    #[test]
+    fn the_embedded_sdk_is_the_source_trees() {
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest/theater-guest");
+        let mut on_disk = Vec::new();
+        let mut dirs = vec![sdk.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("the SDK's directory") {
+                let path = entry.expect("an entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    let rel = path.strip_prefix(&sdk).expect("under the SDK");
+                    on_disk.push(rel.to_string_lossy().into_owned());
+                }
+            }
+        }
+        on_disk.sort();
+        let mut embedded: Vec<String> = FILES.iter().map(|(f, _)| f.to_string()).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded);
+        for (file, text) in FILES {
+            assert_eq!(
+                std::fs::read_to_string(sdk.join(file)).ok().as_deref(),
+                Some(text)
+            );
+        }
+    }
+
+    #[test]
+    fn a_written_sdk_is_this_ones_until_changed() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        assert_eq!(differs(dir.path()), None, "no SDK of its own");
+        write(dir.path()).expect("written");
+        assert_eq!(differs(dir.path()), None);
+        std::fs::write(dir.path().join(DIR).join("wit/actor.wit"), "package x:y;\n")
+            .expect("changed");
+        let changed = differs(dir.path()).expect("a difference");
+        assert!(changed.ends_with("actor.wit"), "{changed}");
+    }
 }

@@ -131,7 +131,8 @@ impl Toolchain {
                 Ok(()) => match Self::find(env) {
                     Some(found) => return Ok(found),
                     None => failures.push(format!(
-                        "`rustup target add {TARGET}` succeeded, yet `rustc` still lacks the target"
+                        "`rustup target add {TARGET}` succeeded, yet no `rustc` with the target \
+                         and `cargo` beside it is on PATH"
                     )),
                 },
                 Err(e) => failures.push(e),
@@ -169,19 +170,25 @@ impl Toolchain {
         let has_src = env
             .sysroot(&rustc)
             .is_some_and(|s| s.join("lib/rustlib/src/rust/library").is_dir());
-        if !(rustc.is_file() && cargo.is_file() && has_src) {
+        let verbose = env.output(&rustc, &["-vV"]).unwrap_or_default();
+        // Debian's own `rustc` (1.63 in bookworm) also ships sources, but cannot build the
+        // guests (edition 2024): only `rustc-web`'s is new enough.
+        if !(rustc.is_file() && cargo.is_file() && has_src && new_enough(&verbose)) {
             return Err(DEBIAN_PACKAGES.iter().map(|p| p.to_string()).collect());
         }
-        let llvm = env
-            .output(&rustc, &["-vV"])
-            .and_then(|v| llvm_major(&v))
-            .ok_or_else(|| vec!["lld".to_string()])?;
+        let llvm = llvm_major(&verbose).ok_or_else(|| vec!["lld".to_string()])?;
         let mut linkers = vec![
             env.system_prefix
                 .join(format!("lib/llvm-{llvm}/bin/wasm-ld")),
         ];
-        if let Some(sysroot) = env.find("rustc").and_then(|r| env.sysroot(&r)) {
-            linkers.push(sysroot.join("lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld"));
+        // rustup's own linker also links wasm, where rustup exists.
+        if let Some(rustup_rustc) = env.find("rustc") {
+            let host = env
+                .output(&rustup_rustc, &["-vV"])
+                .and_then(|v| field(&v, "host: "));
+            if let (Some(sysroot), Some(host)) = (env.sysroot(&rustup_rustc), host) {
+                linkers.push(sysroot.join(format!("lib/rustlib/{host}/bin/rust-lld")));
+            }
         }
         match linkers.into_iter().find(|p| p.is_file()) {
             Some(linker) => Ok(Self::Debian {
@@ -260,28 +267,36 @@ impl Toolchain {
             }
         }
     }
+}
 
-    /// A short name for messages.
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Rustup { .. } => format!("rustc with the {TARGET} target"),
-            Self::Debian { rustc, linker, .. } => format!(
-                "Debian's {} (std from source), linked by {}",
-                rustc.display(),
-                linker.display()
-            ),
-        }
-    }
+/// The value of the line of `rustc -vV`'s output that starts with `prefix`.
+fn field(verbose_version: &str, prefix: &str) -> Option<String> {
+    verbose_version
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .map(|v| v.trim().to_string())
 }
 
 /// The LLVM major version in `rustc -vV`'s output.
 fn llvm_major(verbose_version: &str) -> Option<String> {
-    verbose_version
-        .lines()
-        .find_map(|l| l.strip_prefix("LLVM version: "))
-        .and_then(|v| v.split('.').next())
+    field(verbose_version, "LLVM version: ")
+        .and_then(|v| v.split('.').next().map(str::to_string))
         .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
-        .map(str::to_string)
+}
+
+/// The oldest rustc that builds the guests (edition 2024).
+const MIN_RUSTC: (u32, u32) = (1, 85);
+
+/// Whether `rustc -vV`'s `release:` is at least [`MIN_RUSTC`].
+fn new_enough(verbose_version: &str) -> bool {
+    let Some(release) = field(verbose_version, "release: ") else {
+        return false;
+    };
+    let mut parts = release.split(['.', '-']).map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= MIN_RUSTC,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -295,5 +310,13 @@ mod tests {
         assert_eq!(llvm_major(vv).as_deref(), Some("22"));
         assert_eq!(llvm_major("rustc 1.96.0\n"), None);
         assert_eq!(llvm_major("LLVM version: x.1\n"), None);
+    }
+
+    #[test]
+    fn only_a_rustc_that_knows_edition_2024_will_do() {
+        assert!(new_enough("release: 1.96.0\n"));
+        assert!(new_enough("release: 1.85.0-beta.2\n"));
+        assert!(!new_enough("release: 1.63.0\n"));
+        assert!(!new_enough("rustc 1.96.0\n"));
     }
 }

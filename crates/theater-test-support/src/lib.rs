@@ -227,7 +227,7 @@ pub fn example_component(name: &str) -> std::path::PathBuf {
     static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     let root = workspace_root();
     let built = BUILT.get_or_init(|| {
-        theater_build::build_examples(&root, None, true, &mut std::io::stderr())
+        theater_build::build_examples(&root, true, &mut std::io::stderr())
             .map(drop)
             .map_err(|e| e.to_string())
     });

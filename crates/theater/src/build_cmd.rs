@@ -30,7 +30,6 @@ pub(crate) fn run(
                 .unwrap_or_else(|| dir.join("target")),
             out_dir: out_dir.unwrap_or_else(|| dir.join("target/theater")),
             locked,
-            only: None,
             quiet: false,
         },
     )?;

@@ -33,27 +33,27 @@ pub(crate) fn run(
     {
         bail!("{} already exists and is not empty", dir.display());
     }
-    let sdk_dep = match sdk {
-        Some(sdk) => {
-            if !sdk.join("Cargo.toml").is_file() {
-                bail!("no guest SDK at {} (no Cargo.toml there)", sdk.display());
-            }
-            std::path::absolute(&sdk)?.display().to_string()
-        }
-        None => theater_build::sdk::DIR.to_string(),
-    };
+    if let Some(sdk) = &sdk
+        && !sdk.join("Cargo.toml").is_file()
+    {
+        bail!("no guest SDK at {} (no Cargo.toml there)", sdk.display());
+    }
     std::fs::create_dir_all(dir.join("src"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
-    if sdk_dep == theater_build::sdk::DIR {
-        theater_build::sdk::write(&dir)
-            .with_context(|| format!("cannot write the guest SDK into {}", dir.display()))?;
-    }
+    let sdk_dep = match sdk {
+        Some(sdk) => std::path::absolute(&sdk)?.display().to_string(),
+        None => {
+            theater_build::sdk::write(&dir)
+                .with_context(|| format!("cannot write the guest SDK into {}", dir.display()))?;
+            theater_build::sdk::DIR.to_string()
+        }
+    };
     let files = [
         ("Cargo.toml", cargo_toml(name, &sdk_dep)),
         ("src/lib.rs", LIB_RS.to_string()),
         (&format!("{name}.toml"), manifest(name)),
         ("README.md", readme(name)),
-        (".gitignore", "/target\n".to_string()),
+        (".gitignore", "/target\n/theater-data\n".to_string()),
     ];
     for (file, text) in &files {
         let p = dir.join(file);
@@ -69,6 +69,8 @@ pub(crate) fn run(
 }
 
 fn cargo_toml(name: &str, sdk: &str) -> String {
+    // A TOML string, escaped as TOML wants (a path may hold quotes or backslashes).
+    let sdk = toml::Value::String(sdk.to_string());
     format!(
         r#"[package]
 name = "{name}"
@@ -81,7 +83,7 @@ crate-type = ["cdylib"]
 
 [dependencies]
 # The guest SDK, written here by `theater new` (the version of the host that runs it).
-theater-guest = {{ path = {sdk:?} }}
+theater-guest = {{ path = {sdk} }}
 serde = {{ version = "1", features = ["derive"] }}
 
 # A project of its own, not part of an enclosing workspace.

@@ -1,9 +1,9 @@
 //! Feature unification for Theater's workspace: no code, only dependencies.
 //!
-//! `theater` and `xtask` depend on this crate so that `cargo xtask demo`, `cargo run -p
-//! theater` and `cargo test --workspace` build every dependency with the same features, and
-//! so build it once. See this crate's `Cargo.toml` for why, and `cargo test -p xtask` for the
-//! check that keeps it true.
+//! `theater` depends on this crate so that `cargo xtask demo` (which runs `cargo run -p
+//! theater`) and `cargo test --workspace` build every dependency with the same features, and
+//! so build it once. See this crate's `Cargo.toml` for why, and its test for the check that
+//! keeps it true.
 
 #[cfg(test)]
 mod tests {
@@ -17,7 +17,9 @@ mod tests {
     #[test]
     fn the_demos_build_reuses_every_dependency_the_tests_built() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        if !root.join("target/debug/theater").is_file() {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+        if !target.join("debug/theater").is_file() {
             assert!(
                 std::env::var_os("CI").is_none(),
                 "target/debug/theater was not built by `cargo test --workspace`"

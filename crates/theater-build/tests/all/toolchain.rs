@@ -34,7 +34,7 @@ impl Machine {
             &root.join("bin/rustc"),
             &format!(
                 "[ \"$*\" = '--print sysroot' ] && echo {r}/sysroot && exit 0\n\
-                 [ \"$*\" = '-vV' ] && echo 'LLVM version: 21.1.0' && exit 0\nexit 1",
+                 [ \"$*\" = '-vV' ] && printf 'release: 1.95.0\\nhost: x86_64-unknown-linux-gnu\\nLLVM version: 21.1.0\\n' && exit 0\nexit 1",
                 r = root.display()
             ),
         );
@@ -91,7 +91,7 @@ impl Machine {
             &r.join("pkg/rustc"),
             &format!(
                 "[ \"$*\" = '--print sysroot' ] && echo {r}/usr/lib/rust-web && exit 0\n\
-                 [ \"$*\" = '-vV' ] && echo 'LLVM version: 22.1.3' && exit 0\nexit 1",
+                 [ \"$*\" = '-vV' ] && printf 'release: 1.96.0\\nhost: x86_64-unknown-linux-gnu\\nLLVM version: 22.1.3\\n' && exit 0\nexit 1",
                 r = r.display()
             ),
         );
@@ -219,6 +219,18 @@ fn without_rustup_root_on_debian_installs_debians_toolchain_then_its_linker() {
         Some(usr.join("bin/rustc").display().to_string())
     )));
     assert!(env.contains(&("RUSTUP_TOOLCHAIN".into(), None)), "{env:?}");
+    assert!(
+        env.contains(&("RUSTC_BOOTSTRAP".into(), Some("1".into()))),
+        "{env:?}"
+    );
+    assert!(env.contains(&(
+        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER".into(),
+        Some(usr.join("lib/llvm-22/bin/wasm-ld").display().to_string())
+    )));
+    assert!(env.contains(&(
+        "RUSTDOC".into(),
+        Some(usr.join("bin/rustdoc").display().to_string())
+    )));
 }
 
 #[test]

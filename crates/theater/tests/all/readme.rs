@@ -44,8 +44,8 @@ fn strip_comment(line: &str) -> &str {
 /// A bash script that runs `block`'s lines in order and stops at the first that fails.
 fn script(block: &[String]) -> String {
     let mut s = String::from(
-        "set -uo pipefail\nRUNLOG=$(mktemp)\nRUNPID=\n\
-         trap '[ -n \"$RUNPID\" ] && kill $RUNPID 2>/dev/null' EXIT\n\
+        "set -euo pipefail\nRUNLOG=$(mktemp)\nRUNPID=\n\
+         trap '[ -n \"$RUNPID\" ] && kill $RUNPID 2>/dev/null; rm -f \"$RUNLOG\"' EXIT\n\
          wait_api() {\n  for _ in $(seq 1 1500); do\n    \
            grep -q 'management API on' \"$RUNLOG\" && return 0\n    \
            kill -0 $RUNPID 2>/dev/null || break\n    sleep 0.2\n  done\n  \
@@ -59,6 +59,9 @@ fn script(block: &[String]) -> String {
         let quoted = line.replace('\'', r"'\''");
         s.push_str(&format!("echo '+ {quoted}' >&2\n"));
         let run = match line.find("theater run ") {
+            Some(_) if s.contains("RUNPID=$!") => {
+                panic!("a README block starts `theater run` twice: split it")
+            }
             Some(at) => format!(
                 "{}{{ {} >\"$RUNLOG\" 2>&1 & RUNPID=$!; }} && wait_api",
                 &line[..at],
@@ -70,8 +73,12 @@ fn script(block: &[String]) -> String {
             "{run} || {{ echo 'README line failed: {quoted}' >&2; exit 1; }}\n"
         ));
     }
-    // A block that started a host also stops it.
-    s.push_str("if [ -n \"$RUNPID\" ]; then wait $RUNPID || exit 1; RUNPID=; fi\n");
+    // A block that started a host also stops it (within a minute).
+    s.push_str(
+        "if [ -n \"$RUNPID\" ]; then\n  for _ in $(seq 1 300); do kill -0 $RUNPID 2>/dev/null || break; sleep 0.2; done\n  \
+         kill -0 $RUNPID 2>/dev/null && { echo 'the block left `theater run` running'; exit 1; }\n  \
+         wait $RUNPID || exit 1; RUNPID=\nfi\n",
+    );
     s
 }
 
