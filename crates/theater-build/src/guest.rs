@@ -236,8 +236,9 @@ pub fn encode(core: &[u8]) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("{e:#}"))
 }
 
-/// Builds the example actors of Theater's source tree at `root` (`examples/`): components in `target/examples/<name>.wasm`, the guests' own target
-/// directory `target/guests` (apart from the host's: another profile, maybe another rustc).
+/// Builds the example actors of Theater's source tree at `root` (`examples/`): components in
+/// `target/examples/<name>.wasm`, the guests' own target directory `target/guests` (apart
+/// from the host's: another profile, maybe another rustc).
 /// Sets the toolchain up first when it is missing, saying so on `log`.
 pub fn build_examples(
     root: &Path,

@@ -167,30 +167,33 @@ impl Toolchain {
     fn find_debian(env: &Environment) -> Result<Self, Vec<String>> {
         let bin = env.system_prefix.join("bin");
         let (rustc, cargo) = (bin.join("rustc"), bin.join("cargo"));
+        let missing = || DEBIAN_PACKAGES.iter().map(|p| p.to_string()).collect();
+        if !(rustc.is_file() && cargo.is_file()) {
+            return Err(missing());
+        }
         let has_src = env
             .sysroot(&rustc)
             .is_some_and(|s| s.join("lib/rustlib/src/rust/library").is_dir());
         let verbose = env.output(&rustc, &["-vV"]).unwrap_or_default();
         // Debian's own `rustc` (1.63 in bookworm) also ships sources, but cannot build the
         // guests (edition 2024): only `rustc-web`'s is new enough.
-        if !(rustc.is_file() && cargo.is_file() && has_src && new_enough(&verbose)) {
-            return Err(DEBIAN_PACKAGES.iter().map(|p| p.to_string()).collect());
+        if !(has_src && new_enough(&verbose)) {
+            return Err(missing());
         }
         let llvm = llvm_major(&verbose).ok_or_else(|| vec!["lld".to_string()])?;
-        let mut linkers = vec![
-            env.system_prefix
-                .join(format!("lib/llvm-{llvm}/bin/wasm-ld")),
-        ];
-        // rustup's own linker also links wasm, where rustup exists.
-        if let Some(rustup_rustc) = env.find("rustc") {
-            let host = env
-                .output(&rustup_rustc, &["-vV"])
-                .and_then(|v| field(&v, "host: "));
-            if let (Some(sysroot), Some(host)) = (env.sysroot(&rustup_rustc), host) {
-                linkers.push(sysroot.join(format!("lib/rustlib/{host}/bin/rust-lld")));
-            }
-        }
-        match linkers.into_iter().find(|p| p.is_file()) {
+        let wasm_ld = env
+            .system_prefix
+            .join(format!("lib/llvm-{llvm}/bin/wasm-ld"));
+        // rustup's own linker also links wasm, where rustup exists; asked only when needed.
+        let rust_lld = || {
+            let rustup_rustc = env.find("rustc")?;
+            let host = field(&env.output(&rustup_rustc, &["-vV"])?, "host: ")?;
+            let lld = env
+                .sysroot(&rustup_rustc)?
+                .join(format!("lib/rustlib/{host}/bin/rust-lld"));
+            lld.is_file().then_some(lld)
+        };
+        match Some(wasm_ld).filter(|p| p.is_file()).or_else(rust_lld) {
             Some(linker) => Ok(Self::Debian {
                 cargo,
                 rustc,

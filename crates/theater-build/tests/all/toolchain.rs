@@ -13,6 +13,19 @@ struct Machine {
     dir: tempfile::TempDir,
 }
 
+/// A stand-in `rustc` at `path`: `--print sysroot` prints `sysroot`; `-vV` gives `release`
+/// and LLVM `llvm`.
+fn rustc(path: &Path, sysroot: &Path, release: &str, llvm: &str) {
+    script(
+        path,
+        &format!(
+            "[ \"$*\" = '--print sysroot' ] && echo {} && exit 0\n\
+             [ \"$*\" = '-vV' ] && printf 'release: {release}\\nhost: x86_64-unknown-linux-gnu\\nLLVM version: {llvm}\\n' && exit 0\nexit 1",
+            sysroot.display()
+        ),
+    );
+}
+
 fn script(path: &Path, body: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     // The stand-ins run with PATH set to their own directory only; their own tools come
@@ -30,13 +43,11 @@ impl Machine {
         let root = m.root();
         std::fs::create_dir_all(root.join("sysroot/lib/rustlib/x86_64-unknown-linux-gnu/lib"))
             .unwrap();
-        script(
+        rustc(
             &root.join("bin/rustc"),
-            &format!(
-                "[ \"$*\" = '--print sysroot' ] && echo {r}/sysroot && exit 0\n\
-                 [ \"$*\" = '-vV' ] && printf 'release: 1.95.0\\nhost: x86_64-unknown-linux-gnu\\nLLVM version: 21.1.0\\n' && exit 0\nexit 1",
-                r = root.display()
-            ),
+            &root.join("sysroot"),
+            "1.95.0",
+            "21.1.0",
         );
         script(&root.join("bin/cargo"), "exit 0");
         m
@@ -87,13 +98,11 @@ impl Machine {
     fn with_apt(self, exit: i32) -> Self {
         let r = self.root();
         // What the packages would install, staged for the stand-in to copy into place.
-        script(
+        rustc(
             &r.join("pkg/rustc"),
-            &format!(
-                "[ \"$*\" = '--print sysroot' ] && echo {r}/usr/lib/rust-web && exit 0\n\
-                 [ \"$*\" = '-vV' ] && printf 'release: 1.96.0\\nhost: x86_64-unknown-linux-gnu\\nLLVM version: 22.1.3\\n' && exit 0\nexit 1",
-                r = r.display()
-            ),
+            &r.join("usr/lib/rust-web"),
+            "1.96.0",
+            "22.1.3",
         );
         script(&r.join("pkg/cargo"), "exit 0");
         script(
