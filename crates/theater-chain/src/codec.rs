@@ -1,10 +1,11 @@
-//! The canonical, versioned byte encoding of an entry (format version 1).
+//! The canonical, versioned byte encoding of an entry (format versions 1 and 2).
 //!
 //! All integers are little-endian; `bytes` is a `u32` length then the raw bytes; `str` is
 //! `bytes` holding UTF-8; `payload` is `bytes` of canonical JSON then `bytes` of binary data.
 //!
 //! ```text
-//! u8        version (= 1)
+//! u8        version: 1 (state hash over canonical JSON) or 2 (structural state hash);
+//!           the rest of the layout is the same
 //! u64       seq
 //! [u8; 32]  parent hash
 //! [u8; 32]  state hash
@@ -24,7 +25,10 @@ use crate::canonical::write_json;
 use crate::{ChainId, ChainRef, Entry, Event, Hash, HostCall, Payload};
 
 /// The encoding version written by this crate.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
+
+/// The oldest encoding version this crate still reads.
+pub const MIN_FORMAT_VERSION: u8 = 1;
 
 /// Bytes of the fixed header: version, seq, parent, state hash.
 pub(crate) const HEADER_LEN: usize = 1 + 8 + 32 + 32;
@@ -74,7 +78,7 @@ pub(crate) fn encode(entry: &Entry) -> Vec<u8> {
 pub(crate) fn encode_into(entry: &Entry, out: &mut Vec<u8>) {
     out.reserve(128 + approx_payload_len(&entry.event));
     let out = &mut *out;
-    out.push(FORMAT_VERSION);
+    out.push(entry.version);
     out.extend_from_slice(&entry.seq.to_le_bytes());
     out.extend_from_slice(entry.parent.as_bytes());
     out.extend_from_slice(entry.state_hash.as_bytes());
@@ -144,6 +148,7 @@ fn put_payload(out: &mut Vec<u8>, p: &Payload) {
 /// The fixed header of an encoded entry, read without decoding the rest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Header {
+    pub(crate) version: u8,
     pub(crate) seq: u64,
     pub(crate) parent: Hash,
     pub(crate) state_hash: Hash,
@@ -193,6 +198,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
         return Err(DecodeError::Trailing(bytes.len() - r.pos));
     }
     Ok(Entry {
+        version: h.version,
         seq: h.seq,
         parent: h.parent,
         state_hash: h.state_hash,
@@ -258,10 +264,11 @@ impl<'a> Reader<'a> {
 
     fn header(&mut self) -> Result<Header, DecodeError> {
         let v = self.u8()?;
-        if v != FORMAT_VERSION {
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&v) {
             return Err(DecodeError::Version(v));
         }
         Ok(Header {
+            version: v,
             seq: self.u64()?,
             parent: self.hash()?,
             state_hash: self.hash()?,
@@ -340,25 +347,43 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(decode(&longer), Err(DecodeError::Trailing(1)));
-        let mut v2 = bytes;
-        v2[0] = 2;
-        assert_eq!(decode(&v2), Err(DecodeError::Version(2)));
+        let mut v3 = bytes.clone();
+        v3[0] = 3;
+        assert_eq!(decode(&v3), Err(DecodeError::Version(3)));
+        let mut v0 = bytes;
+        v0[0] = 0;
+        assert_eq!(decode(&v0), Err(DecodeError::Version(0)));
     }
 
     /// The encoding is a contract with every stored chain: this pins it.
     #[test]
     fn encoding_is_stable() {
-        let e = Entry::new(
+        let v1 = Entry::new(
             0,
             Hash::ZERO,
             NewEntry::init(
                 Payload::json(json!({"n": 0})),
                 Hash::of_json(&json!({"n": 0})),
-            ),
+            )
+            .with_version(1),
         );
         assert_eq!(
-            e.hash().to_string(),
+            v1.hash().to_string(),
             "9014560228adefa400d4a4cda28570d1a95c0177133d1f1353bd0891f163fac9"
+        );
+        assert_eq!(decode(&v1.encode()).map(|e| e.version()), Ok(1));
+        let v2 = Entry::new(
+            0,
+            Hash::ZERO,
+            NewEntry::init(
+                Payload::json(json!({"n": 0})),
+                Hash::of_state(&json!({"n": 0})),
+            ),
+        );
+        assert_eq!(v2.version(), 2);
+        assert_eq!(
+            v2.hash().to_string(),
+            "642d8d63d2c581e4120b8df3e5f8302ce4b2331d077d9d897d6fad59d37a685b"
         );
     }
 }

@@ -172,6 +172,7 @@ pub struct ChainRef {
 /// An entry before it is appended: everything but its seq and parent, which the chain fills.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewEntry {
+    pub(crate) version: u8,
     pub(crate) event: Event,
     pub(crate) state_hash: Hash,
     pub(crate) host_calls: Vec<HostCall>,
@@ -203,11 +204,20 @@ impl NewEntry {
     /// An entry for any event.
     pub fn from_event(event: Event, state_hash: Hash) -> Self {
         NewEntry {
+            version: crate::FORMAT_VERSION,
             event,
             state_hash,
             host_calls: Vec::new(),
             refs: Vec::new(),
         }
+    }
+
+    /// Sets the format version (default [`crate::FORMAT_VERSION`]): version 1 says the state
+    /// hash is [`crate::state::StateScheme::Flat`], version 2
+    /// [`crate::state::StateScheme::Tree`]. A store refuses versions it cannot read.
+    pub fn with_version(mut self, version: u8) -> Self {
+        self.version = version;
+        self
     }
 
     /// Adds the recorded host calls made while handling the event.
@@ -227,6 +237,7 @@ impl From<Entry> for NewEntry {
     /// Everything of `entry` but its seq and parent: for copying entries into another chain.
     fn from(entry: Entry) -> Self {
         NewEntry {
+            version: entry.version,
             event: entry.event,
             state_hash: entry.state_hash,
             host_calls: entry.host_calls,
@@ -238,6 +249,7 @@ impl From<Entry> for NewEntry {
 /// One entry of a chain.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
+    pub(crate) version: u8,
     pub(crate) seq: u64,
     pub(crate) parent: Hash,
     pub(crate) state_hash: Hash,
@@ -250,6 +262,7 @@ impl Entry {
     /// Builds the entry that `new` becomes at `seq` after `parent`.
     pub fn new(seq: u64, parent: Hash, new: NewEntry) -> Self {
         Entry {
+            version: new.version,
             seq,
             parent,
             state_hash: new.state_hash,
@@ -259,6 +272,15 @@ impl Entry {
         }
     }
 
+    /// The entry's format version (1 or 2): it fixes how `state_hash` was computed.
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+    /// How this entry's `state_hash` is computed from the state.
+    pub fn state_scheme(&self) -> crate::state::StateScheme {
+        crate::state::StateScheme::of_version(self.version)
+            .unwrap_or(crate::state::StateScheme::Tree)
+    }
     /// Position in the chain, from 0.
     pub fn seq(&self) -> u64 {
         self.seq

@@ -74,12 +74,13 @@ mod file;
 mod hash;
 mod memory;
 mod snapshot;
+pub mod state;
 mod store;
 mod verify;
 
 pub use blob::BlobStore;
 pub use canonical::to_canonical_json;
-pub use codec::{DecodeError, FORMAT_VERSION, MAX_ENTRY_LEN};
+pub use codec::{DecodeError, FORMAT_VERSION, MAX_ENTRY_LEN, MIN_FORMAT_VERSION};
 pub use cross::{BrokenRef, RefProblem, check_refs};
 pub use entry::{ChainId, ChainRef, Entry, Event, HostCall, InvalidChainId, NewEntry, Payload};
 pub use error::{ChainError, Corruption, Problem};

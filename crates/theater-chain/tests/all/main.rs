@@ -10,4 +10,5 @@ mod cross;
 mod file_store;
 mod props;
 mod snapshots;
+mod state;
 mod support;
