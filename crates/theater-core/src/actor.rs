@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use serde_json::Value;
+use theater_chain::state::{Patch, State};
 use theater_chain::{BlobStore, Entry};
 
 use crate::{ActorInput, ActorOutput, HostCallError, HostCalls};
@@ -18,6 +19,10 @@ pub trait Actor: Send + 'static {
     async fn init(&mut self, host: &mut HostCalls) -> Result<Value, ActorError>;
 
     /// Handles one input: returns the output and the next state.
+    ///
+    /// The runtime calls [`Actor::handle_change`], whose default calls this and works out
+    /// what changed by comparing the states (O(state), but only the changed paths are
+    /// rehashed). An actor that knows what it changed implements `handle_change` instead.
     async fn handle_input(
         &mut self,
         input: &ActorInput,
@@ -25,9 +30,29 @@ pub trait Actor: Send + 'static {
         host: &mut HostCalls,
     ) -> Result<(ActorOutput, Value), ActorError>;
 
-    /// Whether `state` is acceptable. A rejected state is never adopted: the input is
-    /// recorded as failed and the state stays as it was.
-    async fn verify_state(&mut self, _state: &Value) -> bool {
+    /// Handles one input and says what it changed: nothing, a [`Patch`] (whose cost to
+    /// apply and hash follows the paths it touches), or a whole new state. A patch that does
+    /// not apply to `state` fails the input.
+    async fn handle_change(
+        &mut self,
+        input: &ActorInput,
+        state: &State,
+        host: &mut HostCalls,
+    ) -> Result<(ActorOutput, StateChange), ActorError> {
+        let (output, next) = self.handle_input(input, state.value(), host).await?;
+        let patch = Patch::diff(state.value(), &next);
+        let change = if patch.is_empty() {
+            StateChange::Unchanged
+        } else {
+            StateChange::Patch(patch)
+        };
+        Ok((output, change))
+    }
+
+    /// Whether `state` is acceptable: called with the initial state and after each change.
+    /// A rejected state is never adopted: the input is recorded as failed and the state
+    /// stays as it was.
+    async fn verify_state(&mut self, _state: &State) -> bool {
         true
     }
 
@@ -38,6 +63,18 @@ pub trait Actor: Send + 'static {
     async fn reapply(&mut self, _entry: &Entry, _blobs: &dyn BlobStore) -> Result<(), String> {
         Ok(())
     }
+}
+
+/// What an input did to the state.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum StateChange {
+    /// Nothing changed: no hashing, no verification.
+    Unchanged,
+    /// These operations, applied in order.
+    Patch(Patch),
+    /// A whole new state (rehashed in full).
+    Replaced(Value),
 }
 
 /// Why an actor could not handle an input.

@@ -79,7 +79,8 @@ mod runtime;
 mod supervisor;
 pub mod timers;
 
-pub use actor::{Actor, ActorError};
+pub use actor::{Actor, ActorError, StateChange};
+pub use theater_chain::state::{Patch, PatchError, State};
 pub use events::{ActorEvent, RecvError, Subscription};
 pub use files::{FileInfo, FileRef};
 pub use handle::{ActorHandle, ActorStatus, CallError, Outcome};

@@ -4,10 +4,11 @@
 use std::fmt;
 
 use serde_json::Value;
+use theater_chain::state::{State, StateScheme};
 use theater_chain::{ChainError, ChainStore, Entry, Event, Hash, Head, Payload, Snapshot};
 
 use crate::actor::FailureKind;
-use crate::{Actor, ActorError, ActorInput, HostCalls};
+use crate::{Actor, ActorError, ActorInput, HostCalls, StateChange};
 
 /// A chain that replayed exactly.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,9 +18,9 @@ pub struct ReplayReport {
     pub from: u64,
     /// Entries re-run and checked.
     pub entries: u64,
-    /// The state after the last entry.
-    pub state: Value,
-    /// Its hash.
+    /// The state after the last entry (with its structural hash).
+    pub state: State,
+    /// The last entry's state hash (in that entry's scheme).
     pub state_hash: Hash,
     /// The last entry.
     pub head: Option<Head>,
@@ -191,7 +192,7 @@ async fn from_snapshot<A: Actor>(
     on_entry: &mut (dyn FnMut(u64, &Value) + Send),
 ) -> Result<ReplayReport, ReplayError> {
     let anchor = chain.get(snapshot.seq)?;
-    let hash = Hash::of_json(&snapshot.state);
+    let hash = anchor.state_scheme().hash(&snapshot.state);
     if hash != anchor.state_hash() {
         return Err(ReplayError::diverged(
             snapshot.seq,
@@ -206,7 +207,7 @@ async fn from_snapshot<A: Actor>(
         chain,
         snapshot.seq + 1,
         end,
-        Some(snapshot.state),
+        Some((State::new(snapshot.state), anchor.state_scheme(), hash)),
         on_entry,
     )
     .await?;
@@ -214,26 +215,38 @@ async fn from_snapshot<A: Actor>(
     Ok(report)
 }
 
-/// Re-runs entries `from..end` starting from `state` (`None`: from genesis, entry 0 must be
-/// init).
+/// Re-runs entries `from..end` starting from `state` (with the scheme and hash its entry
+/// recorded; `None`: from genesis, entry 0 must be init).
 async fn replay_from<A: Actor>(
     actor: &mut A,
     chain: &dyn ChainStore,
     from: u64,
     end: u64,
-    state: Option<Value>,
+    start: Option<(State, StateScheme, Hash)>,
     on_entry: &mut (dyn FnMut(u64, &Value) + Send),
 ) -> Result<ReplayReport, ReplayError> {
-    let mut state = state;
-    let mut state_hash = state.as_ref().map(Hash::of_json);
+    let (mut state, mut last) = match start {
+        Some((state, scheme, hash)) => (Some(state), Some((scheme, hash))),
+        None => (None, None),
+    };
     let mut entries = 0;
     let blobs = chain.blobs();
     for seq in from..end.min(chain.len()) {
         let entry = chain.get(seq)?;
-        let next = replay_entry(actor, &entry, state.as_ref(), &blobs).await?;
-        let hash = match &next {
-            Some(new_state) => Hash::of_json(new_state),
-            None => state_hash.unwrap_or(Hash::ZERO),
+        let changed = replay_entry(actor, &entry, &mut state, &blobs).await?;
+        let Some(current) = &state else {
+            return Err(ReplayError::diverged(
+                seq,
+                Mismatch::Unreplayable("the chain does not start with init".into()),
+            ));
+        };
+        // Each entry's hash in its own scheme; a format-1 (flat) hash is recomputed only when
+        // the state changed.
+        let scheme = entry.state_scheme();
+        let hash = match (scheme, last) {
+            (StateScheme::Tree, _) => current.hash(),
+            (s, Some((ls, lh))) if !changed && s == ls => lh,
+            (s, _) => s.hash(current.value()),
         };
         if hash != entry.state_hash() {
             return Err(ReplayError::diverged(
@@ -244,13 +257,8 @@ async fn replay_from<A: Actor>(
                 },
             ));
         }
-        if let Some(s) = next {
-            state = Some(s);
-        }
-        if let Some(s) = &state {
-            on_entry(seq, s);
-        }
-        state_hash = Some(hash);
+        on_entry(seq, current.value());
+        last = Some((scheme, hash));
         entries += 1;
     }
     let state = state.ok_or_else(|| {
@@ -259,19 +267,36 @@ async fn replay_from<A: Actor>(
     Ok(ReplayReport {
         from,
         entries,
-        state_hash: state_hash.unwrap_or_else(|| Hash::of_json(&state)),
+        state_hash: last.map_or_else(|| state.hash(), |(_, h)| h),
         state,
         head: chain.head(),
     })
 }
 
-/// Re-runs one entry. Returns the new state, or `None` when the state must stay unchanged.
+/// Applies what an actor said it changed; `Ok(None)`: nothing.
+fn apply_change(
+    state: &mut State,
+    change: StateChange,
+) -> Result<Option<theater_chain::state::Undo>, String> {
+    match change {
+        StateChange::Unchanged => Ok(None),
+        StateChange::Patch(p) if p.is_empty() => Ok(None),
+        StateChange::Patch(p) => state
+            .apply(&p)
+            .map(Some)
+            .map_err(|e| format!("error: the actor's change does not apply: {e}")),
+        StateChange::Replaced(v) => Ok(Some(state.replace(v))),
+    }
+}
+
+/// Re-runs one entry against `state` (changing it in place, or setting it for init).
+/// Returns whether the state changed.
 async fn replay_entry<A: Actor>(
     actor: &mut A,
     entry: &Entry,
-    state: Option<&Value>,
+    state: &mut Option<State>,
     blobs: &std::sync::Arc<dyn theater_chain::BlobStore>,
-) -> Result<Option<Value>, ReplayError> {
+) -> Result<bool, ReplayError> {
     let seq = entry.seq();
     let mut host = HostCalls::replaying(entry.host_calls().to_vec()).with_blobs(blobs.clone());
     let diverged = |what| ReplayError::diverged(seq, what);
@@ -285,13 +310,14 @@ async fn replay_entry<A: Actor>(
             },
         )
     };
-    let result = match (entry.event(), state) {
+    let changed = match (entry.event(), state.as_mut()) {
         (Event::Init { .. }, None) => {
             let s = actor
                 .init(&mut host)
                 .await
                 .map_err(|e| outcome("ok", e.to_string()))?;
-            Some(s)
+            *state = Some(State::new(s));
+            true
         }
         (Event::Init { .. }, Some(_)) => {
             return Err(unreplayable("an init entry after the chain's start".into()));
@@ -299,12 +325,13 @@ async fn replay_entry<A: Actor>(
         (_, None) => return Err(unreplayable("the chain does not start with init".into())),
         (Event::Input { input, output }, Some(state)) => {
             let input = ActorInput::from_payload(input).map_err(|e| unreplayable(e.to_string()))?;
-            let (out, new_state) = actor
-                .handle_input(&input, state, &mut host)
+            let (out, change) = actor
+                .handle_change(&input, state, &mut host)
                 .await
                 .map_err(|e| outcome("ok", e.to_string()))?;
+            let undo = apply_change(state, change).map_err(|e| outcome("ok", e))?;
             // As in the runtime: an unchanged state is not verified again.
-            if new_state != *state && !actor.verify_state(&new_state).await {
+            if undo.is_some() && !actor.verify_state(state).await {
                 return Err(outcome("ok", "state rejected by verify_state".into()));
             }
             let out = out.to_payload();
@@ -314,25 +341,32 @@ async fn replay_entry<A: Actor>(
                     actual: out,
                 }));
             }
-            Some(new_state)
+            undo.is_some()
         }
         (Event::Failed { input, error }, Some(state)) => {
             if FailureKind::of_recorded(error) == FailureKind::Environmental {
-                return Ok(None);
+                return Ok(false);
             }
             let input = ActorInput::from_payload(input).map_err(|e| unreplayable(e.to_string()))?;
-            match actor.handle_input(&input, state, &mut host).await {
+            match actor.handle_change(&input, state, &mut host).await {
                 Err(ActorError::HostCall(e)) => {
                     return Err(outcome(error, format!("host call: {e}")));
                 }
-                Err(_) => None,
-                Ok((_, new_state)) => {
-                    if new_state == *state || actor.verify_state(&new_state).await {
-                        return Err(outcome(error, "ok".into()));
+                Err(_) => {}
+                Ok((_, change)) => match apply_change(state, change) {
+                    // A change that does not apply fails the input again.
+                    Err(_) => {}
+                    Ok(None) => return Err(outcome(error, "ok".into())),
+                    Ok(Some(undo)) => {
+                        let accepted = actor.verify_state(state).await;
+                        state.undo(undo);
+                        if accepted {
+                            return Err(outcome(error, "ok".into()));
+                        }
                     }
-                    None
-                }
+                },
             }
+            false
         }
         (other, _) => return Err(unreplayable(format!("unknown event kind {}", other.kind()))),
     };
@@ -340,5 +374,5 @@ async fn replay_entry<A: Actor>(
     if unused > 0 {
         return Err(diverged(Mismatch::UnusedHostCalls { unused }));
     }
-    Ok(result)
+    Ok(changed)
 }

@@ -1,10 +1,11 @@
 //! [`ActorRuntime`]: owns an actor's state and chain, and records every transition.
 
 use serde_json::Value;
+use theater_chain::state::State;
 use theater_chain::{ChainError, ChainRef, ChainStore, Hash, NewEntry, Payload, Snapshot};
 
 use crate::replay::{ReplayError, resume};
-use crate::{Actor, ActorError, ActorInput, ActorOutput, Effect, HostCalls};
+use crate::{Actor, ActorError, ActorInput, ActorOutput, Effect, HostCalls, StateChange};
 
 /// How an [`ActorRuntime`] keeps its chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,8 +84,8 @@ pub struct Handled {
 pub struct ActorRuntime<A> {
     actor: A,
     chain: Box<dyn ChainStore>,
-    state: Value,
-    state_hash: Hash,
+    /// The state with its hash tree: a change rehashes only the paths it touched.
+    state: State,
     config: RuntimeConfig,
     last_snapshot: u64,
     /// Effects of recorded entries, waiting for the commit that makes them durable.
@@ -99,7 +100,7 @@ impl<A> std::fmt::Debug for ActorRuntime<A> {
         f.debug_struct("ActorRuntime")
             .field("chain", &self.chain.id())
             .field("len", &self.chain.len())
-            .field("state_hash", &self.state_hash)
+            .field("state_hash", &self.state.hash())
             .finish_non_exhaustive()
     }
 }
@@ -115,14 +116,14 @@ impl<A: Actor> ActorRuntime<A> {
         let mut effects = Vec::new();
         let (state, last_snapshot) = if chain.is_empty() {
             let mut host = HostCalls::live().with_blobs(chain.blobs());
-            let state = actor.init(&mut host).await.map_err(RuntimeError::Init)?;
+            let state = State::new(actor.init(&mut host).await.map_err(RuntimeError::Init)?);
             if !actor.verify_state(&state).await {
                 return Err(RuntimeError::Init(ActorError::Failed(
                     "initial state rejected by verify_state".into(),
                 )));
             }
             let recorded = host.into_recorded();
-            let entry = NewEntry::init(Payload::json(state.clone()), Hash::of_json(&state))
+            let entry = NewEntry::init(Payload::json(state.value().clone()), state.hash())
                 .with_host_calls(recorded.calls)
                 .with_refs(recorded.refs);
             let appended = chain.append(entry)?;
@@ -147,7 +148,6 @@ impl<A: Actor> ActorRuntime<A> {
         Ok(ActorRuntime {
             actor,
             chain,
-            state_hash: Hash::of_json(&state),
             state,
             config,
             last_snapshot,
@@ -162,7 +162,6 @@ impl<A: Actor> ActorRuntime<A> {
         let report = resume(&mut actor, &*self.chain).await?;
         reapply_last(&mut actor, &mut *self.chain).await?;
         self.actor = actor;
-        self.state_hash = report.state_hash;
         self.state = report.state;
         self.last_snapshot = report.from;
         self.unapplied = None;
@@ -185,55 +184,79 @@ impl<A: Actor> ActorRuntime<A> {
         let mut host = HostCalls::live().with_blobs(self.chain.blobs());
         let result = self
             .actor
-            .handle_input(&input, &self.state, &mut host)
+            .handle_change(&input, &self.state, &mut host)
             .await;
-        let result = match result {
-            Ok((output, state)) => {
-                // An unchanged state (a read) needs no hashing, and it was verified when it
-                // was adopted: no second call into the actor.
-                let unchanged = state == self.state;
-                let hash = if unchanged {
-                    self.state_hash
-                } else {
-                    Hash::of_json(&state)
-                };
-                let accepted = unchanged || self.actor.verify_state(&state).await;
-                Ok((output, state, hash, accepted))
-            }
-            Err(e) => Err(e),
-        };
-        let (entry, next, result) = match result {
+        // The change is applied to the state in place (rehashing only the paths it touched)
+        // and undone if the input turns out to fail.
+        let mut adopted = None;
+        let (entry, result) = match result {
             Err(e) if e.is_fatal() => return Err(RuntimeError::Crashed(e)),
             Err(e) => (
-                NewEntry::failed(input.to_payload(), e.to_string(), self.state_hash),
-                None,
+                NewEntry::failed(input.to_payload(), e.to_string(), self.state.hash()),
                 Err(e),
             ),
-            Ok((_, _, _, false)) => {
-                let e = ActorError::Failed("new state rejected by verify_state".into());
-                (
-                    NewEntry::failed(
-                        input.to_payload(),
-                        format!("rejected: {e}"),
-                        self.state_hash,
+            Ok((output, change)) => {
+                let undo = match change {
+                    StateChange::Unchanged => Ok(None),
+                    StateChange::Patch(p) if p.is_empty() => Ok(None),
+                    StateChange::Patch(p) => self.state.apply(&p).map(Some).map_err(|e| {
+                        ActorError::Failed(format!("the actor's change does not apply: {e}"))
+                    }),
+                    StateChange::Replaced(v) => Ok(Some(self.state.replace(v))),
+                };
+                match undo {
+                    Err(e) => (
+                        NewEntry::failed(input.to_payload(), e.to_string(), self.state.hash()),
+                        Err(e),
                     ),
-                    None,
-                    Err(e),
-                )
+                    // An unchanged state (a read) needs no hashing, and it was verified when
+                    // it was adopted: no second call into the actor.
+                    Ok(None) => (
+                        NewEntry::input(input.to_payload(), output.to_payload(), self.state.hash()),
+                        Ok(output),
+                    ),
+                    Ok(Some(undo)) => {
+                        if self.actor.verify_state(&self.state).await {
+                            let hash = self.state.hash();
+                            adopted = Some(undo);
+                            (
+                                NewEntry::input(input.to_payload(), output.to_payload(), hash),
+                                Ok(output),
+                            )
+                        } else {
+                            self.state.undo(undo);
+                            let e =
+                                ActorError::Failed("new state rejected by verify_state".into());
+                            (
+                                NewEntry::failed(
+                                    input.to_payload(),
+                                    format!("rejected: {e}"),
+                                    self.state.hash(),
+                                ),
+                                Err(e),
+                            )
+                        }
+                    }
+                }
             }
-            Ok((output, state, hash, true)) => (
-                NewEntry::input(input.to_payload(), output.to_payload(), hash),
-                Some((state, hash)),
-                Ok(output),
-            ),
         };
         let recorded = host.into_recorded();
         let mut refs = refs;
         refs.extend(recorded.refs);
-        let appended = self
+        let appended = match self
             .chain
-            .append(entry.with_host_calls(recorded.calls).with_refs(refs))?;
-        let succeeded = next.is_some();
+            .append(entry.with_host_calls(recorded.calls).with_refs(refs))
+        {
+            Ok(appended) => appended,
+            Err(e) => {
+                // Not recorded: the state stays as the chain says.
+                if let Some(undo) = adopted {
+                    self.state.undo(undo);
+                }
+                return Err(e.into());
+            }
+        };
+        let succeeded = result.is_ok();
         if succeeded {
             let at = ChainRef {
                 chain: self.chain.id().clone(),
@@ -242,10 +265,6 @@ impl<A: Actor> ActorRuntime<A> {
             };
             self.effects
                 .extend(recorded.effects.into_iter().map(|e| (at.clone(), e)));
-        }
-        if let Some((state, hash)) = next {
-            self.state = state;
-            self.state_hash = hash;
         }
         if succeeded && !recorded.writes.is_empty() {
             // Writes need their entry durable first (a commit of its own under group
@@ -291,7 +310,7 @@ impl<A: Actor> ActorRuntime<A> {
         // The timers still pending go with it, so pruning the entries that set them loses none.
         let host = crate::timers::snapshot_host(&*self.chain)?;
         self.chain.save_snapshot(
-            &Snapshot::new(head.seq, head.hash, self.state.clone()).with_host(host),
+            &Snapshot::new(head.seq, head.hash, self.state.value().clone()).with_host(host),
         )?;
         self.last_snapshot = head.seq;
         if self.config.prune_on_snapshot {
@@ -313,12 +332,12 @@ impl<A: Actor> ActorRuntime<A> {
 
     /// The current state.
     pub fn state(&self) -> &Value {
-        &self.state
+        self.state.value()
     }
 
     /// The current state's hash.
     pub fn state_hash(&self) -> Hash {
-        self.state_hash
+        self.state.hash()
     }
 
     /// The chain.

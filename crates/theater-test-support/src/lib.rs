@@ -109,8 +109,8 @@ impl Actor for Account {
         Ok((ActorOutput::reply(json!(next)), json!({"balance": next})))
     }
 
-    async fn verify_state(&mut self, state: &Value) -> bool {
-        state["balance"].as_i64().is_some_and(|b| b >= 0)
+    async fn verify_state(&mut self, state: &theater_core::State) -> bool {
+        state.value()["balance"].as_i64().is_some_and(|b| b >= 0)
     }
 }
 

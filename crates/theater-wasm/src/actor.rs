@@ -6,22 +6,47 @@ use theater_core::files::FileGrant;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use theater_chain::{ChainId, to_canonical_json};
-use theater_core::{Actor, ActorError, ActorInput, ActorOutput, HostCalls, Outbox};
+use theater_chain::{ChainId, Hash, to_canonical_json};
+use theater_core::{
+    Actor, ActorError, ActorInput, ActorOutput, HostCalls, Outbox, Patch, State, StateChange,
+};
 use wasmtime::{Store, UpdateDeadline};
 
 use crate::Limits;
 use crate::bindings;
-use crate::engine::{ActorComponent, WasmHost};
+use crate::engine::{ActorComponent, Pre, WasmHost};
 use crate::host::{CpuLimit, HostState, MemoryLimit};
 
 struct Live {
     store: Store<HostState>,
-    bindings: bindings::Actor,
+    exports: Exports,
+}
+
+enum Exports {
+    Current(bindings::Actor),
+    V1(bindings::v1::ActorV1),
+}
+
+/// What the live instance's own copy of the state is (world `actor`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Held {
+    /// Unknown: the next input loads the state first.
+    Nothing,
+    /// The state with this hash.
+    State(Hash),
+    /// The state the host gets by applying the change the guest just reported (checked,
+    /// and then known by its hash, when the host verifies it).
+    Changed,
 }
 
 /// An actor running a wasm component. Keeps one instance between inputs; after a trap or
 /// an interrupted input the instance is discarded and the next input gets a fresh one.
+///
+/// A component of world `actor` also keeps its state between inputs: the host sends it the
+/// whole state only when its copy is not the one expected, and applies the change each
+/// input reports. One of about [`Limits::audit_every`] changes is checked against the
+/// guest's whole copy. A component of world `actor-v1` gets and returns the whole state on
+/// every input.
 pub struct WasmActor {
     host: WasmHost,
     component: ActorComponent,
@@ -33,6 +58,7 @@ pub struct WasmActor {
     timers: Option<theater_core::timers::Timers>,
     db: Option<Arc<dyn theater_core::db::Database>>,
     live: Option<Live>,
+    held: Held,
 }
 
 impl std::fmt::Debug for WasmActor {
@@ -64,6 +90,7 @@ impl WasmActor {
             timers: None,
             db: None,
             live: None,
+            held: Held::Nothing,
         }
     }
 
@@ -141,13 +168,15 @@ impl WasmActor {
             // Instantiation runs guest code (start functions) too: same budget.
             store.data_mut().ticks_left = self.ticks();
             store.set_epoch_deadline(1);
-            let bindings = self
-                .component
-                .pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| ActorError::Fatal(format!("instantiation failed: {e:#}")))?;
-            self.live = Some(Live { store, bindings });
+            let fatal = |e: wasmtime::Error| ActorError::Fatal(format!("instantiation failed: {e:#}"));
+            let exports = match &self.component.pre {
+                Pre::Current(pre) => {
+                    Exports::Current(pre.instantiate_async(&mut store).await.map_err(fatal)?)
+                }
+                Pre::V1(pre) => Exports::V1(pre.instantiate_async(&mut store).await.map_err(fatal)?),
+            };
+            self.held = Held::Nothing;
+            self.live = Some(Live { store, exports });
         }
         self.live
             .as_mut()
@@ -182,6 +211,7 @@ impl WasmActor {
     /// Turns a failed call into an [`ActorError`] and discards the instance.
     fn fail(&mut self, e: wasmtime::Error) -> ActorError {
         let live = self.live.take();
+        self.held = Held::Nothing;
         let (call_error, guest_said) = live
             .map(|mut l| {
                 let d = l.store.data_mut();
@@ -216,6 +246,105 @@ fn parse_json(bytes: &[u8], what: &str) -> Result<Value, ActorError> {
     })
 }
 
+fn output_of(payload: bindings::Payload) -> Result<ActorOutput, ActorError> {
+    let json = parse_json(&payload.json, "output")?;
+    ActorOutput::from_payload(&theater_chain::Payload {
+        json,
+        bytes: payload.bytes,
+    })
+    .map_err(|e| ActorError::Failed(e.to_string()))
+}
+
+/// Whether the change leading to the state `hash` is audited: about one in `every`, chosen
+/// by the hash so that live runs and replays audit the same changes.
+fn audited(hash: Hash, every: u32) -> bool {
+    let b = hash.as_bytes();
+    every != 0 && u32::from_le_bytes([b[0], b[1], b[2], b[3]]) % every == 0
+}
+
+impl WasmActor {
+    /// Sends the guest `state` unless its copy is that state already (world `actor`).
+    async fn load(&mut self, state: &State) -> Result<(), ActorError> {
+        if self.held == Held::State(state.hash()) {
+            return Ok(());
+        }
+        self.live().await?;
+        let bytes = to_canonical_json(state.value());
+        let mut host = HostCalls::replaying(Vec::new());
+        self.begin(&mut host);
+        let live = self.live.as_mut().ok_or_else(|| ActorError::Fatal("no instance".into()))?;
+        let Exports::Current(exports) = &live.exports else {
+            return Ok(());
+        };
+        let result = exports.call_load_state(&mut live.store, &bytes).await;
+        self.end(&mut host);
+        match result {
+            Ok(Ok(())) => {
+                self.held = Held::State(state.hash());
+                Ok(())
+            }
+            Ok(Err(message)) => Err(ActorError::Failed(format!(
+                "the actor could not load its state: {message}"
+            ))),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// The guest's own copy of its state (world `actor`).
+    async fn guest_state(&mut self) -> Result<Value, ActorError> {
+        let mut host = HostCalls::replaying(Vec::new());
+        self.begin(&mut host);
+        let live = self.live.as_mut().ok_or_else(|| ActorError::Fatal("no instance".into()))?;
+        let Exports::Current(exports) = &live.exports else {
+            return Err(ActorError::Fatal("not a world `actor` instance".into()));
+        };
+        let result = exports.call_state(&mut live.store).await;
+        self.end(&mut host);
+        match result {
+            Ok(bytes) => parse_json(&bytes, "state"),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    async fn handle_v1(
+        &mut self,
+        input: &ActorInput,
+        state: &Value,
+        host: &mut HostCalls,
+    ) -> Result<(ActorOutput, Value), ActorError> {
+        let payload = input.to_payload();
+        let input = bindings::v1::Payload {
+            json: to_canonical_json(&payload.json),
+            bytes: payload.bytes,
+        };
+        let state = to_canonical_json(state);
+        self.begin(host);
+        let live = self.live.as_mut().ok_or_else(|| ActorError::Fatal("no instance".into()))?;
+        let Exports::V1(exports) = &live.exports else {
+            return Err(ActorError::Fatal("not a world `actor-v1` instance".into()));
+        };
+        let result = exports
+            .call_handle_input(&mut live.store, &state, &input)
+            .await;
+        self.end(host);
+        match result {
+            Ok(Ok((output, next))) => {
+                let output = output_of(bindings::Payload {
+                    json: output.json,
+                    bytes: output.bytes,
+                })?;
+                Ok((output, parse_json(&next, "state")?))
+            }
+            Ok(Err(message)) => Err(ActorError::Failed(message)),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn is_v1(&self) -> bool {
+        matches!(self.component.pre, Pre::V1(_))
+    }
+}
+
 #[async_trait]
 impl Actor for WasmActor {
     async fn init(&mut self, host: &mut HostCalls) -> Result<Value, ActorError> {
@@ -226,49 +355,116 @@ impl Actor for WasmActor {
             .live
             .as_mut()
             .ok_or_else(|| ActorError::Fatal("no instance".into()))?;
-        let result = live.bindings.call_init(&mut live.store, &params).await;
+        let result = match &live.exports {
+            Exports::Current(e) => e.call_init(&mut live.store, &params).await,
+            Exports::V1(e) => e.call_init(&mut live.store, &params).await,
+        };
         self.end(host);
         match result {
-            Ok(Ok(state)) => parse_json(&state, "initial state"),
+            Ok(Ok(state)) => {
+                // The guest keeps what it returned.
+                self.held = Held::Changed;
+                parse_json(&state, "initial state")
+            }
             Ok(Err(message)) => Err(ActorError::Failed(message)),
             Err(e) => Err(self.fail(e)),
         }
     }
 
+    /// The whole next state (for callers that want it; the runtime uses
+    /// [`Actor::handle_change`]).
     async fn handle_input(
         &mut self,
         input: &ActorInput,
         state: &Value,
         host: &mut HostCalls,
     ) -> Result<(ActorOutput, Value), ActorError> {
+        self.live().await?;
+        if self.is_v1() {
+            return self.handle_v1(input, state, host).await;
+        }
+        let mut state = State::new(state.clone());
+        let (output, change) = self.handle_change(input, &state, host).await?;
+        let applied = match change {
+            StateChange::Patch(p) => state.apply(&p).map(drop).map_err(|e| {
+                ActorError::Failed(format!("the actor's change does not apply: {e}"))
+            }),
+            StateChange::Replaced(v) => {
+                let _ = state.replace(v);
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        applied?;
+        self.held = Held::Nothing;
+        Ok((output, state.into_value()))
+    }
+
+    async fn handle_change(
+        &mut self,
+        input: &ActorInput,
+        state: &State,
+        host: &mut HostCalls,
+    ) -> Result<(ActorOutput, StateChange), ActorError> {
+        self.live().await?;
+        if self.is_v1() {
+            // The whole state both ways; only what differs is rehashed.
+            let (output, next) = self.handle_v1(input, state.value(), host).await?;
+            let patch = Patch::diff(state.value(), &next);
+            let change = if patch.is_empty() {
+                StateChange::Unchanged
+            } else {
+                StateChange::Patch(patch)
+            };
+            return Ok((output, change));
+        }
+        self.load(state).await?;
         let payload = input.to_payload();
         let input = bindings::Payload {
             json: to_canonical_json(&payload.json),
             bytes: payload.bytes,
         };
-        let state = to_canonical_json(state);
-        self.live().await?;
         self.begin(host);
         let live = self
             .live
             .as_mut()
             .ok_or_else(|| ActorError::Fatal("no instance".into()))?;
-        let result = live
-            .bindings
-            .call_handle_input(&mut live.store, &state, &input)
-            .await;
+        let Exports::Current(exports) = &live.exports else {
+            return Err(ActorError::Fatal("not a world `actor` instance".into()));
+        };
+        let result = exports.call_handle(&mut live.store, &input).await;
         self.end(host);
         match result {
-            Ok(Ok((output, next))) => {
-                let json = parse_json(&output.json, "output")?;
-                let output = ActorOutput::from_payload(&theater_chain::Payload {
-                    json,
-                    bytes: output.bytes,
-                })
-                .map_err(|e| ActorError::Failed(e.to_string()))?;
-                Ok((output, parse_json(&next, "state")?))
+            Ok(Ok((output, change))) => {
+                let output = output_of(output);
+                let change = match change {
+                    bindings::StateChange::Unchanged => Ok(StateChange::Unchanged),
+                    bindings::StateChange::Patch(bytes) => {
+                        self.held = Held::Changed;
+                        Patch::from_slice(&bytes)
+                            .map(StateChange::Patch)
+                            .map_err(|e| {
+                                ActorError::Failed(format!(
+                                    "the actor's change is not a valid JSON Patch: {e}"
+                                ))
+                            })
+                    }
+                    bindings::StateChange::Replaced(bytes) => {
+                        self.held = Held::Changed;
+                        parse_json(&bytes, "state").map(StateChange::Replaced)
+                    }
+                };
+                if output.is_err() || change.is_err() {
+                    // The guest's copy may have moved: send it the state again next time.
+                    self.held = Held::Nothing;
+                }
+                Ok((output?, change?))
             }
-            Ok(Err(message)) => Err(ActorError::Failed(message)),
+            Ok(Err(message)) => {
+                // The guest should have kept its copy; do not rely on it.
+                self.held = Held::Nothing;
+                Err(ActorError::Failed(message))
+            }
             Err(e) => Err(self.fail(e)),
         }
     }
@@ -290,30 +486,65 @@ impl Actor for WasmActor {
         Ok(())
     }
 
-    async fn verify_state(&mut self, state: &Value) -> bool {
-        let state = to_canonical_json(state);
-        if self.live().await.is_err() {
-            return false;
-        }
-        // verify-state must be a pure function of the state: it gets no host calls (any
-        // it makes fail, and the state is rejected), so it can neither record nor write.
-        let mut host = HostCalls::replaying(Vec::new());
-        self.begin(&mut host);
-        let Some(live) = self.live.as_mut() else {
-            return false;
-        };
-        let result = live
-            .bindings
-            .call_verify_state(&mut live.store, &state)
-            .await;
-        self.end(&mut host);
-        match result {
+    async fn verify_state(&mut self, state: &State) -> bool {
+        match self.verify(state).await {
             Ok(ok) => ok,
             Err(e) => {
-                let e = self.fail(e);
-                tracing::warn!(actor = %self.id, "verify-state failed, rejecting the state: {e}");
+                tracing::warn!(actor = %self.id, "rejecting the state: {e}");
                 false
             }
+        }
+    }
+}
+
+impl WasmActor {
+    async fn verify(&mut self, state: &State) -> Result<bool, ActorError> {
+        self.live().await?;
+        let hash = state.hash();
+        if !self.is_v1() {
+            if self.held == Held::Changed {
+                // The guest reported a change (or returned its initial state): its copy must
+                // now be `state`. Check that, about one change in `audit_every`.
+                self.held = Held::Nothing;
+                if audited(hash, self.limits.audit_every) {
+                    let own = self.guest_state().await?;
+                    let own_hash = Hash::of_state(&own);
+                    if own_hash != hash {
+                        return Err(ActorError::Failed(format!(
+                            "the actor's own state (hash {}) is not the state its reported                              change gives (hash {})",
+                            own_hash.short(),
+                            hash.short()
+                        )));
+                    }
+                }
+                self.held = Held::State(hash);
+            } else {
+                self.load(state).await?;
+            }
+        }
+        // verify must be a pure function of the state: it gets no host calls (any it makes
+        // fail, and the state is rejected), so it can neither record nor write.
+        let v1_state = self.is_v1().then(|| to_canonical_json(state.value()));
+        let mut host = HostCalls::replaying(Vec::new());
+        self.begin(&mut host);
+        let live = self
+            .live
+            .as_mut()
+            .ok_or_else(|| ActorError::Fatal("no instance".into()))?;
+        let result = match (&live.exports, &v1_state) {
+            (Exports::Current(e), _) => e.call_verify(&mut live.store).await,
+            (Exports::V1(e), Some(bytes)) => e.call_verify_state(&mut live.store, bytes).await,
+            (Exports::V1(_), None) => Ok(false),
+        };
+        self.end(&mut host);
+        match result {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                // A rejected state is not adopted: the guest's copy is not the host's.
+                self.held = Held::Nothing;
+                Ok(false)
+            }
+            Err(e) => Err(self.fail(e)),
         }
     }
 }

@@ -13,6 +13,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::ActorPre;
+use crate::bindings::v1::ActorV1Pre;
 use crate::host::HostState;
 use crate::{Limits, LoadError, WasmActor};
 
@@ -61,13 +62,31 @@ impl WasmConfig {
 #[derive(Clone)]
 pub struct ActorComponent {
     pub(crate) hash: Hash,
-    pub(crate) pre: ActorPre<HostState>,
+    pub(crate) pre: Pre,
+}
+
+/// A component of one of the worlds the host runs.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    /// World `actor` (0.1.1): the guest keeps its state and reports changes.
+    Current(ActorPre<HostState>),
+    /// World `actor-v1` (0.1.0): the whole state crosses on every input.
+    V1(ActorV1Pre<HostState>),
 }
 
 impl ActorComponent {
     /// SHA-256 of the component's bytes.
     pub fn hash(&self) -> Hash {
         self.hash
+    }
+
+    /// The `theater:actor` world the component was built for: `"actor"` (0.1.1, the guest
+    /// keeps its state) or `"actor-v1"` (0.1.0, the whole state crosses on every input).
+    pub fn world(&self) -> &'static str {
+        match self.pre {
+            Pre::Current(_) => "actor",
+            Pre::V1(_) => "actor-v1",
+        }
     }
 }
 
@@ -192,7 +211,14 @@ impl WasmHost {
             .linker
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
-        let pre = ActorPre::new(instance_pre).map_err(wrong_world)?;
+        let pre = match ActorPre::new(instance_pre.clone()) {
+            Ok(pre) => Pre::Current(pre),
+            Err(current) => match ActorV1Pre::new(instance_pre) {
+                Ok(pre) => Pre::V1(pre),
+                // Name what the current world lacks: that is what an author targets.
+                Err(_) => return Err(wrong_world(current)),
+            },
+        };
         let loaded = ActorComponent { hash, pre };
         if let Ok(mut cache) = self.inner.cache.lock() {
             cache.insert(hash, loaded.clone());

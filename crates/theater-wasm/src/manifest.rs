@@ -11,6 +11,7 @@
 //! [limits]                            # optional
 //! memory_mb = 64                      # linear memory per instance
 //! cpu_ms = 1000                       # wall-clock budget per input
+//! audit_every = 64                    # compare the guest's copy of its state ~1 change in N
 //!
 //! [interfaces.msg]                    # may send messages and requests to other actors
 //!
@@ -55,6 +56,7 @@ struct RawManifest {
 struct RawLimits {
     memory_mb: Option<u64>,
     cpu_ms: Option<u64>,
+    audit_every: Option<u32>,
 }
 
 /// Resource limits of one actor.
@@ -64,6 +66,11 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Longest time one input may run before it is stopped.
     pub cpu: Duration,
+    /// How often the host compares a guest's own copy of its state with the change it
+    /// reported (world `actor`): about one change in this many, chosen by the new state's
+    /// hash so replay audits the same ones. A mismatch fails the input. 1: every change;
+    /// 0: never. Each audit costs O(state).
+    pub audit_every: u32,
 }
 
 impl Default for Limits {
@@ -71,6 +78,7 @@ impl Default for Limits {
         Limits {
             memory_bytes: 64 << 20,
             cpu: Duration::from_secs(1),
+            audit_every: 64,
         }
     }
 }
@@ -167,6 +175,9 @@ impl Manifest {
                 return Err(err(Some("limits.cpu_ms"), "must be at least 1".into()));
             }
             limits.cpu = Duration::from_millis(ms);
+        }
+        if let Some(n) = raw.limits.audit_every {
+            limits.audit_every = n;
         }
         let files = match raw.interfaces.get("files") {
             None => None,

@@ -98,7 +98,7 @@ pub(crate) fn replay(dir: &Path, manifest: &Path) -> anyhow::Result<ExitCode> {
 fn state_after(dir: &Path, at: u64, manifest: &Path) -> anyhow::Result<Value> {
     let chain = open(dir)?;
     match replay_with(manifest, &chain, at, &mut |_, _| {})? {
-        Ok(report) => Ok(report.state),
+        Ok(report) => Ok(report.state.into_value()),
         Err(e) => Err(anyhow::anyhow!("{e}")),
     }
 }
@@ -169,9 +169,9 @@ pub(crate) fn diff(
         )
     })?;
     let (before, after) = if a <= b {
-        (before, report.state)
+        (before, report.state.into_value())
     } else {
-        (report.state, before)
+        (report.state.into_value(), before)
     };
     let changes = json_diff(&before, &after);
     if as_json {

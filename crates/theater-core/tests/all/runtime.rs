@@ -188,7 +188,7 @@ async fn init_failures_are_reported() {
         ) -> Result<(theater_core::ActorOutput, serde_json::Value), ActorError> {
             unreachable!()
         }
-        async fn verify_state(&mut self, s: &serde_json::Value) -> bool {
+        async fn verify_state(&mut self, s: &theater_core::State) -> bool {
             theater_core::Actor::verify_state(&mut Account, s).await
         }
     }

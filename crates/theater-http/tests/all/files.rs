@@ -147,7 +147,7 @@ async fn files_are_served_byte_exact_and_nothing_escapes_the_grant() {
     // Replay needs neither the directory nor the files.
     std::fs::remove_dir_all(&public).unwrap();
     let report = replay(&mut make(), &chain).await.unwrap();
-    assert_eq!(report.state, state);
+    assert_eq!(report.state.value(), &state);
     assert_eq!(report.head.unwrap().hash, head.unwrap().hash);
 }
 

@@ -149,6 +149,6 @@ async fn notes_are_files_written_once_recorded_and_replay_needs_none_of_them() {
     // Replay bit for bit without the directory or a grant.
     std::fs::remove_dir_all(&notes).unwrap();
     let report = replay(&mut notes_actor(&host, None), &chain).await.unwrap();
-    assert_eq!(report.state, state);
+    assert_eq!(report.state.value(), &state);
     assert_eq!(report.head.unwrap().hash, head.unwrap().hash);
 }

@@ -117,7 +117,7 @@ async fn crud_on_the_rest_example_then_verify_replay_and_restart() {
     let chain = FileStore::open_read_only(&chain_dir).unwrap();
     chain.verify().unwrap();
     let report = replay(&mut todo_actor(&host), &chain).await.unwrap();
-    assert_eq!(report.state, state);
+    assert_eq!(report.state.value(), &state);
     assert_eq!(report.head.unwrap().hash, head.hash);
     drop(chain);
 

@@ -136,7 +136,7 @@ async fn websocket_chat_and_binary_echo_round_trip_then_the_chain_replays() {
     assert_eq!(input.bytes, data);
     assert_eq!(output.bytes, data);
     let report = replay(&mut make(), &chain).await.unwrap();
-    assert_eq!(report.state, state);
+    assert_eq!(report.state.value(), &state);
     assert_eq!(report.head.unwrap().hash, head.unwrap().hash);
 }
 

@@ -114,7 +114,7 @@ async fn replay_alone(stage: &Stage, example: &str, chains: &[FileStore]) -> Vec
             Limits::default(),
             Messenger::detached(c.id().clone()),
         );
-        states.push(replay(&mut actor, c).await.unwrap().state);
+        states.push(replay(&mut actor, c).await.unwrap().state.into_value());
     }
     states
 }
@@ -554,7 +554,7 @@ async fn audit(stage: &Stage, stores: &[&dyn ChainStore]) -> Result<Vec<i64>, St
             Messenger::detached(c.id().clone()),
         );
         let report = replay(&mut actor, *c).await.map_err(|e| e.to_string())?;
-        balances.push(report.state["balance"].as_i64().ok_or("no balance")?);
+        balances.push(report.state.value()["balance"].as_i64().ok_or("no balance")?);
     }
     let total: i64 = balances.iter().sum();
     if total != initial {
