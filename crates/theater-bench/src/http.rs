@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::harness::{Better, Report, Row, Target, median, percentile};
 
 /// Concurrent keep-alive connections of the load generator.
-const CONNECTIONS: usize = 16;
+pub(crate) const CONNECTIONS: usize = 16;
 
 pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
     if !report.wants("HTTP requests to the REST example") && !report.wants("HTTP latency, REST") {
@@ -38,14 +38,27 @@ pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
 }
 
 /// What one load run measured.
-struct Load {
-    per_second: f64,
-    latencies: Vec<Duration>,
+pub(crate) struct Load {
+    pub(crate) per_second: f64,
+    pub(crate) latencies: Vec<Duration>,
 }
 
 /// `CONNECTIONS` clients, each sending `per_connection` `GET path` requests one after another
 /// on its own keep-alive connection; every answer must be 200.
 async fn load(addr: SocketAddr, path: &str, per_connection: usize) -> anyhow::Result<Load> {
+    load_requests(addr, "GET", path, "", 200, per_connection).await
+}
+
+/// `CONNECTIONS` clients, each sending `per_connection` `method path` requests with `body`
+/// one after another on its own keep-alive connection; every answer must be `expect`.
+pub(crate) async fn load_requests(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &'static str,
+    expect: u16,
+    per_connection: usize,
+) -> anyhow::Result<Load> {
     let mut clients = Vec::new();
     for _ in 0..CONNECTIONS {
         let stream = TcpStream::connect(addr).await?;
@@ -58,19 +71,22 @@ async fn load(addr: SocketAddr, path: &str, per_connection: usize) -> anyhow::Re
     let mut tasks = Vec::new();
     for mut sender in clients {
         let path = path.to_string();
+        let method = http::Method::from_bytes(method.as_bytes())?;
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(per_connection);
             for _ in 0..per_connection {
-                let req = Request::get(path.as_str())
+                let req = Request::builder()
+                    .method(method.clone())
+                    .uri(path.as_str())
                     .header("host", "bench")
-                    .body(Full::new(Bytes::new()))?;
+                    .body(Full::new(Bytes::from_static(body.as_bytes())))?;
                 let t = Instant::now();
                 sender.ready().await?;
                 let res = sender.send_request(req).await?;
                 let status = res.status();
                 let _ = res.into_body().collect().await?;
                 latencies.push(t.elapsed());
-                anyhow::ensure!(status == 200, "status {status}");
+                anyhow::ensure!(status == expect, "status {status}, expected {expect}");
             }
             Ok::<_, anyhow::Error>(latencies)
         }));
@@ -88,7 +104,7 @@ async fn load(addr: SocketAddr, path: &str, per_connection: usize) -> anyhow::Re
 
 /// A bare hyper server answering `hello world` to everything, built like ours (auto
 /// HTTP/1.1 + HTTP/2, one task per connection).
-async fn bare_hyper(shutdown: Shutdown) -> anyhow::Result<SocketAddr> {
+pub(crate) async fn bare_hyper(shutdown: Shutdown) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));

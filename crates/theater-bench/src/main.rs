@@ -14,6 +14,7 @@ mod files;
 mod harness;
 mod http;
 mod msg;
+mod state;
 mod tools;
 mod wasm;
 
@@ -42,6 +43,7 @@ fn main() -> anyhow::Result<()> {
     msg::run(&mut report)?;
     wasm::run(&mut report)?;
     http::run(&mut report)?;
+    state::run(&mut report)?;
     db::run(&mut report)?;
     files::run(&mut report)?;
     tools::run(&mut report)?;

@@ -374,7 +374,7 @@ mod tests {
         let mut store =
             FileStore::create(dir.path(), ChainId::new("b").unwrap(), Durability::None).unwrap();
         let state = serde_json::json!(0);
-        let h = Hash::of_json(&state);
+        let h = Hash::of_state(&state);
         store
             .append(NewEntry::init(Payload::json(state.clone()), h))
             .unwrap();

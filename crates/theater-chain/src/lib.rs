@@ -36,12 +36,12 @@
 //! let mut chain = FileStore::create(dir.path(), id, Durability::EveryEntry)?;
 //!
 //! let state = json!({"count": 0});
-//! let _ = chain.append(NewEntry::init(Payload::json(state.clone()), Hash::of_json(&state)))?;
+//! let _ = chain.append(NewEntry::init(Payload::json(state.clone()), Hash::of_state(&state)))?;
 //! let state = json!({"count": 1});
 //! let appended = chain.append(NewEntry::input(
 //!     Payload::json(json!({"add": 1})),
 //!     Payload::json(json!({"ok": true})),
-//!     Hash::of_json(&state),
+//!     Hash::of_state(&state),
 //! ))?;
 //! assert!(appended.durable);
 //! drop(chain);
@@ -50,7 +50,7 @@
 //! let chain = FileStore::open(dir.path(), Durability::EveryEntry)?;
 //! let report = chain.verify()?;
 //! assert_eq!(report.entries, 2);
-//! assert_eq!(chain.get(1)?.state_hash(), Hash::of_json(&json!({"count": 1})));
+//! assert_eq!(chain.get(1)?.state_hash(), Hash::of_state(&json!({"count": 1})));
 //! # Ok(())
 //! # }
 //! ```

@@ -416,7 +416,7 @@ mod tests {
         chain
             .append(NewEntry::init(
                 Payload::json(json!(0)),
-                Hash::of_json(&json!(0)),
+                Hash::of_state(&json!(0)),
             ))
             .unwrap();
         chain
@@ -430,7 +430,7 @@ mod tests {
             result: Payload::json(json!({"due_ms": due_ms})),
         };
         let input = ActorInput::request(json!("set")).to_payload();
-        let entry = NewEntry::input(input, Payload::default(), Hash::of_json(&json!(0)));
+        let entry = NewEntry::input(input, Payload::default(), Hash::of_state(&json!(0)));
         chain.append(entry.with_host_calls(vec![call])).unwrap();
     }
 
@@ -441,7 +441,7 @@ mod tests {
             due_ms,
         }
         .to_payload();
-        let hash = Hash::of_json(&json!(0));
+        let hash = Hash::of_state(&json!(0));
         let entry = match ok {
             true => NewEntry::input(input, Payload::default(), hash),
             false => NewEntry::failed(input, "the actor trapped", hash),

@@ -59,6 +59,8 @@ pub struct WasmActor {
     db: Option<Arc<dyn theater_core::db::Database>>,
     live: Option<Live>,
     held: Held,
+    /// Whether the change the guest just reported is to be audited.
+    audit_next: bool,
 }
 
 impl std::fmt::Debug for WasmActor {
@@ -91,6 +93,7 @@ impl WasmActor {
             db: None,
             live: None,
             held: Held::Nothing,
+            audit_next: false,
         }
     }
 
@@ -255,11 +258,20 @@ fn output_of(payload: bindings::Payload) -> Result<ActorOutput, ActorError> {
     .map_err(|e| ActorError::Failed(e.to_string()))
 }
 
-/// Whether the change leading to the state `hash` is audited: about one in `every`, chosen
-/// by the hash so that live runs and replays audit the same changes.
-fn audited(hash: Hash, every: u32) -> bool {
-    let b = hash.as_bytes();
-    every != 0 && u32::from_le_bytes([b[0], b[1], b[2], b[3]]) % every == 0
+/// Whether the input `input` (canonical JSON) to the state `state` is audited: about one in
+/// `every`, chosen by both so that live runs and replays audit the same inputs.
+fn audited(state: Hash, input: &[u8], every: u32) -> bool {
+    if every == 0 {
+        return false;
+    }
+    if every == 1 {
+        return true;
+    }
+    let mut key = Vec::with_capacity(32 + input.len());
+    key.extend_from_slice(state.as_bytes());
+    key.extend_from_slice(input);
+    let b = *Hash::digest(&key).as_bytes();
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]]) % every == 0
 }
 
 impl WasmActor {
@@ -424,6 +436,8 @@ impl Actor for WasmActor {
             json: to_canonical_json(&payload.json),
             bytes: payload.bytes,
         };
+        let audit = audited(state.hash(), &input.json, self.limits.audit_every);
+        self.audit_next = false;
         self.begin(host);
         let live = self
             .live
@@ -438,9 +452,19 @@ impl Actor for WasmActor {
             Ok(Ok((output, change))) => {
                 let output = output_of(output);
                 let change = match change {
+                    bindings::StateChange::Unchanged if audit => {
+                        // Its copy must still be `state`.
+                        match self.guest_state().await? == *state.value() {
+                            true => Ok(StateChange::Unchanged),
+                            false => Err(ActorError::Failed(
+                                "the actor reported no change, but its own state changed".into(),
+                            )),
+                        }
+                    }
                     bindings::StateChange::Unchanged => Ok(StateChange::Unchanged),
                     bindings::StateChange::Patch(bytes) => {
                         self.held = Held::Changed;
+                        self.audit_next = audit;
                         Patch::from_slice(&bytes)
                             .map(StateChange::Patch)
                             .map_err(|e| {
@@ -451,6 +475,7 @@ impl Actor for WasmActor {
                     }
                     bindings::StateChange::Replaced(bytes) => {
                         self.held = Held::Changed;
+                        self.audit_next = audit;
                         parse_json(&bytes, "state").map(StateChange::Replaced)
                     }
                 };
@@ -504,18 +529,14 @@ impl WasmActor {
         if !self.is_v1() {
             if self.held == Held::Changed {
                 // The guest reported a change (or returned its initial state): its copy must
-                // now be `state`. Check that, about one change in `audit_every`.
+                // now be `state`. Checked for about one input in `audit_every`.
                 self.held = Held::Nothing;
-                if audited(hash, self.limits.audit_every) {
-                    let own = self.guest_state().await?;
-                    let own_hash = Hash::of_state(&own);
-                    if own_hash != hash {
-                        return Err(ActorError::Failed(format!(
-                            "the actor's own state (hash {}) is not the state its reported                              change gives (hash {})",
-                            own_hash.short(),
-                            hash.short()
-                        )));
-                    }
+                if std::mem::take(&mut self.audit_next)
+                    && self.guest_state().await? != *state.value()
+                {
+                    return Err(ActorError::Failed(
+                        "the actor's own state is not the state its reported change gives".into(),
+                    ));
                 }
                 self.held = Held::State(hash);
             } else {

@@ -11,7 +11,7 @@
 //! [limits]                            # optional
 //! memory_mb = 64                      # linear memory per instance
 //! cpu_ms = 1000                       # wall-clock budget per input
-//! audit_every = 64                    # compare the guest's copy of its state ~1 change in N
+//! audit_every = 1000                  # compare the guest's own state ~1 input in N
 //!
 //! [interfaces.msg]                    # may send messages and requests to other actors
 //!
@@ -66,10 +66,12 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Longest time one input may run before it is stopped.
     pub cpu: Duration,
-    /// How often the host compares a guest's own copy of its state with the change it
-    /// reported (world `actor`): about one change in this many, chosen by the new state's
-    /// hash so replay audits the same ones. A mismatch fails the input. 1: every change;
-    /// 0: never. Each audit costs O(state).
+    /// How often the host compares a guest's own copy of its state with what the guest
+    /// reported (world `actor`): about one input in this many, chosen by a hash of the state
+    /// and the input so that replay audits the same ones. A mismatch fails the input and
+    /// leaves the state unchanged. 1: every input; 0: never. An audit costs O(state) (the
+    /// guest's copy crosses the boundary and is compared), so the default, 1000, keeps it
+    /// near the cost of the snapshot taken every 1000 entries.
     pub audit_every: u32,
 }
 
@@ -78,7 +80,7 @@ impl Default for Limits {
         Limits {
             memory_bytes: 64 << 20,
             cpu: Duration::from_secs(1),
-            audit_every: 64,
+            audit_every: 1000,
         }
     }
 }

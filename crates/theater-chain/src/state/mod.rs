@@ -146,6 +146,22 @@ impl PartialEq for State {
     }
 }
 
+impl PartialEq<Value> for State {
+    fn eq(&self, other: &Value) -> bool {
+        self.value == *other
+    }
+}
+
+/// Read access to the value (a `State` changes only through [`State::apply`] and
+/// [`State::replace`], which keep the hash right).
+impl std::ops::Deref for State {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        &self.value
+    }
+}
+
 /// Undoes a change made to a [`State`].
 #[derive(Debug)]
 #[must_use = "dropping an Undo keeps the change"]

@@ -14,7 +14,7 @@ fn linked(payloads: &[&str]) -> (MemoryStore, MemoryStore) {
             .append(NewEntry::input(
                 Payload::json(json!({"send": p})),
                 Payload::default(),
-                Hash::of_json(&json!(i)),
+                Hash::of_state(&json!(i)),
             ))
             .unwrap();
         let sent = ref_to(&a, i as u64);
@@ -23,7 +23,7 @@ fn linked(payloads: &[&str]) -> (MemoryStore, MemoryStore) {
                 NewEntry::input(
                     Payload::json(json!({"received": p})),
                     Payload::default(),
-                    Hash::of_json(&json!(i)),
+                    Hash::of_state(&json!(i)),
                 )
                 .with_refs(vec![sent]),
             )
@@ -65,7 +65,7 @@ fn unknown_chains_and_missing_entries_are_reported() {
         .append(NewEntry::input(
             Payload::json(json!({"send": "x"})),
             Payload::default(),
-            Hash::of_json(&json!(0)),
+            Hash::of_state(&json!(0)),
         ))
         .unwrap();
     let broken = check_refs(&[&short_a, &b]).unwrap();

@@ -33,7 +33,7 @@ fn reopens_with_every_entry_in_every_mode() {
         assert_eq!(store.verify().unwrap().entries, 10);
         let e = store.get(4).unwrap();
         assert_eq!(e.seq(), 4);
-        assert_eq!(e.state_hash(), Hash::of_json(&crate::support::state(4)));
+        assert_eq!(e.state_hash(), Hash::of_state(&crate::support::state(4)));
         let again = Entry::new(4, e.parent(), entry(4, 50));
         assert_eq!(again.hash(), store.hash_at(4).unwrap());
     }
@@ -248,7 +248,7 @@ fn binary_payloads_are_stored_as_raw_bytes() {
     let _ = store
         .append(NewEntry::init(
             Payload::bytes(blob.clone()),
-            Hash::of_json(&serde_json::Value::Null),
+            Hash::of_state(&serde_json::Value::Null),
         ))
         .unwrap();
     store.sync().unwrap();

@@ -14,7 +14,7 @@ pub(crate) fn entry(i: u64, size: usize) -> NewEntry {
     let e = NewEntry::input(
         Payload::new(json!({"add": 1, "i": i}), body),
         Payload::json(json!({"ok": true})),
-        Hash::of_json(&state),
+        Hash::of_state(&state),
     );
     if i % 3 == 1 {
         e.with_host_calls(vec![HostCall {

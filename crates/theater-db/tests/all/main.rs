@@ -174,7 +174,7 @@ async fn assert_replays_without_the_database(
     drop(rt);
     let stored = FileStore::open_read_only(chain_dir.as_ref()).unwrap();
     let report = replay(&mut Clerk { db: None }, &stored).await.unwrap();
-    assert_eq!(report.state, state);
+    assert_eq!(report.state.value(), &state);
 }
 
 #[tokio::test]

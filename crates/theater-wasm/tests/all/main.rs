@@ -11,5 +11,6 @@ mod limits;
 mod load;
 mod manifest;
 mod run;
+mod state;
 mod support;
 mod timers;
