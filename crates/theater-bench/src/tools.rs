@@ -75,7 +75,10 @@ pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
             let store = FileStore::open_read_only(&chain_dir)?;
             let mut actor = host.actor(&component, &id, Value::Null, Limits::default());
             let report = rt.block_on(replay_to(&mut actor, &store, ENTRIES - 1, &mut |_, _| {}))?;
-            anyhow::ensure!(report.state.value()["count"] == ENTRIES - 1, "replay lost inputs");
+            anyhow::ensure!(
+                report.state.value()["count"] == ENTRIES - 1,
+                "replay lost inputs"
+            );
             ours.push(t.elapsed());
             base.push(raw()?);
         }

@@ -67,7 +67,10 @@ async fn handle_input(report: &mut Report, name: String) -> anyhow::Result<()> {
     let id = ChainId::new("bench")?;
     let mut actor = host.actor(&component, &id, padded_state(), Limits::default());
     let mut state = State::new(actor.init(&mut HostCalls::live()).await?);
-    anyhow::ensure!(actor.verify_state(&state).await, "the initial state is refused");
+    anyhow::ensure!(
+        actor.verify_state(&state).await,
+        "the initial state is refused"
+    );
     let (mut store, bare) = bare_instance().await?;
     bare.call_init(&mut store, &to_canonical_json(&padded_state()))
         .await?

@@ -80,7 +80,6 @@ mod supervisor;
 pub mod timers;
 
 pub use actor::{Actor, ActorError, StateChange};
-pub use theater_chain::state::{Patch, PatchError, State};
 pub use events::{ActorEvent, RecvError, Subscription};
 pub use files::{FileInfo, FileRef};
 pub use handle::{ActorHandle, ActorStatus, CallError, Outcome};
@@ -94,3 +93,4 @@ pub use outbox::Outbox;
 pub use replay::{Divergence, Mismatch, ReplayError, ReplayReport, replay, replay_to, resume};
 pub use runtime::{ActorRuntime, Handled, RuntimeConfig, RuntimeError};
 pub use supervisor::{ActorConfig, ActorFactory, RestartPolicy, spawn};
+pub use theater_chain::state::{Patch, PatchError, State};

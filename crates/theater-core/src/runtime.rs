@@ -1,5 +1,7 @@
 //! [`ActorRuntime`]: owns an actor's state and chain, and records every transition.
 
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
 use theater_chain::state::State;
 use theater_chain::{ChainError, ChainRef, ChainStore, Hash, NewEntry, Payload, Snapshot};
@@ -16,6 +18,11 @@ pub struct RuntimeConfig {
     pub snapshot_every: Option<u64>,
     /// Drop the entries before each new snapshot (the chain then verifies from it).
     pub prune_on_snapshot: bool,
+    /// Keep snapshots to at most about 1/n of the time spent handling inputs (`None`: take
+    /// one every [`RuntimeConfig::snapshot_every`] entries exactly). A snapshot costs
+    /// O(state), so a large state is snapshotted less often than every `snapshot_every`
+    /// entries, and an input's cost stays that of what it changes.
+    pub snapshot_share: Option<u32>,
 }
 
 impl Default for RuntimeConfig {
@@ -23,6 +30,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             snapshot_every: Some(1000),
             prune_on_snapshot: false,
+            snapshot_share: Some(20),
         }
     }
 }
@@ -31,6 +39,12 @@ impl RuntimeConfig {
     /// Sets [`RuntimeConfig::snapshot_every`].
     pub fn snapshot_every(mut self, every: Option<u64>) -> Self {
         self.snapshot_every = every;
+        self
+    }
+
+    /// Sets [`RuntimeConfig::snapshot_share`].
+    pub fn snapshot_share(mut self, share: Option<u32>) -> Self {
+        self.snapshot_share = share;
         self
     }
 
@@ -88,6 +102,9 @@ pub struct ActorRuntime<A> {
     state: State,
     config: RuntimeConfig,
     last_snapshot: u64,
+    /// Time spent handling inputs since the last snapshot, and what that snapshot took.
+    busy: Duration,
+    snapshot_cost: Duration,
     /// Effects of recorded entries, waiting for the commit that makes them durable.
     effects: Vec<(ChainRef, Effect)>,
     /// An entry whose writes failed to apply: no input is handled until a restart applies
@@ -151,6 +168,8 @@ impl<A: Actor> ActorRuntime<A> {
             state,
             config,
             last_snapshot,
+            busy: Duration::ZERO,
+            snapshot_cost: Duration::ZERO,
             effects,
             unapplied: None,
         })
@@ -181,6 +200,7 @@ impl<A: Actor> ActorRuntime<A> {
                 reason: format!("{reason} (restart the actor to apply them again)"),
             });
         }
+        let started = Instant::now();
         let mut host = HostCalls::live().with_blobs(self.chain.blobs());
         let result = self
             .actor
@@ -225,8 +245,7 @@ impl<A: Actor> ActorRuntime<A> {
                             )
                         } else {
                             self.state.undo(undo);
-                            let e =
-                                ActorError::Failed("new state rejected by verify_state".into());
+                            let e = ActorError::Failed("new state rejected by verify_state".into());
                             (
                                 NewEntry::failed(
                                     input.to_payload(),
@@ -277,6 +296,7 @@ impl<A: Actor> ActorRuntime<A> {
                 return Err(e);
             }
         }
+        self.busy += started.elapsed();
         // The entry is recorded whatever happens to the snapshot: a failed snapshot is only
         // a longer replay on the next restart, and it is tried again at the next entry.
         if let Err(e) = self.maybe_snapshot() {
@@ -299,7 +319,16 @@ impl<A: Actor> ActorRuntime<A> {
         if head.seq - self.last_snapshot < every.max(1) {
             return Ok(());
         }
-        self.snapshot()
+        if let Some(share) = self.config.snapshot_share
+            && self.busy < self.snapshot_cost * share
+        {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.snapshot()?;
+        self.snapshot_cost = started.elapsed();
+        self.busy = Duration::ZERO;
+        Ok(())
     }
 
     /// Saves a snapshot of the current state at the head (making the chain durable first).

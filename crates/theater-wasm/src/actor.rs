@@ -171,12 +171,15 @@ impl WasmActor {
             // Instantiation runs guest code (start functions) too: same budget.
             store.data_mut().ticks_left = self.ticks();
             store.set_epoch_deadline(1);
-            let fatal = |e: wasmtime::Error| ActorError::Fatal(format!("instantiation failed: {e:#}"));
+            let fatal =
+                |e: wasmtime::Error| ActorError::Fatal(format!("instantiation failed: {e:#}"));
             let exports = match &self.component.pre {
                 Pre::Current(pre) => {
                     Exports::Current(pre.instantiate_async(&mut store).await.map_err(fatal)?)
                 }
-                Pre::V1(pre) => Exports::V1(pre.instantiate_async(&mut store).await.map_err(fatal)?),
+                Pre::V1(pre) => {
+                    Exports::V1(pre.instantiate_async(&mut store).await.map_err(fatal)?)
+                }
             };
             self.held = Held::Nothing;
             self.live = Some(Live { store, exports });
@@ -284,7 +287,10 @@ impl WasmActor {
         let bytes = to_canonical_json(state.value());
         let mut host = HostCalls::replaying(Vec::new());
         self.begin(&mut host);
-        let live = self.live.as_mut().ok_or_else(|| ActorError::Fatal("no instance".into()))?;
+        let live = self
+            .live
+            .as_mut()
+            .ok_or_else(|| ActorError::Fatal("no instance".into()))?;
         let Exports::Current(exports) = &live.exports else {
             return Ok(());
         };
@@ -306,7 +312,10 @@ impl WasmActor {
     async fn guest_state(&mut self) -> Result<Value, ActorError> {
         let mut host = HostCalls::replaying(Vec::new());
         self.begin(&mut host);
-        let live = self.live.as_mut().ok_or_else(|| ActorError::Fatal("no instance".into()))?;
+        let live = self
+            .live
+            .as_mut()
+            .ok_or_else(|| ActorError::Fatal("no instance".into()))?;
         let Exports::Current(exports) = &live.exports else {
             return Err(ActorError::Fatal("not a world `actor` instance".into()));
         };
@@ -331,7 +340,10 @@ impl WasmActor {
         };
         let state = to_canonical_json(state);
         self.begin(host);
-        let live = self.live.as_mut().ok_or_else(|| ActorError::Fatal("no instance".into()))?;
+        let live = self
+            .live
+            .as_mut()
+            .ok_or_else(|| ActorError::Fatal("no instance".into()))?;
         let Exports::V1(exports) = &live.exports else {
             return Err(ActorError::Fatal("not a world `actor-v1` instance".into()));
         };
@@ -398,9 +410,10 @@ impl Actor for WasmActor {
         let mut state = State::new(state.clone());
         let (output, change) = self.handle_change(input, &state, host).await?;
         let applied = match change {
-            StateChange::Patch(p) => state.apply(&p).map(drop).map_err(|e| {
-                ActorError::Failed(format!("the actor's change does not apply: {e}"))
-            }),
+            StateChange::Patch(p) => state
+                .apply(&p)
+                .map(drop)
+                .map_err(|e| ActorError::Failed(format!("the actor's change does not apply: {e}"))),
             StateChange::Replaced(v) => {
                 let _ = state.replace(v);
                 Ok(())

@@ -11,7 +11,7 @@
 //! [limits]                            # optional
 //! memory_mb = 64                      # linear memory per instance
 //! cpu_ms = 1000                       # wall-clock budget per input
-//! audit_every = 1000                  # compare the guest's own state ~1 input in N
+//! audit_every = 10000                 # compare the guest's own state ~1 input in N
 //!
 //! [interfaces.msg]                    # may send messages and requests to other actors
 //!
@@ -70,8 +70,9 @@ pub struct Limits {
     /// reported (world `actor`): about one input in this many, chosen by a hash of the state
     /// and the input so that replay audits the same ones. A mismatch fails the input and
     /// leaves the state unchanged. 1: every input; 0: never. An audit costs O(state) (the
-    /// guest's copy crosses the boundary and is compared), so the default, 1000, keeps it
-    /// near the cost of the snapshot taken every 1000 entries.
+    /// guest's whole copy crosses the boundary and is compared), so the default, 10,000,
+    /// keeps it to about 1% of an input's cost with a few MB of state. A guest built with
+    /// `theater-guest` reports exactly what it changed; audits catch other guests' mistakes.
     pub audit_every: u32,
 }
 
@@ -80,7 +81,7 @@ impl Default for Limits {
         Limits {
             memory_bytes: 64 << 20,
             cpu: Duration::from_secs(1),
-            audit_every: 1000,
+            audit_every: 10_000,
         }
     }
 }

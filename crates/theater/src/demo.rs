@@ -101,7 +101,8 @@ async fn demo(manifest: PathBuf, dir: Option<PathBuf>) -> anyhow::Result<ExitCod
     let report = replay(&mut factory(), &chain).await?;
     println!(
         "   replayed in a fresh instance: {} entries re-run, every state hash matches (state {})",
-        report.entries, report.state.value()
+        report.entries,
+        report.state.value()
     );
     drop(chain);
 

@@ -183,7 +183,9 @@ impl Pointer {
             return Ok(Pointer::root());
         }
         let Some(rest) = s.strip_prefix('/') else {
-            return Err(format!("{s:?} is not a JSON Pointer (it must be empty or start with /)"));
+            return Err(format!(
+                "{s:?} is not a JSON Pointer (it must be empty or start with /)"
+            ));
         };
         rest.split('/')
             .map(|t| {
@@ -438,64 +440,70 @@ fn apply_op(value: &mut Value, tree: &mut Node, op: &Op) -> Result<Op, String> {
         };
     };
     let path = op.path().clone();
-    at(value, tree, parents, 0, move |value: &mut Value, tree: &mut Node| match (value, tree) {
-        (Value::Object(map), Node::Object(obj)) => match op {
-            Op::Add { value: new, .. } => {
-                let old = map.insert(last.clone(), new.clone());
-                obj.edit(last, |slot| slot.node = Some(Node::build(new)));
-                Ok(match old {
-                    Some(old) => Op::Replace { path, value: old },
-                    None => Op::Remove { path },
-                })
-            }
-            Op::Replace { value: new, .. } => {
-                let Some(slot) = map.get_mut(last) else {
-                    return Err(format!("there is no member {last:?} to replace"));
-                };
-                let old = std::mem::replace(slot, new.clone());
-                obj.edit(last, |slot| slot.node = Some(Node::build(new)));
-                Ok(Op::Replace { path, value: old })
-            }
-            Op::Remove { .. } => {
-                let Some(old) = map.remove(last) else {
-                    return Err(format!("there is no member {last:?} to remove"));
-                };
-                obj.edit(last, |slot| slot.node = None);
-                Ok(Op::Add { path, value: old })
-            }
+    at(
+        value,
+        tree,
+        parents,
+        0,
+        move |value: &mut Value, tree: &mut Node| match (value, tree) {
+            (Value::Object(map), Node::Object(obj)) => match op {
+                Op::Add { value: new, .. } => {
+                    let old = map.insert(last.clone(), new.clone());
+                    obj.edit(last, |slot| slot.node = Some(Node::build(new)));
+                    Ok(match old {
+                        Some(old) => Op::Replace { path, value: old },
+                        None => Op::Remove { path },
+                    })
+                }
+                Op::Replace { value: new, .. } => {
+                    let Some(slot) = map.get_mut(last) else {
+                        return Err(format!("there is no member {last:?} to replace"));
+                    };
+                    let old = std::mem::replace(slot, new.clone());
+                    obj.edit(last, |slot| slot.node = Some(Node::build(new)));
+                    Ok(Op::Replace { path, value: old })
+                }
+                Op::Remove { .. } => {
+                    let Some(old) = map.remove(last) else {
+                        return Err(format!("there is no member {last:?} to remove"));
+                    };
+                    obj.edit(last, |slot| slot.node = None);
+                    Ok(Op::Add { path, value: old })
+                }
+            },
+            (Value::Array(items), Node::Array(arr)) => match op {
+                Op::Add { value: new, .. } => {
+                    let i = if last == "-" {
+                        items.len()
+                    } else {
+                        index(last, items.len() + 1)?
+                    };
+                    items.insert(i, new.clone());
+                    arr.items.insert(i, Node::build(new));
+                    arr.rehash(i, true);
+                    let mut path = path;
+                    path.0.pop();
+                    path.push(i.to_string());
+                    Ok(Op::Remove { path })
+                }
+                Op::Replace { value: new, .. } => {
+                    let i = index(last, items.len())?;
+                    let old = std::mem::replace(&mut items[i], new.clone());
+                    arr.items[i] = Node::build(new);
+                    arr.rehash(i, false);
+                    Ok(Op::Replace { path, value: old })
+                }
+                Op::Remove { .. } => {
+                    let i = index(last, items.len())?;
+                    let old = items.remove(i);
+                    arr.items.remove(i);
+                    arr.rehash(i, true);
+                    Ok(Op::Add { path, value: old })
+                }
+            },
+            (v, _) => Err(format!("the parent is {}, not an object or array", kind(v))),
         },
-        (Value::Array(items), Node::Array(arr)) => match op {
-            Op::Add { value: new, .. } => {
-                let i = if last == "-" {
-                    items.len()
-                } else {
-                    index(last, items.len() + 1)?
-                };
-                items.insert(i, new.clone());
-                arr.items.insert(i, Node::build(new));
-                arr.rehash(i, true);
-                let mut path = path;
-                path.0.pop();
-                path.push(i.to_string());
-                Ok(Op::Remove { path })
-            }
-            Op::Replace { value: new, .. } => {
-                let i = index(last, items.len())?;
-                let old = std::mem::replace(&mut items[i], new.clone());
-                arr.items[i] = Node::build(new);
-                arr.rehash(i, false);
-                Ok(Op::Replace { path, value: old })
-            }
-            Op::Remove { .. } => {
-                let i = index(last, items.len())?;
-                let old = items.remove(i);
-                arr.items.remove(i);
-                arr.rehash(i, true);
-                Ok(Op::Add { path, value: old })
-            }
-        },
-        (v, _) => Err(format!("the parent is {}, not an object or array", kind(v))),
-    })
+    )
 }
 
 /// Runs `f` on the value (and node) at `path`, then rehashes every node above it.
@@ -536,7 +544,11 @@ fn index(token: &str, bound: usize) -> Result<usize, String> {
     let valid = !token.is_empty()
         && token.bytes().all(|b| b.is_ascii_digit())
         && (token == "0" || !token.starts_with('0'));
-    let i = if valid { token.parse::<usize>().ok() } else { None };
+    let i = if valid {
+        token.parse::<usize>().ok()
+    } else {
+        None
+    };
     match i {
         Some(i) if i < bound => Ok(i),
         Some(i) => Err(format!("index {i} is out of bounds (length {bound})")),

@@ -224,7 +224,12 @@ fn different_values_hash_differently() {
 #[test]
 fn the_structural_hash_is_stable() {
     let big: Map<String, Value> = (0..100)
-        .map(|i| (format!("k{i}"), json!({"id": i, "title": "x".repeat(i % 40)})))
+        .map(|i| {
+            (
+                format!("k{i}"),
+                json!({"id": i, "title": "x".repeat(i % 40)}),
+            )
+        })
         .collect();
     let state = json!({"n": 1, "list": (0..70).collect::<Vec<_>>(), "big": big});
     assert_eq!(
@@ -241,9 +246,18 @@ fn bad_patches_are_named() {
     let cases = [
         (json!({"op": "add"}), "must be a JSON array"),
         (json!([{"op": "add"}]), "no string \"path\""),
-        (json!([{"op": "move", "path": "/a", "from": "/s"}]), "not supported"),
-        (json!([{"op": "add", "path": "a", "value": 1}]), "not a JSON Pointer"),
-        (json!([{"op": "add", "path": "/a/~2", "value": 1}]), "~ not followed"),
+        (
+            json!([{"op": "move", "path": "/a", "from": "/s"}]),
+            "not supported",
+        ),
+        (
+            json!([{"op": "add", "path": "a", "value": 1}]),
+            "not a JSON Pointer",
+        ),
+        (
+            json!([{"op": "add", "path": "/a/~2", "value": 1}]),
+            "~ not followed",
+        ),
         (json!([{"op": "replace", "path": "/a"}]), "no \"value\""),
     ];
     for (doc, says) in cases {
@@ -257,10 +271,22 @@ fn bad_patches_are_named() {
             .to_string()
     };
     for (doc, says) in [
-        (json!([{"op": "replace", "path": "/b", "value": 1}]), "no member \"b\""),
-        (json!([{"op": "add", "path": "/a/3", "value": 1}]), "out of bounds"),
-        (json!([{"op": "remove", "path": "/a/01"}]), "not an array index"),
-        (json!([{"op": "add", "path": "/s/x", "value": 1}]), "a string"),
+        (
+            json!([{"op": "replace", "path": "/b", "value": 1}]),
+            "no member \"b\"",
+        ),
+        (
+            json!([{"op": "add", "path": "/a/3", "value": 1}]),
+            "out of bounds",
+        ),
+        (
+            json!([{"op": "remove", "path": "/a/01"}]),
+            "not an array index",
+        ),
+        (
+            json!([{"op": "add", "path": "/s/x", "value": 1}]),
+            "a string",
+        ),
         (json!([{"op": "remove", "path": ""}]), "cannot be removed"),
     ] {
         let err = apply(&mut state, doc.clone());

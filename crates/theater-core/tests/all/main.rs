@@ -5,6 +5,7 @@
     reason = "test code: a panic is how a test reports failure"
 )]
 
+mod changes;
 mod concurrency;
 mod effects;
 mod files;

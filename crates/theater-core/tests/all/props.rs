@@ -82,7 +82,7 @@ proptest! {
         every in 1u64..6,
     ) {
         block_on(async {
-            let config = RuntimeConfig::default().snapshot_every(Some(every));
+            let config = RuntimeConfig::default().snapshot_every(Some(every)).snapshot_share(None);
             let (state, hashes) = run_all(&ops, config.clone()).await;
             let split = split.index(ops.len() + 1);
             let dir = tempfile::tempdir().unwrap();

@@ -129,7 +129,9 @@ async fn resumes_from_a_durable_chain_with_snapshots() {
                 .unwrap(),
         ) as Box<dyn ChainStore>
     };
-    let config = RuntimeConfig::default().snapshot_every(Some(4));
+    let config = RuntimeConfig::default()
+        .snapshot_every(Some(4))
+        .snapshot_share(None);
     let mut rt = ActorRuntime::start(Counter, open(), config.clone())
         .await
         .unwrap();
@@ -156,6 +158,7 @@ async fn resumes_from_a_durable_chain_with_snapshots() {
 async fn pruned_chains_replay_from_their_anchor() {
     let config = RuntimeConfig::default()
         .snapshot_every(Some(5))
+        .snapshot_share(None)
         .prune_on_snapshot(true);
     let mut rt = ActorRuntime::start(Counter, mem("p"), config)
         .await

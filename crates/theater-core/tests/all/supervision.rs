@@ -231,8 +231,11 @@ impl ChainStore for Faulty {
 async fn a_failed_snapshot_does_not_fail_the_input() {
     let mut chain = Faulty::new();
     chain.fail_snapshots = true;
-    let config = ActorConfig::default()
-        .runtime(theater_core::RuntimeConfig::default().snapshot_every(Some(1)));
+    let config = ActorConfig::default().runtime(
+        theater_core::RuntimeConfig::default()
+            .snapshot_every(Some(1))
+            .snapshot_share(None),
+    );
     let actor = spawn(
         theater_test_support::Counter::default,
         Box::new(chain),

@@ -554,7 +554,11 @@ async fn audit(stage: &Stage, stores: &[&dyn ChainStore]) -> Result<Vec<i64>, St
             Messenger::detached(c.id().clone()),
         );
         let report = replay(&mut actor, *c).await.map_err(|e| e.to_string())?;
-        balances.push(report.state.value()["balance"].as_i64().ok_or("no balance")?);
+        balances.push(
+            report.state.value()["balance"]
+                .as_i64()
+                .ok_or("no balance")?,
+        );
     }
     let total: i64 = balances.iter().sum();
     if total != initial {

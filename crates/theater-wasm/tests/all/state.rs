@@ -53,7 +53,11 @@ async fn every_kind_of_lie_fails_its_input_and_leaves_the_state() {
         // The guest's copy is sent again: the next honest input counts from the host's state.
         let next = rt.handle(lie(1, None), vec![]).await.unwrap();
         let expected = before.0["count"].as_i64().unwrap() + 1;
-        assert_eq!(next.result.unwrap(), ActorOutput::reply(json!(expected)), "after {how}");
+        assert_eq!(
+            next.result.unwrap(),
+            ActorOutput::reply(json!(expected)),
+            "after {how}"
+        );
     }
     assert_eq!(rt.state(), &json!({"count": 5}));
     // The same audits happen in replay, so the chain replays bit for bit.
@@ -77,7 +81,11 @@ async fn unaudited_lies_are_kept_out_of_the_hosts_state() {
     )
     .await
     .unwrap();
-    rt.handle(lie(1, None), vec![]).await.unwrap().result.unwrap();
+    rt.handle(lie(1, None), vec![])
+        .await
+        .unwrap()
+        .result
+        .unwrap();
     rt.handle(lie(10, Some("omit")), vec![])
         .await
         .unwrap()
@@ -93,7 +101,12 @@ async fn the_todo_example_reports_small_changes_and_keeps_its_copy() {
     let host: WasmHost = host();
     let component = host.load_file(example_component("todo")).unwrap();
     assert_eq!(component.world(), "actor");
-    let mut todo = host.actor(&component, &id("todo"), json!({"seed": 2000}), audit_every(1));
+    let mut todo = host.actor(
+        &component,
+        &id("todo"),
+        json!({"seed": 2000}),
+        audit_every(1),
+    );
     let mut state = State::new(todo.init(&mut HostCalls::live()).await.unwrap());
     assert!(todo.verify_state(&state).await);
     assert_eq!(state["todos"].as_object().unwrap().len(), 2000);
@@ -136,7 +149,8 @@ async fn the_todo_example_reports_small_changes_and_keeps_its_copy() {
     assert!(todo.verify_state(&state).await, "the audit agrees");
     assert_eq!(state["next_id"], 2002);
     // A state the guest does not hold (here: an older one) is sent to it first.
-    let older = State::new(json!({"next_id": 2, "todos": {"1": {"id": 1, "title": "a", "done": false}}}));
+    let older =
+        State::new(json!({"next_id": 2, "todos": {"1": {"id": 1, "title": "a", "done": false}}}));
     let (out, _) = todo
         .handle_change(&http("GET", "/todos/1", ""), &older, &mut HostCalls::live())
         .await

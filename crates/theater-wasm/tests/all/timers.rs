@@ -165,6 +165,7 @@ async fn timers_set_before_a_pruned_chains_anchor_are_still_pending() {
     let mut config = ActorConfig::default();
     config.runtime = theater_core::RuntimeConfig::default()
         .snapshot_every(Some(3))
+        .snapshot_share(None)
         .prune_on_snapshot(true);
     let chain =
         Box::new(FileStore::create(dir.path(), id("ticker"), Durability::EveryEntry).unwrap());

@@ -7,5 +7,6 @@
 
 mod browser;
 mod cli;
+mod golden;
 mod readme;
 mod run;
