@@ -274,7 +274,7 @@ fn audited(state: Hash, input: &[u8], every: u32) -> bool {
     key.extend_from_slice(state.as_bytes());
     key.extend_from_slice(input);
     let b = *Hash::digest(&key).as_bytes();
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]]) % every == 0
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_multiple_of(every)
 }
 
 impl WasmActor {

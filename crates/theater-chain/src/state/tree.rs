@@ -88,7 +88,7 @@ impl Node {
                 Node::Array(Box::new(node))
             }
             Value::Object(map) => {
-                let members: Vec<(Box<str>, [u8; 32], Node)> = map
+                let members: Vec<Hashed> = map
                     .iter()
                     .map(|(k, v)| (k.as_str().into(), key_hash(k), Node::build(v)))
                     .collect();
@@ -227,7 +227,11 @@ pub(crate) fn key_hash(key: &str) -> [u8; 32] {
 
 fn nibble(kh: &[u8; 32], depth: usize) -> usize {
     let b = kh[depth / 2];
-    (if depth % 2 == 0 { b >> 4 } else { b & 0x0f }) as usize
+    (if depth.is_multiple_of(2) {
+        b >> 4
+    } else {
+        b & 0x0f
+    }) as usize
 }
 
 /// An object: its members in a trie keyed by the key hashes.
@@ -237,6 +241,9 @@ pub(crate) struct ObjectNode {
     root: Trie,
     hash: Hash,
 }
+
+/// A member with its key's hash, while a trie level is built.
+type Hashed = (Box<str>, [u8; 32], Node);
 
 #[derive(Clone, Debug)]
 struct Member {
@@ -258,7 +265,7 @@ enum Trie {
 }
 
 impl Trie {
-    fn build(mut members: Vec<(Box<str>, [u8; 32], Node)>, depth: usize) -> Trie {
+    fn build(mut members: Vec<Hashed>, depth: usize) -> Trie {
         if members.len() <= FANOUT || depth >= MAX_DEPTH {
             members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             return Trie::Bucket(
@@ -269,7 +276,7 @@ impl Trie {
             );
         }
         let count = members.len();
-        let mut parts: [Vec<(Box<str>, [u8; 32], Node)>; 16] = Default::default();
+        let mut parts: [Vec<Hashed>; 16] = Default::default();
         for m in members {
             parts[nibble(&m.1, depth)].push(m);
         }
