@@ -130,6 +130,8 @@ impl<A: Actor> ActorRuntime<A> {
         mut chain: Box<dyn ChainStore>,
         config: RuntimeConfig,
     ) -> Result<Self, RuntimeError> {
+        // Loading the state costs about what a snapshot of it does: the first estimate.
+        let started = Instant::now();
         let mut effects = Vec::new();
         let (state, last_snapshot) = if chain.is_empty() {
             let mut host = HostCalls::live().with_blobs(chain.blobs());
@@ -169,7 +171,7 @@ impl<A: Actor> ActorRuntime<A> {
             config,
             last_snapshot,
             busy: Duration::ZERO,
-            snapshot_cost: Duration::ZERO,
+            snapshot_cost: started.elapsed(),
             effects,
             unapplied: None,
         })
@@ -178,11 +180,14 @@ impl<A: Actor> ActorRuntime<A> {
     /// Replaces the actor with a fresh one and rebuilds the state from the chain: what a
     /// supervisor does after a crash. On failure the runtime is left as it was.
     pub async fn restart(&mut self, mut actor: A) -> Result<(), RuntimeError> {
+        let started = Instant::now();
         let report = resume(&mut actor, &*self.chain).await?;
         reapply_last(&mut actor, &mut *self.chain).await?;
         self.actor = actor;
         self.state = report.state;
         self.last_snapshot = report.from;
+        self.busy = Duration::ZERO;
+        self.snapshot_cost = started.elapsed();
         self.unapplied = None;
         Ok(())
     }
