@@ -182,3 +182,49 @@ async fn a_trap_drops_the_copy_and_the_next_input_loads_the_state_again() {
         .unwrap();
     assert_eq!(next.result.unwrap(), ActorOutput::reply(json!(5)));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+    /// Random runs of honest and lying inputs: every lie fails its input and leaves the state
+    /// (the sum of the honest inputs so far); the chain replays bit for bit.
+    #[test]
+    fn lies_anywhere_in_a_run_are_caught_and_replay_agrees(
+        inputs in proptest::collection::vec(
+            (1i64..50, proptest::option::of(proptest::sample::select(
+                vec!["omit", "wrong", "bad-path", "not-a-patch"],
+            ))),
+            1..16,
+        ),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let host = host();
+            let chain: Box<dyn ChainStore> = Box::new(MemoryStore::new(id("liar")));
+            let mut rt = ActorRuntime::start(
+                actor(&host, "liar", audit_every(1)),
+                chain,
+                RuntimeConfig::default(),
+            )
+            .await
+            .unwrap();
+            let mut honest = 0;
+            for (add, how) in &inputs {
+                let handled = rt.handle(lie(*add, *how), vec![]).await.unwrap();
+                match how {
+                    None => {
+                        honest += add;
+                        proptest::prop_assert_eq!(handled.result.unwrap(), ActorOutput::reply(json!(honest)));
+                    }
+                    Some(how) => proptest::prop_assert!(handled.result.is_err(), "{} was not caught", how),
+                }
+                proptest::prop_assert_eq!(rt.state(), &json!({"count": honest}));
+            }
+            let report = replay(&mut actor(&host, "liar", audit_every(1)), rt.chain())
+                .await
+                .unwrap();
+            proptest::prop_assert_eq!(report.state_hash, rt.state_hash());
+            Ok(())
+        })?;
+    }
+}
