@@ -68,7 +68,7 @@ async fn handle_input(report: &mut Report, name: String) -> anyhow::Result<()> {
     let mut actor = host.actor(&component, &id, padded_state(), Limits::default());
     let mut state = State::new(actor.init(&mut HostCalls::live()).await?);
     anyhow::ensure!(
-        actor.verify_state(&state).await,
+        actor.verify_state(&state).await.is_ok(),
         "the initial state is refused"
     );
     let (mut store, bare) = bare_instance().await?;
@@ -94,7 +94,10 @@ async fn handle_input(report: &mut Report, name: String) -> anyhow::Result<()> {
                 .await?;
             if let StateChange::Patch(p) = change {
                 let _undo = state.apply(&p)?;
-                anyhow::ensure!(actor.verify_state(&state).await, "a state is refused");
+                anyhow::ensure!(
+                    actor.verify_state(&state).await.is_ok(),
+                    "a state is refused"
+                );
             }
         }
         let a = t.elapsed() / n;

@@ -220,6 +220,20 @@ impl NewEntry {
         self
     }
 
+    /// Refuses a format version outside [`crate::MIN_FORMAT_VERSION`]`..=`
+    /// [`crate::FORMAT_VERSION`], which no reader could decode: what each store checks
+    /// before it appends.
+    pub(crate) fn check_version(&self, seq: u64) -> Result<(), crate::ChainError> {
+        if (crate::MIN_FORMAT_VERSION..=crate::FORMAT_VERSION).contains(&self.version) {
+            Ok(())
+        } else {
+            Err(crate::ChainError::UnknownVersion {
+                seq,
+                version: self.version,
+            })
+        }
+    }
+
     /// Adds the recorded host calls made while handling the event.
     pub fn with_host_calls(mut self, calls: Vec<HostCall>) -> Self {
         self.host_calls = calls;

@@ -70,6 +70,18 @@ pub enum ChainError {
         /// Its encoded length.
         len: usize,
     },
+    /// An entry to append names a format version this build cannot write.
+    #[error(
+        "entry {seq} has format version {version}; this build writes versions {}..={}",
+        crate::MIN_FORMAT_VERSION,
+        crate::FORMAT_VERSION
+    )]
+    UnknownVersion {
+        /// The entry's seq.
+        seq: u64,
+        /// The version it named.
+        version: u8,
+    },
     /// The store was opened read-only.
     #[error("chain {0:?} is open read-only")]
     ReadOnly(ChainId),

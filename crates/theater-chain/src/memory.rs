@@ -98,6 +98,7 @@ impl ChainStore for MemoryStore {
 
     fn append(&mut self, new: NewEntry) -> Result<Appended, ChainError> {
         let seq = self.len();
+        new.check_version(seq)?;
         let parent = self.head().map_or(Hash::ZERO, |h| h.hash);
         let body = Entry::new(seq, parent, new).encode();
         // Kept as encoded: the spare capacity of the estimate is cheaper than a shrink.

@@ -49,11 +49,12 @@ pub trait Actor: Send + 'static {
         Ok((output, change))
     }
 
-    /// Whether `state` is acceptable: called with the initial state and after each change.
-    /// A rejected state is never adopted: the input is recorded as failed and the state
-    /// stays as it was.
-    async fn verify_state(&mut self, _state: &State) -> bool {
-        true
+    /// Checks that `state` is acceptable: called with the initial state and after each
+    /// change. A rejected state is never adopted: the input is recorded as failed, with the
+    /// error (`Failed(reason)` for a plain rejection; a timeout stays a timeout, which replay
+    /// does not re-run), and the state stays as it was. A `Fatal` error restarts the actor.
+    async fn verify_state(&mut self, _state: &State) -> Result<(), ActorError> {
+        Ok(())
     }
 
     /// Applies again the writes to the world (files) that `entry`, the chain's last entry,

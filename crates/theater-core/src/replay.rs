@@ -331,8 +331,13 @@ async fn replay_entry<A: Actor>(
                 .map_err(|e| outcome("ok", e.to_string()))?;
             let undo = apply_change(state, change).map_err(|e| outcome("ok", e))?;
             // As in the runtime: an unchanged state is not verified again.
-            if undo.is_some() && !actor.verify_state(state).await {
-                return Err(outcome("ok", "state rejected by verify_state".into()));
+            if undo.is_some()
+                && let Err(e) = actor.verify_state(state).await
+            {
+                return Err(outcome(
+                    "ok",
+                    crate::runtime::rejected("new", e).to_string(),
+                ));
             }
             let out = out.to_payload();
             if out != *output {
@@ -358,7 +363,7 @@ async fn replay_entry<A: Actor>(
                     Err(_) => {}
                     Ok(None) => return Err(outcome(error, "ok".into())),
                     Ok(Some(undo)) => {
-                        let accepted = actor.verify_state(state).await;
+                        let accepted = actor.verify_state(state).await.is_ok();
                         state.undo(undo);
                         if accepted {
                             return Err(outcome(error, "ok".into()));

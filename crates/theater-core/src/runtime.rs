@@ -130,17 +130,14 @@ impl<A: Actor> ActorRuntime<A> {
         mut chain: Box<dyn ChainStore>,
         config: RuntimeConfig,
     ) -> Result<Self, RuntimeError> {
-        // Loading the state costs about what a snapshot of it does: the first estimate.
-        let started = Instant::now();
         let mut effects = Vec::new();
         let (state, last_snapshot) = if chain.is_empty() {
             let mut host = HostCalls::live().with_blobs(chain.blobs());
             let state = State::new(actor.init(&mut host).await.map_err(RuntimeError::Init)?);
-            if !actor.verify_state(&state).await {
-                return Err(RuntimeError::Init(ActorError::Failed(
-                    "initial state rejected by verify_state".into(),
-                )));
-            }
+            actor
+                .verify_state(&state)
+                .await
+                .map_err(|e| RuntimeError::Init(rejected("initial", e)))?;
             let recorded = host.into_recorded();
             let entry = NewEntry::init(Payload::json(state.value().clone()), state.hash())
                 .with_host_calls(recorded.calls)
@@ -164,6 +161,7 @@ impl<A: Actor> ActorRuntime<A> {
             reapply_last(&mut actor, &mut *chain).await?;
             (report.state, report.from)
         };
+        let snapshot_cost = estimate_snapshot_cost(&state);
         Ok(ActorRuntime {
             actor,
             chain,
@@ -171,7 +169,7 @@ impl<A: Actor> ActorRuntime<A> {
             config,
             last_snapshot,
             busy: Duration::ZERO,
-            snapshot_cost: started.elapsed(),
+            snapshot_cost,
             effects,
             unapplied: None,
         })
@@ -180,14 +178,13 @@ impl<A: Actor> ActorRuntime<A> {
     /// Replaces the actor with a fresh one and rebuilds the state from the chain: what a
     /// supervisor does after a crash. On failure the runtime is left as it was.
     pub async fn restart(&mut self, mut actor: A) -> Result<(), RuntimeError> {
-        let started = Instant::now();
         let report = resume(&mut actor, &*self.chain).await?;
         reapply_last(&mut actor, &mut *self.chain).await?;
         self.actor = actor;
+        self.snapshot_cost = estimate_snapshot_cost(&report.state);
         self.state = report.state;
         self.last_snapshot = report.from;
         self.busy = Duration::ZERO;
-        self.snapshot_cost = started.elapsed();
         self.unapplied = None;
         Ok(())
     }
@@ -240,27 +237,31 @@ impl<A: Actor> ActorRuntime<A> {
                         NewEntry::input(input.to_payload(), output.to_payload(), self.state.hash()),
                         Ok(output),
                     ),
-                    Ok(Some(undo)) => {
-                        if self.actor.verify_state(&self.state).await {
+                    Ok(Some(undo)) => match self.actor.verify_state(&self.state).await {
+                        Ok(()) => {
                             let hash = self.state.hash();
                             adopted = Some(undo);
                             (
                                 NewEntry::input(input.to_payload(), output.to_payload(), hash),
                                 Ok(output),
                             )
-                        } else {
+                        }
+                        Err(e) => {
                             self.state.undo(undo);
-                            let e = ActorError::Failed("new state rejected by verify_state".into());
+                            if e.is_fatal() {
+                                return Err(RuntimeError::Crashed(e));
+                            }
+                            let e = rejected("new", e);
                             (
                                 NewEntry::failed(
                                     input.to_payload(),
-                                    format!("rejected: {e}"),
+                                    e.to_string(),
                                     self.state.hash(),
                                 ),
                                 Err(e),
                             )
                         }
-                    }
+                    },
                 }
             }
         };
@@ -332,7 +333,6 @@ impl<A: Actor> ActorRuntime<A> {
         let started = Instant::now();
         self.snapshot()?;
         self.snapshot_cost = started.elapsed();
-        self.busy = Duration::ZERO;
         Ok(())
     }
 
@@ -347,6 +347,7 @@ impl<A: Actor> ActorRuntime<A> {
             &Snapshot::new(head.seq, head.hash, self.state.value().clone()).with_host(host),
         )?;
         self.last_snapshot = head.seq;
+        self.busy = Duration::ZERO;
         if self.config.prune_on_snapshot {
             self.chain.prune_before(head.seq)?;
         }
@@ -388,6 +389,27 @@ impl<A: Actor> ActorRuntime<A> {
     pub fn into_parts(self) -> (A, Box<dyn ChainStore>) {
         (self.actor, self.chain)
     }
+}
+
+/// What a failed `verify_state` is recorded as: a plain rejection says which state it was;
+/// any other error (a timeout, a trap) keeps its kind.
+pub(crate) fn rejected(which: &str, e: ActorError) -> ActorError {
+    match e {
+        ActorError::Failed(reason) => {
+            ActorError::Failed(format!("the {which} state is rejected: {reason}"))
+        }
+        other => other,
+    }
+}
+
+/// A first estimate of what a snapshot of `state` costs, before one has been taken: the time
+/// to serialise it, the larger part of a snapshot. (Timing the whole start would count the
+/// replay too, and each restart would space snapshots further apart.)
+fn estimate_snapshot_cost(state: &State) -> Duration {
+    let started = Instant::now();
+    // Serialising a Value into a sink cannot fail.
+    let _ = serde_json::to_writer(std::io::sink(), state.value());
+    started.elapsed()
 }
 
 /// Applies a durable entry's writes in order, then marks them applied.

@@ -109,8 +109,11 @@ impl Actor for Account {
         Ok((ActorOutput::reply(json!(next)), json!({"balance": next})))
     }
 
-    async fn verify_state(&mut self, state: &theater_core::State) -> bool {
-        state.value()["balance"].as_i64().is_some_and(|b| b >= 0)
+    async fn verify_state(&mut self, state: &theater_core::State) -> Result<(), ActorError> {
+        match state.value()["balance"].as_i64() {
+            Some(b) if b >= 0 => Ok(()),
+            _ => Err(ActorError::Failed("the balance is negative".into())),
+        }
     }
 }
 

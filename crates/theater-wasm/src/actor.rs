@@ -301,9 +301,13 @@ impl WasmActor {
                 self.held = Held::State(state.hash());
                 Ok(())
             }
-            Ok(Err(message)) => Err(ActorError::Failed(format!(
-                "the actor could not load its state: {message}"
-            ))),
+            Ok(Err(message)) => {
+                // What the guest holds now is unknown.
+                self.held = Held::Nothing;
+                Err(ActorError::Failed(format!(
+                    "the actor could not load its state: {message}"
+                )))
+            }
             Err(e) => Err(self.fail(e)),
         }
     }
@@ -464,6 +468,13 @@ impl Actor for WasmActor {
         match result {
             Ok(Ok((output, change))) => {
                 let output = output_of(output);
+                // An empty patch says the same as `unchanged`.
+                let change = match change {
+                    bindings::StateChange::Patch(bytes) if bytes.trim_ascii() == b"[]" => {
+                        bindings::StateChange::Unchanged
+                    }
+                    change => change,
+                };
                 let change = match change {
                     bindings::StateChange::Unchanged if audit => {
                         // Its copy must still be `state`.
@@ -524,12 +535,13 @@ impl Actor for WasmActor {
         Ok(())
     }
 
-    async fn verify_state(&mut self, state: &State) -> bool {
+    async fn verify_state(&mut self, state: &State) -> Result<(), ActorError> {
         match self.verify(state).await {
-            Ok(ok) => ok,
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ActorError::Failed("the actor's verify said no".into())),
             Err(e) => {
                 tracing::warn!(actor = %self.id, "rejecting the state: {e}");
-                false
+                Err(e)
             }
         }
     }

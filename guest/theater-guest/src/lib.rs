@@ -329,10 +329,12 @@ impl From<HttpResponse> for Output {
 
 /// A Theater actor over a typed state, exported with [`export_actor!`].
 ///
-/// The SDK keeps the state between inputs, typed and as JSON. After each successful input it
-/// serialises the next state and diffs it against the last one to tell Theater what changed,
-/// so an input costs O(state) inside the actor (but only the change leaves it). For a state
-/// that grows, see [`DocActor`].
+/// The SDK keeps the state between inputs as JSON and derives the typed state from it at each
+/// input, so the actor behaves the same live and on a replay even if `State` does not
+/// round-trip through JSON exactly. After each successful input it serialises the next state
+/// and diffs it against the last one to tell Theater what changed: an input costs O(state)
+/// inside the actor (but only the change leaves it). For a state that grows, see
+/// [`DocActor`].
 pub trait Actor {
     /// The state, stored by Theater as JSON.
     type State: Serialize + DeserializeOwned;
@@ -370,6 +372,7 @@ pub trait DocActor {
         true
     }
 }
+
 /// Calls into the host. Each read of the outside world is recorded in the chain.
 pub mod host {
     use crate::bindings::theater::actor::host as wit;
@@ -1046,7 +1049,6 @@ mod patch {
 /// actor answers the world's exports.
 #[doc(hidden)]
 pub mod __rt {
-    use std::any::Any;
     use std::cell::RefCell;
     use std::marker::PhantomData;
 
@@ -1057,18 +1059,10 @@ pub mod __rt {
     use crate::patch::{self, PatchOp};
     use crate::{Actor, Doc, DocActor, Input, Output, host};
 
-    /// The guest's copy of the state: its JSON (what Theater has too) and, for an [`Actor`],
-    /// its typed form (`None` until it is derived again, after a failed input).
-    struct Kept {
-        value: Value,
-        typed: Option<Box<dyn Any>>,
-    }
-
     thread_local! {
-        // A component instance is single-threaded: this is the instance's one copy.
-        static KEPT: RefCell<Kept> = const {
-            RefCell::new(Kept { value: Value::Null, typed: None })
-        };
+        // A component instance is single-threaded: this is the instance's one copy of the
+        // state, as JSON (what Theater holds too).
+        static KEPT: RefCell<Value> = const { RefCell::new(Value::Null) };
     }
 
     /// The world's exports, as one kind of actor implements them.
@@ -1083,7 +1077,7 @@ pub mod __rt {
         fn verify() -> bool;
         /// `state`: the kept state as JSON.
         fn state() -> Vec<u8> {
-            KEPT.with_borrow(|k| serde_json::to_vec(&k.value).unwrap_or_default())
+            KEPT.with_borrow(|k| serde_json::to_vec(k).unwrap_or_default())
         }
     }
 
@@ -1093,61 +1087,47 @@ pub mod __rt {
     /// The exports of a [`DocActor`].
     pub struct DocExports<A>(PhantomData<A>);
 
-    impl<A: Actor> Exports for ActorExports<A>
-    where
-        A::State: 'static,
-    {
+    // The typed state is derived from the kept JSON at every input, never kept itself: a
+    // type that does not round-trip through JSON (a `#[serde(skip)]` field, say) would
+    // otherwise behave differently live than on a replay, which starts from the JSON.
+    impl<A: Actor> Exports for ActorExports<A> {
         fn init(params: Vec<u8>) -> Result<Vec<u8>, String> {
             install_panic_hook();
             let state = A::init(params_from(&params)?)?;
             let value = to_value(&state)?;
             let bytes = to_bytes(&value)?;
-            keep(value, Some(Box::new(state)));
+            keep(value);
             Ok(bytes)
         }
 
         fn load_state(state: Vec<u8>) -> Result<(), String> {
             install_panic_hook();
             let value: Value = serde_json::from_slice(&state).map_err(does_not_fit)?;
-            let typed = typed::<A>(&value)?;
-            keep(value, Some(Box::new(typed)));
+            typed::<A>(&value)?;
+            keep(value);
             Ok(())
         }
 
         fn handle(input: Payload) -> Result<(Payload, StateChange), String> {
             install_panic_hook();
             let input = input_from(input)?;
-            let kept = KEPT.with_borrow_mut(|k| k.typed.take());
-            let state = match kept.and_then(|t| t.downcast::<A::State>().ok()) {
-                Some(state) => *state,
-                None => KEPT.with_borrow(|k| typed::<A>(&k.value))?,
-            };
-            // From here until `keep`, an error leaves the JSON copy as it was and the typed
-            // one `None`, to be derived from it again.
+            let state = KEPT.with_borrow(typed::<A>)?;
+            // An error from here until `keep` leaves the kept state as it was.
             let (output, next) = A::handle(state, input)?;
             let payload = payload_from(&output)?;
             let value = to_value(&next)?;
-            let change = KEPT.with_borrow(|k| {
+            let change = KEPT.with_borrow(|kept| {
                 let mut ops = Vec::new();
-                patch::diff(&k.value, &value, &mut String::new(), &mut ops);
+                patch::diff(kept, &value, &mut String::new(), &mut ops);
                 change_of(&ops, &value)
             })?;
-            keep(value, Some(Box::new(next)));
+            keep(value);
             Ok((payload, change))
         }
 
         fn verify() -> bool {
             install_panic_hook();
-            KEPT.with_borrow_mut(|k| {
-                if !k.typed.as_ref().is_some_and(|t| t.is::<A::State>()) {
-                    let typed = typed::<A>(&k.value).ok();
-                    k.typed = typed.map(|t| Box::new(t) as Box<dyn Any>);
-                }
-                k.typed
-                    .as_ref()
-                    .and_then(|t| t.downcast_ref::<A::State>())
-                    .is_some_and(A::verify)
-            })
+            KEPT.with_borrow(|kept| typed::<A>(kept).is_ok_and(|state| A::verify(&state)))
         }
     }
 
@@ -1156,7 +1136,7 @@ pub mod __rt {
             install_panic_hook();
             let value = A::init(params_from(&params)?)?;
             let bytes = to_bytes(&value)?;
-            keep(value, None);
+            keep(value);
             Ok(bytes)
         }
 
@@ -1164,7 +1144,7 @@ pub mod __rt {
             install_panic_hook();
             let value = serde_json::from_slice(&state)
                 .map_err(|e| format!("the state is not JSON: {e}"))?;
-            keep(value, None);
+            keep(value);
             Ok(())
         }
 
@@ -1182,7 +1162,7 @@ pub mod __rt {
                 Ok(_) => doc.into_value(),
                 Err(_) => doc.undo(),
             };
-            keep(value, None);
+            keep(value);
             answer
         }
 
@@ -1190,17 +1170,17 @@ pub mod __rt {
             install_panic_hook();
             let doc = Doc::new(take_value());
             let ok = A::verify(&doc);
-            keep(doc.into_value(), None);
+            keep(doc.into_value());
             ok
         }
     }
 
-    fn keep(value: Value, typed: Option<Box<dyn Any>>) {
-        KEPT.with_borrow_mut(|k| *k = Kept { value, typed });
+    fn keep(value: Value) {
+        KEPT.set(value);
     }
 
     fn take_value() -> Value {
-        KEPT.with_borrow_mut(|k| std::mem::take(&mut k.value))
+        KEPT.take()
     }
 
     /// What the patch `ops` (which turn the kept state into `whole`) tell Theater.

@@ -483,6 +483,7 @@ impl ChainStore for FileStore {
     fn append(&mut self, new: NewEntry) -> Result<Appended, ChainError> {
         self.check_usable()?;
         let seq = self.len();
+        new.check_version(seq)?;
         let parent = self.head.map_or(Hash::ZERO, |h| h.hash);
         // Encode straight into the write buffer: frame head, body, then its hash.
         let at = self.pending.len();

@@ -194,6 +194,68 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    /// Arrays long enough for chunks of chunks (2,000 items and more): pushes, pops,
+    /// removals and replacements anywhere keep the hash equal to the one built from scratch.
+    #[test]
+    fn long_arrays_hash_like_the_same_array_built_from_scratch(
+        len in 1000usize..2600,
+        edits in prop::collection::vec((0u8..4, any::<prop::sample::Index>(), arb_scalar()), 1..40),
+    ) {
+        let items: Vec<Value> = (0..len).map(|i| json!(i)).collect();
+        let mut state = State::new(json!({ "list": items }));
+        for (kind, at, value) in edits {
+            let n = state["list"].as_array().unwrap().len();
+            let mut path = Pointer::parse("/list").unwrap();
+            let op = match kind {
+                0 => { path.push("-".to_string()); Op::Add { path, value } }
+                1 if n > 0 => { path.push(at.index(n).to_string()); Op::Remove { path } }
+                2 if n > 0 => { path.push(at.index(n).to_string()); Op::Replace { path, value } }
+                _ => { path.push(at.index(n + 1).to_string()); Op::Add { path, value } }
+            };
+            let _undo = state.apply(&Patch { ops: vec![op] }).unwrap();
+            prop_assert_eq!(state.hash(), Hash::of_state(state.value()));
+        }
+    }
+}
+
+#[test]
+fn entries_of_a_version_no_reader_knows_are_refused() {
+    use theater_chain::{ChainError, ChainId, ChainStore, MemoryStore, NewEntry, Payload};
+    let dir = tempfile::tempdir().unwrap();
+    let id = ChainId::new("versions").unwrap();
+    let stores: Vec<Box<dyn ChainStore>> = vec![
+        Box::new(MemoryStore::new(id.clone())),
+        Box::new(
+            theater_chain::FileStore::create(dir.path(), id, theater_chain::Durability::EveryEntry)
+                .unwrap(),
+        ),
+    ];
+    for mut store in stores {
+        let entry = || NewEntry::init(Payload::json(json!(1)), Hash::of_state(&json!(1)));
+        for bad in [0, theater_chain::FORMAT_VERSION + 1, u8::MAX] {
+            let err = store.append(entry().with_version(bad)).unwrap_err();
+            assert!(
+                matches!(err, ChainError::UnknownVersion { seq: 0, version } if version == bad)
+            );
+            assert!(
+                err.to_string().contains(&format!("format version {bad}")),
+                "{err}"
+            );
+        }
+        assert_eq!(store.len(), 0);
+        store.append(entry().with_version(1)).unwrap();
+        store.append(entry()).unwrap();
+        assert_eq!(store.get(0).unwrap().version(), 1);
+        assert_eq!(
+            store.get(1).unwrap().version(),
+            theater_chain::FORMAT_VERSION
+        );
+    }
+}
+
 #[test]
 fn different_values_hash_differently() {
     let values = [

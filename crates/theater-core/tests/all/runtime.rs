@@ -56,7 +56,7 @@ async fn failed_and_rejected_inputs_leave_state_unchanged_and_are_recorded() {
     }
     let rejected = rt.chain().get(overdraft.seq).unwrap();
     assert!(
-        matches!(rejected.event(), Event::Failed { error, .. } if error.starts_with("rejected"))
+        matches!(rejected.event(), Event::Failed { error, .. } if error.contains("the new state is rejected: the balance is negative"))
     );
     // Replay reproduces the failures too.
     let report = replay(&mut Account, rt.chain()).await.unwrap();
@@ -191,12 +191,15 @@ async fn init_failures_are_reported() {
         ) -> Result<(theater_core::ActorOutput, serde_json::Value), ActorError> {
             unreachable!()
         }
-        async fn verify_state(&mut self, s: &theater_core::State) -> bool {
+        async fn verify_state(&mut self, s: &theater_core::State) -> Result<(), ActorError> {
             theater_core::Actor::verify_state(&mut Account, s).await
         }
     }
     let err = ActorRuntime::start(Broken, mem("b"), RuntimeConfig::default())
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("initial state rejected"), "{err}");
+    assert!(
+        err.to_string().contains("the initial state is rejected"),
+        "{err}"
+    );
 }

@@ -128,9 +128,10 @@ async fn crashes_outside_the_window_do_not_count() {
     assert_eq!(actor.status(), ActorStatus::Running);
 }
 
-/// A memory chain whose `sync` or `save_snapshot` can be made to fail.
+/// A memory chain whose `append`, `sync` or `save_snapshot` can be made to fail.
 struct Faulty {
     inner: MemoryStore,
+    fail_appends: std::sync::Arc<std::sync::atomic::AtomicBool>,
     fail_sync_after: Option<usize>,
     syncs: usize,
     fail_snapshots: bool,
@@ -140,6 +141,7 @@ impl Faulty {
     fn new() -> Self {
         Faulty {
             inner: MemoryStore::new(id("faulty")),
+            fail_appends: Default::default(),
             fail_sync_after: None,
             syncs: 0,
             fail_snapshots: false,
@@ -171,6 +173,9 @@ impl ChainStore for Faulty {
         &mut self,
         e: theater_chain::NewEntry,
     ) -> Result<theater_chain::Appended, theater_chain::ChainError> {
+        if self.fail_appends.load(Ordering::SeqCst) {
+            return Err(io_error());
+        }
         self.inner.append(e)
     }
     fn blobs(&self) -> std::sync::Arc<dyn theater_chain::BlobStore> {
@@ -275,4 +280,29 @@ async fn a_chain_that_cannot_commit_stops_the_actor_without_acknowledging() {
         actor.state().await,
         Err(CallError::Stopped { .. })
     ));
+}
+
+#[tokio::test]
+async fn a_change_whose_entry_cannot_be_appended_is_undone() {
+    let chain = Faulty::new();
+    let fail = chain.fail_appends.clone();
+    let mut rt = theater_core::ActorRuntime::start(
+        theater_test_support::Counter,
+        Box::new(chain),
+        theater_core::RuntimeConfig::default(),
+    )
+    .await
+    .unwrap();
+    rt.handle(add(2), vec![]).await.unwrap();
+    let before = (rt.state().clone(), rt.state_hash());
+    fail.store(true, Ordering::SeqCst);
+    let err = rt.handle(add(5), vec![]).await.unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    // Not recorded, so not adopted: the state is what the chain says.
+    assert_eq!((rt.state().clone(), rt.state_hash()), before);
+    assert_eq!(rt.chain().len(), 2);
+    assert_eq!(rt.chain().get(1).unwrap().state_hash(), before.1);
+    fail.store(false, Ordering::SeqCst);
+    rt.handle(add(1), vec![]).await.unwrap();
+    assert_eq!(rt.state(), &json!({"count": 3}));
 }

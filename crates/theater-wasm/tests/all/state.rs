@@ -41,7 +41,10 @@ async fn every_kind_of_lie_fails_its_input_and_leaves_the_state() {
     assert_eq!(honest.result.unwrap(), ActorOutput::reply(json!(1)));
     for (how, says) in [
         ("omit", "reported no change, but its own state changed"),
-        ("wrong", "rejected by verify_state"),
+        (
+            "wrong",
+            "the new state is rejected: the actor's own state is not the state its reported change gives",
+        ),
         ("bad-path", "does not apply"),
         ("not-a-patch", "not a valid JSON Patch"),
     ] {
@@ -108,7 +111,7 @@ async fn the_todo_example_reports_small_changes_and_keeps_its_copy() {
         audit_every(1),
     );
     let mut state = State::new(todo.init(&mut HostCalls::live()).await.unwrap());
-    assert!(todo.verify_state(&state).await);
+    todo.verify_state(&state).await.unwrap();
     assert_eq!(state["todos"].as_object().unwrap().len(), 2000);
     let http = |method: &str, path: &str, body: &str| {
         ActorInput::from_payload(&theater_chain::Payload {
@@ -146,7 +149,7 @@ async fn the_todo_example_reports_small_changes_and_keeps_its_copy() {
     assert!(paths.contains(&"/todos/2001".to_string()), "{paths:?}");
     assert!(paths.contains(&"/next_id".to_string()), "{paths:?}");
     let _undo = state.apply(&patch).unwrap();
-    assert!(todo.verify_state(&state).await, "the audit agrees");
+    todo.verify_state(&state).await.expect("the audit agrees");
     assert_eq!(state["next_id"], 2002);
     // A state the guest does not hold (here: an older one) is sent to it first.
     let older =
