@@ -7,6 +7,7 @@
 
 mod browser;
 mod cli;
+mod fixtures;
 mod golden;
 mod readme;
 mod run;

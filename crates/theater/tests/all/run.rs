@@ -74,7 +74,7 @@ impl Running {
     }
 
     /// The first line containing `what`, waiting up to a minute.
-    fn wait_for(&mut self, what: &str) -> String {
+    pub(crate) fn wait_for(&mut self, what: &str) -> String {
         if let Some(l) = self.seen.iter().find(|l| l.contains(what)) {
             return l.clone();
         }
@@ -95,7 +95,7 @@ impl Running {
     }
 
     /// Runs a client command against this host.
-    fn cli(&self, args: &[&str]) -> Output {
+    pub(crate) fn cli(&self, args: &[&str]) -> Output {
         let mut cmd = bin();
         cmd.current_dir(&self.cwd)
             .env_remove("THEATER_DATA_DIR")
@@ -162,7 +162,7 @@ pub(crate) fn manifest(dir: &Path, example: &str, name: &str, extra: &str) -> Pa
 }
 
 /// One raw HTTP/1.1 exchange (connection closed after); status and body.
-fn http(addr: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
+pub(crate) fn http(addr: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,
