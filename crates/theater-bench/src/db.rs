@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use theater_core::db::Database;
 use theater_core::{ActorInput, HttpRequest};
-use theater_db::Sqlite;
+use theater_db::{Database, DbGrant, Sqlite};
 
 use crate::harness::{Better, Report, Row, spawn_example, versus};
 
@@ -27,7 +26,8 @@ pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
         let actor = {
             let db = Arc::clone(&db);
             spawn_example("inventory", move |actor| {
-                actor.with_database(Arc::clone(&db) as Arc<dyn Database>)
+                let db = Arc::clone(&db) as Arc<dyn Database>;
+                actor.with_grant("db", Arc::new(DbGrant { db }))
             })
             .await?
         };

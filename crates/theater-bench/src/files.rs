@@ -7,8 +7,10 @@ use std::fs::File;
 use std::io::Write as _;
 use std::path::Path;
 
-use theater_core::files::FileGrant;
+use std::sync::Arc;
+
 use theater_core::{ActorInput, HttpRequest};
+use theater_files::FileGrant;
 
 use crate::harness::{Better, Report, Row, spawn_example, versus};
 
@@ -35,7 +37,7 @@ pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
         let actor = {
             let root = dir.path().to_path_buf();
             spawn_example("notes", move |actor| {
-                actor.with_file_grant(FileGrant::read_write(&root))
+                actor.with_grant("files", Arc::new(FileGrant::read_write(&root)))
             })
             .await?
         };

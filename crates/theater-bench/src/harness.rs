@@ -288,7 +288,11 @@ pub(crate) async fn spawn_example(
     grant: impl Fn(theater_wasm::WasmActor) -> theater_wasm::WasmActor + Send + Sync + 'static,
 ) -> anyhow::Result<theater_core::ActorHandle> {
     use theater_wasm::{Limits, WasmConfig, WasmHost};
-    let host = WasmHost::new(WasmConfig::default().pooling(Some(4)))?;
+    let host = WasmHost::new(
+        WasmConfig::default()
+            .pooling(Some(4))
+            .capabilities(capabilities()),
+    )?;
     let component = host.load_file(theater_test_support::example_component(example))?;
     let id = theater_chain::ChainId::new(example)?;
     let actor_id = id.clone();
@@ -305,4 +309,13 @@ pub(crate) async fn spawn_example(
         theater_core::ActorConfig::default(),
     )
     .await?)
+}
+
+/// Every capability's host functions (grants are given per actor).
+pub(crate) fn capabilities() -> theater_wasm::Capabilities {
+    theater_wasm::Capabilities::new()
+        .with(theater_msg::Msg::new(theater_msg::Registry::new()))
+        .with(theater_files::Files)
+        .with(theater_timers::Timers::system())
+        .with(theater_db::Db)
 }

@@ -109,7 +109,11 @@ pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
                 pair(&Registry::new()).await
             })
             .await?;
-            let host = WasmHost::new(WasmConfig::default().pooling(Some(16)))?;
+            let host = WasmHost::new(
+                WasmConfig::default()
+                    .pooling(Some(16))
+                    .capabilities(crate::harness::capabilities()),
+            )?;
             let n = 2_000;
             let start = ActorInput::request(json!({"serve": "pong", "rounds": n}));
             messages_row(report, "wasm", n, start, async || {
@@ -131,7 +135,11 @@ pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
                 |i| json!(i),
             )
             .await?;
-            let host = WasmHost::new(WasmConfig::default().pooling(Some(16)))?;
+            let host = WasmHost::new(
+                WasmConfig::default()
+                    .pooling(Some(16))
+                    .capabilities(crate::harness::capabilities()),
+            )?;
             let registry = Registry::new();
             let (_ping, _pong) = wasm_pair(&host, &registry).await?;
             let ask = |i| json!({"echo": i});
@@ -148,11 +156,12 @@ async fn wasm_pair(
 ) -> anyhow::Result<(ActorHandle, ActorHandle)> {
     let component = host.load_file(example_component("pingpong"))?;
     spawn_pair(registry, |me, _| {
-        let messenger = Arc::new(registry.messenger(id(me)?));
+        let outbox = Arc::new(registry.messenger(id(me)?));
+        let grant = Arc::new(theater_msg::MsgGrant { outbox });
         let (host, component, name) = (host.clone(), component.clone(), id(me)?);
         Ok(move || {
             host.actor(&component, &name, Value::Null, Limits::default())
-                .with_outbox(messenger.clone())
+                .with_grant("msg", grant.clone())
         })
     })
     .await

@@ -12,7 +12,7 @@ use std::path::Path;
 pub const DIR: &str = "theater-guest";
 
 /// The SDK's files, relative to its directory.
-pub const FILES: [(&str, &str); 3] = [
+pub const FILES: [(&str, &str); 4] = [
     (
         "Cargo.toml",
         include_str!("../../../guest/theater-guest/Cargo.toml"),
@@ -20,6 +20,10 @@ pub const FILES: [(&str, &str); 3] = [
     (
         "src/lib.rs",
         include_str!("../../../guest/theater-guest/src/lib.rs"),
+    ),
+    (
+        "src/io.rs",
+        include_str!("../../../guest/theater-guest/src/io.rs"),
     ),
     ("wit/actor.wit", include_str!("../../../wit/actor.wit")),
 ];

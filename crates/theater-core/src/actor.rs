@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 use theater_chain::state::{Patch, State};
-use theater_chain::{BlobStore, Entry};
+use theater_chain::{BlobStore, ChainError, ChainStore, Entry};
 
 use crate::{ActorInput, ActorOutput, HostCallError, HostCalls};
 
@@ -64,6 +64,13 @@ pub trait Actor: Send + 'static {
     async fn reapply(&mut self, _entry: &Entry, _blobs: &dyn BlobStore) -> Result<(), String> {
         Ok(())
     }
+
+    /// What a snapshot at the head of `chain` carries beside the state (a JSON object, e.g.
+    /// the actor's pending timers), so that pruning the entries before the snapshot loses
+    /// nothing the actor's capabilities rebuild from them. The default carries nothing.
+    fn snapshot_host(&self, _chain: &dyn ChainStore) -> Result<Value, ChainError> {
+        Ok(Value::Object(serde_json::Map::new()))
+    }
 }
 
 /// What an input did to the state.
@@ -104,28 +111,90 @@ pub enum ActorError {
     Fatal(String),
 }
 
-/// The kind of a recorded failure, read back from a failed entry's error text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum FailureKind {
-    /// Replay re-runs the input and expects it to fail again.
-    Reproducible,
-    /// Replay does not re-run the input (it failed for reasons outside the actor).
-    Environmental,
+/// What kind of failure an input had. It travels as data with every failure
+/// ([`ActorError::kind`], [`crate::CallError::Failed`]); a failed entry records it as the
+/// prefix of its error text (`"timeout: ..."`, the [`ActorError`] display), which is the
+/// chain's encoding of it and is read back in one place, [`FailureKind::of_recorded`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The actor refused or failed the input.
+    Failed,
+    /// The actor trapped.
+    Trap,
+    /// A deterministic resource limit (memory).
+    Limit,
+    /// The input ran out of (wall-clock) time.
+    Timeout,
+    /// A host call did not match the recording.
+    HostCall,
+    /// The actor is broken and restarts.
+    Fatal,
 }
 
 impl FailureKind {
-    pub(crate) fn of_recorded(error: &str) -> Self {
-        if error.starts_with("timeout:") {
-            FailureKind::Environmental
-        } else {
-            FailureKind::Reproducible
+    /// Whether replay re-runs an input that failed this way and expects it to fail again.
+    /// A timeout depends on the machine, not the actor: replay does not re-run it.
+    pub fn is_reproducible(self) -> bool {
+        self != FailureKind::Timeout
+    }
+
+    /// The kind a failed entry recorded, from the prefix of its error text. An unknown
+    /// prefix (an older or foreign writer) counts as [`FailureKind::Failed`].
+    pub fn of_recorded(error: &str) -> Self {
+        let prefix = error.split_once(':').map_or("", |(p, _)| p);
+        match prefix {
+            "timeout" => FailureKind::Timeout,
+            "trap" => FailureKind::Trap,
+            "limit" => FailureKind::Limit,
+            "host call" => FailureKind::HostCall,
+            "fatal" => FailureKind::Fatal,
+            _ => FailureKind::Failed,
         }
     }
 }
 
 impl ActorError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ActorError::Failed(_) => FailureKind::Failed,
+            ActorError::Trap(_) => FailureKind::Trap,
+            ActorError::Limit(_) => FailureKind::Limit,
+            ActorError::Timeout(_) => FailureKind::Timeout,
+            ActorError::HostCall(_) => FailureKind::HostCall,
+            ActorError::Fatal(_) => FailureKind::Fatal,
+        }
+    }
+
     /// Whether the actor must be restarted rather than the input recorded as failed.
     pub fn is_fatal(&self) -> bool {
         matches!(self, ActorError::Fatal(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_survives_the_recorded_text() {
+        let cases = [
+            ActorError::Failed("no: not this".into()),
+            ActorError::Trap("unreachable".into()),
+            ActorError::Limit("memory".into()),
+            ActorError::Timeout("cpu".into()),
+            ActorError::HostCall(HostCallError::Blob("gone".into())),
+            ActorError::Fatal("broken".into()),
+        ];
+        for e in cases {
+            assert_eq!(FailureKind::of_recorded(&e.to_string()), e.kind(), "{e}");
+        }
+        assert!(!FailureKind::Timeout.is_reproducible());
+        assert!(FailureKind::Trap.is_reproducible());
+        assert_eq!(
+            FailureKind::of_recorded("a writer we never knew"),
+            FailureKind::Failed
+        );
     }
 }

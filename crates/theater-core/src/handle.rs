@@ -29,6 +29,8 @@ pub enum CallError {
         actor: ChainId,
         /// The failed entry's seq.
         seq: u64,
+        /// What kind of failure it was.
+        kind: crate::FailureKind,
         /// Why it failed.
         error: String,
     },

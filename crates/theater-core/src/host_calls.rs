@@ -1,7 +1,8 @@
 //! Recording non-deterministic host calls, and feeding them back during replay.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -35,13 +36,9 @@ pub struct HostCalls {
     writes: Vec<Write>,
     /// Where large payloads go (live) or come from (replay).
     blobs: Option<Arc<dyn BlobStore>>,
-    /// Files written or deleted (`None`) by this input so far, by normalised path: what its
-    /// later reads see, and what is applied to `staged_root` once its entry is durable.
-    pub(crate) staged_files: crate::files::Staged,
-    /// The granted directory the staged files go to (live only; set by the first write).
-    pub(crate) staged_root: Option<PathBuf>,
-    /// Whether this input's database unit is open (see [`crate::db`]).
-    pub(crate) db_unit: bool,
+    /// What capabilities keep for the input being handled (staged file writes, an open
+    /// database unit...), one value per type: see [`HostCalls::scratch`].
+    scratch: HashMap<TypeId, Box<dyn Any + Send>>,
 }
 
 /// What one input recorded, for the runtime.
@@ -133,6 +130,11 @@ impl HostCalls {
     /// The blob store, if one was given.
     pub fn blobs(&self) -> Option<&dyn BlobStore> {
         self.blobs.as_deref()
+    }
+
+    /// The blob store, shared: for a call whose live work runs while the recorder waits.
+    pub fn blob_store(&self) -> Option<Arc<dyn BlobStore>> {
+        self.blobs.clone()
     }
 
     /// Whether calls are being fed back rather than performed.
@@ -279,35 +281,45 @@ impl HostCalls {
         }
     }
 
+    /// What a capability keeps for the input being handled, one value of each type `T`
+    /// (created with `T::default()` on first use, dropped with the input): writes staged
+    /// until the entry is durable, whether a database unit is open, ...
+    pub fn scratch<T: Any + Send + Default>(&mut self) -> &mut T {
+        let slot = self
+            .scratch
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()));
+        match slot.downcast_mut::<T>() {
+            Some(t) => t,
+            // The map is keyed by the value's own type.
+            None => unreachable!("scratch slot of another type"),
+        }
+    }
+
+    /// The value of type `T` kept for this input by [`HostCalls::scratch`], if there is one.
+    pub fn peek<T: Any + Send>(&self) -> Option<&T> {
+        self.scratch.get(&TypeId::of::<T>())?.downcast_ref()
+    }
+
     /// Calls recorded (live) or consumed (replay) so far.
     pub fn calls(&self) -> &[HostCall] {
         &self.done
     }
 
     /// Recorded calls that replay has not consumed.
-    pub(crate) fn unconsumed(&self) -> usize {
+    pub fn unconsumed(&self) -> usize {
         self.replay
             .as_ref()
             .map_or(0, |r| r.len().saturating_sub(self.done.len()))
     }
 
-    /// What the entry being recorded needs. The staged files become one write: the input's
-    /// final effect on its directory (see [`crate::files::apply`]).
+    /// What the entry being recorded needs.
     pub(crate) fn into_recorded(self) -> Recorded {
-        let mut writes = self.writes;
-        if let Some(root) = self.staged_root.filter(|_| self.replay.is_none()) {
-            let staged = self.staged_files;
-            writes.push(Box::new(move |_| {
-                crate::files::apply(&root, &staged)
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            }));
-        }
         Recorded {
             calls: self.done,
             effects: self.effects,
             refs: self.refs,
-            writes,
+            writes: self.writes,
         }
     }
 }

@@ -38,7 +38,7 @@ pub enum ActorInput {
         /// The connection's id.
         conn: String,
     },
-    /// A timer the actor set came due (see [`crate::timers`]).
+    /// A timer the actor set came due (set through the `theater-timers` capability).
     Timer {
         /// The timer's name.
         name: String,
@@ -133,7 +133,7 @@ pub struct HttpResponse {
     /// bytes after checking they still hash to what the actor was told; the chain holds only
     /// the reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<crate::FileRef>,
+    pub file: Option<FileRef>,
 }
 
 /// A payload in the chain that is not a valid [`ActorInput`] or [`ActorOutput`].
@@ -296,4 +296,16 @@ mod tests {
         let p = ActorInput::message(json!(1)).to_payload();
         assert_eq!(p.json, json!({"type": "message", "payload": 1}));
     }
+}
+
+/// A file an actor answered with, by reference: the server sends its bytes, the chain holds
+/// its hash.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileRef {
+    /// The path, relative to the granted directory.
+    pub path: String,
+    /// The SHA-256 of the content the actor was told about.
+    pub sha256: theater_chain::Hash,
+    /// Its size in bytes.
+    pub size: u64,
 }

@@ -17,9 +17,6 @@
 //! | [`RestartPolicy`] | restarts from the chain after a crash, with limits and backoff |
 //! | [`ActorInterface`] | how interfaces (messages, HTTP, ...) attach to a handle |
 //! | [`Outbox`] | how an actor's host side sends to other actors (implemented by `theater-msg`) |
-//! | [`files`] | recorded file reads, listings, writes and deletes under a granted directory; writes applied once durable |
-//! | [`timers`] | one-shot and periodic timers as recorded inputs, rebuilt from the chain after a restart |
-//! | [`db`] | the [`db::Database`] seam for SQL (`theater-db`: SQLite); an input's writes are one transaction |
 //! | [`Subscription`] | events for observers; a slow one lags, the actor never waits |
 //!
 //! ## Example
@@ -66,9 +63,7 @@
 //! ```
 
 mod actor;
-pub mod db;
 mod events;
-pub mod files;
 mod handle;
 mod host_calls;
 mod interface;
@@ -77,16 +72,14 @@ mod outbox;
 mod replay;
 mod runtime;
 mod supervisor;
-pub mod timers;
 
-pub use actor::{Actor, ActorError, StateChange};
+pub use actor::{Actor, ActorError, FailureKind, StateChange};
 pub use events::{ActorEvent, RecvError, Subscription};
-pub use files::{FileInfo, FileRef};
 pub use handle::{ActorHandle, ActorStatus, CallError, Outcome};
 pub use host_calls::{CLOCK_NOW, Effect, HostCallError, HostCalls, RANDOM_BYTES, Write};
 pub use interface::{ActorInterface, InterfaceError, Shutdown};
 pub use io::{
-    ActorInput, ActorOutput, HttpRequest, HttpResponse, PayloadError, WebSocketMessage,
+    ActorInput, ActorOutput, FileRef, HttpRequest, HttpResponse, PayloadError, WebSocketMessage,
     WebSocketReply, WebSocketSend,
 };
 pub use outbox::Outbox;

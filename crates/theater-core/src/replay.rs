@@ -349,7 +349,7 @@ async fn replay_entry<A: Actor>(
             undo.is_some()
         }
         (Event::Failed { input, error }, Some(state)) => {
-            if FailureKind::of_recorded(error) == FailureKind::Environmental {
+            if !FailureKind::of_recorded(error).is_reproducible() {
                 return Ok(false);
             }
             let input = ActorInput::from_payload(input).map_err(|e| unreplayable(e.to_string()))?;

@@ -341,8 +341,9 @@ impl<A: Actor> ActorRuntime<A> {
         let Some(head) = self.chain.head() else {
             return Ok(());
         };
-        // The timers still pending go with it, so pruning the entries that set them loses none.
-        let host = crate::timers::snapshot_host(&*self.chain)?;
+        // What the actor's capabilities keep beside the state (its pending timers...), so
+        // that pruning the entries before it loses nothing.
+        let host = self.actor.snapshot_host(&*self.chain)?;
         self.chain.save_snapshot(
             &Snapshot::new(head.seq, head.hash, self.state.value().clone()).with_host(host),
         )?;

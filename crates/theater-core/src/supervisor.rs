@@ -319,6 +319,7 @@ impl<F: ActorFactory> Supervisor<F> {
                                     .map_err(|e| CallError::Failed {
                                         actor: self.id.clone(),
                                         seq: h.seq,
+                                        kind: e.kind(),
                                         error: e.to_string(),
                                     })
                             }

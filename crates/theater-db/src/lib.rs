@@ -1,22 +1,26 @@
 //! # theater-db
 //!
-//! SQL for Theater actors: [`Sqlite`] implements [`theater_core::db::Database`] on an
-//! embedded SQLite database (one file per actor). Every request and its answer are recorded
-//! in the actor's chain ([`theater_core::db::run`]), so replay needs no database. An input's
-//! writes are one transaction, committed once its entry is durable together with that
-//! entry's seq (table `_theater_applied`), and rolled back if the input fails. Within it, a
-//! `transaction` request is applied whole or not at all (a savepoint). Bad SQL, a violated
-//! constraint or a wrong parameter is a clear error to the actor, and leaves the database as
-//! it was before that request. A `query` may only read. A request that runs too long is
-//! interrupted ([`Sqlite::with_time_limit`]) and one whose rows are too large is refused
-//! ([`Sqlite::with_max_result_bytes`]), each with an error the actor sees. If SQLite rolls
-//! the input's transaction back by itself (`INSERT OR ROLLBACK`, a full disk), the unit is
-//! lost: every later request of the input is refused, and nothing of it is committed.
+//! The database capability (`[interfaces.db]`): SQL for Theater actors.
+//!
+//! - [`Database`] is the seam (JSON request in, JSON answer out, an input's writes as one
+//!   unit); [`Sqlite`] implements it on an embedded SQLite file, one per actor. A server
+//!   database can implement the same trait.
+//! - Every request and its answer are recorded in the actor's chain ([`run`]), so replay needs
+//!   no database. An input's writes are one transaction, committed once its entry is durable
+//!   together with that entry's seq (table `_theater_applied`), and rolled back if the input
+//!   fails; a restart after a crash in between applies the unit again ([`reapply`]).
+//! - Within an input, a `transaction` request is applied whole or not at all (a savepoint).
+//!   Bad SQL, a violated constraint or a wrong parameter is a clear error to the actor, and
+//!   leaves the database as it was before that request. A `query` may only read. A request
+//!   that runs too long is interrupted ([`Sqlite::with_time_limit`]) and one whose rows are
+//!   too large is refused ([`Sqlite::with_max_result_bytes`]), each with an error the actor
+//!   sees. If SQLite rolls the input's transaction back by itself (`INSERT OR ROLLBACK`, a
+//!   full disk), the unit is lost: every later request of the input is refused, and nothing
+//!   of it is committed.
 //!
 //! ```
 //! use serde_json::json;
-//! use theater_core::db::Database;
-//! use theater_db::Sqlite;
+//! use theater_db::{Database, Sqlite};
 //!
 //! let db = Sqlite::open_in_memory()?;
 //! db.run(&json!({"execute": "CREATE TABLE t (x INTEGER)"}))?;
@@ -26,617 +30,62 @@
 //! # Ok::<(), String>(())
 //! ```
 
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod config;
+mod host;
+mod sqlite;
+mod unit;
 
-use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
-use rusqlite::types::{Value as Sql, ValueRef};
-use rusqlite::{Connection, ErrorCode, params_from_iter};
-use serde_json::{Value, json};
-use theater_core::db::Database;
+use std::sync::Arc;
 
-/// How long one request may run by default before it is interrupted.
-pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(5);
-/// How many bytes of rows one request may return by default.
-pub const DEFAULT_MAX_RESULT_BYTES: usize = 64 << 20;
+pub use config::DbConfig;
+pub use sqlite::{DEFAULT_MAX_RESULT_BYTES, DEFAULT_TIME_LIMIT, Sqlite};
+pub use unit::{DB_RUN, Database, NOT_GRANTED, reapply, run, same_answer};
 
-/// An embedded SQLite database.
-#[derive(Debug)]
-pub struct Sqlite {
-    inner: Mutex<Inner>,
-    /// Set while an actor's SQL is being prepared: the authorizer then refuses what would
-    /// break the input's transaction or the database's durability.
-    guest: Arc<AtomicBool>,
-    /// When the request in progress must stop, in nanoseconds since `epoch` (`u64::MAX`:
-    /// never); read by the progress handler.
-    deadline: Arc<AtomicU64>,
-    epoch: Instant,
-    limits: Limits,
+use theater_chain::{BlobStore, Entry};
+use theater_wasm::{Capability, Grant, HostState, Setup};
+use wasmtime::component::Linker;
+
+/// The database of one actor: what its `db.run` import uses.
+#[derive(Clone, Debug)]
+pub struct DbGrant {
+    /// The database.
+    pub db: Arc<dyn Database>,
 }
 
-#[derive(Debug)]
-struct Inner {
-    conn: Connection,
-    /// Whether an input's unit is open (from `begin_input` to its commit or rollback).
-    unit: bool,
-}
-
-/// What one request may use.
-#[derive(Clone, Copy, Debug)]
-struct Limits {
-    time: Duration,
-    result_bytes: usize,
-}
-
-/// What an actor's SQL may not do: control transactions (the host runs them), attach
-/// databases, set pragmas, or touch the host's own tables (nor shadow or alter them).
-fn authorize(ctx: AuthContext<'_>) -> Authorization {
-    let host_owned =
-        |name: &str| name.eq_ignore_ascii_case(APPLIED) || name.eq_ignore_ascii_case(ROWID_RESET);
-    match ctx.action {
-        AuthAction::Transaction { .. }
-        | AuthAction::Savepoint { .. }
-        | AuthAction::Attach { .. }
-        | AuthAction::Detach { .. }
-        | AuthAction::Pragma {
-            pragma_value: Some(_),
-            ..
-        } => Authorization::Deny,
-        AuthAction::Insert { table_name }
-        | AuthAction::Delete { table_name }
-        | AuthAction::Update { table_name, .. }
-        | AuthAction::DropTable { table_name }
-        | AuthAction::DropTempTable { table_name }
-        | AuthAction::AlterTable { table_name, .. }
-        | AuthAction::CreateTable { table_name }
-        | AuthAction::CreateTempTable { table_name }
-        | AuthAction::CreateVtable { table_name, .. }
-            if host_owned(table_name) =>
-        {
-            Authorization::Deny
+impl Grant for DbGrant {
+    fn reapply(&self, entry: &Entry, _blobs: &dyn BlobStore) -> Result<(), String> {
+        if reapply(&*self.db, entry)? {
+            tracing::info!(seq = entry.seq(), "applied the entry's SQL again");
         }
-        AuthAction::CreateTrigger {
-            trigger_name,
-            table_name,
-        }
-        | AuthAction::CreateTempTrigger {
-            trigger_name,
-            table_name,
-        }
-        | AuthAction::CreateIndex {
-            index_name: trigger_name,
-            table_name,
-        }
-        | AuthAction::CreateTempIndex {
-            index_name: trigger_name,
-            table_name,
-        } if host_owned(trigger_name) || host_owned(table_name) => Authorization::Deny,
-        AuthAction::CreateView { view_name } | AuthAction::CreateTempView { view_name }
-            if host_owned(view_name) =>
-        {
-            Authorization::Deny
-        }
-        _ => Authorization::Allow,
-    }
-}
-
-/// The table recording the last entry whose writes were committed.
-const APPLIED: &str = "_theater_applied";
-
-/// A temporary table the host inserts into before each `execute`, so the connection's
-/// last insert rowid is 0 and the answer depends on the statement only, not on what the
-/// connection ran before.
-const ROWID_RESET: &str = "_theater_rowid";
-
-/// What a request answers once SQLite rolled back the input's transaction itself.
-const UNIT_LOST: &str = "SQLite rolled back this input's transaction (every write of the input so far is undone, and nothing more can run until the input ends)";
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-fn to_sql(v: &Value) -> Result<Sql, String> {
-    Ok(match v {
-        Value::Null => Sql::Null,
-        Value::Bool(b) => Sql::Integer(i64::from(*b)),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => Sql::Integer(i),
-            None => Sql::Real(n.as_f64().ok_or("a number SQLite cannot hold")?),
-        },
-        Value::String(s) => Sql::Text(s.clone()),
-        Value::Object(o) if o.len() == 1 && o.contains_key("blob_hex") => {
-            let h = o["blob_hex"].as_str().ok_or("blob_hex must be a string")?;
-            Sql::Blob(unhex(h).ok_or("blob_hex is not hex")?)
-        }
-        other => {
-            return Err(format!(
-                "unsupported parameter {other} (use null, numbers, strings, booleans or {{\"blob_hex\": ...}})"
-            ));
-        }
-    })
-}
-
-/// A value as JSON, and about how many bytes it takes.
-fn from_sql(v: ValueRef<'_>) -> (Value, usize) {
-    match v {
-        ValueRef::Null => (Value::Null, 4),
-        ValueRef::Integer(i) => (json!(i), 8),
-        ValueRef::Real(f) => (json!(f), 8),
-        ValueRef::Text(t) => (json!(String::from_utf8_lossy(t)), t.len()),
-        ValueRef::Blob(b) => (json!({"blob_hex": hex(b)}), 2 * b.len()),
-    }
-}
-
-fn params(request: &Value) -> Result<Vec<Sql>, String> {
-    match request.get("params") {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(a)) => a.iter().map(to_sql).collect(),
-        Some(other) => Err(format!("params must be an array, got {other}")),
-    }
-}
-
-impl Limits {
-    /// An error as the actor sees it: an interrupt names the time limit.
-    fn error(&self, e: rusqlite::Error) -> String {
-        if e.sqlite_error_code() == Some(ErrorCode::OperationInterrupted) {
-            format!(
-                "query interrupted after {} ms (the database's time limit per request)",
-                self.time.as_millis()
-            )
-        } else {
-            e.to_string()
-        }
-    }
-}
-
-/// Runs one `query` or `execute` request on `conn`; `budget` is how many bytes of rows it
-/// may still return. An `execute` expects the connection's last insert rowid to be 0.
-fn statement(
-    conn: &Connection,
-    request: &Value,
-    limits: &Limits,
-    budget: &mut usize,
-) -> Result<Value, String> {
-    let err = |e: rusqlite::Error| limits.error(e);
-    if let Some(sql) = request.get("query").and_then(Value::as_str) {
-        let mut stmt = conn.prepare_cached(sql).map_err(err)?;
-        if !stmt.readonly() {
-            return Err(format!(
-                "a query may only read; use {{\"execute\": ...}} to write ({sql})"
-            ));
-        }
-        let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
-        let n = columns.len();
-        let mut rows = stmt
-            .query(params_from_iter(params(request)?))
-            .map_err(err)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(err)? {
-            let mut r = Vec::with_capacity(n);
-            for i in 0..n {
-                let (v, size) = from_sql(row.get_ref(i).map_err(err)?);
-                *budget = budget.checked_sub(size).ok_or_else(|| {
-                    format!(
-                        "result over {} bytes (the database's limit per request)",
-                        limits.result_bytes
-                    )
-                })?;
-                r.push(v);
-            }
-            out.push(Value::Array(r));
-        }
-        return Ok(json!({"columns": columns, "rows": out}));
-    }
-    if let Some(sql) = request.get("execute").and_then(Value::as_str) {
-        let params = params(request)?;
-        let before = conn.total_changes();
-        let changes = conn
-            .prepare_cached(sql)
-            .and_then(|mut s| s.execute(params_from_iter(params)))
-            .map_err(err)?;
-        // Counts from the connection's history are not the statement's: a statement that
-        // changed no row (DDL, say) changed 0, and only one that inserted has a rowid.
-        let changes = if conn.total_changes() == before {
-            0
-        } else {
-            changes
-        };
-        return Ok(match conn.last_insert_rowid() {
-            0 => json!({"changes": changes}),
-            rowid => json!({"changes": changes, "last_insert_rowid": rowid}),
-        });
-    }
-    Err(format!(
-        "expected {{\"query\": sql}}, {{\"execute\": sql}} or {{\"transaction\": [...]}}, got {request}"
-    ))
-}
-
-impl Sqlite {
-    /// Opens (or creates) the database file at `path`.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, String> {
-        let path = path.as_ref();
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
-        let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        // Durable commits; readers never block the writer.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
-            .and_then(|()| conn.pragma_update(None, "foreign_keys", "ON"))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::with(conn).map_err(|e| format!("{}: {e}", path.display()))
-    }
-
-    /// A database in memory (for tests and benchmarks).
-    pub fn open_in_memory() -> Result<Self, String> {
-        Self::with(Connection::open_in_memory().map_err(|e| e.to_string())?)
-    }
-
-    /// Interrupts a request that runs longer than `limit` (default
-    /// [`DEFAULT_TIME_LIMIT`]); the actor is answered "query interrupted after N ms".
-    pub fn with_time_limit(mut self, limit: Duration) -> Self {
-        self.limits.time = limit;
-        self
-    }
-
-    /// Refuses a request whose rows take more than `bytes` (default
-    /// [`DEFAULT_MAX_RESULT_BYTES`]); the actor is answered "result over N bytes".
-    pub fn with_max_result_bytes(mut self, bytes: usize) -> Self {
-        self.limits.result_bytes = bytes;
-        self
-    }
-
-    fn with(conn: Connection) -> Result<Self, String> {
-        let count = |sql: &str| -> Result<i64, String> {
-            conn.query_row(sql, [APPLIED], |r| r.get(0))
-                .map_err(|e| e.to_string())
-        };
-        let has_applied =
-            count("SELECT count(*) FROM main.sqlite_master WHERE type = 'table' AND name = ?1")?
-                > 0;
-        let has_tables =
-            count("SELECT count(*) FROM main.sqlite_master WHERE type = 'table' AND name != ?1")?
-                > 0;
-        conn.execute_batch(&format!(
-            "CREATE TABLE IF NOT EXISTS main.{APPLIED} (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
-             CREATE TEMP TABLE IF NOT EXISTS {ROWID_RESET} (x);"
-        ))
-        .map_err(|e| e.to_string())?;
-        if !has_applied && has_tables {
-            // A database from before units were recorded: take everything as applied.
-            conn.execute(
-                &format!("INSERT INTO main.{APPLIED} (id, seq) VALUES (1, ?1)"),
-                [i64::MAX],
-            )
-            .map_err(|e| e.to_string())?;
-        }
-        let guest = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&guest);
-        conn.authorizer(Some(move |ctx: AuthContext<'_>| {
-            if flag.load(Ordering::Relaxed) {
-                authorize(ctx)
-            } else {
-                Authorization::Allow
-            }
-        }));
-        let epoch = Instant::now();
-        let deadline = Arc::new(AtomicU64::new(u64::MAX));
-        let due = Arc::clone(&deadline);
-        conn.progress_handler(
-            1000,
-            Some(move || nanos_since(epoch) > due.load(Ordering::Relaxed)),
-        );
-        Ok(Sqlite {
-            inner: Mutex::new(Inner { conn, unit: false }),
-            guest,
-            deadline,
-            epoch,
-            limits: Limits {
-                time: DEFAULT_TIME_LIMIT,
-                result_bytes: DEFAULT_MAX_RESULT_BYTES,
-            },
-        })
-    }
-
-    /// Runs an actor's statement with the authorizer's checks on.
-    fn guest_statement(
-        &self,
-        conn: &Connection,
-        request: &Value,
-        budget: &mut usize,
-    ) -> Result<Value, String> {
-        if request.get("execute").is_some() {
-            // (The host's statement: prepared before the authorizer's checks are on.)
-            // Not cached: the cache is shared with the actor's SQL, which must never be handed
-            // a statement prepared while the authorizer was off.
-            conn.prepare(&format!(
-                "INSERT OR REPLACE INTO temp.{ROWID_RESET} (rowid) VALUES (0)"
-            ))
-            .and_then(|mut s| s.execute([]))
-            .map_err(|e| e.to_string())?;
-        }
-        self.guest.store(true, Ordering::Relaxed);
-        let r = statement(conn, request, &self.limits, budget);
-        self.guest.store(false, Ordering::Relaxed);
-        r.map_err(|e| {
-            if e.contains("not authorized") {
-                format!("{e}: an actor's SQL may not begin, commit or roll back transactions (the host does), attach databases, set pragmas, or create, change or shadow {APPLIED}")
-            } else {
-                e
-            }
-        })
-    }
-
-    /// Runs one request (a statement, or a transaction of them), its rows within `budget`.
-    fn request(
-        &self,
-        conn: &mut Connection,
-        request: &Value,
-        mut budget: usize,
-    ) -> Result<Value, String> {
-        let Some(list) = request.get("transaction") else {
-            return self.guest_statement(conn, request, &mut budget);
-        };
-        let list = list
-            .as_array()
-            .ok_or("transaction must be an array of requests")?;
-        // Dropping it without commit rolls it back: all or nothing. A savepoint nests inside
-        // an input's open transaction.
-        let tx = conn.savepoint().map_err(|e| e.to_string())?;
-        let mut results = Vec::with_capacity(list.len());
-        for (i, r) in list.iter().enumerate() {
-            let answer = self
-                .guest_statement(&tx, r, &mut budget)
-                .map_err(|e| format!("statement {i} failed, nothing was applied: {e}"))?;
-            results.push(answer);
-        }
-        tx.commit().map_err(|e| e.to_string())?;
-        Ok(json!({"results": results}))
-    }
-
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, String> {
-        self.inner
-            .lock()
-            .map_err(|_| "the database is unusable after a panic".to_string())
-    }
-}
-
-fn nanos_since(epoch: Instant) -> u64 {
-    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
-}
-
-impl Inner {
-    /// Whether SQLite ended the open unit's transaction by itself (a conflict resolved by
-    /// `OR ROLLBACK`, `RAISE(ROLLBACK)`, a full disk, an I/O error...).
-    fn lost(&self) -> bool {
-        self.unit && self.conn.is_autocommit()
-    }
-}
-
-impl Sqlite {
-    /// Runs `request`, within the time and size limits if `limited`.
-    fn run_limited(&self, request: &Value, limited: bool) -> Result<Value, String> {
-        let mut inner = self.lock()?;
-        // Once the unit is lost a write would autocommit before the entry is durable.
-        if inner.lost() {
-            return Err(UNIT_LOST.into());
-        }
-        let budget = if limited {
-            let limit = u64::try_from(self.limits.time.as_nanos()).unwrap_or(u64::MAX);
-            self.deadline.store(
-                nanos_since(self.epoch).saturating_add(limit),
-                Ordering::Relaxed,
-            );
-            self.limits.result_bytes
-        } else {
-            usize::MAX
-        };
-        let answer = self.request(&mut inner.conn, request, budget);
-        self.deadline.store(u64::MAX, Ordering::Relaxed);
-        match answer {
-            _ if inner.lost() => Err(match answer {
-                Err(e) => format!("{UNIT_LOST}: {e}"),
-                Ok(_) => UNIT_LOST.into(),
-            }),
-            answer => answer,
-        }
-    }
-}
-
-impl Database for Sqlite {
-    fn run(&self, request: &Value) -> Result<Value, String> {
-        self.run_limited(request, true)
-    }
-
-    fn rerun(&self, request: &Value) -> Result<Value, String> {
-        self.run_limited(request, false)
-    }
-
-    fn begin_input(&self) -> Result<(), String> {
-        let mut inner = self.lock()?;
-        if !inner.conn.is_autocommit() {
-            return Err("a transaction is already open on this database".into());
-        }
-        inner
-            .conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| format!("cannot begin the input's transaction: {e}"))?;
-        inner.unit = true;
         Ok(())
     }
-
-    fn commit_input(&self, seq: u64) -> Result<(), String> {
-        let mut inner = self.lock()?;
-        if !inner.unit {
-            return Err("no input's transaction is open to commit".into());
-        }
-        let lost = inner.lost();
-        inner.unit = false;
-        if lost {
-            // Nothing to commit, as the actor was told (its requests answered that): the
-            // entry stands, and a repair applies nothing of it either.
-            tracing::warn!(seq, "{UNIT_LOST}: the entry's unit committed nothing");
-            return Ok(());
-        }
-        let seq = i64::try_from(seq).map_err(|e| e.to_string())?;
-        let conn = &inner.conn;
-        conn.execute(
-            &format!("INSERT OR REPLACE INTO main.{APPLIED} (id, seq) VALUES (1, ?1)"),
-            [seq],
-        )
-        .and_then(|_| conn.execute_batch("COMMIT"))
-        .map_err(|e| format!("cannot commit the input's transaction: {e}"))
-    }
-
-    fn rollback_input(&self) {
-        if let Ok(mut inner) = self.lock() {
-            inner.unit = false;
-            if !inner.conn.is_autocommit()
-                && let Err(e) = inner.conn.execute_batch("ROLLBACK")
-            {
-                tracing::error!("cannot roll back an input's transaction: {e}");
-            }
-        }
-    }
-
-    fn unit_lost(&self) -> bool {
-        self.lock().is_ok_and(|inner| inner.lost())
-    }
-
-    fn applied_seq(&self) -> Result<Option<u64>, String> {
-        let inner = self.lock()?;
-        let seq: Option<i64> = inner
-            .conn
-            .query_row(
-                &format!("SELECT seq FROM main.{APPLIED} WHERE id = 1"),
-                [],
-                |r| r.get(0),
-            )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e.to_string()),
-            })?;
-        Ok(seq.and_then(|s| u64::try_from(s).ok()))
-    }
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, reason = "test code")]
-    use super::*;
+/// The database capability: one SQLite file per actor. Its grant is a [`DbGrant`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Db;
 
-    #[test]
-    fn values_round_trip_and_errors_are_clear() {
-        let db = Sqlite::open_in_memory().unwrap();
-        db.run(&json!({"execute": "CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n)"}))
-            .unwrap();
-        let row = json!([7, 1.5, "x", {"blob_hex": "00ff10"}, null]);
-        let r = db
-            .run(&json!({"execute": "INSERT INTO t VALUES (?1, ?2, ?3, ?4, ?5)", "params": row}))
-            .unwrap();
-        assert_eq!(r, json!({"changes": 1, "last_insert_rowid": 1}));
-        let q = db.run(&json!({"query": "SELECT * FROM t"})).unwrap();
-        assert_eq!(q["columns"], json!(["i", "r", "s", "b", "n"]));
-        assert_eq!(q["rows"], json!([row]));
-        let e = db.run(&json!({"query": "SELEC nonsense"})).unwrap_err();
-        assert!(e.contains("syntax error"), "{e}");
-        let e = db
-            .run(&json!({"execute": "INSERT INTO t VALUES (?1)", "params": [[1]]}))
-            .unwrap_err();
-        assert!(e.contains("unsupported parameter"), "{e}");
-        assert!(db.run(&json!({"nope": 1})).is_err());
+impl Capability for Db {
+    const NAME: &'static str = "db";
+    type Config = DbConfig;
+
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        theater_wasm::bindings::theater::actor::db::add_to_linker::<_, host::Data>(
+            linker,
+            host::view,
+        )
     }
 
-    #[test]
-    fn a_transaction_is_all_or_nothing() {
-        let db = Sqlite::open_in_memory().unwrap();
-        db.run(&json!({"execute": "CREATE TABLE a (id INTEGER PRIMARY KEY, qty INTEGER CHECK (qty >= 0))"}))
-            .unwrap();
-        db.run(&json!({"execute": "INSERT INTO a VALUES (1, 5), (2, 0)"}))
-            .unwrap();
-        let moved = |n: i64| {
-            json!({"transaction": [
-                {"execute": "UPDATE a SET qty = qty + ?1 WHERE id = 2", "params": [n]},
-                {"execute": "UPDATE a SET qty = qty - ?1 WHERE id = 1", "params": [n]},
-            ]})
+    fn grant(&self, config: &DbConfig, setup: &Setup<'_>) -> anyhow::Result<Arc<dyn Grant>> {
+        let m = setup.manifest;
+        let file = match &config.file {
+            Some(f) => m.relative(f),
+            None => setup.data_dir.join("db").join(format!("{}.sqlite", m.name)),
         };
-        db.run(&moved(3)).unwrap();
-        let e = db.run(&moved(10)).unwrap_err();
-        assert!(e.contains("statement 1 failed, nothing was applied"), "{e}");
-        assert!(e.contains("CHECK constraint"), "{e}");
-        let q = db
-            .run(&json!({"query": "SELECT qty FROM a ORDER BY id"}))
-            .unwrap();
-        assert_eq!(q["rows"], json!([[2], [3]]));
-    }
-
-    #[test]
-    fn an_answer_depends_on_its_statement_not_on_the_connections_history() {
-        let db = Sqlite::open_in_memory().unwrap();
-        db.run(&json!({"execute": "CREATE TABLE t (x INTEGER)"}))
-            .unwrap();
-        let insert = json!({"execute": "INSERT INTO t VALUES (1), (2)"});
-        assert_eq!(
-            db.run(&insert).unwrap(),
-            json!({"changes": 2, "last_insert_rowid": 2})
-        );
-        // Neither the rowid nor the count of the INSERT leaks into what follows.
-        let update = json!({"execute": "UPDATE t SET x = x + 1"});
-        assert_eq!(db.run(&update).unwrap(), json!({"changes": 2}));
-        let ddl = json!({"execute": "CREATE TABLE u (y)"});
-        assert_eq!(db.run(&ddl).unwrap(), json!({"changes": 0}));
-        // The host's own writes (the applied marker, rowid 1) leak into none either.
-        db.begin_input().unwrap();
-        db.commit_input(7).unwrap();
-        let ignored = json!({"execute": "INSERT INTO u SELECT 1 WHERE 0"});
-        assert_eq!(db.run(&ignored).unwrap(), json!({"changes": 0}));
-        let first = json!({"execute": "INSERT INTO u VALUES (1)"});
-        assert_eq!(
-            db.run(&first).unwrap(),
-            json!({"changes": 1, "last_insert_rowid": 1})
-        );
-    }
-
-    #[test]
-    fn an_actor_cannot_alter_shadow_or_hook_the_hosts_tables() {
-        let db = Sqlite::open_in_memory().unwrap();
-        db.run(&json!({"execute": "CREATE TABLE t (x)"})).unwrap();
-        for sql in [
-            "ALTER TABLE _theater_applied ADD COLUMN y",
-            "ALTER TABLE _theater_applied RENAME TO gone",
-            "CREATE TEMP TABLE _theater_applied (id, seq)",
-            "CREATE TABLE _Theater_Applied (id, seq)",
-            "CREATE TEMP VIEW _theater_applied AS SELECT 1 AS id, 0 AS seq",
-            "CREATE VIEW _theater_applied AS SELECT 1",
-            "CREATE TRIGGER hook AFTER UPDATE ON _theater_applied BEGIN DELETE FROM t; END",
-            "CREATE TEMP TRIGGER hook AFTER INSERT ON _theater_applied BEGIN DELETE FROM t; END",
-            "CREATE INDEX i ON _theater_applied (seq)",
-            "DROP TABLE _theater_applied",
-            "DROP TABLE temp._theater_rowid",
-            "INSERT INTO temp._theater_rowid (rowid) VALUES (9)",
-        ] {
-            let e = db.run(&json!({"execute": sql})).unwrap_err();
-            assert!(
-                e.contains("not authorized") && e.contains("_theater_applied"),
-                "{sql}: {e}"
-            );
-        }
-        db.begin_input().unwrap();
-        db.commit_input(3).unwrap();
-        assert_eq!(db.applied_seq().unwrap(), Some(3));
+        // A request may take no longer than the input it is part of.
+        let db = Sqlite::open(&file)
+            .map_err(|e| anyhow::anyhow!("the database {}: {e}", file.display()))?
+            .with_time_limit(m.limits.cpu);
+        Ok(Arc::new(DbGrant { db: Arc::new(db) }))
     }
 }

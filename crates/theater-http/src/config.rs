@@ -55,17 +55,20 @@ impl Default for HttpConfig {
     }
 }
 
-#[derive(Deserialize)]
+/// A manifest's `[interfaces.http]` as written (see [`HttpConfig`] for the fields); unknown
+/// fields are refused.
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Section {
-    addr: Option<String>,
-    prefix: Option<String>,
-    max_body_bytes: Option<usize>,
-    header_timeout_ms: Option<u64>,
-    body_timeout_ms: Option<u64>,
-    request_timeout_ms: Option<u64>,
-    max_connections: Option<usize>,
-    shutdown_grace_ms: Option<u64>,
+#[allow(missing_docs, reason = "the fields are documented on HttpConfig")]
+pub struct HttpSection {
+    pub addr: Option<String>,
+    pub prefix: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub header_timeout_ms: Option<u64>,
+    pub body_timeout_ms: Option<u64>,
+    pub request_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub shutdown_grace_ms: Option<u64>,
 }
 
 /// Whether `prefix` can mount an actor: `/`, or `/a/b` with no trailing slash, empty
@@ -100,10 +103,15 @@ impl HttpConfig {
 
     /// Reads a manifest's `[interfaces.http]` table; errors name the field.
     pub fn from_toml(section: &toml::Value) -> Result<Self, InterfaceError> {
-        let s: Section = section
+        let s: HttpSection = section
             .clone()
             .try_into()
             .map_err(|e: toml::de::Error| invalid(format!("[interfaces.http]: {}", e.message())))?;
+        Self::from_section(s)
+    }
+
+    /// Checks a section as read; errors name the field.
+    pub fn from_section(s: HttpSection) -> Result<Self, InterfaceError> {
         let mut c = HttpConfig::default();
         if let Some(addr) = s.addr {
             c.addr = addr.parse().map_err(|e| {

@@ -18,7 +18,8 @@ use http_body::{Frame, SizeHint};
 use http_body_util::{Either, Full};
 use sha2::{Digest, Sha256};
 use theater_chain::Hash;
-use theater_core::files::{self, FileRef};
+use theater_core::FileRef;
+use theater_files as files;
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// Files up to this size are read whole and checked before the answer starts.

@@ -15,10 +15,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use theater_core::files::FileRef;
+use theater_core::FileRef;
 use theater_core::{
-    ActorHandle, ActorInput, ActorOutput, CallError, HttpRequest, HttpResponse, InterfaceError,
-    Shutdown,
+    ActorHandle, ActorInput, ActorOutput, CallError, FailureKind, HttpRequest, HttpResponse,
+    InterfaceError, Shutdown,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -428,7 +428,12 @@ fn too_large(max: usize) -> Response<Body> {
 
 fn failure(e: &CallError) -> Response<Body> {
     match e {
-        CallError::Failed { error, seq, .. } if error.starts_with("timeout") => plain(
+        CallError::Failed {
+            kind: FailureKind::Timeout,
+            error,
+            seq,
+            ..
+        } => plain(
             StatusCode::GATEWAY_TIMEOUT,
             format!("the actor ran out of time (recorded at seq {seq}): {error}"),
         ),

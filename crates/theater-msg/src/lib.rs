@@ -19,7 +19,8 @@
 //!   linked.
 //!
 //! [`Messenger`] implements [`theater_core::Outbox`], which is what a wasm actor's `send` and
-//! `request` imports call: native and wasm actors talk to each other the same way.
+//! `request` imports call (granted by `[interfaces.msg]`: the [`Msg`] capability): native and
+//! wasm actors talk to each other the same way.
 //!
 //! Delivery goes through each actor's bounded mailbox, so backpressure is real, and a
 //! sender's messages to one target arrive in the order sent. A received message carries its
@@ -67,14 +68,72 @@
 //! # }
 //! ```
 
+mod config;
 mod error;
+mod host;
 mod messenger;
 mod registry;
 mod transport;
 mod verify;
 
+pub use config::MsgConfig;
 pub use error::MsgError;
 pub use messenger::{MAX_REQUEST_TIMEOUT, Messenger, REQUEST, SEND};
 pub use registry::{Redelivery, Registry};
 pub use transport::{Answer, Delivery, Transport};
 pub use verify::{LinkProblem, Pending, pending_sends, verify_links};
+
+use std::sync::Arc;
+
+use theater_core::Outbox;
+use theater_wasm::{Capability, Grant, HostState, Manifest, Setup};
+use wasmtime::component::Linker;
+
+/// Where one actor's `send` and `request` imports go.
+#[derive(Clone, Debug)]
+pub struct MsgGrant {
+    /// A [`Messenger`] of the host's registry (live) or a detached one (replay).
+    pub outbox: Arc<dyn Outbox>,
+}
+
+impl Grant for MsgGrant {}
+
+/// The messaging capability, over a host's [`Registry`]. Its grant is a [`MsgGrant`].
+#[derive(Clone, Debug)]
+pub struct Msg {
+    registry: Registry,
+}
+
+impl Msg {
+    /// Messaging between the actors of `registry`.
+    pub fn new(registry: Registry) -> Self {
+        Msg { registry }
+    }
+}
+
+impl Capability for Msg {
+    const NAME: &'static str = "msg";
+    type Config = MsgConfig;
+
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        theater_wasm::bindings::theater::actor::msg::add_to_linker::<_, host::Data>(
+            linker,
+            host::view,
+        )
+    }
+
+    fn grant(&self, _: &MsgConfig, setup: &Setup<'_>) -> anyhow::Result<Arc<dyn Grant>> {
+        let messenger = self.registry.messenger(setup.manifest.name.clone());
+        Ok(Arc::new(MsgGrant {
+            outbox: Arc::new(messenger),
+        }))
+    }
+
+    /// Replay answers from the recording, but only through an outbox (an ungranted actor's
+    /// calls were never recorded): a detached one, which reaches no one.
+    fn replay_grant(&self, _: &MsgConfig, manifest: &Manifest) -> Option<Arc<dyn Grant>> {
+        Some(Arc::new(MsgGrant {
+            outbox: Arc::new(Messenger::detached(manifest.name.clone())),
+        }))
+    }
+}

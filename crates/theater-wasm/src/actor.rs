@@ -2,18 +2,18 @@
 
 use std::sync::Arc;
 
-use theater_core::files::FileGrant;
-
 use async_trait::async_trait;
 use serde_json::Value;
+use theater_chain::{ChainError, ChainStore};
 use theater_chain::{ChainId, Hash, to_canonical_json};
 use theater_core::{
-    Actor, ActorError, ActorInput, ActorOutput, HostCalls, Outbox, Patch, State, StateChange,
+    Actor, ActorError, ActorInput, ActorOutput, HostCalls, Patch, State, StateChange,
 };
 use wasmtime::{Store, UpdateDeadline};
 
 use crate::Limits;
 use crate::bindings;
+use crate::capability::{Grant, Grants};
 use crate::engine::{ActorComponent, Pre, WasmHost};
 use crate::host::{CpuLimit, HostState, MemoryLimit};
 
@@ -53,10 +53,7 @@ pub struct WasmActor {
     id: String,
     init: Value,
     limits: Limits,
-    outbox: Option<Arc<dyn Outbox>>,
-    files: Option<Arc<FileGrant>>,
-    timers: Option<theater_core::timers::Timers>,
-    db: Option<Arc<dyn theater_core::db::Database>>,
+    grants: Grants,
     live: Option<Live>,
     held: Held,
     /// Whether the change the guest just reported is to be audited.
@@ -87,51 +84,26 @@ impl WasmActor {
             id: id.to_string(),
             init,
             limits,
-            outbox: None,
-            files: None,
-            timers: None,
-            db: None,
+            grants: Grants::default(),
             live: None,
             held: Held::Nothing,
             audit_next: false,
         }
     }
 
-    /// Grants a database: the guest's `db.run` goes to `db` (each request and answer
-    /// recorded). Without it the import returns an error (replay needs none).
-    pub fn with_database(mut self, db: Arc<dyn theater_core::db::Database>) -> Self {
-        self.db = Some(db);
+    /// Grants capability `name` to the actor: its host functions find `grant` (see
+    /// [`crate::capability`]). Without a grant they answer an error, recorded like any
+    /// answer.
+    pub fn with_grant<G: Grant>(mut self, name: &'static str, grant: Arc<G>) -> Self {
+        self.grants.insert(name, grant);
         self.live = None;
         self
     }
 
-    /// Grants timers: the guest's `timers` imports set and cancel them through `timers`
-    /// (see [`theater_core::timers`]). Without it they return an error (replay needs none).
-    pub fn with_timers(mut self, timers: theater_core::timers::Timers) -> Self {
-        self.timers = Some(timers);
-        self.live = None;
-        self
-    }
-
-    /// Grants read access to `dir`: the guest's `files` imports read files in it (each call
-    /// recorded). Without a grant they return an error.
-    pub fn with_files(self, dir: impl Into<std::path::PathBuf>) -> Self {
-        self.with_file_grant(FileGrant::read_only(dir))
-    }
-
-    /// Grants `grant`'s directory, writable if it says so (see
-    /// [`theater_core::files::calls`]).
-    pub fn with_file_grant(mut self, grant: FileGrant) -> Self {
-        self.files = Some(Arc::new(grant));
-        self.live = None;
-        self
-    }
-
-    /// Grants messaging: the guest's `send` and `request` imports go to `outbox` (e.g. a
-    /// `theater_msg::Messenger`). Without it they return an error. Replaying a chain that
-    /// messaged needs an outbox too, though it is never used to reach anyone.
-    pub fn with_outbox(mut self, outbox: Arc<dyn Outbox>) -> Self {
-        self.outbox = Some(outbox);
+    /// Grants everything in `grants` (what [`crate::Capabilities::grants`] made from a
+    /// manifest), replacing earlier grants.
+    pub fn with_grants(mut self, grants: Grants) -> Self {
+        self.grants = grants;
         self.live = None;
         self
     }
@@ -148,14 +120,7 @@ impl WasmActor {
                 .limits
                 .memory_bytes
                 .min(self.host.inner.config.max_memory_bytes);
-            let state = HostState::new(
-                self.id.clone(),
-                limit,
-                self.outbox.clone(),
-                self.files.clone(),
-                self.timers.clone(),
-                self.db.clone(),
-            );
+            let state = HostState::new(self.id.clone(), limit, self.grants.clone());
             let mut store = Store::new(engine, state);
             store.limiter(|s| s);
             let cpu = self.limits.cpu;
@@ -523,16 +488,16 @@ impl Actor for WasmActor {
         entry: &theater_chain::Entry,
         blobs: &dyn theater_chain::BlobStore,
     ) -> Result<(), String> {
-        let n = theater_core::files::calls::reapply(self.files.as_deref(), entry, blobs)?;
-        if n > 0 {
-            tracing::info!(actor = %self.id, seq = entry.seq(), "applied {n} file writes again");
-        }
-        if let Some(db) = &self.db
-            && theater_core::db::reapply(&**db, entry)?
-        {
-            tracing::info!(actor = %self.id, seq = entry.seq(), "applied the entry's SQL again");
+        for (name, grant) in self.grants.iter() {
+            grant.reapply(entry, blobs).inspect_err(|e| {
+                tracing::error!(actor = %self.id, seq = entry.seq(), "[interfaces.{name}]: {e}");
+            })?;
         }
         Ok(())
+    }
+
+    fn snapshot_host(&self, chain: &dyn ChainStore) -> Result<Value, ChainError> {
+        crate::capability::snapshot_host(&self.grants, chain)
     }
 
     async fn verify_state(&mut self, state: &State) -> Result<(), ActorError> {

@@ -1,15 +1,15 @@
-//! Host-side bindings of the `theater:actor` worlds, generated from the root `wit/`.
+//! Host-side bindings of the `theater:actor` worlds, generated from the root `wit/`: what a
+//! capability's host functions implement (`theater::actor::NAME::Host`) and add to the
+//! linker (`theater::actor::NAME::add_to_linker`).
 //!
-//! `actor` (0.1.1) is the world components are built for today; `actor-v1` is the world of
+//! `actor` (0.1.2) is the world components are built for today; `actor-v1` is the world of
 //! components built for 0.1.0. Both import the same interfaces, generated once here.
+#![allow(missing_docs, reason = "generated code; the WIT files document it")]
 
 wasmtime::component::bindgen!({
     path: "../../wit",
     world: "actor",
-    imports: {
-        "theater:actor/msg.request": async | trappable,
-        default: trappable,
-    },
+    imports: { default: async | trappable },
     exports: { default: async },
 });
 
@@ -19,22 +19,12 @@ pub(crate) mod v1 {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "actor-v1",
-        imports: { default: trappable },
+        imports: { default: async | trappable },
         exports: { default: async },
         with: {
-            "theater:actor/host": super::theater::actor::host,
-            "theater:actor/msg": super::theater::actor::msg,
-            "theater:actor/files": super::theater::actor::files,
-            "theater:actor/timers": super::theater::actor::timers,
-            "theater:actor/db": super::theater::actor::db,
+            "theater:actor": super::theater::actor,
         },
     });
 }
 
-pub(crate) use theater::actor::db::Host as DbHost;
-pub(crate) use theater::actor::files::{
-    DirEntry as WitDirEntry, FileInfo as WitFileInfo, Host as FilesHost,
-};
 pub(crate) use theater::actor::host::{Host, Level};
-pub(crate) use theater::actor::msg::Host as MsgHost;
-pub(crate) use theater::actor::timers::Host as TimersHost;

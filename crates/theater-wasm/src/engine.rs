@@ -15,7 +15,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::bindings::ActorPre;
 use crate::bindings::v1::ActorV1Pre;
 use crate::host::HostState;
-use crate::{Limits, LoadError, WasmActor};
+use crate::{Capabilities, Limits, LoadError, WasmActor};
 
 /// How the host runs components.
 #[derive(Clone, Debug)]
@@ -30,6 +30,9 @@ pub struct WasmConfig {
     pub pooling: Option<u32>,
     /// The largest memory limit any actor may be given (sizes the pooling slots).
     pub max_memory_bytes: usize,
+    /// The capabilities whose host functions instances link (files, timers, ...): a
+    /// component importing an interface no capability provides does not load.
+    pub capabilities: Capabilities,
 }
 
 impl Default for WasmConfig {
@@ -39,6 +42,7 @@ impl Default for WasmConfig {
             cache_dir: None,
             pooling: Some(2048),
             max_memory_bytes: 256 << 20,
+            capabilities: Capabilities::new(),
         }
     }
 }
@@ -47,6 +51,12 @@ impl WasmConfig {
     /// Caches compiled code in `dir` across runs.
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Links the host functions of `capabilities` (see [`crate::capability`]).
+    pub fn capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
         self
     }
 
@@ -68,7 +78,7 @@ pub struct ActorComponent {
 /// A component of one of the worlds the host runs.
 #[derive(Clone)]
 pub(crate) enum Pre {
-    /// World `actor` (0.1.1): the guest keeps its state and reports changes.
+    /// World `actor` (0.1.1 and later): the guest keeps its state and reports changes.
     Current(ActorPre<HostState>),
     /// World `actor-v1` (0.1.0): the whole state crosses on every input.
     V1(ActorV1Pre<HostState>),
@@ -80,7 +90,7 @@ impl ActorComponent {
         self.hash
     }
 
-    /// The `theater:actor` world the component was built for: `"actor"` (0.1.1, the guest
+    /// The `theater:actor` world the component was built for: `"actor"` (0.1.1 and later, the guest
     /// keeps its state) or `"actor-v1"` (0.1.0, the whole state crosses on every input).
     pub fn world(&self) -> &'static str {
         match self.pre {
@@ -162,13 +172,9 @@ impl WasmHost {
         let mut linker = Linker::new(&engine);
         crate::bindings::theater::actor::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(engine_err)?;
-        crate::bindings::theater::actor::msg::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(engine_err)?;
-        crate::bindings::theater::actor::files::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(engine_err)?;
-        crate::bindings::theater::actor::timers::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(engine_err)?;
-        crate::bindings::theater::actor::db::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        config
+            .capabilities
+            .add_to_linker(&mut linker)
             .map_err(engine_err)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), config.epoch_tick, Arc::clone(&stop_ticker));

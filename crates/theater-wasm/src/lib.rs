@@ -39,14 +39,16 @@
 //! ```
 
 mod actor;
-mod bindings;
+pub mod bindings;
+pub mod capability;
 mod engine;
 mod error;
 mod host;
 mod manifest;
 
 pub use actor::WasmActor;
+pub use capability::{Capabilities, Capability, FieldError, Grant, Grants, Setup};
 pub use engine::{ActorComponent, WasmConfig, WasmHost};
 pub use error::{LoadError, ManifestError};
+pub use host::HostState;
 pub use manifest::{Limits, Manifest};
-pub use theater_core::files::FILES_STAT;

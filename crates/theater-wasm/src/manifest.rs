@@ -13,19 +13,13 @@
 //! cpu_ms = 1000                       # wall-clock budget per input
 //! audit_every = 10000                 # compare the guest's own state ~1 input in N
 //!
-//! [interfaces.msg]                    # may send messages and requests to other actors
-//!
-//! [interfaces.timers]                 # may set timers (they survive a restart of the host)
-//!
-//! [interfaces.db]                     # may use SQL (SQLite; file = "x.sqlite" to choose it)
-//!
-//! [interfaces.files]                  # may read files of this directory
-//! dir = "public"                      # relative to this file
-//! writable = false                    # true: may also write and delete them
-//!
-//! [interfaces.http]                   # served over HTTP (see theater-http's HttpConfig)
-//! addr = "127.0.0.1:8080"
+//! [interfaces.files]                  # a capability granted, with its config
+//! dir = "public"                      # (each is checked by its capability: see
+//!                                     # `Capabilities::check`)
 //! ```
+//!
+//! This module reads the file; each `[interfaces.NAME]` section is kept as it is, for the
+//! capability `NAME` of the host's [`crate::Capabilities`] to check and grant.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,7 +28,6 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 use theater_chain::ChainId;
-use theater_core::files::FileGrant;
 
 use crate::ManifestError;
 
@@ -100,9 +93,6 @@ pub struct Manifest {
     pub init: Value,
     /// Limits.
     pub limits: Limits,
-    /// The directory granted by `[interfaces.files]`, resolved against the manifest's
-    /// directory (checked to exist unless writable), and whether it is writable.
-    pub files: Option<FileGrant>,
     /// Granted interfaces and their raw config, by interface name.
     pub interfaces: BTreeMap<String, toml::Value>,
 }
@@ -114,6 +104,11 @@ impl Manifest {
     /// Whether the manifest grants the interface `name` (`msg`, `files`, `http`, ...).
     pub fn grants(&self, name: &str) -> bool {
         self.interfaces.contains_key(name)
+    }
+
+    /// `path` as the manifest means it: relative to the manifest's directory.
+    pub fn relative(&self, path: impl AsRef<Path>) -> PathBuf {
+        self.path.parent().unwrap_or(Path::new(".")).join(path)
     }
 
     /// Reads and checks the manifest at `path`.
@@ -182,40 +177,6 @@ impl Manifest {
         if let Some(n) = raw.limits.audit_every {
             limits.audit_every = n;
         }
-        let files = match raw.interfaces.get("files") {
-            None => None,
-            Some(section) => {
-                let dir = section
-                    .get("dir")
-                    .and_then(toml::Value::as_str)
-                    .ok_or_else(|| {
-                        err(
-                            Some("interfaces.files.dir"),
-                            "expected the directory to grant, e.g. dir = \"public\"".into(),
-                        )
-                    })?;
-                let writable = match section.get("writable") {
-                    None => false,
-                    Some(toml::Value::Boolean(b)) => *b,
-                    Some(other) => {
-                        return Err(err(
-                            Some("interfaces.files.writable"),
-                            format!("expected true or false, found {other}"),
-                        ));
-                    }
-                };
-                let dir = base.join(dir);
-                // A writable directory is created when the actor starts; one only read must exist.
-                let usable = dir.is_dir() || (writable && !dir.exists());
-                if !usable {
-                    return Err(err(
-                        Some("interfaces.files.dir"),
-                        format!("no directory at {}", dir.display()),
-                    ));
-                }
-                Some(FileGrant { dir, writable })
-            }
-        };
         let init = match raw.init {
             None => Value::Null,
             Some(v) => serde_json::to_value(v).map_err(|e| err(Some("init"), e.to_string()))?,
@@ -226,14 +187,13 @@ impl Manifest {
             component,
             init,
             limits,
-            files,
             interfaces: raw.interfaces,
         })
     }
 }
 
 /// The key on the line holding byte `at`, for errors that carry a position but no field name.
-fn key_at(text: &str, at: usize) -> Option<String> {
+pub(crate) fn key_at(text: &str, at: usize) -> Option<String> {
     let line_start = text[..at.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next()?;
     let key = line.split('=').next()?.trim();

@@ -165,13 +165,9 @@ fn verify(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
         bar.finish_and_clear();
         match verified {
             Ok(report) => {
-                let problems = theater_chain::blob::check_blobs(
-                    &store,
-                    &[
-                        theater_core::files::FILES_READ,
-                        theater_core::files::FILES_WRITE,
-                    ],
-                )?;
+                let blob_calls =
+                    crate::capabilities::all(&theater_msg::Registry::new()).blob_calls();
+                let problems = theater_chain::blob::check_blobs(&store, &blob_calls)?;
                 for p in &problems {
                     println!("FAILED {}: blob {p}", dir.display());
                 }

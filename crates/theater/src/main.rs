@@ -9,6 +9,7 @@
 
 mod admin;
 mod build_cmd;
+mod capabilities;
 mod chain_cmd;
 mod client;
 mod demo;

@@ -2,31 +2,34 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use serde_json::{Value, json};
 use theater_chain::{ChainError, ChainStore, FileStore};
 use theater_core::{ReplayError, ReplayReport, replay_to};
-use theater_msg::Messenger;
+use theater_msg::Registry;
 use theater_wasm::{Manifest, WasmActor, WasmConfig, WasmHost};
 
 use crate::exit;
 
-/// The actor a manifest describes, set up for replay: messaging answered from the recording.
+/// The actor a manifest describes, set up for replay: every capability answered from the
+/// recording, without the outside world.
 pub(crate) fn actor_for(manifest: &Manifest) -> anyhow::Result<WasmActor> {
-    let host = WasmHost::new(WasmConfig::default().pooling(None))?;
+    let capabilities = crate::capabilities::all(&Registry::new());
+    capabilities.check(manifest)?;
+    let host = WasmHost::new(
+        WasmConfig::default()
+            .pooling(None)
+            .capabilities(capabilities.clone()),
+    )?;
     let component = host.load_file(&manifest.component)?;
-    let mut actor = host.actor(
+    let actor = host.actor(
         &component,
         &manifest.name,
         manifest.init.clone(),
         manifest.limits,
     );
-    if manifest.grants("msg") {
-        actor = actor.with_outbox(Arc::new(Messenger::detached(manifest.name.clone())));
-    }
-    Ok(actor)
+    Ok(actor.with_grants(capabilities.replay_grants(manifest)))
 }
 
 fn open(dir: &Path) -> anyhow::Result<FileStore> {

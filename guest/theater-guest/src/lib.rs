@@ -90,177 +90,13 @@ pub mod bindings {
     });
 }
 
-/// What reaches the actor.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Input {
-    /// A fire-and-forget message.
-    Message {
-        /// The message.
-        payload: Value,
-        /// The sending actor's id, when another actor sent it.
-        #[serde(default)]
-        from: Option<String>,
-    },
-    /// A request expecting a reply.
-    Request {
-        /// The request.
-        payload: Value,
-    },
-    /// An HTTP request.
-    HttpRequest(HttpRequest),
-    /// A message on a WebSocket connection this actor accepted (by answering 101 to the
-    /// upgrade request, whose `theater-ws-conn` header named the connection).
-    #[serde(rename = "websocket_message")]
-    WebSocketMessage(WebSocketMessage),
-    /// A WebSocket connection closed.
-    #[serde(rename = "websocket_close")]
-    WebSocketClose {
-        /// The connection.
-        conn: String,
-    },
-    /// A timer this actor set came due (see [`timers`]).
-    Timer {
-        /// The timer's name.
-        name: String,
-        /// When it was due (ms since the Unix epoch); it may fire later.
-        due_ms: u64,
-    },
-}
-
-/// A WebSocket message: text, or binary.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct WebSocketMessage {
-    /// The connection it arrived on.
-    pub conn: String,
-    /// The text of a text message.
-    pub text: Option<String>,
-    /// The data of a binary message.
-    #[serde(skip)]
-    pub binary: Vec<u8>,
-}
-
-/// What to send in answer to a WebSocket input.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct WebSocketReply {
-    /// Text messages, each to a connection of this actor (`None`: the input's own).
-    pub send: Vec<WebSocketSend>,
-    /// A binary message for the input's own connection, if not empty.
-    #[serde(skip)]
-    pub binary: Vec<u8>,
-    /// Close the input's own connection.
-    pub close: bool,
-}
-
-/// One text message to send.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct WebSocketSend {
-    /// The connection (`None`: the input's own).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
-    /// The text.
-    pub text: String,
-}
-
-impl Input {
-    /// The JSON payload of a message or request.
-    pub fn payload(&self) -> Option<&Value> {
-        match self {
-            Input::Message { payload, .. } | Input::Request { payload } => Some(payload),
-            _ => None,
-        }
-    }
-
-    /// The actor that sent this message, if another actor did.
-    pub fn sender(&self) -> Option<&str> {
-        match self {
-            Input::Message { from, .. } => from.as_deref(),
-            _ => None,
-        }
-    }
-}
-
-/// An HTTP request.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct HttpRequest {
-    /// `GET`, `POST`, ...
-    pub method: String,
-    /// The path.
-    pub path: String,
-    /// The query string, without `?`.
-    pub query: Option<String>,
-    /// Header names (lowercase) and values.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    #[serde(skip)]
-    pub body: Vec<u8>,
-}
-
-/// What the actor answers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Output {
-    /// Nothing (e.g. to a message).
-    None,
-    /// A reply to a request.
-    Reply {
-        /// The reply.
-        payload: Value,
-    },
-    /// An HTTP response.
-    HttpResponse(HttpResponse),
-    /// What to send over WebSocket.
-    #[serde(rename = "websocket")]
-    WebSocket(WebSocketReply),
-}
-
-impl Output {
-    /// A reply.
-    pub fn reply(payload: Value) -> Self {
-        Output::Reply { payload }
-    }
-}
-
-/// An HTTP response.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HttpResponse {
-    /// Status code.
-    pub status: u16,
-    /// Header names and values.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    #[serde(skip)]
-    pub body: Vec<u8>,
-    /// Instead of `body`, a file of the granted directory, by reference (see [`files`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<FileRef>,
-}
-
-/// A file of the granted directory an HTTP response sends: the server reads it and checks
-/// it still matches; the chain keeps only this reference.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FileRef {
-    /// The path, relative to the granted directory.
-    pub path: String,
-    /// SHA-256 of the content (lowercase hex), as [`files::stat`] reported it.
-    pub sha256: String,
-    /// Size in bytes.
-    pub size: u64,
-}
+mod io;
+pub use io::{
+    FileRef, HttpRequest, HttpResponse, Input, Output, WebSocketMessage, WebSocketReply,
+    WebSocketSend,
+};
 
 impl HttpResponse {
-    /// A response with `status`, no headers and an empty body.
-    pub fn new(status: u16) -> Self {
-        HttpResponse {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-            file: None,
-        }
-    }
-
     /// Sends the file at `path`, which [`files::stat`] described as `info`, with its content
     /// type.
     pub fn file(mut self, path: &str, info: &files::FileInfo) -> Self {
@@ -271,36 +107,8 @@ impl HttpResponse {
         });
         self.header("content-type", &info.content_type)
     }
-
-    /// A JSON response.
-    pub fn json(status: u16, value: &Value) -> Self {
-        HttpResponse::new(status)
-            .header("content-type", "application/json")
-            .body(value.to_string().into_bytes())
-    }
-
-    /// Adds a header.
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_string(), value.to_string()));
-        self
-    }
-
-    /// Sets the body.
-    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.body = body.into();
-        self
-    }
 }
 
-impl HttpRequest {
-    /// The first value of header `name` (lowercase).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
 
 /// Decodes `%XX` escapes (of a URL path); `None` if an escape is malformed or the result is
 /// not UTF-8.
@@ -506,6 +314,62 @@ pub mod db {
             .map(|(sql, params)| json!({"execute": sql, "params": params}))
             .collect();
         run(&json!({"transaction": list}))
+    }
+}
+
+/// Outbound HTTP (granted by `[interfaces.http-client]`: the hosts this actor may reach, a
+/// timeout, a size limit). Each request and its response are recorded, so replay needs no
+/// network; a host not granted is refused, and the refusal is recorded too.
+pub mod http_client {
+    use crate::bindings::theater::actor::http_client as wit;
+    pub use wit::{Error, Response};
+
+    /// Sends a request with `method` to `url` (absolute, `http://...`), with `headers` and
+    /// `body`, and waits for the whole response.
+    pub fn send(
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, Error> {
+        let request = wit::Request {
+            method: method.to_string(),
+            url: url.to_string(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: body.to_vec(),
+        };
+        wit::send(&request)
+    }
+
+    /// `GET url`.
+    pub fn get(url: &str) -> Result<Response, Error> {
+        send("GET", url, &[], &[])
+    }
+
+    /// What an error says, with its kind: `"refused: ..."`, `"timeout: ..."`, ...
+    pub fn describe(e: &Error) -> String {
+        match e {
+            Error::Refused(m) => format!("refused: {m}"),
+            Error::Invalid(m) => format!("invalid: {m}"),
+            Error::Unreachable(m) => format!("unreachable: {m}"),
+            Error::Timeout(m) => format!("timeout: {m}"),
+            Error::TooLarge(m) => format!("too large: {m}"),
+        }
+    }
+
+    /// The kind of an error, as the chain records it: `refused`, `invalid`, `unreachable`,
+    /// `timeout` or `too-large`.
+    pub fn kind(e: &Error) -> &'static str {
+        match e {
+            Error::Refused(_) => "refused",
+            Error::Invalid(_) => "invalid",
+            Error::Unreachable(_) => "unreachable",
+            Error::Timeout(_) => "timeout",
+            Error::TooLarge(_) => "too-large",
+        }
     }
 }
 
@@ -1210,26 +1074,12 @@ pub mod __rt {
     }
 
     fn input_from(input: Payload) -> Result<Input, String> {
-        let mut parsed: Input =
-            serde_json::from_slice(&input.json).map_err(|e| format!("unsupported input: {e}"))?;
-        match &mut parsed {
-            Input::HttpRequest(req) => req.body = input.bytes,
-            Input::WebSocketMessage(m) => m.binary = input.bytes,
-            _ => {}
-        }
-        Ok(parsed)
+        crate::io::input_from_parts(&input.json, input.bytes)
     }
 
     fn payload_from(output: &Output) -> Result<Payload, String> {
-        let bytes = match output {
-            Output::HttpResponse(r) => r.body.clone(),
-            Output::WebSocket(w) => w.binary.clone(),
-            _ => Vec::new(),
-        };
-        Ok(Payload {
-            json: to_bytes(output)?,
-            bytes,
-        })
+        let (json, bytes) = crate::io::output_parts(output)?;
+        Ok(Payload { json, bytes })
     }
 
     fn to_value<T: Serialize>(v: &T) -> Result<Value, String> {

@@ -8,7 +8,7 @@
 mod changes;
 mod concurrency;
 mod effects;
-mod files;
 mod props;
 mod runtime;
+mod sdk_io;
 mod supervision;

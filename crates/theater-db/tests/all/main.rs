@@ -12,13 +12,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use theater_chain::{ChainStore, Durability, FileStore};
-use theater_core::db::{self, Database};
 use theater_core::{
     Actor, ActorError, ActorInput, ActorOutput, ActorRuntime, HostCalls, RuntimeConfig,
     RuntimeError, replay,
 };
+use theater_db as db;
+use theater_db::Database;
 use theater_db::Sqlite;
 use theater_test_support::id;
+
+mod wasm;
 
 /// Runs each request of a list through the recorded `db::run`; `"fail"` fails the input.
 struct Clerk {

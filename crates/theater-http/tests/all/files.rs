@@ -5,16 +5,20 @@ use std::path::Path;
 use serde_json::Value;
 use theater_chain::{ChainStore, Durability, Event, FileStore};
 use theater_core::{ActorConfig, ActorHandle, replay, spawn};
+use theater_files::FILES_STAT;
 use theater_http::{HttpConfig, HttpServer};
 use theater_test_support::{example_component, id};
-use theater_wasm::{FILES_STAT, Limits, WasmActor, WasmConfig, WasmHost};
+use theater_wasm::{Limits, WasmActor, WasmConfig, WasmHost};
 
 use crate::support::{Client, Running};
 
 fn fileserver(host: &WasmHost, public: &Path) -> WasmActor {
     let component = host.load_file(example_component("fileserver")).unwrap();
     host.actor(&component, &id("files"), Value::Null, Limits::default())
-        .with_files(public)
+        .with_grant(
+            "files",
+            std::sync::Arc::new(theater_files::FileGrant::read_only(public)),
+        )
 }
 
 async fn serve_files(actor: ActorHandle, public: &Path) -> Running {
@@ -48,7 +52,12 @@ async fn files_are_served_byte_exact_and_nothing_escapes_the_grant() {
     #[cfg(unix)]
     std::os::unix::fs::symlink(dir.path().join("secret.txt"), public.join("link.txt")).unwrap();
 
-    let host = WasmHost::new(WasmConfig::default().pooling(Some(16))).unwrap();
+    let host = WasmHost::new(
+        WasmConfig::default()
+            .capabilities(theater_wasm::Capabilities::new().with(theater_files::Files))
+            .pooling(Some(16)),
+    )
+    .unwrap();
     let chain: Box<dyn ChainStore> = Box::new(
         FileStore::create(
             dir.path().join("chain"),
@@ -238,7 +247,11 @@ async fn a_large_file_is_streamed_byte_exact_and_a_change_mid_stream_cuts_it_sho
         .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
         .collect();
     std::fs::write(public.join("big.bin"), &big).unwrap();
-    let host = WasmHost::new(WasmConfig::default()).unwrap();
+    let host = WasmHost::new(
+        WasmConfig::default()
+            .capabilities(theater_wasm::Capabilities::new().with(theater_files::Files)),
+    )
+    .unwrap();
     let chain: Box<dyn ChainStore> = Box::new(theater_chain::MemoryStore::new(id("files")));
     let actor = spawn(
         {
@@ -295,7 +308,11 @@ fn clients_that_stop_reading_large_files_hold_no_threads() {
         std::fs::create_dir_all(&public).unwrap();
         let size = 16 << 20;
         std::fs::write(public.join("big.bin"), vec![7u8; size]).unwrap();
-        let host = WasmHost::new(WasmConfig::default()).unwrap();
+        let host = WasmHost::new(
+            WasmConfig::default()
+                .capabilities(theater_wasm::Capabilities::new().with(theater_files::Files)),
+        )
+        .unwrap();
         let chain: Box<dyn ChainStore> = Box::new(theater_chain::MemoryStore::new(id("files")));
         let make = {
             let (host, public) = (host.clone(), public.clone());

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use theater_chain::{ChainStore, Durability, FileStore, Hash};
-use theater_core::files::{FILES_WRITE, FileGrant};
 use theater_core::{ActorConfig, ActorHandle, replay, spawn};
+use theater_files::{FILES_WRITE, FileGrant};
 use theater_http::HttpConfig;
 use theater_test_support::{example_component, id};
 use theater_wasm::{Limits, WasmActor, WasmConfig, WasmHost};
@@ -18,7 +18,7 @@ fn notes_actor(host: &WasmHost, dir: Option<&Path>) -> WasmActor {
     let component = host.load_file(example_component("notes")).unwrap();
     let actor = host.actor(&component, &id("notes"), Value::Null, Limits::default());
     match dir {
-        Some(d) => actor.with_file_grant(FileGrant::read_write(d)),
+        Some(d) => actor.with_grant("files", std::sync::Arc::new(FileGrant::read_write(d))),
         None => actor,
     }
 }
@@ -46,7 +46,12 @@ async fn notes_are_files_written_once_recorded_and_replay_needs_none_of_them() {
     let chain_dir = tmp.path().join("chain");
     std::fs::write(tmp.path().join("secret.md"), "outside").unwrap();
     std::os::unix::fs::symlink(tmp.path(), notes.join("up")).unwrap();
-    let host = WasmHost::new(WasmConfig::default().pooling(Some(16))).unwrap();
+    let host = WasmHost::new(
+        WasmConfig::default()
+            .capabilities(theater_wasm::Capabilities::new().with(theater_files::Files))
+            .pooling(Some(16)),
+    )
+    .unwrap();
     let actor = spawn_notes(&host, &chain_dir, &notes).await;
     let server = serve(HttpConfig::default(), vec![("/", actor.clone())]).await;
     let mut c = Client::connect(server.addr).await;

@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use theater_chain::{ChainStore, Durability, Event, FileStore, MemoryStore, NewEntry, Payload};
 use theater_core::{ActorConfig, ActorHandle, ActorInput, ActorOutput, CallError, replay, spawn};
-use theater_msg::{Messenger, Registry, pending_sends, verify_links};
+use theater_msg::{Messenger, Msg, MsgGrant, Registry, pending_sends, verify_links};
 use theater_test_support::{example_component, id};
-use theater_wasm::{Limits, WasmActor, WasmConfig, WasmHost};
+use theater_wasm::{Capabilities, Limits, WasmActor, WasmConfig, WasmHost};
 
 use crate::relay::{Relay, dyns, stored_chains, wait_received};
 
@@ -24,7 +24,12 @@ struct Stage {
 impl Stage {
     fn new(dir: &Path) -> Self {
         Stage {
-            host: WasmHost::new(WasmConfig::default().pooling(Some(64))).unwrap(),
+            host: WasmHost::new(
+                WasmConfig::default()
+                    .pooling(Some(64))
+                    .capabilities(Capabilities::new().with(Msg::new(Registry::new()))),
+            )
+            .unwrap(),
             registry: Registry::new(),
             dir: dir.to_path_buf(),
         }
@@ -42,7 +47,12 @@ impl Stage {
         let component = self.host.load_file(example_component(example)).unwrap();
         self.host
             .actor(&component, &id(name), init, limits)
-            .with_outbox(Arc::new(messenger))
+            .with_grant(
+                "msg",
+                Arc::new(MsgGrant {
+                    outbox: Arc::new(messenger),
+                }),
+            )
     }
 
     /// Spawns and registers `name` running `example`, its chain under the stage's directory
@@ -63,7 +73,12 @@ impl Stage {
             let name = id(name);
             move || {
                 host.actor(&component, &name, init.clone(), limits)
-                    .with_outbox(Arc::new(messenger.clone()))
+                    .with_grant(
+                        "msg",
+                        Arc::new(MsgGrant {
+                            outbox: Arc::new(messenger.clone()),
+                        }),
+                    )
             }
         };
         let chain: Box<dyn ChainStore> =
@@ -665,4 +680,32 @@ async fn transfers_between_wasm_accounts_conserve_money_across_both_chains() {
     // Caught by a link: the changed credit matches no debit, and every later entry of bob's
     // has a new hash, which alice's references to them no longer name.
     assert!(err.starts_with("link: ") && err.contains("bob"), "{err}");
+}
+
+#[tokio::test]
+async fn messaging_that_was_not_granted_is_an_error_to_the_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let stage = Stage::new(dir.path());
+    let component = stage.host.load_file(example_component("pingpong")).unwrap();
+    let actor = stage
+        .host
+        .actor(&component, &id("pingpong"), Value::Null, Limits::default());
+    let chain: Box<dyn ChainStore> = Box::new(theater_chain::MemoryStore::new(id("pingpong")));
+    let mut rt =
+        theater_core::ActorRuntime::start(actor, chain, theater_core::RuntimeConfig::default())
+            .await
+            .unwrap();
+    let h = rt
+        .handle(
+            ActorInput::request(json!({"send": "anyone", "message": 1})),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let err = h.result.unwrap_err().to_string();
+    assert!(err.contains("messaging is not granted"), "{err}");
+    // Nothing was recorded as sent, and the state did not change.
+    let entry = rt.chain().get(h.seq).unwrap();
+    assert!(entry.host_calls().is_empty());
+    assert_eq!(rt.state()["sent"], json!(0));
 }

@@ -6,11 +6,9 @@
     reason = "test code: a panic is how a test reports failure"
 )]
 
-mod db;
 mod limits;
 mod load;
 mod manifest;
 mod run;
 mod state;
 mod support;
-mod timers;

@@ -51,12 +51,14 @@ fn the_example_manifests_load() {
         assert!(m.component.is_file(), "{}", m.component.display());
     }
     let m = Manifest::load(root.join("examples/fileserver/fileserver.toml")).unwrap();
-    let grant = m.files.unwrap();
-    assert!(grant.dir.join("index.html").is_file() && !grant.writable);
-    let m = Manifest::load(root.join("examples/notes/notes.toml")).unwrap();
-    assert!(m.files.unwrap().writable);
+    let files = &m.interfaces["files"];
+    assert!(
+        m.relative(files["dir"].as_str().unwrap())
+            .join("index.html")
+            .is_file()
+    );
     let m = Manifest::load(root.join("examples/account/account.toml")).unwrap();
-    assert!(m.grants("msg") && !m.grants("http") && m.files.is_none());
+    assert!(m.grants("msg") && !m.grants("http") && !m.grants("files"));
 }
 
 fn error_of(text: &str) -> String {
@@ -105,21 +107,6 @@ fn errors_name_the_field() {
         ),
         (format!("name = 5\n{c}"), "name", "line 1"),
         ("name = \"x\"\ncomponent = \n".into(), "line 2", ""),
-        (
-            format!("name = \"x\"\n{c}[interfaces.files]\n"),
-            "field `interfaces.files.dir`",
-            "expected the directory",
-        ),
-        (
-            format!("name = \"x\"\n{c}[interfaces.files]\ndir = \"nowhere\"\n"),
-            "field `interfaces.files.dir`",
-            "no directory at",
-        ),
-        (
-            format!("name = \"x\"\n{c}[interfaces.files]\ndir = \".\"\nwritable = \"yes\"\n"),
-            "field `interfaces.files.writable`",
-            "expected true or false",
-        ),
     ];
     for (text, field, problem) in cases {
         let msg = error_of(&text);

@@ -141,22 +141,3 @@ async fn a_spawned_wasm_actor_resumes_from_its_durable_chain() {
     let counter = spawn(make, open(), ActorConfig::default()).await.unwrap();
     assert_eq!(counter.state().await.unwrap().0, json!({"count": 200}));
 }
-
-#[tokio::test]
-async fn messaging_that_was_not_granted_is_an_error_to_the_guest() {
-    let host = host();
-    let mut rt = runtime(&host, "pingpong", Limits::default()).await;
-    let h = rt
-        .handle(
-            ActorInput::request(json!({"send": "anyone", "message": 1})),
-            vec![],
-        )
-        .await
-        .unwrap();
-    let err = h.result.unwrap_err().to_string();
-    assert!(err.contains("messaging is not granted"), "{err}");
-    // Nothing was recorded as sent, and the state did not change.
-    let entry = rt.chain().get(h.seq).unwrap();
-    assert!(entry.host_calls().is_empty());
-    assert_eq!(rt.state()["sent"], json!(0));
-}

@@ -26,7 +26,11 @@ const ACTORS: &[(&str, &str, &str)] = &[
     ("dice", "dice", ""),
     ("fragile", "fragile", ""),
     ("hog", "hog", "[limits]\nmemory_mb = 16\ncpu_ms = 200\n"),
-    ("account", "account", "[init]\nbalance = 100\n\n[interfaces.msg]\n"),
+    (
+        "account",
+        "account",
+        "[init]\nbalance = 100\n\n[interfaces.msg]\n",
+    ),
     ("savings", "account", "[interfaces.msg]\n"),
     ("pingpong", "pingpong", "[interfaces.msg]\n"),
     ("pong", "pingpong", "[interfaces.msg]\n"),
@@ -95,14 +99,21 @@ fn heads(dir: &Path) -> BTreeMap<String, Value> {
 }
 
 fn run(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let out = crate::run::bin().current_dir(dir).args(args).output().unwrap();
+    let out = crate::run::bin()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
     (out.status.code(), text(&out))
 }
 
 #[test]
 fn every_example_s_golden_chain_verifies_and_replays_bit_for_bit() {
     let dir = copy();
-    let chains: Vec<String> = ACTORS.iter().map(|(n, _, _)| format!("chains/{n}")).collect();
+    let chains: Vec<String> = ACTORS
+        .iter()
+        .map(|(n, _, _)| format!("chains/{n}"))
+        .collect();
     let mut args = vec!["chain", "verify"];
     args.extend(chains.iter().map(String::as_str));
     let (code, said) = run(dir.path(), &args);
@@ -223,51 +234,127 @@ fn write_golden_v2() {
         json!({"ask": "pong", "payload": {"echo": [1, 2]}, "timeout_ms": 5000}),
     );
     assert_eq!(echoed["reply"]["answer"], json!([1, 2]), "{echoed}");
-    request(&host, "pingpong", json!({"send": "pong", "message": {"route": ["pingpong"], "tag": "t"}}));
+    request(
+        &host,
+        "pingpong",
+        json!({"send": "pong", "message": {"route": ["pingpong"], "tag": "t"}}),
+    );
 
     request(&host, "ticker", json!({"every_ms": 40}));
     request(&host, "ticker", json!({"remind": "soon", "in_ms": 10}));
-    request(&host, "ticker", json!({"remind": "later", "in_ms": 3_600_000}));
+    request(
+        &host,
+        "ticker",
+        json!({"remind": "later", "in_ms": 3_600_000}),
+    );
     std::thread::sleep(Duration::from_millis(300));
     request(&host, "ticker", json!({"stop": true}));
 
     let todo = addr_of(&mut host, "todo");
     let json_body = "content-type: application/json\r\n";
     for title in ["milk", "bread"] {
-        let (status, _) = http(&todo, "POST", "/todo/todos", json_body, &format!("{{\"title\": \"{title}\"}}"));
+        let (status, _) = http(
+            &todo,
+            "POST",
+            "/todo/todos",
+            json_body,
+            &format!("{{\"title\": \"{title}\"}}"),
+        );
         assert_eq!(status, 201);
     }
-    assert_eq!(http(&todo, "PATCH", "/todo/todos/4", json_body, "{\"done\": true}").0, 200);
+    assert_eq!(
+        http(
+            &todo,
+            "PATCH",
+            "/todo/todos/4",
+            json_body,
+            "{\"done\": true}"
+        )
+        .0,
+        200
+    );
     assert_eq!(http(&todo, "DELETE", "/todo/todos/1", "", "").0, 204);
-    assert_eq!(http(&todo, "POST", "/todo/todos", json_body, "not json").0, 400);
+    assert_eq!(
+        http(&todo, "POST", "/todo/todos", json_body, "not json").0,
+        400
+    );
     assert_eq!(http(&todo, "GET", "/todo/todos", "", "").0, 200);
     assert_eq!(http(&todo, "GET", "/todo/todos/99", "", "").0, 404);
 
     let notes = addr_of(&mut host, "notes");
-    assert_eq!(http(&notes, "PUT", "/notes/notes/hello", "", "# Hello\nworld").0, 201);
+    assert_eq!(
+        http(&notes, "PUT", "/notes/notes/hello", "", "# Hello\nworld").0,
+        201
+    );
     let big = "line of a long note\n".repeat(2000);
     assert_eq!(http(&notes, "PUT", "/notes/notes/big", "", &big).0, 201);
-    assert_eq!(http(&notes, "PUT", "/notes/notes/hello", "", "# Hello again").0, 200);
+    assert_eq!(
+        http(&notes, "PUT", "/notes/notes/hello", "", "# Hello again").0,
+        200
+    );
     assert_eq!(http(&notes, "GET", "/notes/notes", "", "").0, 200);
     assert_eq!(http(&notes, "GET", "/notes/notes/big", "", "").0, 200);
     assert_eq!(http(&notes, "GET", "/notes/search?q=again", "", "").0, 200);
-    assert_eq!(http(&notes, "PUT", "/notes/notes/..%2Fescape", "", "x").0, 403);
+    assert_eq!(
+        http(&notes, "PUT", "/notes/notes/..%2Fescape", "", "x").0,
+        403
+    );
     assert_eq!(http(&notes, "DELETE", "/notes/notes/hello", "", "").0, 204);
 
     let files = addr_of(&mut host, "fileserver");
     assert_eq!(http(&files, "GET", "/files/", "", "").0, 200);
     assert_eq!(http(&files, "GET", "/files/missing.txt", "", "").0, 404);
-    assert_eq!(http(&files, "GET", "/files/..%2F..%2Fetc%2Fpasswd", "", "").0, 403);
+    assert_eq!(
+        http(&files, "GET", "/files/..%2F..%2Fetc%2Fpasswd", "", "").0,
+        403
+    );
 
     let inventory = addr_of(&mut host, "inventory");
     let item = |name: &str, qty: i64| format!("{{\"name\": \"{name}\", \"qty\": {qty}}}");
-    assert_eq!(http(&inventory, "POST", "/inventory/items", json_body, &item("bolt", 10)).0, 201);
-    assert_eq!(http(&inventory, "POST", "/inventory/items", json_body, &item("nut", 5)).0, 201);
-    assert_eq!(http(&inventory, "POST", "/inventory/items", json_body, &item("bolt", 1)).0, 409);
+    assert_eq!(
+        http(
+            &inventory,
+            "POST",
+            "/inventory/items",
+            json_body,
+            &item("bolt", 10)
+        )
+        .0,
+        201
+    );
+    assert_eq!(
+        http(
+            &inventory,
+            "POST",
+            "/inventory/items",
+            json_body,
+            &item("nut", 5)
+        )
+        .0,
+        201
+    );
+    assert_eq!(
+        http(
+            &inventory,
+            "POST",
+            "/inventory/items",
+            json_body,
+            &item("bolt", 1)
+        )
+        .0,
+        409
+    );
     let moved = "{\"from\": \"bolt\", \"to\": \"nut\", \"qty\": 4}";
-    assert_eq!(http(&inventory, "POST", "/inventory/move", json_body, moved).0, 200);
+    assert_eq!(
+        http(&inventory, "POST", "/inventory/move", json_body, moved).0,
+        200
+    );
     assert_eq!(http(&inventory, "GET", "/inventory/items", "", "").0, 200);
-    request(&host, "inventory", json!({"sql": "SELECT name, qty FROM items ORDER BY name"}));
+    request(
+        &host,
+        "inventory",
+        json!({"sql": "SELECT name, qty FROM items ORDER BY name"}),
+    );
     failing(&host, "inventory", json!({"sql": "SELEKT nothing"}));
 
     let chat = addr_of(&mut host, "chat");
@@ -298,4 +385,3 @@ fn write_golden_v2() {
     )
     .unwrap();
 }
-

@@ -162,7 +162,13 @@ pub(crate) fn manifest(dir: &Path, example: &str, name: &str, extra: &str) -> Pa
 }
 
 /// One raw HTTP/1.1 exchange (connection closed after); status and body.
-pub(crate) fn http(addr: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,
@@ -325,6 +331,73 @@ fn run_send_stop_restart_and_run_again_with_the_same_state() {
     assert_eq!(status, 200);
     assert!(body.contains("persist me"), "{body}");
     host.stop();
+}
+
+/// Each `[interfaces.X]` section goes to capability X, which checks it: an unknown section or
+/// field, a missing or wrong field, a directory that is not there; each error names the
+/// file, the field and the problem, and nothing starts.
+#[test]
+fn interface_sections_are_checked_by_their_capability() {
+    let dir = tempfile::tempdir().unwrap();
+    for (section, field, problem) in [
+        (
+            "[interfaces.file]\ndir = \".\"\n",
+            "interfaces.file",
+            "no interface is called \"file\"",
+        ),
+        (
+            "[interfaces.files]\n",
+            "interfaces.files.dir",
+            "missing field `dir`",
+        ),
+        (
+            "[interfaces.files]\ndir = \"nowhere\"\n",
+            "interfaces.files.dir",
+            "no directory at",
+        ),
+        (
+            "[interfaces.files]\ndir = \".\"\nwritable = \"yes\"\n",
+            "interfaces.files.writable",
+            "expected a boolean",
+        ),
+        (
+            "[interfaces.timers]\nevery = 1\n",
+            "interfaces.timers.every",
+            "unknown field",
+        ),
+        (
+            "[interfaces.http]\nlisten = \"127.0.0.1:0\"\n",
+            "interfaces.http.listen",
+            "unknown field",
+        ),
+        (
+            "[interfaces.http]\naddr = \"localhost\"\n",
+            "interfaces.http.addr",
+            "not an IP address",
+        ),
+        (
+            "[interfaces.db]\npath = \"x.sqlite\"\n",
+            "interfaces.db.path",
+            "unknown field",
+        ),
+    ] {
+        let bad = manifest(dir.path(), "counter", "x", section);
+        let out = bin()
+            .arg("run")
+            .arg(&bad)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{section}: {said}");
+        assert!(
+            said.contains("x.toml")
+                && said.contains(&format!("`{field}`"))
+                && said.contains(problem),
+            "{section}: {said}"
+        );
+    }
 }
 
 #[test]

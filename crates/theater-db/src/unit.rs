@@ -1,6 +1,5 @@
-//! SQL for actors, behind one seam: [`Database`] runs a request (JSON in, JSON out), and
-//! [`run`] records it as a host call, so replay answers from the chain and needs no database.
-//! `theater-db` provides SQLite; a server database (PostgreSQL) can implement the same trait.
+//! An input's database unit: [`run`] records each request and opens the unit at the input's
+//! first write; it is committed with the entry, and [`reapply`]d after a crash in between.
 //!
 //! Requests and answers:
 //!
@@ -12,20 +11,13 @@
 //!
 //! Values are JSON: null, numbers, strings, booleans (as 0/1), and blobs as
 //! `{"blob_hex": "..."}`.
-//!
-//! An input's statements form one unit: [`run`] begins it at the input's first write
-//! (`execute` or `transaction`; a `query` must not write), and it is committed once the
-//! input's entry is durable (rolled back if the input fails), so an
-//! input never leaves half its writes behind. A database that records the last committed
-//! seq with each commit lets a restart apply the last entry's unit again if the host died
-//! between the entry and the commit ([`reapply`]).
 
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 use theater_chain::{Entry, Event, Payload};
 
-use crate::{HostCallError, HostCalls};
+use theater_core::{HostCallError, HostCalls};
 
 /// Name of a recorded database call: request as above, result `{"ok": answer}` or
 /// `{"error": message}` (with `"unit_lost": true` once the database ended the input's unit
@@ -77,6 +69,10 @@ pub trait Database: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Whether the input being handled opened its unit (kept in [`HostCalls::scratch`]).
+#[derive(Default)]
+struct UnitOpen(bool);
+
 /// The open unit of one input: committed by the runtime once the entry is durable, rolled
 /// back if dropped first (the input failed).
 struct Unit {
@@ -105,7 +101,7 @@ pub fn run(
         _ if host.is_replaying() => Value::Null,
         None => json!({"error": NOT_GRANTED}),
         Some(db) => {
-            let begun = if writes && !host.db_unit {
+            let begun = if writes && !host.peek::<UnitOpen>().is_some_and(|o| o.0) {
                 begin(db, host)
             } else {
                 Ok(())
@@ -134,7 +130,7 @@ pub fn run(
 /// input fails).
 fn begin(db: &Arc<dyn Database>, host: &mut HostCalls) -> Result<(), String> {
     db.begin_input()?;
-    host.db_unit = true;
+    host.scratch::<UnitOpen>().0 = true;
     let unit = Unit {
         db: Arc::clone(db),
         done: std::cell::Cell::new(false),

@@ -5,18 +5,19 @@
 //! missing file, a read-only grant) and `Err` only for a recorder or replay error, which
 //! fails the input.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Map, Value, json};
 use theater_chain::blob::{BLOB_THRESHOLD, stash, unstash};
 use theater_chain::{BlobStore, Entry, Event, Hash, Payload};
 
-use super::{
+use crate::{
     DirEntry, FILES_DELETE, FILES_LIST, FILES_READ, FILES_STAT, FILES_WRITE, FileError, FileGrant,
     FileInfo, MAX_READ_BYTES, NOT_GRANTED, Staged, apply, content_type, normalize,
     writable_path_past,
 };
-use crate::{HostCallError, HostCalls};
+use theater_core::{HostCallError, HostCalls};
 
 type Answer<T> = Result<Result<T, String>, HostCallError>;
 
@@ -70,14 +71,14 @@ fn malformed(name: &str) -> HostCallError {
 /// What this input staged at `path`: `Some(Some(bytes))` written, `Some(None)` deleted.
 fn staged(host: &HostCalls, path: &str) -> Option<Option<Arc<Vec<u8>>>> {
     let key = normalize(path).ok()?;
-    host.staged_files.get(&key).cloned()
+    staged_files(host).get(&key).cloned()
 }
 
 fn current(grant: &FileGrant, host: &HostCalls, path: &str) -> Result<Vec<u8>, FileError> {
     match staged(host, path) {
         Some(Some(bytes)) => Ok(bytes.to_vec()),
         Some(None) => Err(FileError::NotFound(path.to_string())),
-        None => super::read_at_most(&grant.dir, path, MAX_READ_BYTES),
+        None => crate::read_at_most(&grant.dir, path, MAX_READ_BYTES),
     }
 }
 
@@ -92,7 +93,7 @@ pub fn stat(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answ
                 content_type: content_type(path).to_string(),
             }),
             Some(None) => Err(FileError::NotFound(path.to_string())),
-            None => super::stat(&grant.dir, path),
+            None => crate::stat(&grant.dir, path),
         };
         match info {
             Ok(info) => Payload::json(json!({
@@ -181,17 +182,14 @@ fn listing(grant: &FileGrant, host: &HostCalls, path: &str) -> Result<Vec<DirEnt
     } else {
         format!("{key}/")
     };
-    let staged_below = host
-        .staged_files
-        .iter()
-        .filter(|(k, _)| k.starts_with(&prefix));
+    let staged_files = staged_files(host);
+    let staged_below = staged_files.iter().filter(|(k, _)| k.starts_with(&prefix));
     let mut entries: std::collections::BTreeMap<String, DirEntry> =
-        match super::list(&grant.dir, path) {
+        match crate::list(&grant.dir, path) {
             Ok(found) => found.into_iter().map(|e| (e.name.clone(), e)).collect(),
             // A directory this input created by writing into it.
             Err(FileError::NotFound(_))
-                if host
-                    .staged_files
+                if staged_files
                     .iter()
                     .any(|(k, v)| k.starts_with(&prefix) && v.is_some()) =>
             {
@@ -241,17 +239,18 @@ fn check_writable(grant: &FileGrant, host: &HostCalls, path: &str) -> Result<Str
     }
     // A file this input deleted may be on the way (it makes way for a directory): what is
     // on disk matters only up to it.
+    let staged_files = staged_files(host);
     let deleted_on_way = key
         .match_indices('/')
         .map(|(i, _)| &key[..i])
-        .find(|prefix| matches!(host.staged_files.get(*prefix), Some(None)));
+        .find(|prefix| matches!(staged_files.get(*prefix), Some(None)));
     writable_path_past(&grant.dir, &key, deleted_on_way)?;
     let refused = |reason: &str| FileError::Refused {
         path: path.to_string(),
         reason: reason.into(),
     };
     let below = format!("{key}/");
-    for (k, v) in &host.staged_files {
+    for (k, v) in &staged_files {
         if v.is_some() && key.starts_with(&format!("{k}/")) {
             return Err(refused("a directory on the way was written as a file"));
         }
@@ -314,7 +313,7 @@ pub fn delete(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> An
             Some(contents) => contents
                 .map(drop)
                 .ok_or_else(|| FileError::NotFound(path.to_string())),
-            None => super::resolve(&grant.dir, path).map(drop),
+            None => crate::resolve(&grant.dir, path).map(drop),
         };
         if let Err(e) = there {
             return error(e);
@@ -328,8 +327,40 @@ pub fn delete(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> An
 /// Stages a write (`Some`) or delete (`None`) of `key`: later calls of this input see it, and
 /// it is applied with the rest of the input's files once its entry is durable.
 fn stage(host: &mut HostCalls, grant: &FileGrant, key: String, contents: Option<Arc<Vec<u8>>>) {
-    host.staged_files.insert(key, contents);
-    host.staged_root.get_or_insert_with(|| grant.dir.clone());
+    let staging = host.scratch::<Staging>();
+    lock(&staging.files).insert(key, contents);
+    if staging.root.is_some() {
+        return;
+    }
+    // The first write of the input: its final effect on the directory is applied once the
+    // entry is durable.
+    staging.root = Some(grant.dir.clone());
+    let (root, files) = (grant.dir.clone(), Arc::clone(&staging.files));
+    host.on_commit(move |_| {
+        apply(&root, &lock(&files))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+}
+
+/// What the input being handled staged (see [`stage`]).
+#[derive(Default)]
+struct Staging {
+    /// Files written or deleted (`None`) so far, by normalised path.
+    files: Arc<Mutex<Staged>>,
+    /// The directory they go to, once the first is staged.
+    root: Option<PathBuf>,
+}
+
+fn lock(files: &Mutex<Staged>) -> std::sync::MutexGuard<'_, Staged> {
+    files.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A copy of what this input staged so far (the contents are shared, not copied).
+fn staged_files(host: &HostCalls) -> Staged {
+    host.peek::<Staging>()
+        .map(|s| lock(&s.files).clone())
+        .unwrap_or_default()
 }
 
 /// Applies again the file writes and deletes `entry` recorded, after a crash between making

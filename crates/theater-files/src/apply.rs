@@ -17,14 +17,14 @@ use std::sync::Arc;
 use cap_std::fs::{Dir, OpenOptions};
 use theater_chain::Hash;
 
-use super::{FileError, canonical_root, is_temporary, open_root};
+use crate::paths::{FileError, canonical_root, is_temporary, open_root};
 
 /// An input's file writes (`Some(contents)`) and deletes (`None`) by normalised path: what
 /// its later calls see, and what is applied once its entry is durable.
 pub type Staged = BTreeMap<String, Option<Arc<Vec<u8>>>>;
 
 /// Ends every temporary file name; names of this shape are reserved.
-pub(super) const TMP_SUFFIX: &str = ".theater-tmp";
+pub(crate) const TMP_SUFFIX: &str = ".theater-tmp";
 
 /// The longest file name a write may use: the common file-system limit (NAME_MAX).
 pub const MAX_NAME_BYTES: usize = 255;

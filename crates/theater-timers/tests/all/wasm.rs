@@ -6,12 +6,26 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use theater_chain::{ChainStore, Durability, Event, FileStore};
-use theater_core::timers::{Scheduled, TokioClock, pending_timers, timers};
 use theater_core::{ActorConfig, ActorHandle, ActorInput, ActorOutput, replay, spawn};
 use theater_test_support::id;
-use theater_wasm::{Limits, WasmHost};
+use theater_timers::{Scheduled, TimerGrant, Timers, TokioClock, pending_timers};
+use theater_wasm::{Capabilities, Limits, WasmActor, WasmConfig, WasmHost};
 
-use crate::support::{actor, host, runtime};
+fn host() -> WasmHost {
+    WasmHost::new(
+        WasmConfig::default()
+            .pooling(Some(64))
+            .capabilities(Capabilities::new().with(Timers::system())),
+    )
+    .unwrap()
+}
+
+fn actor(host: &WasmHost, example: &str, limits: Limits) -> WasmActor {
+    let component = host
+        .load_file(theater_test_support::example_component(example))
+        .unwrap();
+    host.actor(&component, &id(example), Value::Null, limits)
+}
 
 async fn ask(h: &ActorHandle, v: Value) -> Value {
     match h.call(ActorInput::request(v)).await.unwrap().output {
@@ -26,16 +40,22 @@ async fn ticker(
     base_ms: u64,
     pending: Vec<Scheduled>,
 ) -> ActorHandle {
-    let (t, scheduler) = timers(Arc::new(TokioClock::starting_at(base_ms)));
+    let grant = Arc::new(TimerGrant::new(
+        Arc::new(TokioClock::starting_at(base_ms)),
+        pending,
+    ));
     let host = host.clone();
     let handle = spawn(
-        move || actor(&host, "ticker", Limits::default()).with_timers(t.clone()),
+        {
+            let grant = Arc::clone(&grant);
+            move || actor(&host, "ticker", Limits::default()).with_grant("timers", grant.clone())
+        },
         chain,
         ActorConfig::default(),
     )
     .await
     .unwrap();
-    scheduler.run(handle.clone(), pending);
+    theater_wasm::Grant::start(&*grant, &handle);
     handle
 }
 
@@ -141,7 +161,14 @@ async fn timers_survive_a_restart_and_fire_late_once() {
 #[tokio::test]
 async fn timers_that_were_not_granted_are_an_error_to_the_guest() {
     let host = host();
-    let mut rt = runtime(&host, "ticker", Limits::default()).await;
+    let chain: Box<dyn ChainStore> = Box::new(theater_chain::MemoryStore::new(id("ticker")));
+    let mut rt = theater_core::ActorRuntime::start(
+        actor(&host, "ticker", Limits::default()),
+        chain,
+        theater_core::RuntimeConfig::default(),
+    )
+    .await
+    .unwrap();
     for request in [json!({"every_ms": 10}), json!({"stop": true})] {
         let h = rt
             .handle(ActorInput::request(request), vec![])
@@ -161,7 +188,10 @@ async fn timers_that_were_not_granted_are_an_error_to_the_guest() {
 async fn timers_set_before_a_pruned_chains_anchor_are_still_pending() {
     let host = host();
     let dir = tempfile::tempdir().unwrap();
-    let (t, scheduler) = timers(Arc::new(TokioClock::starting_at(2_000_000)));
+    let grant = Arc::new(TimerGrant::new(
+        Arc::new(TokioClock::starting_at(2_000_000)),
+        vec![],
+    ));
     let mut config = ActorConfig::default();
     config.runtime = theater_core::RuntimeConfig::default()
         .snapshot_every(Some(3))
@@ -171,15 +201,16 @@ async fn timers_set_before_a_pruned_chains_anchor_are_still_pending() {
         Box::new(FileStore::create(dir.path(), id("ticker"), Durability::EveryEntry).unwrap());
     let h = {
         let host = host.clone();
+        let grant = Arc::clone(&grant);
         spawn(
-            move || actor(&host, "ticker", Limits::default()).with_timers(t.clone()),
+            move || actor(&host, "ticker", Limits::default()).with_grant("timers", grant.clone()),
             chain,
             config,
         )
         .await
         .unwrap()
     };
-    scheduler.run(h.clone(), vec![]);
+    theater_wasm::Grant::start(&*grant, &h);
     ask(&h, json!({"every_ms": 1000})).await;
     ask(&h, json!({"remind": "renew", "in_ms": 60_000})).await;
     tokio::time::sleep(Duration::from_millis(3500)).await; // three runs

@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use theater_chain::{ChainStore, Durability, Event, FileStore, MemoryStore};
-use theater_core::files::{FileGrant, calls};
 use theater_core::{
     Actor, ActorError, ActorInput, ActorOutput, ActorRuntime, HostCalls, RuntimeConfig, replay,
 };
+use theater_files::{FileGrant, calls};
 use theater_test_support::id;
 
 /// Runs a list of file operations per request, answering each one's result. `{"op": "fail"}`
@@ -300,7 +300,7 @@ async fn writes_are_applied_once_durable_and_failed_inputs_write_nothing() {
     assert!(!root.join("a.txt").exists());
 
     // A file too large to read at once is refused (stat hashes it as it reads).
-    let huge = theater_core::files::MAX_READ_BYTES + 1;
+    let huge = theater_files::MAX_READ_BYTES + 1;
     std::fs::File::create(root.join("huge.bin"))
         .unwrap()
         .set_len(huge)
@@ -460,7 +460,7 @@ async fn a_write_past_a_deleted_file_is_checked_whole_and_listed_as_applied() {
     let (_tmp, root, chain_dir) = dirs();
     std::fs::write(root.join("a"), "a file").unwrap();
     let mut rt = start_on(scribe(&root), &chain_dir).await;
-    let too_long = format!("a/{}", "n".repeat(theater_core::files::MAX_NAME_BYTES + 1));
+    let too_long = format!("a/{}", "n".repeat(theater_files::MAX_NAME_BYTES + 1));
     let answers = run(
         &mut rt,
         json!([
@@ -502,12 +502,11 @@ async fn a_write_past_a_deleted_file_is_checked_whole_and_listed_as_applied() {
 async fn long_names_and_huge_files_are_handled_and_a_lost_grant_stops_the_repair() {
     let (_tmp, root, chain_dir) = dirs();
     let mut rt = start_on(scribe(&root), &chain_dir).await;
-    let longest = "n".repeat(theater_core::files::MAX_NAME_BYTES);
-    let too_long = "n".repeat(theater_core::files::MAX_NAME_BYTES + 1);
+    let longest = "n".repeat(theater_files::MAX_NAME_BYTES);
+    let too_long = "n".repeat(theater_files::MAX_NAME_BYTES + 1);
     // A sparse file over the read limit: deleting it reads nothing.
     let huge = std::fs::File::create(root.join("huge.bin")).unwrap();
-    huge.set_len(theater_core::files::MAX_READ_BYTES * 4)
-        .unwrap();
+    huge.set_len(theater_files::MAX_READ_BYTES * 4).unwrap();
     let answers = run(
         &mut rt,
         json!([
@@ -592,10 +591,7 @@ async fn a_refused_large_write_names_no_missing_blob() {
     assert!(answers[0]["error"].as_str().unwrap().contains("read-only"));
     let problems = theater_chain::blob::check_blobs(
         rt.chain(),
-        &[
-            theater_core::files::FILES_WRITE,
-            theater_core::files::FILES_READ,
-        ],
+        &[theater_files::FILES_WRITE, theater_files::FILES_READ],
     )
     .unwrap();
     assert!(problems.is_empty(), "{problems:?}");
@@ -770,11 +766,11 @@ fn links_swapped_in_while_files_are_used_never_lead_outside() {
         let mut i = 0;
         while i < 4000 || ((read == 0 || written == 0) && i < 400_000) {
             i += 1;
-            if let Ok(bytes) = theater_core::files::read(&root, "sub/secret") {
+            if let Ok(bytes) = theater_files::read(&root, "sub/secret") {
                 assert_eq!(bytes, b"inside", "read through a swapped-in link");
                 read += 1;
             }
-            if let Ok(list) = theater_core::files::list(&root, "sub") {
+            if let Ok(list) = theater_files::list(&root, "sub") {
                 assert!(
                     list.iter().all(|e| e.name != "only-outside"),
                     "listed outside"
@@ -785,7 +781,7 @@ fn links_swapped_in_while_files_are_used_never_lead_outside() {
                     "sub/planted".to_string(),
                     Some(std::sync::Arc::new(b"x".to_vec())),
                 )];
-                if theater_core::files::apply(&root, &staged.into_iter().collect()).is_ok() {
+                if theater_files::apply(&root, &staged.into_iter().collect()).is_ok() {
                     written += 1;
                 }
             }

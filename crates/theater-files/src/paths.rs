@@ -1,17 +1,5 @@
-//! Files under a granted directory: safe path resolution; the recorded operations an actor
-//! makes (module [`calls`]: stat, read, list, write, delete), answered from the chain during
-//! replay; and what the HTTP interface needs to serve a file an actor names by reference.
-//!
-//! Writes and deletes are staged while the input runs (its later reads see them) and applied
-//! once its entry is durable, before the actor handles anything else: an input that fails
-//! writes nothing, and the chain never names a write the directory did not get. Contents over
-//! [`theater_chain::blob::BLOB_THRESHOLD`] are recorded by hash, in the chain's blob store.
-
-mod apply;
-pub mod calls;
-
-use apply::TMP_SUFFIX;
-pub use apply::{MAX_NAME_BYTES, Staged, apply, writable_path, writable_path_past};
+//! Paths under a granted directory: safe resolution (no `..`, absolute paths or links out),
+//! reads, listings and the facts an actor may learn of a file.
 
 use std::fs;
 use std::io::Read;
@@ -23,51 +11,7 @@ use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
 use theater_chain::Hash;
 
-/// Name of a recorded file lookup: request `{"path"}`, result `{"size", "sha256",
-/// "content_type"}` or `{"error"}`.
-pub const FILES_STAT: &str = "theater:files/stat";
-/// Name of a recorded read: request `{"path"}`, result `{"size"}` with the contents as bytes
-/// (or under `$blob`), or `{"error"}`.
-pub const FILES_READ: &str = "theater:files/read";
-/// Name of a recorded listing: request `{"path"}`, result `{"entries": [{"name", "dir",
-/// "size"}]}` or `{"error"}`.
-pub const FILES_LIST: &str = "theater:files/list";
-/// Name of a recorded write: request `{"path", "size"}` with the contents as bytes (or under
-/// `$blob`), result `{}` or `{"error"}`.
-pub const FILES_WRITE: &str = "theater:files/write";
-/// Name of a recorded delete: request `{"path"}`, result `{}` or `{"error"}`.
-pub const FILES_DELETE: &str = "theater:files/delete";
-
-/// What an actor's file calls answer when its manifest granted no directory.
-pub const NOT_GRANTED: &str =
-    "no directory is granted to this actor (add [interfaces.files] to its manifest)";
-
-/// A directory granted to an actor.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileGrant {
-    /// The directory.
-    pub dir: PathBuf,
-    /// Whether the actor may write and delete files in it.
-    pub writable: bool,
-}
-
-impl FileGrant {
-    /// Read access to `dir`.
-    pub fn read_only(dir: impl Into<PathBuf>) -> Self {
-        FileGrant {
-            dir: dir.into(),
-            writable: false,
-        }
-    }
-
-    /// Read and write access to `dir`.
-    pub fn read_write(dir: impl Into<PathBuf>) -> Self {
-        FileGrant {
-            dir: dir.into(),
-            writable: true,
-        }
-    }
-}
+use crate::apply::TMP_SUFFIX;
 
 /// One entry of a directory listing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,18 +21,6 @@ pub struct DirEntry {
     /// Whether it is a directory.
     pub dir: bool,
     /// Its size in bytes (0 for a directory).
-    pub size: u64,
-}
-
-/// A file an actor answered with, by reference: the server sends its bytes, the chain holds
-/// its hash.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileRef {
-    /// The path, relative to the granted directory.
-    pub path: String,
-    /// The SHA-256 of the content the actor was told about.
-    pub sha256: Hash,
-    /// Its size in bytes.
     pub size: u64,
 }
 
@@ -159,7 +91,7 @@ pub fn normalize(rel: &str) -> Result<String, FileError> {
     Ok(parts.join("/"))
 }
 
-fn canonical_root(root: &Path, rel: &str) -> Result<PathBuf, FileError> {
+pub(crate) fn canonical_root(root: &Path, rel: &str) -> Result<PathBuf, FileError> {
     root.canonicalize().map_err(|e| FileError::Io {
         path: rel.to_string(),
         message: format!("the granted directory is unusable: {e}"),
@@ -198,7 +130,7 @@ fn resolve_existing(
 
 /// The granted directory as a capability (a directory handle): every access through it
 /// stays below it, whatever links on the way are, or become while it is used.
-fn open_root(root: &Path, rel: &str) -> Result<Dir, FileError> {
+pub(crate) fn open_root(root: &Path, rel: &str) -> Result<Dir, FileError> {
     Dir::open_ambient_dir(root, ambient_authority()).map_err(|e| FileError::Io {
         path: rel.to_string(),
         message: format!("the granted directory is unusable: {e}"),
@@ -302,7 +234,7 @@ pub fn list(root: &Path, rel: &str) -> Result<Vec<DirEntry>, FileError> {
     Ok(entries)
 }
 
-fn is_temporary(name: &str) -> bool {
+pub(crate) fn is_temporary(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(TMP_SUFFIX)
 }
 

@@ -1,17 +1,5 @@
-//! Timers: an actor sets one-shot or periodic timers; each firing reaches it as a recorded
-//! [`ActorInput::Timer`]. Setting and cancelling are recorded host calls (the due time reads
-//! the clock), and take effect only once the entry that made them is durable. The chain is
-//! the timer table: after a restart [`pending_timers`] rebuilds it, and a timer that came due
-//! while the host was down fires late, once, rather than never.
-//!
-//! An actor granted no timers gets an error from [`set`] and [`cancel`], recorded like any
-//! answer, so its chain replays.
-//!
-//! A cancel (or a re-set) takes effect once its entry is durable; a firing that had already
-//! left the scheduler by then (waiting in the mailbox, say) still arrives, once. The firing
-//! is recorded as it arrived, so replay agrees, and the rebuilt table ignores it. An actor that
-//! must not act on it keeps its own record of what it set and checks the firing against it
-//! (its name, and its `due_ms` against the one `set` returned).
+//! Timers: setting and cancelling them (recorded host calls), firing them into the actor, and
+//! rebuilding the table from the chain.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,7 +9,7 @@ use serde_json::json;
 use theater_chain::{ChainError, ChainStore, Event, Payload};
 use tokio::sync::mpsc;
 
-use crate::{ActorHandle, ActorInput, HostCallError, HostCalls};
+use theater_core::{ActorHandle, ActorInput, HostCallError, HostCalls};
 
 /// Name of a recorded timer set: request `{"name", "delay_ms", "every_ms"}`, result
 /// `{"due_ms"}` (milliseconds since the Unix epoch) or `{"error"}`.
@@ -97,7 +85,7 @@ enum Command {
 
 /// What an actor's host side uses to set and cancel its timers. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Timers {
+pub struct TimerHandle {
     tx: mpsc::UnboundedSender<Command>,
     clock: Arc<dyn Clock>,
 }
@@ -118,13 +106,13 @@ pub struct Scheduler {
     clock: Arc<dyn Clock>,
 }
 
-/// A timer service for one actor: the [`Timers`] its host functions use, and the
+/// A timer service for one actor: the [`TimerHandle`] its host functions use, and the
 /// [`Scheduler`] to start once the actor is spawned (the actor needs the first before its
 /// handle exists; the second needs the handle).
-pub fn timers(clock: Arc<dyn Clock>) -> (Timers, Scheduler) {
+pub fn timers(clock: Arc<dyn Clock>) -> (TimerHandle, Scheduler) {
     let (tx, rx) = mpsc::unbounded_channel();
     (
-        Timers {
+        TimerHandle {
             tx,
             clock: Arc::clone(&clock),
         },
@@ -137,7 +125,7 @@ pub fn timers(clock: Arc<dyn Clock>) -> (Timers, Scheduler) {
 /// of the same name. Returns when it is due (ms since the Unix epoch), or the error the actor
 /// gets: timers not granted, a period of 0, or a delay or period over [`MAX_DELAY`].
 pub fn set(
-    timers: Option<&Timers>,
+    timers: Option<&TimerHandle>,
     host: &mut HostCalls,
     name: &str,
     delay: Duration,
@@ -188,7 +176,7 @@ pub fn set(
 /// Cancels timer `name`, if set, through `timers` (`None`: not granted, and in replay).
 /// Recorded, so the chain knows; the error is the one the actor gets.
 pub fn cancel(
-    timers: Option<&Timers>,
+    timers: Option<&TimerHandle>,
     host: &mut HostCalls,
     name: &str,
 ) -> Result<Result<(), String>, HostCallError> {
@@ -282,14 +270,14 @@ pub fn pending_timers(chain: &dyn ChainStore) -> Result<Vec<Scheduled>, ChainErr
     Ok(table_at_head(chain)?.into_values().collect())
 }
 
-/// What a snapshot at the chain's head carries for timers: `{"timers": [...]}`, the table at
-/// the head.
+/// What a snapshot at the chain's head carries for timers (under `"timers"`): the table at
+/// the head, `[{"name", "due_ms", "every_ms"}]`.
 pub fn snapshot_host(chain: &dyn ChainStore) -> Result<serde_json::Value, ChainError> {
     let timers: Vec<_> = table_at_head(chain)?
         .values()
         .map(|t| json!({"name": t.name, "due_ms": t.due_ms, "every_ms": t.every_ms}))
         .collect();
-    Ok(json!({ SNAPSHOT_KEY: timers }))
+    Ok(json!(timers))
 }
 
 const SNAPSHOT_KEY: &str = "timers";
@@ -562,7 +550,7 @@ mod tests {
         ];
         assert_eq!(pending_timers(&chain).unwrap(), expected);
         let host = snapshot_host(&chain).unwrap();
-        let names: Vec<&Value> = host["timers"]
+        let names: Vec<&Value> = host
             .as_array()
             .unwrap()
             .iter()

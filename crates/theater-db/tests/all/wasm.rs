@@ -5,12 +5,26 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use theater_chain::{ChainStore, MemoryStore};
-use theater_core::db::Database;
 use theater_core::{ActorInput, ActorRuntime, RuntimeConfig, replay};
+use theater_db::{Database, Db, DbGrant};
 use theater_test_support::id;
-use theater_wasm::Limits;
+use theater_wasm::{Capabilities, Limits, WasmActor, WasmConfig, WasmHost};
 
-use crate::support::{actor, host};
+fn host() -> WasmHost {
+    WasmHost::new(
+        WasmConfig::default()
+            .pooling(Some(64))
+            .capabilities(Capabilities::new().with(Db)),
+    )
+    .unwrap()
+}
+
+fn actor(host: &WasmHost, example: &str, limits: Limits) -> WasmActor {
+    let component = host
+        .load_file(theater_test_support::example_component(example))
+        .unwrap();
+    host.actor(&component, &id(example), Value::Null, limits)
+}
 
 /// A database that answers every request with no change.
 #[derive(Debug)]
@@ -26,7 +40,12 @@ impl Database for Nothing {
 async fn a_database_that_is_no_longer_granted_is_a_recorded_error_to_the_guest() {
     let host = host();
     let chain: Box<dyn ChainStore> = Box::new(MemoryStore::new(id("inventory")));
-    let granted = actor(&host, "inventory", Limits::default()).with_database(Arc::new(Nothing));
+    let granted = actor(&host, "inventory", Limits::default()).with_grant(
+        "db",
+        Arc::new(DbGrant {
+            db: Arc::new(Nothing),
+        }),
+    );
     let rt = ActorRuntime::start(granted, chain, RuntimeConfig::default())
         .await
         .unwrap();

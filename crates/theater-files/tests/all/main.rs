@@ -1,0 +1,8 @@
+//! Integration tests of the files capability.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is how a test reports failure"
+)]
+
+mod files;

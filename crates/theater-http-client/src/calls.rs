@@ -1,0 +1,118 @@
+//! The recorded call: what a request and its answer look like in the chain, live and in
+//! replay.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use theater_chain::Payload;
+use theater_chain::blob::{stash, unstash};
+use theater_core::{HostCallError, HostCalls};
+
+use crate::{FetchError, HttpClientGrant, NOT_GRANTED, Request, Response, SEND};
+
+/// A request as recorded: its body beside it (as bytes, or as a blob when large).
+#[derive(Serialize)]
+struct RecordedRequest<'a> {
+    method: &'a str,
+    url: &'a str,
+    headers: &'a [(String, String)],
+}
+
+/// An answer as recorded: `{"ok": {"status", "headers"}}` with the body beside it, or
+/// `{"error": {"kind", "message"}}`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RecordedAnswer {
+    Ok {
+        status: u16,
+        headers: Vec<(String, String)>,
+    },
+    Error(FetchError),
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn blob_error(e: theater_chain::ChainError) -> HostCallError {
+    HostCallError::Blob(e.to_string())
+}
+
+/// Sends `request` through `grant` (`None`: not granted), recorded in the input being
+/// handled; in replay the recorded answer is returned and nothing is sent. The outer error is
+/// the recorder's (replay found another call); the inner one is what the actor sees.
+pub async fn send(
+    grant: Option<&HttpClientGrant>,
+    host: &mut HostCalls,
+    request: Request,
+) -> Result<Result<Response, FetchError>, HostCallError> {
+    let shape = RecordedRequest {
+        method: &request.method,
+        url: &request.url,
+        headers: &request.headers,
+    };
+    let json = serde_json::to_value(&shape).map_err(|e| HostCallError::Blob(e.to_string()))?;
+    // Large bodies are recorded by hash, live and in replay alike (live, stored beside the
+    // entry).
+    let blobs = host.blob_store();
+    let recorded_request =
+        stash(object(json), request.body.clone(), blobs.as_deref()).map_err(blob_error)?;
+    let replaying = host.is_replaying();
+    let mut live_body = None;
+    let (kept, request) = (&mut live_body, &request);
+    let answer = host
+        .call(SEND, recorded_request, move || async move {
+            if replaying {
+                return Payload::default();
+            }
+            let outcome = match grant {
+                Some(g) => crate::fetch::fetch(&g.limits, request).await,
+                None => Err(FetchError::Refused(NOT_GRANTED.into())),
+            };
+            let (answer, body) = match outcome {
+                Ok(r) => (
+                    RecordedAnswer::Ok {
+                        status: r.status,
+                        headers: r.headers,
+                    },
+                    r.body,
+                ),
+                Err(e) => (RecordedAnswer::Error(e), Vec::new()),
+            };
+            let json = serde_json::to_value(&answer).unwrap_or_default();
+            match stash(object(json), body.clone(), blobs.as_deref()) {
+                Ok(p) => {
+                    *kept = Some(body);
+                    p
+                }
+                Err(e) => {
+                    let e = FetchError::Unreachable(format!("cannot record the response: {e}"));
+                    Payload::json(
+                        serde_json::to_value(RecordedAnswer::Error(e)).unwrap_or_default(),
+                    )
+                }
+            }
+        })
+        .await?;
+    let malformed = || HostCallError::Malformed { name: SEND.into() };
+    let mut json = answer.json.clone();
+    if let Some(m) = json.as_object_mut() {
+        m.remove(theater_chain::blob::BLOB_KEY);
+    }
+    match serde_json::from_value::<RecordedAnswer>(json).map_err(|_| malformed())? {
+        RecordedAnswer::Error(e) => Ok(Err(e)),
+        RecordedAnswer::Ok { status, headers } => {
+            let body = match live_body {
+                Some(b) => b,
+                None => unstash(&answer, host.blobs()).map_err(blob_error)?,
+            };
+            Ok(Ok(Response {
+                status,
+                headers,
+                body,
+            }))
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! # theater-http-client
+//!
+//! The outbound HTTP capability (`[interfaces.http-client]`): an actor sends HTTP requests
+//! to the hosts its manifest grants.
+//!
+//! - Each request and its response are recorded in the actor's chain (bodies over
+//!   [`theater_chain::blob::BLOB_THRESHOLD`] by hash, in the chain's blob store), so replay
+//!   needs no network and answers exactly what the actor saw.
+//! - A host not granted is refused before anything is sent, and the refusal is recorded like
+//!   any answer. A loopback target (`localhost`, `127.0.0.1`, `::1`, or a name resolving to
+//!   one) is reached only when the manifest names it exactly, never through a wildcard.
+//! - The whole exchange has a timeout, and a response body over the size limit is refused.
+//!   Failures are typed ([`FetchError`]): refused, invalid, unreachable, timeout, too large.
+//! - Plain `http://` only, for now: an `https://` URL is an `invalid` error.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use theater_http_client::HttpClient;
+//! use theater_wasm::{Capabilities, WasmConfig, WasmHost};
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! let host = WasmHost::new(
+//!     WasmConfig::default().capabilities(Capabilities::new().with(HttpClient)),
+//! )?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod allow;
+pub mod calls;
+mod config;
+mod fetch;
+mod host;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::HttpClientConfig;
+
+use serde::{Deserialize, Serialize};
+use theater_wasm::{Capability, FieldError, Grant, HostState, Manifest, Setup};
+use wasmtime::component::Linker;
+
+/// Name of a recorded request: request `{"method", "url", "headers"}` with the body as bytes
+/// (or under `$blob`); result `{"ok": {"status", "headers"}}` with the body likewise, or
+/// `{"error": {"kind", "message"}}`.
+pub const SEND: &str = "theater:http-client/send";
+
+/// What an actor granted no outbound HTTP gets (recorded like any answer).
+pub const NOT_GRANTED: &str =
+    "outbound HTTP is not granted to this actor (add [interfaces.http-client] to its manifest)";
+
+/// An outbound request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// An absolute `http://` URL.
+    pub url: String,
+    /// Header names and values.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// A response, read whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header names (lowercase) and values.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// Why a request got no response: the kind is data, recorded as such.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", content = "message", rename_all = "kebab-case")]
+pub enum FetchError {
+    /// The host is not granted (or outbound HTTP is not).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The URL or the request is malformed.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The host could not be reached.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// No complete response in time.
+    #[error("timeout: {0}")]
+    Timeout(String),
+    /// The response body is over the limit.
+    #[error("too large: {0}")]
+    TooLarge(String),
+}
+
+/// What one actor may reach: what its `send` import holds.
+#[derive(Clone, Debug)]
+pub struct HttpClientGrant {
+    limits: fetch::Limits,
+}
+
+impl HttpClientGrant {
+    /// A grant from a checked config.
+    pub fn new(config: &HttpClientConfig) -> Result<Self, FieldError> {
+        let allow = config
+            .allow
+            .iter()
+            .map(|e| allow::parse(e))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| FieldError::at("allow", e))?;
+        if config.timeout_ms == 0 {
+            return Err(FieldError::at("timeout_ms", "must be at least 1"));
+        }
+        Ok(HttpClientGrant {
+            limits: fetch::Limits {
+                allow,
+                timeout: Duration::from_millis(config.timeout_ms),
+                max_response_bytes: config.max_response_bytes,
+            },
+        })
+    }
+}
+
+impl Grant for HttpClientGrant {}
+
+/// The outbound HTTP capability. Its grant is an [`HttpClientGrant`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HttpClient;
+
+impl Capability for HttpClient {
+    const NAME: &'static str = "http-client";
+    type Config = HttpClientConfig;
+
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        theater_wasm::bindings::theater::actor::http_client::add_to_linker::<_, host::Data>(
+            linker,
+            host::view,
+        )
+    }
+
+    fn check(&self, config: &HttpClientConfig, _: &Manifest) -> Result<(), FieldError> {
+        HttpClientGrant::new(config).map(drop)
+    }
+
+    fn grant(&self, config: &HttpClientConfig, _: &Setup<'_>) -> anyhow::Result<Arc<dyn Grant>> {
+        let grant = HttpClientGrant::new(config).map_err(|e| anyhow::anyhow!(e.message))?;
+        Ok(Arc::new(grant))
+    }
+
+    fn blob_calls(&self) -> &'static [&'static str] {
+        &[SEND]
+    }
+}

@@ -1,0 +1,234 @@
+//! Outbound HTTP with the fetcher example against a real loopback server: success, a host not
+//! granted, a timeout, a body over the limit, a connection refused; and replay with the
+//! server gone.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is how a test reports failure"
+)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use theater_chain::{ChainStore, Durability, Event, FileStore};
+use theater_core::{ActorInput, ActorOutput, ActorRuntime, RuntimeConfig, replay};
+use theater_http_client::{HttpClient, HttpClientConfig, HttpClientGrant, SEND};
+use theater_test_support::{example_component, id};
+use theater_wasm::{Capabilities, Limits, WasmActor, WasmConfig, WasmHost};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A loopback server: `/doc.json`, `/big.json` (20 KiB of JSON), `/huge` (64 KiB),
+/// `/slow` (answers after 3 s), `/text`. Stops when dropped.
+struct Server {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn server() -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&head);
+                let path = line.split(' ').nth(1).unwrap_or("/").to_string();
+                let (status, body) = match path.as_str() {
+                    "/doc.json" => ("200 OK", json!({"hello": "world", "n": 1}).to_string()),
+                    "/big.json" => ("200 OK", json!({"filler": "x".repeat(20_000)}).to_string()),
+                    "/huge" => ("200 OK", "y".repeat(64 << 10)),
+                    "/text" => ("200 OK", "plain words".to_string()),
+                    "/slow" => {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        ("200 OK", "{}".to_string())
+                    }
+                    _ => (
+                        "404 Not Found",
+                        "{\"error\": \"no such document\"}".to_string(),
+                    ),
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    Server { addr, task }
+}
+
+fn host() -> WasmHost {
+    WasmHost::new(
+        WasmConfig::default()
+            .pooling(None)
+            .capabilities(Capabilities::new().with(HttpClient)),
+    )
+    .unwrap()
+}
+
+fn fetcher(host: &WasmHost, allow: &[String]) -> WasmActor {
+    let component = host.load_file(example_component("fetcher")).unwrap();
+    let actor = host.actor(&component, &id("fetcher"), Value::Null, Limits::default());
+    let config = HttpClientConfig {
+        allow: allow.to_vec(),
+        timeout_ms: 500,
+        max_response_bytes: 32 << 10,
+    };
+    actor.with_grant(
+        "http-client",
+        std::sync::Arc::new(HttpClientGrant::new(&config).unwrap()),
+    )
+}
+
+async fn ask(rt: &mut ActorRuntime<WasmActor>, request: Value) -> Value {
+    let handled = rt
+        .handle(ActorInput::request(request), vec![])
+        .await
+        .unwrap();
+    match handled.result.unwrap() {
+        ActorOutput::Reply { payload } => payload,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn chain(dir: &Path) -> Box<dyn ChainStore> {
+    Box::new(FileStore::create(dir, id("fetcher"), Durability::None).unwrap())
+}
+
+/// The kinds of the errors the chain recorded for the actor's requests, in order.
+fn recorded(chain: &dyn ChainStore) -> Vec<String> {
+    (0..chain.len())
+        .flat_map(|s| chain.get(s).unwrap().host_calls().to_vec())
+        .filter(|c| c.name == SEND)
+        .map(|c| match c.result.json.get("error") {
+            Some(e) => e["kind"].as_str().unwrap().to_string(),
+            None => format!("ok {}", c.result.json["ok"]["status"]),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_answered_refused_or_failed_by_kind_and_replay_without_the_server() {
+    let server = server().await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let host = host();
+    let allow = vec![server.addr.to_string(), dead.to_string(), "*".to_string()];
+    let mut rt = ActorRuntime::start(
+        fetcher(&host, &allow),
+        chain(dir.path()),
+        RuntimeConfig::default(),
+    )
+    .await
+    .unwrap();
+    let url = |path: &str| format!("http://{}{path}", server.addr);
+
+    let got = ask(&mut rt, json!({"fetch": url("/doc.json")})).await;
+    assert_eq!(got["status"], 200, "{got}");
+    assert_eq!(got["document"], json!({"hello": "world", "n": 1}));
+    assert_eq!(got["cached"], false);
+    let again = ask(&mut rt, json!({"fetch": url("/doc.json")})).await;
+    assert_eq!(
+        again["cached"], true,
+        "a cached document is not fetched again"
+    );
+    let big = ask(&mut rt, json!({"fetch": url("/big.json")})).await;
+    assert_eq!(big["document"]["filler"].as_str().unwrap().len(), 20_000);
+
+    let kind = |v: &Value| v["error"]["kind"].as_str().unwrap_or("none").to_string();
+    // Not granted: another port of the loopback server's address (a wildcard never reaches
+    // loopback), and `localhost`, which is not named.
+    let other_port = format!("http://127.0.0.1:{}/doc.json", server.addr.port() ^ 1);
+    assert_eq!(
+        kind(&ask(&mut rt, json!({"fetch": other_port})).await),
+        "refused"
+    );
+    let by_name = format!("http://localhost:{}/doc.json", server.addr.port());
+    assert_eq!(
+        kind(&ask(&mut rt, json!({"fetch": by_name})).await),
+        "refused"
+    );
+    let slow = ask(&mut rt, json!({"fetch": url("/slow")})).await;
+    assert_eq!(kind(&slow), "timeout", "{slow}");
+    let huge = ask(&mut rt, json!({"fetch": url("/huge")})).await;
+    assert_eq!(kind(&huge), "too-large", "{huge}");
+    let refused = ask(&mut rt, json!({"fetch": format!("http://{dead}/x")})).await;
+    assert_eq!(kind(&refused), "unreachable", "{refused}");
+    let text = ask(&mut rt, json!({"fetch": url("/text")})).await;
+    assert_eq!(kind(&text), "not-json");
+    let bad = ask(&mut rt, json!({"fetch": "ftp://example.com/x"})).await;
+    assert_eq!(kind(&bad), "invalid");
+    rt.commit().unwrap();
+    let state = rt.state().clone();
+    assert_eq!(state["failures"], 7, "{state}");
+    assert_eq!(
+        recorded(rt.chain()),
+        [
+            "ok 200",
+            "ok 200",
+            "refused",
+            "refused",
+            "timeout",
+            "too-large",
+            "unreachable",
+            "ok 200",
+            "invalid"
+        ]
+    );
+    // The 20 KiB body lives beside its entry, by hash.
+    let blobs = std::fs::read_dir(dir.path().join("blobs")).unwrap().count();
+    assert!(blobs >= 1, "the large response is a blob");
+    drop(rt);
+    drop(server);
+
+    // Replay, with the server gone and no grant: every answer comes from the chain.
+    let stored = FileStore::open_read_only(dir.path()).unwrap();
+    stored.verify().unwrap();
+    let component = host.load_file(example_component("fetcher")).unwrap();
+    let mut bare = host.actor(&component, &id("fetcher"), Value::Null, Limits::default());
+    let report = replay(&mut bare, &stored).await.unwrap();
+    assert_eq!(report.state, state);
+    assert!(matches!(
+        stored.get(1).unwrap().event(),
+        Event::Input { .. }
+    ));
+}
+
+#[tokio::test]
+async fn an_actor_granted_nothing_is_refused_and_the_refusal_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host();
+    let component = host.load_file(example_component("fetcher")).unwrap();
+    let bare = host.actor(&component, &id("fetcher"), Value::Null, Limits::default());
+    let mut rt = ActorRuntime::start(bare, chain(dir.path()), RuntimeConfig::default())
+        .await
+        .unwrap();
+    let got = ask(&mut rt, json!({"fetch": "http://example.com/doc.json"})).await;
+    assert_eq!(got["error"]["kind"], "refused");
+    let message = got["error"]["message"].as_str().unwrap();
+    assert!(message.contains("[interfaces.http-client]"), "{message}");
+    assert_eq!(recorded(rt.chain()), ["refused"]);
+}

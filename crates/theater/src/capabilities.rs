@@ -1,0 +1,16 @@
+//! The capabilities this host runs with: the one list that names them. Adding a capability
+//! to Theater is adding its crate here (see docs/ARCHITECTURE.md, "Adding a capability").
+
+use theater_msg::Registry;
+use theater_wasm::Capabilities;
+
+/// Every capability, for actors messaging through `registry`.
+pub(crate) fn all(registry: &Registry) -> Capabilities {
+    Capabilities::new()
+        .with(theater_msg::Msg::new(registry.clone()))
+        .with(theater_files::Files)
+        .with(theater_timers::Timers::system())
+        .with(theater_db::Db)
+        .with(theater_http::Http::new())
+        .with(theater_http_client::HttpClient)
+}
