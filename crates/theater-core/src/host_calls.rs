@@ -15,7 +15,7 @@ pub type Effect = Box<dyn FnOnce(ChainRef) -> BoxFuture<'static, ()> + Send>;
 
 /// A write to the world (a file, a database commit) to apply once the entry (whose seq it is
 /// given) is durable, before the actor handles anything else; an error names what failed.
-pub type Write = Box<dyn FnOnce(u64) -> Result<(), String> + Send>;
+pub type Write = Box<dyn FnOnce(u64) -> BoxFuture<'static, Result<(), String>> + Send>;
 
 /// The recorder an actor's host side uses for every call that reads the outside world.
 ///
@@ -269,7 +269,19 @@ impl HostCalls {
     /// chain says the write happened), and a restart applies the entry's writes again.
     pub fn on_commit(&mut self, write: impl FnOnce(u64) -> Result<(), String> + Send + 'static) {
         if self.replay.is_none() {
-            self.writes.push(Box::new(write));
+            self.writes
+                .push(Box::new(move |seq| Box::pin(async move { write(seq) })));
+        }
+    }
+
+    /// [`HostCalls::on_commit`] for a write that waits (a database commit over the network).
+    pub fn on_commit_async<F, Fut>(&mut self, write: F)
+    where
+        F: FnOnce(u64) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        if self.replay.is_none() {
+            self.writes.push(Box::new(move |seq| Box::pin(write(seq))));
         }
     }
 

@@ -144,7 +144,7 @@ impl<A: Actor> ActorRuntime<A> {
                 .with_refs(recorded.refs);
             let appended = chain.append(entry)?;
             chain.sync()?;
-            apply_writes(&mut *chain, appended.seq, recorded.writes)?;
+            apply_writes(&mut *chain, appended.seq, recorded.writes).await?;
             let at = ChainRef {
                 chain: chain.id().clone(),
                 seq: appended.seq,
@@ -295,7 +295,7 @@ impl<A: Actor> ActorRuntime<A> {
             // Writes need their entry durable first (a commit of its own under group
             // commit), and are applied before anything else happens.
             self.chain.sync()?;
-            if let Err(e) = apply_writes(&mut *self.chain, appended.seq, recorded.writes) {
+            if let Err(e) = apply_writes(&mut *self.chain, appended.seq, recorded.writes).await {
                 if let RuntimeError::Apply { seq, reason } = &e {
                     self.unapplied = Some((*seq, reason.clone()));
                 }
@@ -414,7 +414,7 @@ fn estimate_snapshot_cost(state: &State) -> Duration {
 }
 
 /// Applies a durable entry's writes in order, then marks them applied.
-fn apply_writes(
+async fn apply_writes(
     chain: &mut dyn ChainStore,
     seq: u64,
     writes: Vec<crate::Write>,
@@ -423,7 +423,9 @@ fn apply_writes(
         return Ok(());
     }
     for write in writes {
-        write(seq).map_err(|reason| RuntimeError::Apply { seq, reason })?;
+        write(seq)
+            .await
+            .map_err(|reason| RuntimeError::Apply { seq, reason })?;
     }
     chain.set_writes_applied(seq)?;
     Ok(())

@@ -16,7 +16,7 @@ impl Host for View<'_> {
             Err(e) => return Ok(Err(format!("the request is not valid JSON: {e}"))),
         };
         let grant = self.0.grant::<DbGrant>();
-        let r = unit::run(grant.as_ref().map(|g| &g.db), self.0.calls(), request);
+        let r = unit::run(grant.as_ref().map(|g| &g.db), self.0.calls(), request).await;
         Ok(self.0.record(r)?.map(|answer| to_canonical_json(&answer)))
     }
 }

@@ -20,14 +20,14 @@
 //!
 //! ```
 //! use serde_json::json;
-//! use theater_db::{Database, Sqlite};
+//! use theater_db::Sqlite;
 //!
 //! let db = Sqlite::open_in_memory()?;
 //! db.run(&json!({"execute": "CREATE TABLE t (x INTEGER)"}))?;
 //! db.run(&json!({"execute": "INSERT INTO t VALUES (?1)", "params": [42]}))?;
 //! let rows = db.run(&json!({"query": "SELECT x FROM t"}))?;
 //! assert_eq!(rows, json!({"columns": ["x"], "rows": [[42]]}));
-//! # Ok::<(), String>(())
+//! # Ok::<(), theater_db::DbError>(())
 //! ```
 
 mod config;
@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 pub use config::DbConfig;
 pub use sqlite::{DEFAULT_MAX_RESULT_BYTES, DEFAULT_TIME_LIMIT, Sqlite};
-pub use unit::{DB_RUN, Database, NOT_GRANTED, reapply, run, same_answer};
+pub use unit::{DB_RUN, Database, DbError, DbErrorKind, NOT_GRANTED, reapply, run, same_answer};
 
 use theater_chain::{BlobStore, Entry};
 use theater_wasm::{Capability, Grant, HostState, Setup};
@@ -52,9 +52,10 @@ pub struct DbGrant {
     pub db: Arc<dyn Database>,
 }
 
+#[async_trait::async_trait]
 impl Grant for DbGrant {
-    fn reapply(&self, entry: &Entry, _blobs: &dyn BlobStore) -> Result<(), String> {
-        if reapply(&*self.db, entry)? {
+    async fn reapply(&self, entry: &Entry, _blobs: &dyn BlobStore) -> Result<(), String> {
+        if reapply(&*self.db, entry).await? {
             tracing::info!(seq = entry.seq(), "applied the entry's SQL again");
         }
         Ok(())

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::Database;
+use crate::{Database, DbError};
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::{Value as Sql, ValueRef};
 use rusqlite::{Connection, ErrorCode, params_from_iter};
@@ -163,14 +163,14 @@ fn params(request: &Value) -> Result<Vec<Sql>, String> {
 
 impl Limits {
     /// An error as the actor sees it: an interrupt names the time limit.
-    fn error(&self, e: rusqlite::Error) -> String {
+    fn error(&self, e: rusqlite::Error) -> DbError {
         if e.sqlite_error_code() == Some(ErrorCode::OperationInterrupted) {
-            format!(
+            DbError::limit(format!(
                 "query interrupted after {} ms (the database's time limit per request)",
                 self.time.as_millis()
-            )
+            ))
         } else {
-            e.to_string()
+            DbError::refused(e.to_string())
         }
     }
 }
@@ -182,14 +182,14 @@ fn statement(
     request: &Value,
     limits: &Limits,
     budget: &mut usize,
-) -> Result<Value, String> {
+) -> Result<Value, DbError> {
     let err = |e: rusqlite::Error| limits.error(e);
     if let Some(sql) = request.get("query").and_then(Value::as_str) {
         let mut stmt = conn.prepare_cached(sql).map_err(err)?;
         if !stmt.readonly() {
-            return Err(format!(
+            return Err(DbError::refused(format!(
                 "a query may only read; use {{\"execute\": ...}} to write ({sql})"
-            ));
+            )));
         }
         let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
         let n = columns.len();
@@ -202,10 +202,10 @@ fn statement(
             for i in 0..n {
                 let (v, size) = from_sql(row.get_ref(i).map_err(err)?);
                 *budget = budget.checked_sub(size).ok_or_else(|| {
-                    format!(
+                    DbError::limit(format!(
                         "result over {} bytes (the database's limit per request)",
                         limits.result_bytes
-                    )
+                    ))
                 })?;
                 r.push(v);
             }
@@ -232,9 +232,9 @@ fn statement(
             rowid => json!({"changes": changes, "last_insert_rowid": rowid}),
         });
     }
-    Err(format!(
+    Err(DbError::refused(format!(
         "expected {{\"query\": sql}}, {{\"execute\": sql}} or {{\"transaction\": [...]}}, got {request}"
-    ))
+    )))
 }
 
 impl Sqlite {
@@ -331,7 +331,7 @@ impl Sqlite {
         conn: &Connection,
         request: &Value,
         budget: &mut usize,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, DbError> {
         if request.get("execute").is_some() {
             // (The host's statement: prepared before the authorizer's checks are on.)
             // Not cached: the cache is shared with the actor's SQL, which must never be handed
@@ -340,14 +340,14 @@ impl Sqlite {
                 "INSERT OR REPLACE INTO temp.{ROWID_RESET} (rowid) VALUES (0)"
             ))
             .and_then(|mut s| s.execute([]))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| DbError::unavailable(e.to_string()))?;
         }
         self.guest.store(true, Ordering::Relaxed);
         let r = statement(conn, request, &self.limits, budget);
         self.guest.store(false, Ordering::Relaxed);
         r.map_err(|e| {
-            if e.contains("not authorized") {
-                format!("{e}: an actor's SQL may not begin, commit or roll back transactions (the host does), attach databases, set pragmas, or create, change or shadow {APPLIED}")
+            if e.message.contains("not authorized") {
+                e.context_after(&format!(": an actor's SQL may not begin, commit or roll back transactions (the host does), attach databases, set pragmas, or create, change or shadow {APPLIED}"))
             } else {
                 e
             }
@@ -360,7 +360,7 @@ impl Sqlite {
         conn: &mut Connection,
         request: &Value,
         mut budget: usize,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, DbError> {
         let Some(list) = request.get("transaction") else {
             return self.guest_statement(conn, request, &mut budget);
         };
@@ -369,22 +369,25 @@ impl Sqlite {
             .ok_or("transaction must be an array of requests")?;
         // Dropping it without commit rolls it back: all or nothing. A savepoint nests inside
         // an input's open transaction.
-        let tx = conn.savepoint().map_err(|e| e.to_string())?;
+        let tx = conn
+            .savepoint()
+            .map_err(|e| DbError::unavailable(e.to_string()))?;
         let mut results = Vec::with_capacity(list.len());
         for (i, r) in list.iter().enumerate() {
             let answer = self
                 .guest_statement(&tx, r, &mut budget)
-                .map_err(|e| format!("statement {i} failed, nothing was applied: {e}"))?;
+                .map_err(|e| e.context(&format!("statement {i} failed, nothing was applied")))?;
             results.push(answer);
         }
-        tx.commit().map_err(|e| e.to_string())?;
+        tx.commit()
+            .map_err(|e| DbError::unavailable(e.to_string()))?;
         Ok(json!({"results": results}))
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, String> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, DbError> {
         self.inner
             .lock()
-            .map_err(|_| "the database is unusable after a panic".to_string())
+            .map_err(|_| DbError::unavailable("the database is unusable after a panic"))
     }
 }
 
@@ -402,11 +405,11 @@ impl Inner {
 
 impl Sqlite {
     /// Runs `request`, within the time and size limits if `limited`.
-    fn run_limited(&self, request: &Value, limited: bool) -> Result<Value, String> {
+    fn run_limited(&self, request: &Value, limited: bool) -> Result<Value, DbError> {
         let mut inner = self.lock()?;
         // Once the unit is lost a write would autocommit before the entry is durable.
         if inner.lost() {
-            return Err(UNIT_LOST.into());
+            return Err(DbError::unit_lost(UNIT_LOST));
         }
         let budget = if limited {
             let limit = u64::try_from(self.limits.time.as_nanos()).unwrap_or(u64::MAX);
@@ -421,41 +424,50 @@ impl Sqlite {
         let answer = self.request(&mut inner.conn, request, budget);
         self.deadline.store(u64::MAX, Ordering::Relaxed);
         match answer {
-            _ if inner.lost() => Err(match answer {
+            _ if inner.lost() => Err(DbError::unit_lost(match answer {
                 Err(e) => format!("{UNIT_LOST}: {e}"),
                 Ok(_) => UNIT_LOST.into(),
-            }),
+            })),
             answer => answer,
         }
     }
 }
 
-impl Database for Sqlite {
-    fn run(&self, request: &Value) -> Result<Value, String> {
+/// The database's own calls, synchronous (each takes the connection's lock): what the
+/// [`Database`] implementation runs. See that trait for what each does.
+impl Sqlite {
+    /// Runs `request` within the time and size limits.
+    pub fn run(&self, request: &Value) -> Result<Value, DbError> {
         self.run_limited(request, true)
     }
 
-    fn rerun(&self, request: &Value) -> Result<Value, String> {
+    /// Runs `request` without the limits (a repair).
+    pub fn rerun(&self, request: &Value) -> Result<Value, DbError> {
         self.run_limited(request, false)
     }
 
-    fn begin_input(&self) -> Result<(), String> {
+    /// Opens an input's unit.
+    pub fn begin_input(&self) -> Result<(), DbError> {
         let mut inner = self.lock()?;
         if !inner.conn.is_autocommit() {
-            return Err("a transaction is already open on this database".into());
+            return Err(DbError::unavailable(
+                "a transaction is already open on this database",
+            ));
         }
-        inner
-            .conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| format!("cannot begin the input's transaction: {e}"))?;
+        inner.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| {
+            DbError::unavailable(format!("cannot begin the input's transaction: {e}"))
+        })?;
         inner.unit = true;
         Ok(())
     }
 
-    fn commit_input(&self, seq: u64) -> Result<(), String> {
+    /// Commits the open unit with `seq`.
+    pub fn commit_input(&self, seq: u64) -> Result<(), DbError> {
         let mut inner = self.lock()?;
         if !inner.unit {
-            return Err("no input's transaction is open to commit".into());
+            return Err(DbError::unavailable(
+                "no input's transaction is open to commit",
+            ));
         }
         let lost = inner.lost();
         inner.unit = false;
@@ -465,17 +477,18 @@ impl Database for Sqlite {
             tracing::warn!(seq, "{UNIT_LOST}: the entry's unit committed nothing");
             return Ok(());
         }
-        let seq = i64::try_from(seq).map_err(|e| e.to_string())?;
+        let seq = i64::try_from(seq).map_err(|e| DbError::unavailable(e.to_string()))?;
         let conn = &inner.conn;
         conn.execute(
             &format!("INSERT OR REPLACE INTO main.{APPLIED} (id, seq) VALUES (1, ?1)"),
             [seq],
         )
         .and_then(|_| conn.execute_batch("COMMIT"))
-        .map_err(|e| format!("cannot commit the input's transaction: {e}"))
+        .map_err(|e| DbError::unavailable(format!("cannot commit the input's transaction: {e}")))
     }
 
-    fn rollback_input(&self) {
+    /// Rolls the open unit back.
+    pub fn rollback_input(&self) {
         if let Ok(mut inner) = self.lock() {
             inner.unit = false;
             if !inner.conn.is_autocommit()
@@ -486,11 +499,13 @@ impl Database for Sqlite {
         }
     }
 
-    fn unit_lost(&self) -> bool {
+    /// Whether SQLite ended the open unit by itself.
+    pub fn unit_lost(&self) -> bool {
         self.lock().is_ok_and(|inner| inner.lost())
     }
 
-    fn applied_seq(&self) -> Result<Option<u64>, String> {
+    /// The seq of the last entry whose unit was committed.
+    pub fn applied_seq(&self) -> Result<Option<u64>, DbError> {
         let inner = self.lock()?;
         let seq: Option<i64> = inner
             .conn
@@ -502,9 +517,42 @@ impl Database for Sqlite {
             .map(Some)
             .or_else(|e| match e {
                 rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e.to_string()),
+                e => Err(DbError::unavailable(e.to_string())),
             })?;
         Ok(seq.and_then(|s| u64::try_from(s).ok()))
+    }
+}
+
+// SQLite answers at once from a local file: each call runs on the caller's task, as the
+// actor's other work does (a request is bounded by the time limit).
+#[async_trait::async_trait]
+impl Database for Sqlite {
+    async fn run(&self, request: &Value) -> Result<Value, DbError> {
+        Sqlite::run(self, request)
+    }
+
+    async fn rerun(&self, request: &Value) -> Result<Value, DbError> {
+        Sqlite::rerun(self, request)
+    }
+
+    async fn begin_input(&self) -> Result<(), DbError> {
+        Sqlite::begin_input(self)
+    }
+
+    async fn commit_input(&self, seq: u64) -> Result<(), DbError> {
+        Sqlite::commit_input(self, seq)
+    }
+
+    fn rollback_input(&self) {
+        Sqlite::rollback_input(self);
+    }
+
+    fn unit_lost(&self) -> bool {
+        Sqlite::unit_lost(self)
+    }
+
+    async fn applied_seq(&self) -> Result<Option<u64>, DbError> {
+        Sqlite::applied_seq(self)
     }
 }
 
@@ -512,6 +560,26 @@ impl Database for Sqlite {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "test code")]
     use super::*;
+
+    #[test]
+    fn errors_carry_their_kind() {
+        let db = Sqlite::open_in_memory().unwrap().with_max_result_bytes(64);
+        db.run(&json!({"execute": "CREATE TABLE t (s TEXT)"}))
+            .unwrap();
+        db.run(&json!({"execute": "INSERT INTO t VALUES (?1)", "params": ["x".repeat(100)]}))
+            .unwrap();
+        let big = db.run(&json!({"query": "SELECT s FROM t"})).unwrap_err();
+        assert_eq!(big.kind, crate::DbErrorKind::Limit, "{big}");
+        assert!(big.message.contains("result over 64 bytes"), "{big}");
+        let bad = db.run(&json!({"query": "SELEKT"})).unwrap_err();
+        assert_eq!(bad.kind, crate::DbErrorKind::Refused, "{bad}");
+        let write = db.run(&json!({"query": "DELETE FROM t"})).unwrap_err();
+        assert_eq!(write.kind, crate::DbErrorKind::Refused, "{write}");
+        db.begin_input().unwrap();
+        let twice = db.begin_input().unwrap_err();
+        assert_eq!(twice.kind, crate::DbErrorKind::Unavailable, "{twice}");
+        db.rollback_input();
+    }
 
     #[test]
     fn values_round_trip_and_errors_are_clear() {
@@ -527,11 +595,12 @@ mod tests {
         assert_eq!(q["columns"], json!(["i", "r", "s", "b", "n"]));
         assert_eq!(q["rows"], json!([row]));
         let e = db.run(&json!({"query": "SELEC nonsense"})).unwrap_err();
-        assert!(e.contains("syntax error"), "{e}");
+        assert!(e.message.contains("syntax error"), "{e}");
+        assert_eq!(e.kind, crate::DbErrorKind::Refused);
         let e = db
             .run(&json!({"execute": "INSERT INTO t VALUES (?1)", "params": [[1]]}))
             .unwrap_err();
-        assert!(e.contains("unsupported parameter"), "{e}");
+        assert!(e.message.contains("unsupported parameter"), "{e}");
         assert!(db.run(&json!({"nope": 1})).is_err());
     }
 
@@ -550,8 +619,12 @@ mod tests {
         };
         db.run(&moved(3)).unwrap();
         let e = db.run(&moved(10)).unwrap_err();
-        assert!(e.contains("statement 1 failed, nothing was applied"), "{e}");
-        assert!(e.contains("CHECK constraint"), "{e}");
+        assert!(
+            e.message
+                .contains("statement 1 failed, nothing was applied"),
+            "{e}"
+        );
+        assert!(e.message.contains("CHECK constraint"), "{e}");
         let q = db
             .run(&json!({"query": "SELECT qty FROM a ORDER BY id"}))
             .unwrap();
@@ -605,7 +678,7 @@ mod tests {
         ] {
             let e = db.run(&json!({"execute": sql})).unwrap_err();
             assert!(
-                e.contains("not authorized") && e.contains("_theater_applied"),
+                e.message.contains("not authorized") && e.message.contains("_theater_applied"),
                 "{sql}: {e}"
             );
         }

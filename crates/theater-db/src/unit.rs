@@ -28,33 +28,114 @@ pub const DB_RUN: &str = "theater:db/run";
 pub const NOT_GRANTED: &str =
     "no database is granted to this actor (add [interfaces.db] to its manifest)";
 
-/// A database an actor may use.
+/// Why a database request or a unit operation failed: its kind is data, its message what
+/// the actor is told (recorded as `{"error": message}`, with `"unit_lost": true` for
+/// [`DbErrorKind::UnitLost`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DbError {
+    /// What kind of failure.
+    pub kind: DbErrorKind,
+    /// What the actor sees.
+    pub message: String,
+}
+
+/// The kinds of [`DbError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DbErrorKind {
+    /// The request is wrong: bad SQL, a violated constraint, a bad parameter, a write in a
+    /// query. Nothing of it was applied.
+    Refused,
+    /// It ran into the time or size limit of a request.
+    Limit,
+    /// The database ended the input's unit by itself: every write of the input is undone.
+    UnitLost,
+    /// The database itself failed (it cannot be reached, a lock, I/O).
+    Unavailable,
+}
+
+impl DbError {
+    fn of(kind: DbErrorKind, message: impl Into<String>) -> Self {
+        DbError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A refused request.
+    pub fn refused(message: impl Into<String>) -> Self {
+        DbError::of(DbErrorKind::Refused, message)
+    }
+
+    /// A limit reached.
+    pub fn limit(message: impl Into<String>) -> Self {
+        DbError::of(DbErrorKind::Limit, message)
+    }
+
+    /// A unit lost.
+    pub fn unit_lost(message: impl Into<String>) -> Self {
+        DbError::of(DbErrorKind::UnitLost, message)
+    }
+
+    /// The database failing.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        DbError::of(DbErrorKind::Unavailable, message)
+    }
+
+    /// The same error, its message prefixed with `what: `.
+    pub fn context(self, what: &str) -> Self {
+        DbError::of(self.kind, format!("{what}: {}", self.message))
+    }
+
+    /// The same error, `more` appended to its message.
+    pub fn context_after(self, more: &str) -> Self {
+        DbError::of(self.kind, format!("{}{more}", self.message))
+    }
+}
+
+impl From<String> for DbError {
+    fn from(message: String) -> Self {
+        DbError::refused(message)
+    }
+}
+
+impl From<&str> for DbError {
+    fn from(message: &str) -> Self {
+        DbError::refused(message)
+    }
+}
+
+/// A database an actor may use. Asynchronous, so a server database (PostgreSQL) answers
+/// without holding the actor's thread; an embedded one ([`crate::Sqlite`]) answers at once.
+#[async_trait::async_trait]
 pub trait Database: Send + Sync + std::fmt::Debug {
     /// Runs `request`; an error says what is wrong (bad SQL, a constraint, ...) and means
-    /// nothing was applied.
-    fn run(&self, request: &Value) -> Result<Value, String>;
+    /// nothing of it was applied.
+    async fn run(&self, request: &Value) -> Result<Value, DbError>;
 
     /// Runs `request` again while repairing a lost commit ([`reapply`]): without the limits
     /// a live request has (it finished within them once; a cold cache must not make the
     /// repair fail). The default is [`Database::run`].
-    fn rerun(&self, request: &Value) -> Result<Value, String> {
-        self.run(request)
+    async fn rerun(&self, request: &Value) -> Result<Value, DbError> {
+        self.run(request).await
     }
 
     /// Starts the unit of one input, before its first write: until
     /// [`Database::commit_input`] or [`Database::rollback_input`], requests run in one
     /// transaction. The default runs each request on its own.
-    fn begin_input(&self) -> Result<(), String> {
+    async fn begin_input(&self) -> Result<(), DbError> {
         Ok(())
     }
 
     /// Commits the input's unit, recording `seq` (the input's entry) as the last applied,
     /// atomically with it.
-    fn commit_input(&self, _seq: u64) -> Result<(), String> {
+    async fn commit_input(&self, _seq: u64) -> Result<(), DbError> {
         Ok(())
     }
 
-    /// Rolls back the input's unit.
+    /// Rolls back the input's unit. Synchronous (it runs when a failed input's unit is
+    /// dropped): a server database marks the unit and rolls it back before its next request.
     fn rollback_input(&self) {}
 
     /// Whether the database ended the open unit by itself (its writes so far are undone and
@@ -64,7 +145,7 @@ pub trait Database: Send + Sync + std::fmt::Debug {
     }
 
     /// The seq of the last entry whose unit was committed, if the database records it.
-    fn applied_seq(&self) -> Result<Option<u64>, String> {
+    async fn applied_seq(&self) -> Result<Option<u64>, DbError> {
         Ok(None)
     }
 }
@@ -77,12 +158,12 @@ struct UnitOpen(bool);
 /// back if dropped first (the input failed).
 struct Unit {
     db: Arc<dyn Database>,
-    done: std::cell::Cell<bool>,
+    done: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Unit {
     fn drop(&mut self) {
-        if !self.done.get() {
+        if !self.done.load(std::sync::atomic::Ordering::Relaxed) {
             self.db.rollback_input();
         }
     }
@@ -90,7 +171,7 @@ impl Drop for Unit {
 
 /// Runs `request` on `db`, recorded in the input being handled, within the input's unit. In
 /// replay the recorded answer is returned and `db` is not touched (it may be `None`).
-pub fn run(
+pub async fn run(
     db: Option<&Arc<dyn Database>>,
     host: &mut HostCalls,
     request: Value,
@@ -102,14 +183,20 @@ pub fn run(
         None => json!({"error": NOT_GRANTED}),
         Some(db) => {
             let begun = if writes && !host.peek::<UnitOpen>().is_some_and(|o| o.0) {
-                begin(db, host)
+                begin(db, host).await
             } else {
                 Ok(())
             };
-            match begun.and_then(|()| db.run(&request)) {
+            let answer = match begun {
+                Ok(()) => db.run(&request).await,
+                Err(e) => Err(e),
+            };
+            match answer {
                 Ok(answer) => json!({"ok": answer}),
-                Err(e) if db.unit_lost() => json!({"error": e, "unit_lost": true}),
-                Err(e) => json!({"error": e}),
+                Err(e) if e.kind == DbErrorKind::UnitLost || db.unit_lost() => {
+                    json!({"error": e.message, "unit_lost": true})
+                }
+                Err(e) => json!({"error": e.message}),
             }
         }
     };
@@ -128,18 +215,19 @@ pub fn run(
 
 /// Opens the input's unit on `db`, to be committed with the entry (or rolled back if the
 /// input fails).
-fn begin(db: &Arc<dyn Database>, host: &mut HostCalls) -> Result<(), String> {
-    db.begin_input()?;
+async fn begin(db: &Arc<dyn Database>, host: &mut HostCalls) -> Result<(), DbError> {
+    db.begin_input().await?;
     host.scratch::<UnitOpen>().0 = true;
     let unit = Unit {
         db: Arc::clone(db),
-        done: std::cell::Cell::new(false),
+        done: std::sync::atomic::AtomicBool::new(false),
     };
-    host.on_commit(move |seq| {
-        let committed = unit.db.commit_input(seq);
+    host.on_commit_async(move |seq| async move {
+        let committed = unit.db.commit_input(seq).await;
         // A failed commit is rolled back (by the drop), never left open for the next input.
-        unit.done.set(committed.is_ok());
-        committed
+        unit.done
+            .store(committed.is_ok(), std::sync::atomic::Ordering::Relaxed);
+        committed.map_err(|e| e.message)
     });
     Ok(())
 }
@@ -149,7 +237,7 @@ fn begin(db: &Arc<dyn Database>, host: &mut HostCalls) -> Result<(), String> {
 /// the database does not match the chain; see [`same_answer`]), and the unit is committed
 /// with `entry`'s seq. A unit the database lost live is not applied (the actor was told its
 /// writes were undone). Returns whether anything was applied.
-pub fn reapply(db: &dyn Database, entry: &Entry) -> Result<bool, String> {
+pub async fn reapply(db: &dyn Database, entry: &Entry) -> Result<bool, String> {
     if !matches!(entry.event(), Event::Input { .. } | Event::Init { .. }) {
         return Ok(false);
     }
@@ -165,13 +253,17 @@ pub fn reapply(db: &dyn Database, entry: &Entry) -> Result<bool, String> {
         .host_calls()
         .iter()
         .any(|c| c.name == DB_RUN && c.result.json.get("unit_lost").is_some());
-    if !wrote || lost || db.applied_seq()?.is_some_and(|s| s >= entry.seq()) {
+    if !wrote || lost {
         return Ok(false);
     }
-    db.begin_input()?;
-    let applied = (|| {
+    let applied_seq = db.applied_seq().await.map_err(|e| e.message)?;
+    if applied_seq.is_some_and(|s| s >= entry.seq()) {
+        return Ok(false);
+    }
+    db.begin_input().await.map_err(|e| e.message)?;
+    let applied = async {
         for (i, call) in done.iter().enumerate() {
-            let again = db.rerun(&call.request.json);
+            let again = db.rerun(&call.request.json).await.map_err(|e| e.message);
             let matches = match (&again, call.result.json.get("ok")) {
                 (Ok(again), Some(then)) => same_answer(&call.request.json, then, again),
                 _ => false,
@@ -184,8 +276,9 @@ pub fn reapply(db: &dyn Database, entry: &Entry) -> Result<bool, String> {
                 ));
             }
         }
-        db.commit_input(entry.seq())
-    })();
+        db.commit_input(entry.seq()).await.map_err(|e| e.message)
+    }
+    .await;
     if applied.is_err() {
         db.rollback_input();
     }

@@ -93,8 +93,9 @@ impl FileGrant {
     }
 }
 
+#[async_trait::async_trait]
 impl Grant for FileGrant {
-    fn reapply(&self, entry: &Entry, blobs: &dyn BlobStore) -> Result<(), String> {
+    async fn reapply(&self, entry: &Entry, blobs: &dyn BlobStore) -> Result<(), String> {
         let n = calls::reapply(Some(self), entry, blobs)?;
         if n > 0 {
             tracing::info!(seq = entry.seq(), "applied {n} file writes again");
@@ -108,8 +109,9 @@ impl Grant for FileGrant {
 #[derive(Clone, Copy, Debug)]
 pub struct NoFiles;
 
+#[async_trait::async_trait]
 impl Grant for NoFiles {
-    fn reapply(&self, entry: &Entry, blobs: &dyn BlobStore) -> Result<(), String> {
+    async fn reapply(&self, entry: &Entry, blobs: &dyn BlobStore) -> Result<(), String> {
         calls::reapply(None, entry, blobs).map(drop)
     }
 }

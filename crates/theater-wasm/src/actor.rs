@@ -489,7 +489,7 @@ impl Actor for WasmActor {
         blobs: &dyn theater_chain::BlobStore,
     ) -> Result<(), String> {
         for (name, grant) in self.grants.iter() {
-            grant.reapply(entry, blobs).inspect_err(|e| {
+            grant.reapply(entry, blobs).await.inspect_err(|e| {
                 tracing::error!(actor = %self.id, seq = entry.seq(), "[interfaces.{name}]: {e}");
             })?;
         }

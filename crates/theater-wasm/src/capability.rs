@@ -30,7 +30,7 @@ pub trait Grant: Any + Send + Sync + std::fmt::Debug {
     /// Applies again the writes to the world that `entry` (the chain's last) recorded, when
     /// the actor resumes on a chain whose last writes may not have been applied (the host
     /// stopped between making the entry durable and applying them). Must be idempotent.
-    fn reapply(&self, _entry: &Entry, _blobs: &dyn BlobStore) -> Result<(), String> {
+    async fn reapply(&self, _entry: &Entry, _blobs: &dyn BlobStore) -> Result<(), String> {
         Ok(())
     }
 

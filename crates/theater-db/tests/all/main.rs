@@ -17,8 +17,8 @@ use theater_core::{
     RuntimeError, replay,
 };
 use theater_db as db;
-use theater_db::Database;
 use theater_db::Sqlite;
+use theater_db::{Database, DbError};
 use theater_test_support::id;
 
 mod wasm;
@@ -48,7 +48,7 @@ impl Actor for Clerk {
             if r == "fail" {
                 return Err(ActorError::Failed("asked to fail".into()));
             }
-            let a = db::run(self.db.as_ref(), host, r.clone())?;
+            let a = db::run(self.db.as_ref(), host, r.clone()).await?;
             answers.push(a.unwrap_or_else(|e| json!({"error": e})));
         }
         let n = state.as_u64().unwrap_or(0) + 1;
@@ -66,7 +66,7 @@ impl Actor for Clerk {
         _: &dyn theater_chain::BlobStore,
     ) -> Result<(), String> {
         match &self.db {
-            Some(d) => db::reapply(&**d, entry).map(|_| ()),
+            Some(d) => db::reapply(&**d, entry).await.map(|_| ()),
             None => Ok(()),
         }
     }
@@ -81,30 +81,31 @@ struct DiesBeforeCommit {
     busy: AtomicBool,
 }
 
+#[async_trait]
 impl Database for DiesBeforeCommit {
-    fn run(&self, request: &Value) -> Result<Value, String> {
+    async fn run(&self, request: &Value) -> Result<Value, DbError> {
         self.inner.run(request)
     }
-    fn rerun(&self, request: &Value) -> Result<Value, String> {
+    async fn rerun(&self, request: &Value) -> Result<Value, DbError> {
         self.inner.rerun(request)
     }
-    fn begin_input(&self) -> Result<(), String> {
+    async fn begin_input(&self) -> Result<(), DbError> {
         if self.busy.swap(false, Ordering::SeqCst) {
-            return Err("database is locked".into());
+            return Err(DbError::unavailable("database is locked"));
         }
         self.inner.begin_input()
     }
-    fn commit_input(&self, seq: u64) -> Result<(), String> {
+    async fn commit_input(&self, seq: u64) -> Result<(), DbError> {
         if self.armed.swap(false, Ordering::SeqCst) {
             self.inner.rollback_input();
-            return Err("the host died".into());
+            return Err(DbError::unavailable("the host died"));
         }
         self.inner.commit_input(seq)
     }
     fn rollback_input(&self) {
         self.inner.rollback_input()
     }
-    fn applied_seq(&self) -> Result<Option<u64>, String> {
+    async fn applied_seq(&self) -> Result<Option<u64>, DbError> {
         self.inner.applied_seq()
     }
 }

@@ -30,8 +30,9 @@ fn actor(host: &WasmHost, example: &str, limits: Limits) -> WasmActor {
 #[derive(Debug)]
 struct Nothing;
 
+#[async_trait::async_trait]
 impl Database for Nothing {
-    fn run(&self, _: &Value) -> Result<Value, String> {
+    async fn run(&self, _: &Value) -> Result<Value, theater_db::DbError> {
         Ok(json!({"changes": 0}))
     }
 }
