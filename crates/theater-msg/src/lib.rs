@@ -2,7 +2,8 @@
 //!
 //! Actors talking to actors, with their chains linked:
 //!
-//! - [`Registry`]: the running actors of a host, by id and by name.
+//! - [`Registry`]: the running actors of a host, by id and by name; [`InProcess`] carries
+//!   messages between them.
 //! - [`Messenger`]: what an actor's host side uses to [`Messenger::send`] (fire and forget)
 //!   and [`Messenger::request`] (wait for a reply, with a timeout). Both are recorded host
 //!   calls in the sender's chain, so replay needs no other actor. A sent message is
@@ -11,12 +12,12 @@
 //!   requester's entry refers to it. An unknown or stopped target is an error to the sender.
 //! - [`verify_links`]: given several chains, checks every link and reports each that does
 //!   not hold, naming both actors and seqs.
-//! - [`pending_sends`] + [`Registry::redeliver`]: after a host restart, the messages whose
+//! - [`pending_sends`] + [`redeliver`] (through any [`Transport`]): after a host restart, the messages whose
 //!   sending entries are durable but whose receivers never recorded them are delivered
 //!   again, exactly those, so no message is lost or applied twice.
-//! - [`Transport`]: how messages travel; [`Registry`] is the in-process one. Messages are
-//!   plain data ([`Delivery`]) naming their sending entry, so another transport keeps chains
-//!   linked.
+//! - [`Transport`]: how messages travel, with typed errors ([`TransportError`]);
+//!   [`InProcess`] is the in-process one. Messages are plain data ([`Delivery`]) naming their
+//!   sending entry, so another transport keeps chains linked.
 //!
 //! [`Messenger`] implements [`theater_core::Outbox`], which is what a wasm actor's `send` and
 //! `request` imports call (granted by `[interfaces.msg]`: the [`Msg`] capability): native and
@@ -79,8 +80,10 @@ mod verify;
 pub use config::MsgConfig;
 pub use error::MsgError;
 pub use messenger::{MAX_REQUEST_TIMEOUT, Messenger, REQUEST, SEND};
-pub use registry::{Redelivery, Registry};
-pub use transport::{Answer, Delivery, Transport};
+pub use registry::{InProcess, Registry};
+pub use transport::{
+    Answer, Delivery, Redelivery, Transport, TransportError, TransportErrorKind, redeliver,
+};
 pub use verify::{LinkProblem, Pending, pending_sends, verify_links};
 
 use std::sync::Arc;

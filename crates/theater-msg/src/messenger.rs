@@ -49,7 +49,7 @@ impl Messenger {
     /// A messenger connected to no actor: every live send fails, and replay, which only reads
     /// the recording, works as with any other. For replaying chains offline.
     pub fn detached(me: ChainId) -> Self {
-        Messenger::new(Arc::new(crate::Registry::new()), me)
+        Messenger::new(Arc::new(crate::InProcess::new(crate::Registry::new())), me)
     }
 
     /// The actor this messenger sends as.
@@ -66,7 +66,7 @@ impl Messenger {
         let result = host.call_sync(SEND, request, || {
             Payload::json(match self.transport.reachable(to) {
                 Ok(id) => json!({"ok": true, "id": id.as_str()}),
-                Err(reason) => json!({"error": reason}),
+                Err(reason) => json!({"error": reason.message}),
             })
         })?;
         if let Some(reason) = error_of(&result) {
@@ -125,7 +125,7 @@ impl Messenger {
                     Err(_) => {
                         json!({"error": format!("no reply from {to_name:?} within {timeout:?}")})
                     }
-                    Ok(Err(reason)) => json!({"error": reason}),
+                    Ok(Err(reason)) => json!({"error": reason.message}),
                     Ok(Ok(answer)) => json!({
                         "reply": answer.reply,
                         "chain": answer.answered_by.chain.as_str(),

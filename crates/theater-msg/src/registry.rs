@@ -1,4 +1,5 @@
-//! [`Registry`]: running actors by id and by name, and the in-process [`Transport`].
+//! [`Registry`]: the actors one host runs, by id and by name; and [`InProcess`], the
+//! [`Transport`] that delivers into their mailboxes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -8,20 +9,13 @@ use serde_json::Value;
 use theater_chain::{ChainId, ChainRef};
 use theater_core::{ActorHandle, ActorInput, ActorStatus};
 
-use crate::transport::{Answer, Delivery, Transport};
+use crate::transport::{
+    Answer, Delivery, Redelivery, Transport, TransportError, TransportErrorKind, redeliver,
+};
 use crate::{Messenger, MsgError, Pending};
 
-/// What [`Registry::redeliver`] did.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Redelivery {
-    /// Messages put in their receivers' mailboxes.
-    pub delivered: usize,
-    /// Messages that could not be, and why (still pending: a later redelivery may retry).
-    pub undelivered: Vec<(Pending, String)>,
-}
-
 /// The actors one host runs, addressable by id and by any names given to them. Cheap to
-/// clone; clones share the table. It is the in-process [`Transport`].
+/// clone; clones share the table. [`InProcess`] carries messages between them.
 #[derive(Clone, Default, Debug)]
 pub struct Registry {
     inner: Arc<RwLock<Table>>,
@@ -88,66 +82,81 @@ impl Registry {
         ids
     }
 
-    /// A messenger sending as the actor `me` through this registry.
+    /// A messenger sending as the actor `me` to the actors of this registry ([`InProcess`]).
     pub fn messenger(&self, me: ChainId) -> Messenger {
-        Messenger::new(Arc::new(self.clone()), me)
+        Messenger::new(Arc::new(InProcess::new(self.clone())), me)
     }
 
-    /// Delivers messages that were sent (their sending entries are durable) but never
-    /// recorded by their receivers, as found by [`crate::pending_sends`] after a host
-    /// restart. Call it once the actors are registered and before they take new messages,
-    /// so each sender's messages still arrive in order. Goes on past a message that cannot be
-    /// delivered; returns how many were, and those that were not with the reason.
+    /// [`redeliver`] through [`InProcess`] to the actors of this registry.
     pub async fn redeliver(&self, pending: Vec<Pending>) -> Redelivery {
-        let mut report = Redelivery::default();
-        for p in pending {
-            let delivery = Delivery {
-                from: p.sent_by.chain.clone(),
-                payload: p.payload.clone(),
-                sent_by: p.sent_by.clone(),
-            };
-            match self.deliver(p.to.as_str(), delivery).await {
-                Ok(()) => report.delivered += 1,
-                Err(reason) => report.undelivered.push((p, reason)),
-            }
-        }
-        report
+        redeliver(&InProcess::new(self.clone()), pending).await
+    }
+}
+
+/// The in-process [`Transport`]: messages go straight into the mailboxes of the actors of a
+/// [`Registry`] (a full mailbox makes the sender wait: backpressure).
+#[derive(Clone, Debug)]
+pub struct InProcess {
+    actors: Registry,
+}
+
+impl InProcess {
+    /// Carries messages to the actors of `actors`.
+    pub fn new(actors: Registry) -> Self {
+        InProcess { actors }
     }
 
-    fn reachable_handle(&self, to: &str) -> Result<ActorHandle, String> {
-        let handle = self
-            .lookup(to)
-            .ok_or_else(|| format!("no actor named {to:?}"))?;
+    fn reachable_handle(&self, to: &str) -> Result<ActorHandle, TransportError> {
+        let handle = self.actors.lookup(to).ok_or_else(|| {
+            TransportError::new(
+                TransportErrorKind::NoSuchActor,
+                format!("no actor named {to:?}"),
+            )
+        })?;
+        let not_running = |m: String| TransportError::new(TransportErrorKind::NotRunning, m);
         match handle.status() {
             // A restarting actor keeps its mailbox: messages wait for it.
             ActorStatus::Running | ActorStatus::Restarting { .. } => Ok(handle),
-            ActorStatus::Failed { reason } => Err(format!("actor {to:?} has failed: {reason}")),
-            _ => Err(format!("actor {to:?} is not running")),
+            ActorStatus::Failed { reason } => {
+                Err(not_running(format!("actor {to:?} has failed: {reason}")))
+            }
+            _ => Err(not_running(format!("actor {to:?} is not running"))),
         }
     }
 }
 
+/// What a call's error is, as a transport error.
+fn call_error(e: &theater_core::CallError) -> TransportError {
+    use theater_core::CallError;
+    let kind = match e {
+        CallError::Failed { .. } | CallError::Crashed { .. } => TransportErrorKind::Failed,
+        CallError::Stopped { .. } => TransportErrorKind::NotRunning,
+        _ => TransportErrorKind::Unavailable,
+    };
+    TransportError::new(kind, e.to_string())
+}
+
 #[async_trait]
-impl Transport for Registry {
-    fn reachable(&self, to: &str) -> Result<ChainId, String> {
+impl Transport for InProcess {
+    fn reachable(&self, to: &str) -> Result<ChainId, TransportError> {
         self.reachable_handle(to).map(|h| h.id().clone())
     }
 
-    async fn deliver(&self, to: &str, delivery: Delivery) -> Result<(), String> {
+    async fn deliver(&self, to: &str, delivery: Delivery) -> Result<(), TransportError> {
         let handle = self.reachable_handle(to)?;
         let input = ActorInput::message_from(delivery.from.as_str(), delivery.payload);
         handle
             .tell_with_refs(input, vec![delivery.sent_by])
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| call_error(&e))
     }
 
-    async fn ask(&self, to: &str, payload: Value) -> Result<Answer, String> {
+    async fn ask(&self, to: &str, payload: Value) -> Result<Answer, TransportError> {
         let handle = self.reachable_handle(to)?;
         let outcome = handle
             .call(ActorInput::request(payload))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| call_error(&e))?;
         Ok(Answer {
             reply: outcome.output.to_payload().json["payload"].clone(),
             answered_by: ChainRef {

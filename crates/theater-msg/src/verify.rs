@@ -272,7 +272,7 @@ pub fn verify_links(chains: &[&dyn ChainStore]) -> Result<Vec<LinkProblem>, Chai
 
 /// The messages sent among `chains` whose receivers (also among `chains`) have not recorded
 /// them, in the order they were sent per sender. After a host restart these are the messages
-/// to [`crate::Registry::redeliver`]: on unpruned chains, exactly the ones lost, so none is
+/// to [`crate::redeliver`]: on unpruned chains, exactly the ones lost, so none is
 /// applied twice.
 ///
 /// A receiver whose chain was pruned no longer shows its oldest receipts, so this errs on the

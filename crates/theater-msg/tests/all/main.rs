@@ -7,4 +7,5 @@
 
 mod links;
 mod relay;
+mod transport;
 mod wasm;
