@@ -9,6 +9,8 @@ use serde::Deserialize;
 /// allow = ["api.example.com", "*.example.org", "example.net:8443", "127.0.0.1:9000"]
 /// timeout_ms = 10000              # the whole exchange, connection to last byte
 /// max_response_bytes = 1048576    # a larger response body is refused
+/// ca_file = "internal-ca.pem"     # optional: more roots to trust for https (PEM), besides
+///                                 # Mozilla's, relative to the manifest
 /// ```
 ///
 /// An entry is a host name or IP address, optionally with a port (without one, any port);
@@ -26,6 +28,9 @@ pub struct HttpClientConfig {
     /// Largest response body accepted, in bytes (default 1 MiB).
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: u64,
+    /// More certificate authorities to trust for `https` (PEM), relative to the manifest.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 fn default_timeout_ms() -> u64 {

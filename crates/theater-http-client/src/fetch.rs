@@ -1,40 +1,71 @@
 //! The live side: one request over a fresh connection, within the grant's limits.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::allow::{self, Entry};
 use crate::{FetchError, Request, Response};
 
-/// What a grant allows: hosts, time and size.
-#[derive(Clone, Debug)]
+/// What a grant allows: hosts, time and size; and whom it trusts over TLS.
+#[derive(Clone)]
 pub(crate) struct Limits {
     pub(crate) allow: Vec<Entry>,
     pub(crate) timeout: Duration,
     pub(crate) max_response_bytes: u64,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
 }
 
-/// Where `url` points: scheme, host and port.
-pub(crate) fn target(url: &str) -> Result<(Uri, String, u16), FetchError> {
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits")
+            .field("allow", &self.allow)
+            .field("timeout", &self.timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A TLS client trusting Mozilla's roots (compiled in: the same on every machine) and
+/// `extra` (a manifest's `ca_file`).
+pub(crate) fn tls_config(
+    extra: Vec<rustls::pki_types::CertificateDer<'static>>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in extra {
+        roots
+            .add(cert)
+            .map_err(|e| format!("a certificate of ca_file is not usable: {e}"))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Where `url` points: the URI, host and port, and whether it is over TLS.
+pub(crate) fn target(url: &str) -> Result<(Uri, String, u16, bool), FetchError> {
     let uri: Uri = url
         .parse()
         .map_err(|e| FetchError::Invalid(format!("{url:?} is not a URL: {e}")))?;
-    let port = match uri.scheme_str() {
-        Some("http") => uri.port_u16().unwrap_or(80),
-        Some("https") => {
-            return Err(FetchError::Invalid(
-                "https is not supported yet: this host speaks plain http only".into(),
-            ));
-        }
+    let (port, tls) = match uri.scheme_str() {
+        Some("http") => (uri.port_u16().unwrap_or(80), false),
+        Some("https") => (uri.port_u16().unwrap_or(443), true),
         _ => {
             return Err(FetchError::Invalid(format!(
-                "{url:?} must start with http://"
+                "{url:?} must start with http:// or https://"
             )));
         }
     };
@@ -42,12 +73,12 @@ pub(crate) fn target(url: &str) -> Result<(Uri, String, u16), FetchError> {
         .host()
         .ok_or_else(|| FetchError::Invalid(format!("{url:?} names no host")))?
         .to_string();
-    Ok((uri, host, port))
+    Ok((uri, host, port, tls))
 }
 
 /// Sends `request` if `limits` allow its host, and reads the whole response.
 pub(crate) async fn fetch(limits: &Limits, request: &Request) -> Result<Response, FetchError> {
-    let (uri, host, port) = target(&request.url)?;
+    let (uri, host, port, tls) = target(&request.url)?;
     if !allow::allowed(&limits.allow, &host, port) {
         let local = if allow::is_loopback_name(&host) {
             " (a loopback host must be named exactly)"
@@ -61,7 +92,21 @@ pub(crate) async fn fetch(limits: &Limits, request: &Request) -> Result<Response
     let method = Method::from_bytes(request.method.as_bytes())
         .map_err(|_| FetchError::Invalid(format!("{:?} is not a method", request.method)))?;
     let timeout = limits.timeout;
-    tokio::time::timeout(timeout, exchange(limits, request, method, uri, &host, port))
+    let exchange = async {
+        let stream = connect(limits, &host, port).await?;
+        if !tls {
+            return exchange(limits, stream, request, method, uri, &host, port).await;
+        }
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(bare.to_string())
+            .map_err(|e| FetchError::Invalid(format!("{host:?} is not a TLS server name: {e}")))?;
+        let stream = tokio_rustls::TlsConnector::from(Arc::clone(&limits.tls))
+            .connect(name, stream)
+            .await
+            .map_err(|e| FetchError::Unreachable(format!("{host}:{port}: TLS: {e}")))?;
+        exchange(limits, stream, request, method, uri, &host, port).await
+    };
+    tokio::time::timeout(timeout, exchange)
         .await
         .unwrap_or_else(|_| {
             Err(FetchError::Timeout(format!(
@@ -71,14 +116,9 @@ pub(crate) async fn fetch(limits: &Limits, request: &Request) -> Result<Response
         })
 }
 
-async fn exchange(
-    limits: &Limits,
-    request: &Request,
-    method: Method,
-    uri: Uri,
-    host: &str,
-    port: u16,
-) -> Result<Response, FetchError> {
+/// A connection to `host`, refused if the name resolves to this machine without being
+/// granted by that very name.
+async fn connect(limits: &Limits, host: &str, port: u16) -> Result<TcpStream, FetchError> {
     let unreachable =
         |e: &dyn std::fmt::Display| FetchError::Unreachable(format!("{host}:{port}: {e}"));
     let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -110,6 +150,24 @@ async fn exchange(
         });
     };
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// One HTTP/1.1 exchange over `stream`.
+async fn exchange<S>(
+    limits: &Limits,
+    stream: S,
+    request: &Request,
+    method: Method,
+    uri: Uri,
+    host: &str,
+    port: u16,
+) -> Result<Response, FetchError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let unreachable =
+        |e: &dyn std::fmt::Display| FetchError::Unreachable(format!("{host}:{port}: {e}"));
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| unreachable(&e))?;

@@ -11,7 +11,8 @@
 //!   one) is reached only when the manifest names it exactly, never through a wildcard.
 //! - The whole exchange has a timeout, and a response body over the size limit is refused.
 //!   Failures are typed ([`FetchError`]): refused, invalid, unreachable, timeout, too large.
-//! - Plain `http://` only, for now: an `https://` URL is an `invalid` error.
+//! - `https://` with rustls, trusting Mozilla's roots (compiled in, so every machine trusts
+//!   the same) and any `ca_file` the manifest names.
 //!
 //! ## Example
 //!
@@ -103,8 +104,37 @@ pub struct HttpClientGrant {
 }
 
 impl HttpClientGrant {
-    /// A grant from a checked config.
+    /// A grant from a config (its `ca_file`, if any, relative to the working directory).
     pub fn new(config: &HttpClientConfig) -> Result<Self, FieldError> {
+        Self::relative_to(config, std::path::Path::new("."))
+    }
+
+    /// A grant from a config whose `ca_file` is relative to `base`.
+    pub fn relative_to(
+        config: &HttpClientConfig,
+        base: &std::path::Path,
+    ) -> Result<Self, FieldError> {
+        let extra = match &config.ca_file {
+            None => Vec::new(),
+            Some(file) => {
+                use rustls::pki_types::CertificateDer;
+                use rustls::pki_types::pem::PemObject;
+                let path = base.join(file);
+                let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(&path)
+                    .map_err(|e| FieldError::at("ca_file", format!("{}: {e}", path.display())))?
+                    .collect();
+                let certs = certs
+                    .map_err(|e| FieldError::at("ca_file", format!("{}: {e}", path.display())))?;
+                if certs.is_empty() {
+                    return Err(FieldError::at(
+                        "ca_file",
+                        format!("{} holds no PEM certificate", path.display()),
+                    ));
+                }
+                certs
+            }
+        };
+        let tls = fetch::tls_config(extra).map_err(|e| FieldError::at("ca_file", e))?;
         let allow = config
             .allow
             .iter()
@@ -119,6 +149,7 @@ impl HttpClientGrant {
                 allow,
                 timeout: Duration::from_millis(config.timeout_ms),
                 max_response_bytes: config.max_response_bytes,
+                tls,
             },
         })
     }
@@ -141,12 +172,18 @@ impl Capability for HttpClient {
         )
     }
 
-    fn check(&self, config: &HttpClientConfig, _: &Manifest) -> Result<(), FieldError> {
-        HttpClientGrant::new(config).map(drop)
+    fn check(&self, config: &HttpClientConfig, manifest: &Manifest) -> Result<(), FieldError> {
+        HttpClientGrant::relative_to(config, &manifest.relative("")).map(drop)
     }
 
-    fn grant(&self, config: &HttpClientConfig, _: &Setup<'_>) -> anyhow::Result<Arc<dyn Grant>> {
-        let grant = HttpClientGrant::new(config).map_err(|e| anyhow::anyhow!(e.message))?;
+    fn grant(
+        &self,
+        config: &HttpClientConfig,
+        setup: &Setup<'_>,
+    ) -> anyhow::Result<Arc<dyn Grant>> {
+        let base = setup.manifest.relative("");
+        let grant =
+            HttpClientGrant::relative_to(config, &base).map_err(|e| anyhow::anyhow!(e.message))?;
         Ok(Arc::new(grant))
     }
 

@@ -74,7 +74,7 @@
 //! are recorded in the actor's chain, so replay gives the actor exactly what it saw.
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 pub use serde_json::{self, Value, json};
 
 pub use doc::Doc;

@@ -87,12 +87,17 @@ fn host() -> WasmHost {
 }
 
 fn fetcher(host: &WasmHost, allow: &[String]) -> WasmActor {
+    fetcher_trusting(host, allow, None)
+}
+
+fn fetcher_trusting(host: &WasmHost, allow: &[String], ca_file: Option<&Path>) -> WasmActor {
     let component = host.load_file(example_component("fetcher")).unwrap();
     let actor = host.actor(&component, &id("fetcher"), Value::Null, Limits::default());
     let config = HttpClientConfig {
         allow: allow.to_vec(),
-        timeout_ms: 500,
+        timeout_ms: 2000,
         max_response_bytes: 32 << 10,
+        ca_file: ca_file.map(Path::to_path_buf),
     };
     actor.with_grant(
         "http-client",
@@ -171,6 +176,7 @@ async fn requests_are_answered_refused_or_failed_by_kind_and_replay_without_the_
         kind(&ask(&mut rt, json!({"fetch": by_name})).await),
         "refused"
     );
+    // (The grant's timeout is 2 s; /slow answers after 3 s.)
     let slow = ask(&mut rt, json!({"fetch": url("/slow")})).await;
     assert_eq!(kind(&slow), "timeout", "{slow}");
     let huge = ask(&mut rt, json!({"fetch": url("/huge")})).await;
@@ -231,4 +237,105 @@ async fn an_actor_granted_nothing_is_refused_and_the_refusal_is_recorded() {
     let message = got["error"]["message"].as_str().unwrap();
     assert!(message.contains("[interfaces.http-client]"), "{message}");
     assert_eq!(recorded(rt.chain()), ["refused"]);
+}
+
+/// An HTTPS server on loopback with a certificate of its own for 127.0.0.1: its CA (PEM)
+/// and address. Answers `/doc.json`.
+async fn tls_server(dir: &Path) -> (std::path::PathBuf, SocketAddr, tokio::task::JoinHandle<()>) {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let pem = dir.join("ca.pem");
+    std::fs::write(&pem, certified.cert.pem()).unwrap();
+    let cert: CertificateDer<'static> = certified.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        certified.signing_key.serialize_der(),
+    ));
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut s) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = json!({"secure": true}).to_string();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(response.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    (pem, addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_is_verified_against_the_granted_roots_and_replays_without_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, addr, task) = tls_server(dir.path()).await;
+    let host = host();
+    let allow = vec![addr.to_string()];
+    let url = format!("https://{addr}/doc.json");
+
+    // Not trusted: Mozilla's roots do not include this certificate.
+    let chains = tempfile::tempdir().unwrap();
+    let mut rt = ActorRuntime::start(
+        fetcher(&host, &allow),
+        chain(&chains.path().join("untrusted")),
+        RuntimeConfig::default(),
+    )
+    .await
+    .unwrap();
+    let refused = ask(&mut rt, json!({"fetch": url})).await;
+    assert_eq!(refused["error"]["kind"], "unreachable", "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("TLS") && message.contains("certificate"),
+        "{message}"
+    );
+
+    // Trusted through ca_file.
+    let mut rt = ActorRuntime::start(
+        fetcher_trusting(&host, &allow, Some(&ca)),
+        chain(&chains.path().join("trusted")),
+        RuntimeConfig::default(),
+    )
+    .await
+    .unwrap();
+    let got = ask(&mut rt, json!({"fetch": url})).await;
+    assert_eq!(got["status"], 200, "{got}");
+    assert_eq!(got["document"], json!({"secure": true}));
+    rt.commit().unwrap();
+    let state = rt.state().clone();
+    drop(rt);
+    task.abort();
+
+    let stored = FileStore::open_read_only(chains.path().join("trusted")).unwrap();
+    let component = host.load_file(example_component("fetcher")).unwrap();
+    let mut bare = host.actor(&component, &id("fetcher"), Value::Null, Limits::default());
+    let report = replay(&mut bare, &stored).await.unwrap();
+    assert_eq!(report.state, state);
+    assert_eq!(recorded(&stored), ["ok 200"]);
 }

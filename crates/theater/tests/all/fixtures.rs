@@ -147,7 +147,10 @@ fn every_example_s_golden_chain_verifies_and_replays_bit_for_bit() {
 fn every_example_resumes_on_its_golden_chain_to_the_state_its_head_names() {
     let dir = copy();
     let heads = heads(dir.path());
-    let host = Running::start(dir.path(), &manifests(dir.path()));
+    // Twelve components compile before the host says it runs: on a loaded 2-core machine
+    // that takes a while.
+    let host =
+        Running::start_patiently(dir.path(), &manifests(dir.path()), Duration::from_secs(600));
     for (name, _, _) in ACTORS {
         let state = host.json(&["state", name]);
         let head = &heads[*name];

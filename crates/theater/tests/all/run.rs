@@ -31,6 +31,8 @@ pub(crate) struct Running {
     /// `--data-dir` for every command, or none: the default, in `cwd`.
     data: Option<PathBuf>,
     cwd: PathBuf,
+    /// How long to wait for an expected line (a guard against a hang, not a speed check).
+    patience: Duration,
 }
 
 impl Running {
@@ -38,8 +40,32 @@ impl Running {
         Self::start_in(&std::env::current_dir().unwrap(), Some(data), manifests)
     }
 
+    /// [`Running::start`] waiting up to `patience` for the host to start (many components
+    /// to compile on a busy machine).
+    pub(crate) fn start_patiently(
+        data: &Path,
+        manifests: &[PathBuf],
+        patience: Duration,
+    ) -> Running {
+        Self::launch(
+            &std::env::current_dir().unwrap(),
+            Some(data),
+            manifests,
+            patience,
+        )
+    }
+
     /// `theater run` in `cwd`, with the default data directory when `data` is `None`.
     pub(crate) fn start_in(cwd: &Path, data: Option<&Path>, manifests: &[PathBuf]) -> Running {
+        Self::launch(cwd, data, manifests, Duration::from_secs(60))
+    }
+
+    fn launch(
+        cwd: &Path,
+        data: Option<&Path>,
+        manifests: &[PathBuf],
+        patience: Duration,
+    ) -> Running {
         let mut cmd = bin();
         cmd.current_dir(cwd)
             .env_remove("THEATER_DATA_DIR")
@@ -68,26 +94,28 @@ impl Running {
             seen: Vec::new(),
             data: data.map(Path::to_path_buf),
             cwd: cwd.to_path_buf(),
+            patience,
         };
         r.wait_for("management API on");
         r
     }
 
-    /// The first line containing `what`, waiting up to a minute.
+    /// The first line containing `what`, waiting up to the patience given (a minute).
     pub(crate) fn wait_for(&mut self, what: &str) -> String {
         if let Some(l) = self.seen.iter().find(|l| l.contains(what)) {
             return l.clone();
         }
         loop {
-            match self.lines.recv_timeout(Duration::from_secs(60)) {
+            match self.lines.recv_timeout(self.patience) {
                 Ok(l) => {
                     self.seen.push(l.clone());
                     if l.contains(what) {
                         return l;
                     }
                 }
-                Err(_) => panic!(
-                    "`theater run` never printed {what:?}; it printed {:?}",
+                Err(e) => panic!(
+                    "`theater run` never printed {what:?} ({e}; the process: {:?}); it printed {:?}",
+                    self.child.try_wait(),
                     self.seen
                 ),
             }
