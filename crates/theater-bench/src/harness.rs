@@ -318,4 +318,5 @@ pub(crate) fn capabilities() -> theater_wasm::Capabilities {
         .with(theater_files::Files)
         .with(theater_timers::Timers::system())
         .with(theater_db::Db)
+        .with(theater_http_client::HttpClient)
 }

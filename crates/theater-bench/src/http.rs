@@ -105,6 +105,14 @@ pub(crate) async fn load_requests(
 /// A bare hyper server answering `hello world` to everything, built like ours (auto
 /// HTTP/1.1 + HTTP/2, one task per connection).
 pub(crate) async fn bare_hyper(shutdown: Shutdown) -> anyhow::Result<SocketAddr> {
+    bare_hyper_answering(shutdown, b"hello world").await
+}
+
+/// [`bare_hyper`] answering `body` to everything.
+pub(crate) async fn bare_hyper_answering(
+    shutdown: Shutdown,
+    body: &'static [u8],
+) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
@@ -117,10 +125,8 @@ pub(crate) async fn bare_hyper(shutdown: Shutdown) -> anyhow::Result<SocketAddr>
             let _ = stream.set_nodelay(true);
             let builder = Arc::clone(&builder);
             tokio::spawn(async move {
-                let service = service_fn(|_req| async {
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
-                        b"hello world",
-                    ))))
+                let service = service_fn(move |_req| async move {
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(body))))
                 });
                 let _ = builder
                     .serve_connection(TokioIo::new(stream), service)

@@ -13,6 +13,7 @@ mod db;
 mod files;
 mod harness;
 mod http;
+mod http_client;
 mod msg;
 mod state;
 mod tools;
@@ -43,6 +44,7 @@ fn main() -> anyhow::Result<()> {
     msg::run(&mut report)?;
     wasm::run(&mut report)?;
     http::run(&mut report)?;
+    http_client::run(&mut report)?;
     state::run(&mut report)?;
     db::run(&mut report)?;
     files::run(&mut report)?;

@@ -184,6 +184,29 @@ impl HostCalls {
         Ok(result)
     }
 
+    /// [`HostCalls::call_sync`] with typed request and answer: both recorded as their serde
+    /// JSON, and the answer (live or recorded) read back as `A`. An answer that does not read
+    /// as `A` is [`HostCallError::Malformed`]. (In replay `live` is not called.)
+    pub fn call_typed<R, A>(
+        &mut self,
+        name: &str,
+        request: &R,
+        live: impl FnOnce() -> A,
+    ) -> Result<A, HostCallError>
+    where
+        R: serde::Serialize,
+        A: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let malformed = || HostCallError::Malformed {
+            name: name.to_string(),
+        };
+        let request = serde_json::to_value(request).map_err(|_| malformed())?;
+        let recorded = self.call_sync(name, Payload::json(request), || {
+            Payload::json(serde_json::to_value(live()).unwrap_or_default())
+        })?;
+        serde_json::from_value(recorded.json).map_err(|_| malformed())
+    }
+
     fn next_recorded(
         &mut self,
         name: &str,

@@ -79,7 +79,9 @@ mod verify;
 
 pub use config::MsgConfig;
 pub use error::MsgError;
-pub use messenger::{MAX_REQUEST_TIMEOUT, Messenger, REQUEST, SEND};
+pub use messenger::{
+    MAX_REQUEST_TIMEOUT, Messenger, MsgRequest, REQUEST, RequestAnswer, SEND, SendAnswer,
+};
 pub use registry::{InProcess, Registry};
 pub use transport::{
     Answer, Delivery, Redelivery, Transport, TransportError, TransportErrorKind, redeliver,

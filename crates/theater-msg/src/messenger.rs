@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use theater_chain::{ChainId, ChainRef, Hash, Payload};
 use theater_core::{HostCallError, HostCalls, Outbox};
 
@@ -32,12 +33,58 @@ pub struct Messenger {
     me: ChainId,
 }
 
-fn error_of(result: &Payload) -> Option<String> {
-    result
-        .json
-        .get("error")
-        .and_then(Value::as_str)
-        .map(str::to_string)
+/// A recorded send or request: to whom (as the sender addressed it) and what.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MsgRequest {
+    /// The target, an id or a name.
+    pub to: String,
+    /// The message.
+    pub payload: Value,
+}
+
+/// What a recorded send answered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SendAnswer {
+    /// Not sent: why (unknown target, not running).
+    Refused {
+        /// What the sender was told.
+        error: String,
+    },
+    /// Accepted, to be delivered once the sending entry is durable.
+    Sent {
+        /// Always true.
+        ok: bool,
+        /// The target's id (older hosts did not record it: then the target as addressed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<ChainId>,
+    },
+}
+
+/// What a recorded request answered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RequestAnswer {
+    /// No reply: why (unknown target, a timeout, the target failed the request).
+    Refused {
+        /// What the requester was told.
+        error: String,
+    },
+    /// The reply, and the target's entry that answered.
+    Answered {
+        /// The reply.
+        reply: Value,
+        /// The target's chain.
+        chain: ChainId,
+        /// The answering entry's seq.
+        seq: u64,
+        /// The answering entry's hash.
+        hash: Hash,
+    },
+}
+
+fn encode<T: Serialize>(v: &T) -> Payload {
+    Payload::json(serde_json::to_value(v).unwrap_or_default())
 }
 
 impl Messenger {
@@ -62,25 +109,35 @@ impl Messenger {
     /// sender's current entry is durable, naming that entry; a sender's messages to one
     /// target arrive in the order sent. An input that fails sends nothing.
     pub fn send(&self, host: &mut HostCalls, to: &str, payload: Value) -> Result<(), MsgError> {
-        let request = Payload::json(json!({"to": to, "payload": payload}));
-        let result = host.call_sync(SEND, request, || {
-            Payload::json(match self.transport.reachable(to) {
-                Ok(id) => json!({"ok": true, "id": id.as_str()}),
-                Err(reason) => json!({"error": reason.message}),
-            })
+        let request = MsgRequest {
+            to: to.to_string(),
+            payload,
+        };
+        let answer = host.call_typed(SEND, &request, || match self.transport.reachable(to) {
+            Ok(id) => SendAnswer::Sent {
+                ok: true,
+                id: Some(id),
+            },
+            Err(reason) => SendAnswer::Refused {
+                error: reason.message,
+            },
         })?;
-        if let Some(reason) = error_of(&result) {
-            return Err(MsgError::Unreachable {
-                to: to.to_string(),
-                reason,
-            });
-        }
+        let id = match answer {
+            SendAnswer::Refused { error } => {
+                return Err(MsgError::Unreachable {
+                    to: to.to_string(),
+                    reason: error,
+                });
+            }
+            SendAnswer::Sent { id, .. } => id,
+        };
+        let payload = request.payload;
         if !host.is_replaying() {
             let transport = Arc::clone(&self.transport);
             let from = self.me.clone();
             // Deliver to the actor the send resolved (and recorded), even if the name it was
             // addressed by points elsewhere by the time the entry is durable.
-            let to = result.json["id"].as_str().unwrap_or(to).to_string();
+            let to = id.map_or_else(|| to.to_string(), |id| id.to_string());
             host.after_commit(move |sent_by: ChainRef| async move {
                 let delivery = Delivery {
                     from,
@@ -107,7 +164,10 @@ impl Messenger {
         payload: Value,
         timeout: Duration,
     ) -> Result<Value, MsgError> {
-        let request = Payload::json(json!({"to": to, "payload": payload}));
+        let request = encode(&MsgRequest {
+            to: to.to_string(),
+            payload: payload.clone(),
+        });
         let transport = Arc::clone(&self.transport);
         let to_name = to.to_string();
         let me = self.me.clone();
@@ -116,35 +176,43 @@ impl Messenger {
             .call(REQUEST, request, || async move {
                 // An actor handles one input at a time: asking itself could only time out.
                 if transport.reachable(&to_name).is_ok_and(|id| id == me) {
-                    return Payload::json(
-                        json!({"error": "an actor cannot send a request to itself"}),
-                    );
+                    return encode(&RequestAnswer::Refused {
+                        error: "an actor cannot send a request to itself".into(),
+                    });
                 }
                 let ask = transport.ask(&to_name, payload);
-                Payload::json(match tokio::time::timeout(timeout, ask).await {
-                    Err(_) => {
-                        json!({"error": format!("no reply from {to_name:?} within {timeout:?}")})
-                    }
-                    Ok(Err(reason)) => json!({"error": reason.message}),
-                    Ok(Ok(answer)) => json!({
-                        "reply": answer.reply,
-                        "chain": answer.answered_by.chain.as_str(),
-                        "seq": answer.answered_by.seq,
-                        "hash": answer.answered_by.hash.to_string(),
-                    }),
+                encode(&match tokio::time::timeout(timeout, ask).await {
+                    Err(_) => RequestAnswer::Refused {
+                        error: format!("no reply from {to_name:?} within {timeout:?}"),
+                    },
+                    Ok(Err(reason)) => RequestAnswer::Refused {
+                        error: reason.message,
+                    },
+                    Ok(Ok(answer)) => RequestAnswer::Answered {
+                        reply: answer.reply,
+                        chain: answer.answered_by.chain,
+                        seq: answer.answered_by.seq,
+                        hash: answer.answered_by.hash,
+                    },
                 })
             })
             .await?;
-        if let Some(reason) = error_of(&result) {
-            return Err(MsgError::Unreachable {
+        match serde_json::from_value::<RequestAnswer>(result.json.clone()) {
+            Ok(RequestAnswer::Refused { error }) => Err(MsgError::Unreachable {
                 to: to.to_string(),
-                reason,
-            });
+                reason: error,
+            }),
+            Ok(RequestAnswer::Answered {
+                reply,
+                chain,
+                seq,
+                hash,
+            }) => {
+                host.refer(ChainRef { chain, seq, hash });
+                Ok(reply)
+            }
+            Err(_) => Err(MsgError::Malformed(result.json.to_string())),
         }
-        let answered_by =
-            answered_by(&result).ok_or_else(|| MsgError::Malformed(result.json.to_string()))?;
-        host.refer(answered_by);
-        Ok(result.json["reply"].clone())
     }
 }
 
@@ -178,11 +246,15 @@ impl Outbox for Messenger {
     }
 }
 
-/// The target entry a recorded request result names.
-pub(crate) fn answered_by(result: &Payload) -> Option<ChainRef> {
-    Some(ChainRef {
-        chain: ChainId::new(result.json.get("chain")?.as_str()?).ok()?,
-        seq: result.json.get("seq")?.as_u64()?,
-        hash: result.json.get("hash")?.as_str()?.parse::<Hash>().ok()?,
-    })
+/// The target entry a recorded request result names, and the reply.
+pub(crate) fn answered_by(result: &Payload) -> Option<(ChainRef, Value)> {
+    match serde_json::from_value::<RequestAnswer>(result.json.clone()).ok()? {
+        RequestAnswer::Answered {
+            reply,
+            chain,
+            seq,
+            hash,
+        } => Some((ChainRef { chain, seq, hash }, reply)),
+        RequestAnswer::Refused { .. } => None,
+    }
 }

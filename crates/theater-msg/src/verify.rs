@@ -7,7 +7,7 @@ use std::fmt;
 use serde_json::Value;
 use theater_chain::{ChainError, ChainId, ChainRef, ChainStore, Entry, Event, check_refs};
 
-use crate::messenger::{REQUEST, SEND, answered_by};
+use crate::messenger::{MsgRequest, REQUEST, SEND, SendAnswer, answered_by};
 
 /// A link between two chains that does not hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,12 +63,18 @@ fn sends(entry: &Entry) -> Vec<(ChainId, Value)> {
     entry
         .host_calls()
         .iter()
-        .filter(|c| c.name == SEND && c.result.json["ok"] == Value::Bool(true))
+        .filter(|c| c.name == SEND)
         .filter_map(|c| {
-            let to = c.result.json["id"]
-                .as_str()
-                .or_else(|| c.request.json["to"].as_str())?;
-            Some((ChainId::new(to).ok()?, c.request.json["payload"].clone()))
+            let request: MsgRequest = serde_json::from_value(c.request.json.clone()).ok()?;
+            let SendAnswer::Sent { id, .. } = serde_json::from_value(c.result.json.clone()).ok()?
+            else {
+                return None;
+            };
+            let to = match id {
+                Some(id) => id,
+                None => ChainId::new(request.to).ok()?,
+            };
+            Some((to, request.payload))
         })
         .collect()
 }
@@ -207,7 +213,12 @@ impl Ledger {
                     }
                 }
                 for call in entry.host_calls().iter().filter(|c| c.name == REQUEST) {
-                    let Some(at) = answered_by(&call.result) else {
+                    let Some((at, reply)) = answered_by(&call.result) else {
+                        continue;
+                    };
+                    let Ok(request) =
+                        serde_json::from_value::<MsgRequest>(call.request.json.clone())
+                    else {
                         continue;
                     };
                     let Some(target) = by_id.get(&at.chain) else {
@@ -230,23 +241,17 @@ impl Ledger {
                             continue;
                         }
                     };
-                    if *asked != call.request.json["payload"] {
+                    if *asked != request.payload {
                         problem(
                             &at.chain,
                             at.seq,
-                            format!(
-                                "asked {} but the target recorded {asked}",
-                                call.request.json["payload"]
-                            ),
+                            format!("asked {} but the target recorded {asked}", request.payload),
                         );
-                    } else if *replied != call.result.json["reply"] {
+                    } else if *replied != reply {
                         problem(
                             &at.chain,
                             at.seq,
-                            format!(
-                                "recorded reply {} but the target answered {replied}",
-                                call.result.json["reply"]
-                            ),
+                            format!("recorded reply {reply} but the target answered {replied}"),
                         );
                     }
                 }

@@ -38,8 +38,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 pub use config::TimersConfig;
 pub use schedule::{
-    Clock, MAX_DELAY, NOT_GRANTED, Scheduled, Scheduler, SystemClock, TIMER_CANCEL, TIMER_SET,
-    TimerHandle, TokioClock, cancel, pending_timers, set, snapshot_host, timers,
+    CancelAnswer, CancelRequest, Clock, MAX_DELAY, NOT_GRANTED, Scheduled, Scheduler, SetAnswer,
+    SetRequest, SystemClock, TIMER_CANCEL, TIMER_SET, TimerHandle, TokioClock, cancel,
+    pending_timers, set, snapshot_host, timers,
 };
 
 use theater_chain::{ChainError, ChainStore};

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
-use theater_chain::{ChainError, ChainStore, Event, Payload};
+use theater_chain::{ChainError, ChainStore, Event};
 use tokio::sync::mpsc;
 
 use theater_core::{ActorHandle, ActorInput, HostCallError, HostCalls};
@@ -65,6 +66,56 @@ impl Clock for TokioClock {
     fn now_ms(&self) -> u64 {
         self.base_ms + self.start.elapsed().as_millis() as u64
     }
+}
+
+/// A recorded `set`: what the actor asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetRequest {
+    /// The timer's name.
+    pub name: String,
+    /// After how long it first fires.
+    pub delay_ms: u64,
+    /// Its period, for a periodic timer.
+    pub every_ms: Option<u64>,
+}
+
+/// What a recorded `set` answered: when the timer is due, or why it was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SetAnswer {
+    /// Refused (not granted, a delay over [`MAX_DELAY`]).
+    Refused {
+        /// What the actor was told.
+        error: String,
+    },
+    /// Set: due at this time (ms since the Unix epoch).
+    Due {
+        /// When it is due.
+        due_ms: u64,
+    },
+}
+
+/// A recorded `cancel`: which timer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelRequest {
+    /// The timer's name.
+    pub name: String,
+}
+
+/// What a recorded `cancel` answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CancelAnswer {
+    /// Refused (not granted).
+    Refused {
+        /// What the actor was told.
+        error: String,
+    },
+    /// Cancelled (if it was set).
+    Done {
+        /// Always true.
+        ok: bool,
+    },
 }
 
 /// A timer waiting to fire.
@@ -138,27 +189,31 @@ pub fn set(
     }
     let delay_ms = millis(delay);
     let every_ms = every.map(|e| millis(e).max(1));
-    let request = Payload::json(json!({"name": name, "delay_ms": delay_ms, "every_ms": every_ms}));
+    let request = SetRequest {
+        name: name.to_string(),
+        delay_ms,
+        every_ms,
+    };
     // The cap is a recorded answer: a chain from before it (a longer timer) replays as it was.
     let over = delay > MAX_DELAY || every.is_some_and(|e| e > MAX_DELAY);
-    let live = match timers {
-        _ if host.is_replaying() => serde_json::Value::Null,
-        _ if over => json!({"error": format!(
-            "a timer's delay and period may be at most {} days",
-            MAX_DELAY.as_secs() / 86_400
-        )}),
-        Some(t) => json!({"due_ms": t.clock.now_ms().saturating_add(delay_ms)}),
-        None => json!({"error": NOT_GRANTED}),
+    let answer = host.call_typed(TIMER_SET, &request, || match timers {
+        _ if over => SetAnswer::Refused {
+            error: format!(
+                "a timer's delay and period may be at most {} days",
+                MAX_DELAY.as_secs() / 86_400
+            ),
+        },
+        Some(t) => SetAnswer::Due {
+            due_ms: t.clock.now_ms().saturating_add(delay_ms),
+        },
+        None => SetAnswer::Refused {
+            error: NOT_GRANTED.into(),
+        },
+    })?;
+    let due_ms = match answer {
+        SetAnswer::Refused { error } => return Ok(Err(error)),
+        SetAnswer::Due { due_ms } => due_ms,
     };
-    let result = host.call_sync(TIMER_SET, request, || Payload::json(live))?;
-    if let Some(e) = result.json.get("error").and_then(serde_json::Value::as_str) {
-        return Ok(Err(e.to_string()));
-    }
-    let due_ms = result.json["due_ms"]
-        .as_u64()
-        .ok_or(HostCallError::Malformed {
-            name: TIMER_SET.into(),
-        })?;
     if let Some(t) = timers {
         let tx = t.tx.clone();
         let scheduled = Scheduled {
@@ -180,15 +235,17 @@ pub fn cancel(
     host: &mut HostCalls,
     name: &str,
 ) -> Result<Result<(), String>, HostCallError> {
-    let request = Payload::json(json!({"name": name}));
-    let live = match timers {
-        _ if host.is_replaying() => serde_json::Value::Null,
-        Some(_) => json!({"ok": true}),
-        None => json!({"error": NOT_GRANTED}),
+    let request = CancelRequest {
+        name: name.to_string(),
     };
-    let result = host.call_sync(TIMER_CANCEL, request, || Payload::json(live))?;
-    if let Some(e) = result.json.get("error").and_then(serde_json::Value::as_str) {
-        return Ok(Err(e.to_string()));
+    let answer = host.call_typed(TIMER_CANCEL, &request, || match timers {
+        Some(_) => CancelAnswer::Done { ok: true },
+        None => CancelAnswer::Refused {
+            error: NOT_GRANTED.into(),
+        },
+    })?;
+    if let CancelAnswer::Refused { error } = answer {
+        return Ok(Err(error));
     }
     if let Some(t) = timers {
         let tx = t.tx.clone();
@@ -341,10 +398,8 @@ fn advance(
             _ => continue,
         };
         if let Some(input) = input
-            && input.json["type"] == "timer"
-            && let (Some(name), Some(due)) =
-                (input.json["name"].as_str(), input.json["due_ms"].as_u64())
-            && let Some(t) = table.get(name).cloned()
+            && let Ok(ActorInput::Timer { name, due_ms: due }) = ActorInput::from_payload(input)
+            && let Some(t) = table.get(&name).cloned()
         {
             match t.every_ms {
                 // The next period after this firing (not one of a timer set since).
@@ -359,7 +414,7 @@ fn advance(
                 }
                 // A one-shot is done once it fired (not an older one of the same name).
                 None if t.due_ms == due => {
-                    table.remove(name);
+                    table.remove(&name);
                 }
                 _ => {}
             }
@@ -368,24 +423,25 @@ fn advance(
             continue;
         }
         for call in entry.host_calls() {
-            let name = call.request.json["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
             if call.name == TIMER_SET {
-                if let Some(due_ms) = call.result.json["due_ms"].as_u64() {
-                    let every_ms = call.request.json["every_ms"].as_u64();
+                let request = serde_json::from_value::<SetRequest>(call.request.json.clone());
+                let answer = serde_json::from_value::<SetAnswer>(call.result.json.clone());
+                if let (Ok(request), Ok(SetAnswer::Due { due_ms })) = (request, answer) {
                     table.insert(
-                        name.clone(),
+                        request.name.clone(),
                         Scheduled {
-                            name,
+                            name: request.name,
                             due_ms,
-                            every_ms,
+                            every_ms: request.every_ms,
                         },
                     );
                 }
-            } else if call.name == TIMER_CANCEL && call.result.json.get("error").is_none() {
-                table.remove(&name);
+            } else if call.name == TIMER_CANCEL {
+                let request = serde_json::from_value::<CancelRequest>(call.request.json.clone());
+                let answer = serde_json::from_value::<CancelAnswer>(call.result.json.clone());
+                if let (Ok(request), Ok(CancelAnswer::Done { .. })) = (request, answer) {
+                    table.remove(&request.name);
+                }
             }
         }
     }
@@ -397,7 +453,7 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "test code")]
     use super::*;
     use serde_json::Value;
-    use theater_chain::{ChainId, Hash, HostCall, MemoryStore, NewEntry, Snapshot};
+    use theater_chain::{ChainId, Hash, HostCall, MemoryStore, NewEntry, Payload, Snapshot};
 
     fn chain() -> MemoryStore {
         let mut chain = MemoryStore::new(ChainId::new("timers").unwrap());
