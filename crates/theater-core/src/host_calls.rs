@@ -363,6 +363,57 @@ impl HostCalls {
 mod tests {
     use super::*;
 
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Ask {
+        n: u32,
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    #[serde(untagged)]
+    enum Told {
+        No { error: String },
+        Yes { doubled: u32 },
+    }
+
+    #[test]
+    fn typed_calls_record_their_json_and_read_it_back() {
+        let mut live = HostCalls::live();
+        let told = live
+            .call_typed("test:double", &Ask { n: 21 }, || Told::Yes { doubled: 42 })
+            .unwrap();
+        assert_eq!(told, Told::Yes { doubled: 42 });
+        let no = live
+            .call_typed("test:double", &Ask { n: 0 }, || Told::No {
+                error: "zero".into(),
+            })
+            .unwrap();
+        assert_eq!(
+            no,
+            Told::No {
+                error: "zero".into()
+            }
+        );
+        let recorded = live.into_recorded().calls;
+        assert_eq!(recorded[0].request.json, json!({"n": 21}));
+        assert_eq!(recorded[0].result.json, json!({"doubled": 42}));
+        assert_eq!(recorded[1].result.json, json!({"error": "zero"}));
+
+        let mut replay = HostCalls::replaying(recorded.clone());
+        let again: Told = replay
+            .call_typed("test:double", &Ask { n: 21 }, || {
+                unreachable!("replay performs nothing")
+            })
+            .unwrap();
+        assert_eq!(again, Told::Yes { doubled: 42 });
+        // A recorded answer of another shape is malformed, not misread.
+        let mut odd = recorded[0].clone();
+        odd.result = Payload::json(json!({"tripled": 63}));
+        let mut replay = HostCalls::replaying(vec![odd]);
+        let r: Result<Told, _> =
+            replay.call_typed("test:double", &Ask { n: 21 }, || Told::Yes { doubled: 0 });
+        assert!(matches!(r, Err(HostCallError::Malformed { .. })), "{r:?}");
+    }
+
     #[test]
     fn replay_feeds_back_recorded_results() {
         let mut live = HostCalls::live();

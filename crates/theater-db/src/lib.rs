@@ -39,7 +39,9 @@ use std::sync::Arc;
 
 pub use config::DbConfig;
 pub use sqlite::{DEFAULT_MAX_RESULT_BYTES, DEFAULT_TIME_LIMIT, Sqlite};
-pub use unit::{DB_RUN, Database, DbError, DbErrorKind, NOT_GRANTED, reapply, run, same_answer};
+pub use unit::{
+    DB_RUN, Database, DbError, DbErrorKind, NOT_GRANTED, RunAnswer, reapply, run, same_answer,
+};
 
 use theater_chain::{BlobStore, Entry};
 use theater_wasm::{Capability, Grant, HostState, Setup};

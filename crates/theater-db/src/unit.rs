@@ -14,8 +14,9 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-use theater_chain::{Entry, Event, Payload};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use theater_chain::{Entry, Event};
 
 use theater_core::{HostCallError, HostCalls};
 
@@ -150,6 +151,27 @@ pub trait Database: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// What a recorded `db.run` answered: `{"ok": answer}`, or `{"error": message}` with
+/// `"unit_lost": true` once the database ended the input's unit by itself. (The request is
+/// the SQL request itself, as the actor gave it.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RunAnswer {
+    /// Refused: bad SQL, a constraint, a limit, not granted...
+    Refused {
+        /// What the actor was told.
+        error: String,
+        /// Whether the input's unit was lost (its writes so far undone).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unit_lost: bool,
+    },
+    /// The answer.
+    Ok {
+        /// Rows, or the changes made.
+        ok: Value,
+    },
+}
+
 /// Whether the input being handled opened its unit (kept in [`HostCalls::scratch`]).
 #[derive(Default)]
 struct UnitOpen(bool);
@@ -179,9 +201,12 @@ pub async fn run(
     // Reads need no unit (an input that only reads commits nothing); the first write opens it.
     let writes = request.get("query").is_none();
     let live = match db {
-        _ if host.is_replaying() => Value::Null,
-        None => json!({"error": NOT_GRANTED}),
-        Some(db) => {
+        _ if host.is_replaying() => None,
+        None => Some(RunAnswer::Refused {
+            error: NOT_GRANTED.into(),
+            unit_lost: false,
+        }),
+        Some(db) => Some({
             let begun = if writes && !host.peek::<UnitOpen>().is_some_and(|o| o.0) {
                 begin(db, host).await
             } else {
@@ -192,25 +217,25 @@ pub async fn run(
                 Err(e) => Err(e),
             };
             match answer {
-                Ok(answer) => json!({"ok": answer}),
-                Err(e) if e.kind == DbErrorKind::UnitLost || db.unit_lost() => {
-                    json!({"error": e.message, "unit_lost": true})
-                }
-                Err(e) => json!({"error": e.message}),
+                Ok(ok) => RunAnswer::Ok { ok },
+                Err(e) => RunAnswer::Refused {
+                    unit_lost: e.kind == DbErrorKind::UnitLost || db.unit_lost(),
+                    error: e.message,
+                },
             }
-        }
+        }),
     };
     // Every answer is recorded, a failure to begin the unit included.
-    let result = host.call_sync(DB_RUN, Payload::json(request), move || Payload::json(live))?;
-    if let Some(e) = result.json.get("error").and_then(Value::as_str) {
-        return Ok(Err(e.to_string()));
-    }
-    match result.json.get("ok") {
-        Some(answer) => Ok(Ok(answer.clone())),
-        None => Err(HostCallError::Malformed {
-            name: DB_RUN.into(),
-        }),
-    }
+    let answer = host.call_typed(DB_RUN, &request, move || {
+        live.unwrap_or(RunAnswer::Refused {
+            error: "replayed".into(),
+            unit_lost: false,
+        })
+    })?;
+    Ok(match answer {
+        RunAnswer::Ok { ok } => Ok(ok),
+        RunAnswer::Refused { error, .. } => Err(error),
+    })
 }
 
 /// Opens the input's unit on `db`, to be committed with the entry (or rolled back if the
@@ -243,16 +268,35 @@ pub async fn reapply(db: &dyn Database, entry: &Entry) -> Result<bool, String> {
     }
     // Only requests that succeeded changed anything (a failed one was undone alone), and only
     // an entry with a successful write had a unit to commit.
-    let done: Vec<_> = entry
+    let answers: Vec<(&Value, RunAnswer)> = entry
         .host_calls()
         .iter()
-        .filter(|c| c.name == DB_RUN && c.result.json.get("ok").is_some())
+        .filter(|c| c.name == DB_RUN)
+        .map(|c| {
+            serde_json::from_value::<RunAnswer>(c.result.json.clone())
+                .map(|a| (&c.request.json, a))
+                .map_err(|_| format!("a recorded {DB_RUN} of entry {} is malformed", entry.seq()))
+        })
+        .collect::<Result<_, _>>()?;
+    let done: Vec<(&Value, &Value)> = answers
+        .iter()
+        .filter_map(|(request, answer)| match answer {
+            RunAnswer::Ok { ok } => Some((*request, ok)),
+            RunAnswer::Refused { .. } => None,
+        })
         .collect();
-    let wrote = done.iter().any(|c| c.request.json.get("query").is_none());
-    let lost = entry
-        .host_calls()
+    let wrote = done
         .iter()
-        .any(|c| c.name == DB_RUN && c.result.json.get("unit_lost").is_some());
+        .any(|(request, _)| request.get("query").is_none());
+    let lost = answers.iter().any(|(_, a)| {
+        matches!(
+            a,
+            RunAnswer::Refused {
+                unit_lost: true,
+                ..
+            }
+        )
+    });
     if !wrote || lost {
         return Ok(false);
     }
@@ -262,17 +306,16 @@ pub async fn reapply(db: &dyn Database, entry: &Entry) -> Result<bool, String> {
     }
     db.begin_input().await.map_err(|e| e.message)?;
     let applied = async {
-        for (i, call) in done.iter().enumerate() {
-            let again = db.rerun(&call.request.json).await.map_err(|e| e.message);
-            let matches = match (&again, call.result.json.get("ok")) {
-                (Ok(again), Some(then)) => same_answer(&call.request.json, then, again),
-                _ => false,
+        for (i, (request, then)) in done.iter().enumerate() {
+            let again = db.rerun(request).await.map_err(|e| e.message);
+            let matches = match &again {
+                Ok(again) => same_answer(request, then, again),
+                Err(_) => false,
             };
             if !matches {
                 return Err(format!(
-                    "the database does not match the chain: request {i} of entry {} answers {again:?} now, {} then",
+                    "the database does not match the chain: request {i} of entry {} answers {again:?} now, {{\"ok\": {then}}} then",
                     entry.seq(),
-                    call.result.json
                 ));
             }
         }
@@ -341,6 +384,7 @@ fn leading_keyword(sql: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn answers_compare_on_what_the_statement_decides() {

@@ -8,7 +8,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde_json::{Map, Value, json};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use theater_chain::blob::{BLOB_THRESHOLD, stash, unstash};
 use theater_chain::{BlobStore, Entry, Event, Hash, Payload};
 
@@ -31,8 +33,77 @@ fn object(value: Value) -> Map<String, Value> {
     }
 }
 
+/// The request of a recorded stat, read, list or delete: the path as the actor gave it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathRequest {
+    /// The path.
+    pub path: String,
+}
+
+/// The request of a recorded write; the contents are beside it (or under `$blob`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteRequest {
+    /// The path.
+    pub path: String,
+    /// The size of the contents.
+    pub size: usize,
+}
+
+/// What a recorded file call answered: the error the actor saw, or the call's answer (`T`:
+/// [`FileInfo`] for a stat, [`ReadAnswer`] for a read, [`ListAnswer`] for a listing,
+/// [`Done`] for a write or delete).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FileAnswer<T> {
+    /// Refused: not granted, an escape, a missing file, a read-only grant...
+    Refused {
+        /// What the actor was told.
+        error: String,
+    },
+    /// The call's answer.
+    Answered(T),
+}
+
+/// A recorded read's answer; the contents are beside it (or under `$blob`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadAnswer {
+    /// The size of the contents.
+    pub size: u64,
+}
+
+/// A recorded listing's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListAnswer {
+    /// The entries, by name.
+    pub entries: Vec<DirEntry>,
+}
+
+/// A recorded write's or delete's answer: done (staged, applied once durable).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {}
+
+fn encode<T: Serialize>(value: &T) -> Map<String, Value> {
+    object(serde_json::to_value(value).unwrap_or_default())
+}
+
 fn error(e: impl std::fmt::Display) -> Payload {
-    Payload::json(json!({"error": e.to_string()}))
+    let refused: FileAnswer<Done> = FileAnswer::Refused {
+        error: e.to_string(),
+    };
+    Payload::json(Value::Object(encode(&refused)))
+}
+
+/// The answer recorded in `result` (its `$blob`, if any, aside).
+fn answer<T: DeserializeOwned>(name: &str, result: &Payload) -> Answer<T> {
+    let mut json = result.json.clone();
+    if let Some(m) = json.as_object_mut() {
+        m.remove(theater_chain::blob::BLOB_KEY);
+    }
+    match serde_json::from_value::<FileAnswer<T>>(json) {
+        Ok(FileAnswer::Answered(t)) => Ok(Ok(t)),
+        Ok(FileAnswer::Refused { error }) => Ok(Err(error)),
+        Err(_) => Err(malformed(name)),
+    }
 }
 
 fn blob_error(e: theater_chain::ChainError) -> HostCallError {
@@ -56,14 +127,6 @@ fn recorded(
     host.call_sync(name, request, move || live.unwrap_or_default())
 }
 
-/// The recorded error, if the result is one.
-fn failed(result: &Payload) -> Option<String> {
-    result
-        .json
-        .get("error")
-        .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string))
-}
-
 fn malformed(name: &str) -> HostCallError {
     HostCallError::Malformed { name: name.into() }
 }
@@ -84,7 +147,7 @@ fn current(grant: &FileGrant, host: &HostCalls, path: &str) -> Result<Vec<u8>, F
 
 /// Size, SHA-256 and content type of the file at `path`.
 pub fn stat(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answer<FileInfo> {
-    let request = Payload::json(json!({"path": path}));
+    let request = path_request(path);
     let result = recorded(grant, host, FILES_STAT, request, |grant, host| {
         let info = match staged(host, path) {
             Some(Some(bytes)) => Ok(FileInfo {
@@ -96,31 +159,22 @@ pub fn stat(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answ
             None => crate::stat(&grant.dir, path),
         };
         match info {
-            Ok(info) => Payload::json(json!({
-                "size": info.size,
-                "sha256": info.sha256.to_string(),
-                "content_type": info.content_type,
-            })),
+            Ok(info) => Payload::json(Value::Object(encode(&info))),
             Err(e) => error(e),
         }
     })?;
-    if let Some(e) = failed(&result) {
-        return Ok(Err(e));
-    }
-    let j = &result.json;
-    let info = (|| {
-        Some(FileInfo {
-            size: j.get("size")?.as_u64()?,
-            sha256: j.get("sha256")?.as_str()?.parse().ok()?,
-            content_type: j.get("content_type")?.as_str()?.to_string(),
-        })
-    })();
-    info.map(Ok).ok_or_else(|| malformed(FILES_STAT))
+    answer::<FileInfo>(FILES_STAT, &result)
+}
+
+fn path_request(path: &str) -> Payload {
+    Payload::json(Value::Object(encode(&PathRequest {
+        path: path.to_string(),
+    })))
 }
 
 /// The contents of the file at `path`.
 pub fn read(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answer<Vec<u8>> {
-    let request = Payload::json(json!({"path": path}));
+    let request = path_request(path);
     // Live, the bytes read are handed back as they are; replay reads them from the recording.
     let mut read_live = None;
     let result = recorded(grant, host, FILES_READ, request, |grant, host| {
@@ -128,7 +182,9 @@ pub fn read(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answ
             Ok(b) => b,
             Err(e) => return error(e),
         };
-        let meta = object(json!({"size": bytes.len()}));
+        let meta = encode(&ReadAnswer {
+            size: bytes.len() as u64,
+        });
         let stored = match stash(meta, bytes.clone(), host.blobs()) {
             Ok(p) => p,
             Err(e) => return error(format!("cannot record the contents: {e}")),
@@ -136,14 +192,15 @@ pub fn read(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answ
         read_live = Some(bytes);
         stored
     })?;
-    if let Some(e) = failed(&result) {
-        return Ok(Err(e));
-    }
+    let read = match answer::<ReadAnswer>(FILES_READ, &result)? {
+        Ok(read) => read,
+        Err(e) => return Ok(Err(e)),
+    };
     let bytes = match read_live {
         Some(b) => b,
         None => unstash(&result, host.blobs()).map_err(blob_error)?,
     };
-    if result.json.get("size").and_then(Value::as_u64) != Some(bytes.len() as u64) {
+    if read.size != bytes.len() as u64 {
         return Err(malformed(FILES_READ));
     }
     Ok(Ok(bytes))
@@ -152,27 +209,18 @@ pub fn read(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answ
 /// The entries of the directory at `path` (`""` or `/` for the granted directory), by name,
 /// including what this input wrote or deleted.
 pub fn list(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answer<Vec<DirEntry>> {
-    let request = Payload::json(json!({"path": path}));
+    let request = path_request(path);
     let result = recorded(
         grant,
         host,
         FILES_LIST,
         request,
         |grant, host| match listing(grant, host, path) {
-            Ok(entries) => Payload::json(json!({"entries": entries})),
+            Ok(entries) => Payload::json(Value::Object(encode(&ListAnswer { entries }))),
             Err(e) => error(e),
         },
     )?;
-    if let Some(e) = failed(&result) {
-        return Ok(Err(e));
-    }
-    let entries = result
-        .json
-        .get("entries")
-        .cloned()
-        .and_then(|e| serde_json::from_value(e).ok())
-        .ok_or_else(|| malformed(FILES_LIST))?;
-    Ok(Ok(entries))
+    Ok(answer::<ListAnswer>(FILES_LIST, &result)?.map(|l| l.entries))
 }
 
 fn listing(grant: &FileGrant, host: &HostCalls, path: &str) -> Result<Vec<DirEntry>, FileError> {
@@ -274,7 +322,10 @@ pub fn write(
     // The request names large contents by hash, live and in replay alike; live, they are
     // stored beside the entry once the write is allowed.
     let request = stash(
-        object(json!({"path": path, "size": size})),
+        encode(&WriteRequest {
+            path: path.to_string(),
+            size,
+        }),
         contents.clone(),
         None,
     )
@@ -295,14 +346,14 @@ pub fn write(
             }
         }
         stage(host, grant, key, Some(contents.clone()));
-        Payload::json(json!({}))
+        Payload::json(Value::Object(encode(&Done {})))
     })?;
-    Ok(failed(&result).map_or(Ok(()), Err))
+    Ok(answer::<Done>(FILES_WRITE, &result)?.map(drop))
 }
 
 /// Deletes the file at `path`, once this input's entry is durable.
 pub fn delete(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> Answer<()> {
-    let request = Payload::json(json!({"path": path}));
+    let request = path_request(path);
     let result = recorded(grant, host, FILES_DELETE, request, |grant, host| {
         let key = match check_writable(grant, host, path) {
             Ok(k) => k,
@@ -319,9 +370,9 @@ pub fn delete(grant: Option<&FileGrant>, host: &mut HostCalls, path: &str) -> An
             return error(e);
         }
         stage(host, grant, key, None);
-        Payload::json(json!({}))
+        Payload::json(Value::Object(encode(&Done {})))
     })?;
-    Ok(failed(&result).map_or(Ok(()), Err))
+    Ok(answer::<Done>(FILES_DELETE, &result)?.map(drop))
 }
 
 /// Stages a write (`Some`) or delete (`None`) of `key`: later calls of this input see it, and
@@ -378,14 +429,19 @@ pub fn reapply(
     }
     let mut staged = Staged::new();
     for call in entry.host_calls() {
-        if !matches!(call.name.as_str(), FILES_WRITE | FILES_DELETE)
-            || failed(&call.result).is_some()
+        if !matches!(call.name.as_str(), FILES_WRITE | FILES_DELETE) {
+            continue;
+        }
+        // A refused write or delete changed nothing.
+        if answer::<Done>(&call.name, &call.result)
+            .map_err(|e| e.to_string())?
+            .is_err()
         {
             continue;
         }
-        let path = call.request.json.get("path").and_then(Value::as_str);
-        let key = normalize(path.ok_or_else(|| malformed(&call.name).to_string())?)
-            .map_err(|e| e.to_string())?;
+        let request: PathRequest = serde_json::from_value(call.request.json.clone())
+            .map_err(|_| malformed(&call.name).to_string())?;
+        let key = normalize(&request.path).map_err(|e| e.to_string())?;
         let contents = if call.name == FILES_WRITE {
             let bytes = unstash(&call.request, Some(blobs)).map_err(|e| e.to_string())?;
             Some(Arc::new(bytes))
