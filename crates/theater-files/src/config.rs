@@ -14,8 +14,9 @@ use serde::Deserialize;
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilesConfig {
-    /// The directory, relative to the manifest.
-    pub dir: PathBuf,
+    /// The directory, relative to the manifest (required: `None` is refused by the check,
+    /// with a message that shows what to write).
+    pub dir: Option<PathBuf>,
     /// Whether the actor may write and delete files in it.
     #[serde(default)]
     pub writable: bool,

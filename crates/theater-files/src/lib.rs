@@ -116,6 +116,15 @@ impl Grant for NoFiles {
     }
 }
 
+fn dir_of(config: &FilesConfig) -> Result<&std::path::Path, FieldError> {
+    config.dir.as_deref().ok_or_else(|| {
+        FieldError::at(
+            "dir",
+            "expected the directory to grant, e.g. dir = \"public\"",
+        )
+    })
+}
+
 /// The files capability. Its grant is a [`FileGrant`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Files;
@@ -132,7 +141,7 @@ impl Capability for Files {
     }
 
     fn check(&self, config: &FilesConfig, manifest: &Manifest) -> Result<(), FieldError> {
-        let dir = manifest.relative(&config.dir);
+        let dir = manifest.relative(dir_of(config)?);
         // A writable directory is created when the actor starts; one only read must exist.
         if dir.is_dir() || (config.writable && !dir.exists()) {
             Ok(())
@@ -145,7 +154,9 @@ impl Capability for Files {
     }
 
     fn grant(&self, config: &FilesConfig, setup: &Setup<'_>) -> anyhow::Result<Arc<dyn Grant>> {
-        let dir = setup.manifest.relative(&config.dir);
+        let dir = setup
+            .manifest
+            .relative(dir_of(config).map_err(|e| anyhow::anyhow!(e.message))?);
         if config.writable {
             std::fs::create_dir_all(&dir).map_err(|e| {
                 anyhow::anyhow!("cannot create the directory {}: {e}", dir.display())

@@ -160,7 +160,7 @@ impl Capability for Http {
         let files = match m.interfaces.get(theater_files::Files::NAME) {
             Some(section) => {
                 let files: theater_files::FilesConfig = section.clone().try_into()?;
-                Some(m.relative(files.dir))
+                files.dir.map(|dir| m.relative(dir))
             }
             None => None,
         };

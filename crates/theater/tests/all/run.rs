@@ -376,7 +376,7 @@ fn interface_sections_are_checked_by_their_capability() {
         (
             "[interfaces.files]\n",
             "interfaces.files.dir",
-            "missing field `dir`",
+            "expected the directory",
         ),
         (
             "[interfaces.files]\ndir = \"nowhere\"\n",
