@@ -34,6 +34,8 @@ pub struct HostCalls {
     refs: Vec<ChainRef>,
     /// Writes to apply once the entry is durable (live only).
     writes: Vec<Write>,
+    /// Writes to apply after those (live only).
+    writes_last: Vec<Write>,
     /// Where large payloads go (live) or come from (replay).
     blobs: Option<Arc<dyn BlobStore>>,
     /// What capabilities keep for the input being handled (staged file writes, an open
@@ -297,6 +299,19 @@ impl HostCalls {
         }
     }
 
+    /// [`HostCalls::on_commit`] for a write applied after every other write of the input,
+    /// whenever it was registered (the input's files go after its database commit: if the
+    /// commit fails, nothing of the input reaches the disk before the repair).
+    pub fn on_commit_last(
+        &mut self,
+        write: impl FnOnce(u64) -> Result<(), String> + Send + 'static,
+    ) {
+        if self.replay.is_none() {
+            self.writes_last
+                .push(Box::new(move |seq| Box::pin(async move { write(seq) })));
+        }
+    }
+
     /// [`HostCalls::on_commit`] for a write that waits (a database commit over the network).
     pub fn on_commit_async<F, Fut>(&mut self, write: F)
     where
@@ -350,11 +365,13 @@ impl HostCalls {
 
     /// What the entry being recorded needs.
     pub(crate) fn into_recorded(self) -> Recorded {
+        let mut writes = self.writes;
+        writes.extend(self.writes_last);
         Recorded {
             calls: self.done,
             effects: self.effects,
             refs: self.refs,
-            writes: self.writes,
+            writes,
         }
     }
 }

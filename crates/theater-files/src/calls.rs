@@ -387,7 +387,7 @@ fn stage(host: &mut HostCalls, grant: &FileGrant, key: String, contents: Option<
     // entry is durable.
     staging.root = Some(grant.dir.clone());
     let (root, files) = (grant.dir.clone(), Arc::clone(&staging.files));
-    host.on_commit(move |_| {
+    host.on_commit_last(move |_| {
         apply(&root, &lock(&files))
             .map(drop)
             .map_err(|e| e.to_string())

@@ -67,22 +67,42 @@ pub(crate) fn canonical(host: &str) -> String {
     }
 }
 
-/// Whether `host` names the local machine: `localhost` (and names below it) or a loopback or
-/// unspecified address.
-pub(crate) fn is_loopback_name(host: &str) -> bool {
+/// Whether `host` names this machine or its private network: `localhost` (and names below
+/// it) or an internal address (see [`is_internal_ip`]).
+pub(crate) fn is_internal_name(host: &str) -> bool {
     let host = canonical(host);
     host == "localhost"
         || host.ends_with(".localhost")
-        || host.parse::<IpAddr>().is_ok_and(is_local_ip)
+        || host.parse::<IpAddr>().is_ok_and(is_internal_ip)
 }
 
-/// Whether `ip` reaches the local machine.
-pub(crate) fn is_local_ip(ip: IpAddr) -> bool {
+/// Whether `ip` reaches this machine or a private network rather than the internet:
+/// loopback, unspecified, private (10/8, 172.16/12, 192.168/16), shared (100.64/10),
+/// link-local (169.254/16, where cloud metadata services live; fe80::/10), unique local
+/// (fc00::/7) and broadcast addresses, IPv4 written as IPv6 included.
+pub(crate) fn is_internal_ip(ip: IpAddr) -> bool {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     };
-    ip.is_loopback() || ip.is_unspecified()
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_unspecified()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
 }
 
 impl Entry {
@@ -104,23 +124,24 @@ impl Entry {
         }
     }
 
-    /// Whether the entry names `host` itself (not by a wildcard).
-    fn names(&self, host: &str) -> bool {
-        matches!(&self.host, Host::Exactly(h) if h == host)
+    /// Whether the entry names `host` itself (not by a wildcard), on `port`.
+    fn names(&self, host: &str, port: u16) -> bool {
+        self.port.is_none_or(|p| p == port) && matches!(&self.host, Host::Exactly(h) if h == host)
     }
 }
 
 /// Whether `allow` lets the actor reach `host` (as written in the URL) on `port`.
 pub(crate) fn allowed(allow: &[Entry], host: &str, port: u16) -> bool {
     let host = canonical(host);
-    let literal = is_loopback_name(&host);
+    let literal = is_internal_name(&host);
     allow.iter().any(|e| e.allows(&host, port, literal))
 }
 
-/// Whether `allow` names `host` literally (so it may resolve to a loopback address).
-pub(crate) fn named(allow: &[Entry], host: &str) -> bool {
+/// Whether `allow` names `host` on `port` literally (so it may resolve to an internal
+/// address).
+pub(crate) fn named(allow: &[Entry], host: &str, port: u16) -> bool {
     let host = canonical(host);
-    allow.iter().any(|e| e.names(&host))
+    allow.iter().any(|e| e.names(&host, port))
 }
 
 #[cfg(test)]
@@ -146,8 +167,20 @@ mod tests {
             "[::1]",
             "0.0.0.0",
             "x.localhost",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "[fd00::1]",
+            "[fe80::1]",
+            "[::ffff:127.0.0.1]",
+            "[::ffff:169.254.169.254]",
         ] {
             assert!(!allowed(&allow, local, 80), "{local} needs a literal entry");
+        }
+        for public in ["8.8.8.8", "172.32.0.1", "100.128.0.1", "[2001:db8::1]"] {
+            assert!(allowed(&allow, public, 80), "{public} is not internal");
         }
         let narrow = list(&[
             "*.example.org",
@@ -164,7 +197,11 @@ mod tests {
         assert!(allowed(&narrow, "127.0.0.1", 9000));
         assert!(!allowed(&narrow, "127.0.0.1", 9001));
         assert!(allowed(&narrow, "::1", 5));
-        assert!(named(&narrow, "127.0.0.1") && !named(&narrow, "a.example.org"));
+        assert!(named(&narrow, "127.0.0.1", 9000) && !named(&narrow, "a.example.org", 80));
+        assert!(
+            !named(&narrow, "127.0.0.1", 22),
+            "a named entry holds for its port only"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use theater_chain::Payload;
-use theater_chain::blob::{stash, unstash};
+use theater_chain::blob::{BLOB_THRESHOLD, stash, unstash};
 use theater_core::{HostCallError, HostCalls};
 
 use crate::{FetchError, HttpClientGrant, NOT_GRANTED, Request, Response, SEND};
@@ -54,11 +54,10 @@ pub async fn send(
         headers: &request.headers,
     };
     let json = serde_json::to_value(&shape).map_err(|e| HostCallError::Blob(e.to_string()))?;
-    // Large bodies are recorded by hash, live and in replay alike (live, stored beside the
-    // entry).
+    // Large bodies are recorded by hash, live and in replay alike; live, one is stored beside
+    // the entry only if the request is sent.
     let blobs = host.blob_store();
-    let recorded_request =
-        stash(object(json), request.body.clone(), blobs.as_deref()).map_err(blob_error)?;
+    let recorded_request = stash(object(json), request.body.clone(), None).map_err(blob_error)?;
     let replaying = host.is_replaying();
     let mut live_body = None;
     let (kept, request) = (&mut live_body, &request);
@@ -67,9 +66,17 @@ pub async fn send(
             if replaying {
                 return Payload::default();
             }
-            let outcome = match grant {
-                Some(g) => crate::fetch::fetch(&g.limits, request).await,
-                None => Err(FetchError::Refused(NOT_GRANTED.into())),
+            let stored = match (&blobs, request.body.len() > BLOB_THRESHOLD) {
+                (Some(store), true) if grant.is_some() => store
+                    .put(&request.body)
+                    .map(drop)
+                    .map_err(|e| FetchError::Unreachable(format!("cannot record the body: {e}"))),
+                _ => Ok(()),
+            };
+            let outcome = match (grant, stored) {
+                (_, Err(e)) => Err(e),
+                (Some(g), Ok(())) => crate::fetch::fetch(&g.limits, request).await,
+                (None, Ok(())) => Err(FetchError::Refused(NOT_GRANTED.into())),
             };
             let (answer, body) = match outcome {
                 Ok(r) => (

@@ -69,6 +69,11 @@ pub(crate) fn target(url: &str) -> Result<(Uri, String, u16, bool), FetchError> 
             )));
         }
     };
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(FetchError::Invalid(format!(
+            "{url:?} carries credentials: send them in a header instead"
+        )));
+    }
     let host = uri
         .host()
         .ok_or_else(|| FetchError::Invalid(format!("{url:?} names no host")))?
@@ -80,8 +85,8 @@ pub(crate) fn target(url: &str) -> Result<(Uri, String, u16, bool), FetchError> 
 pub(crate) async fn fetch(limits: &Limits, request: &Request) -> Result<Response, FetchError> {
     let (uri, host, port, tls) = target(&request.url)?;
     if !allow::allowed(&limits.allow, &host, port) {
-        let local = if allow::is_loopback_name(&host) {
-            " (a loopback host must be named exactly)"
+        let local = if allow::is_internal_name(&host) {
+            " (a loopback or private host must be named exactly)"
         } else {
             ""
         };
@@ -127,9 +132,11 @@ async fn connect(limits: &Limits, host: &str, port: u16) -> Result<TcpStream, Fe
         .map_err(|e| unreachable(&e))?
         .collect();
     // A name that resolves to this machine is reached only if granted by that very name.
-    if !allow::named(&limits.allow, host) && addrs.iter().any(|a| allow::is_local_ip(a.ip())) {
+    if !allow::named(&limits.allow, host, port)
+        && addrs.iter().any(|a| allow::is_internal_ip(a.ip()))
+    {
         return Err(FetchError::Refused(format!(
-            "{host} resolves to a loopback address, which [interfaces.http-client] allow must name exactly"
+            "{host} resolves to a loopback or private address, which [interfaces.http-client] allow must name exactly"
         )));
     }
     let mut last = None;
@@ -178,19 +185,38 @@ where
     });
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let mut builder = http::Request::builder().method(method).uri(path);
-    let mut has_host = false;
     for (name, value) in &request.headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| FetchError::Invalid(format!("{name:?} is not a header name")))?;
+        // The host, the framing and the connection are the host's: a guest's `host` could
+        // reach a virtual host the allow list never granted.
+        if [
+            http::header::HOST,
+            http::header::CONTENT_LENGTH,
+            http::header::TRANSFER_ENCODING,
+            http::header::CONNECTION,
+        ]
+        .contains(&name)
+        {
+            return Err(FetchError::Invalid(format!(
+                "the {name} header is set by the host, from the URL and the body"
+            )));
+        }
         let value = HeaderValue::from_str(value)
             .map_err(|_| FetchError::Invalid(format!("the value of header {name} is not valid")))?;
-        has_host |= name == http::header::HOST;
         builder = builder.header(name, value);
     }
-    if !has_host {
-        let authority = uri.authority().map_or(host, |a| a.as_str());
-        builder = builder.header(http::header::HOST, authority);
-    }
+    let default = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    let authority = if port == default {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    };
+    builder = builder.header(http::header::HOST, authority);
     let req = builder
         .body(Full::new(Bytes::from(request.body.clone())))
         .map_err(|e| FetchError::Invalid(e.to_string()))?;

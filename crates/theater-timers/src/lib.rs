@@ -90,6 +90,18 @@ impl Grant for TimerGrant {
     }
 }
 
+/// What an actor granted no timers holds: its snapshots still carry the timer table (empty,
+/// or what an earlier grant left pending), so pruning loses no timer if timers are granted
+/// again.
+#[derive(Clone, Copy, Debug)]
+pub struct NoTimers;
+
+impl Grant for NoTimers {
+    fn snapshot(&self, chain: &dyn ChainStore) -> Result<Option<serde_json::Value>, ChainError> {
+        snapshot_host(chain).map(Some)
+    }
+}
+
 /// The timers capability, on a clock. Its grant is a [`TimerGrant`].
 #[derive(Clone, Debug)]
 pub struct Timers {
@@ -117,6 +129,10 @@ impl Capability for Timers {
             linker,
             host::view,
         )
+    }
+
+    fn ungranted(&self) -> Option<Arc<dyn Grant>> {
+        Some(Arc::new(NoTimers))
     }
 
     fn grant(&self, _: &TimersConfig, setup: &Setup<'_>) -> anyhow::Result<Arc<dyn Grant>> {

@@ -9,8 +9,8 @@
 //! what a snapshot carries, start serving once the actor runs). [`Capabilities`] is the list a
 //! host runs with: it checks manifests, makes grants, and links every capability's imports.
 
-use std::any::{Any, TypeId};
-use std::collections::{BTreeMap, HashMap};
+use std::any::Any;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -44,51 +44,45 @@ pub trait Grant: Any + Send + Sync + std::fmt::Debug {
     fn start(&self, _actor: &ActorHandle) {}
 }
 
-/// The grants of one actor, one per type, shared by its instances. Cheap to clone.
+/// The grants of one actor, one per capability (by name), shared by its instances. Cheap to
+/// clone. Host functions find theirs by type ([`Grants::get`]).
 #[derive(Clone, Default)]
 pub struct Grants {
-    by_type: Arc<HashMap<TypeId, Named>>,
+    by_name: Arc<BTreeMap<&'static str, Arc<dyn Grant>>>,
 }
-
-/// A grant with its capability's name.
-type Named = (&'static str, Arc<dyn Grant>);
 
 impl std::fmt::Debug for Grants {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.by_type.values().map(|(name, _)| name))
-            .finish()
+        f.debug_list().entries(self.by_name.keys()).finish()
     }
 }
 
 impl Grants {
     /// Adds (or replaces) the grant of capability `name`.
     pub fn insert<G: Grant>(&mut self, name: &'static str, grant: Arc<G>) {
-        Arc::make_mut(&mut self.by_type).insert(TypeId::of::<G>(), (name, grant));
+        self.insert_dyn(name, grant);
     }
 
     fn insert_dyn(&mut self, name: &'static str, grant: Arc<dyn Grant>) {
-        let id = Any::type_id(&*grant);
-        Arc::make_mut(&mut self.by_type).insert(id, (name, grant));
+        Arc::make_mut(&mut self.by_name).insert(name, grant);
     }
 
     /// The grant of type `G`, if the actor has one.
     pub fn get<G: Grant>(&self) -> Option<Arc<G>> {
-        let (_, grant) = self.by_type.get(&TypeId::of::<G>())?;
-        let any: Arc<dyn Any + Send + Sync> = grant.clone();
-        any.downcast().ok()
+        self.by_name.values().find_map(|grant| {
+            let any: Arc<dyn Any + Send + Sync> = grant.clone();
+            any.downcast().ok()
+        })
     }
 
     /// Every grant, with its capability's name, by name.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Arc<dyn Grant>)> {
-        let mut all: Vec<_> = self.by_type.values().map(|(n, g)| (*n, g)).collect();
-        all.sort_by_key(|(n, _)| *n);
-        all.into_iter()
+        self.by_name.iter().map(|(n, g)| (*n, g))
     }
 
     /// Whether the actor has no grant.
     pub fn is_empty(&self) -> bool {
-        self.by_type.is_empty()
+        self.by_name.is_empty()
     }
 }
 
@@ -417,4 +411,31 @@ macro_rules! host_view {
             View(state)
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Held;
+    impl Grant for Held {}
+
+    #[derive(Debug)]
+    struct Instead;
+    impl Grant for Instead {}
+
+    #[test]
+    fn a_grant_replaces_the_one_of_the_same_capability_and_is_found_by_type() {
+        let mut grants = Grants::default();
+        grants.insert("files", Arc::new(Instead));
+        assert!(grants.get::<Instead>().is_some());
+        // A later grant of the same capability replaces what it held, whatever its type.
+        grants.insert("files", Arc::new(Held));
+        assert!(grants.get::<Instead>().is_none());
+        assert!(grants.get::<Held>().is_some());
+        grants.insert("timers", Arc::new(Instead));
+        let names: Vec<_> = grants.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["files", "timers"]);
+    }
 }

@@ -44,7 +44,14 @@ async fn demo(manifest: PathBuf, dir: Option<PathBuf>) -> anyhow::Result<ExitCod
     println!("chain in {}", chain_dir.display());
     println!();
 
-    let host = WasmHost::new(WasmConfig::default().pooling(Some(16)))?;
+    // Every capability linked (a component importing one loads; ungranted, its calls answer
+    // so), none granted.
+    let capabilities = crate::capabilities::all(&theater_msg::Registry::new());
+    let host = WasmHost::new(
+        WasmConfig::default()
+            .pooling(Some(16))
+            .capabilities(capabilities),
+    )?;
     let t = Instant::now();
     let component = host.load_file(&m.component)?;
     println!(

@@ -339,3 +339,49 @@ async fn https_is_verified_against_the_granted_roots_and_replays_without_the_ser
     assert_eq!(report.state, state);
     assert_eq!(recorded(&stored), ["ok 200"]);
 }
+
+#[tokio::test]
+async fn the_host_sets_host_and_framing_headers_and_urls_carry_no_credentials() {
+    use theater_http_client::{Request, calls};
+    let server = server().await;
+    let config = HttpClientConfig {
+        allow: vec![server.addr.to_string()],
+        timeout_ms: 2000,
+        max_response_bytes: 32 << 10,
+        ca_file: None,
+    };
+    let grant = HttpClientGrant::new(&config).unwrap();
+    let get = |url: String, headers: Vec<(String, String)>| Request {
+        method: "GET".into(),
+        url,
+        headers,
+        body: vec![],
+    };
+    let url = format!("http://{}/doc.json", server.addr);
+    let mut host = theater_core::HostCalls::live();
+    for name in ["host", "Content-Length", "transfer-encoding", "connection"] {
+        let headers = vec![(name.to_string(), "x".to_string())];
+        let e = calls::send(Some(&grant), &mut host, get(url.clone(), headers))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(e, theater_http_client::FetchError::Invalid(_)),
+            "{name}: {e}"
+        );
+    }
+    let with_user = format!("http://user:secret@{}/doc.json", server.addr);
+    let e = calls::send(Some(&grant), &mut host, get(with_user, vec![]))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(e.to_string().contains("credentials"), "{e}");
+    let accept = vec![("accept".to_string(), "application/json".to_string())];
+    let ok = calls::send(Some(&grant), &mut host, get(url, accept))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ok.status, 200);
+    // Every attempt is recorded, refusals included.
+    assert_eq!(host.calls().len(), 6);
+}
