@@ -96,7 +96,25 @@ fn root() -> PathBuf {
 }
 
 fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    // Not xtask's own package variables (`cargo run -p xtask` set them): some build scripts
+    // (ring's) track them, and would build again what `cargo test` builds without them.
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_ref())
+        {
+            cargo.env_remove(&key);
+        }
+    }
+    cargo
 }
 
 fn cargo_ok(base: &[&str], extra: Vec<String>) -> anyhow::Result<bool> {
