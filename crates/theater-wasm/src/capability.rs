@@ -199,15 +199,7 @@ fn config<C: DeserializeOwned>(section: &toml::Value) -> Result<C, FieldError> {
     })?;
     toml::from_str(&text).map_err(|e: toml::de::Error| {
         let message = e.message().to_string();
-        let field = message
-            .split('`')
-            .nth(1)
-            .filter(|_| message.contains("field"))
-            .map(str::to_string)
-            .or_else(|| {
-                e.span()
-                    .and_then(|s| crate::manifest::key_at(&text, s.start))
-            });
+        let field = crate::manifest::field_of(&e, &text);
         FieldError { field, message }
     })
 }

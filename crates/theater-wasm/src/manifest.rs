@@ -131,12 +131,7 @@ impl Manifest {
         };
         let raw: RawManifest = toml::from_str(text).map_err(|e| {
             let message = e.message().to_string();
-            let field = message
-                .split('`')
-                .nth(1)
-                .filter(|_| message.contains("field"))
-                .map(str::to_string)
-                .or_else(|| e.span().and_then(|s| key_at(text, s.start)));
+            let field = field_of(&e, text);
             let at = e
                 .span()
                 .map(|s| {
@@ -192,8 +187,20 @@ impl Manifest {
     }
 }
 
+/// The field a TOML error in `text` is about: the one its message names (`missing field
+/// \`dir\``), else the key on the line it points at.
+pub(crate) fn field_of(e: &toml::de::Error, text: &str) -> Option<String> {
+    let message = e.message();
+    message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.contains("field"))
+        .map(str::to_string)
+        .or_else(|| e.span().and_then(|s| key_at(text, s.start)))
+}
+
 /// The key on the line holding byte `at`, for errors that carry a position but no field name.
-pub(crate) fn key_at(text: &str, at: usize) -> Option<String> {
+fn key_at(text: &str, at: usize) -> Option<String> {
     let line_start = text[..at.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next()?;
     let key = line.split('=').next()?.trim();

@@ -71,20 +71,8 @@ fn manifests(dir: &Path) -> Vec<PathBuf> {
 
 /// A copy of the fixtures (tests write to their copy only).
 fn copy() -> tempfile::TempDir {
-    fn walk(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            let target = to.join(e.file_name());
-            if e.file_type().unwrap().is_dir() {
-                walk(&e.path(), &target);
-            } else {
-                std::fs::copy(e.path(), &target).unwrap();
-            }
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
-    walk(&golden(), dir.path());
+    crate::golden::copy_tree(&golden(), dir.path());
     // Git keeps no empty directories.
     for (name, _, _) in ACTORS {
         std::fs::create_dir_all(dir.path().join("chains").join(name).join("snapshots")).unwrap();

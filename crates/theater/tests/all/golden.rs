@@ -17,22 +17,24 @@ fn golden() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1")
 }
 
-/// A copy of the golden directory (the tests write to their copy only).
-fn copy() -> tempfile::TempDir {
-    fn walk(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            let target = to.join(e.file_name());
-            if e.file_type().unwrap().is_dir() {
-                walk(&e.path(), &target);
-            } else {
-                std::fs::copy(e.path(), &target).unwrap();
-            }
+/// Copies the tree at `from` to `to`.
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
         }
     }
+}
+
+/// A copy of the golden directory (the tests write to their copy only).
+fn copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    walk(&golden(), dir.path());
+    copy_tree(&golden(), dir.path());
     for chain in ["counter", "todo"] {
         std::fs::create_dir_all(dir.path().join("chains").join(chain).join("snapshots")).unwrap();
     }
