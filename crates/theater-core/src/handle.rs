@@ -1,5 +1,9 @@
 //! [`ActorHandle`]: a cheap, cloneable way to reach a running actor through its bounded mailbox.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use serde_json::Value;
 use theater_chain::{ChainId, ChainRef, Hash, Head};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -92,7 +96,37 @@ pub(crate) enum Command {
     },
     Stop {
         reply: oneshot::Sender<()>,
+        /// Save a snapshot at the head before stopping (passivation).
+        snapshot: bool,
     },
+}
+
+/// The instant activity times count from (one per process).
+fn epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+/// When an actor last handled something, shared by its handles and its loop.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Activity(Arc<AtomicU64>);
+
+impl Activity {
+    pub(crate) fn new() -> Self {
+        let a = Activity::default();
+        a.touch();
+        a
+    }
+
+    pub(crate) fn touch(&self) {
+        let since = epoch().elapsed().as_millis() as u64;
+        self.0.store(since, Ordering::Relaxed);
+    }
+
+    fn idle(&self) -> Duration {
+        let now = epoch().elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.0.load(Ordering::Relaxed)))
+    }
 }
 
 /// A handle to a running actor. Clones share one mailbox; when every handle is dropped the
@@ -103,6 +137,7 @@ pub struct ActorHandle {
     pub(crate) tx: mpsc::Sender<Command>,
     pub(crate) events: broadcast::Sender<ActorEvent>,
     pub(crate) status: watch::Receiver<ActorStatus>,
+    pub(crate) activity: Activity,
 }
 
 impl ActorHandle {
@@ -201,8 +236,37 @@ impl ActorHandle {
     /// with every entry durable.
     pub async fn stop(&self) -> Result<(), CallError> {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(Command::Stop { reply: tx }).await?;
+        self.enqueue(Command::Stop {
+            reply: tx,
+            snapshot: false,
+        })
+        .await?;
         rx.await.map_err(|_| self.stopped())
+    }
+
+    /// Passivates the actor: stops it after the inputs queued before this call, saving a
+    /// snapshot at its head first (unless one is there already), so that starting it again
+    /// reads the snapshot instead of replaying its history. Nothing of its chain changes:
+    /// replay cannot tell a passivated-then-activated actor from one that stayed up. A
+    /// snapshot that cannot be saved is only a longer replay later (logged).
+    pub async fn passivate(&self) -> Result<(), CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Command::Stop {
+            reply: tx,
+            snapshot: true,
+        })
+        .await?;
+        rx.await.map_err(|_| self.stopped())
+    }
+
+    /// How long since the actor last handled an input (or started).
+    pub fn idle_for(&self) -> Duration {
+        self.activity.idle()
+    }
+
+    /// Inputs and requests waiting in the mailbox (not yet taken up).
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// The actor's status now.

@@ -45,6 +45,32 @@ pub enum ActorInput {
         /// When it was due, in milliseconds since the Unix epoch (it may fire later).
         due_ms: u64,
     },
+    /// Something happened to a child actor this actor spawned (the `actors` capability):
+    /// what a supervisor written as an actor acts on.
+    Child {
+        /// The child's name.
+        name: String,
+        /// What happened.
+        event: ChildEvent,
+        /// Why, for a crash or a failure.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+/// What happened to a child actor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ChildEvent {
+    /// It crashed and is being restarted from its chain.
+    Restarting,
+    /// It runs again after a crash.
+    Restarted,
+    /// It failed for good (or could not be started): spawn it again to restart it.
+    Failed,
+    /// It stopped.
+    Stopped,
 }
 
 /// A WebSocket message as an actor sees it: text, or binary in the payload's bytes.

@@ -79,8 +79,8 @@ pub use handle::{ActorHandle, ActorStatus, CallError, Outcome};
 pub use host_calls::{CLOCK_NOW, Effect, HostCallError, HostCalls, RANDOM_BYTES, Write};
 pub use interface::{ActorInterface, InterfaceError, Shutdown};
 pub use io::{
-    ActorInput, ActorOutput, FileRef, HttpRequest, HttpResponse, PayloadError, WebSocketMessage,
-    WebSocketReply, WebSocketSend,
+    ActorInput, ActorOutput, ChildEvent, FileRef, HttpRequest, HttpResponse, PayloadError,
+    WebSocketMessage, WebSocketReply, WebSocketSend,
 };
 pub use outbox::Outbox;
 pub use replay::{Divergence, Mismatch, ReplayError, ReplayReport, replay, replay_to, resume};

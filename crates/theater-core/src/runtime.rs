@@ -23,6 +23,9 @@ pub struct RuntimeConfig {
     /// O(state), so a large state is snapshotted less often than every `snapshot_every`
     /// entries, and an input's cost stays that of what it changes.
     pub snapshot_share: Option<u32>,
+    /// References the genesis (init) entry records, when the chain is new: what a child
+    /// actor's genesis names (its parent's spawning entry).
+    pub genesis_refs: Vec<ChainRef>,
 }
 
 impl Default for RuntimeConfig {
@@ -31,6 +34,7 @@ impl Default for RuntimeConfig {
             snapshot_every: Some(1000),
             prune_on_snapshot: false,
             snapshot_share: Some(20),
+            genesis_refs: Vec::new(),
         }
     }
 }
@@ -45,6 +49,12 @@ impl RuntimeConfig {
     /// Sets [`RuntimeConfig::snapshot_share`].
     pub fn snapshot_share(mut self, share: Option<u32>) -> Self {
         self.snapshot_share = share;
+        self
+    }
+
+    /// Sets [`RuntimeConfig::genesis_refs`].
+    pub fn genesis_refs(mut self, refs: Vec<ChainRef>) -> Self {
+        self.genesis_refs = refs;
         self
     }
 
@@ -139,9 +149,11 @@ impl<A: Actor> ActorRuntime<A> {
                 .await
                 .map_err(|e| RuntimeError::Init(rejected("initial", e)))?;
             let recorded = host.into_recorded();
+            let mut refs = config.genesis_refs.clone();
+            refs.extend(recorded.refs);
             let entry = NewEntry::init(Payload::json(state.value().clone()), state.hash())
                 .with_host_calls(recorded.calls)
-                .with_refs(recorded.refs);
+                .with_refs(refs);
             let appended = chain.append(entry)?;
             chain.sync()?;
             apply_writes(&mut *chain, appended.seq, recorded.writes).await?;
@@ -353,6 +365,15 @@ impl<A: Actor> ActorRuntime<A> {
             self.chain.prune_before(head.seq)?;
         }
         Ok(())
+    }
+
+    /// [`ActorRuntime::snapshot`], unless the newest snapshot is already at the head.
+    pub fn snapshot_at_head(&mut self) -> Result<(), RuntimeError> {
+        // A chain of its genesis alone replays as fast as a snapshot loads.
+        match self.chain.head() {
+            Some(head) if head.seq != 0 && head.seq != self.last_snapshot => self.snapshot(),
+            _ => Ok(()),
+        }
     }
 
     /// Makes every recorded entry durable: what acknowledges them under group commit.

@@ -11,7 +11,7 @@ use theater_chain::{ChainId, ChainRef, ChainStore};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::handle::{Command, Reply};
+use crate::handle::{Activity, Command, Reply};
 use crate::{
     Actor, ActorError, ActorEvent, ActorHandle, ActorRuntime, ActorStatus, CallError, Effect,
     Outcome, RuntimeConfig, RuntimeError,
@@ -180,7 +180,10 @@ pub async fn spawn<F: ActorFactory>(
         // The init entry is already durable (start syncs it).
         let _ = outbound.send(effect);
     }
+    let activity = Activity::new();
     let supervisor = Supervisor {
+        activity: activity.clone(),
+        passivating: None,
         outbound,
         id: id.clone(),
         runtime,
@@ -198,6 +201,7 @@ pub async fn spawn<F: ActorFactory>(
         tx,
         events,
         status: status_rx,
+        activity,
     })
 }
 
@@ -224,6 +228,10 @@ fn spawn_outbound() -> mpsc::UnboundedSender<(ChainRef, Effect)> {
 }
 
 struct Supervisor<F: ActorFactory> {
+    activity: Activity,
+    /// Set by a passivation: the mailbox is closed, and once it is drained the actor
+    /// snapshots and stops, answering this.
+    passivating: Option<tokio::sync::oneshot::Sender<()>>,
     outbound: mpsc::UnboundedSender<(ChainRef, Effect)>,
     id: ChainId,
     runtime: ActorRuntime<F::Actor>,
@@ -280,6 +288,13 @@ impl<F: ActorFactory> Supervisor<F> {
         let max_batch = self.config.max_batch.max(1);
         loop {
             let Some(first) = self.next().await else {
+                if let Some(reply) = self.passivating.take() {
+                    // Everything is committed; a failed snapshot is only a longer replay.
+                    if let Err(e) = self.runtime.snapshot_at_head() {
+                        tracing::warn!(actor = %self.id, "passivation snapshot failed: {e}");
+                    }
+                    return Exit::Stop(Some(reply));
+                }
                 return Exit::Stop(None);
             };
             let mut replies: Vec<(Reply, Result<Outcome, CallError>)> = Vec::new();
@@ -348,7 +363,16 @@ impl<F: ActorFactory> Supervisor<F> {
                         let head = self.runtime.chain().head();
                         state_replies.push((reply, Ok((self.runtime.state().clone(), head))));
                     }
-                    Command::Stop { reply } => exit = Some(Exit::Stop(Some(reply))),
+                    // Passivation: take nothing new, but handle everything already taken
+                    // (a message in the mailbox was acknowledged to its sender), then stop.
+                    Command::Stop {
+                        reply,
+                        snapshot: true,
+                    } => {
+                        self.rx.close();
+                        self.passivating = Some(reply);
+                    }
+                    Command::Stop { reply, .. } => exit = Some(Exit::Stop(Some(reply))),
                 }
                 if exit.is_none() && handled < max_batch {
                     cmd = self.try_next();
@@ -374,6 +398,7 @@ impl<F: ActorFactory> Supervisor<F> {
                     _ => Some(Exit::ChainFailed(reason)),
                 };
             }
+            self.activity.touch();
             // Only durable entries have effects in the world.
             let effects = self.runtime.take_effects();
             if committed.is_ok() {
@@ -487,7 +512,7 @@ impl<F: ActorFactory> Supervisor<F> {
                     let _ = reply.send(Err(stopped()));
                 }
                 Command::Input { reply: None, .. } | Command::State { .. } => {}
-                Command::Stop { reply } => {
+                Command::Stop { reply, .. } => {
                     let _ = reply.send(());
                 }
             }

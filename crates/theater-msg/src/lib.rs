@@ -82,11 +82,11 @@ pub use error::MsgError;
 pub use messenger::{
     MAX_REQUEST_TIMEOUT, Messenger, MsgRequest, REQUEST, RequestAnswer, SEND, SendAnswer,
 };
-pub use registry::{InProcess, Registry};
+pub use registry::{Activator, InProcess, Registry};
 pub use transport::{
     Answer, Delivery, Redelivery, Transport, TransportError, TransportErrorKind, redeliver,
 };
-pub use verify::{LinkProblem, Pending, pending_sends, verify_links};
+pub use verify::{LinkProblem, Pending, SPAWN_CHILD, pending_sends, verify_links};
 
 use std::sync::Arc;
 

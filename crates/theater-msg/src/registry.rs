@@ -25,6 +25,21 @@ pub struct Registry {
 struct Table {
     by_id: HashMap<ChainId, ActorHandle>,
     names: HashMap<String, ChainId>,
+    activator: Option<Arc<dyn Activator>>,
+}
+
+/// Brings up actors that are addressable without running: members of a family (created on
+/// their first message, or activated from their chain). A [`Registry`] with one asks it for
+/// names it has no running actor for.
+#[async_trait]
+pub trait Activator: Send + Sync + std::fmt::Debug {
+    /// The id of the actor `name` names, if this activator can bring it up. Cheap and
+    /// local: a send is recorded with the answer, without waiting.
+    fn covers(&self, name: &str) -> Option<ChainId>;
+
+    /// Brings `name` up (creating it, or activating it from its chain) and registers it;
+    /// returns its handle.
+    async fn activate(&self, name: &str) -> Result<ActorHandle, TransportError>;
 }
 
 impl Registry {
@@ -71,6 +86,23 @@ impl Registry {
         t.by_id.get(&id).cloned()
     }
 
+    /// Makes `activator` bring up the actors it covers when they are addressed.
+    pub fn set_activator(&self, activator: Arc<dyn Activator>) {
+        if let Ok(mut t) = self.inner.write() {
+            t.activator = Some(activator);
+        }
+    }
+
+    fn activator(&self) -> Option<Arc<dyn Activator>> {
+        self.inner.read().ok()?.activator.clone()
+    }
+
+    /// The running actor `to` names, activating it first if it is a passive (or not yet
+    /// created) member of a family.
+    pub async fn resolve(&self, to: &str) -> Result<ActorHandle, TransportError> {
+        InProcess::new(self.clone()).handle(to).await
+    }
+
     /// The ids of the registered actors, sorted.
     pub fn ids(&self) -> Vec<ChainId> {
         let mut ids: Vec<ChainId> = self
@@ -106,6 +138,27 @@ impl InProcess {
         InProcess { actors }
     }
 
+    /// The running actor `to`, activated if it has to be.
+    async fn handle(&self, to: &str) -> Result<ActorHandle, TransportError> {
+        match self.reachable_handle(to) {
+            Ok(h) => Ok(h),
+            Err(e) => match self.actors.activator() {
+                Some(a) if a.covers(to).is_some() => a.activate(to).await,
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Whether an error of a handle means it stopped (passivated) under the sender's feet:
+    /// then the input was not taken, and a covered actor is activated again and asked once more.
+    fn retry(&self, to: &str, e: &theater_core::CallError) -> bool {
+        matches!(e, theater_core::CallError::Stopped { reason: None, .. })
+            && self
+                .actors
+                .activator()
+                .is_some_and(|a| a.covers(to).is_some())
+    }
+
     fn reachable_handle(&self, to: &str) -> Result<ActorHandle, TransportError> {
         let handle = self.actors.lookup(to).ok_or_else(|| {
             TransportError::new(
@@ -139,24 +192,38 @@ fn call_error(e: &theater_core::CallError) -> TransportError {
 #[async_trait]
 impl Transport for InProcess {
     fn reachable(&self, to: &str) -> Result<ChainId, TransportError> {
-        self.reachable_handle(to).map(|h| h.id().clone())
+        match self.reachable_handle(to) {
+            Ok(h) => Ok(h.id().clone()),
+            Err(e) => self.actors.activator().and_then(|a| a.covers(to)).ok_or(e),
+        }
     }
 
     async fn deliver(&self, to: &str, delivery: Delivery) -> Result<(), TransportError> {
-        let handle = self.reachable_handle(to)?;
         let input = ActorInput::message_from(delivery.from.as_str(), delivery.payload);
-        handle
-            .tell_with_refs(input, vec![delivery.sent_by])
-            .await
-            .map_err(|e| call_error(&e))
+        let refs = vec![delivery.sent_by];
+        let handle = self.handle(to).await?;
+        match handle.tell_with_refs(input.clone(), refs.clone()).await {
+            Err(e) if self.retry(to, &e) => self
+                .handle(to)
+                .await?
+                .tell_with_refs(input, refs)
+                .await
+                .map_err(|e| call_error(&e)),
+            r => r.map_err(|e| call_error(&e)),
+        }
     }
 
     async fn ask(&self, to: &str, payload: Value) -> Result<Answer, TransportError> {
-        let handle = self.reachable_handle(to)?;
-        let outcome = handle
-            .call(ActorInput::request(payload))
-            .await
-            .map_err(|e| call_error(&e))?;
+        let input = ActorInput::request(payload);
+        let mut handle = self.handle(to).await?;
+        let outcome = match handle.call(input.clone()).await {
+            Err(e) if self.retry(to, &e) => {
+                handle = self.handle(to).await?;
+                handle.call(input).await
+            }
+            r => r,
+        }
+        .map_err(|e| call_error(&e))?;
         Ok(Answer {
             reply: outcome.output.to_payload().json["payload"].clone(),
             answered_by: ChainRef {

@@ -9,6 +9,11 @@ use theater_chain::{ChainError, ChainId, ChainRef, ChainStore, Entry, Event, che
 
 use crate::messenger::{MsgRequest, REQUEST, SEND, SendAnswer, answered_by};
 
+/// Name of a recorded spawn of a child actor (the `actors` capability): request `{"kind",
+/// "name", "init"?}`, answer `{"ok": true, "name"}` or `{"error"}`. The child's genesis entry
+/// refers to the entry that recorded it.
+pub const SPAWN_CHILD: &str = "theater:actors/spawn";
+
 /// A link between two chains that does not hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkProblem {
@@ -212,6 +217,35 @@ impl Ledger {
                         );
                     }
                 }
+                // A child's genesis refers to its parent's spawning entry, which must have
+                // spawned exactly this child.
+                if matches!(entry.event(), Event::Init { .. }) {
+                    for r in entry.refs() {
+                        let Some(parent) = by_id.get(&r.chain) else {
+                            continue;
+                        };
+                        if !resolves(r) {
+                            continue; // reported by check_refs
+                        }
+                        let spawning = parent.get(r.seq)?;
+                        let spawned = spawning.host_calls().iter().any(|c| {
+                            c.name == SPAWN_CHILD
+                                && c.request.json["name"] == chain.id().as_str()
+                                && c.result.json["ok"] == true
+                        });
+                        if !spawned {
+                            problem(
+                                &r.chain,
+                                r.seq,
+                                format!(
+                                    "the genesis of {} names this entry as its spawn, but it spawned no {}",
+                                    chain.id(),
+                                    chain.id()
+                                ),
+                            );
+                        }
+                    }
+                }
                 for call in entry.host_calls().iter().filter(|c| c.name == REQUEST) {
                     let Some((at, reply)) = answered_by(&call.result) else {
                         continue;
@@ -268,7 +302,8 @@ impl Ledger {
 /// Checks the links between `chains`: references resolve ([`check_refs`]); each received
 /// message matches a send to its receiver with the same payload in the sending entry, and no
 /// send is received more often than it was made; a message's `from` is the chain it refers
-/// to; each recorded request matches the target's entry (same request payload, same reply).
+/// to; each recorded request matches the target's entry (same request payload, same reply);
+/// a child's genesis refers to an entry of its parent that spawned it ([`SPAWN_CHILD`]).
 /// Returns every link that does not hold (empty when all do). Sends not yet received are not
 /// problems (they may be in flight): see [`pending_sends`].
 pub fn verify_links(chains: &[&dyn ChainStore]) -> Result<Vec<LinkProblem>, ChainError> {

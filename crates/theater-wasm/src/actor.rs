@@ -202,10 +202,14 @@ impl WasmActor {
             Some(t) => t.to_string(),
             None => format!("{e:#}"),
         };
-        match guest_said {
-            Some(said) => ActorError::Trap(format!("{trap} ({said})")),
-            None => ActorError::Trap(trap),
+        let trap = match guest_said {
+            Some(said) => format!("{trap} ({said})"),
+            None => trap,
+        };
+        if self.limits.crash_on_trap {
+            return ActorError::Fatal(format!("trap: {trap}"));
         }
+        ActorError::Trap(trap)
     }
 }
 

@@ -51,4 +51,4 @@ pub use capability::{Capabilities, Capability, FieldError, Grant, Grants, Setup}
 pub use engine::{ActorComponent, WasmConfig, WasmHost};
 pub use error::{LoadError, ManifestError};
 pub use host::HostState;
-pub use manifest::{Limits, Manifest};
+pub use manifest::{Family, Limits, MAX_NAME_LEN, Manifest, check_name};

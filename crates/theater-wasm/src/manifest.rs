@@ -12,6 +12,11 @@
 //! memory_mb = 64                      # linear memory per instance
 //! cpu_ms = 1000                       # wall-clock budget per input
 //! audit_every = 10000                 # compare the guest's own state ~1 input in N
+//! crash_on_trap = false               # true: a trap crashes the actor (nothing recorded)
+//!
+//! [activation]                        # only for a family (name = "room-*")
+//! idle_ms = 300000                    # passivate a member idle this long
+//! max_active = 1000                   # most members active at once
 //!
 //! [interfaces.files]                  # a capability granted, with its config
 //! dir = "public"                      # (each is checked by its capability: see
@@ -42,6 +47,15 @@ struct RawManifest {
     limits: RawLimits,
     #[serde(default)]
     interfaces: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    activation: Option<RawActivation>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawActivation {
+    idle_ms: Option<u64>,
+    max_active: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -50,6 +64,7 @@ struct RawLimits {
     memory_mb: Option<u64>,
     cpu_ms: Option<u64>,
     audit_every: Option<u32>,
+    crash_on_trap: Option<bool>,
 }
 
 /// Resource limits of one actor.
@@ -67,6 +82,10 @@ pub struct Limits {
     /// keeps it to about 1% of an input's cost with a few MB of state. A guest built with
     /// `theater-guest` reports exactly what it changed; audits catch other guests' mistakes.
     pub audit_every: u32,
+    /// A trap crashes the actor instead of failing the input (`[limits] crash_on_trap`,
+    /// default false): nothing is recorded for the input, and the actor restarts from its
+    /// chain, or, for a child, stops and its parent is told ("let it crash").
+    pub crash_on_trap: bool,
 }
 
 impl Default for Limits {
@@ -75,7 +94,54 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             cpu: Duration::from_secs(1),
             audit_every: 10_000,
+            crash_on_trap: false,
         }
+    }
+}
+
+/// Longest actor name, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Checks an actor's name: it names its chain's directory and addresses it, so it is 1 to
+/// 128 bytes of ASCII letters, digits, `-`, `_` and `.`, not starting with `.` (no `..`, no
+/// separators, no hidden files).
+pub fn check_name(name: &str) -> Result<ChainId, String> {
+    let bad = |why: &str| Err(format!("invalid actor name {name:?}: {why}"));
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return bad(&format!("must be 1 to {MAX_NAME_LEN} bytes"));
+    }
+    if name.starts_with('.') {
+        return bad("must not start with `.`");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return bad(&format!(
+            "{c:?} is not allowed (letters, digits, `-`, `_` and `.` only)"
+        ));
+    }
+    ChainId::new(name).map_err(|e| e.to_string())
+}
+
+/// A family of actors declared by one manifest whose name is a pattern (`room-*`): every
+/// name with the prefix is an actor of the family, created on its first message (or
+/// activated from its chain if it has one), and passivated when idle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Family {
+    /// What every member's name starts with (`room-`).
+    pub prefix: String,
+    /// A member idle this long is passivated (`[activation] idle_ms`, default 5 minutes).
+    pub idle: Duration,
+    /// At most this many members are active at once; activating one more passivates the
+    /// least recently active (`[activation] max_active`, default 1,000).
+    pub max_active: usize,
+}
+
+impl Family {
+    /// Whether `name` is a member's name (the prefix, then a valid rest).
+    pub fn covers(&self, name: &str) -> bool {
+        name.len() > self.prefix.len() && name.starts_with(&self.prefix) && check_name(name).is_ok()
     }
 }
 
@@ -95,6 +161,8 @@ pub struct Manifest {
     pub limits: Limits,
     /// Granted interfaces and their raw config, by interface name.
     pub interfaces: BTreeMap<String, toml::Value>,
+    /// Set when the name is a pattern (`room-*`): the manifest declares a family of actors.
+    pub family: Option<Family>,
 }
 
 /// Largest memory limit accepted (4 GiB, the wasm32 maximum).
@@ -109,6 +177,18 @@ impl Manifest {
     /// `path` as the manifest means it: relative to the manifest's directory.
     pub fn relative(&self, path: impl AsRef<Path>) -> PathBuf {
         self.path.parent().unwrap_or(Path::new(".")).join(path)
+    }
+
+    /// The manifest of the family member `name`, or of an actor spawned as `name`: this one
+    /// named `name` (checked), with `init` if given.
+    pub fn instance(&self, name: &str, init: Option<Value>) -> Result<Manifest, String> {
+        let mut m = self.clone();
+        m.name = check_name(name)?;
+        m.family = None;
+        if let Some(init) = init {
+            m.init = init;
+        }
+        Ok(m)
     }
 
     /// Reads and checks the manifest at `path`.
@@ -141,7 +221,42 @@ impl Manifest {
                 .unwrap_or_default();
             err(field.as_deref(), format!("{at}{message}"))
         })?;
-        let name = ChainId::new(raw.name).map_err(|e| err(Some("name"), e.to_string()))?;
+        let family = match raw.name.strip_suffix('*') {
+            Some(prefix) => {
+                check_name(&format!("{prefix}x")).map_err(|_| {
+                    err(
+                        Some("name"),
+                        format!(
+                            "a family's pattern is a name prefix then `*` (like `room-*`), got {:?}",
+                            raw.name
+                        ),
+                    )
+                })?;
+                let a = raw.activation.unwrap_or_default();
+                if a.max_active == Some(0) {
+                    return Err(err(
+                        Some("activation.max_active"),
+                        "must be at least 1".into(),
+                    ));
+                }
+                Some(Family {
+                    prefix: prefix.to_string(),
+                    idle: Duration::from_millis(a.idle_ms.unwrap_or(300_000)),
+                    max_active: a.max_active.unwrap_or(1000),
+                })
+            }
+            None if raw.activation.is_some() => {
+                return Err(err(
+                    Some("activation"),
+                    "only a family of actors (a name like `room-*`) is activated on demand".into(),
+                ));
+            }
+            None => None,
+        };
+        let name = match &family {
+            Some(_) => ChainId::new(raw.name).map_err(|e| err(Some("name"), e.to_string()))?,
+            None => check_name(&raw.name).map_err(|e| err(Some("name"), e))?,
+        };
         let base = path.parent().unwrap_or(Path::new("."));
         let component = base.join(&raw.component);
         if !component.is_file() {
@@ -172,6 +287,9 @@ impl Manifest {
         if let Some(n) = raw.limits.audit_every {
             limits.audit_every = n;
         }
+        if let Some(c) = raw.limits.crash_on_trap {
+            limits.crash_on_trap = c;
+        }
         let init = match raw.init {
             None => Value::Null,
             Some(v) => serde_json::to_value(v).map_err(|e| err(Some("init"), e.to_string()))?,
@@ -183,6 +301,7 @@ impl Manifest {
             init,
             limits,
             interfaces: raw.interfaces,
+            family,
         })
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! | method and path | what |
 //! |---|---|
-//! | `GET /actors` | every actor: name, status, head seq and hash |
+//! | `GET /actors` | every actor: name, status, head seq and hash (a family's passive members: status `passive`) |
+//! | `POST /actors` | body `{"manifest": path, "name"?, "init"?}`: spawns an actor (or adds a family) |
+//! | `GET /families` | the families: pattern, active members, idle time, most active |
 //! | `GET /actors/NAME/state` | its state, with the seq and hash it is at |
 //! | `GET /actors/NAME/chain?from=&to=` | its entries, one JSON object per line |
 //! | `GET /actors/NAME/events` | its events as they happen, one JSON object per line |
@@ -165,6 +167,8 @@ async fn route(
     };
     match (method, what.as_str(), parts.len()) {
         (Method::GET, "actors", 1) => list(host).await,
+        (Method::POST, "actors", 1) => spawn(host, &body).await,
+        (Method::GET, "families", 1) => families(host).await,
         (Method::GET, "state", 3) => state(host, &name).await,
         (Method::GET, "chain", 3) => chain(host, &name, &query),
         (Method::GET, "events", 3) => events(host, &name).await,
@@ -185,28 +189,78 @@ async fn route(
     }
 }
 
-async fn handle_of(host: &Host, name: &str) -> Option<theater_core::ActorHandle> {
-    host.actors.lock().await.get(name).map(|a| a.handle.clone())
+/// The actor `name`: a listed one (running or not), or a family member, activated.
+async fn handle_of(host: &Host, name: &str) -> Result<theater_core::ActorHandle, Response<Body>> {
+    if let Some(h) = host.actors.lock().await.get(name).map(|a| a.handle.clone()) {
+        return Ok(h);
+    }
+    host.registry.resolve(name).await.map_err(|e| {
+        let status = match e.kind {
+            theater_msg::TransportErrorKind::NoSuchActor => StatusCode::NOT_FOUND,
+            _ => StatusCode::CONFLICT,
+        };
+        error(status, e)
+    })
+}
+
+async fn spawn(host: &Host, body: &[u8]) -> Response<Body> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Spawn {
+        manifest: std::path::PathBuf,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        init: Option<Value>,
+    }
+    let s: Spawn = match serde_json::from_slice(body) {
+        Ok(s) => s,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"manifest\": path, \"name\"?, \"init\"?}}: {e}"),
+            );
+        }
+    };
+    match host.spawn_manifest(&s.manifest, s.name, s.init).await {
+        Ok(name) => full(StatusCode::CREATED, json!({"spawned": name})),
+        Err(e) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+    }
+}
+
+async fn families(host: &Host) -> Response<Body> {
+    let out: Vec<Value> = host
+        .families()
+        .await
+        .into_iter()
+        .map(|(pattern, active, idle, max_active)| {
+            json!({"pattern": pattern, "active": active,
+                   "idle_ms": idle.as_millis() as u64, "max_active": max_active})
+        })
+        .collect();
+    full(StatusCode::OK, Value::Array(out))
 }
 
 async fn list(host: &Host) -> Response<Body> {
-    let handles: Vec<(String, theater_core::ActorHandle)> = host
-        .actors
-        .lock()
-        .await
-        .iter()
-        .map(|(n, a)| (n.clone(), a.handle.clone()))
-        .collect();
     let mut out = Vec::new();
-    for (name, h) in handles {
+    for a in host.list().await {
+        let member = matches!(a.origin, Some(crate::host::Origin::Member { .. }));
+        let Some(h) = a.handle else {
+            out.push(json!({"name": a.name, "status": "passive", "seq": null, "hash": null}));
+            continue;
+        };
         let status = h.status();
         let head = match status {
             ActorStatus::Running => h.state().await.ok().and_then(|(_, head)| head),
             _ => None,
         };
+        let shown = match (&status, member) {
+            (ActorStatus::Running, true) => json!("active"),
+            _ => status_json(&status),
+        };
         out.push(json!({
-            "name": name,
-            "status": status_json(&status),
+            "name": a.name,
+            "status": shown,
             "seq": head.as_ref().map(|h| h.seq),
             "hash": head.map(|h| h.hash.to_string()),
         }));
@@ -215,8 +269,9 @@ async fn list(host: &Host) -> Response<Body> {
 }
 
 async fn state(host: &Host, name: &str) -> Response<Body> {
-    let Some(h) = handle_of(host, name).await else {
-        return error(StatusCode::NOT_FOUND, format!("no actor named {name:?}"));
+    let h = match handle_of(host, name).await {
+        Ok(h) => h,
+        Err(response) => return response,
     };
     match h.state().await {
         Ok((state, head)) => full(
@@ -268,8 +323,9 @@ fn chain(host: &Host, name: &str, query: &str) -> Response<Body> {
 }
 
 async fn events(host: &Host, name: &str) -> Response<Body> {
-    let Some(h) = handle_of(host, name).await else {
-        return error(StatusCode::NOT_FOUND, format!("no actor named {name:?}"));
+    let h = match handle_of(host, name).await {
+        Ok(h) => h,
+        Err(response) => return response,
     };
     let sub = h.subscribe();
     let stream = futures_util::stream::unfold(Some(sub), |sub| async move {
@@ -297,8 +353,9 @@ async fn events(host: &Host, name: &str) -> Response<Body> {
 }
 
 async fn send(host: &Host, name: &str, body: &[u8]) -> Response<Body> {
-    let Some(h) = handle_of(host, name).await else {
-        return error(StatusCode::NOT_FOUND, format!("no actor named {name:?}"));
+    let h = match handle_of(host, name).await {
+        Ok(h) => h,
+        Err(response) => return response,
     };
     let v: Value = match serde_json::from_slice(body) {
         Ok(v) => v,

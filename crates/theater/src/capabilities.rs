@@ -4,9 +4,17 @@
 use theater_msg::Registry;
 use theater_wasm::Capabilities;
 
-/// Every capability, for actors messaging through `registry`.
+/// Every capability, for actors messaging through `registry`; no host spawns their children
+/// (for replay and offline tools, which answer from the recording).
 pub(crate) fn all(registry: &Registry) -> Capabilities {
+    hosted(registry, &crate::children::Actors::new())
+}
+
+/// Every capability, for actors messaging through `registry` and spawning children through
+/// `children`.
+pub(crate) fn hosted(registry: &Registry, children: &crate::children::Actors) -> Capabilities {
     Capabilities::new()
+        .with(children.clone())
         .with(theater_msg::Msg::new(registry.clone()))
         .with(theater_files::Files)
         .with(theater_timers::Timers::system())

@@ -1,4 +1,4 @@
-//! The CLI side of the management API: `theater ps`, `state`, `send`, `stop`, `restart`,
+//! The CLI side of the management API: `theater ps`, `spawn`, `state`, `send`, `stop`, `restart`,
 //! `events`, `shutdown`, talking to the `theater run` whose data directory is given.
 
 use std::path::{Path, PathBuf};
@@ -18,8 +18,21 @@ use crate::exit;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClientCommand {
-    /// List the actors of the running host: name, status, head seq and hash.
+    /// List the actors of the running host: name, status, head seq and hash; members of a
+    /// family are `active` or `passive`.
     Ps,
+    /// Start a new actor on the running host from a manifest (a family's manifest adds the
+    /// family). The host starts it again on its next run, until `theater stop`.
+    Spawn {
+        /// The actor's manifest (TOML).
+        manifest: PathBuf,
+        /// Its name (default: the manifest's).
+        #[arg(long)]
+        name: Option<String>,
+        /// Its init parameters, as JSON (default: the manifest's [init]).
+        #[arg(long)]
+        init: Option<String>,
+    },
     /// Print an actor's current state.
     State {
         /// The actor.
@@ -144,10 +157,10 @@ pub(crate) fn run(data_dir: PathBuf, cmd: ClientCommand) -> anyhow::Result<ExitC
             ClientCommand::Ps => {
                 let (status, body) = api.call(Method::GET, "/actors", None).await?;
                 if status.is_success() {
-                    println!("{:<20} {:<24} {:>8}  hash", "name", "status", "seq");
+                    println!("{:<24} {:<24} {:>8}  hash", "name", "status", "seq");
                     for a in body.as_array().into_iter().flatten() {
                         println!(
-                            "{:<20} {:<24} {:>8}  {}",
+                            "{:<24} {:<24} {:>8}  {}",
                             a["name"].as_str().unwrap_or("?"),
                             a["status"].as_str().unwrap_or("?"),
                             a["seq"]
@@ -163,6 +176,24 @@ pub(crate) fn run(data_dir: PathBuf, cmd: ClientCommand) -> anyhow::Result<ExitC
                     return Ok(ExitCode::SUCCESS);
                 }
                 (status, body)
+            }
+            ClientCommand::Spawn {
+                manifest,
+                name,
+                init,
+            } => {
+                let init = init
+                    .as_deref()
+                    .map(|j| {
+                        serde_json::from_str::<Value>(j)
+                            .with_context(|| format!("--init is not JSON: {j}"))
+                    })
+                    .transpose()?;
+                // The host resolves the path: give it one that means the same there.
+                let manifest = std::path::absolute(manifest)
+                    .with_context(|| format!("cannot resolve {}", manifest.display()))?;
+                let body = serde_json::json!({"manifest": manifest, "name": name, "init": init});
+                api.call(Method::POST, "/actors", Some(&body)).await?
             }
             ClientCommand::State { name } => {
                 api.call(Method::GET, &format!("/actors/{name}/state"), None)

@@ -1,22 +1,82 @@
-//! The running host behind `theater run`: actors from manifests, their chains in a data
-//! directory, the capabilities their manifests grant, and what the management API acts on.
+//! The running host behind `theater run`: actors from manifests, actors spawned while it
+//! runs (by `theater spawn` or by a parent actor), families of actors activated on demand,
+//! their chains in a data directory, the capabilities their manifests grant, and what the
+//! management API acts on.
+//!
+//! An actor's name is its chain's directory (`chains/NAME`) and its address. A family
+//! (`name = "room-*"`) makes every name with its prefix addressable: the first message to
+//! one creates it, or activates it from its chain; an idle one is passivated (snapshot
+//! saved, memory released). The actors spawned at run time are kept in `actors.json` so the
+//! next start brings them back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use theater_chain::{ChainStore, Durability, FileStore};
-use theater_core::{ActorConfig, ActorHandle, spawn};
-use theater_msg::{Registry, pending_sends};
-use theater_wasm::{ActorComponent, Capabilities, Manifest, Setup, WasmConfig, WasmHost};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use theater_chain::{ChainId, ChainRef, ChainStore, Durability, FileStore};
+use theater_core::{
+    ActorConfig, ActorEvent, ActorHandle, ActorInput, ActorStatus, ChildEvent, RestartPolicy,
+    RuntimeConfig, spawn,
+};
+use theater_msg::{Activator, Registry, TransportError, TransportErrorKind, pending_sends};
+use theater_wasm::{ActorComponent, Capabilities, Family, Manifest, Setup, WasmConfig, WasmHost};
 use tokio::sync::Mutex;
 
-/// One actor of the host.
+/// Where an actor came from: what starts it again and what its stop means.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A manifest `theater run` was given.
+    Manifest,
+    /// `theater spawn` (kept in `actors.json`).
+    Spawned,
+    /// Spawned by the actor `parent` (kept in `actors.json`).
+    Child { parent: String },
+    /// A member of the family with this prefix, activated on demand.
+    Member { prefix: String },
+}
+
+/// One actor of the host (running, or stopped but still listed).
 pub(crate) struct Actor {
     pub(crate) manifest: Manifest,
     component: ActorComponent,
     pub(crate) handle: ActorHandle,
+    pub(crate) origin: Origin,
+}
+
+/// A family of actors: its manifest (named by the pattern) and component.
+struct FamilyDef {
+    manifest: Manifest,
+    family: Family,
+    component: ActorComponent,
+}
+
+/// An actor started at run time, as `actors.json` keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Record {
+    /// The actor's name, or a family's pattern.
+    name: String,
+    /// Its manifest (absolute).
+    manifest: PathBuf,
+    /// Init parameters given instead of the manifest's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    init: Option<Value>,
+    /// The actor that spawned it, for a child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parent: Option<String>,
+}
+
+/// An actor as `theater ps` lists it.
+pub(crate) struct Listed {
+    pub(crate) name: String,
+    /// Running actors' handles; `None` for a passive member.
+    pub(crate) handle: Option<ActorHandle>,
+    pub(crate) origin: Option<Origin>,
 }
 
 /// The actors of `theater run` and everything around them.
@@ -26,12 +86,22 @@ pub(crate) struct Host {
     pub(crate) registry: Registry,
     pub(crate) data_dir: PathBuf,
     pub(crate) actors: Mutex<BTreeMap<String, Actor>>,
+    /// Families by prefix.
+    families: std::sync::RwLock<BTreeMap<String, Arc<FamilyDef>>>,
+    /// One lock per name being activated or passivated, so the two never overlap.
+    gates: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    records: std::sync::Mutex<Vec<Record>>,
+    stopping: Arc<AtomicBool>,
 }
+
+/// The file the actors started at run time are kept in.
+const RECORDS: &str = "actors.json";
 
 impl Host {
     /// Loads and checks the manifests, opens (or creates) their chains under `data_dir`,
-    /// starts the actors with what their manifests grant, delivers messages a previous run
-    /// left undelivered, and starts serving them (HTTP).
+    /// starts the actors with what their manifests grant (and those spawned at run time by
+    /// an earlier run), delivers messages a previous run left undelivered, and starts serving
+    /// them (HTTP).
     pub(crate) async fn start(manifests: &[PathBuf], data_dir: &Path) -> anyhow::Result<Arc<Host>> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
@@ -40,19 +110,28 @@ impl Host {
         let data_dir = &std::fs::canonicalize(data_dir)
             .with_context(|| format!("cannot resolve the data directory {}", data_dir.display()))?;
         let registry = Registry::new();
-        let capabilities = crate::capabilities::all(&registry);
+        let children = crate::children::Actors::new();
+        let capabilities = crate::capabilities::hosted(&registry, &children);
         let wasm = WasmHost::new(
             WasmConfig::default()
                 .cache_dir(data_dir.join("cache"))
                 .capabilities(capabilities.clone()),
         )?;
+        let records = read_records(&data_dir.join(RECORDS))?;
         let host = Arc::new(Host {
             wasm,
             capabilities,
             registry,
             data_dir: data_dir.to_path_buf(),
             actors: Mutex::new(BTreeMap::new()),
+            families: std::sync::RwLock::new(BTreeMap::new()),
+            gates: std::sync::Mutex::new(HashMap::new()),
+            records: std::sync::Mutex::new(records.clone()),
+            stopping: Arc::new(AtomicBool::new(false)),
         });
+        children.bind(Arc::downgrade(&host));
+        host.registry
+            .set_activator(Arc::new(HostActivator(Arc::downgrade(&host))));
         let mut loaded = Vec::new();
         for path in manifests {
             let m = Manifest::load(path)?;
@@ -62,11 +141,24 @@ impl Host {
             }
             loaded.push(m);
         }
-        for m in loaded {
-            host.spawn_actor(m).await?;
+        let (families, singles): (Vec<Manifest>, Vec<Manifest>) =
+            loaded.into_iter().partition(|m| m.family.is_some());
+        for m in families {
+            host.add_family(m)?;
+        }
+        for m in singles {
+            host.check_free(m.name.as_str()).await?;
+            host.start_actor(m, None, Origin::Manifest, Vec::new())
+                .await?;
+        }
+        for r in records {
+            if let Err(e) = host.restore(&r).await {
+                tracing::warn!(actor = %r.name, "not started again: {e:#}");
+            }
         }
         host.redeliver().await?;
         host.capabilities.serve().await?;
+        tokio::spawn(sweep(Arc::downgrade(&host)));
         Ok(host)
     }
 
@@ -74,29 +166,136 @@ impl Host {
         self.data_dir.join("chains").join(name)
     }
 
-    async fn spawn_actor(&self, manifest: Manifest) -> anyhow::Result<()> {
+    /// Whether `name` has a chain on disk.
+    fn has_chain(&self, name: &str) -> bool {
+        self.chain_dir(name).is_dir()
+    }
+
+    /// Adds the family `m` declares (its name is a pattern).
+    fn add_family(&self, m: Manifest) -> anyhow::Result<String> {
+        let family = m.family.clone().context("not a family")?;
+        for cap in ["http", "timers"] {
+            if m.grants(cap) {
+                bail!(
+                    "{}: a family's actors are passivated when idle, so [interfaces.{cap}] \
+                     cannot be granted to them ({}); give it to an actor that forwards to them",
+                    m.path.display(),
+                    if cap == "http" {
+                        "a passive actor serves no port"
+                    } else {
+                        "a passive actor's timers would not fire"
+                    }
+                );
+            }
+        }
         let component = self
             .wasm
-            .load_file(&manifest.component)
-            .with_context(|| format!("loading the actor {:?}", manifest.name.as_str()))?;
-        let handle = self.spawn_handle(&manifest, &component).await?;
-        self.registry.register(handle.clone())?;
-        tracing::info!(actor = %manifest.name, "started");
-        self.actors.lock().await.insert(
-            manifest.name.to_string(),
-            Actor {
-                manifest,
+            .load_file(&m.component)
+            .with_context(|| format!("loading the family {:?}", m.name.as_str()))?;
+        let mut families = self.families.write().expect("families lock");
+        if let Some(other) = families
+            .keys()
+            .find(|p| p.starts_with(&family.prefix) || family.prefix.starts_with(p.as_str()))
+        {
+            bail!(
+                "the family {:?} overlaps the family {:?}: a name would belong to both",
+                m.name.as_str(),
+                format!("{other}*")
+            );
+        }
+        let pattern = m.name.to_string();
+        tracing::info!(family = %pattern, idle = ?family.idle, max_active = family.max_active, "family ready");
+        families.insert(
+            family.prefix.clone(),
+            Arc::new(FamilyDef {
+                manifest: m,
+                family,
                 component,
-                handle,
+            }),
+        );
+        Ok(pattern)
+    }
+
+    /// The family `name` belongs to.
+    fn family_of(&self, name: &str) -> Option<Arc<FamilyDef>> {
+        self.families
+            .read()
+            .ok()?
+            .values()
+            .find(|d| d.family.covers(name))
+            .cloned()
+    }
+
+    /// An error unless `name` can be given to a new actor: not running or listed, not a
+    /// family member's name.
+    async fn check_free(&self, name: &str) -> anyhow::Result<()> {
+        if let Some(d) = self.family_of(name) {
+            bail!(
+                "{name:?} belongs to the family {:?}: its actors are created by their first message",
+                d.manifest.name.as_str()
+            );
+        }
+        if let Some(a) = self.actors.lock().await.get(name) {
+            match a.handle.status() {
+                ActorStatus::Running | ActorStatus::Restarting { .. } => {
+                    bail!("an actor named {name:?} is already running")
+                }
+                _ => bail!(
+                    "an actor named {name:?} exists (stopped): `theater restart {name}` starts it again"
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the actor `m` (creating its chain or resuming it), registers it and lists it.
+    async fn start_actor(
+        &self,
+        m: Manifest,
+        component: Option<ActorComponent>,
+        origin: Origin,
+        genesis: Vec<ChainRef>,
+    ) -> anyhow::Result<ActorHandle> {
+        let component = match component {
+            Some(c) => c,
+            None => self
+                .wasm
+                .load_file(&m.component)
+                .with_context(|| format!("loading the actor {:?}", m.name.as_str()))?,
+        };
+        let handle = self.spawn_handle(&m, &component, &origin, genesis).await?;
+        self.registry.register(handle.clone())?;
+        if let Origin::Child { parent } = &origin {
+            tokio::spawn(watch_child(
+                self.registry.clone(),
+                handle.clone(),
+                parent.clone(),
+                self.stopping_flag(),
+            ));
+        }
+        tracing::debug!(actor = %m.name, ?origin, "started");
+        self.actors.lock().await.insert(
+            m.name.to_string(),
+            Actor {
+                manifest: m,
+                component,
+                handle: handle.clone(),
+                origin,
             },
         );
-        Ok(())
+        Ok(handle)
+    }
+
+    fn stopping_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stopping)
     }
 
     async fn spawn_handle(
         &self,
         m: &Manifest,
         component: &ActorComponent,
+        origin: &Origin,
+        genesis: Vec<ChainRef>,
     ) -> anyhow::Result<ActorHandle> {
         let chain: Box<dyn ChainStore> = Box::new(
             FileStore::open_or_create(
@@ -119,20 +318,435 @@ impl Host {
                     .with_grants(grants.clone())
             }
         };
-        let handle = spawn(factory, chain, ActorConfig::default()).await?;
+        let mut config =
+            ActorConfig::default().runtime(RuntimeConfig::default().genesis_refs(genesis));
+        if matches!(origin, Origin::Child { .. }) {
+            // Its parent supervises it: told of the failure, it spawns it again.
+            config = config.restart(RestartPolicy::never());
+        }
+        let handle = spawn(factory, chain, config).await?;
         for (_, grant) in grants.iter() {
             grant.start(&handle);
         }
         Ok(handle)
     }
 
+    /// Starts again an actor `actors.json` lists.
+    async fn restore(&self, r: &Record) -> anyhow::Result<()> {
+        let m = Manifest::load(&r.manifest)?;
+        self.capabilities.check(&m)?;
+        if m.family.is_some() {
+            self.add_family(m)?;
+            return Ok(());
+        }
+        let m = m
+            .instance(&r.name, r.init.clone())
+            .map_err(anyhow::Error::msg)?;
+        let origin = match &r.parent {
+            Some(parent) => Origin::Child {
+                parent: parent.clone(),
+            },
+            None => Origin::Spawned,
+        };
+        self.start_actor(m, None, origin, Vec::new()).await?;
+        Ok(())
+    }
+
+    /// `theater spawn`: starts the actor of the manifest at `path` as `name` (default: the
+    /// manifest's), with `init` (default: the manifest's), or adds the family it declares.
+    /// Kept in `actors.json`, so the next start brings it back. Returns its name.
+    pub(crate) async fn spawn_manifest(
+        &self,
+        path: &Path,
+        name: Option<String>,
+        init: Option<Value>,
+    ) -> anyhow::Result<String> {
+        let path = std::fs::canonicalize(path)
+            .with_context(|| format!("no manifest at {}", path.display()))?;
+        let m = Manifest::load(&path)?;
+        self.capabilities.check(&m)?;
+        let record = |name: &str| Record {
+            name: name.to_string(),
+            manifest: path.clone(),
+            init: init.clone(),
+            parent: None,
+        };
+        if m.family.is_some() {
+            if name.is_some() || init.is_some() {
+                bail!(
+                    "{} declares the family {:?}: its members are named by the messages that create them, and share its [init]",
+                    path.display(),
+                    m.name.as_str()
+                );
+            }
+            let pattern = self.add_family(m)?;
+            self.keep(record(&pattern))?;
+            return Ok(pattern);
+        }
+        let name = name.unwrap_or_else(|| m.name.to_string());
+        let m = m
+            .instance(&name, init.clone())
+            .map_err(anyhow::Error::msg)?;
+        self.check_free(&name).await?;
+        self.start_actor(m, None, Origin::Spawned, Vec::new())
+            .await?;
+        self.keep(record(&name))?;
+        tracing::info!(actor = %name, "spawned");
+        Ok(name)
+    }
+
+    /// Whether the actor `parent` may spawn a child named `name` now: a valid name, free, or
+    /// the name of a child of `parent` that is not running (spawning it resumes it).
+    pub(crate) fn check_child(&self, parent: &str, name: &str) -> Result<(), String> {
+        theater_wasm::check_name(name)?;
+        if self.family_of(name).is_some() {
+            return Err(format!("{name:?} belongs to a family of actors"));
+        }
+        if self.registry.lookup(name).is_some_and(|h| {
+            matches!(
+                h.status(),
+                ActorStatus::Running | ActorStatus::Restarting { .. }
+            )
+        }) {
+            return Err(format!("an actor named {name:?} is already running"));
+        }
+        let mine = self.is_child_of(name, parent);
+        if !mine && (self.has_chain(name) || self.registry.lookup(name).is_some()) {
+            return Err(format!(
+                "the name {name:?} is taken by an actor that is not a child of {parent:?}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `name` is a child `parent` spawned.
+    /// A stopped child is no longer in the records; its genesis still names its parent.
+    pub(crate) fn is_child_of(&self, name: &str, parent: &str) -> bool {
+        let recorded = self
+            .records
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .any(|r| r.name == name && r.parent.as_deref() == Some(parent))
+            })
+            .unwrap_or(false);
+        recorded
+            || (theater_wasm::check_name(name).is_ok()
+                && FileStore::open_read_only(self.chain_dir(name))
+                    .ok()
+                    .filter(|c| c.start() == 0 && !c.is_empty())
+                    .and_then(|c| c.get(0).ok())
+                    .and_then(|genesis| genesis.refs().first().map(|r| r.chain.clone()))
+                    .is_some_and(|p| p.as_str() == parent))
+    }
+
+    /// Starts the child `m` of `parent` once the parent's spawning entry `sent_by` is durable
+    /// (its genesis refers to it). A failure is told to the parent as a recorded input.
+    pub(crate) async fn start_child(&self, parent: String, m: Manifest, sent_by: ChainRef) {
+        let name = m.name.to_string();
+        let started = async {
+            self.check_child(&parent, &name)
+                .map_err(anyhow::Error::msg)?;
+            // A restarted child keeps its place in the records.
+            self.drop_record(&name)?;
+            self.keep(Record {
+                name: name.clone(),
+                manifest: m.path.clone(),
+                init: Some(m.init.clone()),
+                parent: Some(parent.clone()),
+            })?;
+            {
+                let mut actors = self.actors.lock().await;
+                if let Some(old) = actors.remove(&name) {
+                    self.registry.unregister(old.handle.id());
+                }
+            }
+            self.start_actor(
+                m,
+                None,
+                Origin::Child {
+                    parent: parent.clone(),
+                },
+                vec![sent_by],
+            )
+            .await
+        };
+        if let Err(e) = started.await {
+            tracing::warn!(%parent, child = %name, "child not started: {e:#}");
+            tell_parent(
+                &self.registry,
+                &parent,
+                &name,
+                ChildEvent::Failed,
+                Some(format!("{e:#}")),
+            )
+            .await;
+        }
+    }
+
+    /// Stops the child `name` of `parent` (after the parent's stopping entry is durable).
+    pub(crate) async fn stop_child(&self, parent: &str, name: &str) {
+        if self.is_child_of(name, parent)
+            && let Err(e) = self.stop_actor(name.to_string()).await
+        {
+            tracing::warn!(%parent, child = %name, "child not stopped: {e:#}");
+        }
+    }
+
+    fn keep(&self, r: Record) -> anyhow::Result<()> {
+        let mut records = self.records.lock().expect("records lock");
+        records.retain(|o| o.name != r.name);
+        records.push(r);
+        write_records(&self.data_dir.join(RECORDS), &records)
+    }
+
+    fn drop_record(&self, name: &str) -> anyhow::Result<()> {
+        let mut records = self.records.lock().expect("records lock");
+        let before = records.len();
+        records.retain(|o| o.name != name);
+        if records.len() != before {
+            write_records(&self.data_dir.join(RECORDS), &records)?;
+        }
+        Ok(())
+    }
+
+    fn gate(&self, name: &str) -> Arc<Mutex<()>> {
+        let mut gates = self.gates.lock().expect("gates lock");
+        Arc::clone(gates.entry(name.to_string()).or_default())
+    }
+
+    fn ungate(&self, name: &str, gate: Arc<Mutex<()>>) {
+        let mut gates = self.gates.lock().expect("gates lock");
+        // Ours and the table's: no one else waits on it.
+        if Arc::strong_count(&gate) <= 2 {
+            gates.remove(name);
+        }
+    }
+
+    /// Brings the family member `name` up: created on an empty chain, or activated from its
+    /// chain (its newest snapshot, then the entries after it).
+    pub(crate) async fn activate(&self, name: &str) -> Result<ActorHandle, TransportError> {
+        let unavailable = |e: String| TransportError::new(TransportErrorKind::Unavailable, e);
+        let Some(def) = self.family_of(name) else {
+            return Err(TransportError::new(
+                TransportErrorKind::NoSuchActor,
+                format!("no actor named {name:?}"),
+            ));
+        };
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(unavailable("the host is shutting down".into()));
+        }
+        let gate = self.gate(name);
+        let result = async {
+            let _open = gate.lock().await;
+            {
+                let mut actors = self.actors.lock().await;
+                if let Some(a) = actors.get(name) {
+                    if matches!(
+                        a.handle.status(),
+                        ActorStatus::Running | ActorStatus::Restarting { .. }
+                    ) {
+                        return Ok(a.handle.clone());
+                    }
+                    // Failed for good last time: try again from its chain.
+                    let old = actors.remove(name).expect("listed");
+                    self.registry.unregister(old.handle.id());
+                }
+            }
+            self.make_room(&def).await;
+            let m = def
+                .manifest
+                .instance(name, None)
+                .map_err(|e| TransportError::new(TransportErrorKind::NoSuchActor, e))?;
+            self.start_actor(
+                m,
+                Some(def.component.clone()),
+                Origin::Member {
+                    prefix: def.family.prefix.clone(),
+                },
+                Vec::new(),
+            )
+            .await
+            .map_err(|e| unavailable(format!("activating {name:?} failed: {e:#}")))
+        }
+        .await;
+        self.ungate(name, gate);
+        result
+    }
+
+    /// Passivates the least recently active members of `def` until one more fits.
+    async fn make_room(&self, def: &FamilyDef) {
+        loop {
+            let lru = {
+                let actors = self.actors.lock().await;
+                let members: Vec<(&String, &Actor)> = actors
+                    .iter()
+                    .filter(|(_, a)| {
+                        matches!(&a.origin, Origin::Member { prefix } if *prefix == def.family.prefix)
+                    })
+                    .collect();
+                if members.len() < def.family.max_active {
+                    return;
+                }
+                members
+                    .into_iter()
+                    .max_by_key(|(_, a)| a.handle.idle_for())
+                    .map(|(n, _)| n.clone())
+            };
+            match lru {
+                Some(name) => self.passivate(&name).await,
+                None => return,
+            }
+        }
+    }
+
+    /// Passivates the member `name`: unlisted, then its mailbox drained, a snapshot saved and
+    /// its memory released. The next message activates it again.
+    pub(crate) async fn passivate(&self, name: &str) {
+        let gate = self.gate(name);
+        {
+            let _closed = gate.lock().await;
+            let taken = {
+                let mut actors = self.actors.lock().await;
+                match actors.get(name) {
+                    Some(a) if matches!(a.origin, Origin::Member { .. }) => actors.remove(name),
+                    _ => None,
+                }
+            };
+            if let Some(a) = taken {
+                self.registry.unregister(a.handle.id());
+                if let Err(e) = a.handle.passivate().await {
+                    tracing::debug!(actor = %name, "passivated while stopping: {e}");
+                }
+                tracing::debug!(actor = %name, "passivated");
+            }
+        }
+        self.ungate(name, gate);
+    }
+
+    /// Passivates the members idle longer than their family allows.
+    async fn passivate_idle(&self) {
+        let idle: Vec<String> = {
+            let families = self.families.read().expect("families lock").clone();
+            let actors = self.actors.lock().await;
+            actors
+                .iter()
+                .filter_map(|(name, a)| {
+                    let Origin::Member { prefix } = &a.origin else {
+                        return None;
+                    };
+                    let def = families.get(prefix)?;
+                    (a.handle.status() == ActorStatus::Running
+                        && a.handle.queued() == 0
+                        && a.handle.idle_for() >= def.family.idle)
+                        .then(|| name.clone())
+                })
+                .collect()
+        };
+        for name in idle {
+            self.passivate(&name).await;
+        }
+    }
+
+    /// How often the idle sweep runs: a quarter of the shortest idle time, within 10 ms..1 s.
+    fn sweep_every(&self) -> Option<Duration> {
+        let families = self.families.read().ok()?;
+        let shortest = families.values().map(|d| d.family.idle).min()?;
+        Some((shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)))
+    }
+
+    /// Every actor: the listed ones, then the passive members (chains of a family's names
+    /// that are not active), by name.
+    pub(crate) async fn list(&self) -> Vec<Listed> {
+        let mut out: BTreeMap<String, Listed> = self
+            .actors
+            .lock()
+            .await
+            .iter()
+            .map(|(n, a)| {
+                (
+                    n.clone(),
+                    Listed {
+                        name: n.clone(),
+                        handle: Some(a.handle.clone()),
+                        origin: Some(a.origin.clone()),
+                    },
+                )
+            })
+            .collect();
+        if !self.families.read().map(|f| f.is_empty()).unwrap_or(true)
+            && let Ok(dir) = std::fs::read_dir(self.data_dir.join("chains"))
+        {
+            for entry in dir.flatten() {
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
+                if out.contains_key(&name) {
+                    continue;
+                }
+                if let Some(def) = self.family_of(&name) {
+                    out.insert(
+                        name.clone(),
+                        Listed {
+                            name,
+                            handle: None,
+                            origin: Some(Origin::Member {
+                                prefix: def.family.prefix.clone(),
+                            }),
+                        },
+                    );
+                }
+            }
+        }
+        out.into_values().collect()
+    }
+
+    /// The families, as `pattern → (active members, idle, max_active)`.
+    pub(crate) async fn families(&self) -> Vec<(String, usize, Duration, usize)> {
+        let defs: Vec<Arc<FamilyDef>> = self
+            .families
+            .read()
+            .map(|f| f.values().cloned().collect())
+            .unwrap_or_default();
+        let actors = self.actors.lock().await;
+        defs.iter()
+            .map(|d| {
+                let active = actors
+                    .values()
+                    .filter(|a| matches!(&a.origin, Origin::Member { prefix } if *prefix == d.family.prefix))
+                    .count();
+                (
+                    d.manifest.name.to_string(),
+                    active,
+                    d.family.idle,
+                    d.family.max_active,
+                )
+            })
+            .collect()
+    }
+
     /// Messages whose sending entries are durable but that their receivers never recorded
-    /// (the host stopped in between): delivered now, before anything new arrives.
+    /// (the host stopped in between): delivered now, before anything new arrives. Every
+    /// chain on disk takes part: passive members and removed actors sent messages too.
     async fn redeliver(&self) -> anyhow::Result<()> {
-        let names: Vec<String> = self.actors.lock().await.keys().cloned().collect();
+        let mut names: Vec<String> = Vec::new();
+        if let Ok(dir) = std::fs::read_dir(self.data_dir.join("chains")) {
+            for entry in dir.flatten() {
+                if entry.path().is_dir()
+                    && let Ok(name) = entry.file_name().into_string()
+                    && theater_wasm::check_name(&name).is_ok()
+                {
+                    names.push(name);
+                }
+            }
+        }
+        names.sort();
         let mut stores = Vec::new();
         for name in &names {
-            stores.push(FileStore::open_read_only(self.chain_dir(name))?);
+            match FileStore::open_read_only(self.chain_dir(name)) {
+                Ok(s) => stores.push(s),
+                Err(e) => tracing::warn!(chain = %name, "not read for redelivery: {e}"),
+            }
         }
         let dyns: Vec<&dyn ChainStore> = stores.iter().map(|s| s as &dyn ChainStore).collect();
         let pending = pending_sends(&dyns)?;
@@ -150,15 +764,24 @@ impl Host {
         Ok(())
     }
 
-    /// Stops the actor `name` (its acknowledged entries are durable).
+    /// Stops the actor `name` (its acknowledged entries are durable). One spawned at run time
+    /// is no longer started by the next run; a family member is passivated.
     pub(crate) async fn stop_actor(&self, name: String) -> anyhow::Result<()> {
-        let handle = self
+        let (handle, origin) = self
             .actors
             .lock()
             .await
             .get(&name)
-            .map(|a| a.handle.clone())
+            .map(|a| (a.handle.clone(), a.origin.clone()))
             .with_context(|| format!("no actor named {name:?}"))?;
+        match origin {
+            Origin::Member { .. } => {
+                self.passivate(&name).await;
+                return Ok(());
+            }
+            Origin::Spawned | Origin::Child { .. } => self.drop_record(&name)?,
+            Origin::Manifest => {}
+        }
         handle.stop().await?;
         Ok(())
     }
@@ -166,38 +789,156 @@ impl Host {
     /// Stops the actor `name` if it runs, then starts it again from its chain. What serves
     /// it (HTTP) restarts with it: the handle it serves changes.
     pub(crate) async fn restart_actor(&self, name: String) -> anyhow::Result<()> {
-        let (manifest, component, old) = {
+        let (manifest, component, old, origin) = {
             let actors = self.actors.lock().await;
             let a = actors
                 .get(&name)
                 .with_context(|| format!("no actor named {name:?}"))?;
-            (a.manifest.clone(), a.component.clone(), a.handle.clone())
+            (
+                a.manifest.clone(),
+                a.component.clone(),
+                a.handle.clone(),
+                a.origin.clone(),
+            )
         };
         let _ = old.stop().await;
         self.registry.unregister(old.id());
-        let handle = self.spawn_handle(&manifest, &component).await?;
-        self.registry.register(handle.clone())?;
-        if let Some(a) = self.actors.lock().await.get_mut(&name) {
-            a.handle = handle;
-        }
+        self.start_actor(manifest.clone(), Some(component), origin, Vec::new())
+            .await?;
         // What serves it (HTTP) serves the new handle.
         self.capabilities.serve_granted(&manifest).await?;
         Ok(())
     }
 
     /// Stops what serves the actors (letting requests in flight finish), then every actor,
-    /// so that everything acknowledged is durable.
+    /// so that everything acknowledged is durable. Members are passivated (their snapshots
+    /// make the next activation quick).
     pub(crate) async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         self.capabilities.stop().await;
-        let handles: Vec<ActorHandle> = self
+        let all: Vec<(ActorHandle, bool)> = self
             .actors
             .lock()
             .await
             .values()
-            .map(|a| a.handle.clone())
+            .map(|a| (a.handle.clone(), matches!(a.origin, Origin::Member { .. })))
             .collect();
-        for h in handles {
-            let _ = h.stop().await;
+        for (h, member) in all {
+            let _ = if member {
+                h.passivate().await
+            } else {
+                h.stop().await
+            };
         }
     }
+}
+
+/// The registry's way to bring up family members.
+#[derive(Debug)]
+struct HostActivator(Weak<Host>);
+
+#[async_trait]
+impl Activator for HostActivator {
+    fn covers(&self, name: &str) -> Option<ChainId> {
+        let host = self.0.upgrade()?;
+        host.family_of(name)?;
+        ChainId::new(name).ok()
+    }
+
+    async fn activate(&self, name: &str) -> Result<ActorHandle, TransportError> {
+        let host = self.0.upgrade().ok_or_else(|| {
+            TransportError::new(TransportErrorKind::Unavailable, "the host has stopped")
+        })?;
+        host.activate(name).await
+    }
+}
+
+/// Passivates idle members while the host lives.
+async fn sweep(host: Weak<Host>) {
+    loop {
+        let every = match host.upgrade() {
+            Some(h) if !h.stopping.load(Ordering::SeqCst) => {
+                h.sweep_every().unwrap_or(Duration::from_secs(1))
+            }
+            _ => return,
+        };
+        tokio::time::sleep(every).await;
+        let Some(h) = host.upgrade() else { return };
+        h.passivate_idle().await;
+    }
+}
+
+/// Tells `parent` what happened to its child `name`, as a recorded input.
+async fn tell_parent(
+    registry: &Registry,
+    parent: &str,
+    name: &str,
+    event: ChildEvent,
+    reason: Option<String>,
+) {
+    let input = ActorInput::Child {
+        name: name.to_string(),
+        event,
+        reason,
+    };
+    let told = match registry.resolve(parent).await {
+        Ok(h) => h.tell(input).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = told {
+        tracing::warn!(%parent, child = %name, ?event, "parent not told: {e}");
+    }
+}
+
+/// Tells the parent of `child` of its crashes, restarts, failure and stop.
+async fn watch_child(
+    registry: Registry,
+    child: ActorHandle,
+    parent: String,
+    stopping: Arc<AtomicBool>,
+) {
+    let mut events = child.subscribe();
+    let name = child.id().to_string();
+    while let Ok(e) = events.recv().await {
+        let (event, reason, last) = match e {
+            ActorEvent::Restarting { reason, .. } => (ChildEvent::Restarting, Some(reason), false),
+            ActorEvent::Restarted { .. } => (ChildEvent::Restarted, None, false),
+            ActorEvent::GaveUp { reason } => (ChildEvent::Failed, Some(reason), true),
+            ActorEvent::Stopped => (ChildEvent::Stopped, None, true),
+            _ => continue,
+        };
+        // A host shutting down stops every actor: not news for the parent's chain.
+        if !stopping.load(Ordering::SeqCst) {
+            tell_parent(&registry, &parent, &name, event, reason).await;
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+fn read_records(path: &Path) -> anyhow::Result<Vec<Record>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a list of actors", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Writes the records durably: a new file, synced, renamed over the old one.
+fn write_records(path: &Path, records: &[Record]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(&serde_json::to_vec_pretty(records)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }

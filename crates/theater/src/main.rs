@@ -1,8 +1,8 @@
 //! `theater`: the Theater host binary.
 //!
 //! - `theater run MANIFEST...`: run actors with their interfaces, chains in a data directory,
-//!   a management API on loopback; `theater ps | state | send | stop | restart | events |
-//!   shutdown` talk to it.
+//!   a management API on loopback; `theater ps | spawn | state | send | stop | restart |
+//!   events | shutdown` talk to it.
 //! - `theater chain ...`: offline tools over stored chains.
 //! - `theater new NAME` / `theater build [DIR]`: write a Rust actor, build it into a component.
 //! - `theater demo`: a wasm actor on the embedded defaults, its chain verified and replayed.
@@ -11,6 +11,7 @@ mod admin;
 mod build_cmd;
 mod capabilities;
 mod chain_cmd;
+mod children;
 mod client;
 mod demo;
 mod graph;

@@ -45,6 +45,30 @@ pub enum Input {
         /// When it was due (ms since the Unix epoch); it may fire later.
         due_ms: u64,
     },
+    /// Something happened to a child this actor spawned (see `theater_guest::actors`).
+    Child {
+        /// The child's name.
+        name: String,
+        /// What happened.
+        event: ChildEvent,
+        /// Why, for a crash or a failure.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+}
+
+/// What happened to a child actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChildEvent {
+    /// It crashed and is being restarted from its chain.
+    Restarting,
+    /// It runs again after a crash.
+    Restarted,
+    /// It failed for good (or could not be started): spawn it again to restart it.
+    Failed,
+    /// It stopped.
+    Stopped,
 }
 
 /// A WebSocket message: text, or binary.

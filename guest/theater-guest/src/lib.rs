@@ -92,7 +92,7 @@ pub mod bindings {
 
 mod io;
 pub use io::{
-    FileRef, HttpRequest, HttpResponse, Input, Output, WebSocketMessage, WebSocketReply,
+    ChildEvent, FileRef, HttpRequest, HttpResponse, Input, Output, WebSocketMessage, WebSocketReply,
     WebSocketSend,
 };
 
@@ -280,6 +280,31 @@ pub mod timers {
     /// [`set`] returned) if acting on it after a cancel or a re-set would be wrong.
     pub fn cancel(name: &str) -> Result<(), String> {
         wit::cancel(name)
+    }
+}
+
+/// Child actors (granted by `[interfaces.actors]`, which names the manifests this actor may
+/// spawn children of). A spawn or stop is recorded and takes effect once this input is
+/// recorded; the child's genesis entry refers to this input's entry. What happens to a
+/// child later arrives as [`Input::Child`]: a child that failed stays down until spawned
+/// again, which resumes it from its chain.
+pub mod actors {
+    use crate::bindings::theater::actor::actors as wit;
+    use serde_json::Value;
+
+    /// Spawns the child `name` from the granted manifest `kind` with init parameters `init`
+    /// (`None`: the manifest's own). Returns the child's name.
+    pub fn spawn(kind: &str, name: &str, init: Option<&Value>) -> Result<String, String> {
+        let bytes = match init {
+            Some(v) => serde_json::to_vec(v).map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
+        wit::spawn(kind, name, &bytes)
+    }
+
+    /// Stops the child `name`; its chain stays.
+    pub fn stop(name: &str) -> Result<(), String> {
+        wit::stop(name)
     }
 }
 

@@ -5,8 +5,8 @@
 use serde_json::json;
 use theater_chain::{Hash, Payload};
 use theater_core::{
-    ActorInput, ActorOutput, FileRef, HttpRequest, HttpResponse, WebSocketMessage, WebSocketReply,
-    WebSocketSend,
+    ActorInput, ActorOutput, ChildEvent, FileRef, HttpRequest, HttpResponse, WebSocketMessage,
+    WebSocketReply, WebSocketSend,
 };
 
 #[allow(
@@ -51,6 +51,12 @@ fn same_input(host: &ActorInput, sdk: &sdk::Input) -> bool {
         sdk::Input::Timer { name, due_ms } => {
             matches!(host, ActorInput::Timer { name: n, due_ms: d } if n == name && d == due_ms)
         }
+        sdk::Input::Child {
+            name,
+            event,
+            reason,
+        } => matches!(host, ActorInput::Child { name: n, event: e, reason: r }
+            if n == name && r == reason && format!("{e:?}") == format!("{event:?}")),
     }
 }
 
@@ -87,6 +93,16 @@ fn every_host_input_reaches_the_sdk_as_the_same_variant() {
         ActorInput::Timer {
             name: "job".into(),
             due_ms: 1_700_000_000_000,
+        },
+        ActorInput::Child {
+            name: "worker-1".into(),
+            event: ChildEvent::Failed,
+            reason: Some("trapped".into()),
+        },
+        ActorInput::Child {
+            name: "worker-2".into(),
+            event: ChildEvent::Stopped,
+            reason: None,
         },
     ];
     for input in &inputs {
