@@ -398,7 +398,10 @@ impl<F: ActorFactory> Supervisor<F> {
                     _ => Some(Exit::ChainFailed(reason)),
                 };
             }
-            self.activity.touch();
+            // Reading the state (`theater ps`) is not activity: only inputs keep it active.
+            if handled > 0 {
+                self.activity.touch();
+            }
             // Only durable entries have effects in the world.
             let effects = self.runtime.take_effects();
             if committed.is_ok() {

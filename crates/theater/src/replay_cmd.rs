@@ -44,7 +44,15 @@ pub(crate) fn replay_with(
     to: u64,
     on_entry: &mut (dyn FnMut(u64, &Value) + Send),
 ) -> anyhow::Result<Result<ReplayReport, ReplayError>> {
-    let manifest = Manifest::load(manifest_path)?;
+    let mut manifest = Manifest::load(manifest_path)?;
+    // A family's manifest replays any of its members.
+    if let Some(f) = &manifest.family
+        && f.covers(chain.id().as_str())
+    {
+        manifest = manifest
+            .instance(chain.id().as_str(), None)
+            .map_err(anyhow::Error::msg)?;
+    }
     if manifest.name != *chain.id() {
         anyhow::bail!(
             "the manifest is for {:?} but the chain is {:?}",

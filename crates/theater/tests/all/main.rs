@@ -11,3 +11,4 @@ mod fixtures;
 mod golden;
 mod readme;
 mod run;
+mod spawn;
