@@ -223,7 +223,10 @@ impl Manifest {
         })?;
         let family = match raw.name.strip_suffix('*') {
             Some(prefix) => {
-                check_name(&format!("{prefix}x")).map_err(|_| {
+                let named = (!prefix.is_empty())
+                    .then(|| check_name(&format!("{prefix}x")).ok())
+                    .flatten();
+                named.ok_or_else(|| {
                     err(
                         Some("name"),
                         format!(

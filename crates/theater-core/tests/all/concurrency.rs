@@ -154,3 +154,80 @@ async fn stop_is_clean_and_later_calls_are_refused() {
     ));
     assert_eq!(events.recv().await, Ok(ActorEvent::Stopped));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passivation_handles_every_accepted_input_then_snapshots_and_stops() {
+    use theater_chain::{Durability, FileStore};
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Box::new(
+            FileStore::open_or_create(
+                dir.path(),
+                id("passive"),
+                Durability::Group { max_batch: 8 },
+            )
+            .unwrap(),
+        )
+    };
+    let actor = spawn(|| Counter, open(), ActorConfig::default().mailbox(4))
+        .await
+        .unwrap();
+    // Senders keep telling while the actor is passivated under them: every tell that was
+    // accepted is handled and recorded, every other one is refused as `Stopped`.
+    let mut senders = Vec::new();
+    for _ in 0..4 {
+        let a = actor.clone();
+        senders.push(tokio::spawn(async move {
+            let mut accepted = 0u64;
+            loop {
+                match a.tell(add(1)).await {
+                    Ok(()) => accepted += 1,
+                    Err(CallError::Stopped { reason: None, .. }) => return accepted,
+                    Err(e) => panic!("unexpected {e}"),
+                }
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    actor.passivate().await.unwrap();
+    let mut accepted = 0;
+    for s in senders {
+        accepted += s.await.unwrap();
+    }
+    assert!(accepted > 0);
+    assert_eq!(actor.status(), theater_core::ActorStatus::Stopped);
+    let chain = FileStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(
+        chain.len(),
+        accepted + 1,
+        "an accepted input was lost or doubled"
+    );
+    let snapshot = chain
+        .latest_snapshot()
+        .unwrap()
+        .expect("a snapshot at the head");
+    assert_eq!(snapshot.seq, accepted);
+    assert_eq!(snapshot.state, json!({"count": accepted}));
+    drop(chain);
+    // Activated again, it goes on from the snapshot.
+    let again = spawn(|| Counter, open(), ActorConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(again.state().await.unwrap().0, json!({"count": accepted}));
+    again.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn reading_the_state_is_not_activity() {
+    let actor = spawn(|| Counter, mem("idle"), ActorConfig::default())
+        .await
+        .unwrap();
+    actor.call(add(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    actor.state().await.unwrap();
+    let idle = actor.idle_for();
+    assert!(idle >= Duration::from_millis(30), "{idle:?}");
+    actor.call(add(1)).await.unwrap();
+    assert!(actor.idle_for() < idle);
+}

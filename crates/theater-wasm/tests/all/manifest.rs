@@ -88,7 +88,42 @@ fn errors_name_the_field() {
         (
             format!("name = \"\"\n{c}"),
             "field `name`",
-            "invalid chain id",
+            "invalid actor name",
+        ),
+        (
+            format!("name = \"../up\"\n{c}"),
+            "field `name`",
+            "invalid actor name",
+        ),
+        (
+            format!("name = \"a/b\"\n{c}"),
+            "field `name`",
+            "'/' is not allowed",
+        ),
+        (
+            format!("name = \".hidden\"\n{c}"),
+            "field `name`",
+            "must not start with `.`",
+        ),
+        (
+            format!("name = \"*\"\n{c}"),
+            "field `name`",
+            "a family's pattern is a name prefix",
+        ),
+        (
+            format!("name = \"x\"\n{c}[activation]\nidle_ms = 5\n"),
+            "field `activation`",
+            "only a family",
+        ),
+        (
+            format!("name = \"room-*\"\n{c}[activation]\nmax_active = 0\n"),
+            "field `activation.max_active`",
+            "at least 1",
+        ),
+        (
+            format!("name = \"room-*\"\n{c}[activation]\nidle = 5\n"),
+            "idle",
+            "unknown field",
         ),
         (
             "name = \"x\"\ncomponent = \"nope.wasm\"\n".into(),
@@ -115,4 +150,47 @@ fn errors_name_the_field() {
             "{text:?} gave {msg}"
         );
     }
+}
+
+#[test]
+fn a_pattern_declares_a_family_whose_members_are_valid_names_with_its_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rooms.toml");
+    let c = format!("component = {:?}\n", example_component("counter"));
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"room-*\"\n{c}[activation]\nidle_ms = 250\nmax_active = 7\n[init]\nx = 1\n"
+        ),
+    )
+    .unwrap();
+    let m = Manifest::load(&path).unwrap();
+    let f = m.family.clone().expect("a family");
+    assert_eq!(f.prefix, "room-");
+    assert_eq!(f.idle, std::time::Duration::from_millis(250));
+    assert_eq!(f.max_active, 7);
+    for yes in ["room-a", "room-lobby.2", "room-A_b-c"] {
+        assert!(f.covers(yes), "{yes}");
+    }
+    for no in [
+        "room-",
+        "room",
+        "hall-a",
+        "room-../x",
+        "room-a/b",
+        "room- a",
+        "room-\u{e9}",
+    ] {
+        assert!(!f.covers(no), "{no}");
+    }
+    let member = m.instance("room-a", None).unwrap();
+    assert_eq!(member.name.as_str(), "room-a");
+    assert!(member.family.is_none());
+    assert_eq!(member.init, serde_json::json!({"x": 1}));
+    let given = m.instance("room-b", Some(serde_json::json!(5))).unwrap();
+    assert_eq!(given.init, serde_json::json!(5));
+    assert!(m.instance("../x", None).is_err());
+    // Without a pattern, a manifest is one actor.
+    std::fs::write(&path, format!("name = \"room\"\n{c}")).unwrap();
+    assert!(Manifest::load(&path).unwrap().family.is_none());
 }
