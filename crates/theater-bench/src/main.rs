@@ -7,6 +7,7 @@
 //!
 //! Usage: `theater-bench [--quick] [--json] [FILTER]`
 
+mod actors;
 mod chain;
 mod core;
 mod db;
@@ -49,6 +50,7 @@ fn main() -> anyhow::Result<()> {
     db::run(&mut report)?;
     files::run(&mut report)?;
     tools::run(&mut report)?;
+    actors::run(&mut report)?;
     if json {
         println!("{}", report.to_json());
     } else {

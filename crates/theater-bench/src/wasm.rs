@@ -14,7 +14,7 @@ use wasmtime::{Config, Engine, Store};
 use crate::harness::{Better, Report, Row, Target, median};
 
 /// The baseline: plain wasmtime bindings of the same world, with do-nothing host functions.
-mod bare {
+pub(crate) mod bare {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "actor",
@@ -133,7 +133,8 @@ async fn handle_input(report: &mut Report, name: String) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn rss_bytes() -> anyhow::Result<u64> {
+/// This process's resident memory.
+pub(crate) fn rss_bytes() -> anyhow::Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     let kb: u64 = status
         .lines()

@@ -233,9 +233,9 @@ async fn families(host: &Host) -> Response<Body> {
         .families()
         .await
         .into_iter()
-        .map(|(pattern, active, idle, max_active)| {
-            json!({"pattern": pattern, "active": active,
-                   "idle_ms": idle.as_millis() as u64, "max_active": max_active})
+        .map(|f| {
+            json!({"pattern": f.pattern, "active": f.active,
+                   "idle_ms": f.idle.as_millis() as u64, "max_active": f.max_active})
         })
         .collect();
     full(StatusCode::OK, Value::Array(out))

@@ -188,6 +188,8 @@ impl WitHost for View<'_> {
             };
             match grant.prepare(&request, &host) {
                 Ok(m) => {
+                    // Messages to it wait for it from now on (this input's too).
+                    host.expect_child(&request.name);
                     prepared = Some((host, grant.parent.to_string(), m));
                     ChildAnswer::Accepted {
                         ok: true,

@@ -71,6 +71,19 @@ struct Record {
     parent: Option<String>,
 }
 
+/// A family as [`Host::families`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FamilyStatus {
+    /// Its pattern (`room-*`).
+    pub pattern: String,
+    /// Members active now.
+    pub active: usize,
+    /// How long a member may be idle before it is passivated.
+    pub idle: Duration,
+    /// Most members active at once.
+    pub max_active: usize,
+}
+
 /// An actor as `theater ps` lists it.
 pub(crate) struct Listed {
     pub(crate) name: String,
@@ -80,7 +93,7 @@ pub(crate) struct Listed {
 }
 
 /// The actors of `theater run` and everything around them.
-pub(crate) struct Host {
+pub struct Host {
     wasm: WasmHost,
     capabilities: Capabilities,
     pub(crate) registry: Registry,
@@ -91,8 +104,14 @@ pub(crate) struct Host {
     /// One lock per name being activated or passivated, so the two never overlap.
     gates: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     records: std::sync::Mutex<Vec<Record>>,
+    /// Children whose spawn is recorded but who are not started yet (their parent's entry
+    /// is not durable yet), with when to stop waiting for them: messages to them wait.
+    expected: std::sync::Mutex<HashMap<String, std::time::Instant>>,
     stopping: Arc<AtomicBool>,
 }
+
+/// How long a message waits for a child whose spawn is recorded but not yet started.
+const CHILD_START: Duration = Duration::from_secs(60);
 
 /// The file the actors started at run time are kept in.
 const RECORDS: &str = "actors.json";
@@ -102,7 +121,7 @@ impl Host {
     /// starts the actors with what their manifests grant (and those spawned at run time by
     /// an earlier run), delivers messages a previous run left undelivered, and starts serving
     /// them (HTTP).
-    pub(crate) async fn start(manifests: &[PathBuf], data_dir: &Path) -> anyhow::Result<Arc<Host>> {
+    pub async fn start(manifests: &[PathBuf], data_dir: &Path) -> anyhow::Result<Arc<Host>> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         // Everything below derives paths from it; absolute, they mean the same wherever the
@@ -127,6 +146,7 @@ impl Host {
             families: std::sync::RwLock::new(BTreeMap::new()),
             gates: std::sync::Mutex::new(HashMap::new()),
             records: std::sync::Mutex::new(records.clone()),
+            expected: std::sync::Mutex::new(HashMap::new()),
             stopping: Arc::new(AtomicBool::new(false)),
         });
         children.bind(Arc::downgrade(&host));
@@ -160,6 +180,11 @@ impl Host {
         host.capabilities.serve().await?;
         tokio::spawn(sweep(Arc::downgrade(&host)));
         Ok(host)
+    }
+
+    /// The registry the host's actors are reached through (it activates family members).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     fn chain_dir(&self, name: &str) -> PathBuf {
@@ -355,7 +380,7 @@ impl Host {
     /// `theater spawn`: starts the actor of the manifest at `path` as `name` (default: the
     /// manifest's), with `init` (default: the manifest's), or adds the family it declares.
     /// Kept in `actors.json`, so the next start brings it back. Returns its name.
-    pub(crate) async fn spawn_manifest(
+    pub async fn spawn_manifest(
         &self,
         path: &Path,
         name: Option<String>,
@@ -419,6 +444,38 @@ impl Host {
         Ok(())
     }
 
+    /// Marks `name` as a child about to start: until it does (or a minute passes), messages
+    /// to it wait for it instead of failing.
+    pub(crate) fn expect_child(&self, name: &str) {
+        if let Ok(mut e) = self.expected.lock() {
+            e.insert(name.to_string(), std::time::Instant::now() + CHILD_START);
+        }
+    }
+
+    fn is_expected(&self, name: &str) -> bool {
+        self.expected.lock().is_ok_and(|mut e| {
+            let now = std::time::Instant::now();
+            e.retain(|_, until| *until > now);
+            e.contains_key(name)
+        })
+    }
+
+    /// Waits until the expected child `name` has started (or will not).
+    async fn wait_for_child(&self, name: &str) -> Result<ActorHandle, TransportError> {
+        while self.is_expected(name) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.registry
+            .lookup(name)
+            .filter(|h| h.status() == ActorStatus::Running)
+            .ok_or_else(|| {
+                TransportError::new(
+                    TransportErrorKind::NotRunning,
+                    format!("the child {name:?} did not start"),
+                )
+            })
+    }
+
     /// Whether `name` is a child `parent` spawned.
     /// A stopped child is no longer in the records; its genesis still names its parent.
     pub(crate) fn is_child_of(&self, name: &str, parent: &str) -> bool {
@@ -471,7 +528,11 @@ impl Host {
             )
             .await
         };
-        if let Err(e) = started.await {
+        let started = started.await;
+        if let Ok(mut e) = self.expected.lock() {
+            e.remove(&name);
+        }
+        if let Err(e) = started {
             tracing::warn!(%parent, child = %name, "child not started: {e:#}");
             tell_parent(
                 &self.registry,
@@ -525,8 +586,11 @@ impl Host {
 
     /// Brings the family member `name` up: created on an empty chain, or activated from its
     /// chain (its newest snapshot, then the entries after it).
-    pub(crate) async fn activate(&self, name: &str) -> Result<ActorHandle, TransportError> {
+    pub async fn activate(&self, name: &str) -> Result<ActorHandle, TransportError> {
         let unavailable = |e: String| TransportError::new(TransportErrorKind::Unavailable, e);
+        if self.is_expected(name) {
+            return self.wait_for_child(name).await;
+        }
         let Some(def) = self.family_of(name) else {
             return Err(TransportError::new(
                 TransportErrorKind::NoSuchActor,
@@ -602,7 +666,7 @@ impl Host {
 
     /// Passivates the member `name`: unlisted, then its mailbox drained, a snapshot saved and
     /// its memory released. The next message activates it again.
-    pub(crate) async fn passivate(&self, name: &str) {
+    pub async fn passivate(&self, name: &str) {
         let gate = self.gate(name);
         {
             let _closed = gate.lock().await;
@@ -701,8 +765,8 @@ impl Host {
         out.into_values().collect()
     }
 
-    /// The families, as `pattern → (active members, idle, max_active)`.
-    pub(crate) async fn families(&self) -> Vec<(String, usize, Duration, usize)> {
+    /// The families and how many of their members are active.
+    pub async fn families(&self) -> Vec<FamilyStatus> {
         let defs: Vec<Arc<FamilyDef>> = self
             .families
             .read()
@@ -715,12 +779,12 @@ impl Host {
                     .values()
                     .filter(|a| matches!(&a.origin, Origin::Member { prefix } if *prefix == d.family.prefix))
                     .count();
-                (
-                    d.manifest.name.to_string(),
+                FamilyStatus {
+                    pattern: d.manifest.name.to_string(),
                     active,
-                    d.family.idle,
-                    d.family.max_active,
-                )
+                    idle: d.family.idle,
+                    max_active: d.family.max_active,
+                }
             })
             .collect()
     }
@@ -766,7 +830,7 @@ impl Host {
 
     /// Stops the actor `name` (its acknowledged entries are durable). One spawned at run time
     /// is no longer started by the next run; a family member is passivated.
-    pub(crate) async fn stop_actor(&self, name: String) -> anyhow::Result<()> {
+    pub async fn stop_actor(&self, name: String) -> anyhow::Result<()> {
         let (handle, origin) = self
             .actors
             .lock()
@@ -788,7 +852,7 @@ impl Host {
 
     /// Stops the actor `name` if it runs, then starts it again from its chain. What serves
     /// it (HTTP) restarts with it: the handle it serves changes.
-    pub(crate) async fn restart_actor(&self, name: String) -> anyhow::Result<()> {
+    pub async fn restart_actor(&self, name: String) -> anyhow::Result<()> {
         let (manifest, component, old, origin) = {
             let actors = self.actors.lock().await;
             let a = actors
@@ -813,7 +877,7 @@ impl Host {
     /// Stops what serves the actors (letting requests in flight finish), then every actor,
     /// so that everything acknowledged is durable. Members are passivated (their snapshots
     /// make the next activation quick).
-    pub(crate) async fn shutdown(&self) {
+    pub async fn shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.capabilities.stop().await;
         let all: Vec<(ActorHandle, bool)> = self
@@ -841,7 +905,9 @@ struct HostActivator(Weak<Host>);
 impl Activator for HostActivator {
     fn covers(&self, name: &str) -> Option<ChainId> {
         let host = self.0.upgrade()?;
-        host.family_of(name)?;
+        if host.family_of(name).is_none() && !host.is_expected(name) {
+            return None;
+        }
         ChainId::new(name).ok()
     }
 
