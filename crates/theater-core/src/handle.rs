@@ -107,9 +107,10 @@ fn epoch() -> std::time::Instant {
     *EPOCH.get_or_init(std::time::Instant::now)
 }
 
-/// When an actor last handled something, shared by its handles and its loop.
+/// When an actor last handled something, and whether it is handling inputs now, shared by
+/// its handles and its loop.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Activity(Arc<AtomicU64>);
+pub(crate) struct Activity(Arc<AtomicU64>, Arc<std::sync::atomic::AtomicBool>);
 
 impl Activity {
     pub(crate) fn new() -> Self {
@@ -123,7 +124,18 @@ impl Activity {
         self.0.store(since, Ordering::Relaxed);
     }
 
+    /// Marks the actor as handling inputs (`true`) or done with them.
+    pub(crate) fn busy(&self, busy: bool) {
+        self.1.store(busy, Ordering::Relaxed);
+        if !busy {
+            self.touch();
+        }
+    }
+
     fn idle(&self) -> Duration {
+        if self.1.load(Ordering::Relaxed) {
+            return Duration::ZERO;
+        }
         let now = epoch().elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.0.load(Ordering::Relaxed)))
     }
@@ -259,7 +271,8 @@ impl ActorHandle {
         rx.await.map_err(|_| self.stopped())
     }
 
-    /// How long since the actor last handled an input (or started).
+    /// How long since the actor last handled an input (or started); zero while it is
+    /// handling one.
     pub fn idle_for(&self) -> Duration {
         self.activity.idle()
     }

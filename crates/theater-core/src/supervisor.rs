@@ -313,6 +313,9 @@ impl<F: ActorFactory> Supervisor<F> {
                         tracing::debug!(actor = %self.id, "skipping an input whose caller gave up");
                     }
                     Command::Input { input, refs, reply } => {
+                        if handled == 0 {
+                            self.activity.busy(true);
+                        }
                         handled += 1;
                         let result = AssertUnwindSafe(self.runtime.handle(input, refs))
                             .catch_unwind()
@@ -400,7 +403,7 @@ impl<F: ActorFactory> Supervisor<F> {
             }
             // Reading the state (`theater ps`) is not activity: only inputs keep it active.
             if handled > 0 {
-                self.activity.touch();
+                self.activity.busy(false);
             }
             // Only durable entries have effects in the world.
             let effects = self.runtime.take_effects();

@@ -178,6 +178,9 @@ impl InProcess {
     }
 }
 
+/// How many times a message or request to a family member passivated under it is retried.
+const RETRIES: usize = 8;
+
 /// What a call's error is, as a transport error.
 fn call_error(e: &theater_core::CallError) -> TransportError {
     use theater_core::CallError;
@@ -201,29 +204,28 @@ impl Transport for InProcess {
     async fn deliver(&self, to: &str, delivery: Delivery) -> Result<(), TransportError> {
         let input = ActorInput::message_from(delivery.from.as_str(), delivery.payload);
         let refs = vec![delivery.sent_by];
-        let handle = self.handle(to).await?;
-        match handle.tell_with_refs(input.clone(), refs.clone()).await {
-            Err(e) if self.retry(to, &e) => self
-                .handle(to)
-                .await?
-                .tell_with_refs(input, refs)
-                .await
-                .map_err(|e| call_error(&e)),
-            r => r.map_err(|e| call_error(&e)),
+        // A member passivated under the sender (again and again, if its family is at its
+        // limit) is activated again, a bounded number of times.
+        let mut tries = 0;
+        loop {
+            let handle = self.handle(to).await?;
+            match handle.tell_with_refs(input.clone(), refs.clone()).await {
+                Err(e) if tries < RETRIES && self.retry(to, &e) => tries += 1,
+                r => return r.map_err(|e| call_error(&e)),
+            }
         }
     }
 
     async fn ask(&self, to: &str, payload: Value) -> Result<Answer, TransportError> {
         let input = ActorInput::request(payload);
-        let mut handle = self.handle(to).await?;
-        let outcome = match handle.call(input.clone()).await {
-            Err(e) if self.retry(to, &e) => {
-                handle = self.handle(to).await?;
-                handle.call(input).await
+        let mut tries = 0;
+        let (handle, outcome) = loop {
+            let handle = self.handle(to).await?;
+            match handle.call(input.clone()).await {
+                Err(e) if tries < RETRIES && self.retry(to, &e) => tries += 1,
+                r => break (handle, r.map_err(|e| call_error(&e))?),
             }
-            r => r,
-        }
-        .map_err(|e| call_error(&e))?;
+        };
         Ok(Answer {
             reply: outcome.output.to_payload().json["payload"].clone(),
             answered_by: ChainRef {

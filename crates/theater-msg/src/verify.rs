@@ -220,7 +220,14 @@ impl Ledger {
                 // A child's genesis refers to its parent's spawning entry, which must have
                 // spawned exactly this child.
                 if matches!(entry.event(), Event::Init { .. }) {
-                    for r in entry.refs() {
+                    // References of requests the init made are answers, not a parent.
+                    let answers: Vec<ChainRef> = entry
+                        .host_calls()
+                        .iter()
+                        .filter(|c| c.name == REQUEST)
+                        .filter_map(|c| answered_by(&c.result).map(|(at, _)| at))
+                        .collect();
+                    for r in entry.refs().iter().filter(|r| !answers.contains(r)) {
                         let Some(parent) = by_id.get(&r.chain) else {
                             continue;
                         };

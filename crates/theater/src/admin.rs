@@ -170,7 +170,10 @@ async fn route(
         (Method::POST, "actors", 1) => spawn(host, &body).await,
         (Method::GET, "families", 1) => families(host).await,
         (Method::GET, "state", 3) => state(host, &name).await,
-        (Method::GET, "chain", 3) => chain(host, &name, &query),
+        (Method::GET, "chain", 3) => match theater_wasm::check_name(&name) {
+            Ok(_) => chain(host, &name, &query),
+            Err(e) => error(StatusCode::NOT_FOUND, e),
+        },
         (Method::GET, "events", 3) => events(host, &name).await,
         (Method::POST, "send", 3) => send(host, &name, &body).await,
         (Method::POST, "stop", 3) => match host.stop_actor(name.clone()).await {
@@ -189,10 +192,26 @@ async fn route(
     }
 }
 
-/// The actor `name`: a listed one (running or not), or a family member, activated.
-async fn handle_of(host: &Host, name: &str) -> Result<theater_core::ActorHandle, Response<Body>> {
+/// The actor `name`: a listed one (running or not), or a family member, activated. Only a
+/// message (`send`, which needs the token) creates a member; reading one activates it only
+/// if it has a chain.
+async fn handle_of(
+    host: &Host,
+    name: &str,
+    create: bool,
+) -> Result<theater_core::ActorHandle, Response<Body>> {
     if let Some(h) = host.actors.lock().await.get(name).map(|a| a.handle.clone()) {
         return Ok(h);
+    }
+    if !create
+        && host.registry.lookup(name).is_none()
+        && !(theater_wasm::check_name(name).is_ok()
+            && host.data_dir.join("chains").join(name).is_dir())
+    {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no actor named {name:?} (a family's member is created by a message)"),
+        ));
     }
     host.registry.resolve(name).await.map_err(|e| {
         let status = match e.kind {
@@ -269,7 +288,7 @@ async fn list(host: &Host) -> Response<Body> {
 }
 
 async fn state(host: &Host, name: &str) -> Response<Body> {
-    let h = match handle_of(host, name).await {
+    let h = match handle_of(host, name, false).await {
         Ok(h) => h,
         Err(response) => return response,
     };
@@ -323,7 +342,7 @@ fn chain(host: &Host, name: &str, query: &str) -> Response<Body> {
 }
 
 async fn events(host: &Host, name: &str) -> Response<Body> {
-    let h = match handle_of(host, name).await {
+    let h = match handle_of(host, name, false).await {
         Ok(h) => h,
         Err(response) => return response,
     };
@@ -353,7 +372,7 @@ async fn events(host: &Host, name: &str) -> Response<Body> {
 }
 
 async fn send(host: &Host, name: &str, body: &[u8]) -> Response<Body> {
-    let h = match handle_of(host, name).await {
+    let h = match handle_of(host, name, true).await {
         Ok(h) => h,
         Err(response) => return response,
     };

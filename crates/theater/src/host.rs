@@ -107,11 +107,13 @@ pub struct Host {
     /// Children whose spawn is recorded but who are not started yet (their parent's entry
     /// is not durable yet), with when to stop waiting for them: messages to them wait.
     expected: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    /// Children being restarted by the management API: their stop is not told to the parent.
+    quiet: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     stopping: Arc<AtomicBool>,
 }
 
 /// How long a message waits for a child whose spawn is recorded but not yet started.
-const CHILD_START: Duration = Duration::from_secs(60);
+const CHILD_START: Duration = Duration::from_secs(30);
 
 /// The file the actors started at run time are kept in.
 const RECORDS: &str = "actors.json";
@@ -147,6 +149,7 @@ impl Host {
             gates: std::sync::Mutex::new(HashMap::new()),
             records: std::sync::Mutex::new(records.clone()),
             expected: std::sync::Mutex::new(HashMap::new()),
+            quiet: Arc::default(),
             stopping: Arc::new(AtomicBool::new(false)),
         });
         children.bind(Arc::downgrade(&host));
@@ -228,6 +231,25 @@ impl Host {
                 format!("{other}*")
             );
         }
+        let covered = |n: &str| family.covers(n);
+        let listed: Vec<String> = self
+            .records
+            .lock()
+            .map(|r| r.iter().map(|r| r.name.clone()).collect())
+            .unwrap_or_default();
+        if let Some(n) = self
+            .registry
+            .ids()
+            .iter()
+            .map(|id| id.to_string())
+            .chain(listed)
+            .find(|n| covered(n))
+        {
+            bail!(
+                "the family {:?} would cover the actor {n:?}, which is not one of its members",
+                m.name.as_str()
+            );
+        }
         let pattern = m.name.to_string();
         tracing::info!(family = %pattern, idle = ?family.idle, max_active = family.max_active, "family ready");
         families.insert(
@@ -260,6 +282,12 @@ impl Host {
                 d.manifest.name.as_str()
             );
         }
+        if let Some(parent) = self.genesis_parent(name) {
+            bail!("{name:?} is a child of {parent:?}: only its parent spawns it");
+        }
+        if self.is_expected(name) {
+            bail!("{name:?} is a child being started");
+        }
         if let Some(a) = self.actors.lock().await.get(name) {
             match a.handle.status() {
                 ActorStatus::Running | ActorStatus::Restarting { .. } => {
@@ -291,11 +319,15 @@ impl Host {
         let handle = self.spawn_handle(&m, &component, &origin, genesis).await?;
         self.registry.register(handle.clone())?;
         if let Origin::Child { parent } = &origin {
+            // Subscribed now: a child that fails on its first input is still reported.
+            let events = handle.subscribe();
             tokio::spawn(watch_child(
                 self.registry.clone(),
-                handle.clone(),
+                events,
+                m.name.to_string(),
                 parent.clone(),
                 self.stopping_flag(),
+                Arc::clone(&self.quiet),
             ));
         }
         tracing::debug!(actor = %m.name, ?origin, "started");
@@ -444,7 +476,7 @@ impl Host {
         Ok(())
     }
 
-    /// Marks `name` as a child about to start: until it does (or a minute passes), messages
+    /// Marks `name` as a child about to start: until it does (or 30 s pass), messages
     /// to it wait for it instead of failing.
     pub(crate) fn expect_child(&self, name: &str) {
         if let Ok(mut e) = self.expected.lock() {
@@ -487,14 +519,29 @@ impl Host {
                     .any(|r| r.name == name && r.parent.as_deref() == Some(parent))
             })
             .unwrap_or(false);
-        recorded
-            || (theater_wasm::check_name(name).is_ok()
-                && FileStore::open_read_only(self.chain_dir(name))
-                    .ok()
-                    .filter(|c| c.start() == 0 && !c.is_empty())
-                    .and_then(|c| c.get(0).ok())
-                    .and_then(|genesis| genesis.refs().first().map(|r| r.chain.clone()))
-                    .is_some_and(|p| p.as_str() == parent))
+        recorded || self.genesis_parent(name).is_some_and(|p| p == parent)
+    }
+
+    /// The actor whose spawn created `name`: its genesis refers to an entry of that actor
+    /// which recorded a successful spawn of exactly `name`.
+    fn genesis_parent(&self, name: &str) -> Option<String> {
+        theater_wasm::check_name(name).ok()?;
+        let chain = FileStore::open_read_only(self.chain_dir(name)).ok()?;
+        if chain.start() != 0 || chain.is_empty() {
+            return None;
+        }
+        let genesis = chain.get(0).ok()?;
+        genesis.refs().iter().find_map(|r| {
+            let parent = FileStore::open_read_only(self.chain_dir(r.chain.as_str())).ok()?;
+            let entry = parent.get(r.seq).ok()?;
+            let spawned = entry.hash() == r.hash
+                && entry.host_calls().iter().any(|c| {
+                    c.name == theater_msg::SPAWN_CHILD
+                        && c.request.json["name"] == name
+                        && c.result.json["ok"] == true
+                });
+            spawned.then(|| r.chain.to_string())
+        })
     }
 
     /// Starts the child `m` of `parent` once the parent's spawning entry `sent_by` is durable
@@ -600,9 +647,18 @@ impl Host {
         if self.stopping.load(Ordering::SeqCst) {
             return Err(unavailable("the host is shutting down".into()));
         }
+        // Room is made before this name's gate is taken, and only idle members are
+        // passivated: a member busy with an input (perhaps a request to this one) is never
+        // waited for, so activations cannot wait on each other in a cycle.
+        if self.registry.lookup(name).is_none() {
+            self.make_room(&def).await;
+        }
         let gate = self.gate(name);
         let result = async {
             let _open = gate.lock().await;
+            if self.stopping.load(Ordering::SeqCst) {
+                return Err(unavailable("the host is shutting down".into()));
+            }
             {
                 let mut actors = self.actors.lock().await;
                 if let Some(a) = actors.get(name) {
@@ -617,7 +673,6 @@ impl Host {
                     self.registry.unregister(old.handle.id());
                 }
             }
-            self.make_room(&def).await;
             let m = def
                 .manifest
                 .instance(name, None)
@@ -638,7 +693,9 @@ impl Host {
         result
     }
 
-    /// Passivates the least recently active members of `def` until one more fits.
+    /// Passivates the least recently active members of `def` until one more fits. Members
+    /// handling an input or with inputs waiting are not candidates: when every member is
+    /// busy, the family goes over `max_active` for a while rather than wait.
     async fn make_room(&self, def: &FamilyDef) {
         loop {
             let lru = {
@@ -654,6 +711,7 @@ impl Host {
                 }
                 members
                     .into_iter()
+                    .filter(|(_, a)| a.handle.idle_for() > Duration::ZERO && a.handle.queued() == 0)
                     .max_by_key(|(_, a)| a.handle.idle_for())
                     .map(|(n, _)| n.clone())
             };
@@ -700,9 +758,11 @@ impl Host {
                         return None;
                     };
                     let def = families.get(prefix)?;
+                    let idle = a.handle.idle_for();
                     (a.handle.status() == ActorStatus::Running
                         && a.handle.queued() == 0
-                        && a.handle.idle_for() >= def.family.idle)
+                        && idle > Duration::ZERO
+                        && idle >= def.family.idle)
                         .then(|| name.clone())
                 })
                 .collect()
@@ -851,7 +911,8 @@ impl Host {
     }
 
     /// Stops the actor `name` if it runs, then starts it again from its chain. What serves
-    /// it (HTTP) restarts with it: the handle it serves changes.
+    /// it (HTTP) restarts with it: the handle it serves changes. A family member is
+    /// passivated and activated again; an actor spawned at run time is kept again.
     pub async fn restart_actor(&self, name: String) -> anyhow::Result<()> {
         let (manifest, component, old, origin) = {
             let actors = self.actors.lock().await;
@@ -865,13 +926,44 @@ impl Host {
                 a.origin.clone(),
             )
         };
-        let _ = old.stop().await;
-        self.registry.unregister(old.id());
-        self.start_actor(manifest.clone(), Some(component), origin, Vec::new())
-            .await?;
-        // What serves it (HTTP) serves the new handle.
-        self.capabilities.serve_granted(&manifest).await?;
-        Ok(())
+        match &origin {
+            Origin::Member { .. } => {
+                self.passivate(&name).await;
+                self.activate(&name).await?;
+                return Ok(());
+            }
+            Origin::Child { parent } => {
+                if let Ok(mut q) = self.quiet.lock() {
+                    q.insert(name.clone());
+                }
+                self.keep(Record {
+                    name: name.clone(),
+                    manifest: manifest.path.clone(),
+                    init: Some(manifest.init.clone()),
+                    parent: Some(parent.clone()),
+                })?;
+            }
+            Origin::Spawned => self.keep(Record {
+                name: name.clone(),
+                manifest: manifest.path.clone(),
+                init: Some(manifest.init.clone()),
+                parent: None,
+            })?,
+            Origin::Manifest => {}
+        }
+        let gate = self.gate(&name);
+        let result = async {
+            let _open = gate.lock().await;
+            let _ = old.stop().await;
+            self.registry.unregister(old.id());
+            self.start_actor(manifest.clone(), Some(component), origin, Vec::new())
+                .await?;
+            // What serves it (HTTP) serves the new handle.
+            self.capabilities.serve_granted(&manifest).await
+        }
+        .await;
+        self.ungate(&name, gate);
+        result
     }
 
     /// Stops what serves the actors (letting requests in flight finish), then every actor,
@@ -959,12 +1051,12 @@ async fn tell_parent(
 /// Tells the parent of `child` of its crashes, restarts, failure and stop.
 async fn watch_child(
     registry: Registry,
-    child: ActorHandle,
+    mut events: theater_core::Subscription,
+    name: String,
     parent: String,
     stopping: Arc<AtomicBool>,
+    quiet: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 ) {
-    let mut events = child.subscribe();
-    let name = child.id().to_string();
     while let Ok(e) = events.recv().await {
         let (event, reason, last) = match e {
             ActorEvent::Restarting { reason, .. } => (ChildEvent::Restarting, Some(reason), false),
@@ -973,8 +1065,11 @@ async fn watch_child(
             ActorEvent::Stopped => (ChildEvent::Stopped, None, true),
             _ => continue,
         };
-        // A host shutting down stops every actor: not news for the parent's chain.
-        if !stopping.load(Ordering::SeqCst) {
+        // A host shutting down stops every actor, and a restart stops the old instance: not
+        // news for the parent's chain.
+        let restarted =
+            event == ChildEvent::Stopped && quiet.lock().is_ok_and(|mut q| q.remove(&name));
+        if !stopping.load(Ordering::SeqCst) && !restarted {
             tell_parent(&registry, &parent, &name, event, reason).await;
         }
         if last {

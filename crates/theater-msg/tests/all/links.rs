@@ -287,3 +287,74 @@ async fn a_receipt_that_also_made_a_request_links_both_ways() {
     assert_eq!(problems[0].other.as_str(), "c");
     assert_eq!(pending_sends(&without_c).unwrap(), vec![]);
 }
+
+/// A child's genesis refers to its parent's spawning entry: `verify_links` holds it to that,
+/// and a reference the genesis got from a request its init made is not taken for a parent.
+#[test]
+fn a_childs_genesis_must_name_an_entry_that_spawned_it() {
+    use theater_chain::{ChainRef, Hash, HostCall};
+    use theater_msg::SPAWN_CHILD;
+    let state = Hash::digest(b"some state");
+    let input = |n: i64| Payload::json(json!({"type": "request", "payload": n}));
+    let mut parent = MemoryStore::new(id("parent"));
+    parent
+        .append(NewEntry::init(Payload::json(json!(0)), state))
+        .unwrap();
+    let quiet = parent
+        .append(NewEntry::input(input(1), Payload::json(json!(null)), state))
+        .unwrap();
+    let spawning = parent
+        .append(
+            NewEntry::input(input(2), Payload::json(json!(null)), state).with_host_calls(vec![
+                HostCall {
+                    name: SPAWN_CHILD.into(),
+                    request: Payload::json(json!({"kind": "worker", "name": "child"})),
+                    result: Payload::json(json!({"ok": true, "name": "child"})),
+                },
+            ]),
+        )
+        .unwrap();
+    let child_of = |at: &theater_chain::Appended| {
+        let mut child = MemoryStore::new(id("child"));
+        child
+            .append(
+                NewEntry::init(Payload::json(json!(0)), state).with_refs(vec![ChainRef {
+                    chain: id("parent"),
+                    seq: at.seq,
+                    hash: at.hash,
+                }]),
+            )
+            .unwrap();
+        child
+    };
+    let good = child_of(&spawning);
+    assert_eq!(verify_links(&[&parent, &good]).unwrap(), vec![]);
+    let bad = child_of(&quiet);
+    let problems = verify_links(&[&parent, &bad]).unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].problem.contains("spawned no child"),
+        "{problems:?}"
+    );
+    assert_eq!((problems[0].other_seq, problems[0].seq), (quiet.seq, 0));
+
+    // The init's request answered by `quiet`: an answer, not a parent.
+    let mut asked = MemoryStore::new(id("child"));
+    asked
+        .append(
+            NewEntry::init(Payload::json(json!(0)), state)
+                .with_host_calls(vec![HostCall {
+                    name: theater_msg::REQUEST.into(),
+                    request: Payload::json(json!({"to": "parent", "payload": 1})),
+                    result: Payload::json(json!({"reply": null, "chain": "parent",
+                        "seq": quiet.seq, "hash": quiet.hash.to_string()})),
+                }])
+                .with_refs(vec![ChainRef {
+                    chain: id("parent"),
+                    seq: quiet.seq,
+                    hash: quiet.hash,
+                }]),
+        )
+        .unwrap();
+    assert_eq!(verify_links(&[&parent, &asked]).unwrap(), vec![]);
+}

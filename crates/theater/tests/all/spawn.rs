@@ -106,6 +106,12 @@ fn rooms_are_created_by_their_first_message_passivated_and_activated_with_the_sa
     assert_eq!(lobby["reply"]["posts"][1]["text"], "hi ann");
     let lobby_hash = lobby["hash"].clone();
 
+    // Reading a member that was never created does not create it.
+    let out = host.cli(&["state", "room-nobody"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no actor named"), "{}", text(&out));
+    assert!(!data.join("chains/room-nobody").exists());
+
     // A name outside the family, or not a valid name, is no actor.
     let out = host.cli(&["send", "lobby", "{}", "--request"]);
     assert!(!out.status.success());
@@ -388,4 +394,43 @@ fn theater_spawn_starts_actors_on_a_running_host_and_refuses_bad_manifests() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn families_that_cannot_work_are_refused_when_the_host_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |file: &str, text: String| {
+        let p = dir.path().join(file);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let component = format!("component = {:?}\n", example_component("rooms"));
+    let served = write(
+        "served.toml",
+        format!("name = \"room-*\"\n{component}[interfaces.http]\naddr = \"127.0.0.1:0\"\n"),
+    );
+    let timed = write(
+        "timed.toml",
+        format!("name = \"room-*\"\n{component}[interfaces.timers]\n"),
+    );
+    let rooms = write("rooms.toml", format!("name = \"room-*\"\n{component}"));
+    let wide = write("wide.toml", format!("name = \"ro*\"\n{component}"));
+    let single = write("single.toml", format!("name = \"room-1\"\n{component}"));
+    let cases: [(Vec<&PathBuf>, &str); 4] = [
+        (vec![&served], "[interfaces.http]"),
+        (vec![&timed], "[interfaces.timers]"),
+        (vec![&rooms, &wide], "overlaps"),
+        (vec![&rooms, &single], "belongs to the family"),
+    ];
+    for (manifests, says) in cases {
+        let out = bin()
+            .arg("run")
+            .args(&manifests)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{manifests:?} started");
+        assert!(text(&out).contains(says), "{manifests:?}: {}", text(&out));
+    }
 }
