@@ -29,6 +29,17 @@ use crate::host::Host;
 /// Name of a recorded spawn: request [`SpawnRequest`], answer [`ChildAnswer`] (the child's
 /// genesis refers to the entry: `verify_links` checks the link).
 pub(crate) const SPAWN: &str = theater_msg::SPAWN_CHILD;
+/// The manifest of the kind of child `kind` that `parent`'s manifest grants, if it does.
+pub(crate) fn kind_manifest(parent: &Manifest, kind: &str) -> Option<PathBuf> {
+    let path = parent
+        .interfaces
+        .get(Actors::NAME)?
+        .get("children")?
+        .get(kind)?
+        .as_str()?;
+    Some(parent.relative(path))
+}
+
 /// Name of a recorded stop: request `{"name"}`, answer [`ChildAnswer`].
 pub(crate) const STOP: &str = "theater:actors/stop";
 

@@ -179,6 +179,7 @@ impl Host {
                 tracing::warn!(actor = %r.name, "not started again: {e:#}");
             }
         }
+        host.reconcile_children().await?;
         host.redeliver().await?;
         host.capabilities.serve().await?;
         tokio::spawn(sweep(Arc::downgrade(&host)));
@@ -847,6 +848,92 @@ impl Host {
                 }
             })
             .collect()
+    }
+
+    /// What the parents' chains say of their children, made so where the host stopped before
+    /// acting on it: a child whose spawn is durable in its parent's chain but that never
+    /// started (no chain) is started now, and one running although its parent's last word on
+    /// it is a stop is stopped.
+    async fn reconcile_children(&self) -> anyhow::Result<()> {
+        let parents: Vec<(String, Manifest)> = self
+            .actors
+            .lock()
+            .await
+            .iter()
+            .filter(|(_, a)| a.manifest.grants("actors"))
+            .map(|(n, a)| (n.clone(), a.manifest.clone()))
+            .collect();
+        for (parent, pm) in parents {
+            let chain = FileStore::open_read_only(self.chain_dir(&parent))?;
+            // Per child, the parent's last spawn (kind, init, entry) or stop (None).
+            let mut last: BTreeMap<String, Option<(String, Option<Value>, ChainRef)>> =
+                BTreeMap::new();
+            for seq in chain.start()..chain.len() {
+                let entry = chain.get(seq)?;
+                // A failed input's calls took no effect.
+                if matches!(entry.event(), theater_chain::Event::Failed { .. }) {
+                    continue;
+                }
+                for c in entry.host_calls() {
+                    let Some(name) = c.request.json["name"].as_str() else {
+                        continue;
+                    };
+                    if c.result.json["ok"] != true {
+                        continue;
+                    }
+                    if c.name == crate::children::SPAWN {
+                        let kind = c.request.json["kind"].as_str().unwrap_or("").to_string();
+                        let init = c.request.json.get("init").cloned();
+                        let at = ChainRef {
+                            chain: chain.id().clone(),
+                            seq,
+                            hash: entry.hash(),
+                        };
+                        last.insert(name.to_string(), Some((kind, init, at)));
+                    } else if c.name == crate::children::STOP {
+                        last.insert(name.to_string(), None);
+                    }
+                }
+            }
+            for (name, word) in last {
+                let running = self.registry.lookup(&name).is_some_and(|h| {
+                    matches!(
+                        h.status(),
+                        ActorStatus::Running | ActorStatus::Restarting { .. }
+                    )
+                });
+                // A child whose chain exists has started before: `actors.json` (or a stop by
+                // the management API) decides whether it runs. One without never started.
+                let started_before =
+                    FileStore::open_read_only(self.chain_dir(&name)).is_ok_and(|c| !c.is_empty());
+                match word {
+                    Some((kind, init, at)) if !running && !started_before => {
+                        let Some(path) = crate::children::kind_manifest(&pm, &kind) else {
+                            tracing::warn!(%parent, child = %name, %kind, "the kind is no longer granted");
+                            continue;
+                        };
+                        let m = match Manifest::load(&path)
+                            .map_err(anyhow::Error::from)
+                            .and_then(|m| m.instance(&name, init).map_err(anyhow::Error::msg))
+                        {
+                            Ok(m) => m,
+                            Err(e) => {
+                                tracing::warn!(%parent, child = %name, "not started: {e:#}");
+                                continue;
+                            }
+                        };
+                        tracing::info!(%parent, child = %name, "starting a child its parent spawned before the host stopped");
+                        self.start_child(parent.clone(), m, at).await;
+                    }
+                    None if running && self.is_child_of(&name, &parent) => {
+                        tracing::info!(%parent, child = %name, "stopping a child its parent stopped before the host stopped");
+                        self.stop_child(&parent, &name).await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Messages whose sending entries are durable but that their receivers never recorded

@@ -434,3 +434,38 @@ fn families_that_cannot_work_are_refused_when_the_host_starts() {
         assert!(text(&out).contains(says), "{manifests:?}: {}", text(&out));
     }
 }
+
+#[test]
+fn a_child_whose_spawn_is_durable_starts_even_if_the_host_stopped_before_starting_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let manifest = supervisor(dir.path());
+    let host = Running::start_patiently(&data, std::slice::from_ref(&manifest), PATIENCE);
+    request(
+        &host,
+        "supervisor",
+        json!({"spawn": "w9", "init": {"n": 9}}),
+    );
+    eventually("w9 running", || {
+        status_of(&host, "w9").as_deref() == Some("running")
+    });
+    host.stop();
+    // What a host that died right after the supervisor's entry was durable leaves behind:
+    // the spawn in the parent's chain, no child chain, no record of it.
+    std::fs::remove_dir_all(data.join("chains/w9")).unwrap();
+    std::fs::remove_file(data.join("actors.json")).unwrap();
+    let host = Running::start_patiently(&data, std::slice::from_ref(&manifest), PATIENCE);
+    assert_eq!(status_of(&host, "w9").as_deref(), Some("running"));
+    assert_eq!(
+        request(&host, "w9", json!({"status": true}))["reply"]["label"],
+        json!({"n": 9})
+    );
+    host.stop();
+    let out = bin()
+        .args(["chain", "verify"])
+        .arg(data.join("chains/supervisor"))
+        .arg(data.join("chains/w9"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
