@@ -150,6 +150,13 @@ theater_wasm::host_view!();
 const NOT_GRANTED: &str =
     "child actors are not granted to this actor (add [interfaces.actors.children] to its manifest)";
 
+/// The grant and its host, for a live call: refused if not granted or the host is gone.
+fn live(grant: Option<&ActorsGrant>) -> Result<(&ActorsGrant, Arc<Host>), String> {
+    let grant = grant.ok_or(NOT_GRANTED)?;
+    let host = grant.host.upgrade().ok_or("the host is stopping")?;
+    Ok((grant, host))
+}
+
 impl ActorsGrant {
     /// The child's manifest, if `parent` may spawn `name` of `kind` now.
     fn prepare(&self, request: &SpawnRequest, host: &Host) -> Result<Manifest, String> {
@@ -187,15 +194,9 @@ impl WitHost for View<'_> {
         let request = SpawnRequest { kind, name, init };
         let mut prepared = None;
         let r = self.0.calls().call_typed(SPAWN, &request, || {
-            let Some(grant) = &grant else {
-                return ChildAnswer::Refused {
-                    error: NOT_GRANTED.into(),
-                };
-            };
-            let Some(host) = grant.host.upgrade() else {
-                return ChildAnswer::Refused {
-                    error: "the host is stopping".into(),
-                };
+            let (grant, host) = match live(grant.as_deref()) {
+                Ok(live) => live,
+                Err(error) => return ChildAnswer::Refused { error },
             };
             match grant.prepare(&request, &host) {
                 Ok(m) => {
@@ -230,15 +231,9 @@ impl WitHost for View<'_> {
         let request = StopRequest { name };
         let mut accepted = None;
         let r = self.0.calls().call_typed(STOP, &request, || {
-            let Some(grant) = &grant else {
-                return ChildAnswer::Refused {
-                    error: NOT_GRANTED.into(),
-                };
-            };
-            let Some(host) = grant.host.upgrade() else {
-                return ChildAnswer::Refused {
-                    error: "the host is stopping".into(),
-                };
+            let (grant, host) = match live(grant.as_deref()) {
+                Ok(live) => live,
+                Err(error) => return ChildAnswer::Refused { error },
             };
             if !host.is_child_of(&request.name, grant.parent.as_str()) {
                 return ChildAnswer::Refused {

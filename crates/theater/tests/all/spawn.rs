@@ -57,6 +57,17 @@ fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     panic!("never happened: {what}");
 }
 
+/// `theater chain verify` over the chains of `names` in `data`: exits 0, and its output.
+fn verify(data: &Path, names: &[&str]) -> String {
+    let out = bin()
+        .args(["chain", "verify"])
+        .args(names.iter().map(|n| data.join("chains").join(n)))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{names:?}: {}", text(&out));
+    text(&out)
+}
+
 fn request(host: &Running, name: &str, payload: Value) -> Value {
     host.json(&["send", name, &payload.to_string(), "--request"])
 }
@@ -135,12 +146,7 @@ fn rooms_are_created_by_their_first_message_passivated_and_activated_with_the_sa
     // the rooms had: passivation left no trace in them.
     for room in ["room-lobby", "room-games"] {
         let chain = data.join("chains").join(room);
-        let out = bin()
-            .args(["chain", "verify"])
-            .arg(&chain)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{room}: {}", text(&out));
+        verify(&data, &[room]);
         let out = bin()
             .args(["chain", "replay"])
             .arg(&chain)
@@ -304,20 +310,11 @@ fn a_supervisor_actor_spawns_workers_sees_one_crash_and_restarts_it() {
 
     // Parent and children verify together: every child's genesis refers to the entry of
     // the supervisor that spawned it.
-    let chains: Vec<PathBuf> = ["supervisor", "w1", "w2"]
-        .iter()
-        .map(|n| data.join("chains").join(n))
-        .collect();
-    let out = bin()
-        .args(["chain", "verify"])
-        .args(&chains)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("link"), "{}", text(&out));
+    let verified = verify(&data, &["supervisor", "w1", "w2"]);
+    assert!(verified.contains("link"), "{verified}");
     let out = bin()
         .args(["chain", "log", "--json"])
-        .arg(&chains[1])
+        .arg(data.join("chains/w1"))
         .output()
         .unwrap();
     let genesis: Value =
@@ -388,12 +385,7 @@ fn theater_spawn_starts_actors_on_a_running_host_and_refuses_bad_manifests() {
         1
     );
     host.stop();
-    let out = bin()
-        .args(["chain", "verify"])
-        .arg(data.join("chains/c3"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    verify(&data, &["c3"]);
 }
 
 #[test]
@@ -461,11 +453,5 @@ fn a_child_whose_spawn_is_durable_starts_even_if_the_host_stopped_before_startin
         json!({"n": 9})
     );
     host.stop();
-    let out = bin()
-        .args(["chain", "verify"])
-        .arg(data.join("chains/supervisor"))
-        .arg(data.join("chains/w9"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    verify(&data, &["supervisor", "w9"]);
 }
