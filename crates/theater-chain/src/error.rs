@@ -101,6 +101,17 @@ pub enum ChainError {
         /// Why it was rejected.
         reason: String,
     },
+    /// The entries are durable here but could not be replicated, so they are not
+    /// acknowledged (a cluster's chains are acknowledged once their replica has them).
+    #[error("chain {chain:?} could not be replicated: {reason}")]
+    Replication {
+        /// The chain.
+        chain: ChainId,
+        /// Why.
+        reason: String,
+        /// Another writer extended the replica: this one must stop writing the chain for good.
+        fenced: bool,
+    },
 }
 
 /// Where a chain is damaged and how: the first seq that cannot be trusted.

@@ -47,7 +47,7 @@ impl Snapshot {
 
     /// Encodes the snapshot for storage: magic, seq, entry hash, length-prefixed canonical
     /// state and host data, then a SHA-256 of everything before it.
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Vec<u8> {
         let state = crate::to_canonical_json(&self.state);
         let host = crate::to_canonical_json(&self.host);
         let mut out = Vec::with_capacity(state.len() + host.len() + 104);
@@ -64,7 +64,7 @@ impl Snapshot {
     }
 
     /// Decodes what [`Snapshot::encode`] wrote (or version 1); `Err` names what is wrong.
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         let fixed = MAGIC.len() + 8 + 32;
         if bytes.len() < fixed + 8 + 32 {
             return Err(format!("too short ({} bytes)", bytes.len()));

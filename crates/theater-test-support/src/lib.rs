@@ -8,6 +8,8 @@
 //! | [`Crashy`] | crashes: `{"panic": true}` panics, `{"fatal": true}` is fatal |
 //! | [`Sleepy`] | slowness: sleeps `{"sleep_ms": n}` before counting |
 
+pub mod nats;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -1,0 +1,250 @@
+//! Reading chains back from the cluster: for an audit, and for a host taking an actor over.
+
+use std::collections::BTreeSet;
+
+use async_nats::jetstream;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use futures_util::StreamExt;
+use theater_chain::{ChainId, ChainStore, Entry, Hash, MemoryStore, NewEntry, Snapshot};
+
+use crate::replica::{FIRST, HOST, header};
+use crate::{Cluster, ClusterError, token_name};
+
+/// A chain as its replica holds it, rebuilt and checked.
+#[derive(Debug)]
+pub struct ReplicaChain {
+    /// The entries, every hash and link checked.
+    pub store: MemoryStore,
+    /// The newest replicated snapshot, if it matches the chain.
+    pub snapshot: Option<Snapshot>,
+    /// The hosts that published its groups.
+    pub hosts: BTreeSet<String>,
+}
+
+fn broken(actor: &str, reason: String) -> ClusterError {
+    ClusterError::Replica {
+        actor: actor.to_string(),
+        reason,
+    }
+}
+
+/// Appends the framed entries of one group (starting at `first`) to `store`, checking that
+/// each is the next seq, links to the one before, and hashes as stored.
+fn append_group(
+    store: &mut MemoryStore,
+    actor: &str,
+    msg_seq: u64,
+    first: u64,
+    mut bytes: &[u8],
+) -> Result<(), ClusterError> {
+    if first != store.len() {
+        return Err(broken(
+            actor,
+            format!(
+                "message {msg_seq} starts at seq {first}, but the chain before it ends at {}",
+                store.len() as i64 - 1
+            ),
+        ));
+    }
+    while !bytes.is_empty() {
+        let seq = store.len();
+        let at = |what: &str| broken(actor, format!("seq {seq} (message {msg_seq}): {what}"));
+        if bytes.len() < 36 {
+            return Err(at("truncated frame"));
+        }
+        let len = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+        let hash = Hash::from_bytes(bytes[4..36].try_into().expect("32 bytes"));
+        let body = bytes
+            .get(36..36 + len)
+            .ok_or_else(|| at("truncated entry"))?;
+        bytes = &bytes[36 + len..];
+        let digest = Hash::digest(body);
+        if digest != hash {
+            return Err(at(&format!(
+                "stored hash {} but the entry hashes to {}",
+                hash.short(),
+                digest.short()
+            )));
+        }
+        let entry = Entry::decode(body).map_err(|e| at(&format!("does not decode: {e}")))?;
+        if entry.seq() != seq {
+            return Err(at(&format!("the entry says seq {}", entry.seq())));
+        }
+        let parent = store.head().map_or(Hash::ZERO, |h| h.hash);
+        if entry.parent() != parent {
+            return Err(at(&format!(
+                "links to {} but the entry before is {}",
+                entry.parent().short(),
+                parent.short()
+            )));
+        }
+        let appended = store.append(NewEntry::from(entry))?;
+        if appended.hash != hash {
+            return Err(at("re-encodes differently (not canonical)"));
+        }
+    }
+    Ok(())
+}
+
+async fn read(
+    js: jetstream::Context,
+    stream: String,
+    subject: String,
+    snapshots: String,
+    snap_subject: String,
+    actor: String,
+) -> Result<ReplicaChain, ClusterError> {
+    let id = ChainId::new(actor.as_str()).map_err(|e| broken(&actor, e.to_string()))?;
+    let mut store = MemoryStore::new(id);
+    let mut hosts = BTreeSet::new();
+    let chains = js
+        .get_stream_no_info(&stream)
+        .await
+        .map_err(|e| ClusterError::JetStream(format!("stream {stream}: {e}")))?;
+    let mut next = 1;
+    loop {
+        let m = match chains
+            .get_first_raw_message_by_subject(&subject, next)
+            .await
+        {
+            Ok(m) => m,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => break,
+            Err(e) => return Err(ClusterError::JetStream(format!("reading {subject}: {e}"))),
+        };
+        let first: u64 = header(&m.headers, FIRST)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| broken(&actor, format!("message {} has no first seq", m.sequence)))?;
+        if let Some(h) = header(&m.headers, HOST) {
+            hosts.insert(h.to_string());
+        }
+        append_group(&mut store, &actor, m.sequence, first, &m.payload)?;
+        next = m.sequence + 1;
+    }
+    let snapshot = match js.get_stream_no_info(&snapshots).await {
+        Ok(s) => match s.get_last_raw_message_by_subject(&snap_subject).await {
+            Ok(m) => Snapshot::decode(&m.payload).ok().filter(|s| {
+                s.seq < store.len() && store.hash_at(s.seq).is_ok_and(|h| h == s.entry_hash)
+            }),
+            Err(_) => None,
+        },
+        Err(_) => None,
+    };
+    Ok(ReplicaChain {
+        store,
+        snapshot,
+        hosts,
+    })
+}
+
+/// What [`Cluster::restore`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Restored {
+    /// Entries copied from the replica.
+    pub entries: u64,
+    /// The seq of the replica's snapshot saved locally, if one was.
+    pub snapshot: Option<u64>,
+}
+
+impl Cluster {
+    /// The chain of `actor` as the cluster's stream holds it, with every hash and link
+    /// checked (an error names the first that does not hold), and its newest snapshot.
+    pub async fn read_chain(&self, actor: &str) -> Result<ReplicaChain, ClusterError> {
+        let c = self.config();
+        let task = read(
+            self.jetstream().clone(),
+            c.chain_stream(),
+            c.chain_subject(actor),
+            c.snapshot_stream(),
+            c.snapshot_subject(actor),
+            actor.to_string(),
+        );
+        self.run(task).await?
+    }
+
+    /// [`Cluster::read_chain`], blocking.
+    pub fn read_chain_blocking(&self, actor: &str) -> Result<ReplicaChain, ClusterError> {
+        let c = self.config();
+        let task = read(
+            self.jetstream().clone(),
+            c.chain_stream(),
+            c.chain_subject(actor),
+            c.snapshot_stream(),
+            c.snapshot_subject(actor),
+            actor.to_string(),
+        );
+        self.block(task)?
+    }
+
+    /// The names of the actors whose chains the cluster holds, sorted.
+    pub async fn actors(&self) -> Result<Vec<String>, ClusterError> {
+        let (js, stream) = (self.jetstream().clone(), self.config().chain_stream());
+        let filter = format!("theater.{}.chain.*", self.config().name);
+        self.run(async move {
+            let s = js
+                .get_stream(&stream)
+                .await
+                .map_err(|e| ClusterError::JetStream(format!("stream {stream}: {e}")))?;
+            let mut subjects = s
+                .info_with_subjects(filter)
+                .await
+                .map_err(|e| ClusterError::JetStream(e.to_string()))?;
+            let mut names = Vec::new();
+            while let Some(item) = subjects.next().await {
+                let (subject, _) = item.map_err(|e| ClusterError::JetStream(e.to_string()))?;
+                if let Some(token) = subject.rsplit('.').next() {
+                    names.push(token_name(token));
+                }
+            }
+            names.sort();
+            Ok(names)
+        })
+        .await?
+    }
+
+    /// Brings `local` up to the replica of its chain: appends the entries it lacks, each
+    /// checked, and saves the replica's snapshot if it is newer than the local one (so the
+    /// actor resumes from it and replays only the tail). Fails with
+    /// [`ClusterError::Diverged`] if `local` has entries the replica does not share (written
+    /// by a host that was then fenced: never acknowledged), so the caller can set it aside.
+    pub fn restore(&self, local: &mut dyn ChainStore) -> Result<Restored, ClusterError> {
+        let actor = local.id().as_str().to_string();
+        let replica = self.read_chain_blocking(&actor)?;
+        let remote = &replica.store;
+        if let Some(head) = local.head() {
+            let shared =
+                head.seq < remote.len() && remote.hash_at(head.seq).is_ok_and(|h| h == head.hash);
+            if !shared {
+                return Err(ClusterError::Diverged {
+                    actor,
+                    seq: head.seq.min(remote.len()),
+                });
+            }
+        }
+        let mut entries = 0;
+        for seq in local.len()..remote.len() {
+            let entry = remote.get(seq)?;
+            let expected = remote.hash_at(seq)?;
+            let appended = local.append(NewEntry::from(entry))?;
+            if appended.hash != expected {
+                return Err(broken(&actor, format!("seq {seq} re-encodes differently")));
+            }
+            entries += 1;
+        }
+        local.sync()?;
+        let newer = |s: &Snapshot| {
+            local
+                .latest_snapshot()
+                .ok()
+                .flatten()
+                .is_none_or(|mine| mine.seq < s.seq)
+        };
+        let snapshot = match replica.snapshot {
+            Some(s) if newer(&s) => {
+                local.save_snapshot(&s)?;
+                Some(s.seq)
+            }
+            _ => None,
+        };
+        Ok(Restored { entries, snapshot })
+    }
+}

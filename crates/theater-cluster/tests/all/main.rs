@@ -1,0 +1,203 @@
+//! Replication against real `nats-server` processes (a 3-server JetStream cluster on
+//! loopback). Skipped, saying so, without a server ≥ 2.12, unless `THEATER_REQUIRE_NATS=1`.
+
+use serde_json::json;
+use theater_chain::{
+    ChainError, ChainId, ChainStore, Hash, MemoryStore, NewEntry, Payload, Snapshot,
+};
+use theater_cluster::{Cluster, ClusterConfig, ClusterError};
+use theater_test_support::nats::NatsCluster;
+
+fn connect(nats: &NatsCluster, cluster: &str, host: &str) -> Cluster {
+    Cluster::connect(ClusterConfig::new(cluster, nats.urls(), host).unwrap()).unwrap()
+}
+
+fn entry(n: i64) -> NewEntry {
+    let state = json!(n);
+    NewEntry::input(
+        Payload::json(json!({"add": 1})),
+        Payload::json(json!(null)),
+        theater_chain::state::State::new(state).hash(),
+    )
+}
+
+fn genesis() -> NewEntry {
+    NewEntry::init(
+        Payload::json(json!(0)),
+        theater_chain::state::State::new(json!(0)).hash(),
+    )
+}
+
+fn hashes(store: &dyn ChainStore) -> Vec<Hash> {
+    (store.start()..store.len())
+        .map(|s| store.hash_at(s).unwrap())
+        .collect()
+}
+
+fn local(name: &str) -> Box<MemoryStore> {
+    Box::new(MemoryStore::new(ChainId::new(name).unwrap()))
+}
+
+#[test]
+fn committed_groups_are_in_the_stream_with_the_same_hashes() {
+    let Some(nats) = NatsCluster::start(3) else {
+        return;
+    };
+    let cluster = connect(&nats, "t1", "h1");
+    let mut chain = cluster.replicate(local("counter.eu")).unwrap();
+    chain.append(genesis()).unwrap();
+    chain.sync().unwrap();
+    for n in 1..=60 {
+        let appended = chain.append(entry(n)).unwrap();
+        assert!(!appended.durable, "acknowledged only at the sync");
+        if n % 7 == 0 {
+            chain.sync().unwrap();
+            assert_eq!(chain.replicated(), chain.len());
+        }
+    }
+    // Not yet synced: not in the replica.
+    let before = cluster.read_chain_blocking("counter.eu").unwrap();
+    assert_eq!(before.store.len(), 57);
+    chain.sync().unwrap();
+    let copy = cluster.read_chain_blocking("counter.eu").unwrap();
+    assert_eq!(hashes(&copy.store), hashes(&chain));
+    assert_eq!(copy.store.verify().unwrap().entries, 61);
+    assert_eq!(copy.hosts.iter().collect::<Vec<_>>(), ["h1"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(cluster.actors()).unwrap(), ["counter.eu"]);
+}
+
+#[test]
+fn a_second_writer_fences_the_first_and_the_chain_never_forks() {
+    let Some(nats) = NatsCluster::start(3) else {
+        return;
+    };
+    let (a, b) = (connect(&nats, "t2", "a"), connect(&nats, "t2", "b"));
+    let mut on_a = a.replicate(local("acct")).unwrap();
+    on_a.append(genesis()).unwrap();
+    for n in 1..=5 {
+        on_a.append(entry(n)).unwrap();
+    }
+    on_a.sync().unwrap();
+
+    // Host b takes the actor over: its copy comes from the replica.
+    let mut copy = local("acct");
+    let restored = b.restore(&mut *copy).unwrap();
+    assert_eq!(restored.entries, 6);
+    let mut on_b = b.replicate(copy).unwrap();
+    on_b.append(entry(6)).unwrap();
+    on_b.sync().unwrap();
+
+    // Host a, not knowing, writes on: its group is refused and it is fenced for good.
+    on_a.append(entry(6)).unwrap();
+    on_a.append(entry(7)).unwrap();
+    match on_a.sync() {
+        Err(ChainError::Replication { fenced: true, .. }) => {}
+        other => panic!("expected a fence, got {other:?}"),
+    }
+    assert!(on_a.fenced().is_some());
+    assert!(matches!(
+        on_a.append(entry(8)),
+        Err(ChainError::Replication { fenced: true, .. })
+    ));
+
+    // The replica is b's chain: a's unacknowledged entries are nowhere in it.
+    let replica = b.read_chain_blocking("acct").unwrap();
+    assert_eq!(hashes(&replica.store), hashes(&on_b));
+    assert_eq!(replica.hosts.iter().collect::<Vec<_>>(), ["a", "b"]);
+
+    // a's local copy has diverged: restoring it is refused, naming the seq.
+    let mut stale = local("acct");
+    for e in (0..=7).map(|n| if n == 0 { genesis() } else { entry(n) }) {
+        stale.append(e).unwrap();
+    }
+    match a.restore(&mut *stale) {
+        Err(ClusterError::Diverged { actor, seq }) => {
+            assert_eq!((actor.as_str(), seq), ("acct", 7));
+        }
+        other => panic!("expected divergence, got {other:?}"),
+    }
+    // Opening a diverged local chain for replication is refused too.
+    let mut stale = local("acct");
+    for e in (0..=7).map(|n| if n == 0 { genesis() } else { entry(n + 100) }) {
+        stale.append(e).unwrap();
+    }
+    assert!(matches!(
+        a.replicate(stale),
+        Err(ClusterError::Diverged { .. })
+    ));
+}
+
+#[test]
+fn snapshots_replicate_so_a_takeover_replays_only_the_tail() {
+    let Some(nats) = NatsCluster::start(1) else {
+        return;
+    };
+    let cluster = connect(&nats, "t3", "h1");
+    let mut chain = cluster.replicate(local("big")).unwrap();
+    chain.append(genesis()).unwrap();
+    for n in 1..=10 {
+        chain.append(entry(n)).unwrap();
+    }
+    // Taken before its entries are replicated: published once they are.
+    let head = chain.head().unwrap();
+    chain
+        .save_snapshot(&Snapshot::new(head.seq, head.hash, json!(10)))
+        .unwrap();
+    assert!(
+        cluster
+            .read_chain_blocking("big")
+            .unwrap()
+            .snapshot
+            .is_none()
+    );
+    chain.sync().unwrap();
+    chain.append(entry(11)).unwrap();
+    chain.sync().unwrap();
+    let replica = cluster.read_chain_blocking("big").unwrap();
+    assert_eq!(replica.snapshot.as_ref().map(|s| s.seq), Some(10));
+
+    let mut copy = local("big");
+    let restored = cluster.restore(&mut *copy).unwrap();
+    assert_eq!(restored.entries, 12);
+    assert_eq!(restored.snapshot, Some(10));
+    assert_eq!(copy.latest_snapshot().unwrap().unwrap().state, json!(10));
+}
+
+#[test]
+fn replication_goes_on_when_a_server_is_killed_and_it_rejoins() {
+    let Some(mut nats) = NatsCluster::start(3) else {
+        return;
+    };
+    let cluster = connect(&nats, "t4", "h1");
+    let mut chain = cluster.replicate(local("steady")).unwrap();
+    chain.append(genesis()).unwrap();
+    chain.sync().unwrap();
+    let mut n = 0;
+    for round in 0..3 {
+        // Whichever server leads the stream, one of the three goes down mid-flow.
+        nats.kill(round);
+        for _ in 0..20 {
+            n += 1;
+            chain.append(entry(n)).unwrap();
+            chain.sync().unwrap();
+        }
+        nats.restart(round);
+    }
+    let replica = cluster.read_chain_blocking("steady").unwrap();
+    assert_eq!(replica.store.len(), 61);
+    assert_eq!(hashes(&replica.store), hashes(&chain));
+}
+
+#[test]
+fn bad_configurations_are_refused_with_the_reason() {
+    assert!(ClusterConfig::new("a.b", "nats://127.0.0.1:1", "h").is_err());
+    assert!(ClusterConfig::new("ok", "", "h").is_err());
+    assert!(ClusterConfig::new("ok", "nats://127.0.0.1:1", "h h").is_err());
+    let port = theater_test_support::nats::free_port();
+    let err = Cluster::connect(
+        ClusterConfig::new("ok", format!("nats://127.0.0.1:{port}"), "h").unwrap(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("cannot connect to NATS"), "{err}");
+}
