@@ -7,7 +7,7 @@ use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use futures_util::StreamExt;
 use theater_chain::{ChainId, ChainStore, Entry, Hash, MemoryStore, NewEntry, Snapshot};
 
-use crate::replica::{FIRST, HOST, header};
+use crate::replica::{FIRST, HOST, SEAL, header};
 use crate::{Cluster, ClusterError, token_name};
 
 /// A chain as its replica holds it, rebuilt and checked.
@@ -114,8 +114,21 @@ async fn read(
         let first: u64 = header(&m.headers, FIRST)
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| broken(&actor, format!("message {} has no first seq", m.sequence)))?;
-        if let Some(h) = header(&m.headers, HOST) {
+        let sealed = header(&m.headers, SEAL).is_some();
+        if let Some(h) = header(&m.headers, HOST)
+            && !sealed
+        {
             hosts.insert(h.to_string());
+        }
+        if sealed && first != store.len() {
+            return Err(broken(
+                &actor,
+                format!(
+                    "seal {} is at seq {first}, but the chain before it ends at {}",
+                    m.sequence,
+                    store.len() as i64 - 1
+                ),
+            ));
         }
         append_group(&mut store, &actor, m.sequence, first, &m.payload)?;
         next = m.sequence + 1;

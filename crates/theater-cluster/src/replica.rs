@@ -23,6 +23,9 @@ pub(crate) const LAST: &str = "Theater-Last";
 pub(crate) const HEAD: &str = "Theater-Head";
 /// Header: the host that published the group.
 pub(crate) const HOST: &str = "Theater-Host";
+/// Header: a seal, published by a host taking the chain over (no entries): a writer that
+/// had the chain before is refused from then on.
+pub(crate) const SEAL: &str = "Theater-Seal";
 /// Header: the seq a snapshot is at.
 pub(crate) const SNAPSHOT_SEQ: &str = "Theater-Snapshot-Seq";
 
@@ -41,15 +44,13 @@ pub(crate) struct Group {
     pub(crate) bytes: Vec<u8>,
 }
 
-/// Where a chain's replica ends: its last group.
+/// Where a chain's replica ends: its last message (a group, or a seal).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ReplicaHead {
-    /// The group's stream sequence.
+    /// The message's stream sequence.
     pub(crate) msg_seq: u64,
-    /// The seq of its last entry.
-    pub(crate) last: u64,
-    /// That entry's hash.
-    pub(crate) head: Hash,
+    /// The seq and hash of the chain's last entry (`None`: the chain has none yet).
+    pub(crate) last: Option<(u64, Hash)>,
 }
 
 pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -58,11 +59,17 @@ pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 
 impl ReplicaHead {
     pub(crate) fn of(msg_seq: u64, headers: &HeaderMap) -> Option<ReplicaHead> {
-        Some(ReplicaHead {
-            msg_seq,
-            last: header(headers, LAST)?.parse().ok()?,
-            head: header(headers, HEAD)?.parse().ok()?,
-        })
+        let last = match (header(headers, LAST), header(headers, HEAD)) {
+            (Some(l), Some(h)) => Some((l.parse().ok()?, h.parse().ok()?)),
+            (None, None) if header(headers, SEAL).is_some() => None,
+            _ => return None,
+        };
+        Some(ReplicaHead { msg_seq, last })
+    }
+
+    /// How many entries the chain has.
+    pub(crate) fn len(&self) -> u64 {
+        self.last.map_or(0, |(seq, _)| seq + 1)
     }
 }
 
@@ -138,7 +145,7 @@ async fn publish_group(
             Err(e) => Some(e),
         };
         let ours = |head: Option<ReplicaHead>| {
-            head.filter(|h| h.last == group.last && h.head == group.head)
+            head.filter(|h| h.last == Some((group.last, group.head)))
                 .map(|h| h.msg_seq)
         };
         match error.as_ref().map(|e| e.kind()) {
@@ -149,9 +156,10 @@ async fn publish_group(
                             return Ok(seq);
                         }
                         if error.is_some() {
-                            let by = head.map_or("nothing".to_string(), |h| {
-                                format!("seq {} ({})", h.last, h.head.short())
-                            });
+                            let by = match head.and_then(|h| h.last) {
+                                Some((seq, hash)) => format!("seq {seq} ({})", hash.short()),
+                                None => "no entry".to_string(),
+                            };
                             return Err(Refused::Fenced(format!(
                                 "another host extended the chain (the replica now ends at {by})"
                             )));
@@ -179,6 +187,40 @@ async fn publish_group(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Publishes a seal after `head` (the replica's last message, as just read): returns its
+/// stream sequence, or why not (another host sealed or wrote first).
+async fn seal(
+    js: jetstream::Context,
+    host: String,
+    subject: String,
+    head: Option<ReplicaHead>,
+) -> Result<u64, String> {
+    let mut headers = HeaderMap::new();
+    headers.insert(SEAL, "1");
+    headers.insert(HOST, host.as_str());
+    let len = head.map_or(0, |h| h.len());
+    headers.insert(FIRST, len.to_string().as_str());
+    if let Some((seq, hash)) = head.and_then(|h| h.last) {
+        headers.insert(LAST, seq.to_string().as_str());
+        headers.insert(HEAD, hash.to_string().as_str());
+    }
+    let message = PublishMessage::build()
+        .payload(Bytes::new())
+        .headers(headers)
+        .expected_last_subject_sequence(head.map_or(0, |h| h.msg_seq));
+    let ack = js
+        .send_publish(subject, message)
+        .await
+        .map_err(|e| format!("sealing the replica: {e}"))?;
+    match ack.await {
+        Ok(ack) => Ok(ack.sequence),
+        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+            Err("another host took the chain at the same time".into())
+        }
+        Err(e) => Err(format!("sealing the replica: {e}")),
     }
 }
 
@@ -225,36 +267,44 @@ impl ReplicatedStore {
             subject.clone(),
         );
         let head = cluster.block(async move { replica_head(&js, &stream, &s).await })??;
-        let (last_msg, replicated) = match head {
-            None => {
-                if local.start() > 0 {
-                    return Err(ClusterError::Replica {
-                        actor,
-                        reason: format!(
-                            "the local chain is pruned to seq {}: a replica starts at genesis",
-                            local.start()
-                        ),
-                    });
-                }
-                (0, 0)
+        let replicated = head.map_or(0, |h| h.len());
+        if replicated == 0 && local.start() > 0 {
+            return Err(ClusterError::Replica {
+                actor,
+                reason: format!(
+                    "the local chain is pruned to seq {}: a replica starts at genesis",
+                    local.start()
+                ),
+            });
+        }
+        if let Some((seq, hash)) = head.and_then(|h| h.last) {
+            if local.len() <= seq {
+                return Err(ClusterError::Replica {
+                    actor,
+                    reason: format!(
+                        "the replica reaches seq {seq} and the local chain only {}: restore it first",
+                        local.len() as i64 - 1
+                    ),
+                });
             }
-            Some(h) => {
-                if local.len() <= h.last {
-                    return Err(ClusterError::Replica {
-                        actor,
-                        reason: format!(
-                            "the replica reaches seq {} and the local chain only {}: restore it first",
-                            h.last,
-                            local.len() as i64 - 1
-                        ),
-                    });
-                }
-                if local.hash_at(h.last)? != h.head {
-                    return Err(ClusterError::Diverged { actor, seq: h.last });
-                }
-                (h.msg_seq, h.last + 1)
+            if local.hash_at(seq)? != hash {
+                return Err(ClusterError::Diverged { actor, seq });
             }
-        };
+        }
+        // From here on this host is the chain's one writer: whoever wrote it before is
+        // refused at its next publish, even if it never noticed losing the actor.
+        let seal = seal(
+            cluster.jetstream().clone(),
+            config.host.clone(),
+            subject.clone(),
+            head,
+        );
+        let last_msg = cluster
+            .block(seal)?
+            .map_err(|reason| ClusterError::Replica {
+                actor: actor.clone(),
+                reason,
+            })?;
         Ok(ReplicatedStore {
             cluster,
             local,

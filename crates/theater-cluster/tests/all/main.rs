@@ -201,3 +201,28 @@ fn bad_configurations_are_refused_with_the_reason() {
     .unwrap_err();
     assert!(err.to_string().contains("cannot connect to NATS"), "{err}");
 }
+
+#[test]
+fn a_takeover_fences_the_old_writer_even_before_the_new_one_writes() {
+    let Some(nats) = NatsCluster::start(1) else {
+        return;
+    };
+    let (a, b) = (connect(&nats, "t5", "a"), connect(&nats, "t5", "b"));
+    let mut on_a = a.replicate(local("quiet")).unwrap();
+    on_a.append(genesis()).unwrap();
+    on_a.sync().unwrap();
+    // b takes over (as after a's lease ran out while it was stopped) and writes nothing.
+    let mut copy = local("quiet");
+    b.restore(&mut *copy).unwrap();
+    let on_b = b.replicate(copy).unwrap();
+    // a wakes up and commits: refused.
+    on_a.append(entry(1)).unwrap();
+    assert!(matches!(
+        on_a.sync(),
+        Err(ChainError::Replication { fenced: true, .. })
+    ));
+    let replica = b.read_chain_blocking("quiet").unwrap();
+    assert_eq!(hashes(&replica.store), hashes(&on_b));
+    // Two seals and one group: the chain reads back whole.
+    assert_eq!(replica.store.len(), 1);
+}
