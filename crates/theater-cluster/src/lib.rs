@@ -40,6 +40,7 @@
 //! ```
 
 mod names;
+mod placement;
 mod read;
 mod replica;
 
@@ -50,6 +51,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 
 pub use names::{check_cluster_name, subject_token, token_name};
+pub use placement::{Catalog, Change, Listing, Placement, View, shard_of};
 pub use read::{ReplicaChain, Restored};
 pub use replica::ReplicatedStore;
 

@@ -226,3 +226,67 @@ fn a_takeover_fences_the_old_writer_even_before_the_new_one_writes() {
     // Two seals and one group: the chain reads back whole.
     assert_eq!(replica.store.len(), 1);
 }
+
+#[test]
+fn shards_spread_over_live_hosts_and_move_when_a_lease_runs_out() {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+    use theater_cluster::{Change, Placement};
+    let Some(nats) = NatsCluster::start(1) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (a, b) = (connect(&nats, "t6", "a"), connect(&nats, "t6", "b"));
+    let lease = Duration::from_secs(2);
+    let (mut pa, mut pb) = rt.block_on(async {
+        (
+            Placement::join(&a, 8, lease).await.unwrap(),
+            Placement::join(&b, 8, lease).await.unwrap(),
+        )
+    });
+    rt.block_on(async {
+        for _ in 0..4 {
+            for p in [&mut pa, &mut pb] {
+                for change in p.tick().await.unwrap() {
+                    if let Change::Handoff(s) = change {
+                        p.release(s).await.unwrap();
+                    }
+                }
+            }
+        }
+    });
+    let (oa, ob) = (pa.owned(), pb.owned());
+    assert!(oa.is_disjoint(&ob), "{oa:?} {ob:?}");
+    assert_eq!(
+        oa.union(&ob).copied().collect::<BTreeSet<_>>(),
+        (0..8).collect()
+    );
+    assert!(
+        !oa.is_empty() && !ob.is_empty(),
+        "both hosts hold shards: {oa:?} {ob:?}"
+    );
+    let view = rt.block_on(pb.view()).unwrap();
+    assert_eq!(view.hosts.len(), 2);
+
+    // a stops renewing (killed, or stopped): within the lease time plus a few ticks, b has
+    // every shard.
+    let started = std::time::Instant::now();
+    rt.block_on(async {
+        while pb.owned().len() < 8 {
+            assert!(started.elapsed() < Duration::from_secs(20), "no takeover");
+            pb.tick().await.unwrap();
+            tokio::time::sleep(lease / 3).await;
+        }
+    });
+    // a wakes up: its leases ran out, so it gives up every shard before anything else.
+    let changes = rt.block_on(pa.tick()).unwrap();
+    let lost: BTreeSet<u32> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Lost(s) => Some(*s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lost, oa);
+    assert!(pa.owned().is_empty());
+}
