@@ -196,6 +196,29 @@ impl ActorHandle {
         rx.await.map_err(|_| self.stopped())?
     }
 
+    /// Queues `input` with `refs` (waiting for mailbox space) and, once it is queued, returns
+    /// a future of its outcome: inputs queued one after another are handled in that order,
+    /// and their outcomes awaited apart. Dropping the future before the input is handled
+    /// withdraws it (it is never recorded), as with a cancelled [`ActorHandle::call`].
+    pub async fn submit_with_refs(
+        &self,
+        input: ActorInput,
+        refs: Vec<ChainRef>,
+    ) -> Result<
+        impl std::future::Future<Output = Result<Outcome, CallError>> + Send + 'static,
+        CallError,
+    > {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Command::Input {
+            input,
+            refs,
+            reply: Some(tx),
+        })
+        .await?;
+        let handle = self.clone();
+        Ok(async move { rx.await.map_err(|_| handle.stopped())? })
+    }
+
     /// Queues `input` without waiting for it to be handled; waits only for mailbox space.
     pub async fn tell(&self, input: ActorInput) -> Result<(), CallError> {
         self.enqueue(Command::Input {

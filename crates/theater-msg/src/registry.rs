@@ -26,6 +26,7 @@ struct Table {
     by_id: HashMap<ChainId, ActorHandle>,
     names: HashMap<String, ChainId>,
     activator: Option<Arc<dyn Activator>>,
+    transport: Option<Arc<dyn Transport>>,
 }
 
 /// Brings up actors that are addressable without running: members of a family (created on
@@ -93,6 +94,23 @@ impl Registry {
         }
     }
 
+    /// Makes the messengers this registry hands out send through `transport` (one that also
+    /// reaches other hosts' actors) instead of [`InProcess`].
+    pub fn set_transport(&self, transport: Arc<dyn Transport>) {
+        if let Ok(mut t) = self.inner.write() {
+            t.transport = Some(transport);
+        }
+    }
+
+    /// The transport messengers send through: the one set, or [`InProcess`].
+    pub fn transport(&self) -> Arc<dyn Transport> {
+        self.inner
+            .read()
+            .ok()
+            .and_then(|t| t.transport.clone())
+            .unwrap_or_else(|| Arc::new(InProcess::new(self.clone())))
+    }
+
     fn activator(&self) -> Option<Arc<dyn Activator>> {
         self.inner.read().ok()?.activator.clone()
     }
@@ -114,9 +132,9 @@ impl Registry {
         ids
     }
 
-    /// A messenger sending as the actor `me` to the actors of this registry ([`InProcess`]).
+    /// A messenger sending as the actor `me` through [`Registry::transport`].
     pub fn messenger(&self, me: ChainId) -> Messenger {
-        Messenger::new(Arc::new(InProcess::new(self.clone())), me)
+        Messenger::new(self.transport(), me)
     }
 
     /// [`redeliver`] through [`InProcess`] to the actors of this registry.

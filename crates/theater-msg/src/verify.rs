@@ -49,6 +49,9 @@ pub struct Pending {
     pub to: ChainId,
     /// The message.
     pub payload: Value,
+    /// Which of the sending entry's messages to this receiver it is (0 for the first): with
+    /// `sent_by`, what a receiver that drops duplicates tells deliveries apart by.
+    pub nth: u32,
 }
 
 fn received(entry: &Entry) -> Option<(&Value, Option<&str>)> {
@@ -332,7 +335,11 @@ pub fn pending_sends(chains: &[&dyn ChainStore]) -> Result<Vec<Pending>, ChainEr
     let starts: HashMap<&ChainId, u64> = chains.iter().map(|c| (c.id(), c.start())).collect();
     let mut pending = Vec::new();
     for (sent_by, messages) in ledger.sent {
+        let mut nth: HashMap<ChainId, u32> = HashMap::new();
         for m in messages {
+            let n = nth.entry(m.to.clone()).or_insert(0);
+            let this = *n;
+            *n += 1;
             if m.received {
                 continue;
             }
@@ -352,6 +359,7 @@ pub fn pending_sends(chains: &[&dyn ChainStore]) -> Result<Vec<Pending>, ChainEr
                 sent_by: sent_by.clone(),
                 to: m.to,
                 payload: m.payload,
+                nth: this,
             });
         }
     }

@@ -247,6 +247,34 @@ async fn spawn(host: &Host, body: &[u8]) -> Response<Body> {
     }
 }
 
+/// A request to an actor of the cluster running on another host, forwarded to it.
+async fn send_remote(host: &Host, name: &str, body: &[u8]) -> Response<Body> {
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not JSON: {e}"),
+            );
+        }
+    };
+    let Some(request) = v.get("request") else {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "{name:?} runs on another host of the cluster: send it a request from here, or a message from its host"
+            ),
+        );
+    };
+    match host.ask_remote(name, request.clone()).await {
+        Some(answer) if answer.get("error").is_some() => {
+            full(StatusCode::UNPROCESSABLE_ENTITY, answer)
+        }
+        Some(answer) => full(StatusCode::OK, answer),
+        None => error(StatusCode::NOT_FOUND, format!("no actor named {name:?}")),
+    }
+}
+
 async fn families(host: &Host) -> Response<Body> {
     let out: Vec<Value> = host
         .families()
@@ -283,6 +311,34 @@ async fn list(host: &Host) -> Response<Body> {
             "seq": head.as_ref().map(|h| h.seq),
             "hash": head.map(|h| h.hash.to_string()),
         }));
+    }
+    if let Some(state) = host.cluster_state() {
+        // Every actor of the cluster: those here with this host's name, the others with
+        // the host that owns them.
+        let placed = state.placed();
+        for a in out.iter_mut() {
+            let name = a["name"].as_str().unwrap_or_default().to_string();
+            let moves = placed
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .is_some_and(|(_, l, _)| l.pinned.is_none());
+            a["host"] = json!(state.host());
+            a["placement"] = json!(if moves { "moves" } else { "pinned" });
+        }
+        for (name, listing, owner) in placed {
+            if out.iter().any(|a| a["name"] == name.as_str()) {
+                continue;
+            }
+            out.push(json!({
+                "name": name,
+                "status": if owner.is_some() { "elsewhere" } else { "unplaced" },
+                "seq": null,
+                "hash": null,
+                "host": owner,
+                "placement": if listing.pinned.is_some() { "pinned" } else { "moves" },
+            }));
+        }
+        out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     }
     full(StatusCode::OK, Value::Array(out))
 }
@@ -372,6 +428,13 @@ async fn events(host: &Host, name: &str) -> Response<Body> {
 }
 
 async fn send(host: &Host, name: &str, body: &[u8]) -> Response<Body> {
+    if host.registry.lookup(name).is_none()
+        && host
+            .cluster_state()
+            .is_some_and(|s| s.listing(name).is_some())
+    {
+        return send_remote(host, name, body).await;
+    }
     let h = match handle_of(host, name, true).await {
         Ok(h) => h,
         Err(response) => return response,

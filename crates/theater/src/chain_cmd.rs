@@ -14,10 +14,23 @@ pub(crate) enum ChainCommand {
     /// Verify every hash and link of one or more chains, and the references between them.
     ///
     /// Exits 0 when everything verifies, 1 when anything does not, 2 when a chain cannot be read.
+    ///
+    /// With `--nats` and `--cluster`, the chains are read from the cluster's replicas (no
+    /// host's files needed): name the actors, or give `--all`.
     Verify {
-        /// Chain directories (each holding a chain.log).
-        #[arg(required = true)]
+        /// Chain directories (each holding a chain.log); with `--nats`, actor names.
+        #[arg(required_unless_present = "all")]
         dirs: Vec<PathBuf>,
+        /// Read the chains from the replicas of a cluster on these NATS servers
+        /// (comma-separated URLs).
+        #[arg(long, requires = "cluster")]
+        nats: Option<String>,
+        /// The cluster's name (with `--nats`).
+        #[arg(long, requires = "nats")]
+        cluster: Option<String>,
+        /// Every chain the cluster holds (with `--nats`).
+        #[arg(long, requires = "nats")]
+        all: bool,
     },
     /// Print a chain's entries.
     Log {
@@ -92,7 +105,13 @@ pub(crate) enum ChainCommand {
 
 pub(crate) fn run(cmd: ChainCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        ChainCommand::Verify { dirs } => verify(&dirs),
+        ChainCommand::Verify {
+            dirs,
+            nats: Some(nats),
+            cluster: Some(cluster),
+            all,
+        } => verify_replicas(&nats, &cluster, &dirs, all),
+        ChainCommand::Verify { dirs, .. } => verify(&dirs),
         ChainCommand::Log {
             dir,
             from,
@@ -187,11 +206,72 @@ fn verify(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
         }
     }
     let refs: Vec<&dyn ChainStore> = stores.iter().map(|s| s as &dyn ChainStore).collect();
+    check_links(&refs, ok)
+}
+
+/// `theater chain verify --nats URL --cluster NAME [ACTOR...|--all]`: the chains as the
+/// cluster's replicas hold them, each hash and link, then the links between them.
+fn verify_replicas(
+    nats: &str,
+    cluster: &str,
+    names: &[PathBuf],
+    all: bool,
+) -> anyhow::Result<ExitCode> {
+    let host = format!("verify-{}", std::process::id());
+    let config = theater_cluster::ClusterConfig::new(cluster, nats, host)?;
+    let cluster = theater_cluster::Cluster::connect(config)?;
+    let mut names: Vec<String> = names
+        .iter()
+        .map(|n| n.to_string_lossy().to_string())
+        .collect();
+    if all {
+        let c = cluster.clone();
+        let listed = cluster.block(async move { c.actors().await })??;
+        for n in listed {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        if names.is_empty() {
+            println!("note: the cluster holds no chain");
+        }
+    }
+    let mut ok = true;
+    let mut stores = Vec::new();
+    for name in &names {
+        match cluster.read_chain_blocking(name) {
+            Ok(replica) if replica.store.is_empty() => {
+                println!("FAILED {name}: the cluster holds no chain of that name");
+                ok = false;
+            }
+            Ok(replica) => {
+                let report = replica.store.verify()?;
+                let hosts: Vec<&str> = replica.hosts.iter().map(String::as_str).collect();
+                println!(
+                    "ok {name}: {report} (replica; written by {})",
+                    hosts.join(", ")
+                );
+                stores.push(replica.store);
+            }
+            Err(e) => {
+                println!("FAILED {name}: {e}");
+                ok = false;
+            }
+        }
+    }
+    let refs: Vec<&dyn ChainStore> = stores.iter().map(|s| s as &dyn ChainStore).collect();
+    check_links(&refs, ok)
+}
+
+/// The references and message links between `refs`; the exit code, given whether the
+/// chains themselves verified (`ok`).
+fn check_links(refs: &[&dyn ChainStore], ok: bool) -> anyhow::Result<ExitCode> {
+    let stores = refs;
     // References resolve (check_refs), and each one that is a message or a request matches
     // the other side: what was sent is what was received, once; what was asked is what
     // was answered.
     // A reference to a chain not given cannot be checked here: noted, not failed.
-    let (unchecked, broken): (Vec<_>, Vec<_>) = check_refs(&refs)?
+    let (unchecked, broken): (Vec<_>, Vec<_>) = check_refs(refs)?
         .into_iter()
         .partition(|b| b.problem == RefProblem::UnknownChain);
     if !unchecked.is_empty() {
@@ -200,7 +280,7 @@ fn verify(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
             unchecked.len()
         );
     }
-    let links: Vec<_> = theater_msg::verify_links(&refs)?
+    let links: Vec<_> = theater_msg::verify_links(refs)?
         .into_iter()
         .filter(|l| {
             !unchecked

@@ -157,11 +157,35 @@ pub(crate) fn run(data_dir: PathBuf, cmd: ClientCommand) -> anyhow::Result<ExitC
             ClientCommand::Ps => {
                 let (status, body) = api.call(Method::GET, "/actors", None).await?;
                 if status.is_success() {
-                    println!("{:<24} {:<24} {:>8}  hash", "name", "status", "seq");
+                    // In a cluster, every actor of the cluster, with its host and whether
+                    // it moves.
+                    let cluster = body
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x.get("host").is_some()));
+                    let place = |a: &serde_json::Value| {
+                        if cluster {
+                            format!(
+                                "{:<16} {:<8} ",
+                                a["host"].as_str().unwrap_or("-"),
+                                a["placement"].as_str().unwrap_or("-")
+                            )
+                        } else {
+                            String::new()
+                        }
+                    };
+                    let header = serde_json::json!({"host": "host", "placement": "moves?"});
+                    println!(
+                        "{:<24} {}{:<24} {:>8}  hash",
+                        "name",
+                        place(&header),
+                        "status",
+                        "seq"
+                    );
                     for a in body.as_array().into_iter().flatten() {
                         println!(
-                            "{:<24} {:<24} {:>8}  {}",
+                            "{:<24} {}{:<24} {:>8}  {}",
                             a["name"].as_str().unwrap_or("?"),
+                            place(a),
                             a["status"].as_str().unwrap_or("?"),
                             a["seq"]
                                 .as_u64()

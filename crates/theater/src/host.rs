@@ -39,6 +39,8 @@ pub(crate) enum Origin {
     Child { parent: String },
     /// A member of the family with this prefix, activated on demand.
     Member { prefix: String },
+    /// A cluster's actor, running here because this host owns its shard.
+    Placed,
 }
 
 /// One actor of the host (running, or stopped but still listed).
@@ -110,6 +112,9 @@ pub struct Host {
     /// Children being restarted by the management API: their stop is not told to the parent.
     quiet: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     stopping: Arc<AtomicBool>,
+    /// In cluster mode: the cluster and the transport to its other hosts.
+    cluster: Option<Arc<crate::cluster::ClusterState>>,
+    transport: Option<Arc<crate::cluster::ClusterTransport>>,
 }
 
 /// How long a message waits for a child whose spawn is recorded but not yet started.
@@ -124,6 +129,17 @@ impl Host {
     /// an earlier run), delivers messages a previous run left undelivered, and starts serving
     /// them (HTTP).
     pub async fn start(manifests: &[PathBuf], data_dir: &Path) -> anyhow::Result<Arc<Host>> {
+        Host::start_with(manifests, data_dir, None).await
+    }
+
+    /// [`Host::start`], in the cluster `cluster` names when given: the manifests' actors
+    /// are listed in the cluster's catalog; those with host-local grants start here (pinned),
+    /// the others on whichever host owns their shard. Every chain is replicated.
+    pub async fn start_with(
+        manifests: &[PathBuf],
+        data_dir: &Path,
+        cluster: Option<crate::cluster::ClusterOptions>,
+    ) -> anyhow::Result<Arc<Host>> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         // Everything below derives paths from it; absolute, they mean the same wherever the
@@ -139,6 +155,19 @@ impl Host {
                 .capabilities(capabilities.clone()),
         )?;
         let records = read_records(&data_dir.join(RECORDS))?;
+        let cluster = match cluster {
+            Some(options) => Some(crate::cluster::ClusterState::join(options).await?),
+            None => None,
+        };
+        let transport = cluster.as_ref().map(|state| {
+            Arc::new(crate::cluster::ClusterTransport::new(
+                registry.clone(),
+                Arc::clone(state),
+            ))
+        });
+        if let Some(t) = &transport {
+            registry.set_transport(Arc::clone(t) as Arc<dyn theater_msg::Transport>);
+        }
         let host = Arc::new(Host {
             wasm,
             capabilities,
@@ -151,6 +180,8 @@ impl Host {
             expected: std::sync::Mutex::new(HashMap::new()),
             quiet: Arc::default(),
             stopping: Arc::new(AtomicBool::new(false)),
+            cluster,
+            transport,
         });
         children.bind(Arc::downgrade(&host));
         host.registry
@@ -169,10 +200,22 @@ impl Host {
         for m in families {
             host.add_family(m)?;
         }
+        let mut listed = Vec::new();
         for m in singles {
+            let pinned = crate::cluster::pinned(&m);
+            if host.cluster.is_some() {
+                listed.push((m.path.clone(), pinned, m.name.to_string()));
+                if !pinned {
+                    // Started by whichever host owns its shard.
+                    continue;
+                }
+            }
             host.check_free(m.name.as_str()).await?;
             host.start_actor(m, None, Origin::Manifest, Vec::new())
                 .await?;
+        }
+        if let Some(state) = &host.cluster {
+            host.list_in_catalog(state, &listed).await?;
         }
         for r in records {
             if let Err(e) = host.restore(&r).await {
@@ -180,9 +223,18 @@ impl Host {
             }
         }
         host.reconcile_children().await?;
-        host.redeliver().await?;
+        if host.cluster.is_none() {
+            // In a cluster, each actor's undelivered messages are delivered as it starts.
+            host.redeliver().await?;
+        }
         host.capabilities.serve().await?;
         tokio::spawn(sweep(Arc::downgrade(&host)));
+        if let Some(state) = &host.cluster {
+            tokio::spawn(crate::cluster::place(
+                Arc::downgrade(&host),
+                Arc::clone(state),
+            ));
+        }
         Ok(host)
     }
 
@@ -191,7 +243,27 @@ impl Host {
         &self.registry
     }
 
-    fn chain_dir(&self, name: &str) -> PathBuf {
+    /// In cluster mode, the cluster.
+    pub(crate) fn cluster_state(&self) -> Option<Arc<crate::cluster::ClusterState>> {
+        self.cluster.clone()
+    }
+
+    /// In cluster mode, the transport reaching the other hosts.
+    pub(crate) fn cluster_transport(&self) -> Option<Arc<crate::cluster::ClusterTransport>> {
+        self.transport.clone()
+    }
+
+    /// The capabilities manifests may grant.
+    pub(crate) fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    /// Whether the host is shutting down.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn chain_dir(&self, name: &str) -> PathBuf {
         self.data_dir.join("chains").join(name)
     }
 
@@ -303,7 +375,7 @@ impl Host {
     }
 
     /// Starts the actor `m` (creating its chain or resuming it), registers it and lists it.
-    async fn start_actor(
+    pub(crate) async fn start_actor(
         &self,
         m: Manifest,
         component: Option<ActorComponent>,
@@ -319,6 +391,7 @@ impl Host {
         };
         let handle = self.spawn_handle(&m, &component, &origin, genesis).await?;
         self.registry.register(handle.clone())?;
+        self.serve_remote(m.name.as_str(), &handle);
         if let Origin::Child { parent } = &origin {
             // Subscribed now: a child that fails on its first input is still reported.
             let events = handle.subscribe();
@@ -355,14 +428,21 @@ impl Host {
         origin: &Origin,
         genesis: Vec<ChainRef>,
     ) -> anyhow::Result<ActorHandle> {
-        let chain: Box<dyn ChainStore> = Box::new(
-            FileStore::open_or_create(
-                self.chain_dir(m.name.as_str()),
-                m.name.clone(),
-                Durability::Group { max_batch: 64 },
-            )
-            .with_context(|| format!("opening the chain of {:?}", m.name.as_str()))?,
-        );
+        if let Some(state) = &self.cluster
+            && !matches!(origin, Origin::Placed)
+        {
+            self.restore_chain(state, m.name.as_str())?;
+        }
+        let store = FileStore::open_or_create(
+            self.chain_dir(m.name.as_str()),
+            m.name.clone(),
+            Durability::Group { max_batch: 64 },
+        )
+        .with_context(|| format!("opening the chain of {:?}", m.name.as_str()))?;
+        let chain: Box<dyn ChainStore> = match &self.cluster {
+            Some(state) => self.cluster_chain(state, m.name.as_str(), store)?,
+            None => Box::new(store),
+        };
         let grants = self.capabilities.grants(&Setup {
             manifest: m,
             data_dir: &self.data_dir,
@@ -992,6 +1072,7 @@ impl Host {
             }
             Origin::Spawned | Origin::Child { .. } => self.drop_record(&name)?,
             Origin::Manifest => {}
+            Origin::Placed => self.unlist(&name).await?,
         }
         handle.stop().await?;
         Ok(())
@@ -1036,7 +1117,7 @@ impl Host {
                 init: Some(manifest.init.clone()),
                 parent: None,
             })?,
-            Origin::Manifest => {}
+            Origin::Manifest | Origin::Placed => {}
         }
         let gate = self.gate(&name);
         let result = async {
@@ -1067,12 +1148,15 @@ impl Host {
             .map(|a| (a.handle.clone(), matches!(a.origin, Origin::Member { .. })))
             .collect();
         for (h, member) in all {
-            let _ = if member {
+            // In a cluster, a passivated actor's snapshot is replicated: the host that
+            // takes it over replays only what follows.
+            let _ = if member || self.cluster.is_some() {
                 h.passivate().await
             } else {
                 h.stop().await
             };
         }
+        self.leave_cluster().await;
     }
 }
 

@@ -32,6 +32,7 @@ mod capabilities;
 mod chain_cmd;
 mod children;
 mod client;
+mod cluster;
 mod demo;
 mod graph;
 mod host;
@@ -46,6 +47,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use cluster::ClusterOptions;
 pub use host::{FamilyStatus, Host};
 
 /// Theater: WebAssembly actors whose every state change is recorded in a verifiable hash chain.
@@ -70,6 +72,8 @@ enum Command {
         /// The management API's address (loopback; port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:0")]
         admin: std::net::SocketAddr,
+        #[command(flatten)]
+        cluster: run_cmd::ClusterArgs,
     },
     #[command(flatten)]
     Client(client::ClientCommand),
@@ -127,7 +131,11 @@ pub(crate) mod exit {
 pub fn cli() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { manifests, admin } => run_cmd::run(manifests, cli.data_dir, admin),
+        Command::Run {
+            manifests,
+            admin,
+            cluster,
+        } => run_cmd::run(manifests, cli.data_dir, admin, cluster),
         Command::Client(cmd) => client::run(cli.data_dir, cmd),
         Command::New { name, path, sdk } => new_cmd::run(&name, path, sdk),
         Command::Build {

@@ -36,11 +36,54 @@ fn new_token() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// `theater run`'s cluster flags: all three of `--cluster`, `--nats` and `--host`, or none
+/// (one host on its own, the default).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ClusterArgs {
+    /// Join this Theater cluster (its streams and subjects are named after it).
+    #[arg(long, requires_all = ["nats", "host"])]
+    cluster: Option<String>,
+    /// The NATS servers of the cluster, comma-separated (nats://127.0.0.1:4222,...).
+    #[arg(long, requires_all = ["cluster", "host"])]
+    nats: Option<String>,
+    /// This host's name in the cluster (unique).
+    #[arg(long, requires_all = ["cluster", "nats"])]
+    host: Option<String>,
+    /// Shards the cluster's actors are spread over (the same on every host).
+    #[arg(long, default_value_t = 16, requires = "cluster")]
+    shards: u32,
+    /// How long a host keeps its shards without renewing them, in milliseconds: a dead
+    /// host's actors move after about this long.
+    #[arg(long, default_value_t = 6000, requires = "cluster")]
+    lease_ms: u64,
+}
+
+impl ClusterArgs {
+    fn options(&self) -> anyhow::Result<Option<crate::cluster::ClusterOptions>> {
+        let (Some(name), Some(nats), Some(host)) = (&self.cluster, &self.nats, &self.host) else {
+            return Ok(None);
+        };
+        if self.shards == 0 {
+            anyhow::bail!("--shards must be at least 1");
+        }
+        if self.lease_ms < 300 {
+            anyhow::bail!("--lease-ms must be at least 300");
+        }
+        let config = theater_cluster::ClusterConfig::new(name, nats, host)?;
+        let mut options = crate::cluster::ClusterOptions::new(config);
+        options.shards = self.shards;
+        options.lease = std::time::Duration::from_millis(self.lease_ms);
+        Ok(Some(options))
+    }
+}
+
 pub(crate) fn run(
     manifests: Vec<PathBuf>,
     data_dir: PathBuf,
     admin: SocketAddr,
+    cluster: ClusterArgs,
 ) -> anyhow::Result<ExitCode> {
+    let cluster = cluster.options()?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -51,7 +94,7 @@ pub(crate) fn run(
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let host = Host::start(&manifests, &data_dir).await?;
+        let host = Host::start_with(&manifests, &data_dir, cluster).await?;
         let token = new_token()?;
         write_private(&data_dir.join(AdminFiles::TOKEN), &token)?;
         let shutdown = Shutdown::new();

@@ -1,6 +1,11 @@
 //! Replication against real `nats-server` processes (a 3-server JetStream cluster on
 //! loopback). Skipped, saying so, without a server ≥ 2.12, unless `THEATER_REQUIRE_NATS=1`.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is how a test reports failure"
+)]
+
 use serde_json::json;
 use theater_chain::{
     ChainError, ChainId, ChainStore, Hash, MemoryStore, NewEntry, Payload, Snapshot,

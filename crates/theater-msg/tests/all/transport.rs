@@ -69,11 +69,13 @@ async fn redelivery_and_requests_go_through_any_transport_and_errors_keep_their_
             sent_by: sent_by(3),
             to: id("counter"),
             payload: json!({"add": 2}),
+            nth: 0,
         },
         Pending {
             sent_by: sent_by(4),
             to: id("nobody"),
             payload: json!({"add": 5}),
+            nth: 0,
         },
     ];
     let report = redeliver(&*wire, pending).await;
