@@ -52,7 +52,7 @@ use async_nats::jetstream;
 
 pub use names::{check_cluster_name, subject_token, token_name};
 pub use placement::{Catalog, Change, Listing, Placement, View, shard_of};
-pub use read::{ReplicaChain, Restored};
+pub use read::{ReplicaChain, Restored, Written};
 pub use replica::ReplicatedStore;
 
 /// Where a host finds its cluster, and who it is in it.
@@ -340,9 +340,20 @@ async fn ensure_streams(js: &jetstream::Context, cfg: &ClusterConfig) -> Result<
     };
     for config in [chains, snapshots] {
         let name = config.name.clone();
-        js.get_or_create_stream(config)
-            .await
-            .map_err(|e| ClusterError::JetStream(format!("stream {name}: {e}")))?;
+        // A server that just (re)joined may not answer for JetStream at once.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match js.get_or_create_stream(config.clone()).await {
+                Ok(_) => break,
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    return Err(ClusterError::JetStream(format!("stream {name}: {e}")));
+                }
+                Err(e) => {
+                    tracing::debug!("stream {name}: {e}; trying again");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
     }
     Ok(())
 }

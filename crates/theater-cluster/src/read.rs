@@ -19,6 +19,23 @@ pub struct ReplicaChain {
     pub snapshot: Option<Snapshot>,
     /// The hosts that published its groups.
     pub hosts: BTreeSet<String>,
+    /// Every message of the replica, in order: who wrote which entries, and who sealed it.
+    pub history: Vec<Written>,
+}
+
+/// One message of a replica: a group of entries, or a seal (a host taking the chain over).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// Its stream sequence.
+    pub msg_seq: u64,
+    /// The host that published it.
+    pub host: String,
+    /// The seq of its first entry (for a seal: the chain's length then).
+    pub first: u64,
+    /// How many entries it holds (0 for a seal).
+    pub entries: u64,
+    /// Whether it is a seal.
+    pub seal: bool,
 }
 
 fn broken(actor: &str, reason: String) -> ClusterError {
@@ -97,6 +114,7 @@ async fn read(
     let id = ChainId::new(actor.as_str()).map_err(|e| broken(&actor, e.to_string()))?;
     let mut store = MemoryStore::new(id);
     let mut hosts = BTreeSet::new();
+    let mut history = Vec::new();
     let chains = js
         .get_stream_no_info(&stream)
         .await
@@ -131,6 +149,13 @@ async fn read(
             ));
         }
         append_group(&mut store, &actor, m.sequence, first, &m.payload)?;
+        history.push(Written {
+            msg_seq: m.sequence,
+            host: header(&m.headers, HOST).unwrap_or_default().to_string(),
+            first,
+            entries: store.len() - first,
+            seal: sealed,
+        });
         next = m.sequence + 1;
     }
     let snapshot = match js.get_stream_no_info(&snapshots).await {
@@ -146,6 +171,7 @@ async fn read(
         store,
         snapshot,
         hosts,
+        history,
     })
 }
 

@@ -77,6 +77,9 @@ pub(crate) struct ClusterState {
     known: std::sync::RwLock<BTreeMap<String, Listing>>,
     /// Who owns what, as last read.
     view: std::sync::RwLock<View>,
+    /// The components of the manifests this host may run, compiled ahead (a takeover does
+    /// not wait for a compile).
+    components: std::sync::Mutex<HashMap<PathBuf, theater_wasm::ActorComponent>>,
     /// The running actors' tables of received messages.
     receivers: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Received>>>>,
     shards: u32,
@@ -113,6 +116,7 @@ impl ClusterState {
             known: Default::default(),
             view: Default::default(),
             receivers: Default::default(),
+            components: Default::default(),
             shards: options.shards,
             lease: options.lease,
         }))
@@ -586,32 +590,52 @@ async fn serve_actor(state: Arc<ClusterState>, name: String, handle: ActorHandle
     }
 }
 
-/// Runs the placement: every third of the lease, renews this host's shards, takes free
-/// ones, and starts or stops the actors that follow them.
+/// Runs the placement: every third of the lease, renews this host's shards and takes free
+/// ones; a second task starts and stops the actors that follow them, so a slow start (a
+/// component to compile, a long replica to read) never delays a renewal.
 pub(crate) async fn place(host: Weak<Host>, state: Arc<ClusterState>) {
     let every = state.lease / 3;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(follow(host.clone(), Arc::clone(&state), rx));
     loop {
-        let Some(h) = host.upgrade() else { return };
-        if h.is_stopping() {
+        if host.upgrade().is_none_or(|h| h.is_stopping()) {
             return;
         }
-        h.place_once(&state).await;
-        drop(h);
+        let changes = state.placement.lock().await.tick().await;
+        match changes {
+            Ok(changes) => {
+                if tx.send(changes).is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::warn!("placement: {e}"),
+        }
         tokio::time::sleep(every).await;
     }
 }
 
+/// Applies what each round of placement changed, in order.
+async fn follow(
+    host: Weak<Host>,
+    state: Arc<ClusterState>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<Change>>,
+) {
+    while let Some(mut changes) = rx.recv().await {
+        // Rounds that piled up while this one was busy are applied together.
+        while let Ok(more) = rx.try_recv() {
+            changes.extend(more);
+        }
+        let Some(h) = host.upgrade() else { return };
+        if h.is_stopping() {
+            return;
+        }
+        h.place_once(&state, changes).await;
+    }
+}
+
 impl Host {
-    /// One round of placement (see [`place`]).
-    async fn place_once(&self, state: &Arc<ClusterState>) {
-        let changes = state.placement.lock().await.tick().await;
-        let changes = match changes {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("placement: {e}");
-                return;
-            }
-        };
+    /// Applies one round of placement (see [`place`]).
+    async fn place_once(&self, state: &Arc<ClusterState>, changes: Vec<Change>) {
         for change in &changes {
             match *change {
                 Change::Lost(shard) => {
@@ -823,6 +847,18 @@ impl Host {
         manifests: &[(PathBuf, bool, String)],
     ) -> anyhow::Result<()> {
         for (path, pin, name) in manifests {
+            let path = &std::fs::canonicalize(path)
+                .with_context(|| format!("resolving {}", path.display()))?;
+            if !pin {
+                let m = Manifest::load(path)?;
+                let component = self
+                    .wasm()
+                    .load_file(&m.component)
+                    .with_context(|| format!("loading the actor {name:?}"))?;
+                if let Ok(mut c) = state.components.lock() {
+                    c.insert(path.clone(), component);
+                }
+            }
             let listing = Listing {
                 manifest: path.clone(),
                 init: None,

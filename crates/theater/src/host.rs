@@ -253,6 +253,11 @@ impl Host {
         self.transport.clone()
     }
 
+    /// The wasm host (compiles and caches components).
+    pub(crate) fn wasm(&self) -> &WasmHost {
+        &self.wasm
+    }
+
     /// The capabilities manifests may grant.
     pub(crate) fn capabilities(&self) -> &Capabilities {
         &self.capabilities

@@ -7,6 +7,7 @@
 
 mod browser;
 mod cli;
+mod cluster;
 mod fixtures;
 mod golden;
 mod readme;
