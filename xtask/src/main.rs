@@ -41,6 +41,21 @@ fn run() -> anyhow::Result<ExitCode> {
         }
         Some("bench") => {
             build_examples()?;
+            // The cluster rows kill and start real hosts: the binary beside theater-bench.
+            if !cargo_ok(
+                &[
+                    "build",
+                    "--release",
+                    "--quiet",
+                    "--package",
+                    "theater",
+                    "--bin",
+                    "theater",
+                ],
+                Vec::new(),
+            )? {
+                bail!("building the theater binary for the benchmarks failed");
+            }
             cargo_run(
                 &[
                     "run",

@@ -9,6 +9,7 @@
 
 mod actors;
 mod chain;
+mod cluster;
 mod core;
 mod db;
 mod files;
@@ -51,6 +52,7 @@ fn main() -> anyhow::Result<()> {
     files::run(&mut report)?;
     tools::run(&mut report)?;
     actors::run(&mut report)?;
+    cluster::run(&mut report)?;
     if json {
         println!("{}", report.to_json());
     } else {

@@ -67,8 +67,12 @@ enum Command {
     /// Run the actors of one or more manifests until Ctrl-C, resuming their chains.
     Run {
         /// Actor manifests (TOML).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "config")]
         manifests: Vec<PathBuf>,
+        /// A host configuration file: `manifests = [...]` and a `[cluster]` table (`name`,
+        /// `nats`, `host`, `shards`, `lease_ms`), for what the flags would say.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// The management API's address (loopback; port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:0")]
         admin: std::net::SocketAddr,
@@ -135,7 +139,8 @@ pub fn cli() -> ExitCode {
             manifests,
             admin,
             cluster,
-        } => run_cmd::run(manifests, cli.data_dir, admin, cluster),
+            config,
+        } => run_cmd::run(manifests, cli.data_dir, admin, cluster, config),
         Command::Client(cmd) => client::run(cli.data_dir, cmd),
         Command::New { name, path, sdk } => new_cmd::run(&name, path, sdk),
         Command::Build {

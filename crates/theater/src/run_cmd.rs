@@ -41,38 +41,119 @@ fn new_token() -> anyhow::Result<String> {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ClusterArgs {
     /// Join this Theater cluster (its streams and subjects are named after it).
-    #[arg(long, requires_all = ["nats", "host"])]
+    #[arg(long)]
     cluster: Option<String>,
     /// The NATS servers of the cluster, comma-separated (nats://127.0.0.1:4222,...).
-    #[arg(long, requires_all = ["cluster", "host"])]
+    #[arg(long)]
     nats: Option<String>,
     /// This host's name in the cluster (unique).
-    #[arg(long, requires_all = ["cluster", "nats"])]
+    #[arg(long)]
     host: Option<String>,
-    /// Shards the cluster's actors are spread over (the same on every host).
-    #[arg(long, default_value_t = 16, requires = "cluster")]
-    shards: u32,
+    /// Shards the cluster's actors are spread over (the same on every host; default 16).
+    #[arg(long)]
+    shards: Option<u32>,
     /// How long a host keeps its shards without renewing them, in milliseconds: a dead
-    /// host's actors move after about this long.
-    #[arg(long, default_value_t = 6000, requires = "cluster")]
-    lease_ms: u64,
+    /// host's actors move after about this long (default 6000).
+    #[arg(long)]
+    lease_ms: Option<u64>,
+}
+
+/// A host configuration file (`theater run --config FILE`): manifests to run, and the
+/// cluster to join. Flags given on the command line win over it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HostFile {
+    /// Manifests, relative to the file's directory.
+    #[serde(default)]
+    manifests: Vec<PathBuf>,
+    /// The cluster to join.
+    cluster: Option<ClusterFile>,
+}
+
+/// The `[cluster]` table of a [`HostFile`].
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterFile {
+    name: String,
+    /// One URL, or several (`["nats://a:4222", "nats://b:4222"]`).
+    nats: Servers,
+    host: String,
+    shards: Option<u32>,
+    lease_ms: Option<u64>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum Servers {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl HostFile {
+    /// Reads `path`; its manifests are resolved against its directory.
+    pub(crate) fn load(path: &Path) -> anyhow::Result<HostFile> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the host configuration {}", path.display()))?;
+        let mut file: HostFile = toml::from_str(&text)
+            .with_context(|| format!("the host configuration {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for m in &mut file.manifests {
+            if m.is_relative() {
+                *m = base.join(&*m);
+            }
+        }
+        Ok(file)
+    }
+
+    /// The manifests given on the command line, then the file's.
+    pub(crate) fn manifests(&self, given: Vec<PathBuf>) -> Vec<PathBuf> {
+        let mut all = given;
+        all.extend(self.manifests.iter().cloned());
+        all
+    }
+
+    /// `args`, with what the command line left out taken from the file's `[cluster]`.
+    pub(crate) fn cluster(&self, mut args: ClusterArgs) -> ClusterArgs {
+        if let Some(c) = &self.cluster {
+            args.cluster.get_or_insert_with(|| c.name.clone());
+            args.host.get_or_insert_with(|| c.host.clone());
+            args.nats.get_or_insert_with(|| match &c.nats {
+                Servers::One(s) => s.clone(),
+                Servers::Many(v) => v.join(","),
+            });
+            args.shards = args.shards.or(c.shards);
+            args.lease_ms = args.lease_ms.or(c.lease_ms);
+        }
+        args
+    }
 }
 
 impl ClusterArgs {
     fn options(&self) -> anyhow::Result<Option<crate::cluster::ClusterOptions>> {
-        let (Some(name), Some(nats), Some(host)) = (&self.cluster, &self.nats, &self.host) else {
-            return Ok(None);
+        let (name, nats, host) = match (&self.cluster, &self.nats, &self.host) {
+            (Some(name), Some(nats), Some(host)) => (name, nats, host),
+            (None, None, None) => {
+                if self.shards.is_some() || self.lease_ms.is_some() {
+                    anyhow::bail!("--shards and --lease-ms need --cluster, --nats and --host");
+                }
+                return Ok(None);
+            }
+            _ => anyhow::bail!(
+                "a cluster needs all of --cluster NAME, --nats URL[,URL...] and --host NAME"
+            ),
         };
-        if self.shards == 0 {
+        let shards = self.shards.unwrap_or(16);
+        let lease_ms = self.lease_ms.unwrap_or(6000);
+        if shards == 0 {
             anyhow::bail!("--shards must be at least 1");
         }
-        if self.lease_ms < 300 {
-            anyhow::bail!("--lease-ms must be at least 300");
+        if lease_ms < 300 {
+            anyhow::bail!("--lease-ms must be at least 300 (got {lease_ms})");
         }
         let config = theater_cluster::ClusterConfig::new(name, nats, host)?;
         let mut options = crate::cluster::ClusterOptions::new(config);
-        options.shards = self.shards;
-        options.lease = std::time::Duration::from_millis(self.lease_ms);
+        options.shards = shards;
+        options.lease = std::time::Duration::from_millis(lease_ms);
         Ok(Some(options))
     }
 }
@@ -82,8 +163,17 @@ pub(crate) fn run(
     data_dir: PathBuf,
     admin: SocketAddr,
     cluster: ClusterArgs,
+    config: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let cluster = cluster.options()?;
+    let file = match &config {
+        Some(path) => HostFile::load(path)?,
+        None => HostFile::default(),
+    };
+    let manifests = file.manifests(manifests);
+    if manifests.is_empty() {
+        anyhow::bail!("no manifest to run: give one or more, or a --config file that lists them");
+    }
+    let cluster = file.cluster(cluster).options()?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

@@ -592,3 +592,84 @@ fn a_send_committed_by_a_host_killed_before_delivering_it_is_delivered_once() {
         .count();
     assert_eq!(receipts, 1, "the credit must be recorded exactly once");
 }
+
+#[test]
+fn cluster_flags_come_together_and_a_host_file_says_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, manifests) = accounts(dir.path(), 1);
+    // Half a cluster is refused, naming what is missing.
+    let out = bin()
+        .arg("run")
+        .args(&manifests)
+        .args(["--data-dir"])
+        .arg(dir.path().join("x"))
+        .args(["--cluster", "c"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("--cluster NAME, --nats URL[,URL...] and --host NAME"),
+        "{}",
+        text(&out)
+    );
+    let out = bin()
+        .args(["run", "--config"])
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).contains("cannot read the host configuration"),
+        "{}",
+        text(&out)
+    );
+
+    let Some(nats) = NatsCluster::start(1) else {
+        return;
+    };
+    let config = dir.path().join("host.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "manifests = [\"acct-0.toml\"]\n\n[cluster]\nname = \"file\"\nnats = [{:?}]\nhost = \"from-file\"\nlease_ms = 2000\n",
+            nats.servers[0].url()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let mut child = bin()
+        .env_remove("THEATER_DATA_DIR")
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let placed = loop {
+        if data.join("admin.addr").exists() {
+            let out = bin()
+                .arg("ps")
+                .arg("--data-dir")
+                .arg(&data)
+                .output()
+                .unwrap();
+            let ps = text(&out);
+            if ps.contains("acct-0") && ps.contains("running") {
+                break ps;
+            }
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the host of the file never ran acct-0"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        placed.contains("from-file") && placed.contains("moves"),
+        "{placed}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
