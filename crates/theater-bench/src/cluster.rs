@@ -286,8 +286,8 @@ impl Proc {
         Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
     }
 
-    /// Where each account runs, as this host sees it.
-    fn placement(&self) -> Vec<(String, String)> {
+    /// Each account with the host it runs on and its status, as this host sees it.
+    fn placement(&self) -> Vec<(String, String, String)> {
         let Some((200, v)) = self.http("GET", "/actors", "") else {
             return Vec::new();
         };
@@ -298,6 +298,7 @@ impl Proc {
                 Some((
                     a["name"].as_str()?.to_string(),
                     a["host"].as_str()?.to_string(),
+                    a["status"].as_str()?.to_string(),
                 ))
             })
             .collect()
@@ -365,17 +366,28 @@ fn failover(report: &mut Report, nats: &NatsCluster) -> anyhow::Result<()> {
         let victim = k % 2;
         let survivor = 1 - victim;
         let started = Instant::now();
+        // Running on the victim by its own account and placed there by the survivor's,
+        // the same a lease later (hosts hand shards over as they join).
+        let on_victim = |procs: &[Proc]| {
+            let running = procs[victim]
+                .placement()
+                .into_iter()
+                .find(|(_, h, s)| h == names[victim] && s == "running")
+                .map(|(n, _, _)| n)?;
+            let seen = procs[survivor].placement();
+            (seen.len() == 4
+                && seen
+                    .iter()
+                    .any(|(n, h, _)| *n == running && h == names[victim])
+                && procs[survivor].answers(&running))
+            .then_some(running)
+        };
         let actor = loop {
-            let placed = procs[survivor].placement();
-            let on_victim = placed
-                .iter()
-                .find(|(_, h)| h == names[victim])
-                .map(|(n, _)| n.clone());
-            if placed.len() == 4
-                && let Some(actor) = on_victim
-                && procs[survivor].answers(&actor)
-            {
-                break actor;
+            if let Some(actor) = on_victim(&procs) {
+                std::thread::sleep(lease);
+                if on_victim(&procs).as_ref() == Some(&actor) {
+                    break actor;
+                }
             }
             anyhow::ensure!(
                 started.elapsed() < Duration::from_secs(120),
@@ -383,7 +395,6 @@ fn failover(report: &mut Report, nats: &NatsCluster) -> anyhow::Result<()> {
             );
             std::thread::sleep(Duration::from_millis(200));
         };
-        std::thread::sleep(lease);
         let killed = Instant::now();
         let _ = procs[victim].child.kill();
         let _ = procs[victim].child.wait();

@@ -64,7 +64,9 @@ pub struct ClusterConfig {
     pub servers: String,
     /// This host's name, unique in the cluster.
     pub host: String,
-    /// Replicas of each stream (3 on a 3-server cluster; 1 on a single server).
+    /// Replicas of each stream and bucket: 3 on a cluster of three or more servers, else one
+    /// per server. [`ClusterConfig::new`] counts the servers listed; [`Cluster::connect`]
+    /// raises it to the servers the one it reached knows of (at most 3).
     pub replicas: usize,
     /// How long a publish may keep being retried (a server down, a leader being elected)
     /// before the group it carries is given up as not acknowledged.
@@ -72,8 +74,8 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// A host named `host` of the cluster `name` on `servers`, with one replica per server
-    /// listed, up to three.
+    /// A host named `host` of the cluster `name` on `servers` (comma-separated URLs), with
+    /// one replica per server listed, up to three.
     pub fn new(
         name: impl Into<String>,
         servers: impl Into<String>,
@@ -218,7 +220,7 @@ impl Cluster {
             .build()
             .map_err(|e| ClusterError::Config(format!("no runtime for NATS: {e}")))?;
         let cfg = config.clone();
-        let (client, js) = block_on(&runtime, async move {
+        let (client, js, replicas) = block_on(&runtime, async move {
             let client = async_nats::ConnectOptions::new()
                 .name(format!("theater {} {}", cfg.name, cfg.host))
                 .connection_timeout(Duration::from_secs(5))
@@ -228,10 +230,19 @@ impl Cluster {
                     servers: cfg.servers.clone(),
                     reason: e.to_string(),
                 })?;
+            // One URL of a bigger NATS cluster still gets three replicas: the server tells
+            // of its peers.
+            let peers = 1 + client.server_info().connect_urls.len();
+            let mut cfg = cfg;
+            if cfg.replicas < 3 && peers > cfg.replicas {
+                cfg.replicas = peers.min(3);
+            }
             let js = jetstream::new(client.clone());
             ensure_streams(&js, &cfg).await?;
-            Ok::<_, ClusterError>((client, js))
+            Ok::<_, ClusterError>((client, js, cfg.replicas))
         })??;
+        let mut config = config;
+        config.replicas = replicas;
         Ok(Cluster {
             inner: Arc::new(Inner {
                 config,

@@ -70,6 +70,22 @@ fn committed_groups_are_in_the_stream_with_the_same_hashes() {
     assert_eq!(copy.hosts.iter().collect::<Vec<_>>(), ["h1"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     assert_eq!(rt.block_on(cluster.actors()).unwrap(), ["counter.eu"]);
+    // Three replicas, even for a host that lists one server of the three.
+    let one =
+        Cluster::connect(ClusterConfig::new("t1", nats.servers[0].url(), "h2").unwrap()).unwrap();
+    assert_eq!(one.config().replicas, 3);
+    let js = one.jetstream().clone();
+    let replicas = rt.block_on(async move {
+        js.get_stream("THEATER_t1")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .config
+            .num_replicas
+    });
+    assert_eq!(replicas, 3);
 }
 
 #[test]
