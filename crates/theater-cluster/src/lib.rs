@@ -213,6 +213,10 @@ impl Cluster {
     /// Connects to the servers of `config` and creates the cluster's streams if they do not
     /// exist yet. Blocks (call it before or outside async code, or in `spawn_blocking`).
     pub fn connect(config: ClusterConfig) -> Result<Cluster, ClusterError> {
+        Cluster::open(config, true)
+    }
+
+    fn open(config: ClusterConfig, create: bool) -> Result<Cluster, ClusterError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("theater-nats")
@@ -232,13 +236,30 @@ impl Cluster {
                 })?;
             // One URL of a bigger NATS cluster still gets three replicas: the server tells
             // of its peers.
-            let peers = 1 + client.server_info().connect_urls.len();
+            let info = client.server_info();
+            let me = format!("{}:{}", info.host, info.port);
+            let listed = info.connect_urls.len();
+            let peers = if info.connect_urls.contains(&me) {
+                listed
+            } else {
+                listed + 1
+            };
             let mut cfg = cfg;
             if cfg.replicas < 3 && peers > cfg.replicas {
                 cfg.replicas = peers.min(3);
             }
             let js = jetstream::new(client.clone());
-            ensure_streams(&js, &cfg).await?;
+            if create {
+                ensure_streams(&js, &cfg).await?;
+            } else {
+                let stream = cfg.chain_stream();
+                js.get_stream(&stream).await.map_err(|e| {
+                    ClusterError::Config(format!(
+                        "no cluster named {:?} on these servers (stream {stream}: {e})",
+                        cfg.name
+                    ))
+                })?;
+            }
             Ok::<_, ClusterError>((client, js, cfg.replicas))
         })??;
         let mut config = config;
@@ -251,6 +272,12 @@ impl Cluster {
                 runtime: Some(runtime),
             }),
         })
+    }
+
+    /// Connects to the servers of `config` for reading only: the cluster's streams must
+    /// exist already (a mistyped cluster name is an error, not a new empty cluster).
+    pub fn connect_existing(config: ClusterConfig) -> Result<Cluster, ClusterError> {
+        Cluster::open(config, false)
     }
 
     /// The configuration.

@@ -105,6 +105,43 @@ impl Placement {
                 .await
                 .map_err(|e| js_err(&bucket, e))?,
         };
+        // Every host must shard alike and lease alike: the first one's settings are kept
+        // in the bucket, and a host with others is refused.
+        let settings =
+            serde_json::json!({"shards": shards.max(1), "lease_ms": lease.as_millis() as u64});
+        let key = "placement";
+        let bucket = format!("theater-{}-settings", c.name);
+        let kept = match js.get_key_value(&bucket).await {
+            Ok(kv) => kv,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: bucket.clone(),
+                    description: format!("Theater cluster {}: settings every host shares", c.name),
+                    history: 1,
+                    num_replicas: c.replicas,
+                    storage: async_nats::jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| js_err(&bucket, e))?,
+        };
+        match kept.create(key, settings.to_string().into()).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                let found = kept.get(key).await.map_err(|e| js_err(key, e))?;
+                let found: serde_json::Value = found
+                    .and_then(|v| serde_json::from_slice(&v).ok())
+                    .unwrap_or_default();
+                if found != settings {
+                    return Err(ClusterError::Config(format!(
+                        "the cluster {:?} runs with {found} and this host with {settings}: \
+                         every host needs the same --shards and --lease-ms",
+                        c.name
+                    )));
+                }
+            }
+            Err(e) => return Err(js_err(key, e)),
+        }
         Ok(Placement {
             kv,
             host: c.host.clone(),
@@ -172,6 +209,19 @@ impl Placement {
             changes.extend(self.owned.keys().map(|&s| Change::Lost(s)));
             self.owned.clear();
         }
+        // From here a failure still returns what was given up above: the caller stops
+        // those actors whatever else went wrong.
+        if let Err(e) = self.renew_and_claim(started, &mut changes).await {
+            tracing::warn!("placement: {e}");
+        }
+        Ok(changes)
+    }
+
+    async fn renew_and_claim(
+        &mut self,
+        started: Instant,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), ClusterError> {
         let me = serde_json::json!({"host": self.host}).to_string();
         self.kv
             .put(format!("host.{}", self.host), me.into())
@@ -188,8 +238,21 @@ impl Placement {
                     self.owned.insert(shard, r);
                 }
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                    self.owned.remove(&shard);
-                    changes.push(Change::Lost(shard));
+                    // An earlier renewal may have landed with its answer lost: still ours
+                    // if the key holds this host's name.
+                    match self.kv.entry(shard_key(shard)).await {
+                        Ok(Some(entry))
+                            if entry.value.as_ref() == self.host.as_bytes()
+                                && entry.operation == kv::Operation::Put =>
+                        {
+                            self.owned.insert(shard, entry.revision);
+                        }
+                        Ok(_) => {
+                            self.owned.remove(&shard);
+                            changes.push(Change::Lost(shard));
+                        }
+                        Err(_) => renewed = false,
+                    }
                 }
                 // Not known either way: kept until the lease time says otherwise.
                 Err(_) => renewed = false,
@@ -238,7 +301,7 @@ impl Placement {
                 Err(e) => return Err(js_err("claiming a shard", e)),
             }
         }
-        Ok(changes)
+        Ok(())
     }
 
     /// Gives `shard` up (after its actors stopped), so the host that ranks it higher takes
@@ -314,6 +377,12 @@ impl Catalog {
             .await
             .map_err(|e| js_err(name, e))?;
         Ok(())
+    }
+
+    /// The listing of `name`, if any.
+    pub async fn get(&self, name: &str) -> Result<Option<Listing>, ClusterError> {
+        let value = self.kv.get(name).await.map_err(|e| js_err(name, e))?;
+        Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
     /// Takes `name` off the list.

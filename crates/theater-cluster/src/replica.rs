@@ -45,12 +45,16 @@ pub(crate) struct Group {
 }
 
 /// Where a chain's replica ends: its last message (a group, or a seal).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ReplicaHead {
     /// The message's stream sequence.
     pub(crate) msg_seq: u64,
     /// The seq and hash of the chain's last entry (`None`: the chain has none yet).
     pub(crate) last: Option<(u64, Hash)>,
+    /// Whether the message is a seal (a host taking the chain over), not a group.
+    pub(crate) seal: bool,
+    /// The host that published it.
+    pub(crate) host: String,
 }
 
 pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -64,7 +68,12 @@ impl ReplicaHead {
             (None, None) if header(headers, SEAL).is_some() => None,
             _ => return None,
         };
-        Some(ReplicaHead { msg_seq, last })
+        Some(ReplicaHead {
+            msg_seq,
+            last,
+            seal: header(headers, SEAL).is_some(),
+            host: header(headers, HOST).unwrap_or_default().to_string(),
+        })
     }
 
     /// How many entries the chain has.
@@ -139,31 +148,33 @@ async fn publish_group(
             Err(e) => Err(e),
         };
         let error = match outcome {
-            Ok(ack) if !ack.duplicate => return Ok(ack.sequence),
-            // Already stored by an attempt whose acknowledgement was lost: find where.
-            Ok(_) => None,
-            Err(e) => Some(e),
+            // A duplicate was stored by an attempt whose acknowledgement was lost: the server
+            // names where. (If another host sealed the chain after it, the next publish is
+            // refused and fences this one.)
+            Ok(ack) => return Ok(ack.sequence),
+            Err(e) => e,
         };
-        let ours = |head: Option<ReplicaHead>| {
-            head.filter(|h| h.last == Some((group.last, group.head)))
+        // Only this host's own group, never a seal (which repeats the group before it).
+        let ours = |head: &Option<ReplicaHead>| {
+            head.as_ref()
+                .filter(|h| !h.seal && h.host == host && h.last == Some((group.last, group.head)))
                 .map(|h| h.msg_seq)
         };
-        match error.as_ref().map(|e| e.kind()) {
-            None | Some(PublishErrorKind::WrongLastSequence) => {
+        match error.kind() {
+            PublishErrorKind::WrongLastSequence => {
                 match replica_head(&js, &stream, &subject).await {
                     Ok(head) => {
-                        if let Some(seq) = ours(head) {
+                        if let Some(seq) = ours(&head) {
                             return Ok(seq);
                         }
-                        if error.is_some() {
-                            let by = match head.and_then(|h| h.last) {
-                                Some((seq, hash)) => format!("seq {seq} ({})", hash.short()),
-                                None => "no entry".to_string(),
-                            };
-                            return Err(Refused::Fenced(format!(
-                                "another host extended the chain (the replica now ends at {by})"
-                            )));
-                        }
+                        let by = match head.as_ref().and_then(|h| h.last) {
+                            Some((seq, hash)) => format!("seq {seq} ({})", hash.short()),
+                            None => "no entry".to_string(),
+                        };
+                        let who = head.map(|h| h.host).unwrap_or_default();
+                        return Err(Refused::Fenced(format!(
+                            "host {who:?} took the chain over (its replica ends at {by})"
+                        )));
                     }
                     Err(e) if Instant::now() >= deadline => {
                         return Err(Refused::Failed(e.to_string()));
@@ -171,19 +182,18 @@ async fn publish_group(
                     Err(_) => {}
                 }
             }
-            Some(PublishErrorKind::MaxPayloadExceeded) => {
+            PublishErrorKind::MaxPayloadExceeded => {
                 return Err(Refused::Failed(format!(
                     "a group of {} bytes is larger than the server takes",
                     bytes.len()
                 )));
             }
-            Some(_) if Instant::now() >= deadline => {
+            _ if Instant::now() >= deadline => {
                 return Err(Refused::Failed(format!(
-                    "not stored within {patience:?}: {}",
-                    error.map(|e| e.to_string()).unwrap_or_default()
+                    "not stored within {patience:?}: {error}"
                 )));
             }
-            Some(_) => {}
+            _ => {}
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -201,16 +211,16 @@ async fn seal(
     let mut headers = HeaderMap::new();
     headers.insert(SEAL, "1");
     headers.insert(HOST, host.as_str());
-    let len = head.map_or(0, |h| h.len());
+    let len = head.as_ref().map_or(0, |h| h.len());
     headers.insert(FIRST, len.to_string().as_str());
-    if let Some((seq, hash)) = head.and_then(|h| h.last) {
+    if let Some((seq, hash)) = head.as_ref().and_then(|h| h.last) {
         headers.insert(LAST, seq.to_string().as_str());
         headers.insert(HEAD, hash.to_string().as_str());
     }
     let message = PublishMessage::build()
         .payload(Bytes::new())
         .headers(headers)
-        .expected_last_subject_sequence(head.map_or(0, |h| h.msg_seq));
+        .expected_last_subject_sequence(head.as_ref().map_or(0, |h| h.msg_seq));
     let ack = js
         .send_publish(subject, message)
         .await
@@ -267,7 +277,7 @@ impl ReplicatedStore {
             subject.clone(),
         );
         let head = cluster.block(async move { replica_head(&js, &stream, &s).await })??;
-        let replicated = head.map_or(0, |h| h.len());
+        let replicated = head.as_ref().map_or(0, |h| h.len());
         if replicated == 0 && local.start() > 0 {
             return Err(ClusterError::Replica {
                 actor,
@@ -277,7 +287,7 @@ impl ReplicatedStore {
                 ),
             });
         }
-        if let Some((seq, hash)) = head.and_then(|h| h.last) {
+        if let Some((seq, hash)) = head.as_ref().and_then(|h| h.last) {
             if local.len() <= seq {
                 return Err(ClusterError::Replica {
                     actor,

@@ -219,7 +219,7 @@ fn verify_replicas(
 ) -> anyhow::Result<ExitCode> {
     let host = format!("verify-{}", std::process::id());
     let config = theater_cluster::ClusterConfig::new(cluster, nats, host)?;
-    let cluster = theater_cluster::Cluster::connect(config)?;
+    let cluster = theater_cluster::Cluster::connect_existing(config)?;
     let mut names: Vec<String> = names
         .iter()
         .map(|n| n.to_string_lossy().to_string())
@@ -233,7 +233,8 @@ fn verify_replicas(
             }
         }
         if names.is_empty() {
-            println!("note: the cluster holds no chain");
+            println!("FAILED: the cluster holds no chain");
+            return Ok(ExitCode::from(exit::INVALID));
         }
     }
     let mut ok = true;

@@ -64,9 +64,41 @@ const DELIVERY_PATIENCE: Duration = Duration::from_secs(120);
 /// How long one attempt at a remote delivery or request waits for its answer.
 const ATTEMPT: Duration = Duration::from_secs(30);
 
-/// Per receiver: for each sender, the last sending entry recorded and how many of its
-/// messages were.
-type Received = HashMap<String, (u64, u32)>;
+/// How many received messages a running actor remembers, to drop redeliveries of them.
+/// A delivery is sent again only while it is unacknowledged (a retry) or by a takeover that
+/// found it missing from the receiver's replica: either way among the receiver's most recent.
+const REMEMBERED: usize = 1 << 16;
+
+/// A delivery's identity: the sender, its sending entry's seq, and which of that entry's
+/// messages to this receiver it is.
+type Key = (String, u64, u32);
+
+/// Per receiver: the messages it recorded most recently, and those accepted but not yet
+/// recorded.
+#[derive(Debug, Default)]
+pub(crate) struct Received {
+    recorded: std::collections::HashSet<Key>,
+    order: std::collections::VecDeque<Key>,
+    in_flight: std::collections::HashSet<Key>,
+}
+
+impl Received {
+    fn remember(&mut self, key: Key) {
+        if self.recorded.insert(key.clone()) {
+            self.order.push_back(key);
+            if self.order.len() > REMEMBERED
+                && let Some(old) = self.order.pop_front()
+            {
+                self.recorded.remove(&old);
+            }
+        }
+    }
+
+    fn forget(&mut self, key: &Key) {
+        self.recorded.remove(key);
+        self.order.retain(|k| k != key);
+    }
+}
 
 /// What a host in cluster mode keeps.
 pub(crate) struct ClusterState {
@@ -184,10 +216,11 @@ pub(crate) fn pinned(m: &Manifest) -> bool {
             .any(|cap| m.grants(cap))
 }
 
-/// The received-messages table of a chain: for each sender, its last sending entry the
-/// chain records and how many of that entry's messages.
+/// The received-messages table of a chain: its most recent receipts, each as (sender,
+/// sending entry, which of that entry's messages to this chain).
 pub(crate) fn received_by(chain: &dyn ChainStore) -> Received {
-    let mut table = Received::new();
+    let mut table = Received::default();
+    let mut seen: HashMap<(String, u64), u32> = HashMap::new();
     for seq in chain.start()..chain.len() {
         let Ok(entry) = chain.get(seq) else { continue };
         let input = match entry.event() {
@@ -203,12 +236,9 @@ pub(crate) fn received_by(chain: &dyn ChainStore) -> Received {
         let Some(r) = entry.refs().iter().find(|r| r.chain.as_str() == from) else {
             continue;
         };
-        let slot = table.entry(from.to_string()).or_insert((r.seq, 0));
-        if r.seq > slot.0 {
-            *slot = (r.seq, 1);
-        } else if r.seq == slot.0 {
-            slot.1 += 1;
-        }
+        let n = seen.entry((from.to_string(), r.seq)).or_insert(0);
+        table.remember((from.to_string(), r.seq, *n));
+        *n += 1;
     }
     table
 }
@@ -217,12 +247,10 @@ pub(crate) fn received_by(chain: &dyn ChainStore) -> Received {
 enum Accepted {
     /// Already recorded: nothing to do.
     Duplicate,
-    /// Queued; `undo` puts the table back if it is not recorded after all.
+    /// Queued; if it is not recorded after all, the table forgets it, so a retry is taken.
     Queued {
         outcome: std::pin::Pin<Box<dyn Future<Output = Result<Outcome, CallError>> + Send>>,
-        sender: String,
-        mark: (u64, u32),
-        before: Option<(u64, u32)>,
+        key: Key,
         table: Arc<tokio::sync::Mutex<Received>>,
     },
 }
@@ -236,8 +264,8 @@ fn call_error(e: &CallError) -> TransportError {
     TransportError::new(kind, e.to_string())
 }
 
-/// Queues `d` for `handle` unless its table says it is recorded already. Deliveries of one
-/// actor are accepted one at a time (the table's lock), in the order they come.
+/// Queues `d` for `handle` unless the receiver recorded it already. A copy of a delivery
+/// still being recorded is refused (to be sent again), never answered as done before it is.
 async fn accept(
     handle: &ActorHandle,
     table: Arc<tokio::sync::Mutex<Received>>,
@@ -245,12 +273,14 @@ async fn accept(
     nth: u32,
 ) -> Result<Accepted, TransportError> {
     let mut t = table.lock().await;
-    let sender = d.from.to_string();
-    let seq = d.sent_by.seq;
-    let before = t.get(&sender).copied();
-    if let Some((last, count)) = before
-        && (seq < last || (seq == last && nth < count))
-    {
+    let key: Key = (d.from.to_string(), d.sent_by.seq, nth);
+    if t.in_flight.contains(&key) {
+        return Err(TransportError::new(
+            TransportErrorKind::Unavailable,
+            "an earlier copy of this message is being recorded",
+        ));
+    }
+    if t.recorded.contains(&key) {
         return Ok(Accepted::Duplicate);
     }
     let input = ActorInput::message_from(d.from.as_str(), d.payload);
@@ -258,41 +288,36 @@ async fn accept(
         .submit_with_refs(input, vec![d.sent_by])
         .await
         .map_err(|e| call_error(&e))?;
-    let mark = (seq, nth + 1);
-    t.insert(sender.clone(), mark);
+    t.in_flight.insert(key.clone());
     drop(t);
     Ok(Accepted::Queued {
         outcome: Box::pin(outcome),
-        sender,
-        mark,
-        before,
+        key,
         table,
     })
 }
 
 /// Waits until an accepted delivery is recorded (committed): a failed input is recorded
-/// too. If it was not, the table is put back so that a retry is taken.
+/// too.
 async fn settle(accepted: Accepted) -> Result<(), TransportError> {
     let Accepted::Queued {
         outcome,
-        sender,
-        mark,
-        before,
+        key,
         table,
     } = accepted
     else {
         return Ok(());
     };
-    match outcome.await {
-        Ok(_) | Err(CallError::Failed { .. }) => Ok(()),
+    let result = outcome.await;
+    let mut t = table.lock().await;
+    t.in_flight.remove(&key);
+    match result {
+        Ok(_) | Err(CallError::Failed { .. }) => {
+            t.remember(key);
+            Ok(())
+        }
         Err(e) => {
-            let mut t = table.lock().await;
-            if t.get(&sender) == Some(&mark) {
-                match before {
-                    Some(b) => t.insert(sender, b),
-                    None => t.remove(&sender),
-                };
-            }
+            t.forget(&key);
             Err(call_error(&e))
         }
     }
@@ -361,17 +386,37 @@ impl ClusterTransport {
     }
 
     /// Delivers `d` as the `nth` message of its sending entry to `to`: into the mailbox here,
-    /// or over NATS to the host running `to`, retried while it moves.
+    /// or over NATS to the host running `to`, retried while it moves (for as long as the
+    /// cluster lists it; two minutes for an actor it does not).
     pub(crate) async fn deliver_nth(
         &self,
         to: &str,
         d: Delivery,
         nth: u32,
     ) -> Result<(), TransportError> {
+        let deadline = Instant::now() + DELIVERY_PATIENCE;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            match self.try_deliver(to, d.clone(), nth).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind == TransportErrorKind::Failed => return Err(e),
+                Err(e) if Instant::now() >= deadline && self.state.listing(to).is_none() => {
+                    return Err(e);
+                }
+                Err(e) => tracing::debug!(%to, "delivery retried: {e}"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// One attempt at [`ClusterTransport::deliver_nth`].
+    async fn try_deliver(&self, to: &str, d: Delivery, nth: u32) -> Result<(), TransportError> {
         if let (Some(table), Some(handle)) = (self.state.receiver(to), self.registry.lookup(to)) {
             return settle(accept(&handle, table, d, nth).await?).await;
         }
-        if self.local.reachable(to).is_ok() {
+        if self.local.reachable(to).is_ok() && self.state.listing(to).is_none() {
+            // An actor of this host alone (a family member, a spawned one).
             return self.local.deliver(to, d).await;
         }
         let body = serde_json::to_vec(&Wire {
@@ -381,32 +426,15 @@ impl ClusterTransport {
             nth,
         })
         .map_err(|e| TransportError::new(TransportErrorKind::Failed, e.to_string()))?;
-        let subject = self.state.subject(to, "msg");
-        let deadline = Instant::now() + DELIVERY_PATIENCE;
-        let mut backoff = Duration::from_millis(20);
-        loop {
-            match self.remote(&subject, body.clone()).await {
-                Ok(WireAnswer::Ok { .. }) => return Ok(()),
-                Ok(WireAnswer::Error {
-                    error,
-                    retry: false,
-                }) => {
-                    return Err(TransportError::new(TransportErrorKind::Failed, error));
-                }
-                Ok(_) | Err(_) if Instant::now() < deadline => {}
-                Ok(WireAnswer::Error { error, .. }) => {
-                    return Err(TransportError::new(TransportErrorKind::Unavailable, error));
-                }
-                Ok(_) => {
-                    return Err(TransportError::new(
-                        TransportErrorKind::Unavailable,
-                        "an unexpected answer",
-                    ));
-                }
-                Err(e) => return Err(e),
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(500));
+        let unavailable = |m: String| TransportError::new(TransportErrorKind::Unavailable, m);
+        match self.remote(&self.state.subject(to, "msg"), body).await? {
+            WireAnswer::Ok { .. } => Ok(()),
+            WireAnswer::Error {
+                error,
+                retry: false,
+            } => Err(TransportError::new(TransportErrorKind::Failed, error)),
+            WireAnswer::Error { error, .. } => Err(unavailable(error)),
+            WireAnswer::Answered { .. } => Err(unavailable("an unexpected answer".into())),
         }
     }
 
@@ -422,7 +450,15 @@ impl ClusterTransport {
             .client()
             .send_request(subject.to_string(), request)
             .await
-            .map_err(|e| unavailable(format!("{subject}: {e}")))?;
+            .map_err(|e| {
+                let kind = match e.kind() {
+                    // Nobody runs it now (it is moving): safe to ask again.
+                    async_nats::RequestErrorKind::NoResponders => TransportErrorKind::NotRunning,
+                    // It may have been taken: not to be asked again blindly.
+                    _ => TransportErrorKind::Unavailable,
+                };
+                TransportError::new(kind, format!("{subject}: {e}"))
+            })?;
         serde_json::from_slice(&answer.payload)
             .map_err(|e| unavailable(format!("{subject}: an answer that does not parse: {e}")))
     }
@@ -459,6 +495,15 @@ impl Transport for ClusterTransport {
         let mut backoff = Duration::from_millis(20);
         loop {
             match self.remote(&subject, body.clone()).await {
+                // Not running anywhere now (moving): asked again.
+                Err(e) if e.kind == TransportErrorKind::NotRunning => {}
+                // A timeout: the request may have been handled; the requester is told.
+                Err(e) => {
+                    return Err(TransportError::new(
+                        TransportErrorKind::Unavailable,
+                        format!("{e} (the request may or may not have been handled)"),
+                    ));
+                }
                 Ok(WireAnswer::Answered {
                     reply,
                     chain,
@@ -476,8 +521,14 @@ impl Transport for ClusterTransport {
                 }) => {
                     return Err(TransportError::new(TransportErrorKind::Failed, error));
                 }
-                // Not running anywhere yet (moving): asked again.
-                _ => {}
+                // Refused before it was taken (the actor stopping there): asked again.
+                Ok(WireAnswer::Error { .. }) => {}
+                Ok(WireAnswer::Ok { .. }) => {
+                    return Err(TransportError::new(
+                        TransportErrorKind::Failed,
+                        "an unexpected answer",
+                    ));
+                }
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(500));
@@ -489,7 +540,12 @@ impl Transport for ClusterTransport {
 async fn serve_actor(state: Arc<ClusterState>, name: String, handle: ActorHandle) {
     let client = state.cluster.client().clone();
     let subject = state.subject(&name, "*");
-    let mut sub = match client.subscribe(subject.clone()).await {
+    // A queue group: while an actor moves, two hosts may briefly both listen; each
+    // message still goes to one of them.
+    let mut sub = match client
+        .queue_subscribe(subject.clone(), "theater".to_string())
+        .await
+    {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(actor = %name, "cannot take messages from other hosts: {e}");
@@ -573,9 +629,14 @@ async fn serve_actor(state: Arc<ClusterState>, name: String, handle: ActorHandle
                         error: e.to_string(),
                         retry: false,
                     },
-                    Err(e) => WireAnswer::Error {
+                    // Never taken (the actor stopped first): to be asked again.
+                    Err(e @ CallError::Stopped { .. }) => WireAnswer::Error {
                         error: e.to_string(),
                         retry: true,
+                    },
+                    Err(e) => WireAnswer::Error {
+                        error: e.to_string(),
+                        retry: false,
                     },
                 })
                 .await;
@@ -588,6 +649,53 @@ async fn serve_actor(state: Arc<ClusterState>, name: String, handle: ActorHandle
     {
         r.remove(&name);
     }
+}
+
+/// See [`Host::spawn_redelivery`].
+async fn redeliver_sent(
+    state: &ClusterState,
+    transport: &ClusterTransport,
+    dir: &std::path::Path,
+    name: &str,
+) -> anyhow::Result<()> {
+    let chain = FileStore::open_read_only(dir)?;
+    let mut receivers: Vec<String> = Vec::new();
+    for seq in chain.start()..chain.len() {
+        let entry = chain.get(seq)?;
+        for call in entry.host_calls().iter().filter(|c| c.name == SEND) {
+            if let Ok(SendAnswer::Sent { id: Some(id), .. }) =
+                serde_json::from_value(call.result.json.clone())
+                && !receivers.contains(&id.to_string())
+            {
+                receivers.push(id.to_string());
+            }
+        }
+    }
+    let mut copies: Vec<MemoryStore> = Vec::new();
+    for r in receivers.iter().filter(|r| r.as_str() != name) {
+        copies.push(state.cluster.read_chain(r).await?.store);
+    }
+    let mut all: Vec<&dyn ChainStore> = vec![&chain];
+    all.extend(copies.iter().map(|c| c as &dyn ChainStore));
+    let pending: Vec<_> = pending_sends(&all)?
+        .into_iter()
+        .filter(|p| p.sent_by.chain.as_str() == name)
+        .collect();
+    for p in pending {
+        let to = p.to.to_string();
+        let d = Delivery {
+            from: p.sent_by.chain.clone(),
+            payload: p.payload,
+            sent_by: p.sent_by,
+        };
+        match transport.deliver_nth(&to, d, p.nth).await {
+            Ok(()) => tracing::info!(actor = %name, %to, "delivered a message left undelivered"),
+            Err(e) => {
+                tracing::warn!(actor = %name, %to, "a message it sent is still undelivered: {e}")
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs the placement: every third of the lease, renews this host's shards and takes free
@@ -657,6 +765,33 @@ impl Host {
             return;
         }
         let owned = state.placement.lock().await.owned();
+        // Placed actors that stopped (fenced, or their replication failed) are dropped, to
+        // be taken over again while this host owns their shard; those whose shard it no
+        // longer owns are stopped (a round whose changes were lost says so only here).
+        let gone: Vec<(String, ActorHandle)> = {
+            let mut actors = self.actors.lock().await;
+            let names: Vec<String> = actors
+                .iter()
+                .filter(|(n, a)| {
+                    matches!(a.origin, Origin::Placed)
+                        && (!matches!(
+                            a.handle.status(),
+                            theater_core::ActorStatus::Running
+                                | theater_core::ActorStatus::Restarting { .. }
+                        ) || !owned.contains(&shard_of(n, state.shards)))
+                })
+                .map(|(n, _)| n.clone())
+                .collect();
+            names
+                .into_iter()
+                .filter_map(|n| actors.remove(&n).map(|a| (n, a.handle)))
+                .collect()
+        };
+        for (name, handle) in gone {
+            self.registry.unregister(handle.id());
+            let _ = handle.stop().await;
+            tracing::info!(actor = %name, "no longer runs here");
+        }
         let running: Vec<String> = self.actors.lock().await.keys().cloned().collect();
         for (name, listing, _) in state.placed() {
             if listing.pinned.is_some()
@@ -719,10 +854,25 @@ impl Host {
             m
         };
         let started = Instant::now();
+        let component = state
+            .components
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&listing.manifest).cloned());
+        // Only while this host still owns the shard: a seal by a host that lost it would
+        // fence the rightful owner.
+        if !state
+            .placement
+            .lock()
+            .await
+            .owns(shard_of(name, state.shards))
+        {
+            return Ok(());
+        }
         self.restore_chain(state, name)?;
-        self.redeliver_sent(state, name).await?;
-        self.start_actor(m, None, Origin::Placed, Vec::new())
+        self.start_actor(m, component, Origin::Placed, Vec::new())
             .await?;
+        self.spawn_redelivery(name);
         tracing::info!(actor = %name, took = ?started.elapsed(), "resumed here");
         Ok(())
     }
@@ -764,54 +914,21 @@ impl Host {
         }
     }
 
-    /// Delivers the messages `name`'s chain sent whose receivers' replicas do not record
-    /// them (its previous host stopped between committing and delivering), each exactly
-    /// where it stood, so a receiver that has it drops it.
-    async fn redeliver_sent(&self, state: &Arc<ClusterState>, name: &str) -> anyhow::Result<()> {
-        let Some(transport) = self.cluster_transport() else {
-            return Ok(());
+    /// Delivers, in the background, the messages `name`'s chain sent that its receivers'
+    /// replicas do not record (its previous host, or this one before a restart, stopped
+    /// between committing and delivering them). Receivers drop what they already have, so
+    /// this may run beside the actor's new messages.
+    pub(crate) fn spawn_redelivery(&self, name: &str) {
+        let (Some(state), Some(transport)) = (self.cluster_state(), self.cluster_transport())
+        else {
+            return;
         };
-        let chain = FileStore::open_read_only(self.chain_dir(name))?;
-        let mut receivers: Vec<String> = Vec::new();
-        for seq in chain.start()..chain.len() {
-            let entry = chain.get(seq)?;
-            for call in entry.host_calls().iter().filter(|c| c.name == SEND) {
-                if let Ok(SendAnswer::Sent { id: Some(id), .. }) =
-                    serde_json::from_value(call.result.json.clone())
-                    && id.as_str() != name
-                    && !receivers.contains(&id.to_string())
-                {
-                    receivers.push(id.to_string());
-                }
+        let (dir, name) = (self.chain_dir(name), name.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = redeliver_sent(&state, &transport, &dir, &name).await {
+                tracing::warn!(actor = %name, "redelivery: {e:#}");
             }
-        }
-        if receivers.is_empty() {
-            return Ok(());
-        }
-        let mut copies: Vec<MemoryStore> = Vec::new();
-        for r in &receivers {
-            copies.push(state.cluster.read_chain(r).await?.store);
-        }
-        let mut all: Vec<&dyn ChainStore> = vec![&chain];
-        all.extend(copies.iter().map(|c| c as &dyn ChainStore));
-        let pending: Vec<_> = pending_sends(&all)?
-            .into_iter()
-            .filter(|p| p.sent_by.chain.as_str() == name)
-            .collect();
-        for p in pending {
-            let to = p.to.to_string();
-            let d = Delivery {
-                from: p.sent_by.chain.clone(),
-                payload: p.payload,
-                sent_by: p.sent_by,
-            };
-            if let Err(e) = transport.deliver_nth(&to, d, p.nth).await {
-                tracing::warn!(actor = %name, %to, "a message it sent is still undelivered: {e}");
-            } else {
-                tracing::info!(actor = %name, %to, "delivered a message its previous host had not");
-            }
-        }
-        Ok(())
+        });
     }
 
     /// In cluster mode, what starting `name` adds: the chain wrapped to replicate, and its
@@ -858,6 +975,14 @@ impl Host {
                 if let Ok(mut c) = state.components.lock() {
                     c.insert(path.clone(), component);
                 }
+            }
+            if let Some(other) = state.catalog.get(name).await?.and_then(|l| l.pinned)
+                && other != state.host()
+            {
+                anyhow::bail!(
+                    "{name:?} is pinned to host {other:?} (its grants are host-local, so its chain is that host's): \
+                     give its manifest to one host only, or `theater stop {name}` there first"
+                );
             }
             let listing = Listing {
                 manifest: path.clone(),

@@ -211,8 +211,10 @@ impl Host {
                 }
             }
             host.check_free(m.name.as_str()).await?;
+            let name = m.name.to_string();
             host.start_actor(m, None, Origin::Manifest, Vec::new())
                 .await?;
+            host.spawn_redelivery(&name);
         }
         if let Some(state) = &host.cluster {
             host.list_in_catalog(state, &listed).await?;

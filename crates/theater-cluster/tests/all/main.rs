@@ -276,6 +276,13 @@ fn shards_spread_over_live_hosts_and_move_when_a_lease_runs_out() {
             }
         }
     });
+    // A host sharding otherwise would map actors to other shards: refused, naming both.
+    let c = connect(&nats, "t6", "c");
+    let err = rt.block_on(Placement::join(&c, 4, lease)).unwrap_err();
+    assert!(err.to_string().contains("--shards"), "{err}");
+    // Reading a cluster that does not exist is an error, not a new empty one.
+    let typo = Cluster::connect_existing(ClusterConfig::new("t6typo", nats.urls(), "v").unwrap());
+    assert!(typo.unwrap_err().to_string().contains("no cluster named"));
     let (oa, ob) = (pa.owned(), pb.owned());
     assert!(oa.is_disjoint(&ob), "{oa:?} {ob:?}");
     assert_eq!(
