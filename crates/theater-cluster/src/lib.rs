@@ -8,7 +8,7 @@
 //!   the streams it needs created on first use: `THEATER_<NAME>` (each actor's chain, one
 //!   message per committed group of entries, on `theater.<name>.chain.<actor>`) and
 //!   `THEATER_<NAME>_SNAPSHOTS` (the newest snapshot of each actor).
-//! - [`ReplicatedStore`]: a [`ChainStore`] that wraps the local store of one actor. Its
+//! - [`ReplicatedStore`]: a [`theater_chain::ChainStore`] that wraps the local store of one actor. Its
 //!   `sync` makes the group durable locally, then publishes it, naming the stream sequence of
 //!   the chain's previous group (`Nats-Expected-Last-Subject-Sequence`): if another host has
 //!   extended the chain since, the publish is refused and the store is fenced. Every later
@@ -18,7 +18,7 @@
 //!   actor by another host).
 //!
 //! The client is [`async_nats`]. A `Cluster` runs it on a runtime of its own, so
-//! [`ChainStore::sync`], which is synchronous, can wait on the network from any thread.
+//! [`theater_chain::ChainStore::sync`], which is synchronous, can wait on the network from any thread.
 //!
 //! ## Example
 //!

@@ -5,9 +5,11 @@ use std::collections::BTreeSet;
 use async_nats::jetstream;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use futures_util::StreamExt;
-use theater_chain::{ChainId, ChainStore, Entry, Hash, MemoryStore, NewEntry, Snapshot};
+use theater_chain::{
+    ChainId, ChainStore, Durability, Entry, FileStore, Hash, MemoryStore, NewEntry, Snapshot,
+};
 
-use crate::replica::{FIRST, HOST, SEAL, header};
+use crate::replica::{FIRST, GROUP_MSG, HOST, SEAL, header};
 use crate::{Cluster, ClusterError, token_name};
 
 /// A chain as its replica holds it, rebuilt and checked.
@@ -121,13 +123,8 @@ async fn read(
         .map_err(|e| ClusterError::JetStream(format!("stream {stream}: {e}")))?;
     let mut next = 1;
     loop {
-        let m = match chains
-            .get_first_raw_message_by_subject(&subject, next)
-            .await
-        {
-            Ok(m) => m,
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => break,
-            Err(e) => return Err(ClusterError::JetStream(format!("reading {subject}: {e}"))),
+        let Some(m) = message_at(&chains, &subject, next).await? else {
+            break;
         };
         let first: u64 = header(&m.headers, FIRST)
             .and_then(|v| v.parse().ok())
@@ -173,6 +170,128 @@ async fn read(
         hosts,
         history,
     })
+}
+
+/// The first message of `subject` at or after stream sequence `seq`, if any.
+async fn message_at(
+    stream: &jetstream::stream::Stream<()>,
+    subject: &str,
+    seq: u64,
+) -> Result<Option<jetstream::message::StreamMessage>, ClusterError> {
+    match stream.get_first_raw_message_by_subject(subject, seq).await {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(ClusterError::JetStream(format!("reading {subject}: {e}"))),
+    }
+}
+
+/// The framed entries of a group: (hash, body) each.
+fn frames(mut bytes: &[u8]) -> Result<Vec<(Hash, &[u8])>, String> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        if bytes.len() < 36 {
+            return Err("truncated frame".into());
+        }
+        let len = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+        let hash = Hash::from_bytes(bytes[4..36].try_into().expect("32 bytes"));
+        let body = bytes.get(36..36 + len).ok_or("truncated entry")?;
+        out.push((hash, body));
+        bytes = &bytes[36 + len..];
+    }
+    Ok(out)
+}
+
+/// The newest replicated snapshot of a chain and its entries from the snapshot's on, each
+/// checked (hash, seq, link).
+type Tail = (Snapshot, Vec<(Hash, Vec<u8>)>);
+
+/// Reads a [`Tail`]; `None` when there is no snapshot saying where its entry is.
+async fn read_tail(
+    js: jetstream::Context,
+    stream: String,
+    subject: String,
+    snapshots: String,
+    snap_subject: String,
+    actor: String,
+) -> Result<Option<Tail>, ClusterError> {
+    let js_err = ClusterError::JetStream;
+    let snaps = js
+        .get_stream_no_info(&snapshots)
+        .await
+        .map_err(|e| js_err(format!("stream {snapshots}: {e}")))?;
+    let m = match snaps.get_last_raw_message_by_subject(&snap_subject).await {
+        Ok(m) => m,
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+        Err(e) => return Err(js_err(format!("reading {snap_subject}: {e}"))),
+    };
+    let (Some(group), Ok(snapshot)) = (
+        header(&m.headers, GROUP_MSG).and_then(|v| v.parse::<u64>().ok()),
+        Snapshot::decode(&m.payload),
+    ) else {
+        return Ok(None);
+    };
+    let chains = js
+        .get_stream_no_info(&stream)
+        .await
+        .map_err(|e| js_err(format!("stream {stream}: {e}")))?;
+    let mut records: Vec<(Hash, Vec<u8>)> = Vec::new();
+    let mut next = group;
+    let mut expected = snapshot.seq;
+    loop {
+        let Some(m) = message_at(&chains, &subject, next).await? else {
+            break;
+        };
+        next = m.sequence + 1;
+        let first: u64 = header(&m.headers, FIRST)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| broken(&actor, format!("message {} has no first seq", m.sequence)))?;
+        let at = |seq: u64, what: String| {
+            broken(
+                &actor,
+                format!("seq {seq} (message {}): {what}", m.sequence),
+            )
+        };
+        if records.is_empty() && first > snapshot.seq {
+            // The hint points past the snapshot's entry: not usable.
+            return Ok(None);
+        }
+        if !records.is_empty() && first != expected {
+            return Err(at(first, format!("expected seq {expected} next")));
+        }
+        for (i, (hash, body)) in frames(&m.payload)
+            .map_err(|e| at(first, e))?
+            .into_iter()
+            .enumerate()
+        {
+            let seq = first + i as u64;
+            if seq < snapshot.seq {
+                continue;
+            }
+            if Hash::digest(body) != hash {
+                return Err(at(seq, "stored hash does not match the entry".into()));
+            }
+            let entry =
+                Entry::decode(body).map_err(|e| at(seq, format!("does not decode: {e}")))?;
+            if entry.seq() != seq {
+                return Err(at(seq, format!("the entry says seq {}", entry.seq())));
+            }
+            match records.last() {
+                None if hash != snapshot.entry_hash => {
+                    return Err(at(seq, "the snapshot names another entry".into()));
+                }
+                Some((prev, _)) if entry.parent() != *prev => {
+                    return Err(at(seq, "does not link to the entry before".into()));
+                }
+                _ => {}
+            }
+            records.push((hash, body.to_vec()));
+            expected = seq + 1;
+        }
+    }
+    if records.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((snapshot, records)))
 }
 
 /// What [`Cluster::restore`] did.
@@ -238,6 +357,46 @@ impl Cluster {
             Ok(names)
         })
         .await?
+    }
+
+    /// Creates the chain of `id` in `dir` (where there is none) from its replica's newest
+    /// snapshot and the entries after it, as a chain pruned to that snapshot: a takeover
+    /// reads snapshot and tail, not the whole history. `None` when the replica has no
+    /// snapshot saying where its entry is (then [`Cluster::restore`] copies it all).
+    pub fn restore_at(
+        &self,
+        dir: &std::path::Path,
+        id: ChainId,
+        durability: Durability,
+    ) -> Result<Option<(FileStore, Restored)>, ClusterError> {
+        let c = self.config();
+        let actor = id.as_str().to_string();
+        let task = read_tail(
+            self.jetstream().clone(),
+            c.chain_stream(),
+            c.chain_subject(&actor),
+            c.snapshot_stream(),
+            c.snapshot_subject(&actor),
+            actor.clone(),
+        );
+        let Some((snapshot, records)) = self.block(task)?? else {
+            return Ok(None);
+        };
+        let (hash, body) = &records[0];
+        let mut store = FileStore::create_at(dir, id, &snapshot, body, *hash, durability)?;
+        for (hash, body) in &records[1..] {
+            let entry = Entry::decode(body).map_err(|e| broken(&actor, e.to_string()))?;
+            let seq = entry.seq();
+            if store.append(NewEntry::from(entry))?.hash != *hash {
+                return Err(broken(&actor, format!("seq {seq} re-encodes differently")));
+            }
+        }
+        store.sync()?;
+        let restored = Restored {
+            entries: records.len() as u64,
+            snapshot: Some(snapshot.seq),
+        };
+        Ok(Some((store, restored)))
     }
 
     /// Brings `local` up to the replica of its chain: appends the entries it lacks, each

@@ -26,6 +26,9 @@ pub(crate) const HOST: &str = "Theater-Host";
 /// Header: a seal, published by a host taking the chain over (no entries): a writer that
 /// had the chain before is refused from then on.
 pub(crate) const SEAL: &str = "Theater-Seal";
+/// Header: the stream sequence of the group holding the entry a snapshot is at (where a
+/// takeover starts reading).
+pub(crate) const GROUP_MSG: &str = "Theater-Group-Msg";
 /// Header: the seq a snapshot is at.
 pub(crate) const SNAPSHOT_SEQ: &str = "Theater-Snapshot-Seq";
 
@@ -251,6 +254,9 @@ pub struct ReplicatedStore {
     fenced: Option<String>,
     /// A snapshot taken before its entries were replicated, published once they are.
     pending_snapshot: Option<Snapshot>,
+    /// The groups this store published, newest last (first seq, last seq, stream
+    /// sequence), so a snapshot can say where its entry is.
+    groups: std::collections::VecDeque<(u64, u64, u64)>,
 }
 
 impl std::fmt::Debug for ReplicatedStore {
@@ -323,6 +329,7 @@ impl ReplicatedStore {
             replicated,
             fenced: None,
             pending_snapshot: None,
+            groups: Default::default(),
         })
     }
 
@@ -381,7 +388,7 @@ impl ReplicatedStore {
     fn publish(&mut self) -> Result<(), ChainError> {
         let config = self.cluster.config().clone();
         for group in self.unreplicated()? {
-            let last = group.last;
+            let (first, last) = (group.first, group.last);
             let task = publish_group(
                 self.cluster.jetstream().clone(),
                 config.chain_stream(),
@@ -395,6 +402,10 @@ impl ReplicatedStore {
                 Ok(Ok(msg)) => {
                     self.last_msg = msg;
                     self.replicated = last + 1;
+                    self.groups.push_back((first, last, msg));
+                    if self.groups.len() > 1024 {
+                        self.groups.pop_front();
+                    }
                 }
                 Ok(Err(Refused::Fenced(reason))) => {
                     tracing::error!(chain = %self.local.id(), "fenced: {reason}");
@@ -420,9 +431,17 @@ impl ReplicatedStore {
             .config()
             .snapshot_subject(self.local.id().as_str());
         let seq = snapshot.seq.to_string();
+        let group = self
+            .groups
+            .iter()
+            .find(|(first, last, _)| (*first..=*last).contains(&snapshot.seq))
+            .map(|(_, _, msg)| msg.to_string());
         let task = async move {
             let mut headers = HeaderMap::new();
             headers.insert(SNAPSHOT_SEQ, seq.as_str());
+            if let Some(group) = &group {
+                headers.insert(GROUP_MSG, group.as_str());
+            }
             let ack = js
                 .publish_with_headers(subject, headers, Bytes::from(bytes))
                 .await?;

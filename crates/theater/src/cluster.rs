@@ -658,7 +658,15 @@ async fn redeliver_sent(
     dir: &std::path::Path,
     name: &str,
 ) -> anyhow::Result<()> {
-    let chain = FileStore::open_read_only(dir)?;
+    let local = FileStore::open_read_only(dir)?;
+    // A copy that starts at a snapshot does not show the sends before it: the replica does.
+    let whole;
+    let chain: &dyn ChainStore = if local.start() > 0 {
+        whole = state.cluster.read_chain(name).await?.store;
+        &whole
+    } else {
+        &local
+    };
     let mut receivers: Vec<String> = Vec::new();
     for seq in chain.start()..chain.len() {
         let entry = chain.get(seq)?;
@@ -675,7 +683,7 @@ async fn redeliver_sent(
     for r in receivers.iter().filter(|r| r.as_str() != name) {
         copies.push(state.cluster.read_chain(r).await?.store);
     }
-    let mut all: Vec<&dyn ChainStore> = vec![&chain];
+    let mut all: Vec<&dyn ChainStore> = vec![chain];
     all.extend(copies.iter().map(|c| c as &dyn ChainStore));
     let pending: Vec<_> = pending_sends(&all)?
         .into_iter()
@@ -890,6 +898,15 @@ impl Host {
             )
             .with_context(|| format!("opening the chain of {name:?}"))
         };
+        // No copy here: the replica's snapshot and what follows it are enough.
+        let fresh = || -> anyhow::Result<bool> {
+            let id = ChainId::new(name)?;
+            let durability = theater_chain::Durability::EveryEntry;
+            Ok(state.cluster.restore_at(&dir, id, durability)?.is_some())
+        };
+        if !dir.exists() && fresh()? {
+            return Ok(());
+        }
         let mut store = open()?;
         match state.cluster.restore(&mut store) {
             Ok(_) => Ok(()),
@@ -906,6 +923,9 @@ impl Host {
                 std::fs::rename(&dir, &aside)?;
                 tracing::warn!(actor = %name, seq, aside = %aside.display(),
                     "the local chain has entries the cluster never acknowledged: set aside");
+                if fresh()? {
+                    return Ok(());
+                }
                 let mut store = open()?;
                 state.cluster.restore(&mut store)?;
                 Ok(())

@@ -102,6 +102,19 @@ fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), ChainError>
     sync_dir(dir)
 }
 
+/// Where a new chain's log goes in `dir` (created if missing): an error if one is there.
+fn new_log_path(dir: &Path) -> Result<PathBuf, ChainError> {
+    let log_path = dir.join(LOG);
+    fs::create_dir_all(dir.join(SNAPSHOTS)).map_err(io_err(dir))?;
+    if log_path.exists() {
+        return Err(ChainError::BadFile {
+            path: log_path,
+            reason: "a chain already exists here".into(),
+        });
+    }
+    Ok(log_path)
+}
+
 fn snapshot_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(SNAPSHOTS).join(format!("{seq:020}.snap"))
 }
@@ -114,16 +127,63 @@ impl FileStore {
         durability: Durability,
     ) -> Result<Self, ChainError> {
         let dir = dir.as_ref();
-        let log_path = dir.join(LOG);
-        fs::create_dir_all(dir.join(SNAPSHOTS)).map_err(io_err(dir))?;
-        if log_path.exists() {
-            return Err(ChainError::BadFile {
-                path: log_path,
-                reason: "a chain already exists here".into(),
-            });
-        }
+        let log_path = new_log_path(dir)?;
         let header = LogHeader { start: 0, id };
         write_atomic(dir, &log_path, &header.encode())?;
+        Self::open_inner(dir, None, Some(durability))
+    }
+
+    /// Creates a chain in `dir` that starts at `snapshot`, as a pruned chain does: its first
+    /// stored entry is the one the snapshot is at (`body`, encoded as stored, with its
+    /// `hash`), and it verifies from that anchor. What a host taking an actor over copies
+    /// from a replica: the snapshot and the entries after it, not the whole history.
+    pub fn create_at(
+        dir: impl AsRef<Path>,
+        id: ChainId,
+        snapshot: &Snapshot,
+        body: &[u8],
+        hash: Hash,
+        durability: Durability,
+    ) -> Result<Self, ChainError> {
+        let dir = dir.as_ref();
+        let reject = |reason: String| ChainError::Snapshot {
+            seq: snapshot.seq,
+            reason,
+        };
+        if Hash::digest(body) != hash || hash != snapshot.entry_hash {
+            return Err(reject(format!(
+                "it names entry {} but the entry given hashes to {}",
+                snapshot.entry_hash,
+                Hash::digest(body)
+            )));
+        }
+        let entry = Entry::decode(body).map_err(|e| reject(format!("its entry: {e}")))?;
+        if entry.seq() != snapshot.seq {
+            return Err(reject(format!("the entry given is seq {}", entry.seq())));
+        }
+        if entry.state_scheme().hash(&snapshot.state) != entry.state_hash() {
+            return Err(reject(
+                "its state does not hash to the entry's state hash".into(),
+            ));
+        }
+        let log_path = new_log_path(dir)?;
+        let mut log = LogHeader {
+            start: snapshot.seq,
+            id,
+        }
+        .encode();
+        let mut head = [0u8; frame::FRAME_HEAD];
+        frame::fill_frame_head(&mut head, body.len());
+        log.extend_from_slice(&head);
+        log.extend_from_slice(body);
+        log.extend_from_slice(hash.as_bytes());
+        // The snapshot first: a log that starts past genesis is only readable with it.
+        write_atomic(
+            &dir.join(SNAPSHOTS),
+            &snapshot_path(dir, snapshot.seq),
+            &snapshot.encode(),
+        )?;
+        write_atomic(dir, &log_path, &log)?;
         Self::open_inner(dir, None, Some(durability))
     }
 

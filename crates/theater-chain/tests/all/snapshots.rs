@@ -151,3 +151,80 @@ fn a_reader_stays_consistent_while_the_writer_prunes() {
     let report = fresh.verify().unwrap();
     assert_eq!((report.start, report.entries), (6, 7));
 }
+
+#[test]
+fn a_chain_created_at_a_snapshot_verifies_from_it_and_refuses_what_does_not_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = MemoryStore::new(id("copied"));
+    fill(&mut source, 12, 20);
+    let snap = snapshot_of(&source, 7);
+    let mut body = Vec::new();
+    source
+        .for_each_record(7, &mut |r| {
+            if r.seq == 7 {
+                body = r.body.to_vec();
+            }
+            Ok(())
+        })
+        .unwrap();
+    let hash = source.hash_at(7).unwrap();
+    let group = Durability::Group { max_batch: 8 };
+    // The entry given must be the one the snapshot names, with a state that matches.
+    let wrong = source.hash_at(6).unwrap();
+    assert!(matches!(
+        FileStore::create_at(
+            dir.path().join("a"),
+            id("copied"),
+            &snap,
+            &body,
+            wrong,
+            group
+        ),
+        Err(ChainError::Snapshot { seq: 7, .. })
+    ));
+    let mut other = snap.clone();
+    other.state = json!({"count": 99});
+    assert!(matches!(
+        FileStore::create_at(
+            dir.path().join("b"),
+            id("copied"),
+            &other,
+            &body,
+            hash,
+            group
+        ),
+        Err(ChainError::Snapshot { seq: 7, .. })
+    ));
+    let mut copy = FileStore::create_at(
+        dir.path().join("c"),
+        id("copied"),
+        &snap,
+        &body,
+        hash,
+        group,
+    )
+    .unwrap();
+    for seq in 8..12 {
+        copy.append(source.get(seq).unwrap().into()).unwrap();
+    }
+    copy.sync().unwrap();
+    assert_eq!((copy.start(), copy.len()), (7, 12));
+    assert_eq!(hashes(&copy), hashes(&source)[7..].to_vec());
+    drop(copy);
+    // It reopens as a pruned chain does, and verifies from its anchor.
+    let copy = FileStore::open_read_only(dir.path().join("c")).unwrap();
+    assert_eq!(copy.anchor().map(|a| a.seq), Some(7));
+    assert_eq!(copy.verify().unwrap().entries, 5);
+    // Never over an existing chain.
+    assert!(
+        FileStore::create_at(
+            dir.path().join("c"),
+            id("copied"),
+            &snap,
+            &body,
+            hash,
+            group
+        )
+        .is_err()
+    );
+}

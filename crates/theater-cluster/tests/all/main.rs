@@ -318,3 +318,60 @@ fn shards_spread_over_live_hosts_and_move_when_a_lease_runs_out() {
     assert_eq!(lost, oa);
     assert!(pa.owned().is_empty());
 }
+
+#[test]
+fn a_takeover_with_no_copy_reads_the_snapshot_and_the_tail_only() {
+    use theater_chain::{Durability, FileStore};
+    let Some(nats) = NatsCluster::start(1) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (connect(&nats, "t8", "a"), connect(&nats, "t8", "b"));
+    let id = ChainId::new("tail").unwrap();
+    let durability = Durability::Group { max_batch: 64 };
+    // No snapshot yet: nothing to start from but the whole chain.
+    assert!(
+        a.restore_at(&dir.path().join("none"), id.clone(), durability)
+            .unwrap()
+            .is_none()
+    );
+    let local = FileStore::create(dir.path().join("a"), id.clone(), durability).unwrap();
+    let mut on_a = a.replicate(Box::new(local)).unwrap();
+    on_a.append(genesis()).unwrap();
+    on_a.sync().unwrap();
+    for n in 1..=10 {
+        on_a.append(entry(n)).unwrap();
+        on_a.sync().unwrap();
+    }
+    let head = on_a.head().unwrap();
+    on_a.save_snapshot(&Snapshot::new(head.seq, head.hash, json!(10)))
+        .unwrap();
+    for n in 11..=15 {
+        on_a.append(entry(n)).unwrap();
+    }
+    on_a.sync().unwrap();
+
+    let (copy, restored) = b
+        .restore_at(&dir.path().join("b"), id.clone(), durability)
+        .unwrap()
+        .expect("a snapshot to start from");
+    // Six entries read (seq 10 to 15), not sixteen; the copy verifies from the snapshot.
+    assert_eq!(restored.entries, 6);
+    assert_eq!(restored.snapshot, Some(10));
+    assert_eq!(copy.start(), 10);
+    assert_eq!(copy.head(), on_a.head());
+    assert_eq!(copy.verify().unwrap().entries, 6);
+    assert_eq!(copy.latest_snapshot().unwrap().unwrap().state, json!(10));
+    // b carries on from it, and the replica stays one chain.
+    let mut on_b = b.replicate(Box::new(copy)).unwrap();
+    on_b.append(entry(16)).unwrap();
+    on_b.sync().unwrap();
+    on_a.append(entry(16)).unwrap();
+    assert!(matches!(
+        on_a.sync(),
+        Err(ChainError::Replication { fenced: true, .. })
+    ));
+    let replica = b.read_chain_blocking("tail").unwrap();
+    assert_eq!(replica.store.len(), 17);
+    assert_eq!(replica.store.head(), on_b.head());
+}
