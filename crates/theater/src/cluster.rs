@@ -61,8 +61,10 @@ impl ClusterOptions {
 /// How long a message to an actor on another host is retried (it may be moving) before
 /// it is left to the redelivery of its sender's next start.
 const DELIVERY_PATIENCE: Duration = Duration::from_secs(120);
-/// How long one attempt at a remote delivery or request waits for its answer.
+/// How long one attempt at a remote request waits for its answer.
 const ATTEMPT: Duration = Duration::from_secs(30);
+/// How long one attempt at a remote delivery waits for its answer.
+const DELIVERY_ATTEMPT: Duration = Duration::from_secs(5);
 
 /// How many received messages a running actor remembers, to drop redeliveries of them.
 /// A delivery is sent again only while it is unacknowledged (a retry) or by a takeover that
@@ -427,7 +429,10 @@ impl ClusterTransport {
         })
         .map_err(|e| TransportError::new(TransportErrorKind::Failed, e.to_string()))?;
         let unavailable = |m: String| TransportError::new(TransportErrorKind::Unavailable, m);
-        match self.remote(&self.state.subject(to, "msg"), body).await? {
+        // Short: a delivery is safe to send again (the receiver drops copies), and a host
+        // that stalled while holding the receiver never answers.
+        let subject = self.state.subject(to, "msg");
+        match self.remote(&subject, body, DELIVERY_ATTEMPT).await? {
             WireAnswer::Ok { .. } => Ok(()),
             WireAnswer::Error {
                 error,
@@ -438,11 +443,16 @@ impl ClusterTransport {
         }
     }
 
-    /// One NATS request to `subject` with `body`; its answer.
-    async fn remote(&self, subject: &str, body: Vec<u8>) -> Result<WireAnswer, TransportError> {
+    /// One NATS request to `subject` with `body`, waiting `wait` at most; its answer.
+    async fn remote(
+        &self,
+        subject: &str,
+        body: Vec<u8>,
+        wait: Duration,
+    ) -> Result<WireAnswer, TransportError> {
         let request = async_nats::Request::new()
             .payload(body.into())
-            .timeout(Some(ATTEMPT));
+            .timeout(Some(wait));
         let unavailable = |m: String| TransportError::new(TransportErrorKind::Unavailable, m);
         let answer = self
             .state
@@ -494,7 +504,7 @@ impl Transport for ClusterTransport {
         // withdraws the request from this side; the target may still handle it).
         let mut backoff = Duration::from_millis(20);
         loop {
-            match self.remote(&subject, body.clone()).await {
+            match self.remote(&subject, body.clone(), ATTEMPT).await {
                 // Not running anywhere now (moving): asked again.
                 Err(e) if e.kind == TransportErrorKind::NotRunning => {}
                 // A timeout: the request may have been handled; the requester is told.
@@ -540,12 +550,10 @@ impl Transport for ClusterTransport {
 async fn serve_actor(state: Arc<ClusterState>, name: String, handle: ActorHandle) {
     let client = state.cluster.client().clone();
     let subject = state.subject(&name, "*");
-    // A queue group: while an actor moves, two hosts may briefly both listen; each
-    // message still goes to one of them.
-    let mut sub = match client
-        .queue_subscribe(subject.clone(), "theater".to_string())
-        .await
-    {
+    // Not a queue group: while an actor moves, the host that lost it (stalled, say) may
+    // still listen, and the one that has it must hear everything too. Only the host that
+    // sealed the chain can commit, so a message is never applied by both.
+    let mut sub = match client.subscribe(subject.clone()).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(actor = %name, "cannot take messages from other hosts: {e}");
@@ -629,11 +637,19 @@ async fn serve_actor(state: Arc<ClusterState>, name: String, handle: ActorHandle
                         error: e.to_string(),
                         retry: false,
                     },
-                    // Never taken (the actor stopped first): to be asked again.
-                    Err(e @ CallError::Stopped { .. }) => WireAnswer::Error {
-                        error: e.to_string(),
-                        retry: true,
-                    },
+                    // The actor stopped here (it moved, or was fenced): another host may be
+                    // answering this very request, so no answer from here (asked again, it
+                    // could be handled twice); the requester's timeout covers the rest.
+                    Err(CallError::Stopped { .. }) => return,
+                    Err(_)
+                        if !matches!(
+                            handle.status(),
+                            theater_core::ActorStatus::Running
+                                | theater_core::ActorStatus::Restarting { .. }
+                        ) =>
+                    {
+                        return;
+                    }
                     Err(e) => WireAnswer::Error {
                         error: e.to_string(),
                         retry: false,
