@@ -41,6 +41,22 @@ fn js_err(what: &str, e: impl std::fmt::Display) -> ClusterError {
     ClusterError::JetStream(format!("{what}: {e}"))
 }
 
+/// The KV bucket `config` names, created as `config` says if it does not exist yet.
+async fn bucket_of(
+    js: &async_nats::jetstream::Context,
+    config: kv::Config,
+) -> Result<kv::Store, ClusterError> {
+    match js.get_key_value(&config.bucket).await {
+        Ok(kv) => Ok(kv),
+        Err(_) => {
+            let bucket = config.bucket.clone();
+            js.create_key_value(config)
+                .await
+                .map_err(|e| js_err(&bucket, e))
+        }
+    }
+}
+
 /// What a [`Placement::tick`] changed for this host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -98,33 +114,24 @@ impl Placement {
             ..Default::default()
         };
         let js = cluster.jetstream();
-        let kv = match js.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(config)
-                .await
-                .map_err(|e| js_err(&bucket, e))?,
-        };
+        let kv = bucket_of(js, config).await?;
         // Every host must shard alike and lease alike: the first one's settings are kept
         // in the bucket, and a host with others is refused.
         let settings =
             serde_json::json!({"shards": shards.max(1), "lease_ms": lease.as_millis() as u64});
         let key = "placement";
-        let bucket = format!("theater-{}-settings", c.name);
-        let kept = match js.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    description: format!("Theater cluster {}: settings every host shares", c.name),
-                    history: 1,
-                    num_replicas: c.replicas,
-                    storage: async_nats::jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| js_err(&bucket, e))?,
-        };
+        let kept = bucket_of(
+            js,
+            kv::Config {
+                bucket: format!("theater-{}-settings", c.name),
+                description: format!("Theater cluster {}: settings every host shares", c.name),
+                history: 1,
+                num_replicas: c.replicas,
+                storage: async_nats::jetstream::stream::StorageType::File,
+                ..Default::default()
+            },
+        )
+        .await?;
         match kept.create(key, settings.to_string().into()).await {
             Ok(_) => {}
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
@@ -350,23 +357,17 @@ impl Catalog {
     /// The catalog of `cluster` (the bucket is created on first use).
     pub async fn open(cluster: &Cluster) -> Result<Catalog, ClusterError> {
         let c = cluster.config();
-        let bucket = format!("theater-{}-actors", c.name);
-        let js = cluster.jetstream();
-        let kv = match js.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    description: format!("Theater cluster {}: its actors", c.name),
-                    history: 1,
-                    num_replicas: c.replicas,
-                    storage: async_nats::jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| js_err(&bucket, e))?,
+        let config = kv::Config {
+            bucket: format!("theater-{}-actors", c.name),
+            description: format!("Theater cluster {}: its actors", c.name),
+            history: 1,
+            num_replicas: c.replicas,
+            storage: async_nats::jetstream::stream::StorageType::File,
+            ..Default::default()
         };
-        Ok(Catalog { kv })
+        Ok(Catalog {
+            kv: bucket_of(cluster.jetstream(), config).await?,
+        })
     }
 
     /// Lists `name`.

@@ -307,30 +307,28 @@ impl Cluster {
     /// The chain of `actor` as the cluster's stream holds it, with every hash and link
     /// checked (an error names the first that does not hold), and its newest snapshot.
     pub async fn read_chain(&self, actor: &str) -> Result<ReplicaChain, ClusterError> {
-        let c = self.config();
-        let task = read(
-            self.jetstream().clone(),
-            c.chain_stream(),
-            c.chain_subject(actor),
-            c.snapshot_stream(),
-            c.snapshot_subject(actor),
-            actor.to_string(),
-        );
-        self.run(task).await?
+        self.run(self.read_task(actor)).await?
     }
 
     /// [`Cluster::read_chain`], blocking.
     pub fn read_chain_blocking(&self, actor: &str) -> Result<ReplicaChain, ClusterError> {
+        self.block(self.read_task(actor))?
+    }
+
+    /// The task that reads the replica of `actor` (see [`Cluster::read_chain`]).
+    fn read_task(
+        &self,
+        actor: &str,
+    ) -> impl Future<Output = Result<ReplicaChain, ClusterError>> + Send + 'static {
         let c = self.config();
-        let task = read(
+        read(
             self.jetstream().clone(),
             c.chain_stream(),
             c.chain_subject(actor),
             c.snapshot_stream(),
             c.snapshot_subject(actor),
             actor.to_string(),
-        );
-        self.block(task)?
+        )
     }
 
     /// The names of the actors whose chains the cluster holds, sorted.

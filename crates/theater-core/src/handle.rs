@@ -186,14 +186,7 @@ impl ActorHandle {
         input: ActorInput,
         refs: Vec<ChainRef>,
     ) -> Result<Outcome, CallError> {
-        let (tx, rx) = oneshot::channel();
-        self.enqueue(Command::Input {
-            input,
-            refs,
-            reply: Some(tx),
-        })
-        .await?;
-        rx.await.map_err(|_| self.stopped())?
+        self.submit_with_refs(input, refs).await?.await
     }
 
     /// Queues `input` with `refs` (waiting for mailbox space) and, once it is queued, returns

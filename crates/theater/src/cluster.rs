@@ -792,27 +792,16 @@ impl Host {
         // Placed actors that stopped (fenced, or their replication failed) are dropped, to
         // be taken over again while this host owns their shard; those whose shard it no
         // longer owns are stopped (a round whose changes were lost says so only here).
-        let gone: Vec<(String, ActorHandle)> = {
-            let mut actors = self.actors.lock().await;
-            let names: Vec<String> = actors
-                .iter()
-                .filter(|(n, a)| {
-                    matches!(a.origin, Origin::Placed)
-                        && (!matches!(
-                            a.handle.status(),
-                            theater_core::ActorStatus::Running
-                                | theater_core::ActorStatus::Restarting { .. }
-                        ) || !owned.contains(&shard_of(n, state.shards)))
-                })
-                .map(|(n, _)| n.clone())
-                .collect();
-            names
-                .into_iter()
-                .filter_map(|n| actors.remove(&n).map(|a| (n, a.handle)))
-                .collect()
-        };
+        let gone = self
+            .take_placed(|n, h| {
+                !matches!(
+                    h.status(),
+                    theater_core::ActorStatus::Running
+                        | theater_core::ActorStatus::Restarting { .. }
+                ) || !owned.contains(&shard_of(n, state.shards))
+            })
+            .await;
         for (name, handle) in gone {
-            self.registry.unregister(handle.id());
             let _ = handle.stop().await;
             tracing::info!(actor = %name, "no longer runs here");
         }
@@ -830,16 +819,17 @@ impl Host {
         }
     }
 
-    /// Stops the actors of `shard` running here: passivated (committed, snapshot
-    /// replicated) when handing over, stopped at once when the shard is lost.
-    async fn drop_shard(&self, state: &ClusterState, shard: u32, graceful: bool) {
+    /// Takes the placed actors `which` picks out of the host's table and registry (the
+    /// caller stops them).
+    async fn take_placed(
+        &self,
+        which: impl Fn(&str, &ActorHandle) -> bool,
+    ) -> Vec<(String, ActorHandle)> {
         let taken: Vec<(String, ActorHandle)> = {
             let mut actors = self.actors.lock().await;
             let names: Vec<String> = actors
                 .iter()
-                .filter(|(n, a)| {
-                    matches!(a.origin, Origin::Placed) && shard_of(n, state.shards) == shard
-                })
+                .filter(|(n, a)| matches!(a.origin, Origin::Placed) && which(n, &a.handle))
                 .map(|(n, _)| n.clone())
                 .collect();
             names
@@ -847,8 +837,19 @@ impl Host {
                 .filter_map(|n| actors.remove(&n).map(|a| (n, a.handle)))
                 .collect()
         };
-        for (name, handle) in taken {
+        for (_, handle) in &taken {
             self.registry.unregister(handle.id());
+        }
+        taken
+    }
+
+    /// Stops the actors of `shard` running here: passivated (committed, snapshot
+    /// replicated) when handing over, stopped at once when the shard is lost.
+    async fn drop_shard(&self, state: &ClusterState, shard: u32, graceful: bool) {
+        let taken = self
+            .take_placed(|n, _| shard_of(n, state.shards) == shard)
+            .await;
+        for (name, handle) in taken {
             let stopped = if graceful {
                 handle.passivate().await
             } else {

@@ -435,8 +435,11 @@ impl Host {
         origin: &Origin,
         genesis: Vec<ChainRef>,
     ) -> anyhow::Result<ActorHandle> {
+        // Brought up to the replica when the host starts them; a placed actor was at its
+        // takeover, and a family member's chain never leaves this host (its activations
+        // read no replica).
         if let Some(state) = &self.cluster
-            && !matches!(origin, Origin::Placed)
+            && !matches!(origin, Origin::Placed | Origin::Member { .. })
         {
             self.restore_chain(state, m.name.as_str())?;
         }
