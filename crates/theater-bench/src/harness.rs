@@ -317,6 +317,6 @@ pub(crate) fn capabilities() -> theater_wasm::Capabilities {
         .with(theater_msg::Msg::new(theater_msg::Registry::new()))
         .with(theater_files::Files)
         .with(theater_timers::Timers::system())
-        .with(theater_db::Db)
+        .with(theater_db::Db::new())
         .with(theater_http_client::HttpClient)
 }

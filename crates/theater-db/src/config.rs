@@ -1,6 +1,7 @@
-//! `[interfaces.db]`: which SQLite file.
+//! `[interfaces.db]`: which database, SQLite (a file) or PostgreSQL (a server).
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use serde::Deserialize;
 
@@ -8,12 +9,276 @@ use serde::Deserialize;
 ///
 /// ```toml
 /// [interfaces.db]
-/// file = "inventory.sqlite"   # optional, relative to the manifest; default:
-///                             # db/NAME.sqlite under the host's data directory
+/// file = "inventory.sqlite"   # SQLite (the default): optional, relative to the manifest;
+///                             # default db/NAME.sqlite under the host's data directory
+///
+/// # or PostgreSQL:
+/// url = "postgres://theater@127.0.0.1:5432/app"   # never with a password in it
+/// password_env = "THEATER_PG_PASSWORD"            # optional: the variable holding it
+/// password_file = "/run/secrets/theater-pg"       # optional: a file only its owner reads
+/// schema = "inventory"                            # optional; default theater_NAME
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DbConfig {
-    /// The database file, relative to the manifest.
+    /// The SQLite file, relative to the manifest.
     pub file: Option<PathBuf>,
+    /// The PostgreSQL server and database (`postgres://user@host:port/dbname`), whose user
+    /// creates each actor's role and schema.
+    pub url: Option<String>,
+    /// The environment variable that holds the password of the URL's user.
+    pub password_env: Option<String>,
+    /// The file that holds it (its first line), readable by its owner only.
+    pub password_file: Option<PathBuf>,
+    /// The actor's schema on the server (default `theater_<actor>`).
+    pub schema: Option<String>,
+}
+
+/// A database as a manifest names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file (`None`: the default path under the data directory).
+    Sqlite(Option<PathBuf>),
+    /// A PostgreSQL server.
+    Postgres {
+        /// The URL, without a password.
+        url: String,
+        /// Where the password comes from.
+        password: PasswordSource,
+        /// The actor's schema, if not the default.
+        schema: Option<String>,
+    },
+}
+
+/// Where the password of a PostgreSQL URL's user comes from: never the manifest itself.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PasswordSource {
+    /// No password (trust or peer authentication).
+    None,
+    /// An environment variable of the host.
+    Env(String),
+    /// A file (relative paths start at the manifest).
+    File(PathBuf),
+}
+
+impl PasswordSource {
+    /// The password, read now; a clear error naming the variable or file if it cannot be.
+    pub fn read(&self) -> Result<Option<String>, String> {
+        match self {
+            PasswordSource::None => Ok(None),
+            PasswordSource::Env(var) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(Some(v)),
+                Ok(_) => Err(format!(
+                    "the environment variable {var} (password_env) is empty"
+                )),
+                Err(_) => Err(format!(
+                    "the environment variable {var} (password_env) is not set"
+                )),
+            },
+            PasswordSource::File(path) => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::MetadataExt;
+                    let meta = std::fs::metadata(path)
+                        .map_err(|e| format!("the password_file {}: {e}", path.display()))?;
+                    if meta.mode() & 0o077 != 0 {
+                        return Err(format!(
+                            "the password_file {} may be read by others (mode {:o}): make it readable by its owner only (chmod 600)",
+                            path.display(),
+                            meta.mode() & 0o777
+                        ));
+                    }
+                }
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("the password_file {}: {e}", path.display()))?;
+                let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+                if line.is_empty() {
+                    return Err(format!("the password_file {} is empty", path.display()));
+                }
+                Ok(Some(line.to_string()))
+            }
+        }
+    }
+}
+
+impl DbConfig {
+    /// Which database this section names, checked: an error names the field and what is
+    /// wrong with it.
+    pub fn backend(&self) -> Result<Backend, (&'static str, String)> {
+        let Some(url) = &self.url else {
+            for (field, set) in [
+                ("password_env", self.password_env.is_some()),
+                ("password_file", self.password_file.is_some()),
+                ("schema", self.schema.is_some()),
+            ] {
+                if set {
+                    return Err((
+                        field,
+                        format!(
+                            "{field} is for PostgreSQL: give `url` too (or remove it for SQLite)"
+                        ),
+                    ));
+                }
+            }
+            return Ok(Backend::Sqlite(self.file.clone()));
+        };
+        if self.file.is_some() {
+            return Err((
+                "file",
+                "`file` (SQLite) and `url` (PostgreSQL) name two databases: keep one".into(),
+            ));
+        }
+        let config = postgres_config(url).map_err(|e| ("url", e))?;
+        if config.get_password().is_some() {
+            return Err((
+                "url",
+                "the url holds a password, and a manifest must not: put it in an environment variable (password_env) or a file (password_file)".into(),
+            ));
+        }
+        let password = match (&self.password_env, &self.password_file) {
+            (Some(_), Some(_)) => {
+                return Err((
+                    "password_file",
+                    "give the password once: password_env or password_file".into(),
+                ));
+            }
+            (Some(var), None) if var.is_empty() => {
+                return Err(("password_env", "an empty variable name".into()));
+            }
+            (Some(var), None) => PasswordSource::Env(var.clone()),
+            (None, Some(file)) => PasswordSource::File(file.clone()),
+            (None, None) => PasswordSource::None,
+        };
+        if let Some(schema) = &self.schema {
+            let plain = schema.len() <= 63
+                && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && schema
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && !schema.starts_with("pg_")
+                && schema != crate::postgres::HOST_SCHEMA;
+            if !plain {
+                return Err((
+                    "schema",
+                    format!(
+                        "{schema:?} is not a schema an actor may own: lower case letters, digits and _, at most 63, not pg_* nor theater_host"
+                    ),
+                ));
+            }
+        }
+        Ok(Backend::Postgres {
+            url: url.clone(),
+            password,
+            schema: self.schema.clone(),
+        })
+    }
+}
+
+/// The connection settings of `url`, checked for what this host supports.
+pub(crate) fn postgres_config(url: &str) -> Result<tokio_postgres::Config, String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(format!(
+            "{url:?} is not a PostgreSQL URL (postgres://user@host:port/dbname)"
+        ));
+    }
+    let config = tokio_postgres::Config::from_str(url)
+        .map_err(|e| format!("{url:?} is not a valid PostgreSQL URL: {e}"))?;
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(
+            "sslmode=require: this host does not speak TLS to PostgreSQL yet (reach the server over loopback or a private network)".into(),
+        );
+    }
+    if config.get_dbname().is_none() {
+        return Err(format!(
+            "{url:?} names no database (postgres://user@host:port/dbname)"
+        ));
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(toml: &str) -> DbConfig {
+        toml::from_str(toml).unwrap_or_else(|e| panic!("{toml}: {e}"))
+    }
+
+    #[test]
+    fn a_manifest_names_sqlite_or_postgres_never_a_password() {
+        assert_eq!(config("").backend(), Ok(Backend::Sqlite(None)));
+        let pg =
+            config("url = \"postgres://theater@127.0.0.1:5432/app\"\npassword_env = \"PG_PW\"");
+        assert_eq!(
+            pg.backend(),
+            Ok(Backend::Postgres {
+                url: "postgres://theater@127.0.0.1:5432/app".into(),
+                password: PasswordSource::Env("PG_PW".into()),
+                schema: None,
+            })
+        );
+        let refused = [
+            (
+                "url = \"postgres://u:secret@127.0.0.1/app\"",
+                "url",
+                "password",
+            ),
+            ("url = \"mysql://u@h/app\"", "url", "not a PostgreSQL URL"),
+            ("url = \"postgres://u@h\"", "url", "names no database"),
+            ("url = \"postgres://u@h/app?sslmode=require\"", "url", "TLS"),
+            (
+                "file = \"x.db\"\nurl = \"postgres://u@h/app\"",
+                "file",
+                "keep one",
+            ),
+            ("password_env = \"X\"", "password_env", "for PostgreSQL"),
+            (
+                "url = \"postgres://u@h/app\"\nschema = \"Bad-Name\"",
+                "schema",
+                "not a schema",
+            ),
+            (
+                "url = \"postgres://u@h/app\"\nschema = \"theater_host\"",
+                "schema",
+                "not a schema",
+            ),
+            (
+                "url = \"postgres://u@h/app\"\npassword_env = \"A\"\npassword_file = \"b\"",
+                "password_file",
+                "once",
+            ),
+        ];
+        for (toml, field, says) in refused {
+            let (f, message) = config(toml).backend().unwrap_err();
+            assert_eq!(f, field, "{toml}: {message}");
+            assert!(message.contains(says), "{toml}: {message}");
+            assert!(!message.contains("secret"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_password_comes_from_the_environment_or_a_private_file() {
+        let missing = PasswordSource::Env("THEATER_TEST_NO_SUCH_VARIABLE_1234".into());
+        assert!(
+            missing
+                .read()
+                .unwrap_err()
+                .contains("THEATER_TEST_NO_SUCH_VARIABLE_1234")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "hunter2\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = PasswordSource::File(file.clone()).read().unwrap_err();
+            assert!(e.contains("chmod 600") && !e.contains("hunter2"), "{e}");
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        assert_eq!(
+            PasswordSource::File(file).read().unwrap(),
+            Some("hunter2".to_string())
+        );
+    }
 }

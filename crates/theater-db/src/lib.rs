@@ -3,8 +3,10 @@
 //! The database capability (`[interfaces.db]`): SQL for Theater actors.
 //!
 //! - [`Database`] is the seam (JSON request in, JSON answer out, an input's writes as one
-//!   unit); [`Sqlite`] implements it on an embedded SQLite file, one per actor. A server
-//!   database can implement the same trait.
+//!   unit). [`Sqlite`] implements it on an embedded SQLite file, one per actor;
+//!   [`Postgres`] on a PostgreSQL server, a role and a schema per actor, with a pool of
+//!   connections per host and server ([`PgServer`]). The actor sees the same requests and
+//!   answers on both (docs/DATABASES.md says where the dialects differ).
 //! - Every request and its answer are recorded in the actor's chain ([`run`]), so replay needs
 //!   no database. An input's writes are one transaction, committed once its entry is durable
 //!   together with that entry's seq (table `_theater_applied`), and rolled back if the input
@@ -32,19 +34,22 @@
 
 mod config;
 mod host;
+mod postgres;
 mod sqlite;
 mod unit;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-pub use config::DbConfig;
+pub use config::{Backend, DbConfig, PasswordSource};
+pub use postgres::{DEFAULT_MAX_CONNECTIONS, PgServer, Postgres, identifier};
 pub use sqlite::{DEFAULT_MAX_RESULT_BYTES, DEFAULT_TIME_LIMIT, Sqlite};
 pub use unit::{
     DB_RUN, Database, DbError, DbErrorKind, NOT_GRANTED, RunAnswer, reapply, run, same_answer,
 };
 
 use theater_chain::{BlobStore, Entry};
-use theater_wasm::{Capability, Grant, HostState, Setup};
+use theater_wasm::{Capability, FieldError, Grant, HostState, Manifest, Setup};
 use wasmtime::component::Linker;
 
 /// The database of one actor: what its `db.run` import uses.
@@ -64,9 +69,51 @@ impl Grant for DbGrant {
     }
 }
 
-/// The database capability: one SQLite file per actor. Its grant is a [`DbGrant`].
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Db;
+/// The host's pools, by URL and password source.
+type Servers = HashMap<(String, PasswordSource), Arc<PgServer>>;
+
+/// The database capability: an SQLite file per actor, or a role and schema per actor on a
+/// PostgreSQL server. Its grant is a [`DbGrant`]. It keeps the host's connection pool of
+/// each server its actors use.
+#[derive(Clone, Debug, Default)]
+pub struct Db {
+    servers: Arc<Mutex<Servers>>,
+}
+
+impl Db {
+    /// The capability, with no connection open yet.
+    pub fn new() -> Self {
+        Db::default()
+    }
+
+    /// The host's pool for `url` (one per server, database and user), made at first use.
+    fn server(
+        &self,
+        url: &str,
+        password: &PasswordSource,
+        manifest: &Manifest,
+    ) -> anyhow::Result<Arc<PgServer>> {
+        let source = match password {
+            PasswordSource::File(f) => PasswordSource::File(manifest.relative(f)),
+            other => other.clone(),
+        };
+        let mut servers = self
+            .servers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (url.to_string(), source.clone());
+        if let Some(s) = servers.get(&key) {
+            return Ok(Arc::clone(s));
+        }
+        let mut config = config::postgres_config(url).map_err(anyhow::Error::msg)?;
+        if let Some(pw) = source.read().map_err(anyhow::Error::msg)? {
+            config.password(pw);
+        }
+        let server = PgServer::new(config, DEFAULT_MAX_CONNECTIONS);
+        servers.insert(key, Arc::clone(&server));
+        Ok(server)
+    }
+}
 
 impl Capability for Db {
     const NAME: &'static str = "db";
@@ -79,11 +126,34 @@ impl Capability for Db {
         )
     }
 
+    fn check(&self, config: &DbConfig, _manifest: &Manifest) -> Result<(), FieldError> {
+        config
+            .backend()
+            .map(|_| ())
+            .map_err(|(field, message)| FieldError::at(field, message))
+    }
+
     fn grant(&self, config: &DbConfig, setup: &Setup<'_>) -> anyhow::Result<Arc<dyn Grant>> {
         let m = setup.manifest;
-        let file = match &config.file {
-            Some(f) => m.relative(f),
-            None => setup.data_dir.join("db").join(format!("{}.sqlite", m.name)),
+        let backend = config
+            .backend()
+            .map_err(|(field, message)| anyhow::anyhow!("[interfaces.db] {field}: {message}"))?;
+        let file = match backend {
+            Backend::Sqlite(Some(f)) => m.relative(f),
+            Backend::Sqlite(None) => setup.data_dir.join("db").join(format!("{}.sqlite", m.name)),
+            Backend::Postgres {
+                url,
+                password,
+                schema,
+            } => {
+                let server = self
+                    .server(&url, &password, m)
+                    .map_err(|e| anyhow::anyhow!("[interfaces.db] {e}"))?;
+                // Connected at the first request (or repair): the server may start later.
+                let db = Postgres::new(server, m.name.as_str(), schema.as_deref())
+                    .with_time_limit(m.limits.cpu);
+                return Ok(Arc::new(DbGrant { db: Arc::new(db) }));
+            }
         };
         // A request may take no longer than the input it is part of.
         let db = Sqlite::open(&file)

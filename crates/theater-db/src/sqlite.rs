@@ -175,6 +175,35 @@ impl Limits {
     }
 }
 
+/// Runs `stmt` and collects its rows within `budget` bytes: (columns, rows).
+fn rows(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: Vec<Sql>,
+    limits: &Limits,
+    budget: &mut usize,
+) -> Result<(Vec<String>, Vec<Value>), DbError> {
+    let err = |e: rusqlite::Error| limits.error(e);
+    let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
+    let n = columns.len();
+    let mut rows = stmt.query(params_from_iter(params)).map_err(err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(err)? {
+        let mut r = Vec::with_capacity(n);
+        for i in 0..n {
+            let (v, size) = from_sql(row.get_ref(i).map_err(err)?);
+            *budget = budget.checked_sub(size).ok_or_else(|| {
+                DbError::limit(format!(
+                    "result over {} bytes (the database's limit per request)",
+                    limits.result_bytes
+                ))
+            })?;
+            r.push(v);
+        }
+        out.push(Value::Array(r));
+    }
+    Ok((columns, out))
+}
+
 /// Runs one `query` or `execute` request on `conn`; `budget` is how many bytes of rows it
 /// may still return. An `execute` expects the connection's last insert rowid to be 0.
 fn statement(
@@ -191,35 +220,22 @@ fn statement(
                 "a query may only read; use {{\"execute\": ...}} to write ({sql})"
             )));
         }
-        let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
-        let n = columns.len();
-        let mut rows = stmt
-            .query(params_from_iter(params(request)?))
-            .map_err(err)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(err)? {
-            let mut r = Vec::with_capacity(n);
-            for i in 0..n {
-                let (v, size) = from_sql(row.get_ref(i).map_err(err)?);
-                *budget = budget.checked_sub(size).ok_or_else(|| {
-                    DbError::limit(format!(
-                        "result over {} bytes (the database's limit per request)",
-                        limits.result_bytes
-                    ))
-                })?;
-                r.push(v);
-            }
-            out.push(Value::Array(r));
-        }
+        let (columns, out) = rows(&mut stmt, params(request)?, limits, budget)?;
         return Ok(json!({"columns": columns, "rows": out}));
     }
     if let Some(sql) = request.get("execute").and_then(Value::as_str) {
         let params = params(request)?;
         let before = conn.total_changes();
-        let changes = conn
-            .prepare_cached(sql)
-            .and_then(|mut s| s.execute(params_from_iter(params)))
-            .map_err(err)?;
+        let mut stmt = conn.prepare_cached(sql).map_err(err)?;
+        // A statement with RETURNING answers its rows too.
+        let (changes, returned) = if stmt.column_count() > 0 {
+            let (columns, out) = rows(&mut stmt, params, limits, budget)?;
+            (conn.changes(), Some((columns, out)))
+        } else {
+            let n = stmt.execute(params_from_iter(params)).map_err(err)?;
+            (u64::try_from(n).unwrap_or(u64::MAX), None)
+        };
+        drop(stmt);
         // Counts from the connection's history are not the statement's: a statement that
         // changed no row (DDL, say) changed 0, and only one that inserted has a rowid.
         let changes = if conn.total_changes() == before {
@@ -227,10 +243,15 @@ fn statement(
         } else {
             changes
         };
-        return Ok(match conn.last_insert_rowid() {
-            0 => json!({"changes": changes}),
-            rowid => json!({"changes": changes, "last_insert_rowid": rowid}),
-        });
+        let mut answer = json!({"changes": changes});
+        if let Some((columns, out)) = returned {
+            answer["columns"] = json!(columns);
+            answer["rows"] = Value::Array(out);
+        }
+        if let rowid @ 1.. = conn.last_insert_rowid() {
+            answer["last_insert_rowid"] = json!(rowid);
+        }
+        return Ok(answer);
     }
     Err(DbError::refused(format!(
         "expected {{\"query\": sql}}, {{\"execute\": sql}} or {{\"transaction\": [...]}}, got {request}"

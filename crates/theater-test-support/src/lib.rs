@@ -9,6 +9,7 @@
 //! | [`Sleepy`] | slowness: sleeps `{"sleep_ms": n}` before counting |
 
 pub mod nats;
+pub mod pg;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -18,7 +18,7 @@ pub(crate) fn hosted(registry: &Registry, children: &crate::children::Actors) ->
         .with(theater_msg::Msg::new(registry.clone()))
         .with(theater_files::Files)
         .with(theater_timers::Timers::system())
-        .with(theater_db::Db)
+        .with(theater_db::Db::new())
         .with(theater_http::Http::new())
         .with(theater_http_client::HttpClient)
 }

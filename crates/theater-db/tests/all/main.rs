@@ -21,6 +21,7 @@ use theater_db::Sqlite;
 use theater_db::{Database, DbError};
 use theater_test_support::id;
 
+mod postgres;
 mod wasm;
 
 /// Runs each request of a list through the recorded `db::run`; `"fail"` fails the input.

@@ -14,7 +14,7 @@ fn host() -> WasmHost {
     WasmHost::new(
         WasmConfig::default()
             .pooling(Some(64))
-            .capabilities(Capabilities::new().with(Db)),
+            .capabilities(Capabilities::new().with(Db::new())),
     )
     .unwrap()
 }

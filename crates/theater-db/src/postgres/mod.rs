@@ -1,0 +1,903 @@
+//! [`Postgres`]: the [`Database`] of one actor on a PostgreSQL server, and [`PgServer`], a
+//! host's pool of connections to one server.
+//!
+//! Each actor gets a role of its own (`LOGIN`, no other privilege) and a schema it owns; its
+//! connections log in as that role, so its SQL reaches its own schema and nothing else, and
+//! no statement it sends can change that (`RESET ROLE` returns to itself). The host's
+//! bookkeeping (the applied mark of each actor) lives in the schema `theater_host`, which
+//! actor roles cannot read or write: the host writes an actor's mark through a function that
+//! checks a key only the host holds, and a host that takes an actor over replaces the key and
+//! ends the previous host's sessions, so a stale host can never commit for it.
+
+pub(crate) mod sql;
+mod values;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as SyncMutex};
+use std::time::Duration;
+
+use futures_util::{StreamExt, pin_mut};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, OnceCell, OwnedSemaphorePermit, Semaphore};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls, Statement};
+
+use crate::{Database, DbError};
+use values::{Cell, Param, Unmapped};
+
+/// How many connections a host opens to one server by default, all actors together.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
+
+/// The host's schema on every database it uses.
+pub(crate) const HOST_SCHEMA: &str = "theater_host";
+
+/// What a request answers once the server ended the input's transaction (the connection
+/// was lost).
+const UNIT_LOST: &str = "the connection to PostgreSQL was lost and with it this input's transaction (every write of the input so far is undone, and nothing more can run until the input ends)";
+
+/// How long a connection or the host's set-up may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a cancelled request may take to stop before its connection is closed.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
+
+/// How many prepared statements a connection keeps.
+const STATEMENT_CACHE: usize = 256;
+
+/// One connection, logged in as one actor's role, with its prepared statements.
+struct Conn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// A host's connections to one PostgreSQL server: at most `max` open at once, all actors
+/// together; an idle one is kept for its actor until another actor needs the room.
+pub struct PgServer {
+    config: tokio_postgres::Config,
+    permits: Arc<Semaphore>,
+    /// Idle connections, the least recently used first: (role, connection).
+    idle: SyncMutex<Vec<(String, Conn)>>,
+    max: usize,
+}
+
+impl std::fmt::Debug for PgServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgServer")
+            .field("host", &self.config.get_hosts())
+            .field("dbname", &self.config.get_dbname())
+            .field("user", &self.config.get_user())
+            .field("max", &self.max)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgServer {
+    /// A pool for the server `config` names, whose user (the host's) creates the actors'
+    /// roles and schemas: it needs `CREATEROLE` and `CREATE` on the database.
+    pub fn new(config: tokio_postgres::Config, max: usize) -> Arc<Self> {
+        Arc::new(PgServer {
+            config,
+            permits: Arc::new(Semaphore::new(max.max(1))),
+            idle: SyncMutex::new(Vec::new()),
+            max: max.max(1),
+        })
+    }
+
+    /// The database's name.
+    pub fn dbname(&self) -> &str {
+        self.config.get_dbname().unwrap_or("postgres")
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(String, Conn)>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An idle connection of `role`, if one is open.
+    fn take_idle(&self, role: &str) -> Option<Conn> {
+        let mut idle = self.idle();
+        let i = idle.iter().rposition(|(r, _)| r == role)?;
+        let (_, conn) = idle.remove(i);
+        drop(idle);
+        (!conn.client.is_closed()).then_some(conn)
+    }
+
+    /// Keeps `conn` for `role`'s next request.
+    fn put_idle(&self, role: &str, conn: Conn) {
+        if !conn.client.is_closed() {
+            self.idle().push((role.to_string(), conn));
+        }
+    }
+
+    /// Closes `role`'s idle connections.
+    fn purge(&self, role: &str) {
+        self.idle().retain(|(r, _)| r != role);
+    }
+
+    /// A connection as `role`: an idle one, or a new one once there is room (closing the
+    /// least recently used idle connection if need be), waiting at most `wait`.
+    async fn connect(&self, role: &str, password: &str, wait: Duration) -> Result<Conn, DbError> {
+        if let Some(conn) = self.take_idle(role) {
+            return Ok(conn);
+        }
+        let permit = loop {
+            if let Ok(p) = Arc::clone(&self.permits).try_acquire_owned() {
+                break p;
+            }
+            let evicted = {
+                let mut idle = self.idle();
+                (!idle.is_empty()).then(|| idle.remove(0))
+            };
+            if evicted.is_none() {
+                break tokio::time::timeout(wait, Arc::clone(&self.permits).acquire_owned())
+                    .await
+                    .map_err(|_| {
+                        DbError::unavailable(format!(
+                            "all {} connections of this host to PostgreSQL stayed busy for {} ms",
+                            self.max,
+                            wait.as_millis()
+                        ))
+                    })?
+                    .map_err(|_| DbError::unavailable("the connection pool is closed"))?;
+            }
+        };
+        let mut config = self.config.clone();
+        config
+            .user(role)
+            .password(password)
+            .application_name(format!("theater {role}"));
+        let client = open(&config).await.map_err(|e| {
+            DbError::unavailable(format!("cannot connect to PostgreSQL as {role}: {e}"))
+        })?;
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+            _permit: permit,
+        })
+    }
+
+    /// A connection as the host's own user (not counted in the pool: set-up only).
+    async fn admin(&self) -> Result<Client, DbError> {
+        open(&self.config)
+            .await
+            .map_err(|e| DbError::unavailable(format!("cannot connect to PostgreSQL: {e}")))
+    }
+}
+
+/// Opens a connection and drives it on the current runtime.
+async fn open(config: &tokio_postgres::Config) -> Result<Client, String> {
+    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
+        .await
+        .map_err(|_| format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))?
+        .map_err(|e| describe(&e))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("a PostgreSQL connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// An error as the actor sees it: the server's message, its SQLSTATE, detail and hint.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!(": {d}"));
+            }
+            if let Some(h) = db.hint() {
+                s.push_str(&format!(" (hint: {h})"));
+            }
+            s
+        }
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+/// What one request may use.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    time: Duration,
+    result_bytes: usize,
+}
+
+/// What an actor's database connection is doing between requests.
+#[derive(Default)]
+struct Session {
+    /// The connection of the open unit (between requests outside a unit, it is in the
+    /// server's idle list).
+    conn: Option<Conn>,
+    /// Whether an input's unit is open.
+    unit: bool,
+}
+
+/// One actor's database on a PostgreSQL server: its own role and schema. Requests run with
+/// the limits of [`crate::Sqlite`] (time, result size); an input's writes are one
+/// transaction, each request within it a savepoint, so a failed request leaves the unit as
+/// it was before it.
+pub struct Postgres {
+    server: Arc<PgServer>,
+    role: String,
+    schema: String,
+    /// The role's password, new at each grant (set on the server at set-up).
+    password: String,
+    /// The key the applied mark is written with, new at each grant.
+    key: String,
+    ready: OnceCell<()>,
+    session: Mutex<Session>,
+    /// A failed input's unit waits to be rolled back.
+    rollback: Arc<AtomicBool>,
+    /// The open unit was lost, and the actor was told.
+    lost: AtomicBool,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("server", &self.server)
+            .field("role", &self.role)
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).unwrap_or_else(|_| {
+        // No system randomness: a key from the clock is still unknown to the actor.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        bytes[..16].copy_from_slice(&t.to_le_bytes());
+    });
+    values::hex(&bytes)
+}
+
+/// `parts` joined by `_` as a PostgreSQL identifier that needs no quoting rules: lower case
+/// letters, digits and `_`, at most 63 bytes; anything changed or cut gets a hash suffix so
+/// two names never meet.
+pub fn identifier(parts: &[&str]) -> String {
+    let joined = parts.join("_");
+    let mut id: String = joined
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if id.starts_with(|c: char| c.is_ascii_digit()) {
+        id.insert(0, '_');
+    }
+    if id != joined || id.len() > 63 {
+        let h = values::hex(&Sha256::digest(joined.as_bytes()));
+        id.truncate(54);
+        id.push('_');
+        id.push_str(&h[..8]);
+    }
+    id
+}
+
+/// What a failed request says, and whether its connection is gone.
+struct Failure {
+    error: DbError,
+    broken: bool,
+}
+
+impl From<DbError> for Failure {
+    fn from(error: DbError) -> Self {
+        Failure {
+            error,
+            broken: false,
+        }
+    }
+}
+
+impl Postgres {
+    /// The database of actor `actor` on `server`, in `schema` (default `theater_<actor>`).
+    pub fn new(server: Arc<PgServer>, actor: &str, schema: Option<&str>) -> Self {
+        let role = identifier(&["theater", server.dbname(), actor]);
+        let schema = schema.map_or_else(|| identifier(&["theater", actor]), str::to_string);
+        Postgres {
+            server,
+            role,
+            schema,
+            password: random_hex(),
+            key: random_hex(),
+            ready: OnceCell::new(),
+            session: Mutex::new(Session::default()),
+            rollback: Arc::new(AtomicBool::new(false)),
+            lost: AtomicBool::new(false),
+            limits: Limits {
+                time: crate::DEFAULT_TIME_LIMIT,
+                result_bytes: crate::DEFAULT_MAX_RESULT_BYTES,
+            },
+        }
+    }
+
+    /// Interrupts a request that runs longer than `limit` (default
+    /// [`crate::DEFAULT_TIME_LIMIT`]): the server cancels it and the actor is answered
+    /// "query interrupted after N ms".
+    pub fn with_time_limit(mut self, limit: Duration) -> Self {
+        self.limits.time = limit;
+        self
+    }
+
+    /// Refuses a request whose rows take more than `bytes` (default
+    /// [`crate::DEFAULT_MAX_RESULT_BYTES`]).
+    pub fn with_max_result_bytes(mut self, bytes: usize) -> Self {
+        self.limits.result_bytes = bytes;
+        self
+    }
+
+    /// The actor's role (its connections log in as it).
+    pub fn role(&self) -> &str {
+        &self.role
+    }
+
+    /// The actor's schema.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Creates (or takes over) the actor's role and schema and the host's bookkeeping, once
+    /// per grant: a new password and mark key, and every other session of the role ended.
+    async fn ready(&self) -> Result<(), DbError> {
+        self.ready
+            .get_or_try_init(|| async {
+                self.set_up()
+                    .await
+                    .map_err(|e| e.context("setting up the actor's role and schema on PostgreSQL"))
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn set_up(&self) -> Result<(), DbError> {
+        let admin = self.server.admin().await?;
+        let (role, schema, h) = (&self.role, &self.schema, HOST_SCHEMA);
+        let verifier = postgres_protocol::password::scram_sha_256(self.password.as_bytes());
+        let key = &self.key;
+        let script = format!(
+            r#"BEGIN;
+SELECT pg_advisory_xact_lock(7305411118);
+CREATE SCHEMA IF NOT EXISTS {h};
+REVOKE ALL ON SCHEMA {h} FROM PUBLIC;
+CREATE TABLE IF NOT EXISTS {h}.applied (actor text PRIMARY KEY, seq bigint, key_hash bytea NOT NULL);
+CREATE OR REPLACE FUNCTION {h}.mark_applied(p_seq bigint, p_key text) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+BEGIN
+  UPDATE {h}.applied SET seq = p_seq
+   WHERE actor = session_user::text AND key_hash = sha256(convert_to(p_key, 'UTF8'));
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'the applied mark of % is refused: another host has taken this actor over', session_user;
+  END IF;
+END $f$;
+CREATE OR REPLACE FUNCTION {h}.applied_seq() RETURNS bigint
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
+  SELECT seq FROM {h}.applied WHERE actor = session_user::text $f$;
+REVOKE ALL ON FUNCTION {h}.mark_applied(bigint, text), {h}.applied_seq() FROM PUBLIC;
+DO $d$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = '{role}') THEN
+    CREATE ROLE "{role}";
+  END IF;
+END $d$;
+ALTER ROLE "{role}" WITH LOGIN PASSWORD '{verifier}';
+GRANT "{role}" TO CURRENT_USER;
+ALTER ROLE "{role}" SET search_path = "{schema}";
+CREATE SCHEMA IF NOT EXISTS "{schema}" AUTHORIZATION "{role}";
+GRANT USAGE ON SCHEMA {h} TO "{role}";
+GRANT EXECUTE ON FUNCTION {h}.mark_applied(bigint, text), {h}.applied_seq() TO "{role}";
+INSERT INTO {h}.applied (actor, seq, key_hash) VALUES ('{role}', NULL, sha256(convert_to('{key}', 'UTF8')))
+  ON CONFLICT (actor) DO UPDATE SET key_hash = EXCLUDED.key_hash;
+COMMIT;"#
+        );
+        let failed = |e: tokio_postgres::Error| DbError::unavailable(describe(&e));
+        if let Err(e) = admin.batch_execute(&script).await {
+            let _ = admin.batch_execute("ROLLBACK").await;
+            let mut message = describe(&e);
+            if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+                message.push_str(" (the host's user needs CREATEROLE and CREATE on the database)");
+            }
+            return Err(DbError::unavailable(message));
+        }
+        let owner: String = admin
+            .query_one(
+                "SELECT pg_catalog.pg_get_userbyid(nspowner)::text FROM pg_catalog.pg_namespace WHERE nspname = $1",
+                &[schema],
+            )
+            .await
+            .map_err(failed)?
+            .get(0);
+        if owner != *role {
+            return Err(DbError::unavailable(format!(
+                "the schema {schema} belongs to {owner}, not to the actor's role {role}: name another one with `schema = ...` in [interfaces.db]"
+            )));
+        }
+        // A host that ran this actor before (or runs it still) commits nothing more.
+        self.server.purge(role);
+        admin
+            .execute(
+                "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE usename = $1 AND pid <> pg_catalog.pg_backend_pid()",
+                &[role],
+            )
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    /// Rolls back a failed input's unit, if one waits.
+    async fn settle(&self, s: &mut Session) {
+        if self.rollback.swap(false, Ordering::AcqRel) {
+            s.unit = false;
+            self.lost.store(false, Ordering::Release);
+            if let Some(conn) = s.conn.take()
+                && conn.client.batch_execute("ROLLBACK").await.is_ok()
+            {
+                self.server.put_idle(&self.role, conn);
+            }
+        }
+    }
+
+    /// The unit's connection, or one from the pool.
+    async fn conn(&self, s: &mut Session) -> Result<Conn, DbError> {
+        match s.conn.take() {
+            Some(conn) => Ok(conn),
+            None => {
+                self.server
+                    .connect(
+                        &self.role,
+                        &self.password,
+                        self.limits.time.max(CONNECT_TIMEOUT),
+                    )
+                    .await
+            }
+        }
+    }
+
+    /// Gives `conn` back after a request: kept for the unit, or idle in the pool.
+    fn give_back(&self, s: &mut Session, conn: Conn) {
+        if s.unit {
+            s.conn = Some(conn);
+        } else {
+            self.server.put_idle(&self.role, conn);
+        }
+    }
+
+    /// Runs `request`, within the limits if `limited`.
+    async fn run_limited(&self, request: &Value, limited: bool) -> Result<Value, DbError> {
+        self.ready().await?;
+        let mut s = self.session.lock().await;
+        self.settle(&mut s).await;
+        if s.unit && self.lost.load(Ordering::Acquire) {
+            return Err(DbError::unit_lost(UNIT_LOST));
+        }
+        let mut conn = self.conn(&mut s).await?;
+        let budget = if limited {
+            self.limits.result_bytes
+        } else {
+            usize::MAX
+        };
+        let mut answer = self
+            .guarded(&mut conn, request, budget, s.unit, limited)
+            .await;
+        if let Err(f) = &answer
+            && !f.broken
+            && f.error
+                .message
+                .contains("cached plan must not change result type")
+        {
+            // A table changed under a prepared statement: prepare again, once.
+            conn.statements.clear();
+            answer = self
+                .guarded(&mut conn, request, budget, s.unit, limited)
+                .await;
+        }
+        match answer {
+            Ok(v) => {
+                self.give_back(&mut s, conn);
+                Ok(v)
+            }
+            Err(Failure { error, broken }) => {
+                if broken || conn.client.is_closed() {
+                    drop(conn);
+                    if s.unit {
+                        self.lost.store(true, Ordering::Release);
+                        return Err(DbError::unit_lost(format!("{UNIT_LOST}: {error}")));
+                    }
+                } else {
+                    self.give_back(&mut s, conn);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs `request` on `conn` (in the open unit if `unit`), cancelling it on the server
+    /// once it runs past the time limit (if `limited`).
+    async fn guarded(
+        &self,
+        conn: &mut Conn,
+        request: &Value,
+        budget: usize,
+        unit: bool,
+        limited: bool,
+    ) -> Result<Value, Failure> {
+        let cancel = conn.client.cancel_token();
+        let work = in_transaction(conn, request, budget, unit);
+        pin_mut!(work);
+        if !limited {
+            return work.await;
+        }
+        let limit = self.limits.time;
+        let interrupted = || {
+            DbError::limit(format!(
+                "query interrupted after {} ms (the database's time limit per request)",
+                limit.as_millis()
+            ))
+        };
+        match tokio::time::timeout(limit, &mut work).await {
+            Ok(Err(f)) if f.error.message.contains("SQLSTATE 57014") => Err(Failure {
+                error: interrupted(),
+                broken: f.broken,
+            }),
+            Ok(r) => r,
+            Err(_) => {
+                let _ = cancel.cancel_query(NoTls).await;
+                match tokio::time::timeout(CANCEL_GRACE, &mut work).await {
+                    Ok(Ok(v)) => Ok(v),
+                    Ok(Err(f)) => Err(Failure {
+                        error: interrupted(),
+                        broken: f.broken,
+                    }),
+                    Err(_) => Err(Failure {
+                        error: interrupted(),
+                        broken: true,
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// Runs `request` in a transaction: the open unit (within a savepoint, so a failure undoes
+/// this request only), or one of its own (read only for a query).
+async fn in_transaction(
+    conn: &mut Conn,
+    request: &Value,
+    mut budget: usize,
+    unit: bool,
+) -> Result<Value, Failure> {
+    let query = request.get("query").is_some();
+    let (open, done, undo) = match (unit, query) {
+        (true, _) => (
+            "SAVEPOINT theater_request",
+            "RELEASE SAVEPOINT theater_request",
+            "ROLLBACK TO SAVEPOINT theater_request; RELEASE SAVEPOINT theater_request",
+        ),
+        (false, true) => ("BEGIN READ ONLY", "COMMIT", "ROLLBACK"),
+        (false, false) => ("BEGIN", "COMMIT", "ROLLBACK"),
+    };
+    let broken = |e: tokio_postgres::Error| Failure {
+        error: DbError::unavailable(describe(&e)),
+        broken: true,
+    };
+    conn.client.batch_execute(open).await.map_err(broken)?;
+    // Within a transaction of its own a query is read only already.
+    let answer = dispatch(conn, request, &mut budget, unit).await;
+    match answer {
+        Ok(v) => {
+            conn.client.batch_execute(done).await.map_err(broken)?;
+            Ok(v)
+        }
+        Err(error) => {
+            // If even the undo fails, the connection is gone (and the server undoes it all).
+            let broken = conn.client.batch_execute(undo).await.is_err();
+            Err(Failure { error, broken })
+        }
+    }
+}
+
+/// Runs one request: a statement, or a transaction of them (all applied or none: the
+/// caller's savepoint undoes a partial one).
+async fn dispatch(
+    conn: &mut Conn,
+    request: &Value,
+    budget: &mut usize,
+    guard_reads: bool,
+) -> Result<Value, DbError> {
+    let Some(list) = request.get("transaction") else {
+        return statement(conn, request, budget, guard_reads).await;
+    };
+    let list = list
+        .as_array()
+        .ok_or("transaction must be an array of requests")?;
+    let mut results = Vec::with_capacity(list.len());
+    for (i, r) in list.iter().enumerate() {
+        let answer = Box::pin(statement(conn, r, budget, guard_reads))
+            .await
+            .map_err(|e| e.context(&format!("statement {i} failed, nothing was applied")))?;
+        results.push(answer);
+    }
+    Ok(json!({"results": results}))
+}
+
+fn params(request: &Value) -> Result<Vec<Param<'_>>, DbError> {
+    match request.get("params") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => Ok(a.iter().map(Param).collect()),
+        Some(other) => Err(DbError::refused(format!(
+            "params must be an array, got {other}"
+        ))),
+    }
+}
+
+/// An error of the server as the actor sees it.
+fn refused(e: &tokio_postgres::Error) -> DbError {
+    let message = describe(e);
+    match e.code() {
+        Some(c) if *c == SqlState::QUERY_CANCELED => DbError::limit(message),
+        Some(c)
+            if c.code().starts_with("08")
+                || c.code().starts_with("53")
+                || c.code().starts_with("57P") =>
+        {
+            DbError::unavailable(message)
+        }
+        Some(_) => DbError::refused(message),
+        None => DbError::unavailable(message),
+    }
+}
+
+/// The prepared statement of `sql` on `conn` (prepared once per connection).
+async fn prepare(conn: &mut Conn, sql: &str) -> Result<Statement, DbError> {
+    if let Some(s) = conn.statements.get(sql) {
+        return Ok(s.clone());
+    }
+    let text = sql::numbered_placeholders(sql);
+    let s = conn.client.prepare(&text).await.map_err(|e| refused(&e))?;
+    if conn.statements.len() >= STATEMENT_CACHE {
+        conn.statements.clear();
+    }
+    conn.statements.insert(sql.to_string(), s.clone());
+    Ok(s)
+}
+
+/// Runs one `query` or `execute`; a query inside the unit runs read only (`guard_reads`).
+async fn statement(
+    conn: &mut Conn,
+    request: &Value,
+    budget: &mut usize,
+    guard_reads: bool,
+) -> Result<Value, DbError> {
+    let (sql, query) = match (request.get("query"), request.get("execute")) {
+        (Some(Value::String(q)), None) => (q.as_str(), true),
+        (None, Some(Value::String(e))) => (e.as_str(), false),
+        _ => {
+            return Err(DbError::refused(format!(
+                "expected {{\"query\": sql}}, {{\"execute\": sql}} or {{\"transaction\": [...]}}, got {request}"
+            )));
+        }
+    };
+    if let Some(why) = sql::refused(sql) {
+        return Err(DbError::refused(why));
+    }
+    let params = params(request)?;
+    if query && guard_reads {
+        conn.client
+            .batch_execute("SAVEPOINT theater_query; SET LOCAL transaction_read_only = on")
+            .await
+            .map_err(|e| DbError::unavailable(describe(&e)))?;
+        let answer = rows(conn, sql, &params, budget).await;
+        conn.client
+            .batch_execute("ROLLBACK TO SAVEPOINT theater_query; RELEASE SAVEPOINT theater_query")
+            .await
+            .map_err(|e| DbError::unavailable(describe(&e)))?;
+        return answer.map(|(columns, rows, _)| json!({"columns": columns, "rows": rows}));
+    }
+    let (columns, rows, changes) = rows(conn, sql, &params, budget).await?;
+    if query {
+        return Ok(json!({"columns": columns, "rows": rows}));
+    }
+    Ok(if columns.is_empty() {
+        json!({"changes": changes})
+    } else {
+        json!({"changes": changes, "columns": columns, "rows": rows})
+    })
+}
+
+/// Runs `sql` and collects its rows within `budget` bytes: (columns, rows, rows affected).
+async fn rows(
+    conn: &mut Conn,
+    sql: &str,
+    params: &[Param<'_>],
+    budget: &mut usize,
+) -> Result<(Vec<String>, Vec<Value>, u64), DbError> {
+    let statement = prepare(conn, sql).await?;
+    let columns: Vec<String> = statement
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    let stream = conn
+        .client
+        .query_raw(&statement, params.iter())
+        .await
+        .map_err(|e| match e.code() {
+            None if std::error::Error::source(&e).is_some() && !conn.client.is_closed() => {
+                // A parameter the client could not encode.
+                DbError::refused(format!("a parameter: {}", describe(&e)))
+            }
+            _ => refused(&e),
+        })?;
+    pin_mut!(stream);
+    let mut out = Vec::new();
+    while let Some(row) = stream.next().await {
+        let row = row.map_err(|e| refused(&e))?;
+        let mut r = Vec::with_capacity(columns.len());
+        for (i, column) in statement.columns().iter().enumerate() {
+            let Cell(v, size) = row.try_get::<_, Cell>(i).map_err(|e| {
+                if std::error::Error::source(&e).is_some_and(|c| c.is::<Unmapped>()) {
+                    DbError::refused(format!(
+                        "column {} has type {}, which has no JSON form here: cast it in the query ({}::text)",
+                        column.name(),
+                        column.type_(),
+                        column.name()
+                    ))
+                } else {
+                    DbError::refused(format!("column {}: {e}", column.name()))
+                }
+            })?;
+            *budget = budget.checked_sub(size).ok_or_else(|| {
+                DbError::limit("result over the database's size limit per request")
+            })?;
+            r.push(v);
+        }
+        out.push(Value::Array(r));
+    }
+    let changes = stream.rows_affected().unwrap_or(0);
+    Ok((columns, out, changes))
+}
+
+#[async_trait::async_trait]
+impl Database for Postgres {
+    async fn run(&self, request: &Value) -> Result<Value, DbError> {
+        self.run_limited(request, true).await
+    }
+
+    async fn rerun(&self, request: &Value) -> Result<Value, DbError> {
+        self.run_limited(request, false).await
+    }
+
+    async fn begin_input(&self) -> Result<(), DbError> {
+        self.ready().await?;
+        let mut s = self.session.lock().await;
+        self.settle(&mut s).await;
+        if s.unit {
+            return Err(DbError::unavailable(
+                "a transaction is already open on this database",
+            ));
+        }
+        let conn = self.conn(&mut s).await?;
+        conn.client.batch_execute("BEGIN").await.map_err(|e| {
+            DbError::unavailable(format!(
+                "cannot begin the input's transaction: {}",
+                describe(&e)
+            ))
+        })?;
+        s.unit = true;
+        s.conn = Some(conn);
+        self.lost.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    async fn commit_input(&self, seq: u64) -> Result<(), DbError> {
+        let mut s = self.session.lock().await;
+        if !s.unit {
+            return Err(DbError::unavailable(
+                "no input's transaction is open to commit",
+            ));
+        }
+        s.unit = false;
+        if self.lost.swap(false, Ordering::AcqRel) {
+            // As the actor was told: nothing to commit, and a repair applies nothing either.
+            tracing::warn!(seq, "{UNIT_LOST}: the entry's unit committed nothing");
+            s.conn = None;
+            return Ok(());
+        }
+        let conn = s
+            .conn
+            .take()
+            .ok_or_else(|| DbError::unavailable("the input's connection is gone"))?;
+        let seq = i64::try_from(seq).map_err(|e| DbError::unavailable(e.to_string()))?;
+        let mark = format!("SELECT {HOST_SCHEMA}.mark_applied($1, $2)");
+        let committed = async {
+            conn.client.execute(&mark, &[&seq, &self.key]).await?;
+            conn.client.batch_execute("COMMIT").await
+        }
+        .await;
+        match committed {
+            Ok(()) => {
+                self.server.put_idle(&self.role, conn);
+                Ok(())
+            }
+            Err(e) => {
+                // Dropping the connection rolls the unit back on the server.
+                Err(DbError::unavailable(format!(
+                    "cannot commit the input's transaction: {}",
+                    describe(&e)
+                )))
+            }
+        }
+    }
+
+    fn rollback_input(&self) {
+        self.rollback.store(true, Ordering::Release);
+        // At once if nothing else holds the session; otherwise before its next request.
+        if let (Ok(mut s), Ok(rt)) = (
+            self.session.try_lock(),
+            tokio::runtime::Handle::try_current(),
+        ) && self.rollback.swap(false, Ordering::AcqRel)
+        {
+            s.unit = false;
+            self.lost.store(false, Ordering::Release);
+            if let Some(conn) = s.conn.take() {
+                let server = Arc::clone(&self.server);
+                let role = self.role.clone();
+                rt.spawn(async move {
+                    if conn.client.batch_execute("ROLLBACK").await.is_ok() {
+                        server.put_idle(&role, conn);
+                    }
+                });
+            }
+        }
+    }
+
+    fn unit_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+
+    async fn applied_seq(&self) -> Result<Option<u64>, DbError> {
+        self.ready().await?;
+        let mut s = self.session.lock().await;
+        self.settle(&mut s).await;
+        let conn = self.conn(&mut s).await?;
+        let seq = conn
+            .client
+            .query_one(&format!("SELECT {HOST_SCHEMA}.applied_seq()"), &[])
+            .await
+            .map_err(|e| DbError::unavailable(describe(&e)));
+        self.give_back(&mut s, conn);
+        let seq: Option<i64> = seq?.get(0);
+        Ok(seq.and_then(|s| u64::try_from(s).ok()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_plain_short_and_distinct() {
+        assert_eq!(identifier(&["theater", "inventory"]), "theater_inventory");
+        let odd = identifier(&["theater", "Inventory-2"]);
+        assert!(odd.starts_with("theater_inventory_2_"), "{odd}");
+        assert_ne!(odd, identifier(&["theater", "inventory_2"]));
+        let long = identifier(&["theater", &"x".repeat(100)]);
+        assert_eq!(long.len(), 63);
+        assert_ne!(long, identifier(&["theater", &"x".repeat(101)]));
+        assert!(identifier(&["9lives"]).starts_with("_9lives"));
+    }
+}
