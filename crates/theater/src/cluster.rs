@@ -209,13 +209,14 @@ impl ClusterState {
 }
 
 /// Whether an actor of manifest `m` must stay on the host that has it: its grants are
-/// host-local (a directory, a database file, a port), or it has children or family members
-/// (kept on their host).
+/// host-local (a directory, an SQLite file, a port), or it has children or family members
+/// (kept on their host). A PostgreSQL database is reachable from every host.
 pub(crate) fn pinned(m: &Manifest) -> bool {
-    m.family.is_some()
-        || ["files", "db", "http", "actors"]
-            .iter()
-            .any(|cap| m.grants(cap))
+    let sqlite = m.grants("db")
+        && m.interfaces
+            .get("db")
+            .is_none_or(|section| section.get("url").is_none());
+    m.family.is_some() || sqlite || ["files", "http", "actors"].iter().any(|cap| m.grants(cap))
 }
 
 /// The received-messages table of a chain: its most recent receipts, each as (sender,
@@ -1065,5 +1066,26 @@ impl Host {
                 tracing::warn!("leaving the cluster: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_actor_on_postgresql_may_move_one_on_sqlite_may_not() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("shop.wasm"), b"").unwrap();
+        let m = |db: &str| {
+            let text = format!("name = \"shop\"\ncomponent = \"shop.wasm\"\n{db}");
+            Manifest::parse(&text, &dir.path().join("shop.toml")).unwrap()
+        };
+        assert!(!pinned(&m("")));
+        assert!(pinned(&m("[interfaces.db]\n")));
+        assert!(pinned(&m("[interfaces.db]\nfile = \"shop.sqlite\"\n")));
+        assert!(!pinned(&m(
+            "[interfaces.db]\nurl = \"postgres://theater@10.0.0.5/shop\"\n"
+        )));
     }
 }

@@ -1,4 +1,6 @@
-//! An inventory kept in a SQLite table, answering over HTTP.
+//! An inventory kept in an SQL table, answering over HTTP. The same component runs on SQLite
+//! or PostgreSQL (the manifest picks): its SQL is what both accept (`?N` placeholders, ids it
+//! assigns itself, `RETURNING`).
 //!
 //! | request | answer |
 //! |---|---|
@@ -51,8 +53,10 @@ fn route(req: &HttpRequest) -> Result<HttpResponse, String> {
             let (Some(name), Some(qty)) = (b["name"].as_str(), b["qty"].as_i64()) else {
                 return Ok(error(422, "expected {\"name\": string, \"qty\": integer}"));
             };
-            match db::execute("INSERT INTO items (name, qty) VALUES (?1, ?2)", &[json!(name), json!(qty)]) {
-                Ok(r) => Ok(HttpResponse::json(201, &json!({"id": r["last_insert_rowid"]}))),
+            let insert = "INSERT INTO items (id, name, qty)
+                VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM items), ?1, ?2) RETURNING id";
+            match db::execute(insert, &[json!(name), json!(qty)]) {
+                Ok(r) => Ok(HttpResponse::json(201, &json!({"id": r["rows"][0][0]}))),
                 Err(e) => Ok(error(409, &e)),
             }
         }

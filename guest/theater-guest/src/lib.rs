@@ -326,8 +326,8 @@ pub mod db {
         run(&json!({"query": sql, "params": params}))
     }
 
-    /// Runs a statement: `{"changes": n}`, with `"last_insert_rowid": id` if it inserted a
-    /// row.
+    /// Runs a statement: `{"changes": n}`, with its `"columns"` and `"rows"` if it returns
+    /// rows (`RETURNING`), and on SQLite `"last_insert_rowid": id` if it inserted a row.
     pub fn execute(sql: &str, params: &[Value]) -> Result<Value, String> {
         run(&json!({"execute": sql, "params": params}))
     }

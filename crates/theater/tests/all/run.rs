@@ -580,26 +580,29 @@ fn timers_keep_firing_across_a_restart_of_the_host() {
     host.stop();
 }
 
-#[test]
-fn an_actor_keeps_a_sqlite_table_over_http_and_replays_without_the_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+/// The inventory example over HTTP with `db` (its manifest's `[interfaces.db]` body): the
+/// same requests and answers on either backend; returns the data directory and manifest.
+fn inventory_flow(dir: &Path, db: &str, duplicate: &str) -> (PathBuf, PathBuf) {
+    let data = dir.join("data");
     let m = manifest(
-        dir.path(),
+        dir,
         "inventory",
         "inventory",
-        "[interfaces.http]\naddr = \"127.0.0.1:0\"\n\n[interfaces.db]\n",
+        &format!("[interfaces.http]\naddr = \"127.0.0.1:0\"\n\n[interfaces.db]\n{db}"),
     );
     let mut host = Running::start(&data, std::slice::from_ref(&m));
     let line = host.wait_for("inventory serves HTTP at");
     let addr = line.rsplit("http://").next().unwrap().to_string();
     let post = |path: &str, body: &str| http(&addr, "POST", path, "", body);
-    assert_eq!(post("/items", "{\"name\": \"apples\", \"qty\": 5}").0, 201);
+    assert_eq!(
+        post("/items", "{\"name\": \"apples\", \"qty\": 5}"),
+        (201, "{\"id\":1}".into())
+    );
     assert_eq!(post("/items", "{\"name\": \"pears\", \"qty\": 0}").0, 201);
     // A constraint (unique name; qty >= 0) is a 409, nothing written.
     let (status, body) = post("/items", "{\"name\": \"apples\", \"qty\": 1}");
     assert_eq!(status, 409, "{body}");
-    assert!(body.contains("UNIQUE"), "{body}");
+    assert!(body.contains(duplicate), "{body}");
     assert_eq!(
         post(
             "/move",
@@ -647,21 +650,79 @@ fn an_actor_keeps_a_sqlite_table_over_http_and_replays_without_the_database() {
     ]);
     assert_eq!(r["reply"]["rows"], json!([[5]]));
     host.stop();
+    (data, m)
+}
 
+/// `theater chain replay` of the inventory's chain: it must pass.
+fn assert_inventory_replays(data: &Path, m: &Path) {
+    let out = bin()
+        .args(["chain", "replay"])
+        .arg(data.join("chains/inventory"))
+        .arg("--manifest")
+        .arg(m)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn an_actor_keeps_a_sqlite_table_over_http_and_replays_without_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, m) = inventory_flow(dir.path(), "", "UNIQUE");
     // The chain replays bit for bit with the database gone.
     let db = data.join("db/inventory.sqlite");
     assert!(db.is_file());
     std::fs::remove_file(&db).unwrap();
     let _ = std::fs::remove_file(data.join("db/inventory.sqlite-wal"));
     let _ = std::fs::remove_file(data.join("db/inventory.sqlite-shm"));
+    assert_inventory_replays(&data, &m);
+}
+
+#[test]
+fn the_inventory_runs_unchanged_on_postgresql_and_replays_without_the_server() {
+    let Some(pg) = theater_test_support::pg::PgDatabase::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("url = \"{}\"\n", pg.url());
+    let (data, m) = inventory_flow(dir.path(), &db, "duplicate key");
+    assert!(!data.join("db").exists(), "no SQLite file");
+    let rows = pg.sql("SELECT id, name, qty FROM theater_inventory.items ORDER BY id");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    // The database and its server gone (the manifest names a port nothing listens on).
+    drop(pg);
+    let dead = std::fs::read_to_string(&m)
+        .unwrap()
+        .replace("127.0.0.1:5432", "127.0.0.1:9");
+    std::fs::write(&m, dead).unwrap();
+    assert_inventory_replays(&data, &m);
+}
+
+#[test]
+fn a_postgresql_url_with_a_password_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(
+        dir.path(),
+        "inventory",
+        "inventory",
+        "[interfaces.db]\nurl = \"postgres://theater:hunter2@127.0.0.1/app\"\n",
+    );
     let out = bin()
-        .args(["chain", "replay"])
-        .arg(data.join("chains/inventory"))
-        .arg("--manifest")
+        .args(["run", "--data-dir"])
+        .arg(dir.path().join("data"))
         .arg(&m)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("url") && said.contains("password_env"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("hunter2"),
+        "the error repeats the password: {said}"
+    );
 }
 
 #[test]
