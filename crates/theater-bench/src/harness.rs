@@ -275,6 +275,40 @@ pub(crate) async fn versus(
     Ok((per(median(&mut ours)), per(median(&mut base))))
 }
 
+/// [`versus`] with a baseline that is itself asynchronous (a database client's request).
+pub(crate) async fn versus_async<F, Fut>(
+    report: &Report,
+    n: u32,
+    actor: &theater_core::ActorHandle,
+    input: &theater_core::ActorInput,
+    mut direct: F,
+) -> anyhow::Result<(f64, f64)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let (mut ours, mut base) = (Vec::new(), Vec::new());
+    for round in 0..=report.settings.samples {
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            let out = actor.call(input.clone()).await?;
+            std::hint::black_box(out);
+        }
+        let a = t.elapsed();
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            direct().await?;
+        }
+        let b = t.elapsed();
+        if round > 0 {
+            ours.push(a / n);
+            base.push(b / n);
+        }
+    }
+    let per = |d: std::time::Duration| 1.0 / d.as_secs_f64();
+    Ok((per(median(&mut ours)), per(median(&mut base))))
+}
+
 /// A single-threaded tokio runtime, as every row runs on (the load and Theater share it).
 pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()

@@ -50,6 +50,9 @@ const STATEMENT_CACHE: usize = 256;
 struct Conn {
     client: Client,
     statements: HashMap<String, Statement>,
+    /// Commands to send before the next one (`BEGIN` of a unit not begun on the server yet,
+    /// the release of the last request's savepoint).
+    pending: String,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -156,6 +159,7 @@ impl PgServer {
         Ok(Conn {
             client,
             statements: HashMap::new(),
+            pending: String::new(),
             _permit: permit,
         })
     }
@@ -443,11 +447,18 @@ COMMIT;"#
         if self.rollback.swap(false, Ordering::AcqRel) {
             s.unit = false;
             self.lost.store(false, Ordering::Release);
-            if let Some(conn) = s.conn.take()
-                && conn.client.batch_execute("ROLLBACK").await.is_ok()
-            {
-                self.server.put_idle(&self.role, conn);
+            if let Some(conn) = s.conn.take() {
+                self.roll_back(conn).await;
             }
+        }
+    }
+
+    /// Rolls back the unit open on `conn` and gives it back to the pool (closes it if that
+    /// fails: the server rolls back then).
+    async fn roll_back(&self, mut conn: Conn) {
+        let begun = !std::mem::take(&mut conn.pending).starts_with("BEGIN");
+        if !begun || conn.client.batch_execute("ROLLBACK").await.is_ok() {
+            self.server.put_idle(&self.role, conn);
         }
     }
 
@@ -572,66 +583,231 @@ COMMIT;"#
     }
 }
 
-/// Runs `request` in a transaction: the open unit (within a savepoint, so a failure undoes
-/// this request only), or one of its own (read only for a query).
+/// One statement of a request, checked: its SQL, whether it is a query, its parameters.
+type Checked<'a> = (&'a str, bool, Vec<Param<'a>>);
+
+/// What a request asks, checked before anything is sent: `(sql, is a query)` for each of its
+/// statements.
+fn statements(request: &Value) -> Result<Vec<Checked<'_>>, DbError> {
+    fn one(r: &Value) -> Result<(&str, bool), DbError> {
+        match (r.get("query"), r.get("execute")) {
+            (Some(Value::String(q)), None) => Ok((q.as_str(), true)),
+            (None, Some(Value::String(e))) => Ok((e.as_str(), false)),
+            _ => Err(DbError::refused(format!(
+                "expected {{\"query\": sql}}, {{\"execute\": sql}} or {{\"transaction\": [...]}}, got {r}"
+            ))),
+        }
+    }
+    let list: Vec<&Value> = match request.get("transaction") {
+        None => vec![request],
+        Some(Value::Array(list)) => list.iter().collect(),
+        Some(_) => return Err("transaction must be an array of requests".into()),
+    };
+    list.into_iter()
+        .map(|r| {
+            let (sql, query) = one(r)?;
+            if let Some(why) = sql::refused(sql) {
+                return Err(DbError::refused(why));
+            }
+            Ok((sql, query, params(r)?))
+        })
+        .collect::<Result<Vec<_>, DbError>>()
+        .map_err(|e| match request.get("transaction") {
+            Some(_) => e.context("a statement of the transaction is refused, nothing was applied"),
+            None => e,
+        })
+}
+
+/// Savepoint SQL of a request within the unit.
+const SAVE_REQUEST: &str = "SAVEPOINT theater_request";
+const UNDO_REQUEST: &str =
+    "ROLLBACK TO SAVEPOINT theater_request; RELEASE SAVEPOINT theater_request";
+const KEEP_REQUEST: &str = "RELEASE SAVEPOINT theater_request; ";
+const READ_ONLY: &str = "SAVEPOINT theater_query; SET LOCAL transaction_read_only = on";
+const UNDO_QUERY: &str = "ROLLBACK TO SAVEPOINT theater_query; RELEASE SAVEPOINT theater_query";
+
+/// Runs `request` in a transaction: the open unit (a failure undoes this request only), or
+/// one of its own (read only for a query). Each statement and the commands around it go in
+/// one round trip where they can (pipelined).
 async fn in_transaction(
     conn: &mut Conn,
     request: &Value,
     mut budget: usize,
     unit: bool,
 ) -> Result<Value, Failure> {
-    let query = request.get("query").is_some();
-    let (open, done, undo) = match (unit, query) {
-        (true, _) => (
-            "SAVEPOINT theater_request",
-            "RELEASE SAVEPOINT theater_request",
-            "ROLLBACK TO SAVEPOINT theater_request; RELEASE SAVEPOINT theater_request",
-        ),
-        (false, true) => ("BEGIN READ ONLY", "COMMIT", "ROLLBACK"),
-        (false, false) => ("BEGIN", "COMMIT", "ROLLBACK"),
-    };
+    let list = statements(request)?;
     let broken = |e: tokio_postgres::Error| Failure {
         error: DbError::unavailable(describe(&e)),
         broken: true,
     };
-    conn.client.batch_execute(open).await.map_err(broken)?;
-    // Within a transaction of its own a query is read only already.
-    let answer = dispatch(conn, request, &mut budget, unit).await;
-    match answer {
-        Ok(v) => {
-            conn.client.batch_execute(done).await.map_err(broken)?;
-            Ok(v)
+    let single = request.get("transaction").is_none();
+    match (unit, single) {
+        (true, true) => {
+            let (sql, query, params) = &list[0];
+            let before = std::mem::take(&mut conn.pending);
+            if *query {
+                // Read only, whatever it is: undone either way.
+                let pre = format!("{before}{READ_ONLY}");
+                let (answer, after) =
+                    pipelined(conn, sql, params, &mut budget, &pre, Some(UNDO_QUERY)).await?;
+                after.map_err(broken)?;
+                return answer
+                    .map(|(columns, rows, _)| json!({"columns": columns, "rows": rows}))
+                    .map_err(Failure::from);
+            }
+            let pre = format!("{before}{SAVE_REQUEST}");
+            let (answer, _) = pipelined(conn, sql, params, &mut budget, &pre, None).await?;
+            match answer {
+                Ok(rows) => {
+                    // Released with the next command (or by the commit).
+                    conn.pending = KEEP_REQUEST.to_string();
+                    Ok(execute_answer(rows))
+                }
+                Err(error) => {
+                    let broken = conn.client.batch_execute(UNDO_REQUEST).await.is_err();
+                    Err(Failure { error, broken })
+                }
+            }
         }
-        Err(error) => {
-            // If even the undo fails, the connection is gone (and the server undoes it all).
-            let broken = conn.client.batch_execute(undo).await.is_err();
-            Err(Failure { error, broken })
+        (false, true) if list[0].1 => {
+            let (sql, _, params) = &list[0];
+            let (answer, after) = pipelined(
+                conn,
+                sql,
+                params,
+                &mut budget,
+                "BEGIN READ ONLY",
+                Some("COMMIT"),
+            )
+            .await?;
+            // A failed query's COMMIT rolls back, and succeeds.
+            after.map_err(broken)?;
+            answer
+                .map(|(columns, rows, _)| json!({"columns": columns, "rows": rows}))
+                .map_err(Failure::from)
+        }
+        (_, false) if list.is_empty() => Ok(json!({"results": []})),
+        (unit, _) => {
+            // A transaction of statements, or a write outside a unit: one statement at a
+            // time.
+            let (open, done, undo) = if unit {
+                let before = std::mem::take(&mut conn.pending);
+                (format!("{before}{SAVE_REQUEST}"), None, UNDO_REQUEST)
+            } else {
+                ("BEGIN".to_string(), Some("COMMIT"), "ROLLBACK")
+            };
+            let mut results = Vec::with_capacity(list.len());
+            let mut failed = None;
+            for (i, (sql, query, params)) in list.iter().enumerate() {
+                // Inside the transaction a query is made read only, and undone either way.
+                // The transaction opens with the first statement, in its round trip.
+                let open = if i == 0 { open.as_str() } else { "" };
+                let pre = match (open, *query) {
+                    ("", true) => READ_ONLY.to_string(),
+                    (open, true) => format!("{open}; {READ_ONLY}"),
+                    (open, false) => open.to_string(),
+                };
+                let post = query.then_some(UNDO_QUERY);
+                let (answer, after) = pipelined(conn, sql, params, &mut budget, &pre, post).await?;
+                after.map_err(broken)?;
+                match answer {
+                    Ok(rows) if *query => results.push(json!({"columns": rows.0, "rows": rows.1})),
+                    Ok(rows) => results.push(execute_answer(rows)),
+                    Err(e) if single => {
+                        failed = Some(e);
+                        break;
+                    }
+                    Err(e) => {
+                        failed =
+                            Some(e.context(&format!("statement {i} failed, nothing was applied")));
+                        break;
+                    }
+                }
+            }
+            if let Some(error) = failed {
+                let broken = conn.client.batch_execute(undo).await.is_err();
+                return Err(Failure { error, broken });
+            }
+            match done {
+                Some(done) => conn.client.batch_execute(done).await.map_err(broken)?,
+                None => conn.pending = KEEP_REQUEST.to_string(),
+            }
+            Ok(if single {
+                results.remove(0)
+            } else {
+                json!({"results": results})
+            })
         }
     }
 }
 
-/// Runs one request: a statement, or a transaction of them (all applied or none: the
-/// caller's savepoint undoes a partial one).
-async fn dispatch(
-    conn: &mut Conn,
-    request: &Value,
-    budget: &mut usize,
-    guard_reads: bool,
-) -> Result<Value, DbError> {
-    let Some(list) = request.get("transaction") else {
-        return statement(conn, request, budget, guard_reads).await;
-    };
-    let list = list
-        .as_array()
-        .ok_or("transaction must be an array of requests")?;
-    let mut results = Vec::with_capacity(list.len());
-    for (i, r) in list.iter().enumerate() {
-        let answer = Box::pin(statement(conn, r, budget, guard_reads))
-            .await
-            .map_err(|e| e.context(&format!("statement {i} failed, nothing was applied")))?;
-        results.push(answer);
+/// What an `execute` answers: the rows it changed, and its rows if it returns any.
+fn execute_answer((columns, rows, changes): (Vec<String>, Vec<Value>, u64)) -> Value {
+    if columns.is_empty() {
+        json!({"changes": changes})
+    } else {
+        json!({"changes": changes, "columns": columns, "rows": rows})
     }
-    Ok(json!({"results": results}))
+}
+
+/// Runs `sql` (commands of the simple protocol), if there is any.
+async fn batch(client: &Client, sql: &str) -> Result<(), tokio_postgres::Error> {
+    if sql.is_empty() {
+        Ok(())
+    } else {
+        client.batch_execute(sql).await
+    }
+}
+
+/// Rows of a statement: (columns, rows, rows affected).
+type Rows = (Vec<String>, Vec<Value>, u64);
+
+/// Sends `pre` (if not empty), the statement `sql` and `post` (if any) in one round trip when
+/// the statement is prepared already (else `pre`, then the preparation, then the rest): the
+/// statement's outcome and `post`'s. `Err` only if `pre` failed (the connection is unusable).
+async fn pipelined(
+    conn: &mut Conn,
+    sql: &str,
+    params: &[Param<'_>],
+    budget: &mut usize,
+    pre: &str,
+    post: Option<&str>,
+) -> Result<(Result<Rows, DbError>, Result<(), tokio_postgres::Error>), Failure> {
+    let broken = |e: tokio_postgres::Error| Failure {
+        error: DbError::unavailable(describe(&e)),
+        broken: true,
+    };
+    let statement = match conn.statements.get(sql).cloned() {
+        Some(s) => s,
+        None => {
+            batch(&conn.client, pre).await.map_err(broken)?;
+            let prepared = prepare(conn, sql).await;
+            let statement = match prepared {
+                Ok(s) => s,
+                Err(e) => {
+                    let after = match post {
+                        Some(post) => batch(&conn.client, post).await,
+                        None => Ok(()),
+                    };
+                    return Ok((Err(e), after));
+                }
+            };
+            let (answer, after) = futures_util::future::join(
+                rows(&conn.client, &statement, params, budget),
+                batch(&conn.client, post.unwrap_or("")),
+            )
+            .await;
+            return Ok((answer, after));
+        }
+    };
+    let (before, answer, after) = futures_util::future::join3(
+        batch(&conn.client, pre),
+        rows(&conn.client, &statement, params, budget),
+        batch(&conn.client, post.unwrap_or("")),
+    )
+    .await;
+    before.map_err(broken)?;
+    Ok((answer, after))
 }
 
 fn params(request: &Value) -> Result<Vec<Param<'_>>, DbError> {
@@ -675,68 +851,23 @@ async fn prepare(conn: &mut Conn, sql: &str) -> Result<Statement, DbError> {
     Ok(s)
 }
 
-/// Runs one `query` or `execute`; a query inside the unit runs read only (`guard_reads`).
-async fn statement(
-    conn: &mut Conn,
-    request: &Value,
-    budget: &mut usize,
-    guard_reads: bool,
-) -> Result<Value, DbError> {
-    let (sql, query) = match (request.get("query"), request.get("execute")) {
-        (Some(Value::String(q)), None) => (q.as_str(), true),
-        (None, Some(Value::String(e))) => (e.as_str(), false),
-        _ => {
-            return Err(DbError::refused(format!(
-                "expected {{\"query\": sql}}, {{\"execute\": sql}} or {{\"transaction\": [...]}}, got {request}"
-            )));
-        }
-    };
-    if let Some(why) = sql::refused(sql) {
-        return Err(DbError::refused(why));
-    }
-    let params = params(request)?;
-    if query && guard_reads {
-        conn.client
-            .batch_execute("SAVEPOINT theater_query; SET LOCAL transaction_read_only = on")
-            .await
-            .map_err(|e| DbError::unavailable(describe(&e)))?;
-        let answer = rows(conn, sql, &params, budget).await;
-        conn.client
-            .batch_execute("ROLLBACK TO SAVEPOINT theater_query; RELEASE SAVEPOINT theater_query")
-            .await
-            .map_err(|e| DbError::unavailable(describe(&e)))?;
-        return answer.map(|(columns, rows, _)| json!({"columns": columns, "rows": rows}));
-    }
-    let (columns, rows, changes) = rows(conn, sql, &params, budget).await?;
-    if query {
-        return Ok(json!({"columns": columns, "rows": rows}));
-    }
-    Ok(if columns.is_empty() {
-        json!({"changes": changes})
-    } else {
-        json!({"changes": changes, "columns": columns, "rows": rows})
-    })
-}
-
-/// Runs `sql` and collects its rows within `budget` bytes: (columns, rows, rows affected).
+/// Runs `statement` and collects its rows within `budget` bytes.
 async fn rows(
-    conn: &mut Conn,
-    sql: &str,
+    client: &Client,
+    statement: &Statement,
     params: &[Param<'_>],
     budget: &mut usize,
-) -> Result<(Vec<String>, Vec<Value>, u64), DbError> {
-    let statement = prepare(conn, sql).await?;
+) -> Result<Rows, DbError> {
     let columns: Vec<String> = statement
         .columns()
         .iter()
         .map(|c| c.name().to_string())
         .collect();
-    let stream = conn
-        .client
-        .query_raw(&statement, params.iter())
+    let stream = client
+        .query_raw(statement, params.iter())
         .await
         .map_err(|e| match e.code() {
-            None if std::error::Error::source(&e).is_some() && !conn.client.is_closed() => {
+            None if std::error::Error::source(&e).is_some() && !client.is_closed() => {
                 // A parameter the client could not encode.
                 DbError::refused(format!("a parameter: {}", describe(&e)))
             }
@@ -790,13 +921,9 @@ impl Database for Postgres {
                 "a transaction is already open on this database",
             ));
         }
-        let conn = self.conn(&mut s).await?;
-        conn.client.batch_execute("BEGIN").await.map_err(|e| {
-            DbError::unavailable(format!(
-                "cannot begin the input's transaction: {}",
-                describe(&e)
-            ))
-        })?;
+        let mut conn = self.conn(&mut s).await?;
+        // Sent with the unit's first statement, in the same round trip.
+        conn.pending = "BEGIN; ".to_string();
         s.unit = true;
         s.conn = Some(conn);
         self.lost.store(false, Ordering::Release);
@@ -817,18 +944,25 @@ impl Database for Postgres {
             s.conn = None;
             return Ok(());
         }
-        let conn = s
+        let mut conn = s
             .conn
             .take()
             .ok_or_else(|| DbError::unavailable("the input's connection is gone"))?;
+        if std::mem::take(&mut conn.pending).starts_with("BEGIN") {
+            // No statement reached the server: nothing to commit (nor to repair).
+            self.server.put_idle(&self.role, conn);
+            return Ok(());
+        }
         let seq = i64::try_from(seq).map_err(|e| DbError::unavailable(e.to_string()))?;
         let mark = format!("SELECT {HOST_SCHEMA}.mark_applied($1, $2)");
-        let committed = async {
-            conn.client.execute(&mark, &[&seq, &self.key]).await?;
-            conn.client.batch_execute("COMMIT").await
-        }
+        // The mark and the commit in one round trip: if the mark is refused, COMMIT rolls
+        // back.
+        let (marked, committed) = futures_util::future::join(
+            conn.client.execute(&mark, &[&seq, &self.key]),
+            conn.client.batch_execute("COMMIT"),
+        )
         .await;
-        match committed {
+        match marked.map(|_| ()).and(committed) {
             Ok(()) => {
                 self.server.put_idle(&self.role, conn);
                 Ok(())
@@ -853,11 +987,12 @@ impl Database for Postgres {
         {
             s.unit = false;
             self.lost.store(false, Ordering::Release);
-            if let Some(conn) = s.conn.take() {
+            if let Some(mut conn) = s.conn.take() {
                 let server = Arc::clone(&self.server);
                 let role = self.role.clone();
+                let begun = !std::mem::take(&mut conn.pending).starts_with("BEGIN");
                 rt.spawn(async move {
-                    if conn.client.batch_execute("ROLLBACK").await.is_ok() {
+                    if !begun || conn.client.batch_execute("ROLLBACK").await.is_ok() {
                         server.put_idle(&role, conn);
                     }
                 });

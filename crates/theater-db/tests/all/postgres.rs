@@ -449,3 +449,53 @@ async fn postgres_limits_lost_connections_and_stale_hosts() {
     successor.run(&add("fresh", 1)).await.unwrap();
     assert_eq!(items(&db, "limited").len(), 3);
 }
+
+#[tokio::test]
+async fn postgres_a_unit_stays_one_transaction_however_its_commands_are_pipelined() {
+    let Some(db) = PgDatabase::create() else {
+        return;
+    };
+    let store = pg(&db, "pipes");
+    store.run(&items_sql()).await.unwrap();
+    // An empty transaction first, refused requests, a read, a failed write, a transaction
+    // with a read in it: all inside the unit, and all of it undone by the rollback.
+    store.begin_input().await.unwrap();
+    assert_eq!(
+        store.run(&json!({"transaction": []})).await.unwrap(),
+        json!({"results": []})
+    );
+    assert!(store.run(&json!({"execute": "COMMIT"})).await.is_err());
+    store.run(&add("a", 1)).await.unwrap();
+    assert!(store.run(&add("a", 1)).await.is_err());
+    let tx = json!({"transaction": [add("b", 2), {"query": "SELECT count(*) FROM items"}]});
+    assert_eq!(
+        store.run(&tx).await.unwrap()["results"][1]["rows"],
+        json!([[2]])
+    );
+    assert_eq!(
+        items(&db, "pipes"),
+        pairs(&[]),
+        "nothing is visible before the commit"
+    );
+    store.rollback_input();
+    assert_eq!(
+        store
+            .run(&json!({"query": "SELECT count(*) FROM items"}))
+            .await
+            .unwrap()["rows"],
+        json!([[0]])
+    );
+    // The same, committed: all of it.
+    store.begin_input().await.unwrap();
+    store.run(&json!({"transaction": []})).await.unwrap();
+    store.run(&tx).await.unwrap();
+    store.run(&add("c", 3)).await.unwrap();
+    store.commit_input(5).await.unwrap();
+    assert_eq!(items(&db, "pipes"), pairs(&[("b", 2), ("c", 3)]));
+    assert_eq!(store.applied_seq().await.unwrap(), Some(5));
+    // A unit whose every request was refused before reaching the server commits nothing.
+    store.begin_input().await.unwrap();
+    assert!(store.run(&json!({"execute": "BEGIN"})).await.is_err());
+    store.commit_input(6).await.unwrap();
+    assert_eq!(store.applied_seq().await.unwrap(), Some(5));
+}
