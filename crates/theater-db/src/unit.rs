@@ -6,11 +6,11 @@
 //! | request | answer |
 //! |---|---|
 //! | `{"query": sql, "params": [...]}` | `{"columns": [...], "rows": [[...], ...]}` |
-//! | `{"execute": sql, "params": [...]}` | `{"changes": n}`, with `"last_insert_rowid": id` if it inserted a row |
+//! | `{"execute": sql, "params": [...]}` | `{"changes": n}`, with `"columns"` and `"rows"` if it returns rows (`RETURNING`), and on SQLite `"last_insert_rowid": id` if it inserted a row |
 //! | `{"transaction": [request, ...]}` | `{"results": [answer, ...]}`, all applied or none |
 //!
-//! Values are JSON: null, numbers, strings, booleans (as 0/1), and blobs as
-//! `{"blob_hex": "..."}`.
+//! Values are JSON: null, numbers, strings, booleans (as 0/1 on SQLite), and blobs as
+//! `{"blob_hex": "..."}`; PostgreSQL's types map as `docs/DATABASES.md` shows.
 
 use std::sync::Arc;
 
