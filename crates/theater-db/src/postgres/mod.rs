@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures_util::{StreamExt, pin_mut};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::sync::{Mutex, OnceCell, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Mutex, Notify, OnceCell, OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Statement};
 
@@ -39,6 +39,9 @@ const UNIT_LOST: &str = "the connection to PostgreSQL was lost and with it this 
 
 /// How long a connection or the host's set-up may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an actor's set-up on the server may take.
+const SET_UP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a cancelled request may take to stop before its connection is closed.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
@@ -63,6 +66,8 @@ pub struct PgServer {
     permits: Arc<Semaphore>,
     /// Idle connections, the least recently used first: (role, connection).
     idle: SyncMutex<Vec<(String, Conn)>>,
+    /// Told when a connection goes idle (a waiter may close it to make room).
+    returned: Notify,
     max: usize,
 }
 
@@ -85,6 +90,7 @@ impl PgServer {
             config,
             permits: Arc::new(Semaphore::new(max.max(1))),
             idle: SyncMutex::new(Vec::new()),
+            returned: Notify::new(),
             max: max.max(1),
         })
     }
@@ -113,6 +119,7 @@ impl PgServer {
     fn put_idle(&self, role: &str, conn: Conn) {
         if !conn.client.is_closed() {
             self.idle().push((role.to_string(), conn));
+            self.returned.notify_one();
         }
     }
 
@@ -124,10 +131,12 @@ impl PgServer {
     /// A connection as `role`: an idle one, or a new one once there is room (closing the
     /// least recently used idle connection if need be), waiting at most `wait`.
     async fn connect(&self, role: &str, password: &str, wait: Duration) -> Result<Conn, DbError> {
-        if let Some(conn) = self.take_idle(role) {
-            return Ok(conn);
-        }
+        let deadline = tokio::time::Instant::now() + wait;
         let permit = loop {
+            let returned = self.returned.notified();
+            if let Some(conn) = self.take_idle(role) {
+                return Ok(conn);
+            }
             if let Ok(p) = Arc::clone(&self.permits).try_acquire_owned() {
                 break p;
             }
@@ -135,17 +144,22 @@ impl PgServer {
                 let mut idle = self.idle();
                 (!idle.is_empty()).then(|| idle.remove(0))
             };
-            if evicted.is_none() {
-                break tokio::time::timeout(wait, Arc::clone(&self.permits).acquire_owned())
-                    .await
-                    .map_err(|_| {
-                        DbError::unavailable(format!(
-                            "all {} connections of this host to PostgreSQL stayed busy for {} ms",
-                            self.max,
-                            wait.as_millis()
-                        ))
-                    })?
-                    .map_err(|_| DbError::unavailable("the connection pool is closed"))?;
+            if evicted.is_some() {
+                continue;
+            }
+            // Every connection is in use: wait for one to close or to go idle.
+            tokio::select! {
+                p = Arc::clone(&self.permits).acquire_owned() => {
+                    break p.map_err(|_| DbError::unavailable("the connection pool is closed"))?;
+                }
+                () = returned => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(DbError::unavailable(format!(
+                        "all {} connections of this host to PostgreSQL stayed busy for {} ms",
+                        self.max,
+                        wait.as_millis()
+                    )));
+                }
             }
         };
         let mut config = self.config.clone();
@@ -312,7 +326,10 @@ impl From<DbError> for Failure {
 impl Postgres {
     /// The database of actor `actor` on `server`, in `schema` (default `theater_<actor>`).
     pub fn new(server: Arc<PgServer>, actor: &str, schema: Option<&str>) -> Self {
-        let role = identifier(&["theater", server.dbname(), actor]);
+        // Roles are the server's, not the database's: the name carries a hash of both parts,
+        // so (`app`, `a_b`) and (`app_a`, `b`) never share one.
+        let both = values::hex(&Sha256::digest(format!("{}\0{actor}", server.dbname())));
+        let role = identifier(&["theater", server.dbname(), actor, &both[..8]]);
         let schema = schema.map_or_else(|| identifier(&["theater", actor]), str::to_string);
         Postgres {
             server,
@@ -361,8 +378,14 @@ impl Postgres {
     async fn ready(&self) -> Result<(), DbError> {
         self.ready
             .get_or_try_init(|| async {
-                self.set_up()
+                tokio::time::timeout(SET_UP_TIMEOUT, self.set_up())
                     .await
+                    .unwrap_or_else(|_| {
+                        Err(DbError::unavailable(format!(
+                            "no answer within {} s",
+                            SET_UP_TIMEOUT.as_secs()
+                        )))
+                    })
                     .map_err(|e| e.context("setting up the actor's role and schema on PostgreSQL"))
             })
             .await
@@ -373,13 +396,19 @@ impl Postgres {
         let admin = self.server.admin().await?;
         let (role, schema, h) = (&self.role, &self.schema, HOST_SCHEMA);
         let verifier = postgres_protocol::password::scram_sha_256(self.password.as_bytes());
-        let key = &self.key;
+        // Only the key's hash is sent, and stored.
+        let key_hash = values::hex(&Sha256::digest(self.key.as_bytes()));
+        // Run as the host's user: nothing it calls may resolve to an object an actor made
+        // (search_path), and nothing an actor holds may stall it for long (lock_timeout; a
+        // lock on a table actors cannot touch serializes hosts setting up at once).
         let script = format!(
             r#"BEGIN;
-SELECT pg_advisory_xact_lock(7305411118);
+SET LOCAL search_path = pg_catalog, pg_temp;
+SET LOCAL lock_timeout = '10s';
 CREATE SCHEMA IF NOT EXISTS {h};
-REVOKE ALL ON SCHEMA {h} FROM PUBLIC;
 CREATE TABLE IF NOT EXISTS {h}.applied (actor text PRIMARY KEY, seq bigint, key_hash bytea NOT NULL);
+LOCK TABLE {h}.applied IN SHARE ROW EXCLUSIVE MODE;
+REVOKE ALL ON SCHEMA {h} FROM PUBLIC;
 CREATE OR REPLACE FUNCTION {h}.mark_applied(p_seq bigint, p_key text) RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
 BEGIN
@@ -393,9 +422,14 @@ CREATE OR REPLACE FUNCTION {h}.applied_seq() RETURNS bigint
   LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
   SELECT seq FROM {h}.applied WHERE actor = session_user::text $f$;
 REVOKE ALL ON FUNCTION {h}.mark_applied(bigint, text), {h}.applied_seq() FROM PUBLIC;
-DO $d$ BEGIN
-  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = '{role}') THEN
+DO $d$ DECLARE r record; BEGIN
+  SELECT oid, rolname, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls
+    INTO r FROM pg_catalog.pg_roles WHERE rolname = '{role}';
+  IF NOT FOUND THEN
     CREATE ROLE "{role}";
+  ELSIF r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls
+     OR EXISTS (SELECT FROM pg_catalog.pg_auth_members WHERE member = r.oid) THEN
+    RAISE EXCEPTION 'the role % exists with privileges an actor must not have (an attribute or a membership): drop it, or rename the actor', r.rolname;
   END IF;
 END $d$;
 ALTER ROLE "{role}" WITH LOGIN PASSWORD '{verifier}';
@@ -404,13 +438,29 @@ ALTER ROLE "{role}" SET search_path = "{schema}";
 CREATE SCHEMA IF NOT EXISTS "{schema}" AUTHORIZATION "{role}";
 GRANT USAGE ON SCHEMA {h} TO "{role}";
 GRANT EXECUTE ON FUNCTION {h}.mark_applied(bigint, text), {h}.applied_seq() TO "{role}";
-INSERT INTO {h}.applied (actor, seq, key_hash) VALUES ('{role}', NULL, sha256(convert_to('{key}', 'UTF8')))
+INSERT INTO {h}.applied (actor, seq, key_hash) VALUES ('{role}', NULL, '\x{key_hash}'::bytea)
   ON CONFLICT (actor) DO UPDATE SET key_hash = EXCLUDED.key_hash;
 COMMIT;"#
         );
         let failed = |e: tokio_postgres::Error| DbError::unavailable(describe(&e));
-        if let Err(e) = admin.batch_execute(&script).await {
+        // Two hosts creating `theater_host` at the same moment: one loses, and tries again.
+        let mut attempt = 0;
+        while let Err(e) = admin.batch_execute(&script).await {
             let _ = admin.batch_execute("ROLLBACK").await;
+            let raced = e.code().is_some_and(|c| {
+                [
+                    SqlState::UNIQUE_VIOLATION,
+                    SqlState::DUPLICATE_SCHEMA,
+                    SqlState::DUPLICATE_TABLE,
+                    SqlState::T_R_DEADLOCK_DETECTED,
+                    SqlState::INTERNAL_ERROR,
+                ]
+                .contains(c)
+            });
+            attempt += 1;
+            if raced && attempt < 3 {
+                continue;
+            }
             let mut message = describe(&e);
             if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
                 message.push_str(" (the host's user needs CREATEROLE and CREATE on the database)");
@@ -566,7 +616,7 @@ COMMIT;"#
             }),
             Ok(r) => r,
             Err(_) => {
-                let _ = cancel.cancel_query(NoTls).await;
+                let _ = tokio::time::timeout(CANCEL_GRACE, cancel.cancel_query(NoTls)).await;
                 match tokio::time::timeout(CANCEL_GRACE, &mut work).await {
                     Ok(Ok(v)) => Ok(v),
                     Ok(Err(f)) => Err(Failure {
@@ -923,7 +973,9 @@ impl Database for Postgres {
         }
         let mut conn = self.conn(&mut s).await?;
         // Sent with the unit's first statement, in the same round trip.
-        conn.pending = "BEGIN; ".to_string();
+        // Deferred constraints are checked at each statement: a violation found at COMMIT,
+        // after the entry is durable, could never be applied.
+        conn.pending = "BEGIN; SET CONSTRAINTS ALL IMMEDIATE; ".to_string();
         s.unit = true;
         s.conn = Some(conn);
         self.lost.store(false, Ordering::Release);
@@ -954,26 +1006,37 @@ impl Database for Postgres {
             return Ok(());
         }
         let seq = i64::try_from(seq).map_err(|e| DbError::unavailable(e.to_string()))?;
-        let mark = format!("SELECT {HOST_SCHEMA}.mark_applied($1, $2)");
-        // The mark and the commit in one round trip: if the mark is refused, COMMIT rolls
-        // back.
-        let (marked, committed) = futures_util::future::join(
-            conn.client.execute(&mark, &[&seq, &self.key]),
-            conn.client.batch_execute("COMMIT"),
-        )
-        .await;
-        match marked.map(|_| ()).and(committed) {
+        let failed = |e: String| {
+            // Dropping the connection rolls the unit back on the server (if it did not
+            // commit: then the mark says so, and a repair applies nothing).
+            DbError::unavailable(format!("cannot commit the input's transaction: {e}"))
+        };
+        let wait = self.limits.time.max(CONNECT_TIMEOUT);
+        let committed = tokio::time::timeout(wait, async {
+            // Prepared first, so that the mark's Bind goes out before COMMIT: the two then
+            // share one round trip, in this order. If the mark is refused, COMMIT rolls back.
+            let mark = prepare(
+                &mut conn,
+                &format!("SELECT {HOST_SCHEMA}.mark_applied($1, $2)"),
+            )
+            .await
+            .map_err(|e| e.message)?;
+            let (marked, committed) = futures_util::future::join(
+                conn.client.execute(&mark, &[&seq, &self.key]),
+                conn.client.batch_execute("COMMIT"),
+            )
+            .await;
+            marked.map(|_| ()).and(committed).map_err(|e| describe(&e))
+        })
+        .await
+        .map_err(|_| format!("no answer from the server within {} ms", wait.as_millis()))
+        .and_then(|r| r);
+        match committed {
             Ok(()) => {
                 self.server.put_idle(&self.role, conn);
                 Ok(())
             }
-            Err(e) => {
-                // Dropping the connection rolls the unit back on the server.
-                Err(DbError::unavailable(format!(
-                    "cannot commit the input's transaction: {}",
-                    describe(&e)
-                )))
-            }
+            Err(e) => Err(failed(e)),
         }
     }
 

@@ -106,12 +106,13 @@ fn skip_dollar_quoted(b: &[u8], i: usize) -> usize {
         .map_or(b.len(), |p| end + 1 + p + tag.len())
 }
 
-/// The first keyword of `sql`, upper case, after whitespace, comments and parentheses.
+/// The first keyword of `sql`, upper case, after what PostgreSQL skips before a statement:
+/// whitespace (vertical tab included), comments, parentheses and empty statements (`;`).
 pub(crate) fn leading_keyword(sql: &str) -> String {
     let b = sql.as_bytes();
     let mut i = 0;
     loop {
-        while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b'(') {
+        while i < b.len() && (b[i].is_ascii_whitespace() || matches!(b[i], b'(' | b';' | 0x0B)) {
             i += 1;
         }
         if b[i..].starts_with(b"--") {
@@ -202,6 +203,10 @@ mod tests {
             "COPY t FROM STDIN",
             "DISCARD ALL",
             "END",
+            ";COMMIT",
+            " ; ;\n rollback",
+            "\u{0B}COMMIT",
+            "/* x */;PREPARE TRANSACTION 'x'",
         ] {
             let why = refused(sql).unwrap_or_else(|| panic!("{sql} was not refused"));
             assert!(why.contains("is refused"), "{why}");

@@ -211,7 +211,11 @@ fn decode(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
         Type::INT4 => json!(wire::int4_from_sql(raw)?),
         Type::INT8 => json!(wire::int8_from_sql(raw)?),
         Type::OID => json!(wire::oid_from_sql(raw)?),
-        Type::FLOAT4 => float(f64::from(wire::float4_from_sql(raw)?)),
+        // A real as the digits it shows (0.1, not 0.10000000149011612).
+        Type::FLOAT4 => {
+            let f = wire::float4_from_sql(raw)?;
+            float(f.to_string().parse().unwrap_or(f64::from(f)))
+        }
         Type::FLOAT8 => float(wire::float8_from_sql(raw)?),
         Type::NUMERIC => json!(numeric(raw)?),
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
@@ -259,7 +263,7 @@ fn decode(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
             Kind::Domain(inner) => decode(inner, raw)?,
             Kind::Array(member) => array(member, raw)?,
             // Extension types whose binary form is their text.
-            _ if matches!(ty.name(), "citext" | "ltree" | "lquery") => {
+            _ if ty.name() == "citext" => {
                 json!(wire::text_from_sql(raw)?)
             }
             _ => return Err(Box::new(Unmapped)),

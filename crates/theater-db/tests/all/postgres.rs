@@ -307,6 +307,8 @@ async fn postgres_actors_cannot_see_each_others_tables_or_the_server() {
     for sql in [
         "CREATE TABLE public.shared (x int)",
         "SET ROLE postgres",
+        ";COMMIT",
+        " ; ROLLBACK",
         "COPY (SELECT 1) TO PROGRAM 'true'",
         "DROP SCHEMA theater_alice CASCADE",
     ] {
