@@ -367,9 +367,10 @@ pub fn same_answer(request: &Value, then: &Value, again: &Value) -> bool {
 fn leading_keyword(sql: &str) -> &str {
     let mut rest = sql;
     loop {
-        rest = rest.trim_start();
+        rest =
+            rest.trim_start_matches(|c: char| c.is_ascii_whitespace() || c == ';' || c == '\u{0B}');
         if let Some(r) = rest.strip_prefix("--") {
-            rest = r.split_once('\n').map_or("", |(_, r)| r);
+            rest = r.split_once(['\n', '\r']).map_or("", |(_, r)| r);
         } else if let Some(r) = rest.strip_prefix("/*") {
             rest = r.split_once("*/").map_or("", |(_, r)| r);
         } else {

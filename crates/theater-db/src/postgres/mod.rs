@@ -133,7 +133,10 @@ impl PgServer {
     async fn connect(&self, role: &str, password: &str, wait: Duration) -> Result<Conn, DbError> {
         let deadline = tokio::time::Instant::now() + wait;
         let permit = loop {
+            // Registered before looking, so a connection that goes idle meanwhile wakes it.
             let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
             if let Some(conn) = self.take_idle(role) {
                 return Ok(conn);
             }
@@ -152,7 +155,7 @@ impl PgServer {
                 p = Arc::clone(&self.permits).acquire_owned() => {
                     break p.map_err(|_| DbError::unavailable("the connection pool is closed"))?;
                 }
-                () = returned => {}
+                () = &mut returned => {}
                 () = tokio::time::sleep_until(deadline) => {
                     return Err(DbError::unavailable(format!(
                         "all {} connections of this host to PostgreSQL stayed busy for {} ms",
@@ -400,14 +403,15 @@ impl Postgres {
         let key_hash = values::hex(&Sha256::digest(self.key.as_bytes()));
         // Run as the host's user: nothing it calls may resolve to an object an actor made
         // (search_path), and nothing an actor holds may stall it for long (lock_timeout; a
-        // lock on a table actors cannot touch serializes hosts setting up at once).
+        // lock on a table actors cannot touch serializes hosts setting up at once, and lets
+        // commits through).
         let script = format!(
-            r#"BEGIN;
+            r#"BEGIN ISOLATION LEVEL READ COMMITTED;
 SET LOCAL search_path = pg_catalog, pg_temp;
 SET LOCAL lock_timeout = '10s';
 CREATE SCHEMA IF NOT EXISTS {h};
 CREATE TABLE IF NOT EXISTS {h}.applied (actor text PRIMARY KEY, seq bigint, key_hash bytea NOT NULL);
-LOCK TABLE {h}.applied IN SHARE ROW EXCLUSIVE MODE;
+LOCK TABLE {h}.applied IN SHARE UPDATE EXCLUSIVE MODE;
 REVOKE ALL ON SCHEMA {h} FROM PUBLIC;
 CREATE OR REPLACE FUNCTION {h}.mark_applied(p_seq bigint, p_key text) RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
@@ -438,7 +442,7 @@ ALTER ROLE "{role}" SET search_path = "{schema}";
 CREATE SCHEMA IF NOT EXISTS "{schema}" AUTHORIZATION "{role}";
 GRANT USAGE ON SCHEMA {h} TO "{role}";
 GRANT EXECUTE ON FUNCTION {h}.mark_applied(bigint, text), {h}.applied_seq() TO "{role}";
-INSERT INTO {h}.applied (actor, seq, key_hash) VALUES ('{role}', NULL, '\x{key_hash}'::bytea)
+INSERT INTO {h}.applied (actor, seq, key_hash) VALUES ('{role}', NULL, decode('{key_hash}', 'hex'))
   ON CONFLICT (actor) DO UPDATE SET key_hash = EXCLUDED.key_hash;
 COMMIT;"#
         );
@@ -453,6 +457,8 @@ COMMIT;"#
                     SqlState::DUPLICATE_SCHEMA,
                     SqlState::DUPLICATE_TABLE,
                     SqlState::T_R_DEADLOCK_DETECTED,
+                    SqlState::T_R_SERIALIZATION_FAILURE,
+                    SqlState::LOCK_NOT_AVAILABLE,
                     SqlState::INTERNAL_ERROR,
                 ]
                 .contains(c)
@@ -507,7 +513,9 @@ COMMIT;"#
     /// fails: the server rolls back then).
     async fn roll_back(&self, mut conn: Conn) {
         let begun = !std::mem::take(&mut conn.pending).starts_with("BEGIN");
-        if !begun || conn.client.batch_execute("ROLLBACK").await.is_ok() {
+        let rolled_back =
+            || tokio::time::timeout(CONNECT_TIMEOUT, conn.client.batch_execute("ROLLBACK"));
+        if !begun || matches!(rolled_back().await, Ok(Ok(()))) {
             self.server.put_idle(&self.role, conn);
         }
     }
@@ -1072,11 +1080,14 @@ impl Database for Postgres {
         let mut s = self.session.lock().await;
         self.settle(&mut s).await;
         let conn = self.conn(&mut s).await?;
-        let seq = conn
-            .client
-            .query_one(&format!("SELECT {HOST_SCHEMA}.applied_seq()"), &[])
-            .await
-            .map_err(|e| DbError::unavailable(describe(&e)));
+        let seq = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            conn.client
+                .query_one(&format!("SELECT {HOST_SCHEMA}.applied_seq()"), &[]),
+        )
+        .await
+        .map_err(|_| DbError::unavailable("no answer from the server"))
+        .and_then(|r| r.map_err(|e| DbError::unavailable(describe(&e))));
         self.give_back(&mut s, conn);
         let seq: Option<i64> = seq?.get(0);
         Ok(seq.and_then(|s| u64::try_from(s).ok()))

@@ -17,7 +17,7 @@ pub(crate) fn numbered_placeholders(sql: &str) -> String {
             b'-' if b.get(i + 1) == Some(&b'-') => {
                 i = b[i..]
                     .iter()
-                    .position(|&c| c == b'\n')
+                    .position(|&c| c == b'\n' || c == b'\r')
                     .map_or(b.len(), |p| i + p + 1);
             }
             b'/' if b.get(i + 1) == Some(&b'*') => i = skip_block_comment(b, i),
@@ -118,7 +118,7 @@ pub(crate) fn leading_keyword(sql: &str) -> String {
         if b[i..].starts_with(b"--") {
             i = b[i..]
                 .iter()
-                .position(|&c| c == b'\n')
+                .position(|&c| c == b'\n' || c == b'\r')
                 .map_or(b.len(), |p| i + p + 1);
         } else if b[i..].starts_with(b"/*") {
             i = skip_block_comment(b, i);
@@ -204,6 +204,7 @@ mod tests {
             "DISCARD ALL",
             "END",
             ";COMMIT",
+            "--x\rCOMMIT",
             " ; ;\n rollback",
             "\u{0B}COMMIT",
             "/* x */;PREPARE TRANSACTION 'x'",

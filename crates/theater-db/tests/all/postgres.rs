@@ -501,3 +501,26 @@ async fn postgres_a_unit_stays_one_transaction_however_its_commands_are_pipeline
     store.commit_input(6).await.unwrap();
     assert_eq!(store.applied_seq().await.unwrap(), Some(5));
 }
+
+#[tokio::test]
+async fn postgres_set_up_races_and_refuses_a_privileged_role_of_the_actors_name() {
+    let Some(db) = PgDatabase::create() else {
+        return;
+    };
+    // Four actors set up on a fresh database at once: one creates `theater_host`, the others
+    // wait for it or try again.
+    let stores: Vec<_> = (0..4).map(|i| pg(&db, &format!("racer{i}"))).collect();
+    let seqs = futures_util::future::join_all(stores.iter().map(|s| s.applied_seq())).await;
+    for s in seqs {
+        assert_eq!(s.unwrap(), None);
+    }
+    // A role of the actor's name that can do more than log in is never taken over.
+    let greedy = pg(&db, "greedy");
+    db.sql(&format!("CREATE ROLE \"{}\" CREATEDB", greedy.role()));
+    let e = greedy.applied_seq().await.unwrap_err();
+    assert!(
+        e.message.contains("privileges an actor must not have"),
+        "{e}"
+    );
+    db.sql(&format!("DROP ROLE \"{}\"", greedy.role()));
+}
