@@ -17,6 +17,9 @@ use serde::Deserialize;
 /// password_env = "THEATER_PG_PASSWORD"            # optional: the variable holding it
 /// password_file = "/run/secrets/theater-pg"       # optional: a file only its owner reads
 /// schema = "inventory"                            # optional; default theater_NAME
+/// # TLS: add ?sslmode=require to the url; the server's certificate is checked against
+/// # Mozilla's roots and this file's (PEM, relative to the manifest)
+/// ca_file = "db-ca.pem"
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +35,9 @@ pub struct DbConfig {
     pub password_file: Option<PathBuf>,
     /// The actor's schema on the server (default `theater_<actor>`).
     pub schema: Option<String>,
+    /// More certificate authorities to trust for TLS to the server (PEM), relative to the
+    /// manifest.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A database as a manifest names it.
@@ -47,6 +53,8 @@ pub enum Backend {
         password: PasswordSource,
         /// The actor's schema, if not the default.
         schema: Option<String>,
+        /// More roots for TLS (as written: relative to the manifest).
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -110,6 +118,7 @@ impl DbConfig {
                 ("password_env", self.password_env.is_some()),
                 ("password_file", self.password_file.is_some()),
                 ("schema", self.schema.is_some()),
+                ("ca_file", self.ca_file.is_some()),
             ] {
                 if set {
                     return Err((
@@ -166,12 +175,26 @@ impl DbConfig {
                 ));
             }
         }
+        if self.ca_file.is_some() && !tls(&config) {
+            return Err((
+                "ca_file",
+                "ca_file is for TLS: add ?sslmode=require to the url".into(),
+            ));
+        }
         Ok(Backend::Postgres {
             url: url.clone(),
             password,
             schema: self.schema.clone(),
+            ca_file: self.ca_file.clone(),
         })
     }
+}
+
+/// Whether connections to the server go over TLS: only with `sslmode=require` (and then
+/// always with the server's certificate checked). The default, `prefer`, connects in the
+/// clear: a TLS attempt whose certificate could not be checked would fail, not fall back.
+pub(crate) fn tls(config: &tokio_postgres::Config) -> bool {
+    config.get_ssl_mode() == tokio_postgres::config::SslMode::Require
 }
 
 /// The connection settings of `url`, checked for what this host supports.
@@ -183,11 +206,6 @@ pub(crate) fn postgres_config(url: &str) -> Result<tokio_postgres::Config, Strin
     }
     let config = tokio_postgres::Config::from_str(url)
         .map_err(|e| format!("{url:?} is not a valid PostgreSQL URL: {e}"))?;
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(
-            "sslmode=require: this host does not speak TLS to PostgreSQL yet (reach the server over loopback or a private network)".into(),
-        );
-    }
     if config.get_dbname().is_none() {
         return Err(format!(
             "{url:?} names no database (postgres://user@host:port/dbname)"
@@ -215,6 +233,7 @@ mod tests {
                 url: "postgres://theater@127.0.0.1:5432/app".into(),
                 password: PasswordSource::Env("PG_PW".into()),
                 schema: None,
+                ca_file: None,
             })
         );
         let refused = [
@@ -225,7 +244,11 @@ mod tests {
             ),
             ("url = \"mysql://u@h/app\"", "url", "not a PostgreSQL URL"),
             ("url = \"postgres://u@h\"", "url", "names no database"),
-            ("url = \"postgres://u@h/app?sslmode=require\"", "url", "TLS"),
+            (
+                "url = \"postgres://u@h/app\"\nca_file = \"ca.pem\"",
+                "ca_file",
+                "sslmode=require",
+            ),
             (
                 "file = \"x.db\"\nurl = \"postgres://u@h/app\"",
                 "file",

@@ -70,7 +70,7 @@ impl Grant for DbGrant {
 }
 
 /// The host's pools, by URL and password source.
-type Servers = HashMap<(String, PasswordSource), Arc<PgServer>>;
+type Servers = HashMap<(String, PasswordSource, Option<std::path::PathBuf>), Arc<PgServer>>;
 
 /// The database capability: an SQLite file per actor, or a role and schema per actor on a
 /// PostgreSQL server. Its grant is a [`DbGrant`]. It keeps the host's connection pool of
@@ -91,6 +91,7 @@ impl Db {
         &self,
         url: &str,
         password: &PasswordSource,
+        ca_file: Option<&std::path::Path>,
         manifest: &Manifest,
     ) -> anyhow::Result<Arc<PgServer>> {
         let source = match password {
@@ -101,7 +102,8 @@ impl Db {
             .servers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = (url.to_string(), source.clone());
+        let ca_file = ca_file.map(|f| manifest.relative(f));
+        let key = (url.to_string(), source.clone(), ca_file.clone());
         if let Some(s) = servers.get(&key) {
             return Ok(Arc::clone(s));
         }
@@ -109,7 +111,22 @@ impl Db {
         if let Some(pw) = source.read().map_err(anyhow::Error::msg)? {
             config.password(pw);
         }
-        let server = PgServer::new(config, DEFAULT_MAX_CONNECTIONS);
+        let extra = match &ca_file {
+            None => Vec::new(),
+            Some(path) => {
+                use rustls::pki_types::CertificateDer;
+                use rustls::pki_types::pem::PemObject;
+                let certs = CertificateDer::pem_file_iter(path)
+                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| anyhow::anyhow!("ca_file {}: {e}", path.display()))?;
+                if certs.is_empty() {
+                    anyhow::bail!("ca_file {} holds no PEM certificate", path.display());
+                }
+                certs
+            }
+        };
+        let server = PgServer::with_roots(config, DEFAULT_MAX_CONNECTIONS, extra)
+            .map_err(anyhow::Error::msg)?;
         servers.insert(key, Arc::clone(&server));
         Ok(server)
     }
@@ -145,9 +162,10 @@ impl Capability for Db {
                 url,
                 password,
                 schema,
+                ca_file,
             } => {
                 let server = self
-                    .server(&url, &password, m)
+                    .server(&url, &password, ca_file.as_deref(), m)
                     .map_err(|e| anyhow::anyhow!("[interfaces.db] {e}"))?;
                 // Connected at the first request (or repair): the server may start later.
                 let db = Postgres::new(server, m.name.as_str(), schema.as_deref())

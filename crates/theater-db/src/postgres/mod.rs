@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, Notify, OnceCell, OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{Database, DbError};
 use values::{Cell, Param, Unmapped};
@@ -63,6 +64,8 @@ struct Conn {
 /// together; an idle one is kept for its actor until another actor needs the room.
 pub struct PgServer {
     config: tokio_postgres::Config,
+    /// TLS, when the URL asks for it (`sslmode=require`).
+    tls: Option<MakeRustlsConnect>,
     permits: Arc<Semaphore>,
     /// Idle connections, the least recently used first: (role, connection).
     idle: SyncMutex<Vec<(String, Conn)>>,
@@ -86,8 +89,50 @@ impl PgServer {
     /// A pool for the server `config` names, whose user (the host's) creates the actors'
     /// roles and schemas: it needs `CREATEROLE` and `CREATE` on the database.
     pub fn new(config: tokio_postgres::Config, max: usize) -> Arc<Self> {
+        // Without extra roots building TLS cannot fail; if it did, a URL that requires TLS
+        // would fail to connect (never connect in the clear).
+        Self::with_roots(config.clone(), max, Vec::new()).unwrap_or_else(|e| {
+            tracing::error!("TLS for PostgreSQL: {e}");
+            Self::build(config, max, None)
+        })
+    }
+
+    /// A pool whose TLS (when the URL says `sslmode=require`) trusts Mozilla's roots and
+    /// `extra`: the server's certificate is always checked, its name against the URL's host.
+    pub fn with_roots(
+        config: tokio_postgres::Config,
+        max: usize,
+        extra: Vec<rustls::pki_types::CertificateDer<'static>>,
+    ) -> Result<Arc<Self>, String> {
+        let tls = if crate::config::tls(&config) {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            for cert in extra {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("a certificate of ca_file is not usable: {e}"))?;
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let client = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Some(MakeRustlsConnect::new(client))
+        } else {
+            None
+        };
+        Ok(Self::build(config, max, tls))
+    }
+
+    fn build(
+        config: tokio_postgres::Config,
+        max: usize,
+        tls: Option<MakeRustlsConnect>,
+    ) -> Arc<Self> {
         Arc::new(PgServer {
             config,
+            tls,
             permits: Arc::new(Semaphore::new(max.max(1))),
             idle: SyncMutex::new(Vec::new()),
             returned: Notify::new(),
@@ -170,7 +215,7 @@ impl PgServer {
             .user(role)
             .password(password)
             .application_name(format!("theater {role}"));
-        let client = open(&config).await.map_err(|e| {
+        let client = open(&config, self.tls.as_ref()).await.map_err(|e| {
             DbError::unavailable(format!("cannot connect to PostgreSQL as {role}: {e}"))
         })?;
         Ok(Conn {
@@ -183,24 +228,44 @@ impl PgServer {
 
     /// A connection as the host's own user (not counted in the pool: set-up only).
     async fn admin(&self) -> Result<Client, DbError> {
-        open(&self.config)
+        open(&self.config, self.tls.as_ref())
             .await
             .map_err(|e| DbError::unavailable(format!("cannot connect to PostgreSQL: {e}")))
     }
 }
 
-/// Opens a connection and drives it on the current runtime.
-async fn open(config: &tokio_postgres::Config) -> Result<Client, String> {
-    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
-        .await
-        .map_err(|_| format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))?
-        .map_err(|e| describe(&e))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!("a PostgreSQL connection ended: {e}");
+/// Opens a connection (over `tls` if given) and drives it on the current runtime.
+async fn open(
+    config: &tokio_postgres::Config,
+    tls: Option<&MakeRustlsConnect>,
+) -> Result<Client, String> {
+    let timed_out = || format!("no answer within {} s", CONNECT_TIMEOUT.as_secs());
+    let client = match tls {
+        Some(tls) => {
+            let (client, connection) =
+                tokio::time::timeout(CONNECT_TIMEOUT, config.connect(tls.clone()))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|e| describe(&e))?;
+            tokio::spawn(drive(connection));
+            client
         }
-    });
+        None => {
+            let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| describe(&e))?;
+            tokio::spawn(drive(connection));
+            client
+        }
+    };
     Ok(client)
+}
+
+async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(e) = connection.await {
+        tracing::debug!("a PostgreSQL connection ended: {e}");
+    }
 }
 
 /// An error as the actor sees it: the server's message, its SQLSTATE, detail and hint.
@@ -624,7 +689,17 @@ COMMIT;"#
             }),
             Ok(r) => r,
             Err(_) => {
-                let _ = tokio::time::timeout(CANCEL_GRACE, cancel.cancel_query(NoTls)).await;
+                match &self.server.tls {
+                    Some(tls) => {
+                        let _ =
+                            tokio::time::timeout(CANCEL_GRACE, cancel.cancel_query(tls.clone()))
+                                .await;
+                    }
+                    None => {
+                        let _ =
+                            tokio::time::timeout(CANCEL_GRACE, cancel.cancel_query(NoTls)).await;
+                    }
+                }
                 match tokio::time::timeout(CANCEL_GRACE, &mut work).await {
                     Ok(Ok(v)) => Ok(v),
                     Ok(Err(f)) => Err(Failure {

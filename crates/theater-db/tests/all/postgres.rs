@@ -524,3 +524,45 @@ async fn postgres_set_up_races_and_refuses_a_privileged_role_of_the_actors_name(
     );
     db.sql(&format!("DROP ROLE \"{}\"", greedy.role()));
 }
+
+#[tokio::test]
+async fn postgres_over_tls_checks_the_servers_certificate() {
+    let Some(db) = PgDatabase::create() else {
+        return;
+    };
+    let cert = db.sql("SELECT current_setting('ssl'), current_setting('ssl_cert_file')");
+    let (ssl, cert) = (cert[0][0].clone().unwrap(), cert[0][1].clone().unwrap());
+    let Ok(pem) = std::fs::read(&cert) else {
+        eprintln!("skipped: the server's certificate {cert} is not readable here (ssl = {ssl})");
+        return;
+    };
+    if ssl != "on" {
+        eprintln!("skipped: the server does not speak TLS (ssl = off)");
+        return;
+    }
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    // The certificate names the server `localhost`.
+    let url = format!(
+        "{}?sslmode=require",
+        db.url().replace("127.0.0.1", "localhost")
+    );
+    // Mozilla's roots alone do not vouch for it: refused, never sent in the clear.
+    let unchecked = Postgres::new(PgServer::new(url.parse().unwrap(), 2), "tls", None);
+    let e = unchecked
+        .run(&json!({"query": "SELECT 1"}))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("certificate"), "{e}");
+    // With its certificate among the roots: connected, over TLS.
+    let server = PgServer::with_roots(url.parse().unwrap(), 2, certs).unwrap();
+    let store = Postgres::new(server, "tls", None);
+    let r = store
+        .run(&json!({"query": "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"}))
+        .await
+        .unwrap();
+    assert_eq!(r["rows"], json!([[true]]));
+}

@@ -699,6 +699,44 @@ fn the_inventory_runs_unchanged_on_postgresql_and_replays_without_the_server() {
 }
 
 #[test]
+fn the_inventory_reaches_postgresql_over_tls_with_the_servers_certificate_checked() {
+    let Some(pg) = theater_test_support::pg::PgDatabase::create() else {
+        return;
+    };
+    let setting = pg.sql("SELECT current_setting('ssl'), current_setting('ssl_cert_file')");
+    let (ssl, cert) = (
+        setting[0][0].clone().unwrap(),
+        setting[0][1].clone().unwrap(),
+    );
+    if ssl != "on" || std::fs::metadata(&cert).is_err() {
+        eprintln!("skipped: the server does not speak TLS with a certificate readable here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The server's certificate names it `localhost`.
+    let url = pg.url().replace("127.0.0.1", "localhost");
+    let m = manifest(
+        dir.path(),
+        "inventory",
+        "inventory",
+        &format!("[interfaces.db]\nurl = \"{url}?sslmode=require\"\nca_file = \"{cert}\"\n"),
+    );
+    let data = dir.path().join("data");
+    let mut host = Running::start(&data, std::slice::from_ref(&m));
+    host.wait_for("actor(s) running");
+    let r = host.json(&[
+        "send",
+        "inventory",
+        "{\"sql\": \"SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()\"}",
+        "--request",
+    ]);
+    assert_eq!(r["reply"]["rows"], json!([[true]]), "{r}");
+    host.stop();
+    drop(pg);
+    assert_inventory_replays(&data, &m);
+}
+
+#[test]
 fn a_postgresql_url_with_a_password_is_refused_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let m = manifest(
