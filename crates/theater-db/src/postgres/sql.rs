@@ -189,6 +189,52 @@ mod tests {
         }
     }
 
+    use proptest::prelude::*;
+
+    /// What PostgreSQL skips before a statement's first keyword: whitespace, comments (line
+    /// comments ended by LF or CR, nested block comments), parentheses, empty statements.
+    fn skipped() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just(" ".to_string()),
+            Just("\t".to_string()),
+            Just("\n".to_string()),
+            Just("\r".to_string()),
+            Just("\u{0B}".to_string()),
+            Just("\u{0C}".to_string()),
+            Just(";".to_string()),
+            Just("(".to_string()),
+            "[a-z ;'$?*/]{0,8}".prop_map(|t| format!("--{}\n", t.replace(['\n', '\r'], ""))),
+            "[a-z ;'$?]{0,8}".prop_map(|t| format!("--{t}\r")),
+            "[a-z ;'$?]{0,8}".prop_map(|t| format!("/*{t}*/")),
+            "[a-z ;'$?]{0,8}".prop_map(|t| format!("/* /* {t} */ */")),
+        ];
+        prop::collection::vec(piece, 0..6).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        /// However a refused statement is introduced, the check sees its keyword.
+        #[test]
+        fn a_refused_keyword_is_found_behind_anything_postgresql_skips(
+            before in skipped(),
+            keyword in prop::sample::select(vec!["COMMIT", "rollback", "Begin", "SET", "copy", "savepoint", "PREPARE", "end", "reset"]),
+            after in "( [a-z0-9 ]{0,10})?",
+        ) {
+            let sql = format!("{before}{keyword}{after}");
+            prop_assert!(refused(&sql).is_some(), "{:?} was not refused", sql);
+        }
+
+        /// Rewriting placeholders only ever turns a `?` into a `$`: the text is otherwise
+        /// the same, byte for byte.
+        #[test]
+        fn rewriting_placeholders_changes_only_question_marks(sql in "[a-z0-9 ?'\"$*/\n-]{0,40}") {
+            let out = numbered_placeholders(&sql);
+            prop_assert_eq!(out.len(), sql.len());
+            for (a, b) in sql.bytes().zip(out.bytes()) {
+                prop_assert!(a == b || (a == b'?' && b == b'$'), "{:?} -> {:?}", sql, out);
+            }
+        }
+    }
+
     #[test]
     fn statements_that_take_the_transaction_or_session_are_refused() {
         for sql in [
