@@ -253,26 +253,7 @@ pub(crate) async fn versus(
     input: &theater_core::ActorInput,
     mut direct: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<(f64, f64)> {
-    let (mut ours, mut base) = (Vec::new(), Vec::new());
-    for round in 0..=report.settings.samples {
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            let out = actor.call(input.clone()).await?;
-            std::hint::black_box(out);
-        }
-        let a = t.elapsed();
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            direct()?;
-        }
-        let b = t.elapsed();
-        if round > 0 {
-            ours.push(a / n);
-            base.push(b / n);
-        }
-    }
-    let per = |d: std::time::Duration| 1.0 / d.as_secs_f64();
-    Ok((per(median(&mut ours)), per(median(&mut base))))
+    versus_async(report, n, actor, input, || std::future::ready(direct())).await
 }
 
 /// [`versus`] with a baseline that is itself asynchronous (a database client's request).

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::unit::{Limits, hex, unhex};
 use crate::{Database, DbError};
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::{Value as Sql, ValueRef};
@@ -35,13 +36,6 @@ struct Inner {
     conn: Connection,
     /// Whether an input's unit is open (from `begin_input` to its commit or rollback).
     unit: bool,
-}
-
-/// What one request may use.
-#[derive(Clone, Copy, Debug)]
-struct Limits {
-    time: Duration,
-    result_bytes: usize,
 }
 
 /// What an actor's SQL may not do: control transactions (the host runs them), attach
@@ -106,20 +100,6 @@ const ROWID_RESET: &str = "_theater_rowid";
 
 /// What a request answers once SQLite rolled back the input's transaction itself.
 const UNIT_LOST: &str = "SQLite rolled back this input's transaction (every write of the input so far is undone, and nothing more can run until the input ends)";
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
 
 fn to_sql(v: &Value) -> Result<Sql, String> {
     Ok(match v {

@@ -172,6 +172,32 @@ pub enum RunAnswer {
     },
 }
 
+/// What one request may use (both backends).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// How long it may run.
+    pub(crate) time: std::time::Duration,
+    /// How many bytes of rows it may return.
+    pub(crate) result_bytes: usize,
+}
+
+/// Bytes as lower-case hex: how a blob is written in a request or an answer
+/// (`{"blob_hex": ...}`), on both backends.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of `s`, if it is hex.
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// Whether the input being handled opened its unit (kept in [`HostCalls::scratch`]).
 #[derive(Default)]
 struct UnitOpen(bool);

@@ -25,6 +25,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::unit::{Limits, hex};
 use crate::{Database, DbError};
 use values::{Cell, Param, Unmapped};
 
@@ -168,6 +169,17 @@ impl PgServer {
         }
     }
 
+    /// Rolls back the unit open on `conn` (if it reached the server) and keeps `conn` idle for
+    /// `role`; closes it if that fails (the server rolls back then).
+    async fn roll_back(&self, role: &str, mut conn: Conn) {
+        let begun = !std::mem::take(&mut conn.pending).starts_with("BEGIN");
+        let rolled_back =
+            || tokio::time::timeout(CONNECT_TIMEOUT, conn.client.batch_execute("ROLLBACK"));
+        if !begun || matches!(rolled_back().await, Ok(Ok(()))) {
+            self.put_idle(role, conn);
+        }
+    }
+
     /// Closes `role`'s idle connections.
     fn purge(&self, role: &str) {
         self.idle().retain(|(r, _)| r != role);
@@ -288,13 +300,6 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// What one request may use.
-#[derive(Clone, Copy, Debug)]
-struct Limits {
-    time: Duration,
-    result_bytes: usize,
-}
-
 /// What an actor's database connection is doing between requests.
 #[derive(Default)]
 struct Session {
@@ -346,7 +351,7 @@ fn random_hex() -> String {
             .as_nanos();
         bytes[..16].copy_from_slice(&t.to_le_bytes());
     });
-    values::hex(&bytes)
+    hex(&bytes)
 }
 
 /// `parts` joined by `_` as a PostgreSQL identifier that needs no quoting rules: lower case
@@ -368,7 +373,7 @@ pub fn identifier(parts: &[&str]) -> String {
         id.insert(0, '_');
     }
     if id != joined || id.len() > 63 {
-        let h = values::hex(&Sha256::digest(joined.as_bytes()));
+        let h = hex(&Sha256::digest(joined.as_bytes()));
         id.truncate(54);
         id.push('_');
         id.push_str(&h[..8]);
@@ -396,7 +401,7 @@ impl Postgres {
     pub fn new(server: Arc<PgServer>, actor: &str, schema: Option<&str>) -> Self {
         // Roles are the server's, not the database's: the name carries a hash of both parts,
         // so (`app`, `a_b`) and (`app_a`, `b`) never share one.
-        let both = values::hex(&Sha256::digest(format!("{}\0{actor}", server.dbname())));
+        let both = hex(&Sha256::digest(format!("{}\0{actor}", server.dbname())));
         let role = identifier(&["theater", server.dbname(), actor, &both[..8]]);
         let schema = schema.map_or_else(|| identifier(&["theater", actor]), str::to_string);
         Postgres {
@@ -465,7 +470,7 @@ impl Postgres {
         let (role, schema, h) = (&self.role, &self.schema, HOST_SCHEMA);
         let verifier = postgres_protocol::password::scram_sha_256(self.password.as_bytes());
         // Only the key's hash is sent, and stored.
-        let key_hash = values::hex(&Sha256::digest(self.key.as_bytes()));
+        let key_hash = hex(&Sha256::digest(self.key.as_bytes()));
         // Run as the host's user: nothing it calls may resolve to an object an actor made
         // (search_path), and nothing an actor holds may stall it for long (lock_timeout; a
         // lock on a table actors cannot touch serializes hosts setting up at once, and lets
@@ -569,19 +574,8 @@ COMMIT;"#
             s.unit = false;
             self.lost.store(false, Ordering::Release);
             if let Some(conn) = s.conn.take() {
-                self.roll_back(conn).await;
+                self.server.roll_back(&self.role, conn).await;
             }
-        }
-    }
-
-    /// Rolls back the unit open on `conn` and gives it back to the pool (closes it if that
-    /// fails: the server rolls back then).
-    async fn roll_back(&self, mut conn: Conn) {
-        let begun = !std::mem::take(&mut conn.pending).starts_with("BEGIN");
-        let rolled_back =
-            || tokio::time::timeout(CONNECT_TIMEOUT, conn.client.batch_execute("ROLLBACK"));
-        if !begun || matches!(rolled_back().await, Ok(Ok(()))) {
-            self.server.put_idle(&self.role, conn);
         }
     }
 
@@ -1133,15 +1127,10 @@ impl Database for Postgres {
         {
             s.unit = false;
             self.lost.store(false, Ordering::Release);
-            if let Some(mut conn) = s.conn.take() {
+            if let Some(conn) = s.conn.take() {
                 let server = Arc::clone(&self.server);
                 let role = self.role.clone();
-                let begun = !std::mem::take(&mut conn.pending).starts_with("BEGIN");
-                rt.spawn(async move {
-                    if !begun || conn.client.batch_execute("ROLLBACK").await.is_ok() {
-                        server.put_idle(&role, conn);
-                    }
-                });
+                rt.spawn(async move { server.roll_back(&role, conn).await });
             }
         }
     }

@@ -8,6 +8,7 @@
 
 use std::error::Error;
 
+use crate::unit::{hex, unhex};
 use postgres_protocol::types as wire;
 use serde_json::{Value, json};
 use tokio_postgres::types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
@@ -77,20 +78,6 @@ fn blob(v: &Value) -> Option<Result<Vec<u8>, BoxError>> {
             .and_then(unhex)
             .ok_or_else(|| "blob_hex must be a string of hex digits".into()),
     )
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 fn integer(v: &Value) -> Option<i64> {
