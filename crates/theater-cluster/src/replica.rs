@@ -204,36 +204,64 @@ async fn publish_group(
 }
 
 /// Publishes a seal after `head` (the replica's last message, as just read): returns its
-/// stream sequence, or why not (another host sealed or wrote first).
+/// stream sequence, or why not (another host sealed or wrote first). Retries what may pass
+/// (a stream not yet served after the cluster formed, a timeout, an election) until
+/// `patience` is spent; a retry whose first attempt was stored finds its own seal.
 async fn seal(
     js: jetstream::Context,
+    stream: String,
     host: String,
     subject: String,
     head: Option<ReplicaHead>,
+    patience: Duration,
 ) -> Result<u64, String> {
-    let mut headers = HeaderMap::new();
-    headers.insert(SEAL, "1");
-    headers.insert(HOST, host.as_str());
-    let len = head.as_ref().map_or(0, |h| h.len());
-    headers.insert(FIRST, len.to_string().as_str());
-    if let Some((seq, hash)) = head.as_ref().and_then(|h| h.last) {
-        headers.insert(LAST, seq.to_string().as_str());
-        headers.insert(HEAD, hash.to_string().as_str());
-    }
-    let message = PublishMessage::build()
-        .payload(Bytes::new())
-        .headers(headers)
-        .expected_last_subject_sequence(head.as_ref().map_or(0, |h| h.msg_seq));
-    let ack = js
-        .send_publish(subject, message)
-        .await
-        .map_err(|e| format!("sealing the replica: {e}"))?;
-    match ack.await {
-        Ok(ack) => Ok(ack.sequence),
-        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-            Err("another host took the chain at the same time".into())
+    let deadline = Instant::now() + patience;
+    let mut backoff = Duration::from_millis(50);
+    let expected = head.as_ref().map_or(0, |h| h.msg_seq);
+    let last = head.as_ref().and_then(|h| h.last);
+    loop {
+        let mut headers = HeaderMap::new();
+        headers.insert(SEAL, "1");
+        headers.insert(HOST, host.as_str());
+        let len = head.as_ref().map_or(0, |h| h.len());
+        headers.insert(FIRST, len.to_string().as_str());
+        if let Some((seq, hash)) = last {
+            headers.insert(LAST, seq.to_string().as_str());
+            headers.insert(HEAD, hash.to_string().as_str());
         }
-        Err(e) => Err(format!("sealing the replica: {e}")),
+        let message = PublishMessage::build()
+            .payload(Bytes::new())
+            .headers(headers)
+            .expected_last_subject_sequence(expected);
+        let outcome = match js.send_publish(subject.clone(), message).await {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        let error = match outcome {
+            Ok(ack) => return Ok(ack.sequence),
+            Err(e) => e,
+        };
+        if error.kind() == PublishErrorKind::WrongLastSequence {
+            // Either another host got there first, or an earlier attempt of this one was
+            // stored and its acknowledgement lost: then the head is this host's seal of the
+            // same chain.
+            match replica_head(&js, &stream, &subject).await {
+                Ok(Some(now)) if now.seal && now.host == host && now.last == last => {
+                    return Ok(now.msg_seq);
+                }
+                Ok(_) => return Err("another host took the chain at the same time".into()),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(format!("sealing the replica: {e}"));
+                }
+                Err(_) => {}
+            }
+        } else if Instant::now() >= deadline {
+            return Err(format!(
+                "sealing the replica: not stored within {patience:?}: {error}"
+            ));
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -311,9 +339,11 @@ impl ReplicatedStore {
         // refused at its next publish, even if it never noticed losing the actor.
         let seal = seal(
             cluster.jetstream().clone(),
+            config.chain_stream(),
             config.host.clone(),
             subject.clone(),
             head,
+            config.publish_patience,
         );
         let last_msg = cluster
             .block(seal)?
