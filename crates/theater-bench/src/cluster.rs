@@ -133,8 +133,14 @@ async fn messages(report: &mut Report, nats: &NatsCluster) -> anyhow::Result<()>
         o.lease = Duration::from_secs(3);
         Ok(o)
     };
-    let a = Host::start_with(&manifests, &dir.path().join("a"), Some(options("a")?)).await?;
-    let b = Host::start_with(&manifests, &dir.path().join("b"), Some(options("b")?)).await?;
+    let with = |host: &str| -> anyhow::Result<theater::HostOptions> {
+        Ok(theater::HostOptions {
+            cluster: Some(options(host)?),
+            ..Default::default()
+        })
+    };
+    let a = Host::start_with(&manifests, &dir.path().join("a"), with("a")?).await?;
+    let b = Host::start_with(&manifests, &dir.path().join("b"), with("b")?).await?;
     // Settled: every account on one of the two, both holding some, unchanged for a while.
     let names: Vec<String> = (0..8).map(|i| format!("acct-{i}")).collect();
     let started = Instant::now();

@@ -30,6 +30,7 @@ pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
             timeout_ms: 10_000,
             max_response_bytes: 1 << 20,
             ca_file: None,
+            credentials: Vec::new(),
         };
         let grant =
             Arc::new(HttpClientGrant::new(&config).map_err(|e| anyhow::anyhow!(e.message))?);

@@ -16,6 +16,7 @@ use serde::Deserialize;
 /// url = "postgres://theater@127.0.0.1:5432/app"   # never with a password in it
 /// password_env = "THEATER_PG_PASSWORD"            # optional: the variable holding it
 /// password_file = "/run/secrets/theater-pg"       # optional: a file only its owner reads
+/// password_secret = "PG_PASSWORD"                 # optional: a secret of [secrets]
 /// schema = "inventory"                            # optional; default theater_NAME
 /// # TLS: add ?sslmode=require to the url; the server's certificate is checked against
 /// # Mozilla's roots and this file's (PEM, relative to the manifest)
@@ -33,6 +34,9 @@ pub struct DbConfig {
     pub password_env: Option<String>,
     /// The file that holds it (its first line), readable by its owner only.
     pub password_file: Option<PathBuf>,
+    /// The secret that holds it (a name of the host's or the manifest's `[secrets]`): read
+    /// again for each set-up connection, so a rotated password needs no restart.
+    pub password_secret: Option<String>,
     /// The actor's schema on the server (default `theater_<actor>`).
     pub schema: Option<String>,
     /// More certificate authorities to trust for TLS to the server (PEM), relative to the
@@ -67,6 +71,14 @@ pub enum PasswordSource {
     Env(String),
     /// A file (relative paths start at the manifest).
     File(PathBuf),
+    /// A secret of the host's or the manifest's `[secrets]`, by name, and once the actor's
+    /// secrets are known, where it comes from.
+    Secret {
+        /// The secret's name.
+        name: String,
+        /// Its source (`None` until resolved against the actor's secrets).
+        source: Option<theater_wasm::secrets::Source>,
+    },
 }
 
 impl PasswordSource {
@@ -83,6 +95,15 @@ impl PasswordSource {
                     "the environment variable {var} (password_env) is not set"
                 )),
             },
+            PasswordSource::Secret { name, source } => {
+                let source = source
+                    .as_ref()
+                    .ok_or_else(|| format!("secret {name} (password_secret) is not declared"))?;
+                let value = source.read(name).map_err(|e| e.to_string())?;
+                let text = std::str::from_utf8(&value)
+                    .map_err(|_| format!("secret {name} (password_secret) is not UTF-8 text"))?;
+                Ok(Some(text.to_string()))
+            }
             PasswordSource::File(path) => {
                 #[cfg(unix)]
                 {
@@ -144,7 +165,25 @@ impl DbConfig {
                 "the url holds a password, and a manifest must not: put it in an environment variable (password_env) or a file (password_file)".into(),
             ));
         }
+        let given = [
+            self.password_env.is_some(),
+            self.password_file.is_some(),
+            self.password_secret.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err((
+                "password_secret",
+                "give the password once: password_env, password_file or password_secret".into(),
+            ));
+        }
+        if let Some(name) = &self.password_secret {
+            theater_wasm::secrets::check_name(name).map_err(|e| ("password_secret", e))?;
+        }
         let password = match (&self.password_env, &self.password_file) {
+            _ if self.password_secret.is_some() => PasswordSource::Secret {
+                name: self.password_secret.clone().unwrap_or_default(),
+                source: None,
+            },
             (Some(_), Some(_)) => {
                 return Err((
                     "password_file",

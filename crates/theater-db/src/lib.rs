@@ -93,9 +93,14 @@ impl Db {
         password: &PasswordSource,
         ca_file: Option<&std::path::Path>,
         manifest: &Manifest,
+        secrets: &theater_wasm::Secrets,
     ) -> anyhow::Result<Arc<PgServer>> {
         let source = match password {
             PasswordSource::File(f) => PasswordSource::File(manifest.relative(f)),
+            PasswordSource::Secret { name, .. } => PasswordSource::Secret {
+                name: name.clone(),
+                source: Some(secrets.source(name)?.clone()),
+            },
             other => other.clone(),
         };
         let mut servers = self
@@ -127,6 +132,9 @@ impl Db {
         };
         let server = PgServer::with_roots(config, DEFAULT_MAX_CONNECTIONS, extra)
             .map_err(anyhow::Error::msg)?;
+        if matches!(source, PasswordSource::Secret { .. }) {
+            server.read_password_from(source.clone());
+        }
         servers.insert(key, Arc::clone(&server));
         Ok(server)
     }
@@ -165,7 +173,7 @@ impl Capability for Db {
                 ca_file,
             } => {
                 let server = self
-                    .server(&url, &password, ca_file.as_deref(), m)
+                    .server(&url, &password, ca_file.as_deref(), m, setup.secrets)
                     .map_err(|e| anyhow::anyhow!("[interfaces.db] {e}"))?;
                 // Connected at the first request (or repair): the server may start later.
                 let db = Postgres::new(server, m.name.as_str(), schema.as_deref())

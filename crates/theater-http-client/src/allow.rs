@@ -58,6 +58,36 @@ fn split_port(s: &str) -> Result<(&str, Option<u16>), String> {
     }
 }
 
+impl Entry {
+    /// Whether the entry is `*`, any host.
+    pub(crate) fn is_any(&self) -> bool {
+        self.host == Host::Any
+    }
+
+    /// Whether every target `other` allows, this entry allows too.
+    pub(crate) fn covers(&self, other: &Entry) -> bool {
+        let port = match (self.port, other.port) {
+            (None, _) => true,
+            (Some(p), Some(q)) => p == q,
+            (Some(_), None) => false,
+        };
+        let below = |host: &str, domain: &str| {
+            host.len() > domain.len()
+                && host.ends_with(domain)
+                && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+        };
+        port && match (&self.host, &other.host) {
+            (_, Host::Any) => self.host == Host::Any,
+            (Host::Any, Host::Below(_)) => true,
+            (Host::Any, Host::Exactly(h)) => !is_internal_name(h),
+            (Host::Below(d), Host::Below(e)) => d == e || below(e, d),
+            (Host::Below(d), Host::Exactly(h)) => below(h, d) && !is_internal_name(h),
+            (Host::Exactly(_), Host::Below(_)) => false,
+            (Host::Exactly(h), Host::Exactly(g)) => h == g,
+        }
+    }
+}
+
 /// `host` lowercased, and an IP address in its canonical form.
 pub(crate) fn canonical(host: &str) -> String {
     let host = host.trim_start_matches('[').trim_end_matches(']');

@@ -18,7 +18,8 @@ struct RecordedRequest<'a> {
 }
 
 /// An answer as recorded: `{"ok": {"status", "headers"}}` with the body beside it, or
-/// `{"error": {"kind", "message"}}`.
+/// `{"error": {"kind", "message"}}`; beside either, `"secrets": [{"name", "version"}]` when
+/// the host attached credentials (never their values).
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum RecordedAnswer {
@@ -27,6 +28,56 @@ enum RecordedAnswer {
         headers: Vec<(String, String)>,
     },
     Error(FetchError),
+}
+
+/// Where a recorded answer names the secrets its request used.
+const SECRETS_KEY: &str = "secrets";
+
+/// `outcome` with every value of `used` replaced by `[secret NAME]` in the response's header
+/// values and body, or in the error's message.
+fn redact(
+    outcome: Result<Response, FetchError>,
+    used: &[theater_wasm::Secret],
+) -> Result<Response, FetchError> {
+    if used.is_empty() {
+        return outcome;
+    }
+    let text = |mut t: String| {
+        for s in used {
+            t = s.redact_str(&t);
+        }
+        t
+    };
+    match outcome {
+        Ok(mut r) => {
+            for (_, v) in &mut r.headers {
+                *v = text(std::mem::take(v));
+            }
+            let mut changed = false;
+            for s in used {
+                if let std::borrow::Cow::Owned(b) = s.redact(&r.body) {
+                    r.body = b;
+                    changed = true;
+                }
+            }
+            if changed {
+                // The length the actor sees is the body's it gets.
+                for (name, v) in &mut r.headers {
+                    if name == "content-length" {
+                        *v = r.body.len().to_string();
+                    }
+                }
+            }
+            Ok(r)
+        }
+        Err(e) => Err(match e {
+            FetchError::Refused(m) => FetchError::Refused(text(m)),
+            FetchError::Invalid(m) => FetchError::Invalid(text(m)),
+            FetchError::Unreachable(m) => FetchError::Unreachable(text(m)),
+            FetchError::Timeout(m) => FetchError::Timeout(text(m)),
+            FetchError::TooLarge(m) => FetchError::TooLarge(text(m)),
+        }),
+    }
 }
 
 fn object(value: Value) -> Map<String, Value> {
@@ -73,11 +124,15 @@ pub async fn send(
                     .map_err(|e| FetchError::Unreachable(format!("cannot record the body: {e}"))),
                 _ => Ok(()),
             };
+            let mut used = Vec::new();
             let outcome = match (grant, stored) {
                 (_, Err(e)) => Err(e),
-                (Some(g), Ok(())) => crate::fetch::fetch(&g.limits, request).await,
+                (Some(g), Ok(())) => crate::fetch::fetch(&g.limits, request, &mut used).await,
                 (None, Ok(())) => Err(FetchError::Refused(NOT_GRANTED.into())),
             };
+            // A server (or an error) that echoes a credential: the value is replaced before
+            // the actor or the chain sees it.
+            let outcome = redact(outcome, &used);
             let (answer, body) = match outcome {
                 Ok(r) => (
                     RecordedAnswer::Ok {
@@ -88,8 +143,15 @@ pub async fn send(
                 ),
                 Err(e) => (RecordedAnswer::Error(e), Vec::new()),
             };
-            let json = serde_json::to_value(&answer).unwrap_or_default();
-            match stash(object(json), body.clone(), blobs.as_deref()) {
+            let mut json = object(serde_json::to_value(&answer).unwrap_or_default());
+            if !used.is_empty() {
+                let uses = crate::credentials::uses(&used);
+                json.insert(
+                    SECRETS_KEY.into(),
+                    serde_json::to_value(uses).unwrap_or_default(),
+                );
+            }
+            match stash(json, body.clone(), blobs.as_deref()) {
                 Ok(p) => {
                     *kept = Some(body);
                     p
@@ -107,6 +169,7 @@ pub async fn send(
     let mut json = answer.json.clone();
     if let Some(m) = json.as_object_mut() {
         m.remove(theater_chain::blob::BLOB_KEY);
+        m.remove(SECRETS_KEY);
     }
     match serde_json::from_value::<RecordedAnswer>(json).map_err(|_| malformed())? {
         RecordedAnswer::Error(e) => Ok(Err(e)),

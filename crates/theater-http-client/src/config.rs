@@ -11,6 +11,11 @@ use serde::Deserialize;
 /// max_response_bytes = 1048576    # a larger response body is refused
 /// ca_file = "internal-ca.pem"     # optional: more roots to trust for https (PEM), besides
 ///                                 # Mozilla's, relative to the manifest
+///
+/// [[interfaces.http-client.credentials]]   # optional, any number: a header the host adds
+/// host = "api.example.com"                 # to requests to these hosts (an allow entry)
+/// header = "authorization"
+/// value = "Bearer {secret:API_TOKEN}"      # a secret of [secrets], by name
 /// ```
 ///
 /// An entry is a host name or IP address, optionally with a port (without one, any port);
@@ -31,6 +36,10 @@ pub struct HttpClientConfig {
     /// More certificate authorities to trust for `https` (PEM), relative to the manifest.
     #[serde(default)]
     pub ca_file: Option<std::path::PathBuf>,
+    /// Headers the host adds to requests to some of the hosts, with secrets in their values
+    /// (the guest never sees them; see [`crate::CredentialConfig`]).
+    #[serde(default)]
+    pub credentials: Vec<crate::CredentialConfig>,
 }
 
 fn default_timeout_ms() -> u64 {

@@ -13,15 +13,29 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::allow::{self, Entry};
+use crate::credentials::{self, Credential};
 use crate::{FetchError, Request, Response};
+use theater_wasm::{Secret, Secrets};
 
-/// What a grant allows: hosts, time and size; and whom it trusts over TLS.
+/// The headers a guest may not set: the host's, from the URL and the body (a guest's `host`
+/// could reach a virtual host the allow list never granted).
+pub(crate) const HOST_HEADERS: [HeaderName; 4] = [
+    http::header::HOST,
+    http::header::CONTENT_LENGTH,
+    http::header::TRANSFER_ENCODING,
+    http::header::CONNECTION,
+];
+
+/// What a grant allows: hosts, time and size; whom it trusts over TLS; the credentials it
+/// attaches and the secrets they name.
 #[derive(Clone)]
 pub(crate) struct Limits {
     pub(crate) allow: Vec<Entry>,
     pub(crate) timeout: Duration,
     pub(crate) max_response_bytes: u64,
     pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) credentials: Vec<Credential>,
+    pub(crate) secrets: Secrets,
 }
 
 impl std::fmt::Debug for Limits {
@@ -30,6 +44,7 @@ impl std::fmt::Debug for Limits {
             .field("allow", &self.allow)
             .field("timeout", &self.timeout)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("credentials", &self.credentials)
             .finish_non_exhaustive()
     }
 }
@@ -81,8 +96,13 @@ pub(crate) fn target(url: &str) -> Result<(Uri, String, u16, bool), FetchError> 
     Ok((uri, host, port, tls))
 }
 
-/// Sends `request` if `limits` allow its host, and reads the whole response.
-pub(crate) async fn fetch(limits: &Limits, request: &Request) -> Result<Response, FetchError> {
+/// Sends `request` if `limits` allow its host, with the credentials that apply to it, and
+/// reads the whole response. The secrets read for the credentials are pushed to `used`.
+pub(crate) async fn fetch(
+    limits: &Limits,
+    request: &Request,
+    used: &mut Vec<Secret>,
+) -> Result<Response, FetchError> {
     let (uri, host, port, tls) = target(&request.url)?;
     if !allow::allowed(&limits.allow, &host, port) {
         let local = if allow::is_internal_name(&host) {
@@ -96,11 +116,12 @@ pub(crate) async fn fetch(limits: &Limits, request: &Request) -> Result<Response
     }
     let method = Method::from_bytes(request.method.as_bytes())
         .map_err(|_| FetchError::Invalid(format!("{:?} is not a method", request.method)))?;
+    let extra = credentials::attach(&limits.credentials, &limits.secrets, &host, port, tls, used)?;
     let timeout = limits.timeout;
     let exchange = async {
         let stream = connect(limits, &host, port).await?;
         if !tls {
-            return exchange(limits, stream, request, method, uri, &host, port).await;
+            return exchange(limits, stream, request, &extra, method, uri, &host, port).await;
         }
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let name = ServerName::try_from(bare.to_string())
@@ -109,7 +130,7 @@ pub(crate) async fn fetch(limits: &Limits, request: &Request) -> Result<Response
             .connect(name, stream)
             .await
             .map_err(|e| FetchError::Unreachable(format!("{host}:{port}: TLS: {e}")))?;
-        exchange(limits, stream, request, method, uri, &host, port).await
+        exchange(limits, stream, request, &extra, method, uri, &host, port).await
     };
     tokio::time::timeout(timeout, exchange)
         .await
@@ -160,11 +181,16 @@ async fn connect(limits: &Limits, host: &str, port: u16) -> Result<TcpStream, Fe
     Ok(stream)
 }
 
-/// One HTTP/1.1 exchange over `stream`.
+/// One HTTP/1.1 exchange over `stream`, with the guest's headers and `extra` (credentials).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, each argument a distinct part"
+)]
 async fn exchange<S>(
     limits: &Limits,
     stream: S,
     request: &Request,
+    extra: &[(HeaderName, HeaderValue)],
     method: Method,
     uri: Uri,
     host: &str,
@@ -190,16 +216,14 @@ where
             .map_err(|_| FetchError::Invalid(format!("{name:?} is not a header name")))?;
         // The host, the framing and the connection are the host's: a guest's `host` could
         // reach a virtual host the allow list never granted.
-        if [
-            http::header::HOST,
-            http::header::CONTENT_LENGTH,
-            http::header::TRANSFER_ENCODING,
-            http::header::CONNECTION,
-        ]
-        .contains(&name)
-        {
+        if HOST_HEADERS.contains(&name) {
             return Err(FetchError::Invalid(format!(
                 "the {name} header is set by the host, from the URL and the body"
+            )));
+        }
+        if extra.iter().any(|(n, _)| *n == name) {
+            return Err(FetchError::Invalid(format!(
+                "the {name} header carries a credential the host adds for {host}: the actor does not set it"
             )));
         }
         let value = HeaderValue::from_str(value)
@@ -217,6 +241,9 @@ where
         format!("{host}:{port}")
     };
     builder = builder.header(http::header::HOST, authority);
+    for (name, value) in extra {
+        builder = builder.header(name, value.clone());
+    }
     let req = builder
         .body(Full::new(Bytes::from(request.body.clone())))
         .map_err(|e| FetchError::Invalid(e.to_string()))?;

@@ -31,6 +31,7 @@
 mod allow;
 pub mod calls;
 mod config;
+mod credentials;
 mod fetch;
 mod host;
 
@@ -38,9 +39,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::HttpClientConfig;
+pub use credentials::CredentialConfig;
 
 use serde::{Deserialize, Serialize};
-use theater_wasm::{Capability, FieldError, Grant, HostState, Manifest, Setup};
+use theater_wasm::{Capability, FieldError, Grant, HostState, Manifest, Secrets, Setup};
 use wasmtime::component::Linker;
 
 /// Name of a recorded request: request `{"method", "url", "headers"}` with the body as bytes
@@ -104,15 +106,26 @@ pub struct HttpClientGrant {
 }
 
 impl HttpClientGrant {
-    /// A grant from a config (its `ca_file`, if any, relative to the working directory).
+    /// A grant from a config (its `ca_file`, if any, relative to the working directory), with
+    /// no secrets (a credential's secret is then an error at each request).
     pub fn new(config: &HttpClientConfig) -> Result<Self, FieldError> {
         Self::relative_to(config, std::path::Path::new("."))
     }
 
-    /// A grant from a config whose `ca_file` is relative to `base`.
+    /// A grant from a config whose `ca_file` is relative to `base`, with no secrets.
     pub fn relative_to(
         config: &HttpClientConfig,
         base: &std::path::Path,
+    ) -> Result<Self, FieldError> {
+        Self::with_secrets(config, base, &Secrets::default())
+    }
+
+    /// A grant from a config whose `ca_file` is relative to `base`; its credentials read
+    /// `secrets` at each request.
+    pub fn with_secrets(
+        config: &HttpClientConfig,
+        base: &std::path::Path,
+        secrets: &Secrets,
     ) -> Result<Self, FieldError> {
         let extra = match &config.ca_file {
             None => Vec::new(),
@@ -144,12 +157,23 @@ impl HttpClientGrant {
         if config.timeout_ms == 0 {
             return Err(FieldError::at("timeout_ms", "must be at least 1"));
         }
+        let credentials = config
+            .credentials
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                credentials::Credential::parse(c, &allow)
+                    .map_err(|(field, e)| FieldError::at(&format!("credentials[{i}].{field}"), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(HttpClientGrant {
             limits: fetch::Limits {
                 allow,
                 timeout: Duration::from_millis(config.timeout_ms),
                 max_response_bytes: config.max_response_bytes,
                 tls,
+                credentials,
+                secrets: secrets.clone(),
             },
         })
     }
@@ -182,8 +206,19 @@ impl Capability for HttpClient {
         setup: &Setup<'_>,
     ) -> anyhow::Result<Arc<dyn Grant>> {
         let base = setup.manifest.relative("");
-        let grant =
-            HttpClientGrant::relative_to(config, &base).map_err(|e| anyhow::anyhow!(e.message))?;
+        let grant = HttpClientGrant::with_secrets(config, &base, setup.secrets).map_err(|e| {
+            anyhow::anyhow!(
+                "interfaces.http-client.{}: {}",
+                e.field.unwrap_or_default(),
+                e.message
+            )
+        })?;
+        // Every secret a credential names must be there when the actor starts.
+        for c in &grant.limits.credentials {
+            for name in c.secrets() {
+                setup.secrets.get(name)?;
+            }
+        }
         Ok(Arc::new(grant))
     }
 

@@ -95,6 +95,8 @@ pub struct Setup<'a> {
     pub data_dir: &'a Path,
     /// The actor's chain, as it is before the actor starts.
     pub chain: &'a dyn ChainStore,
+    /// The secrets the actor may name: the host's and its manifest's, with the host's key.
+    pub secrets: &'a crate::Secrets,
 }
 
 impl std::fmt::Debug for Setup<'_> {
@@ -103,6 +105,7 @@ impl std::fmt::Debug for Setup<'_> {
             .field("manifest", &self.manifest.path)
             .field("data_dir", &self.data_dir)
             .field("chain", &self.chain.id())
+            .field("secrets", &self.secrets)
             .finish()
     }
 }

@@ -45,6 +45,7 @@ mod engine;
 mod error;
 mod host;
 mod manifest;
+pub mod secrets;
 
 pub use actor::WasmActor;
 pub use capability::{Capabilities, Capability, FieldError, Grant, Grants, Setup};
@@ -52,3 +53,4 @@ pub use engine::{ActorComponent, WasmConfig, WasmHost};
 pub use error::{LoadError, ManifestError};
 pub use host::HostState;
 pub use manifest::{Family, Limits, MAX_NAME_LEN, Manifest, check_name};
+pub use secrets::{Secret, SecretError, Secrets};

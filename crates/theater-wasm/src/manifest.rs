@@ -18,6 +18,9 @@
 //! idle_ms = 300000                    # passivate a member idle this long
 //! max_active = 1000                   # most members active at once
 //!
+//! [secrets]                           # optional: names, and where values come from
+//! API_TOKEN = { env = "API_TOKEN" }   # (never a value: see `theater_wasm::secrets`)
+//!
 //! [interfaces.files]                  # a capability granted, with its config
 //! dir = "public"                      # (each is checked by its capability: see
 //!                                     # `Capabilities::check`)
@@ -49,6 +52,8 @@ struct RawManifest {
     interfaces: BTreeMap<String, toml::Value>,
     #[serde(default)]
     activation: Option<RawActivation>,
+    #[serde(default)]
+    secrets: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -163,6 +168,9 @@ pub struct Manifest {
     pub interfaces: BTreeMap<String, toml::Value>,
     /// Set when the name is a pattern (`room-*`): the manifest declares a family of actors.
     pub family: Option<Family>,
+    /// The secrets this manifest declares (`[secrets]`: names and where their values come
+    /// from, never the values; see [`crate::secrets`]).
+    pub secrets: BTreeMap<String, crate::secrets::Source>,
 }
 
 /// Largest memory limit accepted (4 GiB, the wasm32 maximum).
@@ -297,6 +305,11 @@ impl Manifest {
             None => Value::Null,
             Some(v) => serde_json::to_value(v).map_err(|e| err(Some("init"), e.to_string()))?,
         };
+        let secrets = match &raw.secrets {
+            None => BTreeMap::new(),
+            Some(table) => crate::secrets::parse_table(table, base)
+                .map_err(|(field, message)| err(Some(&field), message))?,
+        };
         Ok(Manifest {
             path: path.to_path_buf(),
             name,
@@ -305,6 +318,7 @@ impl Manifest {
             limits,
             interfaces: raw.interfaces,
             family,
+            secrets,
         })
     }
 }

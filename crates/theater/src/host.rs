@@ -25,7 +25,9 @@ use theater_core::{
     RuntimeConfig, spawn,
 };
 use theater_msg::{Activator, Registry, TransportError, TransportErrorKind, pending_sends};
-use theater_wasm::{ActorComponent, Capabilities, Family, Manifest, Setup, WasmConfig, WasmHost};
+use theater_wasm::{
+    ActorComponent, Capabilities, Family, Manifest, Secrets, Setup, WasmConfig, WasmHost,
+};
 use tokio::sync::Mutex;
 
 /// Where an actor came from: what starts it again and what its stop means.
@@ -94,10 +96,21 @@ pub(crate) struct Listed {
     pub(crate) origin: Option<Origin>,
 }
 
+/// What a host runs with beyond its manifests and data directory.
+#[derive(Default)]
+pub struct HostOptions {
+    /// The cluster to join (none: one host on its own).
+    pub cluster: Option<crate::cluster::ClusterOptions>,
+    /// The secrets every actor may name (the host config's `[secrets]`).
+    pub secrets: BTreeMap<String, theater_wasm::secrets::Source>,
+}
+
 /// The actors of `theater run` and everything around them.
 pub struct Host {
     wasm: WasmHost,
     capabilities: Capabilities,
+    /// The host's secrets, with its key for versions; an actor's add its manifest's.
+    secrets: Secrets,
     pub(crate) registry: Registry,
     pub(crate) data_dir: PathBuf,
     pub(crate) actors: Mutex<BTreeMap<String, Actor>>,
@@ -129,7 +142,7 @@ impl Host {
     /// an earlier run), delivers messages a previous run left undelivered, and starts serving
     /// them (HTTP).
     pub async fn start(manifests: &[PathBuf], data_dir: &Path) -> anyhow::Result<Arc<Host>> {
-        Host::start_with(manifests, data_dir, None).await
+        Host::start_with(manifests, data_dir, HostOptions::default()).await
     }
 
     /// [`Host::start`], in the cluster `cluster` names when given: the manifests' actors
@@ -138,14 +151,18 @@ impl Host {
     pub async fn start_with(
         manifests: &[PathBuf],
         data_dir: &Path,
-        cluster: Option<crate::cluster::ClusterOptions>,
+        options: HostOptions,
     ) -> anyhow::Result<Arc<Host>> {
+        let HostOptions { cluster, secrets } = options;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         // Everything below derives paths from it; absolute, they mean the same wherever the
         // process or a library it uses resolves them.
         let data_dir = &std::fs::canonicalize(data_dir)
             .with_context(|| format!("cannot resolve the data directory {}", data_dir.display()))?;
+        let secrets = Secrets::new(secrets).with_key_in(data_dir)?;
+        // Every secret the host declares must be there at start, not at its first use.
+        secrets.check_all()?;
         let registry = Registry::new();
         let children = crate::children::Actors::new();
         let capabilities = crate::capabilities::hosted(&registry, &children);
@@ -171,6 +188,7 @@ impl Host {
         let host = Arc::new(Host {
             wasm,
             capabilities,
+            secrets,
             registry,
             data_dir: data_dir.to_path_buf(),
             actors: Mutex::new(BTreeMap::new()),
@@ -453,10 +471,15 @@ impl Host {
             Some(state) => self.cluster_chain(state, m.name.as_str(), store)?,
             None => Box::new(store),
         };
+        let secrets = self.secrets.and(&m.secrets)?;
+        for name in m.secrets.keys() {
+            secrets.get(name)?;
+        }
         let grants = self.capabilities.grants(&Setup {
             manifest: m,
             data_dir: &self.data_dir,
             chain: &*chain,
+            secrets: &secrets,
         })?;
         let factory = {
             let (wasm, component, m) = (self.wasm.clone(), component.clone(), m.clone());

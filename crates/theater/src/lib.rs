@@ -48,7 +48,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use cluster::ClusterOptions;
-pub use host::{FamilyStatus, Host};
+pub use host::{FamilyStatus, Host, HostOptions};
 
 /// Theater: WebAssembly actors whose every state change is recorded in a verifiable hash chain.
 #[derive(Debug, Parser)]

@@ -68,6 +68,11 @@ pub(crate) struct HostFile {
     manifests: Vec<PathBuf>,
     /// The cluster to join.
     cluster: Option<ClusterFile>,
+    /// Secrets every actor may name: `NAME = { env = "VAR" }` or `{ file = "PATH" }`.
+    secrets: Option<toml::Value>,
+    /// The secrets read from `secrets`, file paths resolved against the file's directory.
+    #[serde(skip)]
+    pub(crate) secret_sources: std::collections::BTreeMap<String, theater_wasm::secrets::Source>,
 }
 
 /// The `[cluster]` table of a [`HostFile`].
@@ -97,6 +102,15 @@ impl HostFile {
         let mut file: HostFile = toml::from_str(&text)
             .with_context(|| format!("the host configuration {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(table) = &file.secrets {
+            file.secret_sources =
+                theater_wasm::secrets::parse_table(table, base).map_err(|(field, message)| {
+                    anyhow::anyhow!(
+                        "the host configuration {}: {field}: {message}",
+                        path.display()
+                    )
+                })?;
+        }
         for m in &mut file.manifests {
             if m.is_relative() {
                 *m = base.join(&*m);
@@ -184,7 +198,11 @@ pub(crate) fn run(
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let host = Host::start_with(&manifests, &data_dir, cluster).await?;
+        let options = crate::host::HostOptions {
+            cluster,
+            secrets: file.secret_sources.clone(),
+        };
+        let host = Host::start_with(&manifests, &data_dir, options).await?;
         let token = new_token()?;
         write_private(&data_dir.join(AdminFiles::TOKEN), &token)?;
         let shutdown = Shutdown::new();

@@ -73,6 +73,9 @@ pub struct PgServer {
     /// Told when a connection goes idle (a waiter may close it to make room).
     returned: Notify,
     max: usize,
+    /// Where the host user's password is read again for each set-up connection, so that a
+    /// rotated one is used without a restart (`None`: the one in `config`, if any).
+    password: std::sync::OnceLock<crate::PasswordSource>,
 }
 
 impl std::fmt::Debug for PgServer {
@@ -138,7 +141,14 @@ impl PgServer {
             idle: SyncMutex::new(Vec::new()),
             returned: Notify::new(),
             max: max.max(1),
+            password: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Reads the host user's password from `source` at each set-up connection from now on
+    /// (a rotated secret is used without a restart).
+    pub fn read_password_from(&self, source: crate::PasswordSource) {
+        let _ = self.password.set(source);
     }
 
     /// The database's name.
@@ -240,7 +250,13 @@ impl PgServer {
 
     /// A connection as the host's own user (not counted in the pool: set-up only).
     async fn admin(&self) -> Result<Client, DbError> {
-        open(&self.config, self.tls.as_ref())
+        let mut config = std::borrow::Cow::Borrowed(&self.config);
+        if let Some(source) = self.password.get()
+            && let Some(password) = source.read().map_err(DbError::unavailable)?
+        {
+            config.to_mut().password(password);
+        }
+        open(&config, self.tls.as_ref())
             .await
             .map_err(|e| DbError::unavailable(format!("cannot connect to PostgreSQL: {e}")))
     }

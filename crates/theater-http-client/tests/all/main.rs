@@ -98,6 +98,7 @@ fn fetcher_trusting(host: &WasmHost, allow: &[String], ca_file: Option<&Path>) -
         timeout_ms: 2000,
         max_response_bytes: 32 << 10,
         ca_file: ca_file.map(Path::to_path_buf),
+        credentials: Vec::new(),
     };
     actor.with_grant(
         "http-client",
@@ -349,6 +350,7 @@ async fn the_host_sets_host_and_framing_headers_and_urls_carry_no_credentials() 
         timeout_ms: 2000,
         max_response_bytes: 32 << 10,
         ca_file: None,
+        credentials: Vec::new(),
     };
     let grant = HttpClientGrant::new(&config).unwrap();
     let get = |url: String, headers: Vec<(String, String)>| Request {
@@ -384,4 +386,83 @@ async fn the_host_sets_host_and_framing_headers_and_urls_carry_no_credentials() 
     assert_eq!(ok.status, 200);
     // Every attempt is recorded, refusals included.
     assert_eq!(host.calls().len(), 6);
+}
+
+#[tokio::test]
+async fn a_credential_is_the_hosts_to_set_and_an_echo_of_it_is_redacted() {
+    use theater_http_client::{CredentialConfig, Request, calls};
+    use theater_wasm::secrets::Source;
+    // A server that echoes the request's head in its body.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                head.len()
+            );
+            let _ = s.write_all(response.as_bytes()).await;
+            let _ = s.write_all(&head).await;
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("key");
+    std::fs::write(&file, "k-0123456789abcdef\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let secrets = theater_wasm::Secrets::new([("KEY".to_string(), Source::File(file))].into())
+        .with_key_in(dir.path())
+        .unwrap();
+    let config = HttpClientConfig {
+        allow: vec![addr.to_string()],
+        timeout_ms: 2000,
+        max_response_bytes: 32 << 10,
+        ca_file: None,
+        credentials: vec![CredentialConfig {
+            host: addr.to_string(),
+            header: "x-api-key".into(),
+            value: "key={secret:KEY}".into(),
+        }],
+    };
+    let grant = HttpClientGrant::with_secrets(&config, Path::new("."), &secrets).unwrap();
+    let get = |headers: Vec<(String, String)>| Request {
+        method: "GET".into(),
+        url: format!("http://{addr}/"),
+        headers,
+        body: vec![],
+    };
+    let mut host = theater_core::HostCalls::live();
+    // The actor may not set (or overwrite) the header the host adds.
+    let mine = vec![("X-Api-Key".to_string(), "guess".to_string())];
+    let e = calls::send(Some(&grant), &mut host, get(mine))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(e.to_string().contains("credential"), "{e}");
+    let ok = calls::send(Some(&grant), &mut host, get(vec![]))
+        .await
+        .unwrap()
+        .unwrap();
+    let echoed = String::from_utf8(ok.body.clone()).unwrap();
+    assert!(echoed.contains("x-api-key: key=[secret KEY]"), "{echoed}");
+    assert!(!echoed.contains("0123456789abcdef"), "{echoed}");
+    let recorded = &host.calls()[1].result.json;
+    assert_eq!(recorded["secrets"][0]["name"], "KEY", "{recorded}");
+    assert_eq!(
+        recorded["secrets"][0]["version"].as_str(),
+        secrets.version_of("KEY", b"k-0123456789abcdef").as_deref()
+    );
+    assert!(!recorded.to_string().contains("0123456789abcdef"));
+    task.abort();
 }

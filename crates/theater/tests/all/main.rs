@@ -12,4 +12,5 @@ mod fixtures;
 mod golden;
 mod readme;
 mod run;
+mod secrets;
 mod spawn;

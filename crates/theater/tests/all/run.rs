@@ -67,18 +67,33 @@ impl Running {
         patience: Duration,
     ) -> Running {
         let mut cmd = bin();
-        cmd.current_dir(cwd)
-            .env_remove("THEATER_DATA_DIR")
-            .arg("run")
-            .args(manifests);
+        cmd.arg("run").args(manifests).stderr(Stdio::null());
+        Self::launch_cmd(cmd, cwd, data, patience)
+    }
+
+    /// `cmd`, a `theater run` set up by the caller (its arguments, environment and where
+    /// stderr goes), with `--data-dir data`.
+    pub(crate) fn start_cmd(cmd: Command, data: &Path) -> Running {
+        Self::launch_cmd(
+            cmd,
+            &std::env::current_dir().unwrap(),
+            Some(data),
+            Duration::from_secs(60),
+        )
+    }
+
+    fn launch_cmd(
+        mut cmd: Command,
+        cwd: &Path,
+        data: Option<&Path>,
+        patience: Duration,
+    ) -> Running {
+        cmd.current_dir(cwd).env_remove("THEATER_DATA_DIR");
         if let Some(data) = data {
             cmd.arg("--data-dir").arg(data);
         }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        cmd.stdout(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -162,12 +177,14 @@ impl Running {
         got
     }
 
-    pub(crate) fn stop(mut self) {
+    /// Shuts the host down cleanly; returns every line it printed.
+    pub(crate) fn stop(mut self) -> Vec<String> {
         let out = self.cli(&["shutdown"]);
         assert!(out.status.success(), "{}", text(&out));
         let status = self.child.wait().unwrap();
         assert!(status.success());
         self.wait_for("every acknowledged entry is durable");
+        std::mem::take(&mut self.seen)
     }
 }
 

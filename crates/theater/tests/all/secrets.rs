@@ -1,0 +1,300 @@
+//! Secrets through `theater run`: an actor's outbound requests carry a credential the host
+//! adds from a secret, to a loopback server that checks it and echoes it back; afterwards no
+//! byte the host wrote or printed holds the value, and replay needs no secret.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use crate::run::{Running, bin, http, manifest, text};
+
+/// A server on loopback that answers 200 only to `authorization: Bearer <expected>`, with
+/// the header it got echoed in a header and in the JSON body (as a careless API might), and
+/// 401 otherwise. Returns its address and how many requests it authorized.
+fn checking_server(expected: Arc<Mutex<String>>) -> (String, Arc<Mutex<u32>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let authorized = Arc::new(Mutex::new(0));
+    let count = Arc::clone(&authorized);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut auth = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("authorization")
+                {
+                    auth = value.trim().to_string();
+                }
+            }
+            let want = format!("Bearer {}", expected.lock().unwrap());
+            let (status, body) = if auth == want {
+                *count.lock().unwrap() += 1;
+                (
+                    "200 OK",
+                    serde_json::json!({"ok": true, "auth": auth}).to_string(),
+                )
+            } else {
+                (
+                    "401 Unauthorized",
+                    serde_json::json!({"ok": false}).to_string(),
+                )
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nx-echo: {auth}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (addr, authorized)
+}
+
+fn private_file(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+fn unique(tag: &str) -> String {
+    let mut b = [0u8; 12];
+    getrandom::fill(&mut b).unwrap();
+    format!(
+        "{tag}-{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn assert_nowhere(values: &[&str], what: &str, bytes: &[u8]) {
+    for v in values {
+        assert!(
+            memchr::memmem::find(bytes, v.as_bytes()).is_none(),
+            "the secret's value is in {what}"
+        );
+    }
+}
+
+#[test]
+fn a_credential_from_a_secret_reaches_the_server_and_no_byte_the_host_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (unique("first-token"), unique("second-token"));
+    let expected = Arc::new(Mutex::new(first.clone()));
+    let (addr, authorized) = checking_server(Arc::clone(&expected));
+    let token = dir.path().join("api.token");
+    private_file(&token, &format!("{first}\n"));
+    let m = manifest(
+        dir.path(),
+        "fetcher",
+        "fetcher",
+        &format!(
+            "[secrets]\nAPI_TOKEN = {{ file = \"api.token\" }}\n\n\
+             [interfaces.http-client]\nallow = [\"{addr}\"]\n\n\
+             [[interfaces.http-client.credentials]]\nhost = \"{addr}\"\nheader = \"authorization\"\nvalue = \"Bearer {{secret:API_TOKEN}}\"\n"
+        ),
+    );
+    let data = dir.path().join("data");
+    let log = dir.path().join("host.log");
+    let mut cmd = bin();
+    cmd.arg("run")
+        .arg(&m)
+        .env("RUST_LOG", "debug")
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+    let host = Running::start_cmd(cmd, &data);
+    let url = format!("http://{addr}/doc");
+    let mut printed = Vec::new();
+    let mut ask = |host: &Running, args: &[&str]| -> Value {
+        let out = host.cli(args);
+        printed.extend_from_slice(&out.stdout);
+        printed.extend_from_slice(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    let fetch = format!("{{\"fetch\": \"{url}\"}}");
+    let r = ask(&host, &["send", "fetcher", &fetch, "--request"]);
+    assert_eq!(r["reply"]["status"], 200, "{r}");
+    // The server echoed the credential: the actor (and so its chain) sees it redacted.
+    assert_eq!(
+        r["reply"]["document"]["auth"], "Bearer [secret API_TOKEN]",
+        "{r}"
+    );
+    assert_eq!(*authorized.lock().unwrap(), 1);
+
+    // Rotation: the file changes, the server wants the new value, the next input uses it.
+    private_file(&token, &second);
+    *expected.lock().unwrap() = second.clone();
+    let refresh = format!("{{\"refresh\": \"{url}\"}}");
+    let r = ask(&host, &["send", "fetcher", &refresh, "--request"]);
+    assert_eq!(r["reply"]["status"], 200, "{r}");
+    assert_eq!(*authorized.lock().unwrap(), 2);
+
+    ask(&host, &["state", "fetcher"]);
+    ask(&host, &["ps"]);
+    ask(&host, &["events", "fetcher"]);
+    // The management API's raw answers too.
+    let admin = std::fs::read_to_string(data.join("admin.addr")).unwrap();
+    let token_header = format!(
+        "authorization: Bearer {}\r\n",
+        std::fs::read_to_string(data.join("admin.token")).unwrap()
+    );
+    for path in ["/actors", "/actors/fetcher/state", "/actors/fetcher/chain"] {
+        let (status, body) = http(&admin, "GET", path, &token_header, "");
+        assert_eq!(status, 200, "{path}: {body}");
+        printed.extend_from_slice(body.as_bytes());
+    }
+    let stdout = host.stop().join("\n");
+
+    // The chain says which secret was used, and that its version changed.
+    let out = bin()
+        .args(["chain", "log", "--json"])
+        .arg(data.join("chains/fetcher"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    printed.extend_from_slice(&out.stdout);
+    let log_text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let versions: Vec<String> = log_text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .flat_map(|e| {
+            let calls = e["host_calls"].as_array().cloned().unwrap_or_default();
+            calls.into_iter().filter_map(|c| {
+                let used = &c["result"]["json"]["secrets"][0];
+                (used["name"] == "API_TOKEN").then(|| used["version"].as_str().unwrap().to_string())
+            })
+        })
+        .collect();
+    assert_eq!(versions.len(), 2, "{log_text}");
+    assert_ne!(versions[0], versions[1], "a rotation shows in the version");
+
+    // Replay and offline tools, with the secret gone.
+    std::fs::remove_file(&token).unwrap();
+    for args in [
+        vec!["chain", "replay"],
+        vec!["chain", "verify"],
+        vec!["chain", "state", "--at", "2"],
+    ] {
+        let mut cmd = bin();
+        cmd.args(&args).arg(data.join("chains/fetcher"));
+        if args[1] != "verify" {
+            cmd.arg("--manifest").arg(&m);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        printed.extend_from_slice(&out.stdout);
+        printed.extend_from_slice(&out.stderr);
+    }
+    let graph = dir.path().join("graph.html");
+    let out = bin()
+        .args(["chain", "graph"])
+        .arg(data.join("chains/fetcher"))
+        .arg("--output")
+        .arg(&graph)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    let values = [first.as_str(), second.as_str()];
+    let mut written = 0;
+    for f in files(&data).into_iter().chain([graph, log]) {
+        let bytes = std::fs::read(&f).unwrap();
+        written += bytes.len();
+        assert_nowhere(&values, &f.display().to_string(), &bytes);
+    }
+    assert!(
+        written > 10_000,
+        "the host wrote {written} bytes: the search saw them"
+    );
+    assert_nowhere(&values, "what the commands printed", &printed);
+    assert_nowhere(&values, "the host's stdout", stdout.as_bytes());
+}
+
+#[test]
+fn a_missing_or_inline_secret_stops_the_start_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let grant = "[interfaces.http-client]\nallow = [\"127.0.0.1:9\"]\n\n\
+                 [[interfaces.http-client.credentials]]\nhost = \"127.0.0.1:9\"\nheader = \"x-api-key\"\nvalue = \"{secret:API_KEY}\"\n";
+    let run = |m: &Path| {
+        let out = bin()
+            .arg("run")
+            .arg(m)
+            .arg("--data-dir")
+            .arg(&data)
+            .env_remove("THEATER_TEST_UNSET_KEY")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        text(&out)
+    };
+    // Declared from a variable that is not set: refused at start, naming both.
+    let m = manifest(
+        dir.path(),
+        "fetcher",
+        "fetcher",
+        &format!("[secrets]\nAPI_KEY = {{ env = \"THEATER_TEST_UNSET_KEY\" }}\n\n{grant}"),
+    );
+    let out = run(&m);
+    assert!(
+        out.contains("secret API_KEY") && out.contains("THEATER_TEST_UNSET_KEY is not set"),
+        "{out}"
+    );
+    // Named by a credential but declared nowhere.
+    let m = manifest(dir.path(), "fetcher", "fetcher", grant);
+    let out = run(&m);
+    assert!(out.contains("secret API_KEY is not declared"), "{out}");
+    // A value written in the manifest: refused, and not repeated.
+    let m = manifest(
+        dir.path(),
+        "fetcher",
+        "fetcher",
+        &format!("[secrets]\nAPI_KEY = \"sk-live-do-not-print\"\n\n{grant}"),
+    );
+    let out = run(&m);
+    assert!(
+        out.contains("secrets.API_KEY") && out.contains("never written"),
+        "{out}"
+    );
+    assert!(!out.contains("sk-live-do-not-print"), "{out}");
+    // A credential written as a value instead of naming a secret: refused likewise.
+    let m = manifest(
+        dir.path(),
+        "fetcher",
+        "fetcher",
+        &grant.replace("{secret:API_KEY}", "sk-live-do-not-print"),
+    );
+    let out = run(&m);
+    assert!(
+        out.contains("credentials[0].value") && out.contains("names no secret"),
+        "{out}"
+    );
+    assert!(!out.contains("sk-live-do-not-print"), "{out}");
+}
