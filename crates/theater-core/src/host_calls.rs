@@ -102,6 +102,10 @@ pub enum HostCallError {
         /// The call's name.
         name: String,
     },
+    /// Replay needs something the recording deliberately left out (a secret's value) and
+    /// whoever replays does not have it.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Name of the clock read recorded by [`HostCalls::now_millis`].

@@ -158,6 +158,10 @@ impl Capability for Db {
             .map_err(|(field, message)| FieldError::at(field, message))
     }
 
+    fn secrets_named(&self, config: &DbConfig) -> Vec<String> {
+        config.password_secret.iter().cloned().collect()
+    }
+
     fn grant(&self, config: &DbConfig, setup: &Setup<'_>) -> anyhow::Result<Arc<dyn Grant>> {
         let m = setup.manifest;
         let backend = config

@@ -80,6 +80,21 @@ fn template(value: &str) -> Result<Vec<Part>, String> {
     Ok(parts)
 }
 
+/// The secrets a credential's value names (none if it is malformed).
+pub(crate) fn secrets_in(value: &str) -> Vec<String> {
+    template(value)
+        .map(|parts| {
+            parts
+                .into_iter()
+                .filter_map(|p| match p {
+                    Part::Secret(n) => Some(n),
+                    Part::Text(_) => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl Credential {
     /// Checks a credential's config: the error is `(field, message)`.
     pub(crate) fn parse(
@@ -114,6 +129,7 @@ impl Credential {
     }
 
     /// The secrets it names.
+    #[cfg(test)]
     pub(crate) fn secrets(&self) -> impl Iterator<Item = &str> {
         self.template.iter().filter_map(|p| match p {
             Part::Secret(n) => Some(n.as_str()),

@@ -213,16 +213,18 @@ impl Capability for HttpClient {
                 e.message
             )
         })?;
-        // Every secret a credential names must be there when the actor starts.
-        for c in &grant.limits.credentials {
-            for name in c.secrets() {
-                setup.secrets.get(name)?;
-            }
-        }
         Ok(Arc::new(grant))
     }
 
     fn blob_calls(&self) -> &'static [&'static str] {
         &[SEND]
+    }
+
+    fn secrets_named(&self, config: &HttpClientConfig) -> Vec<String> {
+        config
+            .credentials
+            .iter()
+            .flat_map(|c| credentials::secrets_in(&c.value))
+            .collect()
     }
 }

@@ -2,7 +2,7 @@
 //! capability's host functions implement (`theater::actor::NAME::Host`) and add to the
 //! linker (`theater::actor::NAME::add_to_linker`).
 //!
-//! `actor` (0.1.3) is the world components are built for today; `actor-v1` is the world of
+//! `actor` (0.1.4) is the world components are built for today; `actor-v1` is the world of
 //! components built for 0.1.0. Both import the same interfaces, generated once here.
 #![allow(missing_docs, reason = "generated code; the WIT files document it")]
 

@@ -150,6 +150,13 @@ pub trait Capability: Send + Sync + 'static {
         &[]
     }
 
+    /// The secrets the section names (a credential's, a password's...): each must be
+    /// declared and readable when the actor starts, and `theater secret list` shows who uses
+    /// them. Default: none.
+    fn secrets_named(&self, _config: &Self::Config) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Starts what serves every actor granted it, once all have started (an HTTP server per
     /// address...); called again after an actor restarts. The default serves nothing.
     async fn serve(&self) -> anyhow::Result<()> {
@@ -189,6 +196,7 @@ trait Dyn: Send + Sync {
     fn ungranted(&self) -> Option<Arc<dyn Grant>>;
     fn replay_grant(&self, section: &toml::Value, manifest: &Manifest) -> Option<Arc<dyn Grant>>;
     fn blob_calls(&self) -> &'static [&'static str];
+    fn secrets_named(&self, section: &toml::Value) -> Vec<String>;
     async fn serve(&self) -> anyhow::Result<()>;
     async fn stop(&self);
 }
@@ -230,6 +238,11 @@ impl<C: Capability> Dyn for C {
     }
     fn blob_calls(&self) -> &'static [&'static str] {
         Capability::blob_calls(self)
+    }
+    fn secrets_named(&self, section: &toml::Value) -> Vec<String> {
+        config::<C::Config>(section)
+            .map(|c| Capability::secrets_named(self, &c))
+            .unwrap_or_default()
     }
     async fn serve(&self) -> anyhow::Result<()> {
         Capability::serve(self).await
@@ -301,9 +314,33 @@ impl Capabilities {
         Ok(())
     }
 
+    /// The secrets `manifest`'s sections name, each with the capability that names it.
+    pub fn secrets_named(&self, manifest: &Manifest) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for c in &self.list {
+            if let Some(section) = manifest.interfaces.get(c.name()) {
+                for name in c.secrets_named(section) {
+                    if !out.iter().any(|(k, n)| *k == c.name() && *n == name) {
+                        out.push((c.name(), name));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The grants of a live actor: one per section of its manifest (and what capabilities
-    /// not granted keep: see [`Capability::ungranted`]).
+    /// not granted keep: see [`Capability::ungranted`]). Every secret a section names must
+    /// be declared and readable first.
     pub fn grants(&self, setup: &Setup<'_>) -> anyhow::Result<Grants> {
+        for (capability, name) in self.secrets_named(setup.manifest) {
+            setup.secrets.get(&name).map_err(|e| {
+                anyhow::anyhow!(
+                    "{:?}: [interfaces.{capability}] uses {e}",
+                    setup.manifest.name.as_str()
+                )
+            })?;
+        }
         let mut grants = Grants::default();
         for c in &self.list {
             let Some(section) = setup.manifest.interfaces.get(c.name()) else {

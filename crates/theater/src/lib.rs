@@ -41,6 +41,7 @@ mod progress;
 mod render;
 mod replay_cmd;
 mod run_cmd;
+mod secret_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -121,6 +122,10 @@ enum Command {
     /// Work with stored chains offline.
     #[command(subcommand)]
     Chain(chain_cmd::ChainCommand),
+    /// Secrets: list the ones declared, where they come from and who uses them (never a
+    /// value).
+    #[command(subcommand)]
+    Secret(secret_cmd::SecretCommand),
 }
 
 /// Exit codes scripts can rely on.
@@ -151,6 +156,7 @@ pub fn cli() -> ExitCode {
         } => build_cmd::run(&dir, out_dir, target_dir, locked),
         Command::Demo { manifest, dir } => demo::run(manifest, dir),
         Command::Chain(cmd) => chain_cmd::run(cmd),
+        Command::Secret(cmd) => secret_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

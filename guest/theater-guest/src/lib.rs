@@ -398,6 +398,19 @@ pub mod http_client {
     }
 }
 
+/// Secrets this actor holds itself, e.g. a key it signs with (granted by
+/// `[interfaces.secrets] names = [...]`). The chain records each read as the secret's name and
+/// version, never its value; what the actor does with the value is recorded like anything
+/// else, so keep it out of the state and the outputs.
+pub mod secrets {
+    use crate::bindings::theater::actor::secrets as wit;
+
+    /// The current value of secret `name` (a rotated secret is seen from the next read on).
+    pub fn get(name: &str) -> Result<Vec<u8>, String> {
+        wit::get(name)
+    }
+}
+
 /// [`Doc`]: the state of a [`DocActor`], read and written by JSON Pointer.
 mod doc {
     use serde::Serialize;

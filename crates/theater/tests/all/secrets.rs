@@ -298,3 +298,90 @@ fn a_missing_or_inline_secret_stops_the_start_with_its_name() {
     );
     assert!(!out.contains("sk-live-do-not-print"), "{out}");
 }
+
+#[test]
+fn secret_list_shows_names_sources_and_users_never_values() {
+    let dir = tempfile::tempdir().unwrap();
+    private_file(&dir.path().join("signing.key"), "sk-signing-value-77");
+    let signer = manifest(
+        dir.path(),
+        "signer",
+        "signer",
+        "[secrets]\nSIGNING_KEY = { file = \"signing.key\" }\n\n[interfaces.secrets]\nnames = [\"SIGNING_KEY\"]\n",
+    );
+    let fetcher = manifest(
+        dir.path(),
+        "fetcher",
+        "fetcher",
+        "[interfaces.http-client]\nallow = [\"api.example.com\"]\n\n\
+         [[interfaces.http-client.credentials]]\nhost = \"api.example.com\"\nheader = \"authorization\"\nvalue = \"Bearer {secret:API_TOKEN}\"\n",
+    );
+    let config = dir.path().join("host.toml");
+    std::fs::write(
+        &config,
+        "manifests = [\"signer.toml\", \"fetcher.toml\"]\n\n[secrets]\nAPI_TOKEN = { env = \"THEATER_TEST_API_TOKEN\" }\nSPARE = { file = \"spare.key\" }\n",
+    )
+    .unwrap();
+    let list = |token: Option<&str>| {
+        let mut cmd = bin();
+        cmd.args(["secret", "list", "--config"]).arg(&config);
+        match token {
+            Some(t) => cmd.env("THEATER_TEST_API_TOKEN", t),
+            None => cmd.env_remove("THEATER_TEST_API_TOKEN"),
+        };
+        cmd.output().unwrap()
+    };
+    // The spare's file is missing and the variable is not set: both said, exit 1.
+    let out = list(None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("API_TOKEN") && t.contains("environment variable THEATER_TEST_API_TOKEN"),
+        "{t}"
+    );
+    assert!(t.contains("used by fetcher (http-client)"), "{t}");
+    assert!(
+        t.contains("SIGNING_KEY") && t.contains("used by signer (secrets)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("SPARE") && t.contains("NOT READABLE") && t.contains("unused"),
+        "{t}"
+    );
+    assert!(!t.contains("sk-signing-value-77"), "{t}");
+    private_file(&dir.path().join("spare.key"), "sk-spare-value-88");
+    let out = list(Some("sk-api-value-99"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let t = text(&out);
+    for v in [
+        "sk-signing-value-77",
+        "sk-spare-value-88",
+        "sk-api-value-99",
+    ] {
+        assert!(!t.contains(v), "{t}");
+    }
+    // The host's config declares API_TOKEN for every actor: the fetcher starts with it, and
+    // the signer with its own.
+    let data = dir.path().join("data");
+    let mut cmd = bin();
+    cmd.args(["run", "--config"])
+        .arg(&config)
+        .env("THEATER_TEST_API_TOKEN", "sk-api-value-99")
+        .stderr(Stdio::null());
+    let host = Running::start_cmd(cmd, &data);
+    let r = host.json(&["send", "signer", "{\"sign\": \"abc\"}", "--request"]);
+    assert_eq!(r["reply"]["signature"].as_str().unwrap().len(), 64, "{r}");
+    host.stop();
+    // Without the variable the host does not start, and says which secret.
+    let out = bin()
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("THEATER_TEST_API_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("secret API_TOKEN"), "{}", text(&out));
+    let _ = (signer, fetcher);
+}

@@ -1,0 +1,119 @@
+//! # theater-secrets
+//!
+//! The secrets capability (`[interfaces.secrets]`): an actor that must hold a secret itself
+//! (a key it signs with) gets its value from the host. The host's other uses of secrets
+//! (an outbound HTTP credential, a database password) never need this: the guest never sees
+//! those.
+//!
+//! - The manifest names the secrets the actor may read (`names = ["SIGNING_KEY"]`); each is
+//!   declared in the manifest's or the host's `[secrets]` (see [`theater_wasm::secrets`]),
+//!   and must be readable when the actor starts.
+//! - A call is recorded as `{"name"}` → `{"ok": {"version"}}` (or `{"error"}`): the
+//!   secret's name and version, never its value.
+//! - Replay reads the value again from the secrets of whoever replays (the manifest's
+//!   `[secrets]`): without it, replay fails naming the secret; with a value of another
+//!   version (when the host's key is at hand to tell), it fails saying so.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use theater_secrets::Secrets;
+//! use theater_wasm::{Capabilities, WasmConfig, WasmHost};
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! let host = WasmHost::new(WasmConfig::default().capabilities(Capabilities::new().with(Secrets)))?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod calls;
+mod host;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use theater_wasm::{Capability, FieldError, Grant, HostState, Manifest, Setup};
+use wasmtime::component::Linker;
+
+/// Name of the recorded call: request `{"name"}`, result `{"ok": {"version"}}` or
+/// `{"error": message}`.
+pub const GET: &str = "theater:secrets/get";
+
+/// What an actor granted no secrets gets (recorded like any answer).
+pub const NOT_GRANTED: &str = "secrets are not granted to this actor (add [interfaces.secrets] names = [...] to its manifest)";
+
+/// What `[interfaces.secrets]` holds.
+///
+/// ```toml
+/// [secrets]
+/// SIGNING_KEY = { file = "signing.key" }
+///
+/// [interfaces.secrets]
+/// names = ["SIGNING_KEY"]     # the secrets the guest may read
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// The secrets the guest may read, by name.
+    pub names: Vec<String>,
+}
+
+/// What one actor may read, and where from.
+#[derive(Clone, Debug)]
+pub struct SecretsGrant {
+    names: BTreeSet<String>,
+    secrets: theater_wasm::Secrets,
+}
+
+impl SecretsGrant {
+    /// A grant of `names`, read from `secrets`.
+    pub fn new(config: &SecretsConfig, secrets: &theater_wasm::Secrets) -> Self {
+        SecretsGrant {
+            names: config.names.iter().cloned().collect(),
+            secrets: secrets.clone(),
+        }
+    }
+}
+
+impl Grant for SecretsGrant {}
+
+/// The secrets capability. Its grant is a [`SecretsGrant`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Secrets;
+
+impl Capability for Secrets {
+    const NAME: &'static str = "secrets";
+    type Config = SecretsConfig;
+
+    fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+        theater_wasm::bindings::theater::actor::secrets::add_to_linker::<_, host::Data>(
+            linker,
+            host::view,
+        )
+    }
+
+    fn check(&self, config: &SecretsConfig, _manifest: &Manifest) -> Result<(), FieldError> {
+        if config.names.is_empty() {
+            return Err(FieldError::at("names", "names no secret"));
+        }
+        for name in &config.names {
+            theater_wasm::secrets::check_name(name).map_err(|e| FieldError::at("names", e))?;
+        }
+        Ok(())
+    }
+
+    fn secrets_named(&self, config: &SecretsConfig) -> Vec<String> {
+        config.names.clone()
+    }
+
+    fn grant(&self, config: &SecretsConfig, setup: &Setup<'_>) -> anyhow::Result<Arc<dyn Grant>> {
+        Ok(Arc::new(SecretsGrant::new(config, setup.secrets)))
+    }
+
+    fn replay_grant(&self, config: &SecretsConfig, manifest: &Manifest) -> Option<Arc<dyn Grant>> {
+        // Whoever replays has the manifest's secrets, if they have the values.
+        let secrets = theater_wasm::Secrets::new(manifest.secrets.clone());
+        Some(Arc::new(SecretsGrant::new(config, &secrets)))
+    }
+}
