@@ -36,6 +36,7 @@ pub fn get(
             )),
             Some(g) => match g.secrets.get(name) {
                 Ok(secret) => {
+                    g.handed(&secret);
                     let version = secret.version().map(str::to_string);
                     *kept = Some(Zeroizing::new(secret.expose().to_vec()));
                     Recorded::Ok { version }
@@ -75,5 +76,6 @@ pub fn get(
             "the value at hand is version {here}, another one"
         )));
     }
+    grant.handed(&secret);
     Ok(Ok(Zeroizing::new(secret.expose().to_vec())))
 }

@@ -60,11 +60,16 @@ pub struct SecretsConfig {
 }
 
 /// What one actor may read, and where from.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct SecretsGrant {
     names: BTreeSet<String>,
     secrets: theater_wasm::Secrets,
+    /// The values handed to the guest (the latest few), to redact from its log lines.
+    handed: std::sync::Mutex<Vec<theater_wasm::Secret>>,
 }
+
+/// How many values handed out a grant remembers for redaction.
+const REMEMBERED: usize = 16;
 
 impl SecretsGrant {
     /// A grant of `names`, read from `secrets`.
@@ -72,11 +77,42 @@ impl SecretsGrant {
         SecretsGrant {
             names: config.names.iter().cloned().collect(),
             secrets: secrets.clone(),
+            handed: Default::default(),
         }
+    }
+
+    /// Remembers `secret` as handed to the guest.
+    fn handed(&self, secret: &theater_wasm::Secret) {
+        let mut handed = self
+            .handed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if handed.iter().any(|s| s.expose() == secret.expose()) {
+            return;
+        }
+        if handed.len() == REMEMBERED {
+            handed.remove(0);
+        }
+        handed.push(secret.clone());
     }
 }
 
-impl Grant for SecretsGrant {}
+impl Grant for SecretsGrant {
+    fn redact(&self, text: &str) -> Option<String> {
+        let handed = self
+            .handed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out: Option<String> = None;
+        for s in handed.iter() {
+            let current = out.as_deref().unwrap_or(text);
+            if let std::borrow::Cow::Owned(b) = s.redact(current.as_bytes()) {
+                out = Some(String::from_utf8_lossy(&b).into_owned());
+            }
+        }
+        out
+    }
+}
 
 /// The secrets capability. Its grant is a [`SecretsGrant`].
 #[derive(Clone, Copy, Debug, Default)]

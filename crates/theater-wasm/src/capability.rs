@@ -42,6 +42,12 @@ pub trait Grant: Any + Send + Sync + std::fmt::Debug {
 
     /// Starts serving the actor once it runs (an inbound capability: timers fire into it).
     fn start(&self, _actor: &ActorHandle) {}
+
+    /// `text` (a line the guest logs) with every secret value this grant handed the guest
+    /// replaced, or `None` if it holds none of them.
+    fn redact(&self, _text: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The grants of one actor, one per capability (by name), shared by its instances. Cheap to
@@ -78,6 +84,13 @@ impl Grants {
     /// Every grant, with its capability's name, by name.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Arc<dyn Grant>)> {
         self.by_name.iter().map(|(n, g)| (*n, g))
+    }
+
+    /// `text` with every secret value any grant handed the guest replaced.
+    pub fn redact(&self, text: String) -> String {
+        self.by_name
+            .values()
+            .fold(text, |t, g| g.redact(&t).unwrap_or(t))
     }
 
     /// Whether the actor has no grant.

@@ -80,6 +80,9 @@ impl HostState {
 
 impl Host for HostState {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        // A guest that logs a secret it holds: the log (and a trap's explanation) says
+        // `[secret NAME]` instead.
+        let message = self.grants.redact(message);
         let actor = &self.actor;
         match level {
             Level::Trace => tracing::trace!(%actor, "{message}"),

@@ -194,3 +194,31 @@ async fn a_secret_not_granted_is_an_error_the_guest_sees_and_the_chain_records()
         assert!(e.contains(want), "{e}");
     }
 }
+
+#[test]
+fn what_the_guest_logs_of_a_value_it_read_is_redacted() {
+    use theater_wasm::Grant;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("k");
+    private_file(&key_file, b"value-to-hide-42");
+    let secrets =
+        theater_wasm::Secrets::new(BTreeMap::from([("K".to_string(), Source::File(key_file))]));
+    let grant = SecretsGrant::new(
+        &SecretsConfig {
+            names: vec!["K".into()],
+        },
+        &secrets,
+    );
+    // Nothing handed out yet: nothing to redact.
+    assert_eq!(grant.redact("value-to-hide-42"), None);
+    let mut calls = theater_core::HostCalls::live();
+    let got = theater_secrets::calls::get(Some(&grant), &mut calls, "K")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got[..], b"value-to-hide-42");
+    assert_eq!(
+        grant.redact("the key is value-to-hide-42!").as_deref(),
+        Some("the key is [secret K]!")
+    );
+    assert!(!format!("{:?}", calls.calls()).contains("value-to-hide"));
+}

@@ -126,7 +126,7 @@ fn a_credential_from_a_secret_reaches_the_server_and_no_byte_the_host_wrote() {
     let mut cmd = bin();
     cmd.arg("run")
         .arg(&m)
-        .env("RUST_LOG", "debug")
+        .env("RUST_LOG", "debug,theater=trace")
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
     let host = Running::start_cmd(cmd, &data);
     let url = format!("http://{addr}/doc");
@@ -222,6 +222,11 @@ fn a_credential_from_a_secret_reaches_the_server_and_no_byte_the_host_wrote() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
 
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("started actor=fetcher"),
+        "the host logged at debug: {logged:?}"
+    );
     let values = [first.as_str(), second.as_str()];
     let mut written = 0;
     for f in files(&data).into_iter().chain([graph, log]) {
