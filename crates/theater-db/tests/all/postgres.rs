@@ -566,3 +566,39 @@ async fn postgres_over_tls_checks_the_servers_certificate() {
         .unwrap();
     assert_eq!(r["rows"], json!([[true]]));
 }
+
+#[tokio::test]
+async fn postgres_reads_a_password_secret_again_for_each_set_up_connection() {
+    let Some(db) = PgDatabase::create() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("pg.password");
+    let server = PgServer::new(db.url().parse().unwrap(), 4);
+    server.read_password_from(theater_db::PasswordSource::Secret {
+        name: "PG_PASSWORD".into(),
+        source: Some(theater_wasm::secrets::Source::File(file.clone())),
+    });
+    let store = Arc::new(Postgres::new(server, "keyed", None));
+    let mut rt = start_clerk(store.clone(), &tmp.path().join("chain"))
+        .await
+        .unwrap();
+    // The secret's file is missing: the set-up connection says which secret, and why.
+    let (_, payload) = answers(&mut rt, json!([items_sql()])).await;
+    let e = error_of(&payload[0]);
+    assert!(
+        e.contains("secret PG_PASSWORD") && e.contains("pg.password"),
+        "{e}"
+    );
+    // Put in place (the server trusts loopback, so any value logs in): the next set-up
+    // connection reads it, with no restart.
+    std::fs::write(&file, "rotated-password\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let (_, payload) = answers(&mut rt, json!([items_sql(), add("apples", 1)])).await;
+    assert!(payload[0].get("error").is_none(), "{payload}");
+    assert_eq!(items(&db, "keyed"), pairs(&[("apples", 1)]));
+}

@@ -302,6 +302,18 @@ fn a_missing_or_inline_secret_stops_the_start_with_its_name() {
         "{out}"
     );
     assert!(!out.contains("sk-live-do-not-print"), "{out}");
+    // A database password from a secret declared nowhere (refused before any connection).
+    let m = manifest(
+        dir.path(),
+        "inventory",
+        "inventory",
+        "[interfaces.db]\nurl = \"postgres://theater@127.0.0.1:9/shop\"\npassword_secret = \"PG_PASSWORD\"\n",
+    );
+    let out = run(&m);
+    assert!(
+        out.contains("[interfaces.db]") && out.contains("secret PG_PASSWORD is not declared"),
+        "{out}"
+    );
 }
 
 #[test]
