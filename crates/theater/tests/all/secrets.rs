@@ -224,7 +224,7 @@ fn a_credential_from_a_secret_reaches_the_server_and_no_byte_the_host_wrote() {
 
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(
-        logged.contains("started actor=fetcher"),
+        logged.contains("started") && logged.contains("fetcher"),
         "the host logged at debug: {logged:?}"
     );
     let values = [first.as_str(), second.as_str()];
