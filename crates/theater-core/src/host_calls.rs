@@ -41,10 +41,13 @@ pub struct HostCalls {
     /// What capabilities keep for the input being handled (staged file writes, an open
     /// database unit...), one value per type: see [`HostCalls::scratch`].
     scratch: HashMap<TypeId, Box<dyn Any + Send>>,
+    /// A snapshot is to follow the entry (live only): see [`HostCalls::snapshot_after`].
+    snapshot_after: bool,
 }
 
 /// What one input recorded, for the runtime.
 pub(crate) struct Recorded {
+    pub(crate) snapshot_after: bool,
     pub(crate) calls: Vec<HostCall>,
     pub(crate) effects: Vec<Effect>,
     pub(crate) refs: Vec<ChainRef>,
@@ -368,10 +371,20 @@ impl HostCalls {
     }
 
     /// What the entry being recorded needs.
+    /// Asks for a snapshot right after this input's entry (if it succeeds), so that no later
+    /// resume has to run the input again: for a call whose answer cannot be had again (a
+    /// secret's value, which the chain does not hold and which may have been rotated since).
+    pub fn snapshot_after(&mut self) {
+        if !self.is_replaying() {
+            self.snapshot_after = true;
+        }
+    }
+
     pub(crate) fn into_recorded(self) -> Recorded {
         let mut writes = self.writes;
         writes.extend(self.writes_last);
         Recorded {
+            snapshot_after: self.snapshot_after,
             calls: self.done,
             effects: self.effects,
             refs: self.refs,

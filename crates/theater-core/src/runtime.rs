@@ -317,7 +317,12 @@ impl<A: Actor> ActorRuntime<A> {
         self.busy += started.elapsed();
         // The entry is recorded whatever happens to the snapshot: a failed snapshot is only
         // a longer replay on the next restart, and it is tried again at the next entry.
-        if let Err(e) = self.maybe_snapshot() {
+        let snapshot = if succeeded && recorded.snapshot_after {
+            self.snapshot()
+        } else {
+            self.maybe_snapshot()
+        };
+        if let Err(e) = snapshot {
             tracing::warn!(chain = %self.chain.id(), "snapshot failed, will retry: {e}");
         }
         Ok(Handled {

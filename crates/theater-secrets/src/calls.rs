@@ -55,6 +55,9 @@ pub fn get(
         Recorded::Ok { version } => version,
     };
     if let Some(value) = live {
+        // The value may be rotated before the actor resumes: a snapshot right after this
+        // entry means no resume runs it again (only an audit's replay does).
+        host.snapshot_after();
         return Ok(Ok(value));
     }
     // Replay: the chain holds no value; whoever replays must have it.

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use theater_chain::{Durability, FileStore};
+use theater_chain::{ChainStore, Durability, FileStore};
 use theater_core::{ActorInput, ActorOutput, ActorRuntime, RuntimeConfig, replay};
 use theater_secrets::{GET, Secrets, SecretsConfig, SecretsGrant};
 use theater_test_support::{example_component, id};
@@ -139,6 +139,27 @@ async fn a_guest_signs_with_a_secret_the_chain_records_only_its_name_and_version
         assert!(memchr::memmem::find(&written, key).is_none());
     }
 
+    // The key rotated again while the actor was down: it still starts (a snapshot follows
+    // every input that read a secret, so resuming runs none of them again), and signs with
+    // the new key.
+    let third = b"key-three-55aa55aa55aa55aa".as_slice();
+    private_file(&key_file, third);
+    let reopened = FileStore::open(&chain_dir, Durability::None).unwrap();
+    assert_eq!(reopened.latest_snapshot().unwrap().unwrap().seq, 3);
+    let mut rt = ActorRuntime::start(
+        signer(&host, &["SIGNING_KEY"], Some(&secrets)),
+        Box::new(reopened),
+        RuntimeConfig::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rt.state().clone(), state, "resumed to the same state");
+    let c = ask(&mut rt, json!({"sign": "hello"})).await.unwrap();
+    assert_eq!(c["signature"], hmac_hex(third, "hello"));
+    rt.commit().unwrap();
+    drop(rt);
+    private_file(&key_file, second);
+
     // Replay with the current key: the first two inputs need the first key, which is gone.
     let stored = FileStore::open_read_only(&chain_dir).unwrap();
     let with = theater_wasm::Secrets::new(sources.clone()).with_existing_key_in(dir.path());
@@ -162,7 +183,6 @@ async fn a_guest_signs_with_a_secret_the_chain_records_only_its_name_and_version
     let mut actor = signer(&host, &["SIGNING_KEY"], Some(&with));
     let e = replay(&mut actor, &stored).await.unwrap_err().to_string();
     assert!(e.contains("needs secret SIGNING_KEY"), "{e}");
-    let _ = state;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
