@@ -21,7 +21,8 @@
 //! use theater_wasm::{Capabilities, WasmConfig, WasmHost};
 //!
 //! # fn main() -> anyhow::Result<()> {
-//! let host = WasmHost::new(WasmConfig::default().capabilities(Capabilities::new().with(Secrets)))?;
+//! let capabilities = Capabilities::new().with(Secrets::default());
+//! let host = WasmHost::new(WasmConfig::default().capabilities(capabilities))?;
 //! # Ok(())
 //! # }
 //! ```
@@ -115,8 +116,21 @@ impl Grant for SecretsGrant {
 }
 
 /// The secrets capability. Its grant is a [`SecretsGrant`].
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Secrets;
+#[derive(Clone, Debug, Default)]
+pub struct Secrets {
+    /// Where replay finds the host's key to check versions (a data directory).
+    key_dir: Option<std::path::PathBuf>,
+}
+
+impl Secrets {
+    /// The capability, whose replay grants check versions with the key in `data_dir` (if
+    /// it holds one: replay tools never make a key).
+    pub fn with_key_in(data_dir: &std::path::Path) -> Self {
+        Secrets {
+            key_dir: Some(data_dir.to_path_buf()),
+        }
+    }
+}
 
 impl Capability for Secrets {
     const NAME: &'static str = "secrets";
@@ -148,8 +162,12 @@ impl Capability for Secrets {
     }
 
     fn replay_grant(&self, config: &SecretsConfig, manifest: &Manifest) -> Option<Arc<dyn Grant>> {
-        // Whoever replays has the manifest's secrets, if they have the values.
-        let secrets = theater_wasm::Secrets::new(manifest.secrets.clone());
+        // Whoever replays has the manifest's secrets, if they have the values (and the
+        // host's key, to check their versions).
+        let mut secrets = theater_wasm::Secrets::new(manifest.secrets.clone());
+        if let Some(dir) = &self.key_dir {
+            secrets = secrets.with_existing_key_in(dir);
+        }
         Some(Arc::new(SecretsGrant::new(config, &secrets)))
     }
 }

@@ -21,5 +21,5 @@ pub(crate) fn hosted(registry: &Registry, children: &crate::children::Actors) ->
         .with(theater_db::Db::new())
         .with(theater_http::Http::new())
         .with(theater_http_client::HttpClient)
-        .with(theater_secrets::Secrets)
+        .with(theater_secrets::Secrets::default())
 }

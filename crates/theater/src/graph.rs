@@ -70,9 +70,10 @@ pub(crate) fn graph_data(
         if let Some(m) = manifests.get(&id)
             && let Some(last) = store.len().checked_sub(1)
         {
-            let replayed = crate::replay_cmd::replay_with(m, store, last, &mut |seq, state| {
-                states.insert(seq, state.clone());
-            })?;
+            let replayed =
+                crate::replay_cmd::replay_with(m, store, None, last, &mut |seq, state| {
+                    states.insert(seq, state.clone());
+                })?;
             if let Err(e) = replayed {
                 anyhow::bail!("replaying {id} for its states: {e}");
             }

@@ -13,9 +13,23 @@ use theater_wasm::{Manifest, WasmActor, WasmConfig, WasmHost};
 use crate::exit;
 
 /// The actor a manifest describes, set up for replay: every capability answered from the
-/// recording, without the outside world.
-pub(crate) fn actor_for(manifest: &Manifest) -> anyhow::Result<WasmActor> {
-    let capabilities = crate::capabilities::all(&Registry::new());
+/// recording, without the outside world. A secret the guest held is read again from the
+/// manifest's sources, its version checked with the key of the data directory `chain_dir`
+/// is in (`<data-dir>/chains/NAME`), when that key is at hand.
+pub(crate) fn actor_for(
+    manifest: &Manifest,
+    chain_dir: Option<&Path>,
+) -> anyhow::Result<WasmActor> {
+    let chain_dir = chain_dir.and_then(|d| std::fs::canonicalize(d).ok());
+    let data_dir = chain_dir
+        .as_deref()
+        .and_then(Path::parent)
+        .and_then(Path::parent);
+    let capabilities = crate::capabilities::all(&Registry::new()).with(
+        data_dir.map_or_else(theater_secrets::Secrets::default, |d| {
+            theater_secrets::Secrets::with_key_in(d)
+        }),
+    );
     capabilities.check(manifest)?;
     let host = WasmHost::new(
         WasmConfig::default()
@@ -41,6 +55,7 @@ fn open(dir: &Path) -> anyhow::Result<FileStore> {
 pub(crate) fn replay_with(
     manifest_path: &Path,
     chain: &FileStore,
+    chain_dir: Option<&Path>,
     to: u64,
     on_entry: &mut (dyn FnMut(u64, &Value) + Send),
 ) -> anyhow::Result<Result<ReplayReport, ReplayError>> {
@@ -60,7 +75,7 @@ pub(crate) fn replay_with(
             chain.id().as_str()
         );
     }
-    let mut actor = actor_for(&manifest)?;
+    let mut actor = actor_for(&manifest, chain_dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -83,7 +98,7 @@ fn last_seq(chain: &FileStore) -> anyhow::Result<u64> {
 pub(crate) fn replay(dir: &Path, manifest: &Path) -> anyhow::Result<ExitCode> {
     let chain = open(dir)?;
     let to = last_seq(&chain)?;
-    match replay_with(manifest, &chain, to, &mut |_, _| {})? {
+    match replay_with(manifest, &chain, Some(dir), to, &mut |_, _| {})? {
         Ok(report) => {
             println!(
                 "ok {}: replayed {} entries (from seq {}) bit for bit; state {}",
@@ -108,7 +123,7 @@ pub(crate) fn replay(dir: &Path, manifest: &Path) -> anyhow::Result<ExitCode> {
 
 fn state_after(dir: &Path, at: u64, manifest: &Path) -> anyhow::Result<Value> {
     let chain = open(dir)?;
-    match replay_with(manifest, &chain, at, &mut |_, _| {})? {
+    match replay_with(manifest, &chain, Some(dir), at, &mut |_, _| {})? {
         Ok(report) => Ok(report.state.into_value()),
         Err(e) => Err(anyhow::anyhow!("{e}")),
     }
@@ -165,7 +180,7 @@ pub(crate) fn diff(
     let chain = open(dir)?;
     let (lo, hi) = (a.min(b), a.max(b));
     let mut at_lo = None;
-    let report = match replay_with(manifest, &chain, hi, &mut |seq, state| {
+    let report = match replay_with(manifest, &chain, Some(dir), hi, &mut |seq, state| {
         if seq == lo {
             at_lo = Some(state.clone());
         }

@@ -22,7 +22,7 @@ fn host() -> WasmHost {
     WasmHost::new(
         WasmConfig::default()
             .pooling(None)
-            .capabilities(Capabilities::new().with(Secrets)),
+            .capabilities(Capabilities::new().with(Secrets::default())),
     )
     .unwrap()
 }

@@ -326,7 +326,8 @@ fn secret_list_shows_names_sources_and_users_never_values() {
         "signer",
         "[secrets]\nSIGNING_KEY = { file = \"signing.key\" }\n\n[interfaces.secrets]\nnames = [\"SIGNING_KEY\"]\n",
     );
-    let fetcher = manifest(
+    // Listed by the host config below.
+    manifest(
         dir.path(),
         "fetcher",
         "fetcher",
@@ -389,6 +390,32 @@ fn secret_list_shows_names_sources_and_users_never_values() {
     let r = host.json(&["send", "signer", "{\"sign\": \"abc\"}", "--request"]);
     assert_eq!(r["reply"]["signature"].as_str().unwrap().len(), 64, "{r}");
     host.stop();
+    // `theater chain replay` reads the key again: with it, bit for bit; with another value,
+    // refused by its version (the data directory's key is at hand); without it, refused
+    // naming it.
+    let replay = || {
+        let out = bin()
+            .args(["chain", "replay"])
+            .arg(data.join("chains/signer"))
+            .arg("--manifest")
+            .arg(&signer)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out))
+    };
+    assert_eq!(replay().0, Some(0), "{}", replay().1);
+    private_file(&dir.path().join("signing.key"), "sk-another-value-00");
+    let (code, out) = replay();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("SIGNING_KEY") && out.contains("another one"),
+        "{out}"
+    );
+    std::fs::remove_file(dir.path().join("signing.key")).unwrap();
+    let (code, out) = replay();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("needs secret SIGNING_KEY"), "{out}");
+    private_file(&dir.path().join("signing.key"), "sk-signing-value-77");
     // Without the variable the host does not start, and says which secret.
     let out = bin()
         .args(["run", "--config"])
@@ -400,5 +427,4 @@ fn secret_list_shows_names_sources_and_users_never_values() {
         .unwrap();
     assert!(!out.status.success());
     assert!(text(&out).contains("secret API_TOKEN"), "{}", text(&out));
-    let _ = (signer, fetcher);
 }
