@@ -103,10 +103,12 @@ impl HttpConfig {
 
     /// Reads a manifest's `[interfaces.http]` table; errors name the field.
     pub fn from_toml(section: &toml::Value) -> Result<Self, InterfaceError> {
-        let s: HttpSection = section
-            .clone()
-            .try_into()
-            .map_err(|e: toml::de::Error| invalid(format!("[interfaces.http]: {}", e.message())))?;
+        let s: HttpSection = section.clone().try_into().map_err(|e: toml::de::Error| {
+            invalid(format!(
+                "[interfaces.http]: {}",
+                theater_wasm::scrub_error(e.message())
+            ))
+        })?;
         Self::from_section(s)
     }
 

@@ -222,7 +222,7 @@ fn config<C: DeserializeOwned>(section: &toml::Value) -> Result<C, FieldError> {
         message: e.to_string(),
     })?;
     toml::from_str(&text).map_err(|e: toml::de::Error| {
-        let message = e.message().to_string();
+        let message = crate::manifest::scrub(e.message());
         let field = crate::manifest::field_of(&e, &text);
         FieldError { field, message }
     })

@@ -52,5 +52,6 @@ pub use capability::{Capabilities, Capability, FieldError, Grant, Grants, Setup}
 pub use engine::{ActorComponent, WasmConfig, WasmHost};
 pub use error::{LoadError, ManifestError};
 pub use host::HostState;
+pub use manifest::scrub as scrub_error;
 pub use manifest::{Family, Limits, MAX_NAME_LEN, Manifest, check_name};
 pub use secrets::{Secret, SecretError, Secrets};

@@ -218,7 +218,7 @@ impl Manifest {
             message,
         };
         let raw: RawManifest = toml::from_str(text).map_err(|e| {
-            let message = e.message().to_string();
+            let message = scrub(e.message());
             let field = field_of(&e, text);
             let at = e
                 .span()
@@ -321,6 +321,38 @@ impl Manifest {
             secrets,
         })
     }
+}
+
+/// A TOML or serde error message with the text of any string it quotes left out
+/// (`invalid type: string "…", expected a table`): a string written where it does not belong
+/// may be a secret's value pasted in the wrong place, and errors are printed.
+pub fn scrub(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("string \"") {
+        let open = at + "string \"".len();
+        out.push_str(&rest[..open]);
+        // serde quotes with Rust's escapes: the string ends at the first unescaped quote.
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in rest[open..].char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = Some(open + i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        out.push('…');
+        match end {
+            Some(end) => rest = &rest[end..],
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The field a TOML error in `text` is about: the one its message names (`missing field

@@ -523,6 +523,20 @@ mod tests {
     }
 
     #[test]
+    fn errors_that_quote_a_string_leave_it_out() {
+        use crate::manifest::scrub;
+        assert_eq!(
+            scrub(r#"invalid type: string "sk-live-1", expected a sequence"#),
+            "invalid type: string \"…\", expected a sequence"
+        );
+        assert_eq!(
+            scrub(r#"a string "x\"y" and string "z""#),
+            "a string \"…\" and string \"…\""
+        );
+        assert_eq!(scrub("unknown field `API_KEY`"), "unknown field `API_KEY`");
+    }
+
+    #[test]
     fn redaction_replaces_every_occurrence() {
         let s = Secret {
             name: "T".into(),

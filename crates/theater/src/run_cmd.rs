@@ -99,8 +99,20 @@ impl HostFile {
     pub(crate) fn load(path: &Path) -> anyhow::Result<HostFile> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the host configuration {}", path.display()))?;
-        let mut file: HostFile = toml::from_str(&text)
-            .with_context(|| format!("the host configuration {}", path.display()))?;
+        // The message alone (with any string it quotes left out) and the line: toml's full
+        // report quotes the line, which may hold a secret's value written where it does not
+        // belong.
+        let mut file: HostFile = toml::from_str(&text).map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|s| format!("line {}: ", text[..s.start].matches('\n').count() + 1))
+                .unwrap_or_default();
+            anyhow::anyhow!(
+                "the host configuration {}: {line}{}",
+                path.display(),
+                theater_wasm::scrub_error(e.message())
+            )
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(table) = &file.secrets {
             file.secret_sources =

@@ -302,6 +302,30 @@ fn a_missing_or_inline_secret_stops_the_start_with_its_name() {
         "{out}"
     );
     assert!(!out.contains("sk-live-do-not-print"), "{out}");
+    // In a host config: a value inline, a value where a list goes, an unquoted value.
+    for (i, config) in [
+        "[secrets]\nAPI_KEY = \"sk-live-do-not-print\"\n",
+        "manifests = \"sk-live-do-not-print\"\n",
+        "[secrets]\nAPI_KEY = sk-live-do-not-print\n",
+        "[secrets]\nAPI_KEY = { env = \"sk-live-do-not-print\", x = 1 }\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let file = dir.path().join(format!("host{i}.toml"));
+        std::fs::write(&file, config).unwrap();
+        let out = bin()
+            .args(["run", "--config"])
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let out = text(&out);
+        assert!(out.contains(&format!("host{i}.toml")), "{out}");
+        assert!(!out.contains("sk-live-do-not-print"), "{out}");
+    }
     // A database password from a secret declared nowhere (refused before any connection).
     let m = manifest(
         dir.path(),
