@@ -64,6 +64,11 @@ impl Entry {
         self.host == Host::Any
     }
 
+    /// Whether the entry is a whole top-level domain (`*.com`).
+    pub(crate) fn is_top_level(&self) -> bool {
+        matches!(&self.host, Host::Below(d) if !d.contains('.'))
+    }
+
     /// Whether every target `other` allows, this entry allows too.
     pub(crate) fn covers(&self, other: &Entry) -> bool {
         let port = match (self.port, other.port) {

@@ -64,7 +64,9 @@ fn template(value: &str) -> Result<Vec<Part>, String> {
             .find('}')
             .ok_or("a `{secret:` without its closing `}`")?;
         let name = &after[..end];
-        theater_wasm::secrets::check_name(name)?;
+        // Never quoted: what sits there may be a credential pasted by mistake.
+        theater_wasm::secrets::check_name(name)
+            .map_err(|_| "`{secret:…}` holds something that is not a secret name".to_string())?;
         parts.push(Part::Secret(name.to_string()));
         rest = &after[end + 1..];
     }
@@ -102,10 +104,11 @@ impl Credential {
         allow_list: &[Entry],
     ) -> Result<Credential, (&'static str, String)> {
         let host = allow::parse(&config.host).map_err(|e| ("host", e))?;
-        if host.is_any() {
+        if host.is_any() || host.is_top_level() {
             return Err((
                 "host",
-                "a credential goes to the hosts it names, never to `*`".into(),
+                "a credential goes to the hosts it names, never to `*` or a whole top-level domain"
+                    .into(),
             ));
         }
         if !allow_list.iter().any(|a| a.covers(&host)) {
@@ -143,6 +146,46 @@ impl Credential {
     }
 }
 
+/// Refuses a request whose own headers set one a credential for `host:port` sets (the actor
+/// may neither read nor replace it), or ask for an encoding or a range of the response (an
+/// echo of the credential must come back whole to be redacted).
+pub(crate) fn check_headers(
+    credentials: &[Credential],
+    host: &str,
+    port: u16,
+    headers: &[(String, String)],
+) -> Result<(), FetchError> {
+    let applying: Vec<&Credential> = credentials
+        .iter()
+        .filter(|c| c.applies(host, port))
+        .collect();
+    if applying.is_empty() {
+        return Ok(());
+    }
+    for (name, _) in headers {
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
+        if applying.iter().any(|c| c.header == name) {
+            return Err(FetchError::Invalid(format!(
+                "the {name} header carries a credential the host adds for {host}: the actor does not set it"
+            )));
+        }
+        if [
+            http::header::ACCEPT_ENCODING,
+            http::header::RANGE,
+            http::header::TE,
+        ]
+        .contains(&name)
+        {
+            return Err(FetchError::Invalid(format!(
+                "a request to {host} carries a credential: the host asks for the response whole and unencoded, so {name} is the host's"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The headers the credentials that apply to `host:port` add, and the secrets read for them
 /// (for the record and for redaction). Over plain HTTP a credential goes only to a loopback
 /// or private host.
@@ -170,9 +213,14 @@ pub(crate) fn attach(
                     let secret = match used.iter().find(|s| s.name() == name) {
                         Some(s) => s.clone(),
                         None => {
-                            let s = secrets
-                                .get(name)
-                                .map_err(|e| FetchError::Refused(e.to_string()))?;
+                            let s = secrets.get(name).map_err(|e| {
+                                // The chain and the actor learn which secret, not where it
+                                // is kept: the host's log says why.
+                                tracing::warn!("outbound HTTP credential for {host}: {e}");
+                                FetchError::Refused(format!(
+                                    "secret {name} cannot be read now (the host's log says why)"
+                                ))
+                            })?;
                             used.push(s.clone());
                             s
                         }
@@ -181,12 +229,16 @@ pub(crate) fn attach(
                 }
             }
         }
-        let mut value = http::HeaderValue::from_bytes(&value).map_err(|_| {
-            FetchError::Invalid(format!(
-                "the credential for the {} header is not a valid header value (a secret holds a line break or a control byte)",
-                c.header
-            ))
-        })?;
+        // Visible ASCII only: what a server echoes of it is then found byte for byte.
+        let mut value = http::HeaderValue::from_bytes(&value)
+            .ok()
+            .filter(|v| v.to_str().is_ok())
+            .ok_or_else(|| {
+                FetchError::Invalid(format!(
+                    "the credential for the {} header is not a valid header value (a secret holds a line break, a control byte or a byte outside ASCII)",
+                    c.header
+                ))
+            })?;
         value.set_sensitive(true);
         headers.push((c.header.clone(), value));
     }
@@ -244,5 +296,31 @@ mod tests {
             cred("api.example.com", "x", "{secret:A").unwrap_err().0,
             "value"
         );
+        let e = cred("api.example.com", "x", "{secret:sk-live/123}").unwrap_err();
+        assert!(!e.1.contains("sk-live"), "{}", e.1);
+        // Under `allow = ["*"]`: a domain is covered, a whole top-level domain refused, and
+        // loopback never covered by a wildcard.
+        let any = vec![allow::parse("*").unwrap()];
+        let with = |host: &str, allow: &[Entry]| {
+            Credential::parse(
+                &CredentialConfig {
+                    host: host.into(),
+                    header: "x".into(),
+                    value: "{secret:A}".into(),
+                },
+                allow,
+            )
+        };
+        assert!(with("*.example.com", &any).is_ok());
+        assert!(with("api.example.com:8443", &any).is_ok());
+        assert_eq!(with("*.com", &any).unwrap_err().0, "host");
+        assert_eq!(with("127.0.0.1", &any).unwrap_err().0, "host");
+        let ported = vec![allow::parse("api.example.com:443").unwrap()];
+        assert_eq!(
+            with("api.example.com", &ported).unwrap_err().0,
+            "host",
+            "any port is more than port 443"
+        );
+        assert!(with("api.example.com:443", &ported).is_ok());
     }
 }

@@ -116,10 +116,25 @@ pub(crate) async fn fetch(
     }
     let method = Method::from_bytes(request.method.as_bytes())
         .map_err(|_| FetchError::Invalid(format!("{:?} is not a method", request.method)))?;
+    // The guest's headers are checked against the credentials before any secret is read.
+    credentials::check_headers(&limits.credentials, &host, port, &request.headers)?;
     let extra = credentials::attach(&limits.credentials, &limits.secrets, &host, port, tls, used)?;
     let timeout = limits.timeout;
     let exchange = async {
         let stream = connect(limits, &host, port).await?;
+        if !tls && !extra.is_empty() {
+            // In the clear only to this machine or a private network: judged by the address
+            // reached, not the name.
+            let peer = stream
+                .peer_addr()
+                .map_err(|e| FetchError::Unreachable(format!("{host}:{port}: {e}")))?;
+            if !allow::is_internal_ip(peer.ip()) {
+                return Err(FetchError::Refused(format!(
+                    "{host} resolves to a public address ({}): a credential goes there over https only",
+                    peer.ip()
+                )));
+            }
+        }
         if !tls {
             return exchange(limits, stream, request, &extra, method, uri, &host, port).await;
         }
@@ -221,11 +236,6 @@ where
                 "the {name} header is set by the host, from the URL and the body"
             )));
         }
-        if extra.iter().any(|(n, _)| *n == name) {
-            return Err(FetchError::Invalid(format!(
-                "the {name} header carries a credential the host adds for {host}: the actor does not set it"
-            )));
-        }
         let value = HeaderValue::from_str(value)
             .map_err(|_| FetchError::Invalid(format!("the value of header {name} is not valid")))?;
         builder = builder.header(name, value);
@@ -243,6 +253,11 @@ where
     builder = builder.header(http::header::HOST, authority);
     for (name, value) in extra {
         builder = builder.header(name, value.clone());
+    }
+    if !extra.is_empty() {
+        // The response must come back as sent, so that an echo of a credential is found and
+        // redacted: no compression, the whole representation.
+        builder = builder.header(http::header::ACCEPT_ENCODING, "identity");
     }
     let req = builder
         .body(Full::new(Bytes::from(request.body.clone())))

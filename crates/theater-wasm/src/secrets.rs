@@ -284,12 +284,19 @@ impl Secrets {
     }
 
     /// These secrets, with the key found in `data_dir` if there is one (replay tools, which
-    /// never make one).
+    /// never make one). A key that cannot be used is said in the log, and versions are then
+    /// not checked.
     pub fn with_existing_key_in(self, data_dir: &Path) -> Secrets {
         let path = data_dir.join(KEY_FILE);
-        match path.exists().then(|| load_or_make_key(&path)) {
-            Some(Ok(key)) => self.with_key(key),
-            _ => self,
+        if !path.exists() {
+            return self;
+        }
+        match load_or_make_key(&path) {
+            Ok(key) => self.with_key(key),
+            Err(e) => {
+                tracing::warn!("secret versions are not checked: {e}");
+                self
+            }
         }
     }
 
@@ -369,6 +376,30 @@ impl Secrets {
         )
     }
 
+    /// Refuses a secret kept in a file under `dir` (the data directory, which holds the
+    /// host's key and management token: a manifest must not name those as secrets).
+    pub fn check_outside(&self, dir: &Path) -> Result<(), SecretError> {
+        let Ok(dir) = std::fs::canonicalize(dir) else {
+            return Ok(());
+        };
+        for (name, source) in &self.inner.sources {
+            let Source::File(path) = source else { continue };
+            // The file, or the directory it would be in, as the system resolves it.
+            let resolved = std::fs::canonicalize(path).or_else(|_| {
+                let parent = path.parent().unwrap_or(Path::new("."));
+                std::fs::canonicalize(parent).map(|p| p.join(path.file_name().unwrap_or_default()))
+            });
+            if resolved.is_ok_and(|p| p.starts_with(&dir)) {
+                return Err(SecretError::Invalid(format!(
+                    "secret {name}: its file {} is inside the data directory {}, which holds the host's own key and token: keep secrets elsewhere",
+                    path.display(),
+                    dir.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Reads every declared secret once: the first that cannot be read is the error.
     pub fn check_all(&self) -> Result<(), SecretError> {
         for name in self.inner.sources.keys() {
@@ -386,12 +417,19 @@ fn load_or_make_key(path: &Path) -> Result<Zeroizing<[u8; 32]>, SecretError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
         }
-        // Made beside it and renamed into place: a crash leaves no short key.
-        let tmp = path.with_extension("key.tmp");
+        // Written whole beside it under a name of its own, then linked into place: a crash
+        // leaves no short key, and of two hosts starting at once the second to link keeps
+        // the first's key (the link fails if the name exists), which both read back below.
+        let mut tag = [0u8; 8];
+        getrandom::fill(&mut tag).map_err(|e| bad(format!("no randomness: {e}")))?;
+        let tmp = path.with_extension(format!(
+            "key.{}",
+            tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ));
         {
             use std::io::Write;
             let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
+            options.write(true).create_new(true);
             #[cfg(unix)]
             {
                 use std::os::unix::fs::OpenOptionsExt;
@@ -401,12 +439,17 @@ fn load_or_make_key(path: &Path) -> Result<Zeroizing<[u8; 32]>, SecretError> {
             f.write_all(&key[..]).map_err(|e| bad(e.to_string()))?;
             f.sync_all().map_err(|e| bad(e.to_string()))?;
         }
-        // Two hosts starting at once on one directory: whoever renames second keeps the
-        // first's key only if it lost; reading back below makes both agree.
-        if !path.exists() {
-            std::fs::rename(&tmp, path).map_err(|e| bad(e.to_string()))?;
-        } else {
-            let _ = std::fs::remove_file(&tmp);
+        let linked = std::fs::hard_link(&tmp, path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
+                // The name durable too: a key lost to a crash would change every version.
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(bad(e.to_string())),
         }
     }
     #[cfg(unix)]

@@ -162,6 +162,7 @@ impl Host {
             .with_context(|| format!("cannot resolve the data directory {}", data_dir.display()))?;
         let secrets = Secrets::new(secrets).with_key_in(data_dir)?;
         // Every secret the host declares must be there at start, not at its first use.
+        secrets.check_outside(data_dir)?;
         secrets.check_all()?;
         let registry = Registry::new();
         let children = crate::children::Actors::new();
@@ -472,6 +473,7 @@ impl Host {
             None => Box::new(store),
         };
         let secrets = self.secrets.and(&m.secrets)?;
+        secrets.check_outside(&self.data_dir)?;
         for name in m.secrets.keys() {
             secrets.get(name)?;
         }

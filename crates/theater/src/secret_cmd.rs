@@ -63,16 +63,22 @@ pub(crate) fn run(cmd: SecretCommand) -> anyhow::Result<ExitCode> {
             used_by: Vec::new(),
         });
     }
+    let hosts = rows.len();
     let mut loaded = Vec::new();
     for path in &manifests {
         let m = Manifest::load(path)?;
         capabilities.check(&m)?;
         for (name, source) in &m.secrets {
+            let twice = rows[..hosts].iter().any(|r| r.name == *name);
             rows.push(Row {
                 name: name.clone(),
                 declared: m.path.display().to_string(),
                 source: Some(source.clone()),
-                status: status(name, source),
+                status: if twice {
+                    Err("declared by the host's config too, which `theater run` refuses".into())
+                } else {
+                    status(name, source)
+                },
                 used_by: Vec::new(),
             });
         }

@@ -457,6 +457,27 @@ async fn a_credential_is_the_hosts_to_set_and_an_echo_of_it_is_redacted() {
     let echoed = String::from_utf8(ok.body.clone()).unwrap();
     assert!(echoed.contains("x-api-key: key=[secret KEY]"), "{echoed}");
     assert!(!echoed.contains("0123456789abcdef"), "{echoed}");
+    // The host asked for the response unencoded, and the length the actor sees is the
+    // redacted body's.
+    assert!(echoed.contains("accept-encoding: identity"), "{echoed}");
+    let length = ok
+        .headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .unwrap();
+    assert_eq!(length.1, ok.body.len().to_string());
+    // Nor may it ask for an encoding or a range, in which an echo would hide.
+    for (name, value) in [("accept-encoding", "gzip"), ("range", "bytes=0-3")] {
+        let e = calls::send(
+            Some(&grant),
+            &mut host,
+            get(vec![(name.into(), value.into())]),
+        )
+        .await
+        .unwrap()
+        .unwrap_err();
+        assert!(e.to_string().contains("unencoded"), "{name}: {e}");
+    }
     let recorded = &host.calls()[1].result.json;
     assert_eq!(recorded["secrets"][0]["name"], "KEY", "{recorded}");
     assert_eq!(
@@ -465,4 +486,43 @@ async fn a_credential_is_the_hosts_to_set_and_an_echo_of_it_is_redacted() {
     );
     assert!(!recorded.to_string().contains("0123456789abcdef"));
     task.abort();
+
+    // Over plain http a credential goes to a loopback or private address only: a public
+    // host is refused before anything is sent (no lookup, no connection).
+    let public = HttpClientConfig {
+        allow: vec!["example.com".into()],
+        credentials: vec![CredentialConfig {
+            host: "example.com".into(),
+            header: "x-api-key".into(),
+            value: "{secret:KEY}".into(),
+        }],
+        ..config.clone()
+    };
+    let grant = HttpClientGrant::with_secrets(&public, Path::new("."), &secrets).unwrap();
+    let e = calls::send(
+        Some(&grant),
+        &mut host,
+        Request {
+            method: "GET".into(),
+            url: "http://example.com/".into(),
+            headers: vec![],
+            body: vec![],
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(e.to_string().contains("https only"), "{e}");
+    // A secret that cannot be read: the actor and the chain learn which, not where it is.
+    std::fs::remove_file(dir.path().join("key")).unwrap();
+    let grant = HttpClientGrant::with_secrets(&config, Path::new("."), &secrets).unwrap();
+    let e = calls::send(Some(&grant), &mut host, get(vec![]))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(e.to_string().contains("secret KEY cannot be read"), "{e}");
+    assert!(
+        !e.to_string().contains(&dir.path().display().to_string()),
+        "{e}"
+    );
 }

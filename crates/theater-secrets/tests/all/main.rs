@@ -212,6 +212,19 @@ async fn a_secret_not_granted_is_an_error_the_guest_sees_and_the_chain_records()
         .unwrap();
         let e = ask(&mut rt, json!({"sign": "x"})).await.unwrap_err();
         assert!(e.contains(want), "{e}");
+        // The refusal is recorded (so the chain replays), never a value.
+        let head = rt.chain().len() - 1;
+        let calls = rt.chain().get(head).unwrap().host_calls().to_vec();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].name, GET);
+        assert!(
+            calls[0].result.json["error"]
+                .as_str()
+                .unwrap()
+                .contains(want),
+            "{:?}",
+            calls[0].result
+        );
     }
 }
 

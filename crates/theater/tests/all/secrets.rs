@@ -326,6 +326,20 @@ fn a_missing_or_inline_secret_stops_the_start_with_its_name() {
         assert!(out.contains(&format!("host{i}.toml")), "{out}");
         assert!(!out.contains("sk-live-do-not-print"), "{out}");
     }
+    // The data directory's own files (the host's key, the management token) are no secrets.
+    std::fs::create_dir_all(&data).unwrap();
+    private_file(&data.join("admin.token"), "t-0000");
+    let m = manifest(
+        dir.path(),
+        "fetcher",
+        "fetcher",
+        "[secrets]\nTOKEN = { file = \"data/admin.token\" }\n",
+    );
+    let out = run(&m);
+    assert!(
+        out.contains("secret TOKEN") && out.contains("inside the data directory"),
+        "{out}"
+    );
     // A database password from a secret declared nowhere (refused before any connection).
     let m = manifest(
         dir.path(),
@@ -451,4 +465,24 @@ fn secret_list_shows_names_sources_and_users_never_values() {
         .unwrap();
     assert!(!out.status.success());
     assert!(text(&out).contains("secret API_TOKEN"), "{}", text(&out));
+    // A manifest that declares a name the host's config declares: listed as refused.
+    let dup = manifest(
+        dir.path(),
+        "counter",
+        "dup",
+        "[secrets]\nAPI_TOKEN = { env = \"THEATER_TEST_API_TOKEN\" }\n",
+    );
+    let out = bin()
+        .args(["secret", "list", "--config"])
+        .arg(&config)
+        .arg(&dup)
+        .env("THEATER_TEST_API_TOKEN", "sk-api-value-99")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("declared by the host's config too"),
+        "{}",
+        text(&out)
+    );
 }
