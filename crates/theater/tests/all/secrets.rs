@@ -39,10 +39,10 @@ fn checking_server(expected: Arc<Mutex<String>>) -> (String, Arc<Mutex<u32>>) {
             let want = format!("Bearer {}", expected.lock().unwrap());
             let (status, body) = if auth == want {
                 *count.lock().unwrap() += 1;
-                (
-                    "200 OK",
-                    serde_json::json!({"ok": true, "auth": auth}).to_string(),
-                )
+                // Over 16 KiB: the body is kept as a blob beside the entry.
+                let pad = "x".repeat(20_000);
+                let body = serde_json::json!({"ok": true, "auth": auth, "pad": pad});
+                ("200 OK", body.to_string())
             } else {
                 (
                     "401 Unauthorized",
@@ -121,11 +121,24 @@ fn a_credential_from_a_secret_reaches_the_server_and_no_byte_the_host_wrote() {
              [[interfaces.http-client.credentials]]\nhost = \"{addr}\"\nheader = \"authorization\"\nvalue = \"Bearer {{secret:API_TOKEN}}\"\n"
         ),
     );
+    // Beside it, the signer (a secret the guest holds; its reads are followed by snapshots)
+    // and the inventory (an SQLite file): every kind of file the host writes is searched.
+    let signing = unique("signing-key");
+    private_file(&dir.path().join("signing.key"), &signing);
+    let signer = manifest(
+        dir.path(),
+        "signer",
+        "signer",
+        "[secrets]\nSIGNING_KEY = { file = \"signing.key\" }\n\n[interfaces.secrets]\nnames = [\"SIGNING_KEY\"]\n",
+    );
+    let inventory = manifest(dir.path(), "inventory", "inventory", "[interfaces.db]\n");
     let data = dir.path().join("data");
     let log = dir.path().join("host.log");
     let mut cmd = bin();
     cmd.arg("run")
         .arg(&m)
+        .arg(&signer)
+        .arg(&inventory)
         .env("RUST_LOG", "debug,theater=trace")
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
     let host = Running::start_cmd(cmd, &data);
@@ -155,6 +168,22 @@ fn a_credential_from_a_secret_reaches_the_server_and_no_byte_the_host_wrote() {
     let r = ask(&host, &["send", "fetcher", &refresh, "--request"]);
     assert_eq!(r["reply"]["status"], 200, "{r}");
     assert_eq!(*authorized.lock().unwrap(), 2);
+    let r = ask(&host, &["send", "signer", "{\"sign\": \"x\"}", "--request"]);
+    assert_eq!(
+        r["reply"]["signature"].as_str().map(str::len),
+        Some(64),
+        "{r}"
+    );
+    let r = ask(
+        &host,
+        &[
+            "send",
+            "inventory",
+            "{\"sql\": \"SELECT count(*) AS n FROM items\"}",
+            "--request",
+        ],
+    );
+    assert_eq!(r["reply"]["rows"], serde_json::json!([[0]]), "{r}");
 
     ask(&host, &["state", "fetcher"]);
     ask(&host, &["ps"]);
@@ -227,7 +256,21 @@ fn a_credential_from_a_secret_reaches_the_server_and_no_byte_the_host_wrote() {
         logged.contains("started") && logged.contains("fetcher"),
         "the host logged at debug: {logged:?}"
     );
-    let values = [first.as_str(), second.as_str()];
+    // What was searched holds a blob, a snapshot and an SQLite file.
+    let written_files = files(&data);
+    for (kind, part) in [
+        ("a blob", "chains/fetcher/blobs/"),
+        ("a snapshot", "chains/signer/snapshots/"),
+        ("an SQLite file", "db/inventory.sqlite"),
+    ] {
+        assert!(
+            written_files
+                .iter()
+                .any(|f| f.to_string_lossy().contains(part)),
+            "no {kind} among {written_files:?}"
+        );
+    }
+    let values = [first.as_str(), second.as_str(), signing.as_str()];
     let mut written = 0;
     for f in files(&data).into_iter().chain([graph, log]) {
         let bytes = std::fs::read(&f).unwrap();
