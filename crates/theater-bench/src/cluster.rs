@@ -278,7 +278,8 @@ impl Proc {
         s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\n\r\n{body}",
+            addr.trim(),
             body.len()
         )
         .ok()?;

@@ -1,6 +1,9 @@
-//! The management API of `theater run`: HTTP + JSON on loopback. Reads are open to local
-//! clients; anything that changes state needs `authorization: Bearer <token>`, the token the
-//! host writes to `<data-dir>/admin.token` (readable by its owner only).
+//! The management API of `theater run`: HTTP + JSON on loopback. Every request, reads
+//! included, needs `authorization: Bearer <token>`, the token the host writes to
+//! `<data-dir>/admin.token` (readable by its owner only), compared in constant time; and its
+//! `Host` header must name the API's address (an IP literal or `localhost`, with its port), so
+//! a web page that reaches it through a DNS name of its own (DNS rebinding) is refused. The
+//! threat model: `docs/MANAGEMENT.md`.
 //!
 //! | method and path | what |
 //! |---|---|
@@ -100,6 +103,7 @@ pub(crate) async fn serve(
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let token = Arc::new(token);
+    let port = bound.port();
     tokio::spawn(async move {
         let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
         loop {
@@ -117,7 +121,7 @@ pub(crate) async fn serve(
                 let service = service_fn(move |req| {
                     let (host, token, shutdown) =
                         (Arc::clone(&host), Arc::clone(&token), shutdown.clone());
-                    async move { Ok::<_, Infallible>(route(&host, &token, &shutdown, req).await) }
+                    async move { Ok::<_, Infallible>(route(&host, &token, port, &shutdown, req).await) }
                 });
                 let _ = builder
                     .serve_connection(TokioIo::new(stream), service)
@@ -128,27 +132,64 @@ pub(crate) async fn serve(
     Ok(bound)
 }
 
+/// Whether `authority` (a `Host` header, or an HTTP/2 request's authority) names this API:
+/// an IP address or `localhost`, with the port it listens on. A DNS name is refused: a page
+/// in a browser that rebinds a name of its own to 127.0.0.1 sends that name.
+pub(crate) fn names_this_api(authority: &str, port: u16) -> bool {
+    let Ok(authority) = authority.parse::<http::uri::Authority>() else {
+        return false;
+    };
+    if authority.port_u16() != Some(port) {
+        return false;
+    }
+    let host = authority.host();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Whether `given` is the token, compared in constant time.
+fn token_matches(given: Option<&str>, token: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes())))
+}
+
 async fn route(
     host: &Arc<Host>,
     token: &str,
+    port: u16,
     shutdown: &Shutdown,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    if method == Method::POST {
-        let given = req
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token) {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "this changes state: send the token of <data-dir>/admin.token as `authorization: Bearer <token>`",
-            );
-        }
+    let authority = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    if !authority
+        .as_deref()
+        .is_some_and(|a| names_this_api(a, port))
+    {
+        return error(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "the Host header must name this API's address (127.0.0.1:{port} or localhost:{port}), not another name"
+            ),
+        );
+    }
+    let given = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !token_matches(given, token) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "send the token of <data-dir>/admin.token as `authorization: Bearer <token>` (every request needs it)",
+        );
     }
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),

@@ -117,9 +117,7 @@ impl Api {
             .method(method.clone())
             .uri(path)
             .header("host", &self.addr);
-        if method == Method::POST {
-            req = req.header("authorization", format!("Bearer {}", self.token));
-        }
+        req = req.header("authorization", format!("Bearer {}", self.token));
         let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
         Ok(req.body(Full::new(bytes))?)
     }

@@ -97,7 +97,8 @@ impl Host {
         s.set_read_timeout(Some(PATIENCE)).unwrap();
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\n\r\n{body}",
+            self.addr().trim(),
             body.len()
         )
         .map_err(|e| e.to_string())?;
