@@ -371,7 +371,7 @@ impl HostCalls {
     }
 
     /// What the entry being recorded needs.
-    /// Asks for a snapshot right after this input's entry (if it succeeds), so that no later
+    /// Asks for a snapshot right after this input's entry (failed or not), so that no later
     /// resume has to run the input again: for a call whose answer cannot be had again (a
     /// secret's value, which the chain does not hold and which may have been rotated since).
     pub fn snapshot_after(&mut self) {

@@ -112,6 +112,8 @@ pub struct ActorRuntime<A> {
     state: State,
     config: RuntimeConfig,
     last_snapshot: u64,
+    /// A host call asked for a snapshot after its entry, not yet taken.
+    snapshot_owed: bool,
     /// Time spent handling inputs since the last snapshot, and what that snapshot took.
     busy: Duration,
     snapshot_cost: Duration,
@@ -180,6 +182,7 @@ impl<A: Actor> ActorRuntime<A> {
             state,
             config,
             last_snapshot,
+            snapshot_owed: false,
             busy: Duration::ZERO,
             snapshot_cost,
             effects,
@@ -317,7 +320,10 @@ impl<A: Actor> ActorRuntime<A> {
         self.busy += started.elapsed();
         // The entry is recorded whatever happens to the snapshot: a failed snapshot is only
         // a longer replay on the next restart, and it is tried again at the next entry.
-        let snapshot = if succeeded && recorded.snapshot_after {
+        // A snapshot asked for by a host call (failed inputs replay too) is owed until one
+        // is taken.
+        self.snapshot_owed |= recorded.snapshot_after;
+        let snapshot = if self.snapshot_owed {
             self.snapshot()
         } else {
             self.maybe_snapshot()
@@ -365,6 +371,7 @@ impl<A: Actor> ActorRuntime<A> {
             &Snapshot::new(head.seq, head.hash, self.state.value().clone()).with_host(host),
         )?;
         self.last_snapshot = head.seq;
+        self.snapshot_owed = false;
         self.busy = Duration::ZERO;
         if self.config.prune_on_snapshot {
             self.chain.prune_before(head.seq)?;

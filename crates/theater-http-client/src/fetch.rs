@@ -267,6 +267,21 @@ where
         .await
         .map_err(|e| unreachable(&e))?;
     let status = response.status().as_u16();
+    if !extra.is_empty() {
+        // An echo of the credential must be found to be redacted: a body the host cannot
+        // read as sent (compressed, or a part) is refused.
+        let encoded = response
+            .headers()
+            .get(http::header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        let partial = response.status() == http::StatusCode::PARTIAL_CONTENT
+            || response.headers().contains_key(http::header::CONTENT_RANGE);
+        if encoded || partial {
+            return Err(FetchError::Refused(format!(
+                "{host} answered a request that carried a credential with an encoded or partial body, which the host cannot check for an echo of it"
+            )));
+        }
+    }
     let too_large = || {
         FetchError::TooLarge(format!(
             "the response body is over the {} bytes [interfaces.http-client] allows",

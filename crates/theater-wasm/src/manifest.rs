@@ -371,6 +371,13 @@ pub(crate) fn field_of(e: &toml::de::Error, text: &str) -> Option<String> {
 fn key_at(text: &str, at: usize) -> Option<String> {
     let line_start = text[..at.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next()?;
-    let key = line.split('=').next()?.trim();
-    (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
+    // Only a key as TOML writes one (dotted bare keys): a line that is not `key = ...` may
+    // be anything, a secret pasted in the wrong place included, and is never repeated.
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    bare.then(|| key.to_string())
 }

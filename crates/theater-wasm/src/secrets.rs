@@ -225,28 +225,45 @@ impl Secret {
         self.version.as_deref()
     }
 
-    /// `bytes` with every occurrence of the value replaced by `[secret NAME]`.
+    /// `bytes` with every occurrence of the value replaced by `[secret NAME]`: as it is, and
+    /// as a JSON string holds it (a server that echoes it in JSON escapes `"` and `\`).
     pub fn redact<'a>(&self, bytes: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
-        let value: &[u8] = &self.value;
-        if value.is_empty() || memchr::memmem::find(bytes, value).is_none() {
-            return std::borrow::Cow::Borrowed(bytes);
+        let once = replace(bytes, &self.value, &self.name);
+        let escaped = std::str::from_utf8(&self.value)
+            .ok()
+            .and_then(|v| serde_json::to_string(v).ok())
+            .map(|q| Zeroizing::new(q.as_bytes()[1..q.len() - 1].to_vec()))
+            .filter(|e| e[..] != self.value[..]);
+        match (once, escaped) {
+            (once, None) => once,
+            (std::borrow::Cow::Borrowed(b), Some(e)) => replace(b, &e, &self.name),
+            (std::borrow::Cow::Owned(b), Some(e)) => {
+                std::borrow::Cow::Owned(replace(&b, &e, &self.name).into_owned())
+            }
         }
-        let mark = format!("[secret {}]", self.name);
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut rest = bytes;
-        while let Some(at) = memchr::memmem::find(rest, value) {
-            out.extend_from_slice(&rest[..at]);
-            out.extend_from_slice(mark.as_bytes());
-            rest = &rest[at + value.len()..];
-        }
-        out.extend_from_slice(rest);
-        std::borrow::Cow::Owned(out)
     }
 
     /// [`Secret::redact`] for text.
     pub fn redact_str(&self, text: &str) -> String {
         String::from_utf8_lossy(&self.redact(text.as_bytes())).into_owned()
     }
+}
+
+/// `bytes` with every occurrence of `value` replaced by `[secret NAME]`.
+fn replace<'a>(bytes: &'a [u8], value: &[u8], name: &str) -> std::borrow::Cow<'a, [u8]> {
+    if value.is_empty() || memchr::memmem::find(bytes, value).is_none() {
+        return std::borrow::Cow::Borrowed(bytes);
+    }
+    let mark = format!("[secret {name}]");
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut rest = bytes;
+    while let Some(at) = memchr::memmem::find(rest, value) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(mark.as_bytes());
+        rest = &rest[at + value.len()..];
+    }
+    out.extend_from_slice(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// The secrets an actor (or a host) can use: names and where their values come from, and the
@@ -449,7 +466,26 @@ fn load_or_make_key(path: &Path) -> Result<Zeroizing<[u8; 32]>, SecretError> {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(bad(e.to_string())),
+            // A file system without hard links: written in place, created only if absent
+            // (a crash mid-write leaves a short key, refused below, to be deleted by hand).
+            Err(_) => {
+                use std::io::Write;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    options.mode(0o600);
+                }
+                match options.open(path) {
+                    Ok(mut f) => {
+                        f.write_all(&key[..]).map_err(|e| bad(e.to_string()))?;
+                        f.sync_all().map_err(|e| bad(e.to_string()))?;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(bad(e.to_string())),
+                }
+            }
         }
     }
     #[cfg(unix)]
@@ -589,5 +625,14 @@ mod tests {
         assert_eq!(&*s.redact(b"xabcyabc"), b"x[secret T]y[secret T]");
         assert_eq!(&*s.redact(b"nothing"), b"nothing");
         assert_eq!(s.redact_str("Bearer abc"), "Bearer [secret T]");
+        // As a JSON string holds it, too.
+        let q = Secret {
+            name: "Q".into(),
+            value: Zeroizing::new(br#"a"b\c"#.to_vec()),
+            version: None,
+        };
+        let echoed = serde_json::json!({ "auth": r#"a"b\c"# }).to_string();
+        assert_eq!(q.redact_str(&echoed), r#"{"auth":"[secret Q]"}"#);
+        assert_eq!(q.redact_str(r#"raw a"b\c"#), "raw [secret Q]");
     }
 }

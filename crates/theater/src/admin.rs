@@ -1,9 +1,9 @@
 //! The management API of `theater run`: HTTP + JSON on loopback. Every request, reads
 //! included, needs `authorization: Bearer <token>`, the token the host writes to
 //! `<data-dir>/admin.token` (readable by its owner only), compared in constant time; and its
-//! `Host` header must name the API's address (an IP literal or `localhost`, with its port), so
-//! a web page that reaches it through a DNS name of its own (DNS rebinding) is refused. The
-//! threat model: `docs/MANAGEMENT.md`.
+//! `Host` must name the API by address (`localhost`, a loopback address, or the address it
+//! listens on; any port, so a tunnel works), so a web page that reaches it through a DNS name
+//! of its own (DNS rebinding) is refused. The threat model: `docs/MANAGEMENT.md`.
 //!
 //! | method and path | what |
 //! |---|---|
@@ -103,7 +103,7 @@ pub(crate) async fn serve(
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let token = Arc::new(token);
-    let port = bound.port();
+    let ip = bound.ip();
     tokio::spawn(async move {
         let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
         loop {
@@ -121,7 +121,7 @@ pub(crate) async fn serve(
                 let service = service_fn(move |req| {
                     let (host, token, shutdown) =
                         (Arc::clone(&host), Arc::clone(&token), shutdown.clone());
-                    async move { Ok::<_, Infallible>(route(&host, &token, port, &shutdown, req).await) }
+                    async move { Ok::<_, Infallible>(route(&host, &token, ip, &shutdown, req).await) }
                 });
                 let _ = builder
                     .serve_connection(TokioIo::new(stream), service)
@@ -132,19 +132,39 @@ pub(crate) async fn serve(
     Ok(bound)
 }
 
-/// Whether `authority` (a `Host` header, or an HTTP/2 request's authority) names this API:
-/// an IP address or `localhost`, with the port it listens on. A DNS name is refused: a page
-/// in a browser that rebinds a name of its own to 127.0.0.1 sends that name.
-pub(crate) fn names_this_api(authority: &str, port: u16) -> bool {
+/// Whether `authority` (a `Host` header, or an HTTP/2 request's authority) names this API
+/// by address: `localhost`, a loopback address, or `listening` (the address it is bound to),
+/// with any port (a tunnel forwards from another). A DNS name is refused: a page in a
+/// browser that rebinds a name of its own to 127.0.0.1 sends that name.
+pub(crate) fn names_this_api(authority: &str, listening: std::net::IpAddr) -> bool {
     let Ok(authority) = authority.parse::<http::uri::Authority>() else {
         return false;
     };
-    if authority.port_u16() != Some(port) {
+    if authority.as_str().contains('@') {
         return false;
     }
     let host = authority.host();
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok()
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip == listening)
+}
+
+/// The one authority a request names: its `Host` header (exactly one) and, if its target
+/// has one (absolute form, HTTP/2), the same there.
+fn authority_of(req: &Request<Incoming>) -> Option<String> {
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let header = match (hosts.next(), hosts.next()) {
+        (Some(h), None) => Some(h.to_str().ok()?.to_string()),
+        (None, _) => None,
+        (Some(_), Some(_)) => return None,
+    };
+    let target = req.uri().authority().map(|a| a.to_string());
+    match (header, target) {
+        (Some(h), Some(t)) => h.eq_ignore_ascii_case(&t).then_some(h),
+        (h, t) => h.or(t),
+    }
 }
 
 /// Whether `given` is the token, compared in constant time.
@@ -156,28 +176,21 @@ fn token_matches(given: Option<&str>, token: &str) -> bool {
 async fn route(
     host: &Arc<Host>,
     token: &str,
-    port: u16,
+    listening: std::net::IpAddr,
     shutdown: &Shutdown,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let authority = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    let authority = authority_of(&req);
     if !authority
         .as_deref()
-        .is_some_and(|a| names_this_api(a, port))
+        .is_some_and(|a| names_this_api(a, listening))
     {
         return error(
             StatusCode::MISDIRECTED_REQUEST,
-            format!(
-                "the Host header must name this API's address (127.0.0.1:{port} or localhost:{port}), not another name"
-            ),
+            "the Host header (one) must name this API by address: localhost, a loopback address or the address it listens on, not a DNS name",
         );
     }
     let given = req

@@ -14,19 +14,26 @@ use crate::host::Host;
 /// The data directory when none is given: `theater-data` in the working directory.
 pub(crate) const DEFAULT_DATA_DIR: &str = "theater-data";
 
+/// Writes `text` to `path`, readable by its owner only, replacing any file there at once: a
+/// reader sees the old content or the new, never a part, and an old file's looser mode does
+/// not carry over.
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
     let mut f = options
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 

@@ -487,6 +487,45 @@ async fn a_credential_is_the_hosts_to_set_and_an_echo_of_it_is_redacted() {
     assert!(!recorded.to_string().contains("0123456789abcdef"));
     task.abort();
 
+    // A server that answers compressed (whatever was asked): refused, since an echo inside
+    // could not be found.
+    let gzip = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gzip_addr = gzip.local_addr().unwrap();
+    let gzip_task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = gzip.accept().await {
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: 3\r\nconnection: close\r\n\r\nxyz")
+                .await;
+        }
+    });
+    let zipped = HttpClientConfig {
+        allow: vec![gzip_addr.to_string()],
+        credentials: vec![CredentialConfig {
+            host: gzip_addr.to_string(),
+            header: "x-api-key".into(),
+            value: "{secret:KEY}".into(),
+        }],
+        ..config.clone()
+    };
+    let grant = HttpClientGrant::with_secrets(&zipped, Path::new("."), &secrets).unwrap();
+    let e = calls::send(
+        Some(&grant),
+        &mut host,
+        Request {
+            method: "GET".into(),
+            url: format!("http://{gzip_addr}/"),
+            headers: vec![],
+            body: vec![],
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(e.to_string().contains("encoded or partial"), "{e}");
+    gzip_task.abort();
+
     // Over plain http a credential goes to a loopback or private address only: a public
     // host is refused before anything is sent (no lookup, no connection).
     let public = HttpClientConfig {

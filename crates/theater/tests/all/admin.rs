@@ -7,11 +7,13 @@ use std::net::TcpStream;
 
 use crate::run::{Running, manifest};
 
-/// One raw exchange with `addr`, sending `host` and `auth` (a whole header line each, or
+/// One raw exchange with `addr`, sending `host` (`a|b`: two Host headers) and `auth` (or
 /// nothing): the status.
 fn status(addr: &str, method: &str, path: &str, host: Option<&str>, auth: Option<&str>) -> u16 {
     let mut s = TcpStream::connect(addr).unwrap();
-    let host = host.map(|h| format!("host: {h}\r\n")).unwrap_or_default();
+    let host: String = host
+        .map(|h| h.split('|').map(|h| format!("host: {h}\r\n")).collect())
+        .unwrap_or_default();
     let auth = auth
         .map(|t| format!("authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
@@ -63,12 +65,15 @@ fn every_endpoint_needs_the_token_and_the_apis_own_host_name() {
                 "{method} {path} with {auth:?}"
             );
         }
-        // The right token through another name (DNS rebinding), another port, or no Host.
+        // The right token through another name (DNS rebinding), a public address, two Host
+        // headers, or none.
         for name in [
             format!("evil.example:{port}"),
             format!("127.0.0.1.nip.io:{port}"),
-            "127.0.0.1:1".to_string(),
-            "127.0.0.1".to_string(),
+            format!("localhost.evil.example:{port}"),
+            format!("8.8.8.8:{port}"),
+            format!("user@127.0.0.1:{port}"),
+            format!("{addr}|evil.example:{port}"),
         ] {
             assert_eq!(
                 status(&addr, method, path, Some(&name), Some(&token)),
@@ -78,16 +83,28 @@ fn every_endpoint_needs_the_token_and_the_apis_own_host_name() {
         }
         assert_eq!(status(&addr, method, path, None, Some(&token)), 421);
     }
-    // The API's own address, or localhost with its port: answered.
+    // A target in absolute form naming another host than the Host header: refused.
+    let absolute = format!("http://evil.example:{port}/actors");
     assert_eq!(
-        status(&addr, "GET", "/actors", Some(&addr), Some(&token)),
-        200
+        status(&addr, "GET", &absolute, Some(&addr), Some(&token)),
+        421
     );
-    let local = format!("localhost:{port}");
-    assert_eq!(
-        status(&addr, "GET", "/actors", Some(&local), Some(&token)),
-        200
-    );
+    // The API's own address, localhost, a loopback address on another port (a tunnel):
+    // answered.
+    for name in [
+        addr.clone(),
+        format!("localhost:{port}"),
+        format!("LOCALHOST:{port}"),
+        "127.0.0.1:9000".to_string(),
+        "localhost".to_string(),
+        format!("[::1]:{port}"),
+    ] {
+        assert_eq!(
+            status(&addr, "GET", "/actors", Some(&name), Some(&token)),
+            200,
+            "{name}"
+        );
+    }
     // The client commands send both, unchanged for their users.
     let state = host.json(&["state", "counter"]);
     assert!(state["state"].is_object(), "{state}");

@@ -92,13 +92,27 @@ impl Host {
 
     /// One exchange with the management API; `Err` if the host cannot be reached.
     fn http(&self, method: &str, path: &str, body: &str) -> Result<(u16, Value), String> {
+        // Across a restart the files change: the address first (written after the token),
+        // and once more if the token read was the old one.
+        for _ in 0..20 {
+            let answer = self.http_once(method, path, body)?;
+            if answer.0 != 401 {
+                return Ok(answer);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.http_once(method, path, body)
+    }
+
+    fn http_once(&self, method: &str, path: &str, body: &str) -> Result<(u16, Value), String> {
+        let addr = self.addr();
         let token = std::fs::read_to_string(self.data.join("admin.token")).unwrap();
-        let mut s = TcpStream::connect(self.addr()).map_err(|e| e.to_string())?;
+        let mut s = TcpStream::connect(addr.trim()).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(PATIENCE)).unwrap();
         write!(
             s,
             "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\n\r\n{body}",
-            self.addr().trim(),
+            addr.trim(),
             body.len()
         )
         .map_err(|e| e.to_string())?;
