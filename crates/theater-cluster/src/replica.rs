@@ -110,6 +110,15 @@ pub(crate) async fn replica_head(
     }
 }
 
+/// Publishes `message` on `subject` and waits for the stream's acknowledgement.
+async fn publish_acked(
+    js: &jetstream::Context,
+    subject: &str,
+    message: PublishMessage,
+) -> Result<jetstream::publish::PublishAck, jetstream::context::PublishError> {
+    js.send_publish(subject.to_string(), message).await?.await
+}
+
 /// Why a group was not published.
 enum Refused {
     /// Another writer extended the chain.
@@ -146,10 +155,7 @@ async fn publish_group(
             .headers(headers)
             .message_id(id)
             .expected_last_subject_sequence(expected);
-        let outcome = match js.send_publish(subject.clone(), message).await {
-            Ok(ack) => ack.await,
-            Err(e) => Err(e),
-        };
+        let outcome = publish_acked(&js, &subject, message).await;
         let error = match outcome {
             // A duplicate was stored by an attempt whose acknowledgement was lost: the server
             // names where. (If another host sealed the chain after it, the next publish is
@@ -233,10 +239,7 @@ async fn seal(
             .payload(Bytes::new())
             .headers(headers)
             .expected_last_subject_sequence(expected);
-        let outcome = match js.send_publish(subject.clone(), message).await {
-            Ok(ack) => ack.await,
-            Err(e) => Err(e),
-        };
+        let outcome = publish_acked(&js, &subject, message).await;
         let error = match outcome {
             Ok(ack) => return Ok(ack.sequence),
             Err(e) => e,

@@ -105,19 +105,7 @@ impl PasswordSource {
                 Ok(Some(text.to_string()))
             }
             PasswordSource::File(path) => {
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::MetadataExt;
-                    let meta = std::fs::metadata(path)
-                        .map_err(|e| format!("the password_file {}: {e}", path.display()))?;
-                    if meta.mode() & 0o077 != 0 {
-                        return Err(format!(
-                            "the password_file {} may be read by others (mode {:o}): make it readable by its owner only (chmod 600)",
-                            path.display(),
-                            meta.mode() & 0o777
-                        ));
-                    }
-                }
+                theater_wasm::secrets::owner_only(path, "the password_file")?;
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("the password_file {}: {e}", path.display()))?;
                 let line = text.lines().next().unwrap_or("").trim_end_matches('\r');

@@ -242,3 +242,31 @@ pub fn example_component(name: &str) -> std::path::PathBuf {
     }
     root.join("target/examples").join(format!("{name}.wasm"))
 }
+
+/// Writes `bytes` to `path`, readable by its owner only (what a secret's file must be).
+pub fn write_private(path: &std::path::Path, bytes: impl AsRef<[u8]>) {
+    std::fs::write(path, bytes).expect("writes the file");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .expect("sets its mode");
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("reads the directory") {
+            let p = e.expect("reads an entry").path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -66,19 +66,7 @@ impl Source {
                 }
             },
             Source::File(path) => {
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::MetadataExt;
-                    let meta = std::fs::metadata(path)
-                        .map_err(|e| missing(format!("the file {}: {e}", path.display())))?;
-                    if meta.mode() & 0o077 != 0 {
-                        return Err(missing(format!(
-                            "the file {} may be read by others (mode {:o}): make it readable by its owner only (chmod 600)",
-                            path.display(),
-                            meta.mode() & 0o777
-                        )));
-                    }
-                }
+                owner_only(path, "the file").map_err(missing)?;
                 let mut bytes = Zeroizing::new(
                     std::fs::read(path)
                         .map_err(|e| missing(format!("the file {}: {e}", path.display())))?,
@@ -97,6 +85,27 @@ impl Source {
         }
         Ok(value)
     }
+}
+
+/// Checks that `path` (`what` in messages: "the file", "the password_file") may be read by its
+/// owner only, as a file holding a secret must be.
+pub fn owner_only(path: &Path, what: &str) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta =
+            std::fs::metadata(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+        if meta.mode() & 0o077 != 0 {
+            return Err(format!(
+                "{what} {} may be read by others (mode {:o}): make it readable by its owner only (chmod 600)",
+                path.display(),
+                meta.mode() & 0o777
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, what);
+    Ok(())
 }
 
 /// Why a secret cannot be used. Never carries a value.
@@ -488,17 +497,7 @@ fn load_or_make_key(path: &Path) -> Result<Zeroizing<[u8; 32]>, SecretError> {
             }
         }
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
-        if meta.mode() & 0o077 != 0 {
-            return Err(bad(format!(
-                "may be read by others (mode {:o}): chmod 600",
-                meta.mode() & 0o777
-            )));
-        }
-    }
+    owner_only(path, "the key").map_err(SecretError::Invalid)?;
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| bad(e.to_string()))?);
     let key: [u8; 32] = bytes[..]
         .try_into()

@@ -592,12 +592,7 @@ async fn postgres_reads_a_password_secret_again_for_each_set_up_connection() {
     );
     // Put in place (the server trusts loopback, so any value logs in): the next set-up
     // connection reads it, with no restart.
-    std::fs::write(&file, "rotated-password\n").unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    theater_test_support::write_private(&file, "rotated-password\n");
     let (_, payload) = answers(&mut rt, json!([items_sql(), add("apples", 1)])).await;
     assert!(payload[0].get("error").is_none(), "{payload}");
     assert_eq!(items(&db, "keyed"), pairs(&[("apples", 1)]));

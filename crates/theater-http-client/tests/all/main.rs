@@ -415,12 +415,7 @@ async fn a_credential_is_the_hosts_to_set_and_an_echo_of_it_is_redacted() {
     });
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("key");
-    std::fs::write(&file, "k-0123456789abcdef\n").unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    theater_test_support::write_private(&file, "k-0123456789abcdef\n");
     let secrets = theater_wasm::Secrets::new([("KEY".to_string(), Source::File(file))].into())
         .with_key_in(dir.path())
         .unwrap();

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use theater_chain::{ChainStore, Durability, FileStore};
 use theater_core::{ActorInput, ActorOutput, ActorRuntime, RuntimeConfig, replay};
 use theater_secrets::{GET, Secrets, SecretsConfig, SecretsGrant};
-use theater_test_support::{example_component, id};
+use theater_test_support::{example_component, files_under, id, write_private as private_file};
 use theater_wasm::secrets::Source;
 use theater_wasm::{Capabilities, Limits, WasmActor, WasmConfig, WasmHost};
 
@@ -53,15 +53,6 @@ async fn ask(rt: &mut ActorRuntime<WasmActor>, request: Value) -> Result<Value, 
     }
 }
 
-fn private_file(path: &Path, bytes: &[u8]) {
-    std::fs::write(path, bytes).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-}
-
 fn hmac_hex(key: &[u8], text: &str) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
     let tag = ring::hmac::sign(&key, text.as_bytes());
@@ -69,19 +60,10 @@ fn hmac_hex(key: &[u8], text: &str) -> String {
 }
 
 fn every_byte(dir: &Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.extend(std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
+    files_under(dir)
+        .iter()
+        .flat_map(|f| std::fs::read(f).unwrap())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,13 +4,14 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
 use crate::run::{Running, bin, http, manifest, text};
+use theater_test_support::{files_under, write_private as private_file};
 
 /// A server on loopback that answers 200 only to `authorization: Bearer <expected>`, with
 /// the header it got echoed in a header and in the JSON body (as a careless API might), and
@@ -59,15 +60,6 @@ fn checking_server(expected: Arc<Mutex<String>>) -> (String, Arc<Mutex<u32>>) {
     (addr, authorized)
 }
 
-fn private_file(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-}
-
 fn unique(tag: &str) -> String {
     let mut b = [0u8; 12];
     getrandom::fill(&mut b).unwrap();
@@ -75,23 +67,6 @@ fn unique(tag: &str) -> String {
         "{tag}-{}",
         b.iter().map(|x| format!("{x:02x}")).collect::<String>()
     )
-}
-
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 fn assert_nowhere(values: &[&str], what: &str, bytes: &[u8]) {
@@ -110,7 +85,7 @@ fn a_credential_from_a_secret_reaches_the_server_and_no_byte_the_host_wrote() {
     let expected = Arc::new(Mutex::new(first.clone()));
     let (addr, authorized) = checking_server(Arc::clone(&expected));
     let token = dir.path().join("api.token");
-    private_file(&token, &format!("{first}\n"));
+    private_file(&token, format!("{first}\n"));
     let m = manifest(
         dir.path(),
         "fetcher",
@@ -257,7 +232,7 @@ fn a_credential_from_a_secret_reaches_the_server_and_no_byte_the_host_wrote() {
         "the host logged at debug: {logged:?}"
     );
     // What was searched holds a blob, a snapshot and an SQLite file.
-    let written_files = files(&data);
+    let written_files = files_under(&data);
     for (kind, part) in [
         ("a blob", "chains/fetcher/blobs/"),
         ("a snapshot", "chains/signer/snapshots/"),
@@ -272,7 +247,7 @@ fn a_credential_from_a_secret_reaches_the_server_and_no_byte_the_host_wrote() {
     }
     let values = [first.as_str(), second.as_str(), signing.as_str()];
     let mut written = 0;
-    for f in files(&data).into_iter().chain([graph, log]) {
+    for f in files_under(&data).into_iter().chain([graph, log]) {
         let bytes = std::fs::read(&f).unwrap();
         written += bytes.len();
         assert_nowhere(&values, &f.display().to_string(), &bytes);
