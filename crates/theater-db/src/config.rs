@@ -21,12 +21,21 @@ use serde::Deserialize;
 /// # TLS: add ?sslmode=require to the url; the server's certificate is checked against
 /// # Mozilla's roots and this file's (PEM, relative to the manifest)
 /// ca_file = "db-ca.pem"
+///
+/// # or a PostgreSQL connection the host's configuration names ([databases.main] there
+/// # holds url, password_* and ca_file; the manifest names it, and its schema if not the
+/// # default):
+/// connection = "main"
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DbConfig {
     /// The SQLite file, relative to the manifest.
     pub file: Option<PathBuf>,
+    /// A PostgreSQL connection of the host's configuration (`[databases.NAME]`), by name:
+    /// the manifest then holds no URL, and every host that may run the actor names the
+    /// same server under that name.
+    pub connection: Option<String>,
     /// The PostgreSQL server and database (`postgres://user@host:port/dbname`), whose user
     /// creates each actor's role and schema.
     pub url: Option<String>,
@@ -49,6 +58,13 @@ pub struct DbConfig {
 pub enum Backend {
     /// An SQLite file (`None`: the default path under the data directory).
     Sqlite(Option<PathBuf>),
+    /// A PostgreSQL connection of the host's configuration, by name.
+    Named {
+        /// The connection's name (`[databases.NAME]` of the host's configuration).
+        connection: String,
+        /// The actor's schema, if not the default.
+        schema: Option<String>,
+    },
     /// A PostgreSQL server.
     Postgres {
         /// The URL, without a password.
@@ -122,6 +138,33 @@ impl DbConfig {
     /// Which database this section names, checked: an error names the field and what is
     /// wrong with it.
     pub fn backend(&self) -> Result<Backend, (&'static str, String)> {
+        if let Some(schema) = &self.schema {
+            check_schema(schema).map_err(|e| ("schema", e))?;
+        }
+        if let Some(connection) = &self.connection {
+            check_connection_name(connection).map_err(|e| ("connection", e))?;
+            for (field, set) in [
+                ("file", self.file.is_some()),
+                ("url", self.url.is_some()),
+                ("password_env", self.password_env.is_some()),
+                ("password_file", self.password_file.is_some()),
+                ("password_secret", self.password_secret.is_some()),
+                ("ca_file", self.ca_file.is_some()),
+            ] {
+                if set {
+                    return Err((
+                        field,
+                        format!(
+                            "`connection` names a database of the host's configuration, which holds its url, password and ca_file: remove {field} (or `connection`)"
+                        ),
+                    ));
+                }
+            }
+            return Ok(Backend::Named {
+                connection: connection.clone(),
+                schema: self.schema.clone(),
+            });
+        }
         let Some(url) = &self.url else {
             for (field, set) in [
                 ("password_env", self.password_env.is_some()),
@@ -150,7 +193,7 @@ impl DbConfig {
         if config.get_password().is_some() {
             return Err((
                 "url",
-                "the url holds a password, and a manifest must not: put it in an environment variable (password_env) or a file (password_file)".into(),
+                "the url holds a password, which must not be written here: give it in an environment variable (password_env), a file (password_file) or a secret (password_secret)".into(),
             ));
         }
         let once = |field| {
@@ -181,23 +224,6 @@ impl DbConfig {
             (_, _, Some(_)) => return once("password_secret"),
             (_, _, None) => return once("password_file"),
         };
-        if let Some(schema) = &self.schema {
-            let plain = schema.len() <= 63
-                && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-                && schema
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                && !schema.starts_with("pg_")
-                && schema != crate::postgres::HOST_SCHEMA;
-            if !plain {
-                return Err((
-                    "schema",
-                    format!(
-                        "{schema:?} is not a schema an actor may own: lower case letters, digits and _, at most 63, not pg_* nor theater_host"
-                    ),
-                ));
-            }
-        }
         if self.ca_file.is_some() && !tls(&config) {
             return Err((
                 "ca_file",
@@ -209,6 +235,110 @@ impl DbConfig {
             password,
             schema: self.schema.clone(),
             ca_file: self.ca_file.clone(),
+        })
+    }
+}
+
+/// Checks that `schema` is one an actor may own.
+fn check_schema(schema: &str) -> Result<(), String> {
+    let plain = schema.len() <= 63
+        && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !schema.starts_with("pg_")
+        && schema != crate::postgres::HOST_SCHEMA;
+    if plain {
+        Ok(())
+    } else {
+        Err(format!(
+            "{schema:?} is not a schema an actor may own: lower case letters, digits and _, at most 63, not pg_* nor theater_host"
+        ))
+    }
+}
+
+/// Checks that `name` may name a connection: 1 to 64 letters, digits, `_` or `-`, starting
+/// with a letter.
+pub fn check_connection_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a connection name (1 to 64 letters, digits, `_` or `-`, starting with a letter)"
+        ))
+    }
+}
+
+/// A PostgreSQL connection of the host's configuration (`[databases.NAME]` of the file
+/// given to `theater run --config`), which manifests name with `connection = "NAME"`.
+///
+/// ```toml
+/// [databases.main]
+/// url = "postgres://theater@db.internal:5432/app"   # never with a password in it
+/// password_secret = "PG_PASSWORD"                   # or password_env, password_file
+/// ca_file = "db-ca.pem"                             # relative to the host's config
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// The server and database, as [`DbConfig::url`].
+    pub url: String,
+    /// As [`DbConfig::password_env`].
+    pub password_env: Option<String>,
+    /// As [`DbConfig::password_file`], relative to the host's configuration.
+    pub password_file: Option<PathBuf>,
+    /// As [`DbConfig::password_secret`]: a secret of the host's `[secrets]`.
+    pub password_secret: Option<String>,
+    /// As [`DbConfig::ca_file`], relative to the host's configuration.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A checked PostgreSQL connection of the host's configuration, its paths absolute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connection {
+    /// The URL, without a password.
+    pub url: String,
+    /// Where the password comes from (a file's path resolved).
+    pub password: PasswordSource,
+    /// More roots for TLS (resolved).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ConnectionConfig {
+    /// The connection, checked as a manifest's `url` is, with relative paths resolved
+    /// against `base` (the configuration's directory): an error names the field.
+    pub fn resolve(&self, base: &std::path::Path) -> Result<Connection, (&'static str, String)> {
+        let as_manifest = DbConfig {
+            url: Some(self.url.clone()),
+            password_env: self.password_env.clone(),
+            password_file: self.password_file.clone(),
+            password_secret: self.password_secret.clone(),
+            ca_file: self.ca_file.clone(),
+            ..DbConfig::default()
+        };
+        let Backend::Postgres {
+            url,
+            password,
+            ca_file,
+            ..
+        } = as_manifest.backend()?
+        else {
+            unreachable!("a url names PostgreSQL");
+        };
+        let password = match password {
+            PasswordSource::File(f) => PasswordSource::File(base.join(f)),
+            other => other,
+        };
+        Ok(Connection {
+            url,
+            password,
+            ca_file: ca_file.map(|f| base.join(f)),
         })
     }
 }
@@ -300,6 +430,55 @@ mod tests {
             assert!(message.contains(says), "{toml}: {message}");
             assert!(!message.contains("hunter2"), "{message}");
         }
+    }
+
+    #[test]
+    fn a_manifest_may_name_a_connection_of_the_hosts_configuration_instead() {
+        assert_eq!(
+            config("connection = \"main\"\nschema = \"shop\"").backend(),
+            Ok(Backend::Named {
+                connection: "main".into(),
+                schema: Some("shop".into()),
+            })
+        );
+        for (toml, field) in [
+            ("connection = \"main\"\nurl = \"postgres://u@h/app\"", "url"),
+            ("connection = \"main\"\nfile = \"x.db\"", "file"),
+            (
+                "connection = \"main\"\npassword_env = \"X\"",
+                "password_env",
+            ),
+            ("connection = \"main\"\nca_file = \"ca.pem\"", "ca_file"),
+            ("connection = \"../main\"", "connection"),
+            ("connection = \"\"", "connection"),
+            ("connection = \"main\"\nschema = \"pg_x\"", "schema"),
+        ] {
+            let (f, message) = config(toml).backend().unwrap_err();
+            assert_eq!(f, field, "{toml}: {message}");
+        }
+        // The host's side: checked as a manifest's url, paths from the configuration's
+        // directory.
+        let host: ConnectionConfig = toml::from_str(
+            "url = \"postgres://u@h/app?sslmode=require\"\npassword_file = \"pw\"\nca_file = \"ca.pem\"",
+        )
+        .unwrap();
+        let base = std::path::Path::new("/etc/theater");
+        assert_eq!(
+            host.resolve(base),
+            Ok(Connection {
+                url: "postgres://u@h/app?sslmode=require".into(),
+                password: PasswordSource::File(base.join("pw")),
+                ca_file: Some(base.join("ca.pem")),
+            })
+        );
+        let bad: ConnectionConfig = toml::from_str("url = \"postgres://u:hunter2@h/app\"").unwrap();
+        let (field, message) = bad.resolve(base).unwrap_err();
+        assert_eq!(field, "url");
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(
+            toml::from_str::<ConnectionConfig>("url = \"postgres://u@h/app\"\nschema = \"s\"")
+                .is_err()
+        );
     }
 
     #[test]

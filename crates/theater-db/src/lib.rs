@@ -38,10 +38,12 @@ mod postgres;
 mod sqlite;
 mod unit;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-pub use config::{Backend, DbConfig, PasswordSource};
+pub use config::{
+    Backend, Connection, ConnectionConfig, DbConfig, PasswordSource, check_connection_name,
+};
 pub use postgres::{DEFAULT_MAX_CONNECTIONS, PgServer, Postgres, identifier};
 pub use sqlite::{DEFAULT_MAX_RESULT_BYTES, DEFAULT_TIME_LIMIT, Sqlite};
 pub use unit::{
@@ -72,31 +74,63 @@ impl Grant for DbGrant {
 /// The host's pools, by URL and password source.
 type Servers = HashMap<(String, PasswordSource, Option<std::path::PathBuf>), Arc<PgServer>>;
 
+/// The PostgreSQL connections of a host's configuration, by name.
+pub type Connections = BTreeMap<String, Connection>;
+
 /// The database capability: an SQLite file per actor, or a role and schema per actor on a
 /// PostgreSQL server. Its grant is a [`DbGrant`]. It keeps the host's connection pool of
 /// each server its actors use.
 #[derive(Clone, Debug, Default)]
 pub struct Db {
     servers: Arc<Mutex<Servers>>,
+    /// The host's named connections; `None` where they are not known (offline tools, which
+    /// then take any name a manifest gives).
+    connections: Option<Arc<Connections>>,
 }
 
 impl Db {
-    /// The capability, with no connection open yet.
+    /// The capability, with no connection open yet and no named connection known (a
+    /// manifest's `connection` is taken unchecked: for tools that never connect).
     pub fn new() -> Self {
         Db::default()
     }
 
-    /// The host's pool for `url` (one per server, database and user), made at first use.
+    /// The capability of a host whose configuration names `connections` (`[databases]`):
+    /// a manifest's `connection` must be one of them.
+    pub fn with_connections(connections: Connections) -> Self {
+        Db {
+            connections: Some(Arc::new(connections)),
+            ..Db::default()
+        }
+    }
+
+    /// The named connection `name`, or an error saying which the host has.
+    fn connection(&self, name: &str) -> Result<Option<&Connection>, String> {
+        let Some(known) = &self.connections else {
+            return Ok(None);
+        };
+        match known.get(name) {
+            Some(c) => Ok(Some(c)),
+            None if known.is_empty() => Err(format!(
+                "the host's configuration names no database connection, so not {name:?}: declare [databases.{name}] in the file given to `theater run --config`"
+            )),
+            None => Err(format!(
+                "the host's configuration names no database connection {name:?} (it has: {})",
+                known.keys().cloned().collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+
+    /// The host's pool for `url` (one per server, database and user), made at first use;
+    /// `password`'s file and `ca_file` are resolved already.
     fn server(
         &self,
         url: &str,
         password: &PasswordSource,
-        ca_file: Option<&std::path::Path>,
-        manifest: &Manifest,
+        ca_file: Option<std::path::PathBuf>,
         secrets: &theater_wasm::Secrets,
     ) -> anyhow::Result<Arc<PgServer>> {
         let source = match password {
-            PasswordSource::File(f) => PasswordSource::File(manifest.relative(f)),
             PasswordSource::Secret { name, .. } => PasswordSource::Secret {
                 name: name.clone(),
                 source: Some(secrets.source(name)?.clone()),
@@ -107,7 +141,6 @@ impl Db {
             .servers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let ca_file = ca_file.map(|f| manifest.relative(f));
         let key = (url.to_string(), source.clone(), ca_file.clone());
         if let Some(s) = servers.get(&key) {
             return Ok(Arc::clone(s));
@@ -152,14 +185,31 @@ impl Capability for Db {
     }
 
     fn check(&self, config: &DbConfig, _manifest: &Manifest) -> Result<(), FieldError> {
-        config
+        let backend = config
             .backend()
-            .map(|_| ())
-            .map_err(|(field, message)| FieldError::at(field, message))
+            .map_err(|(field, message)| FieldError::at(field, message))?;
+        if let Backend::Named { connection, .. } = backend {
+            self.connection(&connection)
+                .map_err(|message| FieldError::at("connection", message))?;
+        }
+        Ok(())
     }
 
     fn secrets_named(&self, config: &DbConfig) -> Vec<String> {
-        config.password_secret.iter().cloned().collect()
+        let named = config
+            .connection
+            .as_deref()
+            .and_then(|name| self.connection(name).ok().flatten())
+            .and_then(|c| match &c.password {
+                PasswordSource::Secret { name, .. } => Some(name.clone()),
+                _ => None,
+            });
+        config
+            .password_secret
+            .iter()
+            .cloned()
+            .chain(named)
+            .collect()
     }
 
     fn grant(&self, config: &DbConfig, setup: &Setup<'_>) -> anyhow::Result<Arc<dyn Grant>> {
@@ -167,28 +217,48 @@ impl Capability for Db {
         let backend = config
             .backend()
             .map_err(|(field, message)| anyhow::anyhow!("[interfaces.db] {field}: {message}"))?;
-        let file = match backend {
-            Backend::Sqlite(Some(f)) => m.relative(f),
-            Backend::Sqlite(None) => setup.data_dir.join("db").join(format!("{}.sqlite", m.name)),
+        let (server, schema) = match backend {
+            Backend::Sqlite(file) => {
+                let file = match file {
+                    Some(f) => m.relative(f),
+                    None => setup.data_dir.join("db").join(format!("{}.sqlite", m.name)),
+                };
+                // A request may take no longer than the input it is part of.
+                let db = Sqlite::open(&file)
+                    .map_err(|e| anyhow::anyhow!("the database {}: {e}", file.display()))?
+                    .with_time_limit(m.limits.cpu);
+                return Ok(Arc::new(DbGrant { db: Arc::new(db) }));
+            }
             Backend::Postgres {
                 url,
                 password,
                 schema,
                 ca_file,
             } => {
-                let server = self
-                    .server(&url, &password, ca_file.as_deref(), m, setup.secrets)
-                    .map_err(|e| anyhow::anyhow!("[interfaces.db] {e}"))?;
-                // Connected at the first request (or repair): the server may start later.
-                let db = Postgres::new(server, m.name.as_str(), schema.as_deref())
-                    .with_time_limit(m.limits.cpu);
-                return Ok(Arc::new(DbGrant { db: Arc::new(db) }));
+                let password = match password {
+                    PasswordSource::File(f) => PasswordSource::File(m.relative(f)),
+                    other => other,
+                };
+                let ca_file = ca_file.map(|f| m.relative(f));
+                (self.server(&url, &password, ca_file, setup.secrets), schema)
+            }
+            Backend::Named { connection, schema } => {
+                let server = match self.connection(&connection) {
+                    Ok(Some(c)) => {
+                        self.server(&c.url, &c.password, c.ca_file.clone(), setup.secrets)
+                    }
+                    Ok(None) => Err(anyhow::anyhow!(
+                        "connection {connection:?}: this host knows no named connections"
+                    )),
+                    Err(e) => Err(anyhow::anyhow!("connection: {e}")),
+                };
+                (server, schema)
             }
         };
-        // A request may take no longer than the input it is part of.
-        let db = Sqlite::open(&file)
-            .map_err(|e| anyhow::anyhow!("the database {}: {e}", file.display()))?
-            .with_time_limit(m.limits.cpu);
+        let server = server.map_err(|e| anyhow::anyhow!("[interfaces.db] {e}"))?;
+        // Connected at the first request (or repair): the server may start later.
+        let db =
+            Postgres::new(server, m.name.as_str(), schema.as_deref()).with_time_limit(m.limits.cpu);
         Ok(Arc::new(DbGrant { db: Arc::new(db) }))
     }
 }

@@ -210,12 +210,13 @@ impl ClusterState {
 
 /// Whether an actor of manifest `m` must stay on the host that has it: its grants are
 /// host-local (a directory, an SQLite file, a port), or it has children or family members
-/// (kept on their host). A PostgreSQL database is reachable from every host.
+/// (kept on their host). A PostgreSQL database (a url, or a connection every host's
+/// configuration names) is reachable from every host.
 pub(crate) fn pinned(m: &Manifest) -> bool {
     let sqlite = m.grants("db")
-        && m.interfaces
-            .get("db")
-            .is_none_or(|section| section.get("url").is_none());
+        && m.interfaces.get("db").is_none_or(|section| {
+            section.get("url").is_none() && section.get("connection").is_none()
+        });
     m.family.is_some() || sqlite || ["files", "http", "actors"].iter().any(|cap| m.grants(cap))
 }
 
@@ -1087,5 +1088,6 @@ mod tests {
         assert!(!pinned(&m(
             "[interfaces.db]\nurl = \"postgres://theater@10.0.0.5/shop\"\n"
         )));
+        assert!(!pinned(&m("[interfaces.db]\nconnection = \"main\"\n")));
     }
 }

@@ -103,6 +103,8 @@ pub struct HostOptions {
     pub cluster: Option<crate::cluster::ClusterOptions>,
     /// The secrets every actor may name (the host config's `[secrets]`).
     pub secrets: BTreeMap<String, theater_wasm::secrets::Source>,
+    /// The PostgreSQL connections manifests may name (the host config's `[databases]`).
+    pub databases: theater_db::Connections,
 }
 
 /// The actors of `theater run` and everything around them.
@@ -153,7 +155,11 @@ impl Host {
         data_dir: &Path,
         options: HostOptions,
     ) -> anyhow::Result<Arc<Host>> {
-        let HostOptions { cluster, secrets } = options;
+        let HostOptions {
+            cluster,
+            secrets,
+            databases,
+        } = options;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         // Everything below derives paths from it; absolute, they mean the same wherever the
@@ -166,7 +172,7 @@ impl Host {
         secrets.check_all()?;
         let registry = Registry::new();
         let children = crate::children::Actors::new();
-        let capabilities = crate::capabilities::hosted(&registry, &children);
+        let capabilities = crate::capabilities::hosted(&registry, &children, Some(databases));
         let wasm = WasmHost::new(
             WasmConfig::default()
                 .cache_dir(data_dir.join("cache"))

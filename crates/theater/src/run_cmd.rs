@@ -65,8 +65,9 @@ pub(crate) struct ClusterArgs {
     lease_ms: Option<u64>,
 }
 
-/// A host configuration file (`theater run --config FILE`): manifests to run, and the
-/// cluster to join. Flags given on the command line win over it.
+/// A host configuration file (`theater run --config FILE`): manifests to run, the cluster
+/// to join, secrets and PostgreSQL connections its actors may name. Flags given on the
+/// command line win over it.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HostFile {
@@ -80,6 +81,12 @@ pub(crate) struct HostFile {
     /// The secrets read from `secrets`, file paths resolved against the file's directory.
     #[serde(skip)]
     pub(crate) secret_sources: std::collections::BTreeMap<String, theater_wasm::secrets::Source>,
+    /// PostgreSQL connections manifests may name (`[interfaces.db] connection = "NAME"`).
+    #[serde(default)]
+    databases: std::collections::BTreeMap<String, theater_db::ConnectionConfig>,
+    /// The connections of `databases`, checked, their paths resolved.
+    #[serde(skip)]
+    pub(crate) connections: theater_db::Connections,
 }
 
 /// The `[cluster]` table of a [`HostFile`].
@@ -129,6 +136,28 @@ impl HostFile {
                         path.display()
                     )
                 })?;
+        }
+        for (name, config) in &file.databases {
+            let connection = theater_db::check_connection_name(name)
+                .map_err(|e| ("", e))
+                .and_then(|()| config.resolve(base))
+                .map_err(|(field, message)| {
+                    let at = if field.is_empty() {
+                        format!("databases.{name}")
+                    } else {
+                        format!("databases.{name}.{field}")
+                    };
+                    anyhow::anyhow!("the host configuration {}: {at}: {message}", path.display())
+                })?;
+            if let theater_db::PasswordSource::Secret { name: secret, .. } = &connection.password
+                && !file.secret_sources.contains_key(secret)
+            {
+                anyhow::bail!(
+                    "the host configuration {}: databases.{name}.password_secret: no secret {secret:?} in this file's [secrets]",
+                    path.display()
+                );
+            }
+            file.connections.insert(name.clone(), connection);
         }
         for m in &mut file.manifests {
             if m.is_relative() {
@@ -220,6 +249,7 @@ pub(crate) fn run(
         let options = crate::host::HostOptions {
             cluster,
             secrets: file.secret_sources.clone(),
+            databases: file.connections.clone(),
         };
         let host = Host::start_with(&manifests, &data_dir, options).await?;
         let token = new_token()?;

@@ -48,7 +48,11 @@ pub(crate) fn run(cmd: SecretCommand) -> anyhow::Result<ExitCode> {
         None => HostFile::default(),
     };
     let manifests = file.manifests(manifests);
-    let capabilities = crate::capabilities::all(&theater_msg::Registry::new());
+    let capabilities = crate::capabilities::hosted(
+        &theater_msg::Registry::new(),
+        &crate::children::Actors::new(),
+        Some(file.connections.clone()),
+    );
     let mut rows: Vec<Row> = Vec::new();
     let status =
         |name: &str, source: &Source| source.read(name).map(drop).map_err(|e| e.to_string());
@@ -62,6 +66,13 @@ pub(crate) fn run(cmd: SecretCommand) -> anyhow::Result<ExitCode> {
             status: status(name, source),
             used_by: Vec::new(),
         });
+    }
+    for (connection, c) in &file.connections {
+        if let theater_db::PasswordSource::Secret { name, .. } = &c.password
+            && let Some(row) = rows.iter_mut().find(|r| r.name == *name)
+        {
+            row.used_by.push(format!("databases.{connection}"));
+        }
     }
     let hosts = rows.len();
     let mut loaded = Vec::new();

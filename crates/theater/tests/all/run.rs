@@ -597,9 +597,15 @@ fn timers_keep_firing_across_a_restart_of_the_host() {
     host.stop();
 }
 
-/// The inventory example over HTTP with `db` (its manifest's `[interfaces.db]` body): the
-/// same requests and answers on either backend; returns the data directory and manifest.
-fn inventory_flow(dir: &Path, db: &str, duplicate: &str) -> (PathBuf, PathBuf) {
+/// The inventory example over HTTP with `db` (its manifest's `[interfaces.db]` body), on a
+/// host with the configuration file `config` if given: the same requests and answers on
+/// either backend; returns the data directory and manifest.
+fn inventory_flow(
+    dir: &Path,
+    db: &str,
+    duplicate: &str,
+    config: Option<&Path>,
+) -> (PathBuf, PathBuf) {
     let data = dir.join("data");
     let m = manifest(
         dir,
@@ -607,7 +613,12 @@ fn inventory_flow(dir: &Path, db: &str, duplicate: &str) -> (PathBuf, PathBuf) {
         "inventory",
         &format!("[interfaces.http]\naddr = \"127.0.0.1:0\"\n\n[interfaces.db]\n{db}"),
     );
-    let mut host = Running::start(&data, std::slice::from_ref(&m));
+    let mut cmd = bin();
+    cmd.arg("run").arg(&m).stderr(Stdio::null());
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    let mut host = Running::start_cmd(cmd, &data);
     let line = host.wait_for("inventory serves HTTP at");
     let addr = line.rsplit("http://").next().unwrap().to_string();
     let post = |path: &str, body: &str| http(&addr, "POST", path, "", body);
@@ -685,7 +696,7 @@ fn assert_inventory_replays(data: &Path, m: &Path) {
 #[test]
 fn an_actor_keeps_a_sqlite_table_over_http_and_replays_without_the_database() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, m) = inventory_flow(dir.path(), "", "UNIQUE");
+    let (data, m) = inventory_flow(dir.path(), "", "UNIQUE", None);
     // The chain replays bit for bit with the database gone.
     let db = data.join("db/inventory.sqlite");
     assert!(db.is_file());
@@ -702,7 +713,7 @@ fn the_inventory_runs_unchanged_on_postgresql_and_replays_without_the_server() {
     };
     let dir = tempfile::tempdir().unwrap();
     let db = format!("url = \"{}\"\n", pg.url());
-    let (data, m) = inventory_flow(dir.path(), &db, "duplicate key");
+    let (data, m) = inventory_flow(dir.path(), &db, "duplicate key", None);
     assert!(!data.join("db").exists(), "no SQLite file");
     let rows = pg.sql("SELECT id, name, qty FROM theater_inventory.items ORDER BY id");
     assert_eq!(rows.len(), 2, "{rows:?}");
@@ -713,6 +724,105 @@ fn the_inventory_runs_unchanged_on_postgresql_and_replays_without_the_server() {
         .replace("127.0.0.1:5432", "127.0.0.1:9");
     std::fs::write(&m, dead).unwrap();
     assert_inventory_replays(&data, &m);
+}
+
+#[test]
+fn the_inventory_runs_on_a_connection_the_hosts_configuration_names() {
+    let Some(pg) = theater_test_support::pg::PgDatabase::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The URL and the password's source live in the host's configuration; the manifest
+    // names the connection and its schema. (The server trusts loopback, so any password
+    // passes; the secret must still be declared and readable.)
+    let password = dir.path().join("pg-password");
+    theater_test_support::write_private(&password, b"not-checked-by-trust\n");
+    let config = dir.path().join("host.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[secrets]\nPG_PASSWORD = {{ file = \"pg-password\" }}\n\n[databases.main]\nurl = \"{}\"\npassword_secret = \"PG_PASSWORD\"\n",
+            pg.url()
+        ),
+    )
+    .unwrap();
+    let db = "connection = \"main\"\nschema = \"shop\"\n";
+    let (data, m) = inventory_flow(dir.path(), db, "duplicate key", Some(&config));
+    let rows = pg.sql("SELECT id, name, qty FROM shop.items ORDER BY id");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    // `theater secret list` says the connection uses the secret, and the actor through it.
+    let out = bin()
+        .args(["secret", "list", "--json", "--config"])
+        .arg(&config)
+        .arg(&m)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let row: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        row["used_by"],
+        json!(["databases.main", "inventory (db)"]),
+        "{row}"
+    );
+    // Replay needs neither the server nor the host's configuration.
+    drop(pg);
+    assert_inventory_replays(&data, &m);
+
+    // A connection the host does not name is refused, naming the field and those it has.
+    let out = bin()
+        .args(["run", "--data-dir"])
+        .arg(dir.path().join("data2"))
+        .arg("--config")
+        .arg(&config)
+        .arg(manifest(
+            dir.path(),
+            "inventory",
+            "other",
+            "[interfaces.db]\nconnection = \"reports\"\n",
+        ))
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("interfaces.db.connection") && said.contains("(it has: main)"),
+        "{said}"
+    );
+    // A host configuration's connection is checked as a manifest's url is, by its field,
+    // without repeating a password.
+    for (body, field) in [
+        (
+            "[databases.main]\nurl = \"postgres://u:hunter2@127.0.0.1/app\"\n",
+            "databases.main.url",
+        ),
+        (
+            "[databases.main]\nurl = \"postgres://u@127.0.0.1/app\"\npassword_secret = \"NOPE\"\n",
+            "databases.main.password_secret",
+        ),
+        (
+            "[databases.\"bad name\"]\nurl = \"postgres://u@127.0.0.1/app\"\n",
+            "databases.bad name",
+        ),
+        (
+            "[databases.main]\nurl = \"postgres://u@127.0.0.1/app\"\nschema = \"x\"\n",
+            "schema",
+        ),
+    ] {
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, body).unwrap();
+        let out = bin()
+            .args(["run", "--data-dir"])
+            .arg(dir.path().join("data3"))
+            .arg("--config")
+            .arg(&bad)
+            .arg(&m)
+            .output()
+            .unwrap();
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{body}: {said}");
+        assert!(said.contains(field), "{body}: {said}");
+        assert!(!said.contains("hunter2"), "{said}");
+    }
 }
 
 #[test]
