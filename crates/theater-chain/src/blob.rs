@@ -203,7 +203,8 @@ pub fn named_blobs(store: &dyn crate::ChainStore) -> Result<HashSet<Hash>, Chain
         match entry.event() {
             crate::Event::Input { input, output } => payloads.extend([input, output]),
             crate::Event::Failed { input, .. } => payloads.push(input),
-            crate::Event::Init { params } => payloads.push(params),
+            crate::Event::Init { params, .. } => payloads.push(params),
+            crate::Event::Upgrade { .. } => {}
         }
         named.extend(
             payloads

@@ -10,9 +10,11 @@
 //! [u8; 32]  parent hash
 //! [u8; 32]  state hash
 //! u32       number of refs, then each: str chain id, u64 seq, [u8; 32] hash
-//! u8        event tag: 0 init {payload params}
+//! u8        event tag: 0 init {payload params}            (the code not recorded)
 //!                      1 input {payload input, payload output}
 //!                      2 failed {payload input, str error}
+//!                      3 init {[u8; 32] code, payload params}
+//!                      4 upgrade {[u8; 32] code, u8 0 | 1 then [u8; 32] from}
 //! u32       number of host calls, then each: str name, payload request, payload result
 //! ```
 //!
@@ -89,9 +91,28 @@ pub(crate) fn encode_into(entry: &Entry, out: &mut Vec<u8>) {
         out.extend_from_slice(r.hash.as_bytes());
     }
     match &entry.event {
-        Event::Init { params } => {
+        Event::Init { params, code: None } => {
             out.push(0);
             put_payload(out, params);
+        }
+        Event::Init {
+            params,
+            code: Some(code),
+        } => {
+            out.push(3);
+            out.extend_from_slice(code.as_bytes());
+            put_payload(out, params);
+        }
+        Event::Upgrade { code, from } => {
+            out.push(4);
+            out.extend_from_slice(code.as_bytes());
+            match from {
+                None => out.push(0),
+                Some(from) => {
+                    out.push(1);
+                    out.extend_from_slice(from.as_bytes());
+                }
+            }
         }
         Event::Input { input, output } => {
             out.push(1);
@@ -114,7 +135,8 @@ pub(crate) fn encode_into(entry: &Entry, out: &mut Vec<u8>) {
 
 fn approx_payload_len(event: &Event) -> usize {
     match event {
-        Event::Init { params } => params.bytes.len(),
+        Event::Init { params, .. } => params.bytes.len(),
+        Event::Upgrade { .. } => 0,
         Event::Input { input, output } => input.bytes.len() + output.bytes.len(),
         Event::Failed { input, error } => input.bytes.len() + error.len(),
     }
@@ -174,6 +196,19 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
     let event = match r.u8()? {
         0 => Event::Init {
             params: r.payload()?,
+            code: None,
+        },
+        3 => Event::Init {
+            code: Some(r.hash()?),
+            params: r.payload()?,
+        },
+        4 => Event::Upgrade {
+            code: r.hash()?,
+            from: match r.u8()? {
+                0 => None,
+                1 => Some(r.hash()?),
+                flag => return Err(DecodeError::EventTag(flag)),
+            },
         },
         1 => Event::Input {
             input: r.payload()?,
@@ -385,5 +420,47 @@ mod tests {
             v2.hash().to_string(),
             "642d8d63d2c581e4120b8df3e5f8302ce4b2331d077d9d897d6fad59d37a685b"
         );
+    }
+
+    /// Code records: an init with its code (tag 3) and an upgrade (tag 4), laid out as the
+    /// module docs say; an init without code is tag 0 as before.
+    #[test]
+    fn code_records_round_trip_in_their_layout() {
+        let code = Hash::digest(b"component v1");
+        let next = Hash::digest(b"component v2");
+        let tag_at = HEADER_LEN + 4;
+        let init = Entry::new(
+            0,
+            Hash::ZERO,
+            NewEntry::init_with_code(Payload::json(json!(0)), code, Hash::of_state(&json!(0))),
+        );
+        let bytes = init.encode();
+        assert_eq!(bytes[tag_at], 3);
+        assert_eq!(&bytes[tag_at + 1..tag_at + 33], code.as_bytes());
+        assert_eq!(decode(&bytes), Ok(init.clone()));
+        assert_eq!(init.event().code(), Some(code));
+        for from in [None, Some(code)] {
+            let up = Entry::new(
+                1,
+                init.hash(),
+                NewEntry::upgrade(next, from, Hash::of_state(&json!(0))),
+            );
+            let bytes = up.encode();
+            assert_eq!(bytes[tag_at], 4);
+            assert_eq!(&bytes[tag_at + 1..tag_at + 33], next.as_bytes());
+            assert_eq!(bytes[tag_at + 33], u8::from(from.is_some()));
+            assert_eq!(decode(&bytes), Ok(up.clone()));
+            assert_eq!(up.event().kind(), "upgrade");
+            let mut bad = bytes.clone();
+            bad[tag_at + 33] = 2;
+            assert_eq!(decode(&bad), Err(DecodeError::EventTag(2)));
+        }
+        let old = Entry::new(
+            0,
+            Hash::ZERO,
+            NewEntry::init(Payload::json(json!(0)), Hash::of_state(&json!(0))),
+        );
+        assert_eq!(old.encode()[tag_at], 0);
+        assert_eq!(old.event().code(), None);
     }
 }

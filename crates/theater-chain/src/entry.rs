@@ -116,6 +116,10 @@ pub enum Event {
     Init {
         /// Initialisation parameters (e.g. the manifest's initial state).
         params: Payload,
+        /// The SHA-256 of the code that ran `init` and handles the entries after it until an
+        /// [`Event::Upgrade`] (a wasm component's bytes); `None` in chains written before
+        /// code was recorded.
+        code: Option<Hash>,
     },
     /// An input was handled and produced `output`; the state moved to the entry's state hash.
     Input {
@@ -132,6 +136,14 @@ pub enum Event {
         /// Why it failed.
         error: String,
     },
+    /// The actor's code changed: entries after this one are handled by `code`, which
+    /// accepted the state as it is (unchanged by the upgrade).
+    Upgrade {
+        /// The SHA-256 of the new code.
+        code: Hash,
+        /// The code it replaced (`None`: not recorded, in a chain from before code was).
+        from: Option<Hash>,
+    },
 }
 
 impl Event {
@@ -141,6 +153,16 @@ impl Event {
             Event::Init { .. } => "init",
             Event::Input { .. } => "input",
             Event::Failed { .. } => "failed",
+            Event::Upgrade { .. } => "upgrade",
+        }
+    }
+
+    /// The code this event says handles the entries after it: an init's or an upgrade's.
+    pub fn code(&self) -> Option<Hash> {
+        match self {
+            Event::Init { code, .. } => *code,
+            Event::Upgrade { code, .. } => Some(*code),
+            _ => None,
         }
     }
 }
@@ -182,7 +204,24 @@ pub struct NewEntry {
 impl NewEntry {
     /// An init entry for an actor whose initial state hashes to `state_hash`.
     pub fn init(params: Payload, state_hash: Hash) -> Self {
-        Self::from_event(Event::Init { params }, state_hash)
+        Self::from_event(Event::Init { params, code: None }, state_hash)
+    }
+
+    /// An init entry recording that `code` (its SHA-256) ran `init` and handles what follows.
+    pub fn init_with_code(params: Payload, code: Hash, state_hash: Hash) -> Self {
+        Self::from_event(
+            Event::Init {
+                params,
+                code: Some(code),
+            },
+            state_hash,
+        )
+    }
+
+    /// An upgrade entry: from here on `code` handles inputs, in place of `from`; the state
+    /// (hashing to `state_hash`) is unchanged.
+    pub fn upgrade(code: Hash, from: Option<Hash>, state_hash: Hash) -> Self {
+        Self::from_event(Event::Upgrade { code, from }, state_hash)
     }
 
     /// A handled input that left the state hashing to `state_hash`.

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 use theater_chain::state::{Patch, State};
-use theater_chain::{BlobStore, ChainError, ChainStore, Entry};
+use theater_chain::{BlobStore, ChainError, ChainStore, Entry, Hash};
 
 use crate::{ActorInput, ActorOutput, HostCallError, HostCalls};
 
@@ -63,6 +63,27 @@ pub trait Actor: Send + 'static {
     /// idempotent. The default has nothing to apply.
     async fn reapply(&mut self, _entry: &Entry, _blobs: &dyn BlobStore) -> Result<(), String> {
         Ok(())
+    }
+
+    /// The SHA-256 of the code this actor runs now (a wasm component's bytes), recorded in
+    /// the init entry and in upgrades; `None` (the default) for code the chain cannot name,
+    /// such as a native Rust actor.
+    fn code(&self) -> Option<Hash> {
+        None
+    }
+
+    /// Runs `code` from now on: what an upgrade does, and what replay does where the chain
+    /// says another code handled the entries that follow. The next call sees the state
+    /// afresh. The default can run only the code it has.
+    async fn switch_code(&mut self, code: Hash) -> Result<(), ActorError> {
+        if self.code() == Some(code) {
+            Ok(())
+        } else {
+            Err(ActorError::Failed(format!(
+                "this actor cannot run the code {}",
+                code.short()
+            )))
+        }
     }
 
     /// What a snapshot at the head of `chain` carries beside the state (a JSON object, e.g.

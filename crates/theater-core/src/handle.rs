@@ -61,6 +61,14 @@ pub enum CallError {
         /// The actor.
         actor: ChainId,
     },
+    /// The actor refused what was asked of it (an upgrade); nothing changed.
+    #[error("actor {actor}: {reason}")]
+    Refused {
+        /// The actor.
+        actor: ChainId,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// An actor's lifecycle.
@@ -98,6 +106,10 @@ pub(crate) enum Command {
         reply: oneshot::Sender<()>,
         /// Save a snapshot at the head before stopping (passivation).
         snapshot: bool,
+    },
+    Upgrade {
+        code: Hash,
+        reply: oneshot::Sender<Result<crate::Upgraded, CallError>>,
     },
 }
 
@@ -257,6 +269,15 @@ impl ActorHandle {
     pub async fn state(&self) -> Result<(Value, Option<Head>), CallError> {
         let (tx, rx) = oneshot::channel();
         self.enqueue(Command::State { reply: tx }).await?;
+        rx.await.map_err(|_| self.stopped())?
+    }
+
+    /// Runs the code `code` from the next input on, after the inputs queued before this
+    /// call (see [`crate::ActorRuntime::upgrade`]): the upgrade entry is durable when this
+    /// returns. A refusal ([`CallError::Refused`]) changed nothing.
+    pub async fn upgrade(&self, code: Hash) -> Result<crate::Upgraded, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Command::Upgrade { code, reply: tx }).await?;
         rx.await.map_err(|_| self.stopped())?
     }
 

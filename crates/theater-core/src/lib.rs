@@ -83,7 +83,9 @@ pub use io::{
     WebSocketMessage, WebSocketReply, WebSocketSend,
 };
 pub use outbox::Outbox;
-pub use replay::{Divergence, Mismatch, ReplayError, ReplayReport, replay, replay_to, resume};
-pub use runtime::{ActorRuntime, Handled, RuntimeConfig, RuntimeError};
+pub use replay::{
+    CODE_KEY, Divergence, Mismatch, ReplayError, ReplayReport, replay, replay_to, resume,
+};
+pub use runtime::{ActorRuntime, Handled, RuntimeConfig, RuntimeError, Upgraded};
 pub use supervisor::{ActorConfig, ActorFactory, RestartPolicy, spawn};
 pub use theater_chain::state::{Patch, PatchError, State};

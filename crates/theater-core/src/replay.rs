@@ -10,6 +10,10 @@ use theater_chain::{ChainError, ChainStore, Entry, Event, Hash, Head, Payload, S
 use crate::actor::FailureKind;
 use crate::{Actor, ActorError, ActorInput, HostCalls, StateChange};
 
+/// The key of a snapshot's host data that names the code in effect at its entry (hex
+/// SHA-256): a resume from the snapshot runs the entries after it on that code.
+pub const CODE_KEY: &str = "theater:code";
+
 /// A chain that replayed exactly.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReplayReport {
@@ -202,6 +206,18 @@ async fn from_snapshot<A: Actor>(
             },
         ));
     }
+    // The code that handled the entries after the snapshot, until an upgrade says otherwise.
+    if let Some(code) = snapshot.host.get(CODE_KEY).and_then(Value::as_str) {
+        let code: Hash = code.parse().map_err(|_| {
+            ReplayError::diverged(
+                snapshot.seq,
+                Mismatch::Unreplayable(format!(
+                    "the snapshot names code {code:?}, which is not a SHA-256"
+                )),
+            )
+        })?;
+        switch(actor, code, snapshot.seq).await?;
+    }
     let mut report = replay_from(
         actor,
         chain,
@@ -273,6 +289,21 @@ async fn replay_from<A: Actor>(
     })
 }
 
+/// Makes `actor` run `code`, where the chain says it handled entry `seq` and those after it.
+async fn switch<A: Actor>(actor: &mut A, code: Hash, seq: u64) -> Result<(), ReplayError> {
+    if actor.code() == Some(code) {
+        return Ok(());
+    }
+    actor.switch_code(code).await.map_err(|e| {
+        ReplayError::diverged(
+            seq,
+            Mismatch::Unreplayable(format!(
+                "the chain says code {code} handles entry {seq} on, and it cannot run here: {e}"
+            )),
+        )
+    })
+}
+
 /// Applies what an actor said it changed; `Ok(None)`: nothing.
 fn apply_change(
     state: &mut State,
@@ -311,7 +342,10 @@ async fn replay_entry<A: Actor>(
         )
     };
     let changed = match (entry.event(), state.as_mut()) {
-        (Event::Init { .. }, None) => {
+        (Event::Init { code, .. }, None) => {
+            if let Some(code) = code {
+                switch(actor, *code, seq).await?;
+            }
             let s = actor
                 .init(&mut host)
                 .await
@@ -323,6 +357,26 @@ async fn replay_entry<A: Actor>(
             return Err(unreplayable("an init entry after the chain's start".into()));
         }
         (_, None) => return Err(unreplayable("the chain does not start with init".into())),
+        (Event::Upgrade { code, from }, Some(state)) => {
+            if let (Some(from), Some(running)) = (from, actor.code())
+                && *from != running
+            {
+                return Err(unreplayable(format!(
+                    "an upgrade from code {} where the chain ran {}",
+                    from.short(),
+                    running.short()
+                )));
+            }
+            switch(actor, *code, seq).await?;
+            // The new code accepted the state live; it must again.
+            if let Err(e) = actor.verify_state(state).await {
+                return Err(outcome(
+                    "ok",
+                    format!("code {} rejects the state: {e}", code.short()),
+                ));
+            }
+            false
+        }
         (Event::Input { input, output }, Some(state)) => {
             let input = ActorInput::from_payload(input).map_err(|e| unreplayable(e.to_string()))?;
             let (out, change) = actor

@@ -6,7 +6,7 @@ use serde_json::Value;
 use theater_chain::state::State;
 use theater_chain::{ChainError, ChainRef, ChainStore, Hash, NewEntry, Payload, Snapshot};
 
-use crate::replay::{ReplayError, resume};
+use crate::replay::{CODE_KEY, ReplayError, resume};
 use crate::{Actor, ActorError, ActorInput, ActorOutput, Effect, HostCalls, StateChange};
 
 /// How an [`ActorRuntime`] keeps its chain.
@@ -90,6 +90,40 @@ pub enum RuntimeError {
     /// Rebuilding the state from the chain failed.
     #[error("resuming from the chain failed: {0}")]
     Resume(#[from] ReplayError),
+    /// An upgrade was refused (the new code cannot run, or it rejects the state): nothing
+    /// changed, and the actor runs its code as before.
+    #[error("upgrade refused: {0}")]
+    UpgradeRefused(String),
+}
+
+/// Returns `actor` to the code `from` after a refused upgrade.
+async fn switch_back<A: Actor>(actor: &mut A, from: Option<Hash>) -> Result<(), RuntimeError> {
+    if let Some(from) = from {
+        actor.switch_code(from).await.map_err(|e| {
+            RuntimeError::Crashed(ActorError::Fatal(format!(
+                "could not return to code {} after a refused upgrade: {e}",
+                from.short()
+            )))
+        })?;
+    }
+    Ok(())
+}
+
+/// What [`ActorRuntime::upgrade`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Upgraded {
+    /// The actor runs the new code from the entry after this upgrade entry on.
+    To {
+        /// The upgrade entry's seq.
+        seq: u64,
+        /// Its hash.
+        hash: Hash,
+        /// The code it replaced.
+        from: Option<Hash>,
+    },
+    /// The actor runs that code already: nothing recorded.
+    Already,
 }
 
 /// What handling one input recorded.
@@ -153,9 +187,13 @@ impl<A: Actor> ActorRuntime<A> {
             let recorded = host.into_recorded();
             let mut refs = config.genesis_refs.clone();
             refs.extend(recorded.refs);
-            let entry = NewEntry::init(Payload::json(state.value().clone()), state.hash())
-                .with_host_calls(recorded.calls)
-                .with_refs(refs);
+            let params = Payload::json(state.value().clone());
+            let entry = match actor.code() {
+                Some(code) => NewEntry::init_with_code(params, code, state.hash()),
+                None => NewEntry::init(params, state.hash()),
+            }
+            .with_host_calls(recorded.calls)
+            .with_refs(refs);
             let appended = chain.append(entry)?;
             chain.sync()?;
             apply_writes(&mut *chain, appended.seq, recorded.writes).await?;
@@ -366,7 +404,12 @@ impl<A: Actor> ActorRuntime<A> {
         };
         // What the actor's capabilities keep beside the state (its pending timers...), so
         // that pruning the entries before it loses nothing.
-        let host = self.actor.snapshot_host(&*self.chain)?;
+        let mut host = self.actor.snapshot_host(&*self.chain)?;
+        // The code in effect at the snapshot, so a resume from it (or a pruned chain) runs
+        // the entries after it on the right code. Derived from the chain, as the rest is.
+        if let (Some(code), Value::Object(map)) = (self.actor.code(), &mut host) {
+            map.insert(CODE_KEY.into(), Value::String(code.to_string()));
+        }
         self.chain.save_snapshot(
             &Snapshot::new(head.seq, head.hash, self.state.value().clone()).with_host(host),
         )?;
@@ -377,6 +420,59 @@ impl<A: Actor> ActorRuntime<A> {
             self.chain.prune_before(head.seq)?;
         }
         Ok(())
+    }
+
+    /// Runs `code` from the next input on: the actor switches to it
+    /// ([`Actor::switch_code`]) and checks the current state with it
+    /// ([`Actor::verify_state`]); then an upgrade entry records the change (durable when
+    /// this returns) and a snapshot is taken. If the new code cannot run or rejects the
+    /// state, nothing is recorded and the actor keeps its code: the error says why.
+    pub async fn upgrade(&mut self, code: Hash) -> Result<Upgraded, RuntimeError> {
+        if let Some((seq, reason)) = &self.unapplied {
+            return Err(RuntimeError::Apply {
+                seq: *seq,
+                reason: format!("{reason} (restart the actor to apply them again)"),
+            });
+        }
+        let from = self.actor.code();
+        if from == Some(code) {
+            return Ok(Upgraded::Already);
+        }
+        if let Err(e) = self.actor.switch_code(code).await {
+            switch_back(&mut self.actor, from).await?;
+            return Err(RuntimeError::UpgradeRefused(format!(
+                "code {} cannot run: {e}",
+                code.short()
+            )));
+        }
+        if let Err(e) = self.actor.verify_state(&self.state).await {
+            switch_back(&mut self.actor, from).await?;
+            return Err(RuntimeError::UpgradeRefused(format!(
+                "code {} rejects the current state: {e}",
+                code.short()
+            )));
+        }
+        let appended = match self
+            .chain
+            .append(NewEntry::upgrade(code, from, self.state.hash()))
+        {
+            Ok(a) => a,
+            Err(e) => {
+                switch_back(&mut self.actor, from).await?;
+                return Err(e.into());
+            }
+        };
+        self.chain.sync()?;
+        // A resume starts after it, on the new code, without replaying the old.
+        if let Err(e) = self.snapshot() {
+            self.snapshot_owed = true;
+            tracing::warn!(chain = %self.chain.id(), "snapshot after an upgrade failed: {e}");
+        }
+        Ok(Upgraded::To {
+            seq: appended.seq,
+            hash: appended.hash,
+            from,
+        })
     }
 
     /// [`ActorRuntime::snapshot`], unless the newest snapshot is already at the head.

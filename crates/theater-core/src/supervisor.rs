@@ -299,6 +299,7 @@ impl<F: ActorFactory> Supervisor<F> {
             };
             let mut replies: Vec<(Reply, Result<Outcome, CallError>)> = Vec::new();
             let mut state_replies = Vec::new();
+            let mut upgrade_replies = Vec::new();
             let mut events = Vec::new();
             let mut exit = None;
             let mut cmd = Some(first);
@@ -376,6 +377,45 @@ impl<F: ActorFactory> Supervisor<F> {
                         self.passivating = Some(reply);
                     }
                     Command::Stop { reply, .. } => exit = Some(Exit::Stop(Some(reply))),
+                    Command::Upgrade { code, reply } => {
+                        let result = AssertUnwindSafe(self.runtime.upgrade(code))
+                            .catch_unwind()
+                            .await;
+                        let answer = match result {
+                            Ok(Ok(upgraded)) => {
+                                if let crate::Upgraded::To { seq, hash, .. } = &upgraded {
+                                    events.push(ActorEvent::Entry {
+                                        seq: *seq,
+                                        hash: *hash,
+                                        failed: None,
+                                    });
+                                }
+                                Ok(upgraded)
+                            }
+                            Ok(Err(RuntimeError::UpgradeRefused(reason))) => {
+                                Err(CallError::Refused {
+                                    actor: self.id.clone(),
+                                    reason: format!("upgrade refused: {reason}"),
+                                })
+                            }
+                            Ok(Err(e)) => {
+                                let reason = e.to_string();
+                                exit = Some(match e {
+                                    RuntimeError::Crashed(_) | RuntimeError::Apply { .. } => {
+                                        Exit::Crashed(reason.clone())
+                                    }
+                                    _ => Exit::ChainFailed(reason.clone()),
+                                });
+                                Err(self.crashed(reason))
+                            }
+                            Err(panic) => {
+                                let reason = panic_message(&*panic);
+                                exit = Some(Exit::Crashed(reason.clone()));
+                                Err(self.crashed(reason))
+                            }
+                        };
+                        upgrade_replies.push((reply, answer));
+                    }
                 }
                 if exit.is_none() && handled < max_batch {
                     cmd = self.try_next();
@@ -417,6 +457,12 @@ impl<F: ActorFactory> Supervisor<F> {
             }
             for (reply, state) in state_replies {
                 let _ = reply.send(state);
+            }
+            for (reply, mut answer) in upgrade_replies {
+                if let (Err(e), Ok(_)) = (&committed, &answer) {
+                    answer = Err(self.crashed(format!("commit failed: {e}")));
+                }
+                let _ = reply.send(answer);
             }
             for event in events {
                 // No subscribers is fine; a slow one lags, the actor never waits.
@@ -520,6 +566,9 @@ impl<F: ActorFactory> Supervisor<F> {
                 Command::Input { reply: None, .. } | Command::State { .. } => {}
                 Command::Stop { reply, .. } => {
                     let _ = reply.send(());
+                }
+                Command::Upgrade { reply, .. } => {
+                    let _ = reply.send(Err(stopped()));
                 }
             }
         }

@@ -6,7 +6,15 @@ use theater_chain::{Entry, Event, Hash, Payload};
 /// `seq  kind  what  -> state hash  [hash]`, on one line.
 pub(crate) fn entry_line(entry: &Entry, hash: &Hash) -> String {
     let what = match entry.event() {
-        Event::Init { params } => format!("init    {}", payload_text(params)),
+        Event::Init { params, code } => match code {
+            Some(code) => format!("init    {} (code {})", payload_text(params), code.short()),
+            None => format!("init    {}", payload_text(params)),
+        },
+        Event::Upgrade { code, from } => format!(
+            "upgrade code {} -> {}",
+            from.map_or("unrecorded".to_string(), |f| f.short()),
+            code.short()
+        ),
         Event::Input { input, output } => {
             format!(
                 "input   {} -> {}",
@@ -62,7 +70,16 @@ pub(crate) fn entry_json(entry: &Entry, hash: &Hash) -> Value {
         "kind": entry.event().kind(),
     });
     match entry.event() {
-        Event::Init { params } => v["params"] = payload_json(params),
+        Event::Init { params, code } => {
+            v["params"] = payload_json(params);
+            if let Some(code) = code {
+                v["code"] = json!(code.to_string());
+            }
+        }
+        Event::Upgrade { code, from } => {
+            v["code"] = json!(code.to_string());
+            v["from"] = json!(from.map(|f| f.to_string()));
+        }
         Event::Input { input, output } => {
             v["input"] = payload_json(input);
             v["output"] = payload_json(output);

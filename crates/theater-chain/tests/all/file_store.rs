@@ -258,7 +258,7 @@ fn binary_payloads_are_stored_as_raw_bytes() {
     // 64 KiB of payload plus framing and header: no JSON inflation.
     assert!(size < 64 * 1024 + 256, "log is {size} bytes");
     match store.get(0).unwrap().event() {
-        theater_chain::Event::Init { params } => assert_eq!(params.bytes, blob),
+        theater_chain::Event::Init { params, .. } => assert_eq!(params.bytes, blob),
         other => panic!("unexpected event {other:?}"),
     }
 }

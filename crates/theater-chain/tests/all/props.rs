@@ -40,7 +40,13 @@ fn arb_hash() -> impl Strategy<Value = Hash> {
 
 fn arb_entry() -> impl Strategy<Value = Entry> {
     let event = prop_oneof![
-        arb_payload().prop_map(|params| Event::Init { params }),
+        arb_payload().prop_map(|params| Event::Init { params, code: None }),
+        (arb_payload(), arb_hash()).prop_map(|(params, code)| Event::Init {
+            params,
+            code: Some(code),
+        }),
+        (arb_hash(), proptest::option::of(arb_hash()))
+            .prop_map(|(code, from)| Event::Upgrade { code, from }),
         (arb_payload(), arb_payload()).prop_map(|(input, output)| Event::Input { input, output }),
         (arb_payload(), ".{0,20}").prop_map(|(input, error)| Event::Failed { input, error }),
     ];

@@ -554,7 +554,7 @@ async fn audit(stage: &Stage, stores: &[&dyn ChainStore]) -> Result<Vec<i64>, St
     let (mut initial, mut balances) = (0, Vec::new());
     for c in stores {
         let init = c.get(0).map_err(|e| e.to_string())?;
-        let Event::Init { params } = init.event() else {
+        let Event::Init { params, .. } = init.event() else {
             return Err(format!("{} does not start with its init entry", c.id()));
         };
         initial += params.json["balance"]
