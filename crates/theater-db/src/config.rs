@@ -169,6 +169,7 @@ impl DbConfig {
             for (field, set) in [
                 ("password_env", self.password_env.is_some()),
                 ("password_file", self.password_file.is_some()),
+                ("password_secret", self.password_secret.is_some()),
                 ("schema", self.schema.is_some()),
                 ("ca_file", self.ca_file.is_some()),
             ] {
@@ -176,7 +177,7 @@ impl DbConfig {
                     return Err((
                         field,
                         format!(
-                            "{field} is for PostgreSQL: give `url` too (or remove it for SQLite)"
+                            "{field} is for PostgreSQL: give `url` (or `connection`) too, or remove it for SQLite"
                         ),
                     ));
                 }
@@ -353,16 +354,12 @@ pub(crate) fn tls(config: &tokio_postgres::Config) -> bool {
 /// The connection settings of `url`, checked for what this host supports.
 pub(crate) fn postgres_config(url: &str) -> Result<tokio_postgres::Config, String> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(format!(
-            "{url:?} is not a PostgreSQL URL (postgres://user@host:port/dbname)"
-        ));
+        return Err("not a PostgreSQL URL (postgres://user@host:port/dbname)".into());
     }
     let config = tokio_postgres::Config::from_str(url)
-        .map_err(|e| format!("{url:?} is not a valid PostgreSQL URL: {e}"))?;
+        .map_err(|e| format!("not a valid PostgreSQL URL: {e}"))?;
     if config.get_dbname().is_none() {
-        return Err(format!(
-            "{url:?} names no database (postgres://user@host:port/dbname)"
-        ));
+        return Err("the URL names no database (postgres://user@host:port/dbname)".into());
     }
     Ok(config)
 }
@@ -396,6 +393,17 @@ mod tests {
                 "password",
             ),
             ("url = \"mysql://u@h/app\"", "url", "not a PostgreSQL URL"),
+            // A URL that does not parse is not quoted: it may hold a password.
+            (
+                "url = \"postgres://u:hunter2@h/app?sslmode=verify-full\"",
+                "url",
+                "not a valid PostgreSQL URL",
+            ),
+            (
+                "password_secret = \"PG\"",
+                "password_secret",
+                "for PostgreSQL",
+            ),
             ("url = \"postgres://u@h\"", "url", "names no database"),
             (
                 "url = \"postgres://u@h/app\"\nca_file = \"ca.pem\"",

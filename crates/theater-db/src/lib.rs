@@ -244,9 +244,13 @@ impl Capability for Db {
             }
             Backend::Named { connection, schema } => {
                 let server = match self.connection(&connection) {
-                    Ok(Some(c)) => {
-                        self.server(&c.url, &c.password, c.ca_file.clone(), setup.secrets)
-                    }
+                    Ok(Some(c)) => self
+                        .server(&c.url, &c.password, c.ca_file.clone(), setup.secrets)
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "connection {connection:?} (databases.{connection} of the host's configuration): {e}"
+                            )
+                        }),
                     Ok(None) => Err(anyhow::anyhow!(
                         "connection {connection:?}: this host knows no named connections"
                     )),

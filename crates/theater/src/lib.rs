@@ -70,8 +70,9 @@ enum Command {
         /// Actor manifests (TOML).
         #[arg(required_unless_present = "config")]
         manifests: Vec<PathBuf>,
-        /// A host configuration file: `manifests = [...]` and a `[cluster]` table (`name`,
-        /// `nats`, `host`, `shards`, `lease_ms`), for what the flags would say.
+        /// A host configuration file: `manifests = [...]`, a `[cluster]` table (`name`,
+        /// `nats`, `host`, `shards`, `lease_ms`) for what the flags would say, `[secrets]`
+        /// every actor may name, and `[databases.NAME]` PostgreSQL connections.
         #[arg(long)]
         config: Option<PathBuf>,
         /// The management API's address (loopback; port 0 picks a free one).

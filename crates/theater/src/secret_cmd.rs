@@ -51,7 +51,9 @@ pub(crate) fn run(cmd: SecretCommand) -> anyhow::Result<ExitCode> {
     let capabilities = crate::capabilities::hosted(
         &theater_msg::Registry::new(),
         &crate::children::Actors::new(),
-        Some(file.connections.clone()),
+        // Without the host's configuration a connection's name is taken unchecked, as the
+        // other offline tools take it.
+        config.is_some().then(|| file.connections.clone()),
     );
     let mut rows: Vec<Row> = Vec::new();
     let status =

@@ -767,7 +767,23 @@ fn the_inventory_runs_on_a_connection_the_hosts_configuration_names() {
     // Replay needs neither the server nor the host's configuration.
     drop(pg);
     assert_inventory_replays(&data, &m);
+}
 
+#[test]
+fn a_named_connection_is_checked_at_start_in_the_manifest_and_the_hosts_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("host.toml");
+    std::fs::write(
+        &config,
+        "[databases.main]\nurl = \"postgres://theater@127.0.0.1:9/app\"\n",
+    )
+    .unwrap();
+    let m = manifest(
+        dir.path(),
+        "inventory",
+        "inventory",
+        "[interfaces.db]\nconnection = \"main\"\n",
+    );
     // A connection the host does not name is refused, naming the field and those it has.
     let out = bin()
         .args(["run", "--data-dir"])
@@ -805,7 +821,11 @@ fn the_inventory_runs_on_a_connection_the_hosts_configuration_names() {
         ),
         (
             "[databases.main]\nurl = \"postgres://u@127.0.0.1/app\"\nschema = \"x\"\n",
-            "schema",
+            "unknown field `schema`",
+        ),
+        (
+            "[databases.main]\nurl = \"postgres://u:hunter2@127.0.0.1/app?sslmode=verify-full\"\n",
+            "databases.main.url",
         ),
     ] {
         let bad = dir.path().join("bad.toml");
