@@ -504,6 +504,23 @@ impl Actor for WasmActor {
         crate::capability::snapshot_host(&self.grants, chain)
     }
 
+    fn code(&self) -> Option<Hash> {
+        Some(self.component.hash())
+    }
+
+    async fn switch_code(&mut self, code: Hash) -> Result<(), ActorError> {
+        if self.component.hash() == code {
+            return Ok(());
+        }
+        let component = self.host.component(&code).map_err(ActorError::Failed)?;
+        self.component = component;
+        // A fresh instance of the new code, which loads the state at its first call.
+        self.live = None;
+        self.held = Held::Nothing;
+        self.audit_next = false;
+        Ok(())
+    }
+
     async fn verify_state(&mut self, state: &State) -> Result<(), ActorError> {
         match self.verify(state).await {
             Ok(true) => Ok(()),

@@ -33,6 +33,9 @@ pub struct WasmConfig {
     /// The capabilities whose host functions instances link (files, timers, ...): a
     /// component importing an interface no capability provides does not load.
     pub capabilities: Capabilities,
+    /// Where components are found by hash (a chain's older code), and whether every
+    /// component loaded is kept there too.
+    pub components: Option<(crate::ComponentStore, bool)>,
 }
 
 impl Default for WasmConfig {
@@ -43,6 +46,7 @@ impl Default for WasmConfig {
             pooling: Some(2048),
             max_memory_bytes: 256 << 20,
             capabilities: Capabilities::new(),
+            components: None,
         }
     }
 }
@@ -57,6 +61,13 @@ impl WasmConfig {
     /// Links the host functions of `capabilities` (see [`crate::capability`]).
     pub fn capabilities(mut self, capabilities: Capabilities) -> Self {
         self.capabilities = capabilities;
+        self
+    }
+
+    /// Finds components by hash in `store` ([`WasmHost::component`]); with `keep`, every
+    /// component loaded is put there too (a host; replay tools only read).
+    pub fn components(mut self, store: crate::ComponentStore, keep: bool) -> Self {
+        self.components = Some((store, keep));
         self
     }
 
@@ -226,10 +237,34 @@ impl WasmHost {
             },
         };
         let loaded = ActorComponent { hash, pre };
+        if let Some((store, true)) = &self.inner.config.components {
+            store.put(bytes).map_err(|e| {
+                LoadError::Engine(format!(
+                    "cannot keep {origin} in {}: {e}",
+                    store.dir().display()
+                ))
+            })?;
+        }
         if let Ok(mut cache) = self.inner.cache.lock() {
             cache.insert(hash, loaded.clone());
         }
         Ok(loaded)
+    }
+
+    /// The component whose bytes hash to `hash`: loaded already, or read from the store
+    /// ([`WasmConfig::components`]).
+    pub fn component(&self, hash: &Hash) -> Result<ActorComponent, String> {
+        if let Some(found) = self.cached(hash) {
+            return Ok(found);
+        }
+        let Some((store, _)) = &self.inner.config.components else {
+            return Err(format!(
+                "component {hash} is not loaded, and this host keeps no store of components"
+            ));
+        };
+        let bytes = store.get(hash)?;
+        self.load(&bytes, &store.path(hash).display().to_string())
+            .map_err(|e| e.to_string())
     }
 
     fn cached(&self, hash: &Hash) -> Option<ActorComponent> {

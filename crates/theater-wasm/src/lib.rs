@@ -41,6 +41,7 @@
 mod actor;
 pub mod bindings;
 pub mod capability;
+mod components;
 mod engine;
 mod error;
 mod host;
@@ -49,6 +50,7 @@ pub mod secrets;
 
 pub use actor::WasmActor;
 pub use capability::{Capabilities, Capability, FieldError, Grant, Grants, Setup};
+pub use components::{COMPONENTS_DIR, ComponentStore};
 pub use engine::{ActorComponent, WasmConfig, WasmHost};
 pub use error::{LoadError, ManifestError};
 pub use host::HostState;

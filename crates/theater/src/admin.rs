@@ -234,6 +234,7 @@ async fn route(
             Ok(()) => full(StatusCode::OK, json!({"stopped": name})),
             Err(e) => error(StatusCode::NOT_FOUND, e),
         },
+        (Method::POST, "upgrade", 3) => upgrade(host, &name, &body).await,
         (Method::POST, "restart", 3) => match host.restart_actor(name.clone()).await {
             Ok(()) => full(StatusCode::OK, json!({"restarted": name})),
             Err(e) => error(StatusCode::CONFLICT, format!("{e:#}")),
@@ -298,6 +299,55 @@ async fn spawn(host: &Host, body: &[u8]) -> Response<Body> {
     match host.spawn_manifest(&s.manifest, s.name, s.init).await {
         Ok(name) => full(StatusCode::CREATED, json!({"spawned": name})),
         Err(e) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+    }
+}
+
+/// `POST /actors/NAME/upgrade` `{"component": path}` or `{"code": sha256}`.
+async fn upgrade(host: &Host, name: &str, body: &[u8]) -> Response<Body> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Upgrade {
+        #[serde(default)]
+        component: Option<std::path::PathBuf>,
+        #[serde(default)]
+        code: Option<String>,
+    }
+    let to = match serde_json::from_slice::<Upgrade>(body) {
+        Ok(Upgrade {
+            component: Some(path),
+            code: None,
+        }) => crate::host::UpgradeTo::File(path),
+        Ok(Upgrade {
+            component: None,
+            code: Some(code),
+        }) => match code.parse() {
+            Ok(hash) => crate::host::UpgradeTo::Code(hash),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("{code:?} is not a SHA-256 (64 hex digits)"),
+                );
+            }
+        },
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "give one of \"component\" (a file) or \"code\" (a SHA-256 the host has run)",
+            );
+        }
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"component\": path}} or {{\"code\": sha256}}: {e}"),
+            );
+        }
+    };
+    match host.upgrade_actor(name, to).await {
+        Ok(v) => full(StatusCode::OK, v),
+        Err((status, message)) => error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT),
+            message,
+        ),
     }
 }
 

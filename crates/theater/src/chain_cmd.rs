@@ -42,7 +42,7 @@ pub(crate) enum ChainCommand {
         /// Last seq to print.
         #[arg(long)]
         to: Option<u64>,
-        /// Only entries of this kind: init, input, failed, or an input type (message,
+        /// Only entries of this kind: init, input, failed, upgrade, or an input type (message,
         /// request, http_request, websocket_message, websocket_close).
         #[arg(long)]
         kind: Option<String>,

@@ -1,4 +1,4 @@
-//! The CLI side of the management API: `theater ps`, `spawn`, `state`, `send`, `stop`, `restart`,
+//! The CLI side of the management API: `theater ps`, `spawn`, `state`, `send`, `stop`, `upgrade`, `restart`,
 //! `events`, `shutdown`, talking to the `theater run` whose data directory is given.
 
 use std::path::{Path, PathBuf};
@@ -52,6 +52,16 @@ pub(crate) enum ClientCommand {
     Stop {
         /// The actor.
         name: String,
+    },
+    /// Run another component for an actor from its next input on, keeping its state and
+    /// history (an upgrade entry in its chain), if the component accepts the state; a
+    /// refusal changes nothing. Rolling back is the same command with the earlier component.
+    Upgrade {
+        /// The actor.
+        name: String,
+        /// The component: a file, or the SHA-256 of one the host has run (its store,
+        /// <data-dir>/components).
+        component: String,
     },
     /// Start an actor again from its chain.
     Restart {
@@ -237,6 +247,24 @@ pub(crate) fn run(data_dir: PathBuf, cmd: ClientCommand) -> anyhow::Result<ExitC
                 api.call(Method::POST, &format!("/actors/{name}/stop"), None)
                     .await?
             }
+            ClientCommand::Upgrade { name, component } => {
+                let path = Path::new(component);
+                let body = if path.exists() || !is_sha256(component) {
+                    // The host reads the file: give it a path that means the same there.
+                    let path = std::path::absolute(path)
+                        .with_context(|| format!("cannot resolve {component}"))?;
+                    if !path.is_file() {
+                        anyhow::bail!(
+                            "{component}: no such file (give a component file, or the SHA-256 of one the host has run)"
+                        );
+                    }
+                    serde_json::json!({ "component": path })
+                } else {
+                    serde_json::json!({ "code": component })
+                };
+                api.call(Method::POST, &format!("/actors/{name}/upgrade"), Some(&body))
+                    .await?
+            }
             ClientCommand::Restart { name } => {
                 api.call(Method::POST, &format!("/actors/{name}/restart"), None)
                     .await?
@@ -302,4 +330,9 @@ async fn events(api: &Api, name: &str, follow: bool) -> anyhow::Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `s` is written as a SHA-256: 64 hex digits.
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }

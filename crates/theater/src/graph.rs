@@ -24,10 +24,11 @@ pub(crate) fn write(
     }
     let mut stores = Vec::new();
     for dir in dirs {
-        stores.push(
+        stores.push((
             FileStore::open_read_only(dir)
                 .with_context(|| format!("cannot read the chain in {}", dir.display()))?,
-        );
+            dir.clone(),
+        ));
     }
     let data = graph_data(&stores, &by_name)?;
     let page = page(&data);
@@ -59,19 +60,19 @@ fn short(v: &Value, max: usize) -> String {
 
 /// The page's data: chains with their entries, and links between entries.
 pub(crate) fn graph_data(
-    stores: &[FileStore],
+    stores: &[(FileStore, PathBuf)],
     manifests: &HashMap<String, PathBuf>,
 ) -> anyhow::Result<Value> {
     let mut chains = Vec::new();
     let mut links = Vec::new();
-    for store in stores {
+    for (store, dir) in stores {
         let id = store.id().to_string();
         let mut states: HashMap<u64, Value> = HashMap::new();
         if let Some(m) = manifests.get(&id)
             && let Some(last) = store.len().checked_sub(1)
         {
             let replayed =
-                crate::replay_cmd::replay_with(m, store, None, last, &mut |seq, state| {
+                crate::replay_cmd::replay_with(m, store, Some(dir), last, &mut |seq, state| {
                     states.insert(seq, state.clone());
                 })?;
             if let Err(e) = replayed {

@@ -19,14 +19,15 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use theater_chain::{ChainId, ChainRef, ChainStore, Durability, FileStore};
+use theater_chain::{ChainId, ChainRef, ChainStore, Durability, FileStore, Hash};
 use theater_core::{
     ActorConfig, ActorEvent, ActorHandle, ActorInput, ActorStatus, ChildEvent, RestartPolicy,
     RuntimeConfig, spawn,
 };
 use theater_msg::{Activator, Registry, TransportError, TransportErrorKind, pending_sends};
 use theater_wasm::{
-    ActorComponent, Capabilities, Family, Manifest, Secrets, Setup, WasmConfig, WasmHost,
+    ActorComponent, Capabilities, ComponentStore, Family, Manifest, Secrets, Setup, WasmConfig,
+    WasmHost,
 };
 use tokio::sync::Mutex;
 
@@ -138,6 +139,18 @@ const CHILD_START: Duration = Duration::from_secs(30);
 /// The file the actors started at run time are kept in.
 const RECORDS: &str = "actors.json";
 
+/// The file of a chain's directory naming the manifest component the actor last adopted.
+const MANIFEST_CODE: &str = "manifest-code";
+
+/// What `theater upgrade` runs: a component file, or one the host has run before, by hash.
+#[derive(Clone, Debug)]
+pub(crate) enum UpgradeTo {
+    /// A component file (the host reads it, and keeps it in its store).
+    File(PathBuf),
+    /// A component of the host's store.
+    Code(Hash),
+}
+
 impl Host {
     /// Loads and checks the manifests, opens (or creates) their chains under `data_dir`,
     /// starts the actors with what their manifests grant (and those spawned at run time by
@@ -176,6 +189,7 @@ impl Host {
         let wasm = WasmHost::new(
             WasmConfig::default()
                 .cache_dir(data_dir.join("cache"))
+                .components(ComponentStore::in_data_dir(data_dir), true)
                 .capabilities(capabilities.clone()),
         )?;
         let records = read_records(&data_dir.join(RECORDS))?;
@@ -504,10 +518,115 @@ impl Host {
             config = config.restart(RestartPolicy::never());
         }
         let handle = spawn(factory, chain, config).await?;
+        if let Err(e) = self.adopt_manifest_code(m, component, &handle).await {
+            let _ = handle.stop().await;
+            return Err(e);
+        }
         for (_, grant) in grants.iter() {
             grant.start(&handle);
         }
         Ok(handle)
+    }
+
+    /// Runs the manifest's component if it changed since the actor last adopted it (an
+    /// upgrade entry, checked like `theater upgrade`); otherwise the actor keeps the code its
+    /// chain says it runs, which `theater upgrade` may have changed. The component last
+    /// adopted is kept in the chain's directory (`manifest-code`).
+    async fn adopt_manifest_code(
+        &self,
+        m: &Manifest,
+        component: &ActorComponent,
+        handle: &ActorHandle,
+    ) -> anyhow::Result<()> {
+        let file = self.chain_dir(m.name.as_str()).join(MANIFEST_CODE);
+        let code = component.hash();
+        let adopted = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| t.trim().parse::<Hash>().ok());
+        if adopted == Some(code) {
+            return Ok(());
+        }
+        match handle.upgrade(code).await {
+            Ok(theater_core::Upgraded::To { seq, from, .. }) => tracing::info!(
+                actor = %m.name,
+                seq,
+                "runs the manifest's component {} (was {})",
+                code.short(),
+                from.map_or("unrecorded".into(), |f| f.short())
+            ),
+            Ok(_) => {}
+            Err(e) => anyhow::bail!(
+                "{:?}: the manifest's component {} ({}) was not adopted, and the actor was not started: {e}",
+                m.name.as_str(),
+                m.component.display(),
+                code.short()
+            ),
+        }
+        // Not synced: if it is lost, the next start asks for the manifest's component again,
+        // which the actor then runs already (nothing recorded).
+        std::fs::write(&file, format!("{code}\n"))
+            .with_context(|| format!("cannot record the adopted component in {}", file.display()))
+    }
+
+    /// `theater upgrade`: the running actor `name` runs `component` from its next input on
+    /// (an upgrade entry), if the component accepts its state; a refusal changes nothing.
+    /// Upgrading back to an earlier component is the same. A cluster's actors and a family's
+    /// members run their manifest's component: change that instead.
+    pub(crate) async fn upgrade_actor(
+        &self,
+        name: &str,
+        component: UpgradeTo,
+    ) -> Result<Value, (u16, String)> {
+        let (handle, origin) = {
+            let actors = self.actors.lock().await;
+            let a = actors
+                .get(name)
+                .ok_or_else(|| (404, format!("no actor named {name:?} runs here")))?;
+            (a.handle.clone(), a.origin.clone())
+        };
+        match origin {
+            Origin::Placed => {
+                return Err((
+                    409,
+                    format!(
+                        "{name:?} is a cluster's actor, which any host may run: change its manifest's component on every host and restart them"
+                    ),
+                ));
+            }
+            Origin::Member { prefix } => {
+                return Err((
+                    409,
+                    format!(
+                        "{name:?} is a member of the family {prefix}*, whose members run the family's component: change the family's manifest"
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        let loaded = match &component {
+            UpgradeTo::File(path) => self
+                .wasm
+                .load_file(path)
+                .map_err(|e| (400, e.to_string()))?,
+            UpgradeTo::Code(hash) => self.wasm.component(hash).map_err(|e| (400, e))?,
+        };
+        let code = loaded.hash();
+        match handle.upgrade(code).await {
+            Ok(theater_core::Upgraded::To { seq, hash, from }) => Ok(serde_json::json!({
+                "upgraded": name,
+                "code": code.to_string(),
+                "from": from.map(|f| f.to_string()),
+                "world": loaded.world(),
+                "seq": seq,
+                "hash": hash.to_string(),
+            })),
+            Ok(_) => Ok(serde_json::json!({
+                "unchanged": name,
+                "code": code.to_string(),
+            })),
+            Err(theater_core::CallError::Refused { reason, .. }) => Err((409, reason)),
+            Err(e) => Err((409, e.to_string())),
+        }
     }
 
     /// Starts again an actor `actors.json` lists.

@@ -15,7 +15,9 @@ use crate::exit;
 /// The actor a manifest describes, set up for replay: every capability answered from the
 /// recording, without the outside world. A secret the guest held is read again from the
 /// manifest's sources, its version checked with the key of the data directory `chain_dir`
-/// is in (`<data-dir>/chains/NAME`), when that key is at hand.
+/// is in (`<data-dir>/chains/NAME`), when that key is at hand. Entries that another
+/// component handled (the chain's init or an upgrade names it) replay on that component,
+/// read from the data directory's store (`<data-dir>/components`).
 pub(crate) fn actor_for(
     manifest: &Manifest,
     chain_dir: Option<&Path>,
@@ -31,11 +33,13 @@ pub(crate) fn actor_for(
         }),
     );
     capabilities.check(manifest)?;
-    let host = WasmHost::new(
-        WasmConfig::default()
-            .pooling(None)
-            .capabilities(capabilities.clone()),
-    )?;
+    let mut config = WasmConfig::default()
+        .pooling(None)
+        .capabilities(capabilities.clone());
+    if let Some(d) = data_dir {
+        config = config.components(theater_wasm::ComponentStore::in_data_dir(d), false);
+    }
+    let host = WasmHost::new(config)?;
     let component = host.load_file(&manifest.component)?;
     let actor = host.actor(
         &component,

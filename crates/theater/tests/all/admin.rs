@@ -53,6 +53,7 @@ fn every_endpoint_needs_the_token_and_the_apis_own_host_name() {
         ("POST", "/actors/counter/send"),
         ("POST", "/actors/counter/stop"),
         ("POST", "/actors/counter/restart"),
+        ("POST", "/actors/counter/upgrade"),
         ("POST", "/shutdown"),
         ("GET", "/no/such/endpoint"),
     ];

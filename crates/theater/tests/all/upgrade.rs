@@ -1,0 +1,176 @@
+//! Code upgrades through the binary, on real components: the counter runs v1, then v2 (which
+//! answers differently and refuses a negative count), then v1 again; a refused upgrade
+//! changes nothing; restarts resume on the code the chain says; a changed manifest is picked
+//! up on restart; the whole chain replays with each entry on its own code.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use theater_chain::Hash;
+use theater_test_support::example_component;
+
+use crate::run::{Running, bin, manifest, text};
+
+fn add(host: &Running, n: i64) -> Value {
+    host.json(&["send", "counter", &format!("{{\"add\": {n}}}"), "--request"])["reply"].clone()
+}
+
+fn head(host: &Running) -> u64 {
+    host.json(&["state", "counter"])["seq"].as_u64().unwrap()
+}
+
+/// `theater chain log --kind upgrade --json`: each upgrade's (from, code).
+fn upgrades(data: &Path) -> Vec<(Value, Value)> {
+    let out = bin()
+        .args(["chain", "log", "--kind", "upgrade", "--json"])
+        .arg(data.join("chains/counter"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["from"].clone(), v["code"].clone())
+        })
+        .collect()
+}
+
+fn replay(data: &Path, m: &Path) -> std::process::Output {
+    bin()
+        .args(["chain", "replay"])
+        .arg(data.join("chains/counter"))
+        .arg("--manifest")
+        .arg(m)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_counter_is_upgraded_refused_rolled_back_and_replays_on_each_entrys_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let m = manifest(dir.path(), "counter", "counter", "");
+    let (v1, v2) = (
+        example_component("counter"),
+        example_component("counter-v2"),
+    );
+    let hash = |p: &Path| Hash::digest(&std::fs::read(p).unwrap()).to_string();
+    let (h1, h2) = (hash(&v1), hash(&v2));
+    let v2_arg = v2.to_str().unwrap();
+
+    let host = Running::start(&data, std::slice::from_ref(&m));
+    assert_eq!(add(&host, 5), json!(5));
+    assert_eq!(add(&host, -8), json!(-3));
+    // The init entry names the code that ran it.
+    let out = bin()
+        .args(["chain", "log", "--kind", "init", "--json"])
+        .arg(data.join("chains/counter"))
+        .output()
+        .unwrap();
+    let init: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(init["code"], json!(h1), "{init}");
+
+    // v2 refuses a negative count: the upgrade is refused, and nothing changes.
+    let before = head(&host);
+    let out = host.cli(&["upgrade", "counter", v2_arg]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("rejects the current state"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(head(&host), before, "a refused upgrade recorded something");
+    assert_eq!(add(&host, 10), json!(7), "still v1 after the refusal");
+
+    // Accepted: v2 answers from the next input on.
+    let up = host.json(&["upgrade", "counter", v2_arg]);
+    assert_eq!((&up["code"], &up["from"]), (&json!(h2), &json!(h1)), "{up}");
+    assert_eq!(add(&host, 1), json!({"count": 8, "version": 2}));
+    // Asked again: nothing to do, nothing recorded.
+    let again = host.json(&["upgrade", "counter", v2_arg]);
+    assert_eq!(again["unchanged"], json!("counter"), "{again}");
+
+    // A restart resumes on the code the chain names (the manifest, unchanged, names v1).
+    let out = host.cli(&["restart", "counter"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(add(&host, 1), json!({"count": 9, "version": 2}));
+
+    // Rolled back with the same command, by the hash of a component the host has run.
+    let back = host.json(&["upgrade", "counter", &h1]);
+    assert_eq!((&back["code"], &back["from"]), (&json!(h1), &json!(h2)));
+    assert_eq!(add(&host, 1), json!(10));
+    // Bad input is named.
+    let out = host.cli(&["upgrade", "counter", "no-such-file.wasm"]);
+    assert!(text(&out).contains("no such file"), "{}", text(&out));
+    let out = host.cli(&["upgrade", "counter", &"ab".repeat(32)]);
+    assert!(text(&out).contains("is not in"), "{}", text(&out));
+    host.stop();
+
+    assert_eq!(
+        upgrades(&data),
+        vec![(json!(h1), json!(h2)), (json!(h2), json!(h1))]
+    );
+    // The whole chain replays, each entry on the code that handled it.
+    let out = replay(&data, &m);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // ... which it finds in the host's store: without it, replay says which is missing.
+    let store = data.join("components");
+    let moved = dir.path().join("moved-components");
+    std::fs::rename(&store, &moved).unwrap();
+    let out = replay(&data, &m);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains(&h2) && text(&out).contains("is not in"),
+        "{}",
+        text(&out)
+    );
+    std::fs::rename(&moved, &store).unwrap();
+
+    // A manifest that names another component is picked up on restart.
+    let named_v2 = std::fs::read_to_string(&m)
+        .unwrap()
+        .replace(v1.to_str().unwrap(), v2_arg);
+    std::fs::write(&m, &named_v2).unwrap();
+    let host = Running::start(&data, std::slice::from_ref(&m));
+    assert_eq!(add(&host, 1), json!({"count": 11, "version": 2}));
+    host.stop();
+    // Unchanged since: nothing more is recorded at the next start. A rollback through the
+    // CLI stays across restarts while the manifest does not change.
+    let host = Running::start(&data, std::slice::from_ref(&m));
+    host.json(&["upgrade", "counter", &h1]);
+    assert_eq!(add(&host, -20), json!(-9));
+    host.stop();
+    let host = Running::start(&data, std::slice::from_ref(&m));
+    assert_eq!(add(&host, 0), json!(-9), "the CLI's rollback was undone");
+    host.stop();
+    assert_eq!(upgrades(&data).len(), 4);
+
+    // A manifest changed to a component that refuses the state: the actor does not start,
+    // says why, and its chain is as it was.
+    std::fs::write(
+        &m,
+        std::fs::read_to_string(&m)
+            .unwrap()
+            .replace(v2_arg, v1.to_str().unwrap()),
+    )
+    .unwrap();
+    Running::start(&data, std::slice::from_ref(&m)).stop();
+    std::fs::write(&m, &named_v2).unwrap();
+    let out = bin()
+        .args(["run", "--data-dir"])
+        .arg(&data)
+        .arg(&m)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("rejects the current state") && text(&out).contains("not adopted"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(upgrades(&data).len(), 4);
+    let out = replay(&data, &m);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
