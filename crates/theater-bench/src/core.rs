@@ -16,6 +16,10 @@ pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
             rt.block_on(runtime_vs_direct(report, name, padding))?;
         }
     }
+    let name = "ActorRuntime inputs with metrics, 1 KiB state (memory chain)".to_string();
+    if report.wants(&name) {
+        rt.block_on(metrics_on_vs_off(report, name))?;
+    }
     let name = "ActorHandle inputs, 1 KiB state (file, group commit)".to_string();
     if report.wants(&name) {
         rt.block_on(handle_group_commit(report, name))?;
@@ -70,6 +74,49 @@ async fn runtime_vs_direct(
         }
     }
     report.push(vs_direct(name, n, &mut ours, &mut base));
+    Ok(())
+}
+
+/// The same runtime counting into `ActorMetrics` (what every spawned actor does) vs not:
+/// what metrics cost per input. Target: within 5%.
+async fn metrics_on_vs_off(report: &mut Report, name: String) -> anyhow::Result<()> {
+    let n: u64 = 20_000;
+    let samples = report.settings.samples;
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    let run = |metrics: bool| async move {
+        let chain = Box::new(MemoryStore::new(chain_id()?));
+        let config = if metrics {
+            RuntimeConfig::default().metrics(Default::default())
+        } else {
+            RuntimeConfig::default()
+        };
+        let mut rt = ActorRuntime::start(PaddedCounter { padding: 1024 }, chain, config).await?;
+        let t = Instant::now();
+        for _ in 0..n {
+            rt.handle(add(1), vec![]).await?;
+        }
+        let took = t.elapsed();
+        anyhow::ensure!(rt.state()["count"] == n, "runtime lost inputs");
+        Ok::<_, anyhow::Error>(took)
+    };
+    for i in 0..=samples {
+        let a = run(true).await?;
+        let b = run(false).await?;
+        if i > 0 {
+            on.push(a);
+            off.push(b);
+        }
+    }
+    report.push(Row {
+        name,
+        unit: "inputs/s",
+        ours: n as f64 / median(&mut on).as_secs_f64(),
+        baseline_name: "the same runtime without metrics".into(),
+        baseline: n as f64 / median(&mut off).as_secs_f64(),
+        better: Better::Higher,
+        target: Some(crate::harness::Target::Ratio(0.95)),
+    });
     Ok(())
 }
 

@@ -162,12 +162,23 @@ pub struct ActorHandle {
     pub(crate) events: broadcast::Sender<ActorEvent>,
     pub(crate) status: watch::Receiver<ActorStatus>,
     pub(crate) activity: Activity,
+    pub(crate) metrics: Arc<crate::ActorMetrics>,
 }
 
 impl ActorHandle {
     /// The actor's id (its chain's id).
     pub fn id(&self) -> &ChainId {
         &self.id
+    }
+
+    /// What the actor's runtime counts (inputs, failures, latencies...).
+    pub fn metrics(&self) -> &Arc<crate::ActorMetrics> {
+        &self.metrics
+    }
+
+    /// Commands waiting in the actor's mailbox now.
+    pub fn mailbox_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     fn stopped(&self) -> CallError {

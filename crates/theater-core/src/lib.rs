@@ -68,6 +68,7 @@ mod handle;
 mod host_calls;
 mod interface;
 mod io;
+pub mod metrics;
 mod outbox;
 mod replay;
 mod runtime;
@@ -82,6 +83,7 @@ pub use io::{
     ActorInput, ActorOutput, ChildEvent, FileRef, HttpRequest, HttpResponse, PayloadError,
     WebSocketMessage, WebSocketReply, WebSocketSend,
 };
+pub use metrics::{ActorMetrics, Histogram};
 pub use outbox::Outbox;
 pub use replay::{
     CODE_KEY, Divergence, Mismatch, ReplayError, ReplayReport, replay, replay_to, resume,

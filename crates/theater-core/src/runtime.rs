@@ -10,7 +10,7 @@ use crate::replay::{CODE_KEY, ReplayError, resume};
 use crate::{Actor, ActorError, ActorInput, ActorOutput, Effect, HostCalls, StateChange};
 
 /// How an [`ActorRuntime`] keeps its chain.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct RuntimeConfig {
     /// Save a snapshot of the state every this many entries (`None`: never), so a restart
@@ -26,6 +26,8 @@ pub struct RuntimeConfig {
     /// References the genesis (init) entry records, when the chain is new: what a child
     /// actor's genesis names (its parent's spawning entry).
     pub genesis_refs: Vec<ChainRef>,
+    /// Where to count inputs, failures and latencies (`None`: not counted).
+    pub metrics: Option<std::sync::Arc<crate::ActorMetrics>>,
 }
 
 impl Default for RuntimeConfig {
@@ -35,11 +37,18 @@ impl Default for RuntimeConfig {
             prune_on_snapshot: false,
             snapshot_share: Some(20),
             genesis_refs: Vec::new(),
+            metrics: None,
         }
     }
 }
 
 impl RuntimeConfig {
+    /// Counts into `metrics` (see [`crate::ActorMetrics`]).
+    pub fn metrics(mut self, metrics: std::sync::Arc<crate::ActorMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// Sets [`RuntimeConfig::snapshot_every`].
     pub fn snapshot_every(mut self, every: Option<u64>) -> Self {
         self.snapshot_every = every;
@@ -214,6 +223,10 @@ impl<A: Actor> ActorRuntime<A> {
             (report.state, report.from)
         };
         let snapshot_cost = estimate_snapshot_cost(&state);
+        if let Some(m) = &config.metrics {
+            m.chain_entries
+                .store(chain.len(), std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(ActorRuntime {
             actor,
             chain,
@@ -355,7 +368,17 @@ impl<A: Actor> ActorRuntime<A> {
                 return Err(e);
             }
         }
-        self.busy += started.elapsed();
+        let took = started.elapsed();
+        self.busy += took;
+        if let Some(m) = &self.config.metrics {
+            crate::ActorMetrics::add(&m.inputs);
+            if !succeeded {
+                crate::ActorMetrics::add(&m.failures);
+            }
+            m.handle.observe(took);
+            m.chain_entries
+                .store(appended.seq + 1, std::sync::atomic::Ordering::Relaxed);
+        }
         // The entry is recorded whatever happens to the snapshot: a failed snapshot is only
         // a longer replay on the next restart, and it is tried again at the next entry.
         // A snapshot asked for by a host call (failed inputs replay too) is owed until one
@@ -463,6 +486,11 @@ impl<A: Actor> ActorRuntime<A> {
             }
         };
         self.chain.sync()?;
+        if let Some(m) = &self.config.metrics {
+            crate::ActorMetrics::add(&m.upgrades);
+            m.chain_entries
+                .store(appended.seq + 1, std::sync::atomic::Ordering::Relaxed);
+        }
         // A resume starts after it, on the new code, without replaying the old.
         if let Err(e) = self.snapshot() {
             self.snapshot_owed = true;
@@ -486,7 +514,15 @@ impl<A: Actor> ActorRuntime<A> {
 
     /// Makes every recorded entry durable: what acknowledges them under group commit.
     pub fn commit(&mut self) -> Result<(), RuntimeError> {
-        Ok(self.chain.sync()?)
+        match &self.config.metrics {
+            None => Ok(self.chain.sync()?),
+            Some(m) => {
+                let started = Instant::now();
+                let synced = self.chain.sync();
+                m.commit.observe(started.elapsed());
+                Ok(synced?)
+            }
+        }
     }
 
     /// The effects of the entries recorded so far, each with a reference to its entry, in

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -163,9 +164,11 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 pub async fn spawn<F: ActorFactory>(
     factory: F,
     chain: Box<dyn ChainStore>,
-    config: ActorConfig,
+    mut config: ActorConfig,
 ) -> Result<ActorHandle, RuntimeError> {
     let id = chain.id().clone();
+    // Always counted: a few relaxed atomic adds per input (see the bench's metrics row).
+    let metrics = Arc::clone(config.runtime.metrics.get_or_insert_with(Default::default));
     let actor = factory.create().await.map_err(RuntimeError::Init)?;
     let runtime = AssertUnwindSafe(ActorRuntime::start(actor, chain, config.runtime.clone()))
         .catch_unwind()
@@ -202,6 +205,7 @@ pub async fn spawn<F: ActorFactory>(
         events,
         status: status_rx,
         activity,
+        metrics,
     })
 }
 
@@ -514,6 +518,9 @@ impl<F: ActorFactory> Supervisor<F> {
             tokio::time::sleep(delay).await;
             match self.try_restart().await {
                 Ok(()) => {
+                    if let Some(m) = &self.config.runtime.metrics {
+                        crate::ActorMetrics::add(&m.restarts);
+                    }
                     let _ = self.status.send(ActorStatus::Running);
                     let _ = self.events.send(ActorEvent::Restarted { attempt });
                     return true;

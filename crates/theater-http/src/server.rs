@@ -177,7 +177,16 @@ impl HttpServer {
             let shared = Arc::clone(&shared);
             let service = service_fn(move |req| {
                 let shared = Arc::clone(&shared);
-                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+                async move {
+                    // Counted for the actor the path routes to (`theater_http_requests`).
+                    let metrics = route(&shared, req.uri().path())
+                        .map(|(r, _)| Arc::clone(r.actor.metrics()));
+                    let response = handle(&shared, req).await;
+                    if let Some(m) = metrics {
+                        m.http_answered(response.status().as_u16());
+                    }
+                    Ok::<_, Infallible>(response)
+                }
             });
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)

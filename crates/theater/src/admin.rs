@@ -223,6 +223,17 @@ async fn route(
         (Method::GET, "actors", 1) => list(host).await,
         (Method::POST, "actors", 1) => spawn(host, &body).await,
         (Method::GET, "families", 1) => families(host).await,
+        (Method::GET, "metrics", 1) => match crate::metrics::scrape(host).await {
+            Ok(text) => {
+                let mut r = Response::new(Full::new(Bytes::from(text)).boxed());
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                );
+                r
+            }
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        },
         (Method::GET, "state", 3) => state(host, &name).await,
         (Method::GET, "chain", 3) => match theater_wasm::check_name(&name) {
             Ok(_) => chain(host, &name, &query),

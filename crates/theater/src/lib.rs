@@ -36,6 +36,7 @@ mod cluster;
 mod demo;
 mod graph;
 mod host;
+mod metrics;
 mod new_cmd;
 mod progress;
 mod render;

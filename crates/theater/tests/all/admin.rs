@@ -46,6 +46,7 @@ fn every_endpoint_needs_the_token_and_the_apis_own_host_name() {
     let endpoints = [
         ("GET", "/actors"),
         ("GET", "/families"),
+        ("GET", "/metrics"),
         ("GET", "/actors/counter/state"),
         ("GET", "/actors/counter/chain"),
         ("GET", "/actors/counter/events"),

@@ -11,6 +11,7 @@ mod cli;
 mod cluster;
 mod fixtures;
 mod golden;
+mod metrics;
 mod readme;
 mod run;
 mod secrets;
