@@ -28,6 +28,9 @@ pub struct ReplayReport {
     pub state_hash: Hash,
     /// The last entry.
     pub head: Option<Head>,
+    /// The code the chain names as handling what follows its last entry (an init's, an
+    /// upgrade's, or the starting snapshot's); `None` if it names none.
+    pub code: Option<Hash>,
 }
 
 /// Where a replay stopped matching the chain.
@@ -115,6 +118,17 @@ pub enum ReplayError {
         /// The chain's first stored seq.
         start: u64,
     },
+    /// The code the chain says handled entry `seq` is not at hand (a component not in the
+    /// store): the chain may be fine, it cannot be re-run here.
+    #[error("the chain says code {code} handles entry {seq} on, and it cannot run here: {reason}")]
+    CodeUnavailable {
+        /// The first entry that needs it.
+        seq: u64,
+        /// The code.
+        code: Hash,
+        /// Why it cannot run.
+        reason: String,
+    },
     /// Replay was asked to stop at a seq the chain does not hold.
     #[error("seq {seq} is not in the chain (it holds seq {start} to {last})")]
     OutOfRange {
@@ -161,7 +175,7 @@ pub async fn replay_to<A: Actor>(
         });
     }
     let mut report = if start == 0 {
-        replay_from(actor, chain, 0, to + 1, None, on_entry).await?
+        replay_from(actor, chain, 0, to + 1, None, on_entry, None).await?
     } else {
         let snapshot = chain
             .snapshot_at(start)?
@@ -206,17 +220,27 @@ async fn from_snapshot<A: Actor>(
             },
         ));
     }
-    // The code that handled the entries after the snapshot, until an upgrade says otherwise.
-    if let Some(code) = snapshot.host.get(CODE_KEY).and_then(Value::as_str) {
-        let code: Hash = code.parse().map_err(|_| {
+    // The code that handled the entries after the snapshot, until an upgrade says otherwise:
+    // switched to only if there are such entries (with none, a host that lacks it can still
+    // take the actor up, and the runtime records the code it runs instead).
+    let code = match snapshot.host.get(CODE_KEY).and_then(Value::as_str) {
+        None => None,
+        Some(text) => Some(text.parse::<Hash>().map_err(|_| {
             ReplayError::diverged(
                 snapshot.seq,
                 Mismatch::Unreplayable(format!(
-                    "the snapshot names code {code:?}, which is not a SHA-256"
+                    "the snapshot names code {text:?}, which is not a SHA-256"
                 )),
             )
-        })?;
-        switch(actor, code, snapshot.seq).await?;
+        })?),
+    };
+    if let Some(code) = code {
+        if snapshot.seq + 1 < end.min(chain.len()) {
+            switch(actor, code, snapshot.seq + 1).await?;
+        } else if actor.code() != Some(code) {
+            // Nothing to re-run: a code that cannot be had leaves the actor on its own.
+            let _ = actor.switch_code(code).await;
+        }
     }
     let mut report = replay_from(
         actor,
@@ -225,6 +249,7 @@ async fn from_snapshot<A: Actor>(
         end,
         Some((State::new(snapshot.state), anchor.state_scheme(), hash)),
         on_entry,
+        code,
     )
     .await?;
     report.from = snapshot.seq;
@@ -240,6 +265,7 @@ async fn replay_from<A: Actor>(
     end: u64,
     start: Option<(State, StateScheme, Hash)>,
     on_entry: &mut (dyn FnMut(u64, &Value) + Send),
+    mut code: Option<Hash>,
 ) -> Result<ReplayReport, ReplayError> {
     let (mut state, mut last) = match start {
         Some((state, scheme, hash)) => (Some(state), Some((scheme, hash))),
@@ -250,6 +276,9 @@ async fn replay_from<A: Actor>(
     for seq in from..end.min(chain.len()) {
         let entry = chain.get(seq)?;
         let changed = replay_entry(actor, &entry, &mut state, &blobs).await?;
+        if let Some(c) = entry.event().code() {
+            code = Some(c);
+        }
         let Some(current) = &state else {
             return Err(ReplayError::diverged(
                 seq,
@@ -286,6 +315,7 @@ async fn replay_from<A: Actor>(
         state_hash: last.map_or_else(|| state.hash(), |(_, h)| h),
         state,
         head: chain.head(),
+        code,
     })
 }
 
@@ -294,14 +324,14 @@ async fn switch<A: Actor>(actor: &mut A, code: Hash, seq: u64) -> Result<(), Rep
     if actor.code() == Some(code) {
         return Ok(());
     }
-    actor.switch_code(code).await.map_err(|e| {
-        ReplayError::diverged(
+    actor
+        .switch_code(code)
+        .await
+        .map_err(|e| ReplayError::CodeUnavailable {
             seq,
-            Mismatch::Unreplayable(format!(
-                "the chain says code {code} handles entry {seq} on, and it cannot run here: {e}"
-            )),
-        )
-    })
+            code,
+            reason: e.to_string(),
+        })
 }
 
 /// Applies what an actor said it changed; `Ok(None)`: nothing.

@@ -105,6 +105,40 @@ pub enum RuntimeError {
     UpgradeRefused(String),
 }
 
+/// After a resume: if the actor runs other code than the chain names (the chain names none,
+/// from before code was recorded; or the code of its newest snapshot is not here and no
+/// entry after it needed it), records the code it runs as an upgrade, once that code has
+/// accepted the state. Every entry after this one is then known to be handled by it.
+async fn record_running_code<A: Actor>(
+    actor: &mut A,
+    chain: &mut dyn ChainStore,
+    report: &crate::ReplayReport,
+) -> Result<(), RuntimeError> {
+    let Some(running) = actor.code() else {
+        return Ok(());
+    };
+    if report.code == Some(running) {
+        return Ok(());
+    }
+    let named = report
+        .code
+        .map_or_else(|| "no code".to_string(), |c| format!("code {}", c.short()));
+    actor.verify_state(&report.state).await.map_err(|e| {
+        RuntimeError::UpgradeRefused(format!(
+            "the chain names {named}, which is not at hand, and the code here ({}) rejects the state: {e}",
+            running.short()
+        ))
+    })?;
+    chain.append(NewEntry::upgrade(running, report.code, report.state.hash()))?;
+    chain.sync()?;
+    tracing::info!(
+        chain = %chain.id(),
+        "the chain named {named}; recorded that {} runs from here on",
+        running.short()
+    );
+    Ok(())
+}
+
 /// Returns `actor` to the code `from` after a refused upgrade.
 async fn switch_back<A: Actor>(actor: &mut A, from: Option<Hash>) -> Result<(), RuntimeError> {
     if let Some(from) = from {
@@ -220,6 +254,7 @@ impl<A: Actor> ActorRuntime<A> {
         } else {
             let report = resume(&mut actor, &*chain).await?;
             reapply_last(&mut actor, &mut *chain).await?;
+            record_running_code(&mut actor, &mut *chain, &report).await?;
             (report.state, report.from)
         };
         let snapshot_cost = estimate_snapshot_cost(&state);
@@ -246,6 +281,7 @@ impl<A: Actor> ActorRuntime<A> {
     pub async fn restart(&mut self, mut actor: A) -> Result<(), RuntimeError> {
         let report = resume(&mut actor, &*self.chain).await?;
         reapply_last(&mut actor, &mut *self.chain).await?;
+        record_running_code(&mut actor, &mut *self.chain, &report).await?;
         self.actor = actor;
         self.snapshot_cost = estimate_snapshot_cost(&report.state);
         self.state = report.state;

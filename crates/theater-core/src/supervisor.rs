@@ -462,10 +462,9 @@ impl<F: ActorFactory> Supervisor<F> {
             for (reply, state) in state_replies {
                 let _ = reply.send(state);
             }
-            for (reply, mut answer) in upgrade_replies {
-                if let (Err(e), Ok(_)) = (&committed, &answer) {
-                    answer = Err(self.crashed(format!("commit failed: {e}")));
-                }
+            // An upgrade made its own entry durable before answering (a later commit's
+            // failure does not undo it).
+            for (reply, answer) in upgrade_replies {
                 let _ = reply.send(answer);
             }
             for event in events {

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use theater_chain::Hash;
 
@@ -43,17 +44,31 @@ impl ComponentStore {
     }
 
     /// Keeps `bytes` (durably: written to a temporary file, synced, renamed, the directory
-    /// synced) unless the store holds them already; returns their hash.
+    /// synced) unless the store holds them already; a file under their name that holds
+    /// other bytes is replaced. Returns their hash.
     pub fn put(&self, bytes: &[u8]) -> std::io::Result<Hash> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         let hash = Hash::digest(bytes);
         let path = self.path(&hash);
-        if path.is_file() {
+        if std::fs::read(&path).is_ok_and(|held| Hash::digest(&held) == hash) {
             return Ok(hash);
         }
-        std::fs::create_dir_all(&self.dir)?;
-        let tmp = self.dir.join(format!(".{hash}.{}.tmp", std::process::id()));
+        if !self.dir.is_dir() {
+            std::fs::create_dir_all(&self.dir)?;
+            if let Some(parent) = self.dir.parent() {
+                std::fs::File::open(parent)?.sync_all()?;
+            }
+        }
+        let tmp = self.dir.join(format!(
+            ".{hash}.{}.{}.tmp",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
         let written = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &path)?;
@@ -71,7 +86,7 @@ impl ComponentStore {
         let path = self.path(hash);
         let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => format!(
-                "component {hash} is not in {} (give it with `theater upgrade`, or copy the file there as {hash}.wasm)",
+                "component {hash} is not in {} (copy the component there as {hash}.wasm)",
                 self.dir.display()
             ),
             _ => format!("cannot read {}: {e}", path.display()),
@@ -126,5 +141,8 @@ mod tests {
         assert!(store.get(&missing).unwrap_err().contains("is not in"));
         std::fs::write(store.path(&h), b"\0asm v2").unwrap();
         assert!(store.get(&h).unwrap_err().contains("damaged"));
+        // Given again, the right bytes replace the damaged file.
+        store.put(b"\0asm v1").unwrap();
+        assert_eq!(store.get(&h).unwrap(), b"\0asm v1");
     }
 }

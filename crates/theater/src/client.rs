@@ -253,10 +253,13 @@ pub(crate) fn run(data_dir: PathBuf, cmd: ClientCommand) -> anyhow::Result<ExitC
                     // The host reads the file: give it a path that means the same there.
                     let path = std::path::absolute(path)
                         .with_context(|| format!("cannot resolve {component}"))?;
-                    if !path.is_file() {
+                    if !path.exists() {
                         anyhow::bail!(
                             "{component}: no such file (give a component file, or the SHA-256 of one the host has run)"
                         );
+                    }
+                    if !path.is_file() {
+                        anyhow::bail!("{component} is not a file");
                     }
                     serde_json::json!({ "component": path })
                 } else {

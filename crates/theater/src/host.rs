@@ -49,7 +49,6 @@ pub(crate) enum Origin {
 /// One actor of the host (running, or stopped but still listed).
 pub(crate) struct Actor {
     pub(crate) manifest: Manifest,
-    component: ActorComponent,
     pub(crate) handle: ActorHandle,
     pub(crate) origin: Origin,
 }
@@ -141,6 +140,24 @@ const RECORDS: &str = "actors.json";
 
 /// The file of a chain's directory naming the manifest component the actor last adopted.
 const MANIFEST_CODE: &str = "manifest-code";
+
+/// The largest component file `theater upgrade` reads.
+const MAX_COMPONENT_BYTES: u64 = 256 << 20;
+
+/// Writes `bytes` to `path` at once (a temporary file, synced, renamed, the directory
+/// synced).
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
 
 /// What `theater upgrade` runs: a component file, or one the host has run before, by hash.
 #[derive(Clone, Debug)]
@@ -455,7 +472,6 @@ impl Host {
             m.name.to_string(),
             Actor {
                 manifest: m,
-                component,
                 handle: handle.clone(),
                 origin,
             },
@@ -518,7 +534,10 @@ impl Host {
             config = config.restart(RestartPolicy::never());
         }
         let handle = spawn(factory, chain, config).await?;
-        if let Err(e) = self.adopt_manifest_code(m, component, &handle).await {
+        if let Err(e) = self
+            .adopt_manifest_code(m, component, origin, &handle)
+            .await
+        {
             let _ = handle.stop().await;
             return Err(e);
         }
@@ -531,20 +550,32 @@ impl Host {
     /// Runs the manifest's component if it changed since the actor last adopted it (an
     /// upgrade entry, checked like `theater upgrade`); otherwise the actor keeps the code its
     /// chain says it runs, which `theater upgrade` may have changed. The component last
-    /// adopted is kept in the chain's directory (`manifest-code`).
+    /// adopted is kept in the chain's directory (`manifest-code`). A cluster's actor or a
+    /// family's member, which `theater upgrade` does not change, always runs its manifest's.
     async fn adopt_manifest_code(
         &self,
         m: &Manifest,
         component: &ActorComponent,
+        origin: &Origin,
         handle: &ActorHandle,
     ) -> anyhow::Result<()> {
         let file = self.chain_dir(m.name.as_str()).join(MANIFEST_CODE);
         let code = component.hash();
-        let adopted = std::fs::read_to_string(&file)
-            .ok()
-            .and_then(|t| t.trim().parse::<Hash>().ok());
-        if adopted == Some(code) {
-            return Ok(());
+        let marked = !matches!(origin, Origin::Placed | Origin::Member { .. });
+        if marked {
+            let adopted = match std::fs::read_to_string(&file) {
+                Ok(text) => Some(text.trim().parse::<Hash>().map_err(|_| {
+                    anyhow::anyhow!(
+                        "{} does not hold a SHA-256: remove it to adopt the manifest's component",
+                        file.display()
+                    )
+                })?),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => anyhow::bail!("cannot read {}: {e}", file.display()),
+            };
+            if adopted == Some(code) {
+                return Ok(());
+            }
         }
         match handle.upgrade(code).await {
             Ok(theater_core::Upgraded::To { seq, from, .. }) => tracing::info!(
@@ -562,9 +593,12 @@ impl Host {
                 code.short()
             ),
         }
-        // Not synced: if it is lost, the next start asks for the manifest's component again,
-        // which the actor then runs already (nothing recorded).
-        std::fs::write(&file, format!("{code}\n"))
+        if !marked {
+            return Ok(());
+        }
+        // Durably (a lost mark would undo a `theater upgrade` at the next start); written
+        // only when it changes.
+        write_durably(&file, format!("{code}\n").as_bytes())
             .with_context(|| format!("cannot record the adopted component in {}", file.display()))
     }
 
@@ -603,13 +637,31 @@ impl Host {
             }
             _ => {}
         }
-        let loaded = match &component {
-            UpgradeTo::File(path) => self
-                .wasm
-                .load_file(path)
-                .map_err(|e| (400, e.to_string()))?,
-            UpgradeTo::Code(hash) => self.wasm.component(hash).map_err(|e| (400, e))?,
-        };
+        // Compiling takes a while: off the async threads.
+        let wasm = self.wasm.clone();
+        let loaded = tokio::task::spawn_blocking(move || match &component {
+            UpgradeTo::File(path) => {
+                let meta = std::fs::metadata(path)
+                    .map_err(|e| (400, format!("{}: {e}", path.display())))?;
+                if !meta.is_file() {
+                    return Err((400, format!("{} is not a file", path.display())));
+                }
+                if meta.len() > MAX_COMPONENT_BYTES {
+                    return Err((
+                        400,
+                        format!(
+                            "{} is {} bytes, more than a component may be ({MAX_COMPONENT_BYTES})",
+                            path.display(),
+                            meta.len()
+                        ),
+                    ));
+                }
+                wasm.load_file(path).map_err(|e| (400, e.to_string()))
+            }
+            UpgradeTo::Code(hash) => wasm.component(hash).map_err(|e| (400, e)),
+        })
+        .await
+        .map_err(|e| (500, format!("loading the component: {e}")))??;
         let code = loaded.hash();
         match handle.upgrade(code).await {
             Ok(theater_core::Upgraded::To { seq, hash, from }) => Ok(serde_json::json!({
@@ -1242,17 +1294,12 @@ impl Host {
     /// it (HTTP) restarts with it: the handle it serves changes. A family member is
     /// passivated and activated again; an actor spawned at run time is kept again.
     pub async fn restart_actor(&self, name: String) -> anyhow::Result<()> {
-        let (manifest, component, old, origin) = {
+        let (manifest, old, origin) = {
             let actors = self.actors.lock().await;
             let a = actors
                 .get(&name)
                 .with_context(|| format!("no actor named {name:?}"))?;
-            (
-                a.manifest.clone(),
-                a.component.clone(),
-                a.handle.clone(),
-                a.origin.clone(),
-            )
+            (a.manifest.clone(), a.handle.clone(), a.origin.clone())
         };
         match &origin {
             Origin::Member { .. } => {
@@ -1284,7 +1331,8 @@ impl Host {
             let _open = gate.lock().await;
             let _ = old.stop().await;
             self.registry.unregister(old.id());
-            self.start_actor(manifest.clone(), Some(component), origin, Vec::new())
+            // The component file is read again: a new build there is adopted at this start.
+            self.start_actor(manifest.clone(), None, origin, Vec::new())
                 .await?;
             // What serves it (HTTP) serves the new handle.
             self.capabilities.serve_granted(&manifest).await

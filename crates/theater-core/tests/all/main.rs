@@ -12,3 +12,4 @@ mod props;
 mod runtime;
 mod sdk_io;
 mod supervision;
+mod upgrades;

@@ -93,7 +93,11 @@ async fn an_actor_resumes_on_a_format_1_chain_and_appends_format_2_entries() {
     rt.commit().unwrap();
     let chain = rt.chain();
     assert_eq!(chain.get(1005).unwrap().state_scheme(), StateScheme::Flat);
-    let new = chain.get(1006).unwrap();
+    // Resuming recorded the code that runs it (the chain predates recorded code).
+    let upgrade = chain.get(1006).unwrap();
+    assert_eq!(upgrade.event().code(), Some(component.hash()));
+    assert_eq!(upgrade.event().kind(), "upgrade");
+    let new = chain.get(1007).unwrap();
     assert_eq!((new.version(), new.state_scheme()), (2, StateScheme::Tree));
     assert_eq!(
         new.state_hash(),
@@ -105,7 +109,7 @@ async fn an_actor_resumes_on_a_format_1_chain_and_appends_format_2_entries() {
     chain.verify().unwrap();
     let report = replay(&mut actor(), &chain).await.unwrap();
     assert_eq!(report.state, json!({"count": 1020}));
-    assert_eq!(report.entries, 1007);
+    assert_eq!(report.entries, 1008);
     let rt = ActorRuntime::start(actor(), Box::new(chain), RuntimeConfig::default())
         .await
         .unwrap();

@@ -103,9 +103,13 @@ fn a_counter_is_upgraded_refused_rolled_back_and_replays_on_each_entrys_code() {
     assert_eq!(add(&host, 1), json!(10));
     // Bad input is named.
     let out = host.cli(&["upgrade", "counter", "no-such-file.wasm"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("no such file"), "{}", text(&out));
     let out = host.cli(&["upgrade", "counter", &"ab".repeat(32)]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("is not in"), "{}", text(&out));
+    let out = host.cli(&["upgrade", "counter", "/dev/null"]);
+    assert!(text(&out).contains("is not a file"), "{}", text(&out));
     host.stop();
 
     assert_eq!(
@@ -120,7 +124,7 @@ fn a_counter_is_upgraded_refused_rolled_back_and_replays_on_each_entrys_code() {
     let moved = dir.path().join("moved-components");
     std::fs::rename(&store, &moved).unwrap();
     let out = replay(&data, &m);
-    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         text(&out).contains(&h2) && text(&out).contains("is not in"),
         "{}",
@@ -171,6 +175,56 @@ fn a_counter_is_upgraded_refused_rolled_back_and_replays_on_each_entrys_code() {
         text(&out)
     );
     assert_eq!(upgrades(&data).len(), 4);
+    let out = replay(&data, &m);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn a_new_build_is_adopted_at_restart_and_a_missing_component_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (v1, v2) = (
+        example_component("counter"),
+        example_component("counter-v2"),
+    );
+    let hash = |p: &Path| Hash::digest(&std::fs::read(p).unwrap()).to_string();
+    let (h1, h2) = (hash(&v1), hash(&v2));
+    // The manifest names a file that a new build replaces in place.
+    let built = dir.path().join("counter.wasm");
+    std::fs::copy(&v1, &built).unwrap();
+    let m = dir.path().join("counter.toml");
+    std::fs::write(&m, format!("name = \"counter\"\ncomponent = {built:?}\n")).unwrap();
+
+    let host = Running::start(&data, std::slice::from_ref(&m));
+    assert_eq!(add(&host, 2), json!(2));
+    std::fs::copy(&v2, &built).unwrap();
+    let out = host.cli(&["restart", "counter"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(add(&host, 2), json!({"count": 4, "version": 2}));
+    // Back to v1 by hash, then up to v2 again with nothing after: the snapshot the upgrade
+    // took is the head.
+    host.json(&["upgrade", "counter", &h1]);
+    host.json(&["upgrade", "counter", &h2]);
+    host.stop();
+    assert_eq!(upgrades(&data).len(), 3);
+
+    // The store loses v2 and the file is v1 again: nothing needs v2 to resume, so the actor
+    // starts on v1 and the chain records the change; a replay, which needs v2, names it.
+    let kept = dir.path().join("v2.wasm");
+    std::fs::rename(data.join(format!("components/{h2}.wasm")), &kept).unwrap();
+    std::fs::copy(&v1, &built).unwrap();
+    let host = Running::start(&data, std::slice::from_ref(&m));
+    assert_eq!(add(&host, 1), json!(5));
+    host.stop();
+    assert_eq!(upgrades(&data).last(), Some(&(json!(h2), json!(h1))));
+    let out = replay(&data, &m);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&h2) && text(&out).contains("is not in"),
+        "{}",
+        text(&out)
+    );
+    std::fs::rename(&kept, data.join(format!("components/{h2}.wasm"))).unwrap();
     let out = replay(&data, &m);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }

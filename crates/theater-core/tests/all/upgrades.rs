@@ -1,0 +1,178 @@
+//! Code upgrades in the runtime, with a native actor whose "code" is a step size: code A adds
+//! the input, code B adds twice it and refuses an odd count; code C cannot be loaded.
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use theater_chain::{ChainId, Event, Hash, MemoryStore};
+use theater_core::{
+    Actor, ActorError, ActorInput, ActorOutput, ActorRuntime, HostCalls, ReplayError,
+    RuntimeConfig, RuntimeError, State, Upgraded, replay, resume,
+};
+use theater_test_support::add;
+
+fn code(name: &str) -> Hash {
+    Hash::digest(name.as_bytes())
+}
+
+struct Stepper {
+    code: Hash,
+}
+
+#[async_trait]
+impl Actor for Stepper {
+    async fn init(&mut self, _: &mut HostCalls) -> Result<Value, ActorError> {
+        Ok(json!(0))
+    }
+
+    async fn handle_input(
+        &mut self,
+        input: &ActorInput,
+        state: &Value,
+        _: &mut HostCalls,
+    ) -> Result<(ActorOutput, Value), ActorError> {
+        let ActorInput::Request { payload, .. } = input else {
+            return Err(ActorError::Failed("requests only".into()));
+        };
+        let n = payload["add"].as_i64().unwrap_or(0);
+        let step = if self.code == code("B") { 2 } else { 1 };
+        let next = state.as_i64().unwrap() + n * step;
+        Ok((ActorOutput::reply(json!(next)), json!(next)))
+    }
+
+    async fn verify_state(&mut self, state: &State) -> Result<(), ActorError> {
+        if self.code == code("B") && state.value().as_i64().unwrap() % 2 != 0 {
+            return Err(ActorError::Failed("B counts in twos".into()));
+        }
+        Ok(())
+    }
+
+    fn code(&self) -> Option<Hash> {
+        Some(self.code)
+    }
+
+    async fn switch_code(&mut self, to: Hash) -> Result<(), ActorError> {
+        if to == code("C") {
+            return Err(ActorError::Failed("C is not here".into()));
+        }
+        self.code = to;
+        Ok(())
+    }
+}
+
+fn a() -> Stepper {
+    Stepper { code: code("A") }
+}
+
+fn reply(h: &theater_core::Handled) -> Value {
+    match h.result.as_ref().unwrap() {
+        ActorOutput::Reply { payload } => payload.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn upgrades_are_checked_recorded_and_replayed_on_each_entrys_code() {
+    let chain = Box::new(MemoryStore::new(ChainId::new("stepper").unwrap()));
+    // No snapshots: a replay runs through every upgrade entry.
+    let config = RuntimeConfig::default().snapshot_every(None);
+    let mut rt = ActorRuntime::start(a(), chain, config).await.unwrap();
+    assert_eq!(reply(&rt.handle(add(3), vec![]).await.unwrap()), json!(3));
+    let len = rt.chain().len();
+
+    // B refuses an odd count; C cannot run: nothing recorded, A still runs.
+    for to in [code("B"), code("C")] {
+        let e = rt.upgrade(to).await.unwrap_err();
+        assert!(matches!(e, RuntimeError::UpgradeRefused(_)), "{e}");
+    }
+    assert_eq!(rt.chain().len(), len);
+    assert_eq!(rt.actor().code(), Some(code("A")));
+    assert_eq!(reply(&rt.handle(add(1), vec![]).await.unwrap()), json!(4));
+
+    // Accepted: B from the next input on; asked again, nothing.
+    let up = rt.upgrade(code("B")).await.unwrap();
+    assert!(
+        matches!(up, Upgraded::To { from: Some(f), .. } if f == code("A")),
+        "{up:?}"
+    );
+    assert_eq!(rt.upgrade(code("B")).await.unwrap(), Upgraded::Already);
+    assert_eq!(reply(&rt.handle(add(1), vec![]).await.unwrap()), json!(6));
+    rt.upgrade(code("A")).await.unwrap();
+    assert_eq!(reply(&rt.handle(add(1), vec![]).await.unwrap()), json!(7));
+
+    let chain = rt.chain();
+    let init = chain.get(0).unwrap();
+    assert_eq!(init.event().code(), Some(code("A")));
+    let upgrades: Vec<_> = (0..chain.len())
+        .filter_map(|s| match chain.get(s).unwrap().event().clone() {
+            Event::Upgrade { code, from } => Some((from, code)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        upgrades,
+        vec![(Some(code("A")), code("B")), (Some(code("B")), code("A"))]
+    );
+    // From genesis, each entry on its code (a replay on A alone would diverge at 6).
+    let report = replay(&mut a(), chain).await.unwrap();
+    assert_eq!(report.state.value(), &json!(7));
+    assert_eq!(report.code, Some(code("A")));
+    // An actor that cannot run B cannot replay the chain, and says which code it lacks.
+    let e = replay(&mut Stuck(a()), chain).await.unwrap_err();
+    assert!(
+        matches!(&e, ReplayError::CodeUnavailable { code: c, .. } if *c == code("B")),
+        "{e}"
+    );
+}
+
+/// The stepper without its other codes: it runs A only.
+struct Stuck(Stepper);
+
+#[async_trait]
+impl Actor for Stuck {
+    async fn init(&mut self, h: &mut HostCalls) -> Result<Value, ActorError> {
+        self.0.init(h).await
+    }
+    async fn handle_input(
+        &mut self,
+        i: &ActorInput,
+        s: &Value,
+        h: &mut HostCalls,
+    ) -> Result<(ActorOutput, Value), ActorError> {
+        self.0.handle_input(i, s, h).await
+    }
+    fn code(&self) -> Option<Hash> {
+        self.0.code()
+    }
+}
+
+#[tokio::test]
+async fn a_resume_where_the_chains_code_is_not_at_hand_records_the_code_that_runs() {
+    let chain = Box::new(MemoryStore::new(ChainId::new("stepper").unwrap()));
+    let mut rt = ActorRuntime::start(a(), chain, RuntimeConfig::default())
+        .await
+        .unwrap();
+    rt.handle(add(2), vec![]).await.unwrap();
+    // The upgrade's snapshot is at the head: nothing after it needs B.
+    rt.upgrade(code("B")).await.unwrap();
+    let (_, chain) = rt.into_parts();
+    // An actor that can run B resumes on B: nothing recorded.
+    let len = chain.len();
+    let rt = ActorRuntime::start(a(), chain, RuntimeConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(rt.chain().len(), len);
+    assert_eq!(rt.actor().code(), Some(code("B")));
+    let (_, chain) = rt.into_parts();
+    // One that cannot takes the actor up on A, and records so.
+    let mut rt = ActorRuntime::start(Stuck(a()), chain, RuntimeConfig::default())
+        .await
+        .unwrap();
+    let head = rt.chain().get(rt.chain().len() - 1).unwrap();
+    assert!(
+        matches!(head.event(), Event::Upgrade { code: c, from: Some(f) } if *c == code("A") && *f == code("B")),
+        "{head:?}"
+    );
+    assert_eq!(reply(&rt.handle(add(1), vec![]).await.unwrap()), json!(3));
+    let report = resume(&mut a(), rt.chain()).await.unwrap();
+    assert_eq!(report.code, Some(code("A")));
+}
