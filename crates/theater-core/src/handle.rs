@@ -98,6 +98,8 @@ pub(crate) enum Command {
         input: ActorInput,
         refs: Vec<ChainRef>,
         reply: Option<Reply>,
+        /// The span the caller was in: the input's span is its child (a trace crosses).
+        caller: tracing::Span,
     },
     State {
         reply: oneshot::Sender<Result<(Value, Option<Head>), CallError>>,
@@ -229,6 +231,7 @@ impl ActorHandle {
             input,
             refs,
             reply: Some(tx),
+            caller: tracing::Span::current(),
         })
         .await?;
         let handle = self.clone();
@@ -241,6 +244,7 @@ impl ActorHandle {
             input,
             refs: Vec::new(),
             reply: None,
+            caller: tracing::Span::current(),
         })
         .await
     }
@@ -256,6 +260,7 @@ impl ActorHandle {
             input,
             refs,
             reply: None,
+            caller: tracing::Span::current(),
         })
         .await
     }
@@ -267,6 +272,7 @@ impl ActorHandle {
                 input,
                 refs: Vec::new(),
                 reply: None,
+                caller: tracing::Span::current(),
             })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => CallError::Full {

@@ -213,6 +213,20 @@ payload_conversions!(
 payload_conversions!(ActorOutput, "output", HttpResponse.body, WebSocket.binary);
 
 impl ActorInput {
+    /// The input's type, as its JSON's `type` names it (`message`, `request`,
+    /// `http_request`...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ActorInput::Message { .. } => "message",
+            ActorInput::Request { .. } => "request",
+            ActorInput::HttpRequest(_) => "http_request",
+            ActorInput::WebSocketMessage(_) => "websocket_message",
+            ActorInput::WebSocketClose { .. } => "websocket_close",
+            ActorInput::Timer { .. } => "timer",
+            ActorInput::Child { .. } => "child",
+        }
+    }
+
     /// A message input from outside any actor.
     pub fn message(payload: Value) -> Self {
         ActorInput::Message {

@@ -11,6 +11,7 @@ use futures_util::FutureExt;
 use theater_chain::{ChainId, ChainRef, ChainStore};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::handle::{Activity, Command, Reply};
 use crate::{
@@ -317,17 +318,36 @@ impl<F: ActorFactory> Supervisor<F> {
                     } if reply.is_closed() => {
                         tracing::debug!(actor = %self.id, "skipping an input whose caller gave up");
                     }
-                    Command::Input { input, refs, reply } => {
+                    Command::Input {
+                        input,
+                        refs,
+                        reply,
+                        caller,
+                    } => {
                         if handled == 0 {
                             self.activity.busy(true);
                         }
                         handled += 1;
+                        // One span per input, a child of the caller's (an HTTP request's,
+                        // which carries its traceparent): what traces export.
+                        let span = tracing::info_span!(
+                            target: "theater::input",
+                            parent: &caller,
+                            "input",
+                            actor = %self.id,
+                            kind = input.kind(),
+                            seq = tracing::field::Empty,
+                            failed = tracing::field::Empty,
+                        );
                         let result = AssertUnwindSafe(self.runtime.handle(input, refs))
                             .catch_unwind()
+                            .instrument(span.clone())
                             .await;
                         let answer = match result {
                             Ok(Ok(h)) => {
                                 let failed = h.result.as_ref().err().map(ToString::to_string);
+                                span.record("seq", h.seq);
+                                span.record("failed", failed.is_some());
                                 events.push(ActorEvent::Entry {
                                     seq: h.seq,
                                     hash: h.hash,

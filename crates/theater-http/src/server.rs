@@ -23,6 +23,7 @@ use theater_core::{
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::HttpConfig;
 use crate::served::{self, FileStream, Unservable};
@@ -181,7 +182,9 @@ impl HttpServer {
                     // Counted for the actor the path routes to (`theater_http_requests`).
                     let metrics = route(&shared, req.uri().path())
                         .map(|(r, _)| Arc::clone(r.actor.metrics()));
-                    let response = handle(&shared, req).await;
+                    let span = request_span(&req);
+                    let response = handle(&shared, req).instrument(span.clone()).await;
+                    span.record("status", response.status().as_u16());
                     if let Some(m) = metrics {
                         m.http_answered(response.status().as_u16());
                     }
@@ -207,6 +210,39 @@ impl HttpServer {
             tracing::warn!("connections still open after {grace:?}; closing them");
         }
         Ok(())
+    }
+}
+
+/// The span of one request (the actor's input span is its child): continuing the trace its
+/// `traceparent` header names, when the host exports traces (W3C trace context).
+fn request_span(req: &Request<Incoming>) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: "theater::http",
+        "http_request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        status = tracing::field::Empty,
+    );
+    if req.headers().contains_key("traceparent") {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let parent =
+            opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(req.headers())));
+        // Without a layer that exports traces there is nothing to continue.
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// Request headers as OpenTelemetry's propagators read them.
+struct Headers<'a>(&'a http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
     }
 }
 

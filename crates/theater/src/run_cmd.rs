@@ -236,16 +236,11 @@ pub(crate) fn run(
         anyhow::bail!("no manifest to run: give one or more, or a --config file that lists them");
     }
     let cluster = file.cluster(cluster).options()?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let traces = init_tracing()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let options = crate::host::HostOptions {
             cluster,
             secrets: file.secret_sources.clone(),
@@ -272,7 +267,61 @@ pub(crate) fn run(
         let _ = std::fs::remove_file(data_dir.join(AdminFiles::ADDR));
         println!("theater: stopped; every acknowledged entry is durable");
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    if let Some(provider) = traces {
+        // Sends the spans still batched.
+        if let Err(e) = provider.shutdown() {
+            eprintln!("theater: exporting the last traces failed: {e}");
+        }
+    }
+    served
+}
+
+/// Logs to stderr (`RUST_LOG`, default `info`); with `OTEL_EXPORTER_OTLP_ENDPOINT` set, also
+/// exports a span per input (and per HTTP request, continuing its `traceparent`) over OTLP
+/// (HTTP/protobuf, the OpenTelemetry SDK's batch exporter, which the `OTEL_*` variables
+/// configure). Returns the provider to shut down at the end, which flushes it.
+fn init_tracing() -> anyhow::Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter);
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default();
+    if endpoint.trim().is_empty() {
+        let _ = tracing_subscriber::registry().with(fmt).try_init();
+        return Ok(None);
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+        .with_context(|| format!("OTEL_EXPORTER_OTLP_ENDPOINT={endpoint}"))?;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name("theater")
+                .build(),
+        )
+        .build();
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let tracer = opentelemetry::trace::TracerProvider::tracer(&provider, "theater");
+    let spans = tracing_subscriber::filter::Targets::new()
+        .with_target("theater::input", tracing::Level::INFO)
+        .with_target("theater::http", tracing::Level::INFO);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(spans);
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .try_init();
+    Ok(Some(provider))
 }
 
 async fn wait_for_stop(shutdown: &Shutdown) {

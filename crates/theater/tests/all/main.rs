@@ -16,4 +16,5 @@ mod readme;
 mod run;
 mod secrets;
 mod spawn;
+mod traces;
 mod upgrade;
