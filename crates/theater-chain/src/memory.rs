@@ -171,6 +171,10 @@ impl ChainStore for MemoryStore {
         Ok(self.snapshots.iter().find(|s| s.seq == seq).cloned())
     }
 
+    fn snapshots(&self) -> Vec<(u64, Option<std::time::SystemTime>)> {
+        self.snapshots.iter().map(|s| (s.seq, None)).collect()
+    }
+
     fn prune_before(&mut self, seq: u64) -> Result<(), ChainError> {
         if seq <= self.start {
             return Ok(());

@@ -137,6 +137,13 @@ pub trait ChainStore: Send + Sync {
     /// The stored snapshot at `seq`, if there is one.
     fn snapshot_at(&self, seq: u64) -> Result<Option<Snapshot>, ChainError>;
 
+    /// The seqs of the stored snapshots, oldest first, each with when it was saved where the
+    /// store knows (a file's modification time). Default: none listed (a retention policy
+    /// then prunes nothing).
+    fn snapshots(&self) -> Vec<(u64, Option<std::time::SystemTime>)> {
+        Vec::new()
+    }
+
     /// Drops every entry before `seq`, which must have a saved snapshot; the chain then
     /// starts (and verifies) from that snapshot's anchor.
     fn prune_before(&mut self, seq: u64) -> Result<(), ChainError>;

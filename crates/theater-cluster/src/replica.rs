@@ -582,6 +582,10 @@ impl ChainStore for ReplicatedStore {
         self.local.latest_snapshot()
     }
 
+    fn snapshots(&self) -> Vec<(u64, Option<std::time::SystemTime>)> {
+        self.local.snapshots()
+    }
+
     fn snapshot_at(&self, seq: u64) -> Result<Option<Snapshot>, ChainError> {
         self.local.snapshot_at(seq)
     }

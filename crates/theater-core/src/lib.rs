@@ -71,6 +71,7 @@ mod io;
 pub mod metrics;
 mod outbox;
 mod replay;
+pub mod retention;
 mod runtime;
 mod supervisor;
 
@@ -88,6 +89,7 @@ pub use outbox::Outbox;
 pub use replay::{
     CODE_KEY, Divergence, Mismatch, ReplayError, ReplayReport, replay, replay_to, resume,
 };
+pub use retention::{PrunePoint, Retention, prune_point};
 pub use runtime::{ActorRuntime, Handled, RuntimeConfig, RuntimeError, Upgraded};
 pub use supervisor::{ActorConfig, ActorFactory, RestartPolicy, spawn};
 pub use theater_chain::state::{Patch, PatchError, State};

@@ -28,6 +28,9 @@ pub struct RuntimeConfig {
     pub genesis_refs: Vec<ChainRef>,
     /// Where to count inputs, failures and latencies (`None`: not counted).
     pub metrics: Option<std::sync::Arc<crate::ActorMetrics>>,
+    /// What to keep behind the newest snapshot, applied after each snapshot (`None`: keep
+    /// everything).
+    pub retention: Option<crate::Retention>,
 }
 
 impl Default for RuntimeConfig {
@@ -38,11 +41,18 @@ impl Default for RuntimeConfig {
             snapshot_share: Some(20),
             genesis_refs: Vec::new(),
             metrics: None,
+            retention: None,
         }
     }
 }
 
 impl RuntimeConfig {
+    /// Prunes as `policy` says after each snapshot (see [`crate::Retention`]).
+    pub fn retention(mut self, policy: crate::Retention) -> Self {
+        self.retention = Some(policy);
+        self
+    }
+
     /// Counts into `metrics` (see [`crate::ActorMetrics`]).
     pub fn metrics(mut self, metrics: std::sync::Arc<crate::ActorMetrics>) -> Self {
         self.metrics = Some(metrics);
@@ -199,6 +209,8 @@ pub struct ActorRuntime<A> {
     /// An entry whose writes failed to apply: no input is handled until a restart applies
     /// them (a later entry would hide them from the repair, which looks at the head).
     unapplied: Option<(u64, String)>,
+    /// The first entry other chains may refer to, once looked for (retention only).
+    linked: Option<Option<u64>>,
 }
 
 impl<A> std::fmt::Debug for ActorRuntime<A> {
@@ -273,6 +285,7 @@ impl<A: Actor> ActorRuntime<A> {
             snapshot_cost,
             effects,
             unapplied: None,
+            linked: None,
         })
     }
 
@@ -368,6 +381,11 @@ impl<A: Actor> ActorRuntime<A> {
             }
         };
         let recorded = host.into_recorded();
+        let links = self.linked == Some(None)
+            && recorded
+                .calls
+                .iter()
+                .any(|c| crate::retention::LINKED_CALLS.contains(&c.name.as_str()));
         let mut refs = refs;
         refs.extend(recorded.refs);
         let appended = match self
@@ -383,6 +401,9 @@ impl<A: Actor> ActorRuntime<A> {
                 return Err(e.into());
             }
         };
+        if links {
+            self.linked = Some(Some(appended.seq));
+        }
         let succeeded = result.is_ok();
         if succeeded {
             let at = ChainRef {
@@ -477,6 +498,30 @@ impl<A: Actor> ActorRuntime<A> {
         self.busy = Duration::ZERO;
         if self.config.prune_on_snapshot {
             self.chain.prune_before(head.seq)?;
+        }
+        if let Some(policy) = self.config.retention.clone()
+            && let Err(e) = self.apply_retention(&policy)
+        {
+            tracing::warn!(chain = %self.chain.id(), "retention: pruning failed: {e}");
+        }
+        Ok(())
+    }
+
+    /// Prunes the chain as `policy` allows now (see [`crate::prune_point`]).
+    fn apply_retention(&mut self, policy: &crate::Retention) -> Result<(), ChainError> {
+        let linked = match self.linked {
+            Some(l) => l,
+            None => {
+                let l = crate::retention::first_linked(&*self.chain)?;
+                self.linked = Some(l);
+                l
+            }
+        };
+        let point = crate::prune_point(&*self.chain, policy, linked, std::time::SystemTime::now());
+        if let crate::PrunePoint::At(seq) = point {
+            let from = self.chain.start();
+            self.chain.prune_before(seq)?;
+            tracing::info!(chain = %self.chain.id(), "retention: dropped entries {from}..{seq}");
         }
         Ok(())
     }

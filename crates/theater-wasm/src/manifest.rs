@@ -54,6 +54,18 @@ struct RawManifest {
     activation: Option<RawActivation>,
     #[serde(default)]
     secrets: Option<toml::Value>,
+    #[serde(default)]
+    retention: Option<RawRetention>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    keep_entries: u64,
+    #[serde(default)]
+    keep_days: Option<u32>,
+    #[serde(default)]
+    drop_linked: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -171,6 +183,9 @@ pub struct Manifest {
     /// The secrets this manifest declares (`[secrets]`: names and where their values come
     /// from, never the values; see [`crate::secrets`]).
     pub secrets: BTreeMap<String, crate::secrets::Source>,
+    /// What of its chain to keep (`[retention]`: `keep_entries`, `keep_days`,
+    /// `drop_linked`); `None`: everything.
+    pub retention: Option<theater_core::Retention>,
 }
 
 /// Largest memory limit accepted (4 GiB, the wasm32 maximum).
@@ -310,6 +325,20 @@ impl Manifest {
             Some(table) => crate::secrets::parse_table(table, base)
                 .map_err(|(field, message)| err(Some(&field), message))?,
         };
+        let retention = match raw.retention {
+            None => None,
+            Some(r) if r.keep_days == Some(0) => {
+                return Err(err(
+                    Some("retention.keep_days"),
+                    "must be at least 1 (leave it out to count entries only)".into(),
+                ));
+            }
+            Some(r) => Some(theater_core::Retention {
+                keep_entries: r.keep_entries,
+                keep_days: r.keep_days,
+                drop_linked: r.drop_linked,
+            }),
+        };
         Ok(Manifest {
             path: path.to_path_buf(),
             name,
@@ -319,6 +348,7 @@ impl Manifest {
             interfaces: raw.interfaces,
             family,
             secrets,
+            retention,
         })
     }
 }

@@ -1,11 +1,11 @@
 //! `theater chain ...`: offline tools over stored chains.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
-use theater_chain::{ChainError, ChainStore, FileStore, RefProblem, check_refs};
+use theater_chain::{ChainError, ChainStore, Durability, FileStore, RefProblem, check_refs};
 
 use crate::exit;
 
@@ -101,6 +101,27 @@ pub(crate) enum ChainCommand {
         #[arg(long, short, default_value = "chain-graph.html")]
         output: PathBuf,
     },
+    /// Drop a stopped actor's oldest entries, keeping at least N entries (and D days) behind
+    /// its newest snapshot: the chain then starts at a snapshot and verifies from it. Never
+    /// past the first entry that sent a message or spawned a child (others refer to it)
+    /// unless --drop-linked. The host must not be running the actor (the chain is locked).
+    Prune {
+        /// The chain directory.
+        dir: PathBuf,
+        /// Entries to keep behind the newest snapshot, at least.
+        #[arg(long)]
+        keep_entries: u64,
+        /// Days to keep behind the newest snapshot, at least (by when snapshots were saved).
+        #[arg(long)]
+        keep_days: Option<u32>,
+        /// Drop entries other chains refer to as well (their references then name pruned
+        /// entries).
+        #[arg(long)]
+        drop_linked: bool,
+        /// Say what would be dropped, drop nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 pub(crate) fn run(cmd: ChainCommand) -> anyhow::Result<ExitCode> {
@@ -135,7 +156,63 @@ pub(crate) fn run(cmd: ChainCommand) -> anyhow::Result<ExitCode> {
             manifest,
             output,
         } => crate::graph::write(&dirs, &manifest, &output),
+        ChainCommand::Prune {
+            dir,
+            keep_entries,
+            keep_days,
+            drop_linked,
+            dry_run,
+        } => prune(
+            &dir,
+            &theater_core::Retention {
+                keep_entries,
+                keep_days,
+                drop_linked,
+            },
+            dry_run,
+        ),
     }
+}
+
+/// `theater chain prune`.
+fn prune(dir: &Path, policy: &theater_core::Retention, dry_run: bool) -> anyhow::Result<ExitCode> {
+    if policy.keep_days == Some(0) {
+        anyhow::bail!("--keep-days must be at least 1 (leave it out to count entries only)");
+    }
+    let mut chain = if dry_run {
+        FileStore::open_read_only(dir)
+    } else {
+        FileStore::open(dir, Durability::EveryEntry)
+    }
+    .with_context(|| {
+        format!(
+            "cannot open the chain in {} (is a host running its actor? stop it first)",
+            dir.display()
+        )
+    })?;
+    let linked = theater_core::retention::first_linked(&chain)?;
+    let from = chain.start();
+    match theater_core::prune_point(&chain, policy, linked, std::time::SystemTime::now()) {
+        theater_core::PrunePoint::Nothing(why) => {
+            println!("nothing to prune: {why}");
+        }
+        theater_core::PrunePoint::At(seq) if dry_run => {
+            println!(
+                "would drop entries {from}..{} ({} entries); the chain would start at seq {seq}, its snapshot",
+                seq - 1,
+                seq - from
+            );
+        }
+        theater_core::PrunePoint::At(seq) => {
+            chain.prune_before(seq)?;
+            println!(
+                "dropped entries {from}..{} ({} entries); the chain starts at seq {seq}, its snapshot, and verifies from it",
+                seq - 1,
+                seq - from
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The kind `--kind` matches: the entry's kind, or its input's type.

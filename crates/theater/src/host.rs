@@ -527,8 +527,16 @@ impl Host {
                     .with_grants(grants.clone())
             }
         };
-        let mut config =
-            ActorConfig::default().runtime(RuntimeConfig::default().genesis_refs(genesis));
+        let mut runtime = RuntimeConfig::default().genesis_refs(genesis);
+        match (&m.retention, &self.cluster) {
+            (Some(policy), None) => runtime = runtime.retention(policy.clone()),
+            (Some(_), Some(_)) => tracing::warn!(
+                actor = %m.name,
+                "[retention] is not applied in a cluster (a replica keeps the whole chain)"
+            ),
+            (None, _) => {}
+        }
+        let mut config = ActorConfig::default().runtime(runtime);
         if matches!(origin, Origin::Child { .. }) {
             // Its parent supervises it: told of the failure, it spawns it again.
             config = config.restart(RestartPolicy::never());

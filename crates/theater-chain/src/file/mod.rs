@@ -718,6 +718,18 @@ impl ChainStore for FileStore {
         read_snapshot(&self.dir, seq).map(Some)
     }
 
+    fn snapshots(&self) -> Vec<(u64, Option<std::time::SystemTime>)> {
+        self.snapshot_seqs
+            .iter()
+            .map(|&seq| {
+                let saved = fs::metadata(snapshot_path(&self.dir, seq))
+                    .and_then(|m| m.modified())
+                    .ok();
+                (seq, saved)
+            })
+            .collect()
+    }
+
     fn prune_before(&mut self, seq: u64) -> Result<(), ChainError> {
         self.check_usable()?;
         if seq <= self.start {

@@ -176,3 +176,54 @@ async fn a_resume_where_the_chains_code_is_not_at_hand_records_the_code_that_run
     let report = resume(&mut a(), rt.chain()).await.unwrap();
     assert_eq!(report.code, Some(code("A")));
 }
+
+#[tokio::test]
+async fn retention_prunes_behind_the_newest_snapshot_and_the_chain_still_resumes() {
+    use theater_core::{PrunePoint, Retention, prune_point};
+    let chain = Box::new(MemoryStore::new(ChainId::new("kept").unwrap()));
+    let policy = Retention {
+        keep_entries: 25,
+        keep_days: None,
+        drop_linked: false,
+    };
+    let config = RuntimeConfig::default()
+        .snapshot_every(Some(10))
+        .snapshot_share(None)
+        .retention(policy.clone());
+    let mut rt = ActorRuntime::start(a(), chain, config).await.unwrap();
+    for _ in 0..100 {
+        rt.handle(add(1), vec![]).await.unwrap();
+    }
+    let chain = rt.chain();
+    let newest = chain.snapshots().last().unwrap().0;
+    let start = chain.start();
+    assert!(start > 0, "nothing was pruned: {:?}", chain.snapshots());
+    assert!(newest - start >= 25, "kept too little: {start}..{newest}");
+    assert!(newest - start < 35, "kept too much: {start}..{newest}");
+    assert_eq!(chain.verify().unwrap().entries, chain.len() - start);
+    // A resume from what is left reaches the same state.
+    let report = resume(&mut a(), chain).await.unwrap();
+    assert_eq!(report.state.value(), &json!(100));
+    // The first entry other chains may refer to bounds the cut unless the policy drops it.
+    let now = std::time::SystemTime::now();
+    let closer = Retention {
+        keep_entries: 5,
+        ..policy
+    };
+    match prune_point(chain, &closer, Some(start), now) {
+        PrunePoint::Nothing(why) => assert!(why.contains("drop_linked"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let dropping = Retention {
+        drop_linked: true,
+        ..closer.clone()
+    };
+    assert!(matches!(
+        prune_point(chain, &dropping, Some(start), now),
+        PrunePoint::At(seq) if seq > start
+    ));
+    assert!(matches!(
+        prune_point(chain, &closer, None, now),
+        PrunePoint::At(seq) if seq > start
+    ));
+}

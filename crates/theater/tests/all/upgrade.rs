@@ -228,3 +228,75 @@ fn a_new_build_is_adopted_at_restart_and_a_missing_component_is_named() {
     let out = replay(&data, &m);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+#[test]
+fn a_stopped_actors_chain_is_pruned_to_a_snapshot_and_still_verifies_and_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let m = manifest(dir.path(), "counter", "counter", "");
+    let v2 = example_component("counter-v2");
+    let host = Running::start(&data, std::slice::from_ref(&m));
+    let chain = data.join("chains/counter");
+    let chain_arg = chain.to_str().unwrap();
+    // Each upgrade takes a snapshot: at seq 11 and 22.
+    for _ in 0..10 {
+        add(&host, 1);
+    }
+    host.json(&["upgrade", "counter", v2.to_str().unwrap()]);
+    for _ in 0..10 {
+        add(&host, 1);
+    }
+    host.json(&[
+        "upgrade",
+        "counter",
+        example_component("counter").to_str().unwrap(),
+    ]);
+    // Not while the host runs the actor.
+    let out = bin()
+        .args(["chain", "prune", chain_arg, "--keep-entries", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("stop it first"), "{}", text(&out));
+    host.stop();
+
+    let prune = |args: &[&str]| {
+        let out = bin()
+            .args(["chain", "prune", chain_arg])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        text(&out)
+    };
+    let said = prune(&["--keep-entries", "100"]);
+    assert!(said.contains("nothing to prune"), "{said}");
+    let said = prune(&["--keep-entries", "5", "--dry-run"]);
+    assert!(said.contains("would drop entries 0..10"), "{said}");
+    let said = prune(&["--keep-entries", "5"]);
+    assert!(said.contains("dropped entries 0..10"), "{said}");
+    // The chain starts at the snapshot, verifies from it, and replays on each entry's code.
+    let out = bin().args(["chain", "verify", chain_arg]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = replay(&data, &m);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let host = Running::start(&data, std::slice::from_ref(&m));
+    assert_eq!(add(&host, 1), json!(21));
+    host.stop();
+
+    // A policy in the manifest is checked.
+    let bad = manifest(
+        dir.path(),
+        "counter",
+        "other",
+        "[retention]\nkeep_entries = 10\nkeep_days = 0\n",
+    );
+    let out = bin()
+        .args(["run", "--data-dir"])
+        .arg(dir.path().join("data2"))
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("retention.keep_days"), "{}", text(&out));
+}
