@@ -147,3 +147,36 @@ async fn the_rebuilt_todo_replays_the_chain_of_its_0_1_0_build() {
     assert_eq!(report.entries, 9);
     assert_eq!(report.state["next_id"], 4);
 }
+
+/// A chain of the 0.1.0 world (`actor-v1`, format 1) is upgraded to today's counter: the
+/// older component's entries and the new one's replay in one chain, each on its own code.
+#[test]
+fn a_chain_from_the_first_world_is_upgraded_to_the_current_one_and_replays_whole() {
+    let dir = copy();
+    let old = theater_chain::Hash::digest(&std::fs::read(dir.path().join("counter.wasm")).unwrap());
+    let new = theater_test_support::example_component("counter");
+    let mut cmd = bin();
+    cmd.arg("run")
+        .arg(dir.path().join("counter.toml"))
+        .stderr(std::process::Stdio::null());
+    // The data directory is the golden tree, whose chains/ holds the old chain.
+    let host = crate::run::Running::start_cmd(cmd, dir.path());
+    // Its first start recorded the code that runs it (the chain predates recorded code).
+    let up = host.json(&["upgrade", "counter", new.to_str().unwrap()]);
+    assert_eq!(up["from"], json!(old.to_string()), "{up}");
+    let r = host.json(&["send", "counter", "{\"add\": 4}", "--request"]);
+    assert_eq!(r["reply"], json!(1020), "{r}");
+    host.stop();
+    let (code, said) = run(
+        dir.path(),
+        &[
+            "chain",
+            "replay",
+            "--manifest",
+            "counter.toml",
+            "chains/counter",
+        ],
+    );
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("bit for bit"), "{said}");
+}
