@@ -181,6 +181,13 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<Header, DecodeError> {
     r.header()
 }
 
+/// Whether the entry encoded in `bytes` refers to entries of other chains (read from its
+/// fixed-position refs count, nothing decoded); `None` if the bytes are too short.
+pub fn has_refs(bytes: &[u8]) -> Option<bool> {
+    let count = bytes.get(HEADER_LEN..HEADER_LEN + 4)?;
+    Some(count != [0, 0, 0, 0])
+}
+
 /// Decodes only the header and the refs (no payloads): what cross-chain checks need.
 pub(crate) fn decode_refs(bytes: &[u8]) -> Result<(Header, Vec<ChainRef>), DecodeError> {
     let mut r = Reader { bytes, pos: 0 };

@@ -80,7 +80,7 @@ mod verify;
 
 pub use blob::BlobStore;
 pub use canonical::to_canonical_json;
-pub use codec::{DecodeError, FORMAT_VERSION, MAX_ENTRY_LEN, MIN_FORMAT_VERSION};
+pub use codec::{DecodeError, FORMAT_VERSION, MAX_ENTRY_LEN, MIN_FORMAT_VERSION, has_refs};
 pub use cross::{BrokenRef, RefProblem, check_refs};
 pub use entry::{ChainId, ChainRef, Entry, Event, HostCall, InvalidChainId, NewEntry, Payload};
 pub use error::{ChainError, Corruption, Problem};

@@ -211,6 +211,10 @@ pub struct ActorRuntime<A> {
     unapplied: Option<(u64, String)>,
     /// The first entry other chains may refer to, once looked for (retention only).
     linked: Option<Option<u64>>,
+    /// Why retention pruned nothing was logged (once, until it prunes).
+    retention_said: bool,
+    /// Entries appended since the chain was last synced (what a commit's latency measures).
+    unsynced: bool,
 }
 
 impl<A> std::fmt::Debug for ActorRuntime<A> {
@@ -286,6 +290,8 @@ impl<A: Actor> ActorRuntime<A> {
             effects,
             unapplied: None,
             linked: None,
+            retention_said: false,
+            unsynced: false,
         })
     }
 
@@ -382,10 +388,13 @@ impl<A: Actor> ActorRuntime<A> {
         };
         let recorded = host.into_recorded();
         let links = self.linked == Some(None)
-            && recorded
-                .calls
-                .iter()
-                .any(|c| crate::retention::LINKED_CALLS.contains(&c.name.as_str()));
+            && (!refs.is_empty()
+                || !recorded.refs.is_empty()
+                || matches!(input, ActorInput::Request { .. })
+                || recorded
+                    .calls
+                    .iter()
+                    .any(|c| crate::retention::LINKED_CALLS.contains(&c.name.as_str())));
         let mut refs = refs;
         refs.extend(recorded.refs);
         let appended = match self
@@ -404,6 +413,7 @@ impl<A: Actor> ActorRuntime<A> {
         if links {
             self.linked = Some(Some(appended.seq));
         }
+        self.unsynced = true;
         let succeeded = result.is_ok();
         if succeeded {
             let at = ChainRef {
@@ -418,6 +428,7 @@ impl<A: Actor> ActorRuntime<A> {
             // Writes need their entry durable first (a commit of its own under group
             // commit), and are applied before anything else happens.
             self.chain.sync()?;
+            self.unsynced = false;
             if let Err(e) = apply_writes(&mut *self.chain, appended.seq, recorded.writes).await {
                 if let RuntimeError::Apply { seq, reason } = &e {
                     self.unapplied = Some((*seq, reason.clone()));
@@ -493,6 +504,8 @@ impl<A: Actor> ActorRuntime<A> {
         self.chain.save_snapshot(
             &Snapshot::new(head.seq, head.hash, self.state.value().clone()).with_host(host),
         )?;
+        // Saving it made the log durable first.
+        self.unsynced = false;
         self.last_snapshot = head.seq;
         self.snapshot_owed = false;
         self.busy = Duration::ZERO;
@@ -518,10 +531,22 @@ impl<A: Actor> ActorRuntime<A> {
             }
         };
         let point = crate::prune_point(&*self.chain, policy, linked, std::time::SystemTime::now());
-        if let crate::PrunePoint::At(seq) = point {
-            let from = self.chain.start();
-            self.chain.prune_before(seq)?;
-            tracing::info!(chain = %self.chain.id(), "retention: dropped entries {from}..{seq}");
+        match point {
+            crate::PrunePoint::At(seq) => {
+                let from = self.chain.start();
+                self.chain.prune_before(seq)?;
+                tracing::info!(
+                    chain = %self.chain.id(),
+                    "retention: dropped entries {from} to {}; the chain starts at {seq}",
+                    seq - 1
+                );
+                self.retention_said = false;
+            }
+            crate::PrunePoint::Nothing(why) if !self.retention_said => {
+                tracing::info!(chain = %self.chain.id(), "retention: nothing to prune yet: {why}");
+                self.retention_said = true;
+            }
+            crate::PrunePoint::Nothing(_) => {}
         }
         Ok(())
     }
@@ -596,12 +621,17 @@ impl<A: Actor> ActorRuntime<A> {
     /// Makes every recorded entry durable: what acknowledges them under group commit.
     pub fn commit(&mut self) -> Result<(), RuntimeError> {
         match &self.config.metrics {
-            None => Ok(self.chain.sync()?),
-            Some(m) => {
+            Some(m) if self.unsynced => {
                 let started = Instant::now();
                 let synced = self.chain.sync();
                 m.commit.observe(started.elapsed());
+                self.unsynced = synced.is_err();
                 Ok(synced?)
+            }
+            _ => {
+                self.chain.sync()?;
+                self.unsynced = false;
+                Ok(())
             }
         }
     }

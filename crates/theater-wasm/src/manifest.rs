@@ -64,8 +64,6 @@ struct RawRetention {
     keep_entries: u64,
     #[serde(default)]
     keep_days: Option<u32>,
-    #[serde(default)]
-    drop_linked: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -183,8 +181,8 @@ pub struct Manifest {
     /// The secrets this manifest declares (`[secrets]`: names and where their values come
     /// from, never the values; see [`crate::secrets`]).
     pub secrets: BTreeMap<String, crate::secrets::Source>,
-    /// What of its chain to keep (`[retention]`: `keep_entries`, `keep_days`,
-    /// `drop_linked`); `None`: everything.
+    /// What of its chain to keep (`[retention]`: `keep_entries`, `keep_days`); `None`:
+    /// everything.
     pub retention: Option<theater_core::Retention>,
 }
 
@@ -336,7 +334,6 @@ impl Manifest {
             Some(r) => Some(theater_core::Retention {
                 keep_entries: r.keep_entries,
                 keep_days: r.keep_days,
-                drop_linked: r.drop_linked,
             }),
         };
         Ok(Manifest {

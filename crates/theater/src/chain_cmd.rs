@@ -103,8 +103,8 @@ pub(crate) enum ChainCommand {
     },
     /// Drop a stopped actor's oldest entries, keeping at least N entries (and D days) behind
     /// its newest snapshot: the chain then starts at a snapshot and verifies from it. Never
-    /// past the first entry that sent a message or spawned a child (others refer to it)
-    /// unless --drop-linked. The host must not be running the actor (the chain is locked).
+    /// past the first entry linked to another chain (a message, a request, a child). The
+    /// host must not be running the actor (the chain is locked).
     Prune {
         /// The chain directory.
         dir: PathBuf,
@@ -114,10 +114,6 @@ pub(crate) enum ChainCommand {
         /// Days to keep behind the newest snapshot, at least (by when snapshots were saved).
         #[arg(long)]
         keep_days: Option<u32>,
-        /// Drop entries other chains refer to as well (their references then name pruned
-        /// entries).
-        #[arg(long)]
-        drop_linked: bool,
         /// Say what would be dropped, drop nothing.
         #[arg(long)]
         dry_run: bool,
@@ -160,14 +156,12 @@ pub(crate) fn run(cmd: ChainCommand) -> anyhow::Result<ExitCode> {
             dir,
             keep_entries,
             keep_days,
-            drop_linked,
             dry_run,
         } => prune(
             &dir,
             &theater_core::Retention {
                 keep_entries,
                 keep_days,
-                drop_linked,
             },
             dry_run,
         ),
@@ -179,17 +173,22 @@ fn prune(dir: &Path, policy: &theater_core::Retention, dry_run: bool) -> anyhow:
     if policy.keep_days == Some(0) {
         anyhow::bail!("--keep-days must be at least 1 (leave it out to count entries only)");
     }
-    let mut chain = if dry_run {
+    let opened = if dry_run {
         FileStore::open_read_only(dir)
     } else {
         FileStore::open(dir, Durability::EveryEntry)
-    }
-    .with_context(|| {
-        format!(
-            "cannot open the chain in {} (is a host running its actor? stop it first)",
+    };
+    let mut chain = match opened {
+        Ok(c) => c,
+        Err(ChainError::Io { path, .. }) if path.ends_with("LOCK") => anyhow::bail!(
+            "the chain in {} is locked: a host runs its actor; stop it first",
             dir.display()
-        )
-    })?;
+        ),
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("cannot open the chain in {}", dir.display())));
+        }
+    };
     let linked = theater_core::retention::first_linked(&chain)?;
     let from = chain.start();
     match theater_core::prune_point(&chain, policy, linked, std::time::SystemTime::now()) {
@@ -198,7 +197,7 @@ fn prune(dir: &Path, policy: &theater_core::Retention, dry_run: bool) -> anyhow:
         }
         theater_core::PrunePoint::At(seq) if dry_run => {
             println!(
-                "would drop entries {from}..{} ({} entries); the chain would start at seq {seq}, its snapshot",
+                "would drop entries {from} to {} ({} entries); the chain would start at seq {seq}, its snapshot",
                 seq - 1,
                 seq - from
             );
@@ -206,7 +205,7 @@ fn prune(dir: &Path, policy: &theater_core::Retention, dry_run: bool) -> anyhow:
         theater_core::PrunePoint::At(seq) => {
             chain.prune_before(seq)?;
             println!(
-                "dropped entries {from}..{} ({} entries); the chain starts at seq {seq}, its snapshot, and verifies from it",
+                "dropped entries {from} to {} ({} entries); the chain starts at seq {seq}, its snapshot",
                 seq - 1,
                 seq - from
             );

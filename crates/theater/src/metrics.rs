@@ -133,13 +133,13 @@ impl Collector for Actors {
         self.histogram(
             e,
             "theater_actor_commit",
-            "Time to make a batch of entries durable (group commit's fsync)",
+            "Time to make a batch of new entries durable (group commit's fsync), when it had any",
             |m| &m.commit,
         )?;
         self.gauge(
             e,
             "theater_chain_entries",
-            "Entries in the actor's chain",
+            "Entries recorded in the actor's chain (its head's seq + 1, pruned ones included)",
             None,
             |a| i64::try_from(ActorMetrics::get(&a.metrics.chain_entries)).unwrap_or(i64::MAX),
         )?;

@@ -295,17 +295,26 @@ fn init_tracing() -> anyhow::Result<Option<opentelemetry_sdk::trace::SdkTracerPr
         let _ = tracing_subscriber::registry().with(fmt).try_init();
         return Ok(None);
     }
+    if !endpoint.trim().starts_with("http://") {
+        anyhow::bail!(
+            "OTEL_EXPORTER_OTLP_ENDPOINT={endpoint}: traces are exported over plain http only (no TLS client is built in): give an http:// address of a collector nearby"
+        );
+    }
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .build()
         .with_context(|| format!("OTEL_EXPORTER_OTLP_ENDPOINT={endpoint}"))?;
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_resource(
-            opentelemetry_sdk::Resource::builder()
-                .with_service_name("theater")
-                .build(),
-        )
+        .with_resource({
+            // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win when set.
+            let resource = opentelemetry_sdk::Resource::builder();
+            if std::env::var_os("OTEL_SERVICE_NAME").is_some() {
+                resource.build()
+            } else {
+                resource.with_service_name("theater").build()
+            }
+        })
         .build();
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),

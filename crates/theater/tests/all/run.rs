@@ -89,6 +89,13 @@ impl Running {
         patience: Duration,
     ) -> Running {
         cmd.current_dir(cwd).env_remove("THEATER_DATA_DIR");
+        // Traces only where a test asks for them (a developer's settings stay out).
+        if cmd
+            .get_envs()
+            .all(|(k, _)| k != "OTEL_EXPORTER_OTLP_ENDPOINT")
+        {
+            cmd.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+        }
         if let Some(data) = data {
             cmd.arg("--data-dir").arg(data);
         }

@@ -103,8 +103,17 @@ fn each_input_is_a_span_exported_over_otlp_continuing_an_http_traceparent() {
         ),
     ];
 
-    // Unset: nothing is sent.
-    let host = Running::start(&dir.path().join("quiet"), &manifests);
+    // Unset: nothing is sent, even with the SDK's per-signal variable naming the receiver.
+    let mut cmd = bin();
+    cmd.arg("run")
+        .args(&manifests)
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            format!("http://{otlp}/v1/traces"),
+        )
+        .stderr(Stdio::null());
+    let host = Running::start_cmd(cmd, &dir.path().join("quiet"));
     host.json(&["send", "counter", "{\"add\": 1}", "--request"]);
     host.stop();
     assert!(
