@@ -305,3 +305,48 @@ fn a_stopped_actors_chain_is_pruned_to_a_snapshot_and_still_verifies_and_replays
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("retention.keep_days"), "{}", text(&out));
 }
+
+#[test]
+fn a_manifests_retention_prunes_the_chain_as_the_host_snapshots_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let m = manifest(
+        dir.path(),
+        "counter",
+        "counter",
+        "[retention]\nkeep_entries = 5\n",
+    );
+    let (v1, v2) = (
+        example_component("counter"),
+        example_component("counter-v2"),
+    );
+    let host = Running::start(&data, std::slice::from_ref(&m));
+    let tell = || {
+        let out = host.cli(&["send", "counter", "{\"add\": 1}"]);
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    // Snapshots (each upgrade takes one) at 11 and 22: the second lets the first be the start.
+    for to in [&v2, &v1] {
+        for _ in 0..10 {
+            tell();
+        }
+        host.json(&["upgrade", "counter", to.to_str().unwrap()]);
+    }
+    host.stop();
+    let out = bin()
+        .args(["chain", "log", "--json"])
+        .arg(data.join("chains/counter"))
+        .output()
+        .unwrap();
+    let first: Value = serde_json::from_str(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["seq"], json!(11), "{first}");
+    let out = replay(&data, &m);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
