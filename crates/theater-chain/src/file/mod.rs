@@ -10,6 +10,7 @@
 //! ```
 
 mod frame;
+mod index;
 mod scan;
 
 use std::fs::{self, File, OpenOptions};
@@ -57,7 +58,8 @@ pub struct FileStore {
     durability: Durability,
     start: u64,
     anchor: Option<Anchor>,
-    offsets: Vec<u64>,
+    /// Where records start (sparse: see `index.rs`).
+    index: index::Index,
     head: Option<Head>,
     /// Bytes of the log file that are written.
     written: u64,
@@ -229,7 +231,13 @@ impl FileStore {
         }
     }
 
-    /// What opening repaired, if anything.
+    /// Bytes of memory its index of record offsets holds: about 8 per 64 entries (one offset
+    /// kept per 64 records), whatever the chain's length.
+    pub fn index_bytes(&self) -> usize {
+        self.index.heap_bytes()
+    }
+
+    /// What opening it found and repaired, if anything.
     pub fn recovery(&self) -> Option<Recovery> {
         self.recovery
     }
@@ -349,7 +357,7 @@ impl FileStore {
             blobs,
             start: header.start,
             anchor,
-            offsets: found.offsets,
+            index: found.index,
             head: found.head,
             written: found.end,
             pending: Vec::new(),
@@ -384,6 +392,7 @@ impl FileStore {
                 self.written += self.pending.len() as u64;
                 self.pending.clear();
                 self.pending_count = 0;
+                self.index.commit();
             }
             if fsync {
                 self.file.sync_data()?;
@@ -399,13 +408,37 @@ impl FileStore {
     /// The byte range of the record at `seq`.
     fn range(&self, seq: u64) -> Result<(u64, u64), ChainError> {
         check_range(self, seq)?;
-        let i = (seq - self.start) as usize;
-        let end = self
-            .offsets
-            .get(i + 1)
-            .copied()
-            .unwrap_or(self.written + self.pending.len() as u64);
-        Ok((self.offsets[i], end))
+        let i = seq - self.start;
+        match self.index.locate(i, &self.file) {
+            Ok((start, Some(end))) => Ok((start, end)),
+            Ok((start, None)) => {
+                let end = self
+                    .index
+                    .pending_offset(i + 1)
+                    .unwrap_or(self.written + self.pending.len() as u64);
+                Ok((start, end))
+            }
+            Err(index::Walk::Io(e)) => Err(io_err(&self.log_path)(e)),
+            Err(index::Walk::Bad(at)) => Err(self.corrupt(seq, at, Problem::BadFrame)),
+        }
+    }
+
+    /// Indexes the written log anew from `from` (its first record), reading frame heads.
+    fn reindex(&mut self, from: u64) -> Result<(), ChainError> {
+        self.index.clear();
+        let mut pos = from;
+        while pos < self.written {
+            let mut head = [0u8; FRAME_HEAD];
+            self.file
+                .read_exact_at(&mut head, pos)
+                .map_err(io_err(&self.log_path))?;
+            let seq = self.start + self.index.len();
+            let len =
+                frame::frame_len(&head).ok_or_else(|| self.corrupt(seq, pos, Problem::BadFrame))?;
+            self.index.push_written(pos);
+            pos += (FRAME_HEAD + len + frame::FRAME_TAIL) as u64;
+        }
+        Ok(())
     }
 
     fn corrupt(&self, seq: u64, offset: u64, problem: Problem) -> ChainError {
@@ -558,7 +591,7 @@ impl ChainStore for FileStore {
         let hash = Hash::digest(&self.pending[at + FRAME_HEAD..]);
         frame::fill_frame_head(&mut self.pending[at..at + FRAME_HEAD], len);
         self.pending.extend_from_slice(hash.as_bytes());
-        self.offsets.push(self.written + at as u64);
+        self.index.push_pending(self.written + at as u64);
         self.pending_count += 1;
         self.head = Some(Head { seq, hash });
         let durable = match self.durability {
@@ -612,7 +645,7 @@ impl ChainStore for FileStore {
     fn get(&self, seq: u64) -> Result<Entry, ChainError> {
         let (body, _) = self.read_record(seq)?;
         Entry::decode(&body).map_err(|e| {
-            let offset = self.offsets[(seq - self.start) as usize];
+            let offset = self.range(seq).map_or(0, |(start, _)| start);
             self.corrupt(seq, offset, Problem::Decode(e))
         })
     }
@@ -646,7 +679,7 @@ impl ChainStore for FileStore {
             return Ok(());
         }
         let mut seq = from;
-        let first = self.offsets[(from - self.start) as usize];
+        let first = self.range(from)?.0;
         if first < self.written {
             let mut reader = FrameReader::new(&self.file, first, self.written);
             let mut body = Vec::new();
@@ -668,10 +701,10 @@ impl ChainStore for FileStore {
             }
         }
         // Records still in the group-commit buffer.
-        let first_pending = self.offsets.partition_point(|&o| o < self.written);
-        let skip = (from - self.start) as usize;
-        for i in first_pending.max(skip)..self.offsets.len() {
-            let seq = self.start + i as u64;
+        let first_pending = self.index.first_pending();
+        let skip = from - self.start;
+        for i in first_pending.max(skip)..self.index.len() {
+            let seq = self.start + i;
             let (start, end) = self.range(seq)?;
             let at = (start - self.written) as usize;
             let frame = &self.pending[at..at + (end - start) as usize];
@@ -744,8 +777,7 @@ impl ChainStore for FileStore {
         }
         let snap = read_snapshot(&self.dir, seq)?;
         check_snapshot(self, &snap)?;
-        let i = (seq - self.start) as usize;
-        let cut = self.offsets[i];
+        let cut = self.range(seq)?.0;
         let header = LogHeader {
             start: seq,
             id: self.id.clone(),
@@ -767,10 +799,6 @@ impl ChainStore for FileStore {
         // The pruned log is in place: from here the old handle and offsets are stale, so any
         // failure leaves the store refusing writes rather than writing to the unlinked file.
         let shift = header.len() as u64;
-        self.offsets.drain(..i);
-        for o in &mut self.offsets {
-            *o = *o - cut + shift;
-        }
         self.written = self.written - cut + shift;
         self.start = seq;
         self.anchor = Some(Anchor {
@@ -789,6 +817,10 @@ impl ChainStore for FileStore {
                 self.failed = true;
                 return Err(e);
             }
+        }
+        if let Err(e) = self.reindex(shift) {
+            self.failed = true;
+            return Err(e);
         }
         for old in self.snapshot_seqs.drain(..).collect::<Vec<_>>() {
             if old < seq {

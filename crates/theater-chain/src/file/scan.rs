@@ -12,7 +12,7 @@ use crate::{ChainError, ChainId, Hash, Problem};
 
 /// What a scan found.
 pub(crate) struct Scan {
-    pub(crate) offsets: Vec<u64>,
+    pub(crate) index: super::index::Index,
     pub(crate) head: Option<Head>,
     /// Where the valid records end.
     pub(crate) end: u64,
@@ -43,7 +43,7 @@ pub(crate) fn scan(input: &ScanInput<'_>) -> Result<Scan, ChainError> {
         }))
     };
     let mut reader = FrameReader::new(input.file, input.data_start, input.file_len);
-    let mut offsets = Vec::new();
+    let mut index = super::index::Index::default();
     let mut body = Vec::new();
     let mut prev_body = Vec::new();
     let mut prev: Option<(u64, Hash)> = None; // (offset, stored hash) of the previous record
@@ -105,7 +105,7 @@ pub(crate) fn scan(input: &ScanInput<'_>) -> Result<Scan, ChainError> {
             };
             return Err(corrupt(seq, offset, problem));
         }
-        offsets.push(offset);
+        index.push_written(offset);
         prev = Some((offset, stored));
         std::mem::swap(&mut body, &mut prev_body);
         seq += 1;
@@ -124,5 +124,5 @@ pub(crate) fn scan(input: &ScanInput<'_>) -> Result<Scan, ChainError> {
             })
         }
     };
-    Ok(Scan { offsets, head, end })
+    Ok(Scan { index, head, end })
 }
