@@ -407,8 +407,12 @@ async fn list(host: &Host) -> Response<Body> {
     let mut out = Vec::new();
     for a in host.list().await {
         let member = matches!(a.origin, Some(crate::host::Origin::Member { .. }));
+        // The chain's size on disk (its log; snapshots and blobs beside it not counted).
+        let chain_bytes = std::fs::metadata(host.chain_dir(&a.name).join("chain.log"))
+            .ok()
+            .map(|m| m.len());
         let Some(h) = a.handle else {
-            out.push(json!({"name": a.name, "status": "passive", "seq": null, "hash": null}));
+            out.push(json!({"name": a.name, "status": "passive", "seq": null, "hash": null, "chain_bytes": chain_bytes}));
             continue;
         };
         let status = h.status();
@@ -425,6 +429,7 @@ async fn list(host: &Host) -> Response<Body> {
             "status": shown,
             "seq": head.as_ref().map(|h| h.seq),
             "hash": head.map(|h| h.hash.to_string()),
+            "chain_bytes": chain_bytes,
         }));
     }
     if let Some(state) = host.cluster_state() {

@@ -183,15 +183,16 @@ pub(crate) fn run(data_dir: PathBuf, cmd: ClientCommand) -> anyhow::Result<ExitC
                     };
                     let header = serde_json::json!({"host": "host", "placement": "moves?"});
                     println!(
-                        "{:<24} {}{:<24} {:>8}  hash",
+                        "{:<24} {}{:<24} {:>8} {:>9}  hash",
                         "name",
                         place(&header),
                         "status",
-                        "seq"
+                        "seq",
+                        "chain"
                     );
                     for a in body.as_array().into_iter().flatten() {
                         println!(
-                            "{:<24} {}{:<24} {:>8}  {}",
+                            "{:<24} {}{:<24} {:>8} {:>9}  {}",
                             a["name"].as_str().unwrap_or("?"),
                             place(a),
                             a["status"].as_str().unwrap_or("?"),
@@ -199,6 +200,7 @@ pub(crate) fn run(data_dir: PathBuf, cmd: ClientCommand) -> anyhow::Result<ExitC
                                 .as_u64()
                                 .map(|s| s.to_string())
                                 .unwrap_or("-".into()),
+                            a["chain_bytes"].as_u64().map_or("-".into(), size),
                             a["hash"]
                                 .as_str()
                                 .map(|h| &h[..16.min(h.len())])
@@ -338,4 +340,31 @@ async fn events(api: &Api, name: &str, follow: bool) -> anyhow::Result<ExitCode>
 /// Whether `s` is written as a SHA-256: 64 hex digits.
 fn is_sha256(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `bytes` for people: `812 B`, `4.2 KB`, `13.0 MB`, `1.2 GB`.
+fn size(bytes: u64) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < units.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(super::size(812), "812 B");
+        assert_eq!(super::size(4_200), "4.2 KB");
+        assert_eq!(super::size(13_040_000), "13.0 MB");
+        assert_eq!(super::size(1_200_000_000), "1.2 GB");
+    }
 }

@@ -113,5 +113,18 @@ fn metrics_count_inputs_failures_latencies_chains_and_http_statuses() {
         1.0
     );
     assert!(!body.contains("theater_http_requests_total{actor=\"counter\""));
+    // `theater ps` shows each chain's size on disk, as the metrics do.
+    let ps = text(&host.cli(&["ps"]));
+    let bytes = get(&format!("theater_chain_bytes{counter}"));
+    let shown = if bytes < 1000.0 {
+        format!("{bytes} B")
+    } else {
+        format!("{:.1} KB", bytes / 1000.0)
+    };
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("counter") && l.contains(&shown)),
+        "{shown} not in:\n{ps}"
+    );
     host.stop();
 }
