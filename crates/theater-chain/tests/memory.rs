@@ -23,7 +23,8 @@ fn a_chain_of_a_million_entries_opens_and_reads_in_memory_independent_of_its_len
     let dir = tempfile::tempdir().unwrap();
     let id = ChainId::new("long").unwrap();
     {
-        let mut chain = FileStore::create(dir.path(), id, Durability::None).unwrap();
+        let mut chain =
+            FileStore::create(dir.path(), id, Durability::Group { max_batch: 4096 }).unwrap();
         for i in 0..N {
             let state = json!(i);
             chain

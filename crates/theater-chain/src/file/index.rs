@@ -1,8 +1,8 @@
 //! Where each record of a log starts, kept sparse: one offset per [`STRIDE`] records of the
 //! written file (the others found by reading frame heads forward from it), every offset of
-//! the records still in the group-commit buffer, and the last record found (so reading in
-//! order walks one frame per record). Memory is about 8 bytes per [`STRIDE`] entries, not per
-//! entry.
+//! the records still in the group-commit buffer, and the last record found with its end (so
+//! reading in order reads one frame head per record). Memory is about 8 bytes per [`STRIDE`]
+//! entries, not per entry.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -13,13 +13,20 @@ use super::frame::{FRAME_HEAD, FRAME_TAIL, frame_len};
 /// Records per kept offset.
 pub(crate) const STRIDE: u64 = 64;
 
-/// A frame head that is not one: the file is damaged there.
+/// Why a record could not be found.
 #[derive(Debug)]
 pub(crate) enum Walk {
     /// Reading failed.
     Io(std::io::Error),
-    /// The frame head at this offset is not valid.
-    Bad(u64),
+    /// The frame head of record `index` (from the chain's start), at `offset`, is not valid.
+    Bad {
+        /// The record.
+        index: u64,
+        /// Where its frame starts.
+        offset: u64,
+    },
+    /// The index does not hold the record (a prune that failed half way left it so).
+    Missing,
 }
 
 #[derive(Debug, Default)]
@@ -30,8 +37,8 @@ pub(crate) struct Index {
     written: u64,
     /// Offsets of the records in the buffer, where they will be once written.
     pending: Vec<u64>,
-    /// The last record found in the file: (its index, its offset).
-    last: Mutex<Option<(u64, u64)>>,
+    /// The last record found in the file: (its index, its offset, its frame's end).
+    last: Mutex<Option<(u64, u64, u64)>>,
 }
 
 impl Index {
@@ -50,9 +57,12 @@ impl Index {
 
     /// The buffer was written: its records are in the file.
     pub(crate) fn commit(&mut self) {
-        for o in std::mem::take(&mut self.pending) {
+        let mut pending = std::mem::take(&mut self.pending);
+        for o in pending.drain(..) {
             self.push_written(o);
         }
+        // The buffer's allocation is kept for the next batch.
+        self.pending = pending;
     }
 
     /// Records indexed.
@@ -77,28 +87,54 @@ impl Index {
         *self = Index::default();
     }
 
-    /// The offset of record `i` and, for a record in the file, its frame's end.
-    pub(crate) fn locate(&self, i: u64, file: &File) -> Result<(u64, Option<u64>), Walk> {
+    /// The offset of record `i` and, for a record in the file, its frame's end; frames are
+    /// read no further than `file_end` (the written log's end).
+    pub(crate) fn locate(
+        &self,
+        i: u64,
+        file: &File,
+        file_end: u64,
+    ) -> Result<(u64, Option<u64>), Walk> {
         if i >= self.written {
-            let o = self.pending_offset(i).ok_or(Walk::Bad(0))?;
+            let o = self.pending_offset(i).ok_or(Walk::Missing)?;
             return Ok((o, None));
         }
         let mark = i / STRIDE;
-        let (mut at, mut pos) = (mark * STRIDE, self.marks[mark as usize]);
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((j, o)) = *last
+        let (mut at, mut pos) = (
+            mark * STRIDE,
+            *self.marks.get(mark as usize).ok_or(Walk::Missing)?,
+        );
+        let cached = *self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((j, o, end)) = cached
             && j <= i
             && j >= at
         {
-            (at, pos) = (j, o);
+            (at, pos) = if j == i {
+                return Ok((o, Some(end)));
+            } else {
+                (j + 1, end)
+            };
         }
         loop {
             let mut head = [0u8; FRAME_HEAD];
+            let bad = Walk::Bad {
+                index: at,
+                offset: pos,
+            };
+            if pos + FRAME_HEAD as u64 > file_end {
+                return Err(bad);
+            }
             file.read_exact_at(&mut head, pos).map_err(Walk::Io)?;
-            let len = frame_len(&head).ok_or(Walk::Bad(pos))? as u64;
+            let len = frame_len(&head).ok_or(bad)? as u64;
             let end = pos + FRAME_HEAD as u64 + len + FRAME_TAIL as u64;
+            if end > file_end {
+                return Err(Walk::Bad {
+                    index: at,
+                    offset: pos,
+                });
+            }
             if at == i {
-                *last = Some((i, pos));
+                *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((i, pos, end));
                 return Ok((pos, Some(end)));
             }
             at += 1;

@@ -409,7 +409,7 @@ impl FileStore {
     fn range(&self, seq: u64) -> Result<(u64, u64), ChainError> {
         check_range(self, seq)?;
         let i = seq - self.start;
-        match self.index.locate(i, &self.file) {
+        match self.index.locate(i, &self.file, self.written) {
             Ok((start, Some(end))) => Ok((start, end)),
             Ok((start, None)) => {
                 let end = self
@@ -419,7 +419,15 @@ impl FileStore {
                 Ok((start, end))
             }
             Err(index::Walk::Io(e)) => Err(io_err(&self.log_path)(e)),
-            Err(index::Walk::Bad(at)) => Err(self.corrupt(seq, at, Problem::BadFrame)),
+            Err(index::Walk::Bad { index, offset }) => {
+                Err(self.corrupt(self.start + index, offset, Problem::BadFrame))
+            }
+            Err(index::Walk::Missing) => Err(ChainError::Io {
+                path: self.log_path.clone(),
+                source: std::io::Error::other(
+                    "the store lost track of its records (a prune failed half way); reopen the chain",
+                ),
+            }),
         }
     }
 
@@ -437,6 +445,9 @@ impl FileStore {
                 frame::frame_len(&head).ok_or_else(|| self.corrupt(seq, pos, Problem::BadFrame))?;
             self.index.push_written(pos);
             pos += (FRAME_HEAD + len + frame::FRAME_TAIL) as u64;
+        }
+        if pos != self.written || self.start + self.index.len() != self.len() {
+            return Err(self.corrupt(self.start + self.index.len(), pos, Problem::BadFrame));
         }
         Ok(())
     }
@@ -797,14 +808,10 @@ impl ChainStore for FileStore {
             return Err(io_err(&self.log_path)(e));
         }
         // The pruned log is in place: from here the old handle and offsets are stale, so any
-        // failure leaves the store refusing writes rather than writing to the unlinked file.
+        // failure leaves the store refusing writes rather than writing to the unlinked file,
+        // and reads refusing rather than finding old records under new seqs.
+        self.index.clear();
         let shift = header.len() as u64;
-        self.written = self.written - cut + shift;
-        self.start = seq;
-        self.anchor = Some(Anchor {
-            seq,
-            entry_hash: snap.entry_hash,
-        });
         let reopened = OpenOptions::new()
             .read(true)
             .write(true)
@@ -818,6 +825,12 @@ impl ChainStore for FileStore {
                 return Err(e);
             }
         }
+        self.written = self.written - cut + shift;
+        self.start = seq;
+        self.anchor = Some(Anchor {
+            seq,
+            entry_hash: snap.entry_hash,
+        });
         if let Err(e) = self.reindex(shift) {
             self.failed = true;
             return Err(e);

@@ -353,3 +353,27 @@ fn every_record_is_found_by_seq_across_strides_prunes_and_reopens() {
     check(&store, snap_at);
     store.verify().unwrap();
 }
+
+/// A frame head damaged after the chain was opened (the index walks heads forward from the
+/// nearest kept offset): a read past it names the damaged record and its offset; records
+/// before it still read.
+#[test]
+fn a_head_damaged_after_open_is_named_by_the_reads_that_walk_over_it() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = FileStore::create(dir.path(), id("walked"), Durability::EveryEntry).unwrap();
+    fill(&mut store, 200, 5);
+    let spans = record_spans(dir.path());
+    let (at, _) = spans[70];
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("chain.log"))
+        .unwrap();
+    file.write_all_at(&[0xff, 0xff, 0xff, 0x7f], at as u64)
+        .unwrap();
+    let (seq, offset, problem) = corrupt_parts(store.get(100).unwrap_err());
+    assert_eq!((seq, offset), (70, Some(at as u64)));
+    assert_eq!(problem, Problem::BadFrame);
+    assert_eq!(store.get(65).unwrap().seq(), 65);
+    assert_eq!(store.get(140).unwrap().seq(), 140);
+}
