@@ -210,6 +210,20 @@ pub async fn spawn<F: ActorFactory>(
     })
 }
 
+/// How the actor's loop ends after the runtime failed with `e`, and why (as callers are
+/// told).
+fn exit_for(e: RuntimeError) -> (Exit, String) {
+    let reason = e.to_string();
+    let exit = match e {
+        RuntimeError::Crashed(_) => Exit::Crashed(reason.clone()),
+        // A restart applies the entry's writes again.
+        RuntimeError::Apply { .. } => Exit::Crashed(reason.clone()),
+        // The chain refused the entry: restarting on it cannot help.
+        _ => Exit::ChainFailed(reason.clone()),
+    };
+    (exit, reason)
+}
+
 enum Exit {
     Stop(Option<tokio::sync::oneshot::Sender<()>>),
     Crashed(String),
@@ -367,14 +381,8 @@ impl<F: ActorFactory> Supervisor<F> {
                                     })
                             }
                             Ok(Err(e)) => {
-                                let reason = e.to_string();
-                                exit = Some(match e {
-                                    RuntimeError::Crashed(_) => Exit::Crashed(reason.clone()),
-                                    // A restart applies the entry's writes again.
-                                    RuntimeError::Apply { .. } => Exit::Crashed(reason.clone()),
-                                    // The chain refused the entry: restarting on it cannot help.
-                                    _ => Exit::ChainFailed(reason.clone()),
-                                });
+                                let (why, reason) = exit_for(e);
+                                exit = Some(why);
                                 Err(self.crashed(reason))
                             }
                             Err(panic) => {
@@ -423,13 +431,8 @@ impl<F: ActorFactory> Supervisor<F> {
                                 })
                             }
                             Ok(Err(e)) => {
-                                let reason = e.to_string();
-                                exit = Some(match e {
-                                    RuntimeError::Crashed(_) | RuntimeError::Apply { .. } => {
-                                        Exit::Crashed(reason.clone())
-                                    }
-                                    _ => Exit::ChainFailed(reason.clone()),
-                                });
+                                let (why, reason) = exit_for(e);
+                                exit = Some(why);
                                 Err(self.crashed(reason))
                             }
                             Err(panic) => {

@@ -408,9 +408,7 @@ async fn list(host: &Host) -> Response<Body> {
     for a in host.list().await {
         let member = matches!(a.origin, Some(crate::host::Origin::Member { .. }));
         // The chain's size on disk (its log; snapshots and blobs beside it not counted).
-        let chain_bytes = std::fs::metadata(host.chain_dir(&a.name).join("chain.log"))
-            .ok()
-            .map(|m| m.len());
+        let chain_bytes = host.chain_bytes(&a.name);
         let Some(h) = a.handle else {
             out.push(json!({"name": a.name, "status": "passive", "seq": null, "hash": null, "chain_bytes": chain_bytes}));
             continue;

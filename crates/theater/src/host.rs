@@ -331,6 +331,13 @@ impl Host {
     }
 
     /// Whether `name` has a chain on disk.
+    /// The size on disk of actor `name`'s chain log, if it has one here.
+    pub(crate) fn chain_bytes(&self, name: &str) -> Option<u64> {
+        std::fs::metadata(self.chain_dir(name).join("chain.log"))
+            .ok()
+            .map(|m| m.len())
+    }
+
     fn has_chain(&self, name: &str) -> bool {
         self.chain_dir(name).is_dir()
     }

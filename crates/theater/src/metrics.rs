@@ -174,9 +174,7 @@ pub(crate) async fn scrape(host: &Host) -> Result<String, std::fmt::Error> {
     let mut seen = Vec::new();
     for a in host.list().await {
         let Some(h) = a.handle else { continue };
-        let chain_bytes = std::fs::metadata(host.chain_dir(&a.name).join("chain.log"))
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let chain_bytes = host.chain_bytes(&a.name).unwrap_or(0);
         seen.push(Seen {
             name: a.name,
             metrics: Arc::clone(h.metrics()),
