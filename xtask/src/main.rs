@@ -13,7 +13,11 @@ tasks:
                                       (installs the wasm32 target first if it is missing)
   demo                                build the examples, then run `theater demo` on the wasm counter
   bench [--quick] [--json] [FILTER]   run Theater's benchmarks (release build) and print
-                                      each figure beside a baseline measured in the same run";
+                                      each figure beside a baseline measured in the same run
+  soak [--duration 10m] [...]         drive a `theater run` host (the todo example, default
+                                      settings) at full load; print throughput, latency
+                                      percentiles, resident memory, disk and errors over
+                                      time (`cargo xtask soak --help` for the options)";
 
 fn main() -> ExitCode {
     match run() {
@@ -39,7 +43,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 args.collect(),
             )
         }
-        Some("bench") => {
+        Some(task @ ("bench" | "soak")) => {
             build_examples()?;
             // The cluster rows kill and start real hosts: the binary beside theater-bench.
             if !cargo_ok(
@@ -56,6 +60,10 @@ fn run() -> anyhow::Result<ExitCode> {
             )? {
                 bail!("building the theater binary for the benchmarks failed");
             }
+            let mut rest: Vec<String> = args.collect();
+            if task == "soak" {
+                rest.insert(0, "soak".into());
+            }
             cargo_run(
                 &[
                     "run",
@@ -65,7 +73,7 @@ fn run() -> anyhow::Result<ExitCode> {
                     "theater-bench",
                     "--",
                 ],
-                args.collect(),
+                rest,
             )
         }
         Some("-h" | "--help") | None => {

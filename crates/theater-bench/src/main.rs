@@ -5,7 +5,8 @@
 //! bytes, a bare write+fsync loop, ...). The ratio is what to watch: absolute figures move
 //! with the machine, ratios much less.
 //!
-//! Usage: `theater-bench [--quick] [--json] [FILTER]`
+//! Usage: `theater-bench [--quick] [--json] [FILTER]`; `theater-bench soak [...]` drives a
+//! host at full load for a while instead (see `soak.rs`).
 
 mod actors;
 mod chain;
@@ -17,24 +18,30 @@ mod harness;
 mod http;
 mod http_client;
 mod msg;
+mod soak;
 mod state;
 mod tools;
 mod wasm;
 
 use harness::{Report, Settings};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("soak") {
+        return soak::main(&args[1..]);
+    }
     let mut settings = Settings::default();
     let mut json = false;
     let mut filter = None;
-    for arg in std::env::args().skip(1) {
+    for arg in args {
         match arg.as_str() {
             "--quick" => settings.samples = 3,
             "--json" => json = true,
             "-h" | "--help" => {
                 println!("usage: theater-bench [--quick] [--json] [FILTER]");
                 println!("runs every benchmark whose name contains FILTER (all by default)");
-                return Ok(());
+                println!("theater-bench soak --help: a host at full load for a while");
+                return Ok(std::process::ExitCode::SUCCESS);
             }
             other if other.starts_with('-') => anyhow::bail!("unknown option {other}"),
             other => filter = Some(other.to_string()),
@@ -58,5 +65,5 @@ fn main() -> anyhow::Result<()> {
     } else {
         report.print();
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -36,6 +36,12 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Deletes every blob not in `keep`; returns how many went. What pruning calls, with the
     /// blobs the remaining entries name.
     fn retain(&self, keep: &HashSet<Hash>) -> Result<usize, ChainError>;
+
+    /// Whether the store surely holds no blob (so pruning need not look for the names of
+    /// any). Default: not known, `false`.
+    fn is_empty(&self) -> bool {
+        false
+    }
 }
 
 /// Blobs in memory, for [`crate::MemoryStore`].
@@ -65,6 +71,10 @@ impl BlobStore for MemoryBlobs {
         let before = blobs.len();
         blobs.retain(|h, _| keep.contains(h));
         Ok(before - blobs.len())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.blobs.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
     }
 }
 
@@ -145,6 +155,14 @@ impl BlobStore for DirBlobs {
         Ok(bytes)
     }
 
+    fn is_empty(&self) -> bool {
+        // No directory, or nothing in it.
+        fs::read_dir(&self.dir).map_or_else(
+            |e| e.kind() == std::io::ErrorKind::NotFound,
+            |mut entries| entries.next().is_none(),
+        )
+    }
+
     fn retain(&self, keep: &HashSet<Hash>) -> Result<usize, ChainError> {
         if self.read_only {
             return Ok(0);
@@ -202,7 +220,9 @@ pub fn named_blobs(store: &dyn crate::ChainStore) -> Result<HashSet<Hash>, Chain
             .collect();
         match entry.event() {
             crate::Event::Input { input, output } => payloads.extend([input, output]),
-            crate::Event::Failed { input, .. } => payloads.push(input),
+            crate::Event::Failed { input, .. } | crate::Event::Read { input, .. } => {
+                payloads.push(input)
+            }
             crate::Event::Init { params, .. } => payloads.push(params),
             crate::Event::Upgrade { .. } => {}
         }

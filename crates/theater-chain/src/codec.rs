@@ -15,6 +15,7 @@
 //!                      2 failed {payload input, str error}
 //!                      3 init {[u8; 32] code, payload params}
 //!                      4 upgrade {[u8; 32] code, u8 0 | 1 then [u8; 32] from}
+//!                      5 read {payload input, [u8; 32] output digest}
 //! u32       number of host calls, then each: str name, payload request, payload result
 //! ```
 //!
@@ -124,6 +125,11 @@ pub(crate) fn encode_into(entry: &Entry, out: &mut Vec<u8>) {
             put_payload(out, input);
             put_bytes(out, error.as_bytes());
         }
+        Event::Read { input, output } => {
+            out.push(5);
+            put_payload(out, input);
+            out.extend_from_slice(output.as_bytes());
+        }
     }
     put_u32(out, entry.host_calls.len());
     for c in &entry.host_calls {
@@ -139,6 +145,7 @@ fn approx_payload_len(event: &Event) -> usize {
         Event::Upgrade { .. } => 0,
         Event::Input { input, output } => input.bytes.len() + output.bytes.len(),
         Event::Failed { input, error } => input.bytes.len() + error.len(),
+        Event::Read { input, .. } => input.bytes.len(),
     }
 }
 
@@ -157,7 +164,7 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-fn put_payload(out: &mut Vec<u8>, p: &Payload) {
+pub(crate) fn put_payload(out: &mut Vec<u8>, p: &Payload) {
     // Reserve the length slot, write canonical JSON in place, then fill the slot.
     let slot = out.len();
     out.extend_from_slice(&[0; 4]);
@@ -224,6 +231,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
         2 => Event::Failed {
             input: r.payload()?,
             error: r.string()?,
+        },
+        5 => Event::Read {
+            input: r.payload()?,
+            output: r.hash()?,
         },
         tag => return Err(DecodeError::EventTag(tag)),
     };
@@ -468,6 +479,41 @@ mod tests {
             NewEntry::init(Payload::json(json!(0)), Hash::of_state(&json!(0))),
         );
         assert_eq!(old.encode()[tag_at], 0);
+    }
+
+    /// A read (tag 5): the input's payload, then the output's digest, as the module docs
+    /// say; the digest is of the payload's own encoding.
+    #[test]
+    fn a_read_records_its_outputs_digest_in_its_layout() {
+        let tag_at = HEADER_LEN + 4;
+        let input = Payload::new(json!({"type": "http_request"}), b"GET".to_vec());
+        let output = Payload::new(json!({"status": 200}), b"{\"id\":1}".to_vec());
+        let read = Entry::new(
+            5,
+            Hash::digest(b"parent"),
+            NewEntry::read(input.clone(), &output, Hash::of_state(&json!(0))),
+        );
+        let bytes = read.encode();
+        assert_eq!(bytes[tag_at], 5);
+        let mut encoded = Vec::new();
+        put_payload(&mut encoded, &input);
+        assert_eq!(&bytes[tag_at + 1..tag_at + 1 + encoded.len()], encoded);
+        assert_eq!(&bytes[tag_at + 1 + encoded.len()..][..32], output.digest().as_bytes());
+        assert_eq!(decode(&bytes), Ok(read.clone()));
+        assert_eq!(read.event().kind(), "read");
+        assert_eq!(read.event().input(), Some(&input));
+        // The digest is of both parts: either one changed changes it.
+        let mut other = output.clone();
+        other.bytes.push(b' ');
+        assert_ne!(other.digest(), output.digest());
+        other = output.clone();
+        other.json = json!({"status": 201});
+        assert_ne!(other.digest(), output.digest());
+        assert_eq!(
+            Payload::default().digest().to_string(),
+            "6f161dd36dbfd03efd7d7919380a3f01cfb43c39634623068cd73d3380286586",
+            "the digest of an empty payload (the JSON `null`, no bytes) is pinned"
+        );
         assert_eq!(old.event().code(), None);
     }
 }

@@ -106,6 +106,14 @@ impl Payload {
             bytes: bytes.into(),
         }
     }
+
+    /// The SHA-256 of the payload as an entry encodes it (the canonical JSON's length and
+    /// bytes, then the binary part's): what an [`Event::Read`] records of its output.
+    pub fn digest(&self) -> Hash {
+        let mut encoded = Vec::with_capacity(64 + self.bytes.len());
+        crate::codec::put_payload(&mut encoded, self);
+        Hash::digest(&encoded)
+    }
 }
 
 /// What happened in an entry.
@@ -144,16 +152,36 @@ pub enum Event {
         /// The code it replaced (`None`: not recorded, in a chain from before code was).
         from: Option<Hash>,
     },
+    /// An input was handled and left the state as it was (a read), recorded with its
+    /// output's [`Payload::digest`] in place of the output: replay recomputes the output and
+    /// checks it against the digest.
+    Read {
+        /// What arrived.
+        input: Payload,
+        /// The digest of what the actor answered.
+        output: Hash,
+    },
 }
 
 impl Event {
-    /// A short name for the kind of event: `init`, `input` or `failed`.
+    /// A short name for the kind of event: `init`, `input`, `read`, `failed` or `upgrade`.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Init { .. } => "init",
             Event::Input { .. } => "input",
+            Event::Read { .. } => "read",
             Event::Failed { .. } => "failed",
             Event::Upgrade { .. } => "upgrade",
+        }
+    }
+
+    /// What arrived, for an event that handled an input (`input`, `read` or `failed`).
+    pub fn input(&self) -> Option<&Payload> {
+        match self {
+            Event::Input { input, .. } | Event::Read { input, .. } | Event::Failed { input, .. } => {
+                Some(input)
+            }
+            Event::Init { .. } | Event::Upgrade { .. } => None,
         }
     }
 
@@ -227,6 +255,18 @@ impl NewEntry {
     /// A handled input that left the state hashing to `state_hash`.
     pub fn input(input: Payload, output: Payload, state_hash: Hash) -> Self {
         Self::from_event(Event::Input { input, output }, state_hash)
+    }
+
+    /// A handled input that left the state unchanged (hashing to `state_hash`), recorded
+    /// with `output`'s digest only ([`Event::Read`]).
+    pub fn read(input: Payload, output: &Payload, state_hash: Hash) -> Self {
+        Self::from_event(
+            Event::Read {
+                input,
+                output: output.digest(),
+            },
+            state_hash,
+        )
     }
 
     /// A failed input; `state_hash` is the unchanged state's hash.

@@ -89,7 +89,7 @@ pub use outbox::Outbox;
 pub use replay::{
     CODE_KEY, Divergence, Mismatch, ReplayError, ReplayReport, replay, replay_to, resume,
 };
-pub use retention::{PrunePoint, Retention, prune_point};
+pub use retention::{PrunePoint, Reads, Retention, prune_point};
 pub use runtime::{ActorRuntime, Handled, RuntimeConfig, RuntimeError, Upgraded};
 pub use supervisor::{ActorConfig, ActorFactory, RestartPolicy, spawn};
 pub use theater_chain::state::{Patch, PatchError, State};

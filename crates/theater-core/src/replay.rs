@@ -53,6 +53,15 @@ pub enum Mismatch {
         /// Replayed.
         actual: Hash,
     },
+    /// The actor answered other than the digest a read entry recorded.
+    OutputDigest {
+        /// Recorded.
+        expected: Hash,
+        /// The replayed output's digest.
+        actual: Hash,
+        /// The replayed output.
+        replayed: Payload,
+    },
     /// The actor answered differently.
     Output {
         /// Recorded.
@@ -90,6 +99,17 @@ impl fmt::Display for Divergence {
                 f,
                 "output {} expected, {} replayed",
                 expected.json, actual.json
+            ),
+            Mismatch::OutputDigest {
+                expected,
+                actual,
+                replayed,
+            } => write!(
+                f,
+                "output with digest {} expected, {} replayed (digest {})",
+                expected.short(),
+                replayed.json,
+                actual.short()
             ),
             Mismatch::Outcome { expected, actual } => {
                 write!(f, "recorded outcome {expected:?}, replayed {actual:?}")
@@ -407,7 +427,7 @@ async fn replay_entry<A: Actor>(
             }
             false
         }
-        (Event::Input { input, output }, Some(state)) => {
+        (event @ (Event::Input { input, .. } | Event::Read { input, .. }), Some(state)) => {
             let input = ActorInput::from_payload(input).map_err(|e| unreplayable(e.to_string()))?;
             let (out, change) = actor
                 .handle_change(&input, state, &mut host)
@@ -424,11 +444,21 @@ async fn replay_entry<A: Actor>(
                 ));
             }
             let out = out.to_payload();
-            if out != *output {
-                return Err(diverged(Mismatch::Output {
-                    expected: output.clone(),
-                    actual: out,
-                }));
+            match event {
+                Event::Input { output, .. } if out != *output => {
+                    return Err(diverged(Mismatch::Output {
+                        expected: output.clone(),
+                        actual: out,
+                    }));
+                }
+                Event::Read { output, .. } if out.digest() != *output => {
+                    return Err(diverged(Mismatch::OutputDigest {
+                        expected: *output,
+                        actual: out.digest(),
+                        replayed: out,
+                    }));
+                }
+                _ => {}
             }
             undo.is_some()
         }

@@ -39,6 +39,41 @@ pub struct Retention {
     pub keep_days: Option<u32>,
 }
 
+impl Default for Retention {
+    /// What a manifest without `[retention]` keeps: at least the newest 100,000 entries
+    /// (tens of MB for a busy actor), whatever their age.
+    fn default() -> Self {
+        Retention {
+            keep_entries: 100_000,
+            keep_days: None,
+        }
+    }
+}
+
+/// What an entry records of an input that left the actor's state unchanged (a read: a GET,
+/// a query), a manifest's `[retention] reads`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reads {
+    /// The output's digest in place of the output ([`theater_chain::Event::Read`]): the
+    /// chain still proves what was answered (replay recomputes the answer and checks it
+    /// against the digest), without holding it. The default.
+    #[default]
+    Digest,
+    /// The whole output, as for an input that changed the state.
+    Full,
+}
+
+impl std::str::FromStr for Reads {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "digest" => Ok(Reads::Digest),
+            "full" => Ok(Reads::Full),
+            other => Err(format!("must be \"digest\" or \"full\", got {other:?}")),
+        }
+    }
+}
+
 /// Why [`prune_point`] found nothing to prune, or where it may cut.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PrunePoint {

@@ -31,6 +31,10 @@ pub struct RuntimeConfig {
     /// What to keep behind the newest snapshot, applied after each snapshot (`None`: keep
     /// everything).
     pub retention: Option<crate::Retention>,
+    /// What an entry records of an input that left the state unchanged (default: its
+    /// output's digest). A request's answer is always recorded whole: the asking actor's
+    /// chain is checked against it.
+    pub reads: crate::Reads,
 }
 
 impl Default for RuntimeConfig {
@@ -42,6 +46,7 @@ impl Default for RuntimeConfig {
             genesis_refs: Vec::new(),
             metrics: None,
             retention: None,
+            reads: crate::Reads::Digest,
         }
     }
 }
@@ -50,6 +55,12 @@ impl RuntimeConfig {
     /// Prunes as `policy` says after each snapshot (see [`crate::Retention`]).
     pub fn retention(mut self, policy: crate::Retention) -> Self {
         self.retention = Some(policy);
+        self
+    }
+
+    /// Sets [`RuntimeConfig::reads`].
+    pub fn reads(mut self, reads: crate::Reads) -> Self {
+        self.reads = reads;
         self
     }
 
@@ -211,7 +222,7 @@ pub struct ActorRuntime<A> {
     unapplied: Option<(u64, String)>,
     /// The first entry other chains may refer to, once looked for (retention only).
     linked: Option<Option<u64>>,
-    /// Why retention pruned nothing was logged (once, until it prunes).
+    /// Retention has said at info level what it did or why it did nothing (once each run).
     retention_said: bool,
     /// Entries appended since the chain was last synced (what a commit's latency measures).
     unsynced: bool,
@@ -354,10 +365,17 @@ impl<A: Actor> ActorRuntime<A> {
                     ),
                     // An unchanged state (a read) needs no hashing, and it was verified when
                     // it was adopted: no second call into the actor.
-                    Ok(None) => (
-                        NewEntry::input(input.to_payload(), output.to_payload(), self.state.hash()),
-                        Ok(output),
-                    ),
+                    Ok(None) => {
+                        let recorded = output.to_payload();
+                        let entry = if self.config.reads == crate::Reads::Digest
+                            && !matches!(input, ActorInput::Request { .. })
+                        {
+                            NewEntry::read(input.to_payload(), &recorded, self.state.hash())
+                        } else {
+                            NewEntry::input(input.to_payload(), recorded, self.state.hash())
+                        };
+                        (entry, Ok(output))
+                    }
                     Ok(Some(undo)) => match self.actor.verify_state(&self.state).await {
                         Ok(()) => {
                             let hash = self.state.hash();
@@ -482,17 +500,16 @@ impl<A: Actor> ActorRuntime<A> {
         {
             return Ok(());
         }
-        let started = Instant::now();
-        self.snapshot()?;
-        self.snapshot_cost = started.elapsed();
-        Ok(())
+        self.snapshot()
     }
 
-    /// Saves a snapshot of the current state at the head (making the chain durable first).
+    /// Saves a snapshot of the current state at the head (making the chain durable first),
+    /// then prunes as the retention policy says.
     pub fn snapshot(&mut self) -> Result<(), RuntimeError> {
         let Some(head) = self.chain.head() else {
             return Ok(());
         };
+        let started = Instant::now();
         // What the actor's capabilities keep beside the state (its pending timers...), so
         // that pruning the entries before it loses nothing.
         let mut host = self.actor.snapshot_host(&*self.chain)?;
@@ -509,6 +526,9 @@ impl<A: Actor> ActorRuntime<A> {
         self.last_snapshot = head.seq;
         self.snapshot_owed = false;
         self.busy = Duration::ZERO;
+        // What the snapshot cost, not the pruning after it (which is paid once per entry
+        // dropped, not per snapshot): what `snapshot_share` weighs.
+        self.snapshot_cost = started.elapsed();
         if self.config.prune_on_snapshot {
             self.chain.prune_before(head.seq)?;
         }
@@ -534,13 +554,24 @@ impl<A: Actor> ActorRuntime<A> {
         match point {
             crate::PrunePoint::At(seq) => {
                 let from = self.chain.start();
+                let started = Instant::now();
                 self.chain.prune_before(seq)?;
-                tracing::info!(
-                    chain = %self.chain.id(),
-                    "retention: dropped entries {from} to {}; the chain starts at {seq}",
-                    seq - 1
-                );
-                self.retention_said = false;
+                let (kept, took) = (self.chain.len() - seq, started.elapsed());
+                // Said once at info (a busy actor prunes every few seconds), then at debug.
+                if self.retention_said {
+                    tracing::debug!(
+                        chain = %self.chain.id(),
+                        "retention: dropped entries {from} to {}; the chain starts at {seq} ({kept} entries kept, in {took:.0?})",
+                        seq - 1,
+                    );
+                } else {
+                    tracing::info!(
+                        chain = %self.chain.id(),
+                        "retention: dropped entries {from} to {}; the chain starts at {seq} ({kept} entries kept, in {took:.0?}; later prunes are logged at debug level)",
+                        seq - 1,
+                    );
+                }
+                self.retention_said = true;
             }
             crate::PrunePoint::Nothing(why) if !self.retention_said => {
                 tracing::info!(chain = %self.chain.id(), "retention: nothing to prune yet: {why}");

@@ -289,7 +289,10 @@ async fn begin(db: &Arc<dyn Database>, host: &mut HostCalls) -> Result<(), DbErr
 /// with `entry`'s seq. A unit the database lost live is not applied (the actor was told its
 /// writes were undone). Returns whether anything was applied.
 pub async fn reapply(db: &dyn Database, entry: &Entry) -> Result<bool, String> {
-    if !matches!(entry.event(), Event::Input { .. } | Event::Init { .. }) {
+    if !matches!(
+        entry.event(),
+        Event::Input { .. } | Event::Read { .. } | Event::Init { .. }
+    ) {
         return Ok(false);
     }
     // Only requests that succeeded changed anything (a failed one was undone alone), and only

@@ -424,7 +424,10 @@ pub fn reapply(
     entry: &Entry,
     blobs: &dyn BlobStore,
 ) -> Result<usize, String> {
-    if !matches!(entry.event(), Event::Input { .. } | Event::Init { .. }) {
+    if !matches!(
+        entry.event(),
+        Event::Input { .. } | Event::Read { .. } | Event::Init { .. }
+    ) {
         return Ok(0);
     }
     let mut staged = Staged::new();

@@ -55,10 +55,7 @@ pub struct Pending {
 }
 
 fn received(entry: &Entry) -> Option<(&Value, Option<&str>)> {
-    let input = match entry.event() {
-        Event::Input { input, .. } | Event::Failed { input, .. } => input,
-        _ => return None,
-    };
+    let input = entry.event().input()?;
     (input.json["type"] == "message").then(|| (&input.json["payload"], input.json["from"].as_str()))
 }
 

@@ -392,7 +392,7 @@ fn advance(
         let entry = chain.get(seq)?;
         // A failed input set nothing, but a firing it was happened all the same.
         let (input, succeeded) = match entry.event() {
-            Event::Input { input, .. } => (Some(input), true),
+            Event::Input { input, .. } | Event::Read { input, .. } => (Some(input), true),
             Event::Failed { input, .. } => (Some(input), false),
             Event::Init { .. } => (None, true),
             _ => continue,

@@ -18,6 +18,12 @@
 //! idle_ms = 300000                    # passivate a member idle this long
 //! max_active = 1000                   # most members active at once
 //!
+//! [retention]                         # optional: what of the chain to keep
+//! keep_entries = 100000               # at least this many behind the newest snapshot
+//! keep_days = 30                      # and at least this many days (default: any age)
+//! keep_all = false                    # true: never prune
+//! reads = "digest"                    # a read's output: its digest, or "full"
+//!
 //! [secrets]                           # optional: names, and where values come from
 //! API_TOKEN = { env = "API_TOKEN" }   # (never a value: see `theater_wasm::secrets`)
 //!
@@ -58,12 +64,17 @@ struct RawManifest {
     retention: Option<RawRetention>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawRetention {
-    keep_entries: u64,
+    #[serde(default)]
+    keep_entries: Option<u64>,
     #[serde(default)]
     keep_days: Option<u32>,
+    #[serde(default)]
+    keep_all: Option<bool>,
+    #[serde(default)]
+    reads: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -181,9 +192,16 @@ pub struct Manifest {
     /// The secrets this manifest declares (`[secrets]`: names and where their values come
     /// from, never the values; see [`crate::secrets`]).
     pub secrets: BTreeMap<String, crate::secrets::Source>,
-    /// What of its chain to keep (`[retention]`: `keep_entries`, `keep_days`); `None`:
+    /// What of its chain to keep (`[retention]`: `keep_entries`, `keep_days`; without the
+    /// section, [`theater_core::Retention::default`]); `None` (`keep_all = true`):
     /// everything.
     pub retention: Option<theater_core::Retention>,
+    /// Whether the manifest has a `[retention]` section (the policy was chosen, not
+    /// defaulted).
+    pub retention_declared: bool,
+    /// What an entry records of an input that left the state unchanged (`[retention]
+    /// reads`, default `"digest"`).
+    pub reads: theater_core::Reads,
 }
 
 /// Largest memory limit accepted (4 GiB, the wasm32 maximum).
@@ -323,18 +341,37 @@ impl Manifest {
             Some(table) => crate::secrets::parse_table(table, base)
                 .map_err(|(field, message)| err(Some(&field), message))?,
         };
-        let retention = match raw.retention {
-            None => None,
-            Some(r) if r.keep_days == Some(0) => {
+        let retention_declared = raw.retention.is_some();
+        let r = raw.retention.unwrap_or_default();
+        let reads = match &r.reads {
+            None => theater_core::Reads::default(),
+            Some(s) => s
+                .parse()
+                .map_err(|e: String| err(Some("retention.reads"), e))?,
+        };
+        if r.keep_days == Some(0) {
+            return Err(err(
+                Some("retention.keep_days"),
+                "must be at least 1 (leave it out to count entries only)".into(),
+            ));
+        }
+        let retention = if r.keep_all == Some(true) {
+            if let Some(field) = [("keep_entries", r.keep_entries.is_some()), ("keep_days", r.keep_days.is_some())]
+                .iter()
+                .find_map(|(f, set)| set.then_some(*f))
+            {
                 return Err(err(
-                    Some("retention.keep_days"),
-                    "must be at least 1 (leave it out to count entries only)".into(),
+                    Some(&format!("retention.{field}")),
+                    "cannot be set with keep_all = true (which keeps every entry)".into(),
                 ));
             }
-            Some(r) => Some(theater_core::Retention {
-                keep_entries: r.keep_entries,
-                keep_days: r.keep_days,
-            }),
+            None
+        } else {
+            let default = theater_core::Retention::default();
+            Some(theater_core::Retention {
+                keep_entries: r.keep_entries.unwrap_or(default.keep_entries),
+                keep_days: r.keep_days.or(default.keep_days),
+            })
         };
         Ok(Manifest {
             path: path.to_path_buf(),
@@ -346,6 +383,8 @@ impl Manifest {
             family,
             secrets,
             retention,
+            retention_declared,
+            reads,
         })
     }
 }

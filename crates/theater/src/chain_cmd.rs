@@ -221,7 +221,9 @@ fn matches_kind(entry: &theater_chain::Entry, kind: &str) -> bool {
         return true;
     }
     match entry.event() {
-        Event::Input { input, .. } | Event::Failed { input, .. } => input.json["type"] == kind,
+        Event::Input { input, .. } | Event::Read { input, .. } | Event::Failed { input, .. } => {
+            input.json["type"] == kind
+        }
         _ => false,
     }
 }

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use theater_chain::{ChainId, ChainRef, ChainStore, Event, FileStore, Hash, MemoryStore};
+use theater_chain::{ChainId, ChainRef, ChainStore, FileStore, Hash, MemoryStore};
 use theater_cluster::{
     Catalog, Change, Cluster, ClusterConfig, ClusterError, Listing, Placement, View, shard_of,
 };
@@ -227,9 +227,8 @@ pub(crate) fn received_by(chain: &dyn ChainStore) -> Received {
     let mut seen: HashMap<(String, u64), u32> = HashMap::new();
     for seq in chain.start()..chain.len() {
         let Ok(entry) = chain.get(seq) else { continue };
-        let input = match entry.event() {
-            Event::Input { input, .. } | Event::Failed { input, .. } => input,
-            _ => continue,
+        let Some(input) = entry.event().input() else {
+            continue;
         };
         if input.json["type"] != "message" {
             continue;

@@ -87,7 +87,7 @@ pub(crate) fn graph_data(
             let mut v = crate::render::entry_json(&entry, &hash);
             let label = match entry.event() {
                 Event::Init { .. } => "init".to_string(),
-                Event::Input { input, .. } => {
+                Event::Input { input, .. } | Event::Read { input, .. } => {
                     let t = input.json["type"].as_str().unwrap_or("input");
                     match t {
                         "http_request" => format!(
@@ -105,10 +105,8 @@ pub(crate) fn graph_data(
             if let Some(s) = states.get(&seq) {
                 v["state"] = s.clone();
             }
-            let from = match entry.event() {
-                Event::Input { input, .. } | Event::Failed { input, .. }
-                    if input.json["type"] == "message" =>
-                {
+            let from = match entry.event().input() {
+                Some(input) if input.json["type"] == "message" => {
                     input.json["from"].as_str().map(str::to_string)
                 }
                 _ => None,

@@ -534,14 +534,16 @@ impl Host {
                     .with_grants(grants.clone())
             }
         };
-        let mut runtime = RuntimeConfig::default().genesis_refs(genesis);
+        let mut runtime = RuntimeConfig::default()
+            .genesis_refs(genesis)
+            .reads(m.reads);
         match (&m.retention, &self.cluster) {
             (Some(policy), None) => runtime = runtime.retention(policy.clone()),
-            (Some(_), Some(_)) => tracing::warn!(
+            (Some(_), Some(_)) if m.retention_declared => tracing::warn!(
                 actor = %m.name,
                 "[retention] is not applied in a cluster (a replica keeps the whole chain)"
             ),
-            (None, _) => {}
+            _ => {}
         }
         let mut config = ActorConfig::default().runtime(runtime);
         if matches!(origin, Origin::Child { .. }) {

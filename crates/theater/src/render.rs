@@ -22,6 +22,11 @@ pub(crate) fn entry_line(entry: &Entry, hash: &Hash) -> String {
                 payload_text(output)
             )
         }
+        Event::Read { input, output } => format!(
+            "read    {} -> output {}",
+            payload_text(input),
+            output.short()
+        ),
         Event::Failed { input, error } => format!("failed  {} ({error})", payload_text(input)),
         other => other.kind().to_string(),
     };
@@ -83,6 +88,10 @@ pub(crate) fn entry_json(entry: &Entry, hash: &Hash) -> Value {
         Event::Input { input, output } => {
             v["input"] = payload_json(input);
             v["output"] = payload_json(output);
+        }
+        Event::Read { input, output } => {
+            v["input"] = payload_json(input);
+            v["output_digest"] = json!(output.to_string());
         }
         Event::Failed { input, error } => {
             v["input"] = payload_json(input);

@@ -435,11 +435,22 @@ impl FileStore {
     fn reindex(&mut self, from: u64) -> Result<(), ChainError> {
         self.index.clear();
         let mut pos = from;
+        // Frame heads read through a window of the log, not one read each.
+        let mut window = vec![0u8; 1 << 20];
+        let (mut window_at, mut window_len) = (0u64, 0usize);
         while pos < self.written {
+            let in_window =
+                pos >= window_at && pos + FRAME_HEAD as u64 <= window_at + window_len as u64;
+            if !in_window {
+                let n = ((self.written - pos) as usize).clamp(FRAME_HEAD, window.len());
+                self.file
+                    .read_exact_at(&mut window[..n], pos)
+                    .map_err(io_err(&self.log_path))?;
+                (window_at, window_len) = (pos, n);
+            }
+            let at = (pos - window_at) as usize;
             let mut head = [0u8; FRAME_HEAD];
-            self.file
-                .read_exact_at(&mut head, pos)
-                .map_err(io_err(&self.log_path))?;
+            head.copy_from_slice(&window[at..at + FRAME_HEAD]);
             let seq = self.start + self.index.len();
             let len =
                 frame::frame_len(&head).ok_or_else(|| self.corrupt(seq, pos, Problem::BadFrame))?;
@@ -842,9 +853,12 @@ impl ChainStore for FileStore {
                 self.snapshot_seqs.push(old);
             }
         }
-        // Blobs only pruned entries (or failed inputs) named go too.
-        let keep = crate::blob::named_blobs(self)?;
-        self.blobs.retain(&keep)?;
+        // Blobs only pruned entries (or failed inputs) named go too (none to look for when
+        // there are none).
+        if !self.blobs.is_empty() {
+            let keep = crate::blob::named_blobs(self)?;
+            self.blobs.retain(&keep)?;
+        }
         Ok(())
     }
 }

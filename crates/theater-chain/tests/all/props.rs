@@ -49,6 +49,7 @@ fn arb_entry() -> impl Strategy<Value = Entry> {
             .prop_map(|(code, from)| Event::Upgrade { code, from }),
         (arb_payload(), arb_payload()).prop_map(|(input, output)| Event::Input { input, output }),
         (arb_payload(), ".{0,20}").prop_map(|(input, error)| Event::Failed { input, error }),
+        (arb_payload(), arb_hash()).prop_map(|(input, output)| Event::Read { input, output }),
     ];
     let call =
         ("[a-z:/]{1,20}", arb_payload(), arb_payload()).prop_map(|(name, request, result)| {

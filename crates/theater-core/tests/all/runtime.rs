@@ -203,3 +203,104 @@ async fn init_failures_are_reported() {
         "{err}"
     );
 }
+
+/// A read (an input that leaves the state unchanged) records its output's digest by
+/// default, the whole output with `Reads::Full`, and always the whole answer to a request;
+/// replay recomputes the output and checks it against the digest.
+#[tokio::test]
+async fn a_read_records_its_outputs_digest_and_replay_checks_it() {
+    let mut rt = ActorRuntime::start(Counter, mem("r"), RuntimeConfig::default())
+        .await
+        .unwrap();
+    rt.handle(ActorInput::message(json!({"add": 2})), vec![])
+        .await
+        .unwrap();
+    let asked = ActorInput::message(json!({"add": 0}));
+    let read = rt.handle(asked.clone(), vec![]).await.unwrap();
+    let answered = read.result.unwrap().to_payload();
+    let entry = rt.chain().get(read.seq).unwrap();
+    match entry.event() {
+        Event::Read { input, output } => {
+            assert_eq!(*input, asked.to_payload());
+            assert_eq!(*output, answered.digest());
+        }
+        other => panic!("expected a read entry, got {other:?}"),
+    }
+    assert_eq!(
+        entry.state_hash(),
+        rt.chain().get(read.seq - 1).unwrap().state_hash()
+    );
+    // A change is recorded whole, and so is a request's answer even when nothing changed.
+    let changed = rt
+        .handle(ActorInput::message(json!({"add": 1})), vec![])
+        .await
+        .unwrap();
+    let request = rt.handle(add(0), vec![]).await.unwrap();
+    for seq in [changed.seq, request.seq] {
+        let e = rt.chain().get(seq).unwrap();
+        assert!(matches!(e.event(), Event::Input { .. }), "{seq}: {e:?}");
+    }
+    rt.chain().verify().unwrap();
+    let report = replay(&mut Counter, rt.chain()).await.unwrap();
+    assert_eq!(report.state.value(), &json!({"count": 3}));
+
+    /// A counter that answers a read with ten times the count: same states, other outputs.
+    struct Loud;
+    #[async_trait::async_trait]
+    impl theater_core::Actor for Loud {
+        async fn init(
+            &mut self,
+            h: &mut theater_core::HostCalls,
+        ) -> Result<serde_json::Value, ActorError> {
+            theater_core::Actor::init(&mut Counter, h).await
+        }
+        async fn handle_input(
+            &mut self,
+            input: &ActorInput,
+            state: &serde_json::Value,
+            h: &mut theater_core::HostCalls,
+        ) -> Result<(theater_core::ActorOutput, serde_json::Value), ActorError> {
+            let (out, next) = theater_core::Actor::handle_input(&mut Counter, input, state, h).await?;
+            if next != *state {
+                return Ok((out, next));
+            }
+            Ok((
+                theater_core::ActorOutput::reply(json!(state["count"].as_i64().unwrap() * 10)),
+                next,
+            ))
+        }
+    }
+    match replay(&mut Loud, rt.chain()).await {
+        Err(ReplayError::Diverged(d)) => {
+            assert_eq!(d.seq, read.seq);
+            match &d.what {
+                Mismatch::OutputDigest {
+                    expected,
+                    actual,
+                    replayed,
+                } => {
+                    assert_eq!(*expected, answered.digest());
+                    assert_eq!(*actual, replayed.digest());
+                    assert_ne!(expected, actual);
+                }
+                other => panic!("expected an output digest mismatch, got {other:?}"),
+            }
+        }
+        other => panic!("expected divergence, got {other:?}"),
+    }
+
+    let mut full = ActorRuntime::start(
+        Counter,
+        mem("f"),
+        RuntimeConfig::default().reads(theater_core::Reads::Full),
+    )
+    .await
+    .unwrap();
+    let read = full.handle(asked, vec![]).await.unwrap();
+    let answered = read.result.unwrap().to_payload();
+    match full.chain().get(read.seq).unwrap().event() {
+        Event::Input { output, .. } => assert_eq!(*output, answered),
+        other => panic!("expected an input entry, got {other:?}"),
+    }
+    replay(&mut Counter, full.chain()).await.unwrap();
+}

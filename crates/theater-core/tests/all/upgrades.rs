@@ -232,3 +232,51 @@ async fn retention_prunes_behind_the_newest_snapshot_and_the_chain_still_resumes
         other => panic!("{other:?}"),
     }
 }
+
+/// The default policy (what a manifest without `[retention]` gets) prunes a busy chain, and
+/// never past an entry another chain refers to or may refer to (here a request's answer),
+/// nor past the newest snapshot's `keep_entries` (so nothing a restart replays goes).
+#[tokio::test]
+async fn the_default_retention_prunes_but_never_drops_what_another_chain_or_a_restart_needs() {
+    use std::time::SystemTime;
+    use theater_core::{PrunePoint, Retention, prune_point};
+    let policy = Retention::default();
+    assert_eq!(policy.keep_entries, 100_000);
+    let chain = Box::new(MemoryStore::new(ChainId::new("busy").unwrap()));
+    let config = RuntimeConfig::default()
+        .snapshot_every(Some(1000))
+        .snapshot_share(None)
+        .retention(policy.clone());
+    let mut rt = ActorRuntime::start(a(), chain, config).await.unwrap();
+    let read = || ActorInput::message(json!({"add": 0}));
+    for _ in 0..210_000 {
+        rt.handle(read(), vec![]).await.unwrap();
+    }
+    let kept = |rt: &ActorRuntime<_>| {
+        let chain = rt.chain();
+        (chain.start(), chain.snapshots().last().unwrap().0)
+    };
+    let (start, newest) = kept(&rt);
+    assert!(start > 0, "the default pruned nothing of {} entries", rt.chain().len());
+    assert!(newest - start >= policy.keep_entries, "{start}..{newest}");
+    // A request: the asker's chain refers to its answer.
+    let linked = rt
+        .handle(ActorInput::request(json!({"add": 1})), vec![])
+        .await
+        .unwrap()
+        .seq;
+    for _ in 0..220_000 {
+        rt.handle(read(), vec![]).await.unwrap();
+    }
+    let (after, newest) = kept(&rt);
+    assert!(after <= linked, "the linked entry {linked} was dropped (start {after})");
+    assert!(newest > linked + 2 * policy.keep_entries);
+    rt.chain().get(linked).unwrap();
+    assert_eq!(rt.chain().verify().unwrap().entries, rt.chain().len() - after);
+    let report = resume(&mut a(), rt.chain()).await.unwrap();
+    assert_eq!(report.state.value(), &json!(1));
+    match prune_point(rt.chain(), &policy, Some(linked), SystemTime::now()) {
+        PrunePoint::Nothing(why) => assert!(why.contains("never dropped"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}

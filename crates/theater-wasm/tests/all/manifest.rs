@@ -194,3 +194,42 @@ fn a_pattern_declares_a_family_whose_members_are_valid_names_with_its_prefix() {
     std::fs::write(&path, format!("name = \"room\"\n{c}")).unwrap();
     assert!(Manifest::load(&path).unwrap().family.is_none());
 }
+
+/// Without `[retention]` a chain keeps the default (the newest 100,000 entries, reads by
+/// digest); the section changes each part, `keep_all` turns pruning off, and a bad value
+/// names its field.
+#[test]
+fn retention_has_a_default_and_each_setting_is_checked() {
+    use theater_core::{Reads, Retention};
+    let dir = tempfile::tempdir().unwrap();
+    let c = component_line();
+    let load = |extra: &str| Manifest::load(write(dir.path(), &format!("name = \"x\"\n{c}{extra}")));
+    let m = load("").unwrap();
+    assert_eq!(m.retention, Some(Retention::default()));
+    assert_eq!(m.reads, Reads::Digest);
+    assert!(!m.retention_declared);
+    let m = load("[retention]\nkeep_days = 30\nreads = \"full\"\n").unwrap();
+    assert_eq!(
+        m.retention,
+        Some(Retention {
+            keep_entries: 100_000,
+            keep_days: Some(30)
+        })
+    );
+    assert_eq!(m.reads, Reads::Full);
+    assert!(m.retention_declared);
+    let m = load("[retention]\nkeep_all = true\n").unwrap();
+    assert_eq!((m.retention, m.reads), (None, Reads::Digest));
+    let m = load("[retention]\nkeep_entries = 10\n").unwrap();
+    assert_eq!(m.retention.map(|r| r.keep_entries), Some(10));
+    for (extra, field, problem) in [
+        ("[retention]\nreads = \"some\"\n", "retention.reads", "\"digest\" or \"full\""),
+        ("[retention]\nkeep_all = true\nkeep_entries = 5\n", "retention.keep_entries", "keep_all"),
+        ("[retention]\nkeep_all = true\nkeep_days = 5\n", "retention.keep_days", "keep_all"),
+        ("[retention]\nkeep_days = 0\n", "retention.keep_days", "at least 1"),
+        ("[retention]\nkeep = 5\n", "keep", "unknown field"),
+    ] {
+        let msg = error_of(&format!("name = \"x\"\n{c}{extra}"));
+        assert!(msg.contains(field) && msg.contains(problem), "{extra}: {msg}");
+    }
+}
