@@ -490,7 +490,8 @@ impl Report {
         let rates: Vec<f64> = steady.iter().map(|i| i.per_second).collect();
         let disk_growth = last.disk as f64 - self.disk_before as f64;
         // Bytes per request while nothing was pruned yet: the first interval's growth.
-        let per_request = (first.disk as f64 - self.disk_before as f64) / first.requests.max(1) as f64;
+        let per_request =
+            (first.disk as f64 - self.disk_before as f64) / first.requests.max(1) as f64;
         println!();
         println!(
             "{requests} requests in {:.1} min ({:.0}/s), {} errors{}",

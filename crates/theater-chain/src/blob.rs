@@ -74,7 +74,10 @@ impl BlobStore for MemoryBlobs {
     }
 
     fn is_empty(&self) -> bool {
-        self.blobs.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+        self.blobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
     }
 }
 

@@ -479,6 +479,7 @@ mod tests {
             NewEntry::init(Payload::json(json!(0)), Hash::of_state(&json!(0))),
         );
         assert_eq!(old.encode()[tag_at], 0);
+        assert_eq!(old.event().code(), None);
     }
 
     /// A read (tag 5): the input's payload, then the output's digest, as the module docs
@@ -498,7 +499,10 @@ mod tests {
         let mut encoded = Vec::new();
         put_payload(&mut encoded, &input);
         assert_eq!(&bytes[tag_at + 1..tag_at + 1 + encoded.len()], encoded);
-        assert_eq!(&bytes[tag_at + 1 + encoded.len()..][..32], output.digest().as_bytes());
+        assert_eq!(
+            &bytes[tag_at + 1 + encoded.len()..][..32],
+            output.digest().as_bytes()
+        );
         assert_eq!(decode(&bytes), Ok(read.clone()));
         assert_eq!(read.event().kind(), "read");
         assert_eq!(read.event().input(), Some(&input));
@@ -514,6 +518,5 @@ mod tests {
             "6f161dd36dbfd03efd7d7919380a3f01cfb43c39634623068cd73d3380286586",
             "the digest of an empty payload (the JSON `null`, no bytes) is pinned"
         );
-        assert_eq!(old.event().code(), None);
     }
 }

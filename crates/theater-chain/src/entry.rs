@@ -178,9 +178,9 @@ impl Event {
     /// What arrived, for an event that handled an input (`input`, `read` or `failed`).
     pub fn input(&self) -> Option<&Payload> {
         match self {
-            Event::Input { input, .. } | Event::Read { input, .. } | Event::Failed { input, .. } => {
-                Some(input)
-            }
+            Event::Input { input, .. }
+            | Event::Read { input, .. }
+            | Event::Failed { input, .. } => Some(input),
             Event::Init { .. } | Event::Upgrade { .. } => None,
         }
     }

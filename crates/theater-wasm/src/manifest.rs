@@ -356,9 +356,12 @@ impl Manifest {
             ));
         }
         let retention = if r.keep_all == Some(true) {
-            if let Some(field) = [("keep_entries", r.keep_entries.is_some()), ("keep_days", r.keep_days.is_some())]
-                .iter()
-                .find_map(|(f, set)| set.then_some(*f))
+            if let Some(field) = [
+                ("keep_entries", r.keep_entries.is_some()),
+                ("keep_days", r.keep_days.is_some()),
+            ]
+            .iter()
+            .find_map(|(f, set)| set.then_some(*f))
             {
                 return Err(err(
                     Some(&format!("retention.{field}")),

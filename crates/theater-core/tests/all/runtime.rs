@@ -260,7 +260,8 @@ async fn a_read_records_its_outputs_digest_and_replay_checks_it() {
             state: &serde_json::Value,
             h: &mut theater_core::HostCalls,
         ) -> Result<(theater_core::ActorOutput, serde_json::Value), ActorError> {
-            let (out, next) = theater_core::Actor::handle_input(&mut Counter, input, state, h).await?;
+            let (out, next) =
+                theater_core::Actor::handle_input(&mut Counter, input, state, h).await?;
             if next != *state {
                 return Ok((out, next));
             }

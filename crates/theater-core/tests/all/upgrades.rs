@@ -257,7 +257,11 @@ async fn the_default_retention_prunes_but_never_drops_what_another_chain_or_a_re
         (chain.start(), chain.snapshots().last().unwrap().0)
     };
     let (start, newest) = kept(&rt);
-    assert!(start > 0, "the default pruned nothing of {} entries", rt.chain().len());
+    assert!(
+        start > 0,
+        "the default pruned nothing of {} entries",
+        rt.chain().len()
+    );
     assert!(newest - start >= policy.keep_entries, "{start}..{newest}");
     // A request: the asker's chain refers to its answer.
     let linked = rt
@@ -269,10 +273,16 @@ async fn the_default_retention_prunes_but_never_drops_what_another_chain_or_a_re
         rt.handle(read(), vec![]).await.unwrap();
     }
     let (after, newest) = kept(&rt);
-    assert!(after <= linked, "the linked entry {linked} was dropped (start {after})");
+    assert!(
+        after <= linked,
+        "the linked entry {linked} was dropped (start {after})"
+    );
     assert!(newest > linked + 2 * policy.keep_entries);
     rt.chain().get(linked).unwrap();
-    assert_eq!(rt.chain().verify().unwrap().entries, rt.chain().len() - after);
+    assert_eq!(
+        rt.chain().verify().unwrap().entries,
+        rt.chain().len() - after
+    );
     let report = resume(&mut a(), rt.chain()).await.unwrap();
     assert_eq!(report.state.value(), &json!(1));
     match prune_point(rt.chain(), &policy, Some(linked), SystemTime::now()) {

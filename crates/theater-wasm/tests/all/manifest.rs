@@ -203,7 +203,8 @@ fn retention_has_a_default_and_each_setting_is_checked() {
     use theater_core::{Reads, Retention};
     let dir = tempfile::tempdir().unwrap();
     let c = component_line();
-    let load = |extra: &str| Manifest::load(write(dir.path(), &format!("name = \"x\"\n{c}{extra}")));
+    let load =
+        |extra: &str| Manifest::load(write(dir.path(), &format!("name = \"x\"\n{c}{extra}")));
     let m = load("").unwrap();
     assert_eq!(m.retention, Some(Retention::default()));
     assert_eq!(m.reads, Reads::Digest);
@@ -223,13 +224,32 @@ fn retention_has_a_default_and_each_setting_is_checked() {
     let m = load("[retention]\nkeep_entries = 10\n").unwrap();
     assert_eq!(m.retention.map(|r| r.keep_entries), Some(10));
     for (extra, field, problem) in [
-        ("[retention]\nreads = \"some\"\n", "retention.reads", "\"digest\" or \"full\""),
-        ("[retention]\nkeep_all = true\nkeep_entries = 5\n", "retention.keep_entries", "keep_all"),
-        ("[retention]\nkeep_all = true\nkeep_days = 5\n", "retention.keep_days", "keep_all"),
-        ("[retention]\nkeep_days = 0\n", "retention.keep_days", "at least 1"),
+        (
+            "[retention]\nreads = \"some\"\n",
+            "retention.reads",
+            "\"digest\" or \"full\"",
+        ),
+        (
+            "[retention]\nkeep_all = true\nkeep_entries = 5\n",
+            "retention.keep_entries",
+            "keep_all",
+        ),
+        (
+            "[retention]\nkeep_all = true\nkeep_days = 5\n",
+            "retention.keep_days",
+            "keep_all",
+        ),
+        (
+            "[retention]\nkeep_days = 0\n",
+            "retention.keep_days",
+            "at least 1",
+        ),
         ("[retention]\nkeep = 5\n", "keep", "unknown field"),
     ] {
         let msg = error_of(&format!("name = \"x\"\n{c}{extra}"));
-        assert!(msg.contains(field) && msg.contains(problem), "{extra}: {msg}");
+        assert!(
+            msg.contains(field) && msg.contains(problem),
+            "{extra}: {msg}"
+        );
     }
 }
