@@ -146,7 +146,14 @@ pub(crate) fn main(args: &[String]) -> anyhow::Result<ExitCode> {
     if options.json {
         println!("{}", serde_json::to_string_pretty(&report.json())?);
     }
-    report.summary(&options);
+    for line in report.summary(&options) {
+        // Beside JSON on stdout, the summary goes to stderr.
+        if options.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
     Ok(if report.errors == 0 {
         ExitCode::SUCCESS
     } else {
@@ -234,13 +241,21 @@ impl Host {
     fn stop(&self) {
         let dir = self.data.parent().unwrap_or(Path::new("."));
         let bin = std::env::current_exe().map(|b| b.with_file_name("theater"));
-        if let Ok(bin) = bin {
-            let _ = Command::new(bin)
+        if let Ok(bin) = bin
+            && let Ok(mut shutdown) = Command::new(bin)
                 .arg("shutdown")
                 .current_dir(dir)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .status();
+                .spawn()
+        {
+            let asked = Instant::now();
+            while matches!(shutdown.try_wait(), Ok(None)) && asked.elapsed() < Duration::from_secs(30)
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = shutdown.kill();
+            let _ = shutdown.wait();
         }
         let started = Instant::now();
         while !self.exited() && started.elapsed() < Duration::from_secs(30) {
@@ -281,12 +296,17 @@ struct Report {
     errors: u64,
     first_error: Option<String>,
     disk_before: u64,
+    /// Bytes on disk per request over the first requests (`early_requests` of them).
+    per_request: f64,
+    early_requests: u64,
 }
 
 /// What the clients share with the reporter.
 struct Shared {
     stop: AtomicBool,
     errors: AtomicU64,
+    /// Requests answered 200, in all.
+    done: AtomicU64,
     first_error: Mutex<Option<String>>,
     /// Each client's latencies (µs) since the last report.
     latencies: Vec<Mutex<Vec<u32>>>,
@@ -319,22 +339,33 @@ async fn connect(
     Ok(sender)
 }
 
+/// Longest a request may take before it counts as an error (and its connection is
+/// replaced).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn client(shared: Arc<Shared>, me: usize, addr: SocketAddr) {
     let mut sender = None;
     while !shared.stop.load(Ordering::Relaxed) {
         let started = Instant::now();
-        let outcome = async {
+        let attempt = async {
             if sender.is_none() {
                 sender = Some(connect(addr).await?);
             }
-            let s = sender.as_mut().expect("connected");
+            let s = sender.as_mut().context("not connected")?;
             request(s, http::Method::GET, "/todos/1", "").await
-        }
-        .await;
+        };
+        let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(anyhow::anyhow!(
+                "no answer in {}s",
+                REQUEST_TIMEOUT.as_secs()
+            )),
+        };
         match outcome {
             Ok((200, _)) => {
                 let us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
                 shared.latencies[me].lock().expect("latencies").push(us);
+                shared.done.fetch_add(1, Ordering::Relaxed);
             }
             other => {
                 shared.errors.fetch_add(1, Ordering::Relaxed);
@@ -373,6 +404,7 @@ async fn soak(options: &Options, addr: SocketAddr, host: &Host) -> anyhow::Resul
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         errors: AtomicU64::new(0),
+        done: AtomicU64::new(0),
         first_error: Mutex::new(None),
         latencies: (0..options.connections)
             .map(|_| Mutex::new(Vec::new()))
@@ -390,11 +422,17 @@ async fn soak(options: &Options, addr: SocketAddr, host: &Host) -> anyhow::Resul
         );
     }
     let started = Instant::now();
+    // What a request costs on disk, read before the chain is long enough for a prune (the
+    // default keeps 100,000 entries and prunes once it has twice that).
+    tokio::time::sleep(Duration::from_secs(2).min(options.interval / 2)).await;
+    let early = (host.disk(), shared.done.load(Ordering::Relaxed));
     let mut report = Report {
         intervals: Vec::new(),
         errors: 0,
         first_error: None,
         disk_before,
+        per_request: (early.0 as f64 - disk_before as f64) / early.1.max(1) as f64,
+        early_requests: early.1,
     };
     let mut last = started;
     let mut errors_before = 0;
@@ -450,6 +488,10 @@ async fn soak(options: &Options, addr: SocketAddr, host: &Host) -> anyhow::Resul
         }
     }
     shared.stop.store(true, Ordering::Relaxed);
+    for c in &clients {
+        // A request in flight is not waited for.
+        c.abort();
+    }
     for c in clients {
         let _ = c.await;
     }
@@ -477,10 +519,11 @@ impl Report {
         &self.intervals[first..]
     }
 
-    fn summary(&self, options: &Options) {
+    /// The summary's lines.
+    fn summary(&self, options: &Options) -> Vec<String> {
         let steady = self.steady(options);
-        let (Some(first), Some(last)) = (self.intervals.first(), self.intervals.last()) else {
-            return;
+        let Some(last) = self.intervals.last() else {
+            return Vec::new();
         };
         let requests: u64 = self.intervals.iter().map(|i| i.requests).sum();
         let minutes = last.at.as_secs_f64() / 60.0;
@@ -489,11 +532,9 @@ impl Report {
         let p99s: Vec<Duration> = steady.iter().map(|i| i.p99).collect();
         let rates: Vec<f64> = steady.iter().map(|i| i.per_second).collect();
         let disk_growth = last.disk as f64 - self.disk_before as f64;
-        // Bytes per request while nothing was pruned yet: the first interval's growth.
-        let per_request =
-            (first.disk as f64 - self.disk_before as f64) / first.requests.max(1) as f64;
-        println!();
-        println!(
+        vec![
+            String::new(),
+            format!(
             "{requests} requests in {:.1} min ({:.0}/s), {} errors{}",
             minutes,
             requests as f64 / (minutes * 60.0),
@@ -501,8 +542,8 @@ impl Report {
             self.first_error
                 .as_deref()
                 .map_or(String::new(), |e| format!(" (first: {e})"))
-        );
-        println!(
+        ),
+        format!(
             "after the {:.0}s warm-up ({} intervals): req/s {:.0}..{:.0}, p99 {}..{}, RSS {}..{} (spread {})",
             options.warm_up.as_secs_f64(),
             steady.len(),
@@ -513,14 +554,25 @@ impl Report {
             mb(rss_min),
             mb(rss_max),
             mb(rss_max - rss_min),
-        );
-        println!(
-            "disk: {} before, {} after ({:+.1} MB/min on average; {:.0} bytes per request in the first interval)",
+        ),
+        format!(
+            "disk: {} before, {} after ({:+.1} MB/min on average; {:.0} bytes per request over the first {} requests)",
             mb(self.disk_before),
             mb(last.disk),
             disk_growth / 1e6 / minutes,
-            per_request
-        );
+            self.per_request,
+            self.early_requests,
+        ),
+        match (steady.first(), steady.last()) {
+            (Some(a), Some(b)) if b.at > a.at => format!(
+                "disk after the warm-up: {}..{}, {:+.1} MB/min from the first steady interval to the last",
+                mb(steady.iter().map(|i| i.disk).min().unwrap_or(0)),
+                mb(steady.iter().map(|i| i.disk).max().unwrap_or(0)),
+                (b.disk as f64 - a.disk as f64) / 1e6 / ((b.at - a.at).as_secs_f64() / 60.0),
+            ),
+            _ => "disk after the warm-up: too few intervals to say".into(),
+        },
+        ]
     }
 
     fn json(&self) -> serde_json::Value {
@@ -528,6 +580,7 @@ impl Report {
             "errors": self.errors,
             "first_error": self.first_error,
             "disk_before": self.disk_before,
+            "bytes_per_request": self.per_request,
             "intervals": self.intervals.iter().map(|i| serde_json::json!({
                 "at_s": i.at.as_secs_f64(),
                 "requests": i.requests,

@@ -157,7 +157,7 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
     /// Instead of `body`, a file under the actor's granted directory: the server sends its
     /// bytes after checking they still hash to what the actor was told; the chain holds only
-    /// the reference.
+    /// the reference (or, for a read recorded by digest, the digest of an output holding it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileRef>,
 }

@@ -196,8 +196,8 @@ pub struct Manifest {
     /// section, [`theater_core::Retention::default`]); `None` (`keep_all = true`):
     /// everything.
     pub retention: Option<theater_core::Retention>,
-    /// Whether the manifest has a `[retention]` section (the policy was chosen, not
-    /// defaulted).
+    /// Whether the manifest's `[retention]` chooses what to prune (`keep_entries`,
+    /// `keep_days` or `keep_all`) rather than leaving it to the default.
     pub retention_declared: bool,
     /// What an entry records of an input that left the state unchanged (`[retention]
     /// reads`, default `"digest"`).
@@ -341,8 +341,9 @@ impl Manifest {
             Some(table) => crate::secrets::parse_table(table, base)
                 .map_err(|(field, message)| err(Some(&field), message))?,
         };
-        let retention_declared = raw.retention.is_some();
         let r = raw.retention.unwrap_or_default();
+        let retention_declared =
+            r.keep_entries.is_some() || r.keep_days.is_some() || r.keep_all.is_some();
         let reads = match &r.reads {
             None => theater_core::Reads::default(),
             Some(s) => s

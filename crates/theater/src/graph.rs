@@ -236,7 +236,7 @@ const PAGE: &str = r##"<!doctype html>
     if (selected) selected.classList.remove("selected");
     selected = g; g.classList.add("selected");
     const d = {chain: chain.id, seq: e.seq, hash: e.hash, kind: e.kind};
-    for (const k of ["input", "output", "error", "params", "host_calls", "refs", "state_hash", "state"])
+    for (const k of ["input", "output", "output_digest", "error", "params", "host_calls", "refs", "state_hash", "state"])
       if (e[k] !== undefined) d[k] = e[k];
     document.getElementById("details").textContent = JSON.stringify(d, null, 2);
   }

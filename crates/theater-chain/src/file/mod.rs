@@ -435,8 +435,9 @@ impl FileStore {
     fn reindex(&mut self, from: u64) -> Result<(), ChainError> {
         self.index.clear();
         let mut pos = from;
-        // Frame heads read through a window of the log, not one read each.
-        let mut window = vec![0u8; 1 << 20];
+        // Frame heads read through a window of the log, not one read each (small enough that
+        // a log of large frames reads little more than their heads).
+        let mut window = vec![0u8; 64 << 10];
         let (mut window_at, mut window_len) = (0u64, 0usize);
         while pos < self.written {
             let in_window =

@@ -241,6 +241,19 @@ fn forge(chain: &FileStore, mut change: impl FnMut(&mut Value) -> bool) -> (Memo
                     .with_refs(entry.refs().to_vec())
                     .with_host_calls(entry.host_calls().to_vec())
             }
+            Event::Read { input, output } => {
+                let mut json = input.json.clone();
+                if change(&mut json) {
+                    changed.push(seq);
+                }
+                let event = Event::Read {
+                    input: Payload::json(json),
+                    output: *output,
+                };
+                NewEntry::from_event(event, entry.state_hash())
+                    .with_refs(entry.refs().to_vec())
+                    .with_host_calls(entry.host_calls().to_vec())
+            }
             _ => NewEntry::from(entry),
         };
         let _ = forged.append(new).unwrap();
