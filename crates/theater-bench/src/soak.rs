@@ -250,7 +250,8 @@ impl Host {
                 .spawn()
         {
             let asked = Instant::now();
-            while matches!(shutdown.try_wait(), Ok(None)) && asked.elapsed() < Duration::from_secs(30)
+            while matches!(shutdown.try_wait(), Ok(None))
+                && asked.elapsed() < Duration::from_secs(30)
             {
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -535,43 +536,43 @@ impl Report {
         vec![
             String::new(),
             format!(
-            "{requests} requests in {:.1} min ({:.0}/s), {} errors{}",
-            minutes,
-            requests as f64 / (minutes * 60.0),
-            self.errors,
-            self.first_error
-                .as_deref()
-                .map_or(String::new(), |e| format!(" (first: {e})"))
-        ),
-        format!(
-            "after the {:.0}s warm-up ({} intervals): req/s {:.0}..{:.0}, p99 {}..{}, RSS {}..{} (spread {})",
-            options.warm_up.as_secs_f64(),
-            steady.len(),
-            rates.iter().copied().fold(f64::INFINITY, f64::min),
-            rates.iter().copied().fold(0.0, f64::max),
-            ms(p99s.iter().copied().min().unwrap_or_default()),
-            ms(p99s.iter().copied().max().unwrap_or_default()),
-            mb(rss_min),
-            mb(rss_max),
-            mb(rss_max - rss_min),
-        ),
-        format!(
-            "disk: {} before, {} after ({:+.1} MB/min on average; {:.0} bytes per request over the first {} requests)",
-            mb(self.disk_before),
-            mb(last.disk),
-            disk_growth / 1e6 / minutes,
-            self.per_request,
-            self.early_requests,
-        ),
-        match (steady.first(), steady.last()) {
-            (Some(a), Some(b)) if b.at > a.at => format!(
-                "disk after the warm-up: {}..{}, {:+.1} MB/min from the first steady interval to the last",
-                mb(steady.iter().map(|i| i.disk).min().unwrap_or(0)),
-                mb(steady.iter().map(|i| i.disk).max().unwrap_or(0)),
-                (b.disk as f64 - a.disk as f64) / 1e6 / ((b.at - a.at).as_secs_f64() / 60.0),
+                "{requests} requests in {:.1} min ({:.0}/s), {} errors{}",
+                minutes,
+                requests as f64 / (minutes * 60.0),
+                self.errors,
+                self.first_error
+                    .as_deref()
+                    .map_or(String::new(), |e| format!(" (first: {e})"))
             ),
-            _ => "disk after the warm-up: too few intervals to say".into(),
-        },
+            format!(
+                "after the {:.0}s warm-up ({} intervals): req/s {:.0}..{:.0}, p99 {}..{}, RSS {}..{} (spread {})",
+                options.warm_up.as_secs_f64(),
+                steady.len(),
+                rates.iter().copied().fold(f64::INFINITY, f64::min),
+                rates.iter().copied().fold(0.0, f64::max),
+                ms(p99s.iter().copied().min().unwrap_or_default()),
+                ms(p99s.iter().copied().max().unwrap_or_default()),
+                mb(rss_min),
+                mb(rss_max),
+                mb(rss_max - rss_min),
+            ),
+            format!(
+                "disk: {} before, {} after ({:+.1} MB/min on average; {:.0} bytes per request over the first {} requests)",
+                mb(self.disk_before),
+                mb(last.disk),
+                disk_growth / 1e6 / minutes,
+                self.per_request,
+                self.early_requests,
+            ),
+            match (steady.first(), steady.last()) {
+                (Some(a), Some(b)) if b.at > a.at => format!(
+                    "disk after the warm-up: {}..{}, {:+.1} MB/min from the first steady interval to the last",
+                    mb(steady.iter().map(|i| i.disk).min().unwrap_or(0)),
+                    mb(steady.iter().map(|i| i.disk).max().unwrap_or(0)),
+                    (b.disk as f64 - a.disk as f64) / 1e6 / ((b.at - a.at).as_secs_f64() / 60.0),
+                ),
+                _ => "disk after the warm-up: too few intervals to say".into(),
+            },
         ]
     }
 

@@ -225,7 +225,10 @@ fn retention_has_a_default_and_each_setting_is_checked() {
     assert_eq!(m.retention.map(|r| r.keep_entries), Some(10));
     // Only `reads`: what to prune is still the default's.
     let m = load("[retention]\nreads = \"full\"\n").unwrap();
-    assert_eq!((m.retention, m.reads), (Some(Retention::default()), Reads::Full));
+    assert_eq!(
+        (m.retention, m.reads),
+        (Some(Retention::default()), Reads::Full)
+    );
     assert!(!m.retention_declared);
     for (extra, field, problem) in [
         (
