@@ -227,3 +227,33 @@ pub fn split_view(a: &str, b: &str) -> Result<Option<String>, AuditError> {
         }),
     )
 }
+
+/// A signed checkpoint's origin, size and root (its signatures are not checked: see
+/// [`check_signed`]).
+pub fn parse_checkpoint(note: &str) -> Result<(String, crate::Signed), AuditError> {
+    let parsed = Note::from_bytes(note.as_bytes()).map_err(crate::checkpoint::note_err)?;
+    let c = Checkpoint::from_bytes(parsed.text())
+        .map_err(|_| AuditError::Malformed("the signed note is not a checkpoint".into()))?;
+    Ok((
+        c.origin().to_string(),
+        crate::Signed {
+            size: c.size(),
+            root: *c.hash(),
+        },
+    ))
+}
+
+/// Checks that the signed checkpoint `note` carries a valid signature by `vkey`.
+pub fn check_signed(note: &str, vkey: &str) -> Result<(), AuditError> {
+    let v = crate::keys::verifier(vkey)?;
+    let name = v.name().to_string();
+    let parsed = Note::from_bytes(note.as_bytes()).map_err(crate::checkpoint::note_err)?;
+    let (verified, _) = parsed
+        .verify(&VerifierList::new(vec![Box::new(v)]))
+        .map_err(|e| AuditError::Signature(e.to_string()))?;
+    if verified.iter().any(|s| s.name() == name) {
+        Ok(())
+    } else {
+        Err(AuditError::Signature(format!("not signed by {name}")))
+    }
+}

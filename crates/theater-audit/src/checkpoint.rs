@@ -74,7 +74,7 @@ impl Checkpointer {
                 )));
             }
             let proof = log.prove_consistency(last.size, size)?;
-            if tlog_tiles::check_tree(&proof, size, root, last.size, last.root).is_err() {
+            if consistent(last, Signed { size, root }, &proof).is_err() {
                 return Err(AuditError::Equivocation(format!(
                     "the log's first {} leaves are not those of the last checkpoint signed (root {}): refusing to sign another history",
                     last.size, last.root
@@ -141,5 +141,24 @@ pub(crate) fn write_state(path: &Path, signed: &Signed) -> Result<(), AuditError
 
 /// Whether `proof` shows the tree of `new` (size and root) extends that of `old`.
 pub fn consistent(old: Signed, new: Signed, proof: &[tlog_tiles::Hash]) -> Result<(), AuditError> {
+    if old.size == 0 {
+        // Every tree extends the empty one.
+        return Ok(());
+    }
+    if old.size == new.size && !proof.is_empty() {
+        return Err(AuditError::Proof(
+            "a proof between trees of one size".into(),
+        ));
+    }
+    if old.size == new.size {
+        return if old.root == new.root {
+            Ok(())
+        } else {
+            Err(AuditError::Proof(format!(
+                "two roots for size {}: {} and {}",
+                old.size, old.root, new.root
+            )))
+        };
+    }
     tlog_tiles::check_tree(&proof.to_vec(), new.size, new.root, old.size, old.root).map_err(tlog)
 }

@@ -45,13 +45,17 @@ mod checkpoint;
 mod keys;
 mod leaf;
 mod log;
+mod store;
 mod witness;
 
-pub use bundle::{BUNDLE_FORMAT, Bundle, Verified, split_view};
+pub use bundle::{BUNDLE_FORMAT, Bundle, Verified, check_signed, parse_checkpoint, split_view};
 pub use checkpoint::{Checkpointer, Signed, consistent};
 pub use keys::{Key, verifier};
 pub use leaf::{LEAF_VERSION, Leaf};
 pub use log::HostLog;
+pub use store::{AuditedStore, Auditor};
+/// A node or root hash of the host log's tree (`tlog_tiles`'s; `Display` is base64).
+pub use tlog_tiles::Hash as TreeHash;
 pub use witness::{CosignatureVerifier, Witness, WitnessRefusal};
 
 /// What went wrong, naming the problem.

@@ -34,6 +34,14 @@ pub struct HostLog {
     leaves: File,
     hashes: File,
     size: u64,
+    /// Stored hashes in `hashes` (the rest of a batch being appended is in `pending`).
+    written_hashes: u64,
+    /// Hashes computed for a batch not yet written.
+    pending: Vec<tlog_tiles::Hash>,
+    /// Each actor's newest leaf: its seq and entry hash (by actor number).
+    heads: HashMap<u32, (u64, Hash)>,
+    /// Opened read-only: nothing is written, nothing repaired.
+    read_only: bool,
     /// What opening repaired (a torn record cut, hashes recomputed), to report.
     repaired: Vec<String>,
 }
@@ -55,10 +63,32 @@ impl HostLog {
     /// Opens (or creates) the log in `dir`, repairing what a crash can leave: a record torn
     /// mid-write is cut, hashes not yet written are computed from the leaves.
     pub fn open(dir: impl Into<PathBuf>) -> Result<HostLog, AuditError> {
-        let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Self::open_with(dir.into(), false)
+    }
+
+    /// Opens the log in `dir` to read while a host may be appending to it: nothing is written;
+    /// its size is the leaves whose hashes are all written.
+    pub fn open_read_only(dir: impl Into<PathBuf>) -> Result<HostLog, AuditError> {
+        Self::open_with(dir.into(), true)
+    }
+
+    fn open_with(dir: PathBuf, read_only: bool) -> Result<HostLog, AuditError> {
+        if read_only {
+            if !dir.join("leaves").is_file() {
+                return Err(AuditError::Io(format!(
+                    "{}: no host log here (is auditing on for this host?)",
+                    dir.display()
+                )));
+            }
+        } else {
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        }
         let actors_path = dir.join("actors");
-        let actors_file = open_rw(&actors_path)?;
+        let actors_file = if read_only {
+            File::open(&actors_path).map_err(io(&actors_path))?
+        } else {
+            open_rw(&actors_path)?
+        };
         let text = std::fs::read_to_string(&actors_path).map_err(io(&actors_path))?;
         let mut actors = Vec::new();
         let mut numbers = HashMap::new();
@@ -74,23 +104,30 @@ impl HostLog {
             complete += line.len();
         }
         let mut repaired = Vec::new();
-        if complete < text.len() {
+        if complete < text.len() && !read_only {
             actors_file
                 .set_len(complete as u64)
                 .map_err(io(&actors_path))?;
             repaired.push("a torn actor id was cut".to_string());
         }
         let leaves_path = dir.join("leaves");
-        let leaves = open_rw(&leaves_path)?;
+        let hashes_path = dir.join("hashes");
+        let (leaves, hashes) = if read_only {
+            (
+                File::open(&leaves_path).map_err(io(&leaves_path))?,
+                File::open(&hashes_path).map_err(io(&hashes_path))?,
+            )
+        } else {
+            (open_rw(&leaves_path)?, open_rw(&hashes_path)?)
+        };
         let len = leaves.metadata().map_err(io(&leaves_path))?.len();
-        if len % RECORD != 0 {
+        if len % RECORD != 0 && !read_only {
             leaves
                 .set_len(len - len % RECORD)
                 .map_err(io(&leaves_path))?;
             repaired.push("a torn leaf was cut".to_string());
         }
-        let hashes_path = dir.join("hashes");
-        let hashes = open_rw(&hashes_path)?;
+        let written_hashes = hashes.metadata().map_err(io(&hashes_path))?.len() / HASH;
         let mut log = HostLog {
             dir,
             actors,
@@ -99,10 +136,47 @@ impl HostLog {
             leaves,
             hashes,
             size: len / RECORD,
+            written_hashes,
+            pending: Vec::new(),
+            heads: HashMap::new(),
+            read_only,
             repaired,
         };
-        log.repair_hashes()?;
+        if read_only {
+            // The leaves whose hashes are all there (a host may be between the two writes).
+            while log.size > 0 && stored_hash_count(log.size) > written_hashes {
+                log.size -= 1;
+            }
+        } else {
+            log.repair_hashes()?;
+        }
+        log.scan_heads()?;
         Ok(log)
+    }
+
+    /// Reads every leaf once for each actor's newest.
+    fn scan_heads(&mut self) -> Result<(), AuditError> {
+        const CHUNK: u64 = 4096;
+        let mut buf = vec![0u8; (CHUNK * RECORD) as usize];
+        let mut at = 0;
+        while at < self.size {
+            let n = CHUNK.min(self.size - at);
+            let bytes = &mut buf[..(n * RECORD) as usize];
+            self.leaves
+                .read_exact_at(bytes, at * RECORD)
+                .map_err(io(&self.dir.join("leaves")))?;
+            for r in bytes.chunks_exact(RECORD as usize) {
+                let (number, seq, entry) = record_head(r);
+                self.heads.insert(number, (seq, entry));
+            }
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// The newest leaf of `actor`: its seq and entry hash.
+    pub fn head_of(&self, actor: &ChainId) -> Option<(u64, Hash)> {
+        self.heads.get(self.numbers.get(actor)?).copied()
     }
 
     /// Brings `hashes` to exactly what the leaves need: cut past it, computed up to it.
@@ -130,10 +204,13 @@ impl HostLog {
         self.hashes
             .set_len(stored_hash_count(done) * HASH)
             .map_err(io(&path))?;
+        self.written_hashes = stored_hash_count(done);
         for n in done..self.size {
             let leaf = self.leaf(n)?;
-            self.write_hashes(n, &leaf)?;
+            let new = stored_hashes(n, &leaf.encode(), &*self).map_err(tlog)?;
+            self.pending.extend(new);
         }
+        self.flush_hashes()?;
         self.repaired.push(format!(
             "hashes of {} leaves were computed again",
             self.size - done
@@ -153,7 +230,56 @@ impl HostLog {
 
     /// Appends `leaf`; returns its index. Durable after [`HostLog::sync`].
     pub fn append(&mut self, leaf: &Leaf) -> Result<u64, AuditError> {
-        let number = match self.numbers.get(&leaf.actor) {
+        self.append_all(std::slice::from_ref(leaf))
+    }
+
+    /// Appends `leaves` in order, with one write for their records and one for their hashes;
+    /// returns the first one's index. Durable after [`HostLog::sync`].
+    pub fn append_all(&mut self, leaves: &[Leaf]) -> Result<u64, AuditError> {
+        if self.read_only {
+            return Err(AuditError::Io(format!(
+                "{}: opened read-only",
+                self.dir.display()
+            )));
+        }
+        let first = self.size;
+        let mut records = Vec::with_capacity(leaves.len() * RECORD as usize);
+        for leaf in leaves {
+            let number = self.number(leaf)?;
+            records.extend_from_slice(&number.to_le_bytes());
+            records.extend_from_slice(&leaf.seq.to_le_bytes());
+            records.extend_from_slice(leaf.entry.as_bytes());
+            records.extend_from_slice(leaf.parent.as_bytes());
+        }
+        let path = self.dir.join("leaves");
+        self.leaves.write_all(&records).map_err(io(&path))?;
+        for leaf in leaves {
+            let new = stored_hashes(self.size, &leaf.encode(), &*self).map_err(tlog)?;
+            self.pending.extend(new);
+            self.size += 1;
+            let number = self.numbers[&leaf.actor];
+            self.heads.insert(number, (leaf.seq, leaf.entry));
+        }
+        self.flush_hashes()?;
+        Ok(first)
+    }
+
+    fn flush_hashes(&mut self) -> Result<(), AuditError> {
+        let mut bytes = Vec::with_capacity(self.pending.len() * HASH as usize);
+        for h in &self.pending {
+            bytes.extend_from_slice(&h.0);
+        }
+        let path = self.dir.join("hashes");
+        let written = self.hashes.write_all(&bytes).map_err(io(&path));
+        if written.is_ok() {
+            self.written_hashes += self.pending.len() as u64;
+        }
+        self.pending.clear();
+        written
+    }
+
+    fn number(&mut self, leaf: &Leaf) -> Result<u32, AuditError> {
+        Ok(match self.numbers.get(&leaf.actor) {
             Some(&n) => n,
             None => {
                 let n = self.actors.len() as u32;
@@ -166,28 +292,7 @@ impl HostLog {
                 self.actors.push(leaf.actor.clone());
                 n
             }
-        };
-        let mut record = Vec::with_capacity(RECORD as usize);
-        record.extend_from_slice(&number.to_le_bytes());
-        record.extend_from_slice(&leaf.seq.to_le_bytes());
-        record.extend_from_slice(leaf.entry.as_bytes());
-        record.extend_from_slice(leaf.parent.as_bytes());
-        let path = self.dir.join("leaves");
-        self.leaves.write_all(&record).map_err(io(&path))?;
-        let index = self.size;
-        self.write_hashes(index, leaf)?;
-        self.size += 1;
-        Ok(index)
-    }
-
-    fn write_hashes(&mut self, n: u64, leaf: &Leaf) -> Result<(), AuditError> {
-        let new = stored_hashes(n, &leaf.encode(), &*self).map_err(tlog)?;
-        let mut bytes = Vec::with_capacity(new.len() * HASH as usize);
-        for h in &new {
-            bytes.extend_from_slice(&h.0);
-        }
-        let path = self.dir.join("hashes");
-        self.hashes.write_all(&bytes).map_err(io(&path))
+        })
     }
 
     /// Makes everything appended durable.
@@ -300,6 +405,10 @@ impl HostLog {
                 "a tree of {old} leaves cannot be a prefix of one of {new}"
             )));
         }
+        if old == 0 || old == new {
+            // Every tree extends the empty one, and each itself: nothing to prove.
+            return Ok(Vec::new());
+        }
         tlog_tiles::prove_tree(new, old, self).map_err(tlog)
     }
 
@@ -318,11 +427,27 @@ pub(crate) fn tlog(e: tlog_tiles::Error) -> AuditError {
     AuditError::Proof(e.to_string())
 }
 
+/// A leaf record's actor number, seq and entry hash.
+fn record_head(r: &[u8]) -> (u32, u64, Hash) {
+    let number = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&r[4..12]);
+    let mut entry = [0u8; 32];
+    entry.copy_from_slice(&r[12..44]);
+    (number, u64::from_le_bytes(seq), Hash::from_bytes(entry))
+}
+
 impl HashReader for HostLog {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<tlog_tiles::Hash>, tlog_tiles::Error> {
         indexes
             .iter()
             .map(|&i| {
+                if i >= self.written_hashes {
+                    let at = (i - self.written_hashes) as usize;
+                    return self.pending.get(at).copied().ok_or_else(|| {
+                        tlog_tiles::Error::InvalidInput(format!("stored hash {i} not yet made"))
+                    });
+                }
                 let mut h = [0u8; 32];
                 self.hashes
                     .read_exact_at(&mut h, i * HASH)

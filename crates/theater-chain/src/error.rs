@@ -112,6 +112,15 @@ pub enum ChainError {
         /// Another writer extended the replica: this one must stop writing the chain for good.
         fenced: bool,
     },
+    /// The entries are durable in the chain, but the host's audit log could not record
+    /// them; they are added when the chain is next opened for the log.
+    #[error("chain {chain:?}: the host log could not record its entries: {reason}")]
+    HostLog {
+        /// The chain.
+        chain: ChainId,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Where a chain is damaged and how: the first seq that cannot be trusted.

@@ -105,6 +105,8 @@ pub struct HostOptions {
     pub secrets: BTreeMap<String, theater_wasm::secrets::Source>,
     /// The PostgreSQL connections manifests may name (the host config's `[databases]`).
     pub databases: theater_db::Connections,
+    /// Keep an audit log of every entry, with signed checkpoints (`--audit`, `[audit]`).
+    pub audit: Option<crate::audit::AuditOptions>,
 }
 
 /// The actors of `theater run` and everything around them.
@@ -130,6 +132,8 @@ pub struct Host {
     /// In cluster mode: the cluster and the transport to its other hosts.
     cluster: Option<Arc<crate::cluster::ClusterState>>,
     transport: Option<Arc<crate::cluster::ClusterTransport>>,
+    /// The audit log, when kept.
+    pub(crate) audit: Option<Arc<crate::audit::HostAudit>>,
 }
 
 /// How long a message waits for a child whose spawn is recorded but not yet started.
@@ -146,7 +150,7 @@ const MAX_COMPONENT_BYTES: u64 = 256 << 20;
 
 /// Writes `bytes` to `path` at once (a temporary file, synced, renamed, the directory
 /// synced).
-fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut f = std::fs::File::create(&tmp)?;
@@ -189,6 +193,7 @@ impl Host {
             cluster,
             secrets,
             databases,
+            audit,
         } = options;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
@@ -210,6 +215,13 @@ impl Host {
                 .capabilities(capabilities.clone()),
         )?;
         let records = read_records(&data_dir.join(RECORDS))?;
+        let audit = match (audit, &cluster) {
+            (Some(_), Some(_)) => bail!(
+                "the audit log is not kept in a cluster yet (each host would log the entries it committed): run without --audit or [audit]"
+            ),
+            (Some(options), None) => Some(crate::audit::HostAudit::open(data_dir, options)?),
+            (None, _) => None,
+        };
         let cluster = match cluster {
             Some(options) => Some(crate::cluster::ClusterState::join(options).await?),
             None => None,
@@ -238,6 +250,7 @@ impl Host {
             stopping: Arc::new(AtomicBool::new(false)),
             cluster,
             transport,
+            audit,
         });
         children.bind(Arc::downgrade(&host));
         host.registry
@@ -287,6 +300,9 @@ impl Host {
         }
         host.capabilities.serve().await?;
         tokio::spawn(sweep(Arc::downgrade(&host)));
+        if let Some(audit) = &host.audit {
+            tokio::spawn(Arc::clone(audit).run(Arc::clone(&host.stopping)));
+        }
         if let Some(state) = &host.cluster {
             tokio::spawn(crate::cluster::place(
                 Arc::downgrade(&host),
@@ -511,9 +527,10 @@ impl Host {
             Durability::Group { max_batch: 64 },
         )
         .with_context(|| format!("opening the chain of {:?}", m.name.as_str()))?;
-        let chain: Box<dyn ChainStore> = match &self.cluster {
-            Some(state) => self.cluster_chain(state, m.name.as_str(), store)?,
-            None => Box::new(store),
+        let chain: Box<dyn ChainStore> = match (&self.cluster, &self.audit) {
+            (Some(state), _) => self.cluster_chain(state, m.name.as_str(), store)?,
+            (None, Some(audit)) => audit.wrap(Box::new(store))?,
+            (None, None) => Box::new(store),
         };
         let secrets = self.secrets.and(&m.secrets)?;
         secrets.check_outside(&self.data_dir)?;
@@ -1380,6 +1397,12 @@ impl Host {
             } else {
                 h.stop().await
             };
+        }
+        if let Some(audit) = &self.audit {
+            // What the actors committed last, under a checkpoint.
+            if let Err(e) = audit.checkpoint().await {
+                tracing::warn!("audit: the last checkpoint failed: {e:#}");
+            }
         }
         self.leave_cluster().await;
     }

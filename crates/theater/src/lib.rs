@@ -27,6 +27,8 @@
 //! ```
 
 mod admin;
+mod audit;
+mod audit_cmd;
 mod build_cmd;
 mod capabilities;
 mod chain_cmd;
@@ -49,6 +51,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use audit::{AuditOptions, WitnessTarget};
 pub use cluster::ClusterOptions;
 pub use host::{FamilyStatus, Host, HostOptions};
 
@@ -79,6 +82,11 @@ enum Command {
         /// The management API's address (loopback; port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:0")]
         admin: std::net::SocketAddr,
+        /// Keep an audit log: every entry a leaf of a Merkle tree, checkpoints of it signed
+        /// with the host's key (`theater key`), proofs by `theater audit prove` (a host
+        /// configuration's `[audit]` does the same, with witnesses).
+        #[arg(long)]
+        audit: bool,
         #[command(flatten)]
         cluster: run_cmd::ClusterArgs,
     },
@@ -128,6 +136,29 @@ enum Command {
     /// value).
     #[command(subcommand)]
     Secret(secret_cmd::SecretCommand),
+    /// Print the host's audit verifier key (what auditors check checkpoints and bundles
+    /// with); `theater run --audit` creates the key on its first run.
+    Key,
+    /// Proofs from the host's audit log: write one for an entry, check one offline, check
+    /// two checkpoints are one history.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
+    /// Run a witness (C2SP tlog-witness): it cosigns a log's checkpoints only when each
+    /// extends the last it cosigned, so a host cannot show two histories.
+    Witness {
+        /// Where to listen (loopback; port 0 picks a free one, written to DIR/witness.addr).
+        #[arg(long, default_value = "127.0.0.1:7380")]
+        listen: std::net::SocketAddr,
+        /// Its key and what it last cosigned per log.
+        #[arg(long, default_value = "theater-witness")]
+        dir: PathBuf,
+        /// Its name (its key's, in its cosignatures).
+        #[arg(long, default_value = "theater-witness")]
+        name: String,
+        /// The verifier key of a log it witnesses (`theater key` on that host; repeatable).
+        #[arg(long = "log", required = true)]
+        logs: Vec<String>,
+    },
 }
 
 /// Exit codes scripts can rely on.
@@ -145,9 +176,10 @@ pub fn cli() -> ExitCode {
         Command::Run {
             manifests,
             admin,
+            audit,
             cluster,
             config,
-        } => run_cmd::run(manifests, cli.data_dir, admin, cluster, config),
+        } => run_cmd::run(manifests, cli.data_dir, admin, cluster, config, audit),
         Command::Client(cmd) => client::run(cli.data_dir, cmd),
         Command::New { name, path, sdk } => new_cmd::run(&name, path, sdk),
         Command::Build {
@@ -159,6 +191,14 @@ pub fn cli() -> ExitCode {
         Command::Demo { manifest, dir } => demo::run(manifest, dir),
         Command::Chain(cmd) => chain_cmd::run(cmd),
         Command::Secret(cmd) => secret_cmd::run(cmd),
+        Command::Key => audit_cmd::key(&cli.data_dir),
+        Command::Audit(cmd) => audit_cmd::run(&cli.data_dir, cmd),
+        Command::Witness {
+            listen,
+            dir,
+            name,
+            logs,
+        } => audit_cmd::witness(listen, &dir, &name, &logs),
     };
     match result {
         Ok(code) => code,

@@ -87,6 +87,42 @@ pub(crate) struct HostFile {
     /// The connections of `databases`, checked, their paths resolved.
     #[serde(skip)]
     pub(crate) connections: theater_db::Connections,
+    /// The audit log (`[audit]`; its presence turns it on).
+    audit: Option<AuditFile>,
+}
+
+/// The `[audit]` table of a [`HostFile`].
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditFile {
+    origin: Option<String>,
+    checkpoint_every: Option<u64>,
+    checkpoint_ms: Option<u64>,
+    #[serde(default)]
+    witnesses: Vec<crate::audit::WitnessTarget>,
+}
+
+impl HostFile {
+    /// The audit options: the file's `[audit]`, or the defaults when `flag` (`--audit`).
+    pub(crate) fn audit(&self, flag: bool) -> anyhow::Result<Option<crate::audit::AuditOptions>> {
+        let Some(a) = &self.audit else {
+            return Ok(flag.then(crate::audit::AuditOptions::default));
+        };
+        let mut options = crate::audit::AuditOptions {
+            origin: a.origin.clone(),
+            witnesses: a.witnesses.clone(),
+            ..Default::default()
+        };
+        if let Some(n) = a.checkpoint_every {
+            anyhow::ensure!(n > 0, "[audit] checkpoint_every must be at least 1");
+            options.every_entries = n;
+        }
+        if let Some(ms) = a.checkpoint_ms {
+            anyhow::ensure!(ms >= 100, "[audit] checkpoint_ms must be at least 100");
+            options.every = std::time::Duration::from_millis(ms);
+        }
+        Ok(Some(options))
+    }
 }
 
 /// The `[cluster]` table of a [`HostFile`].
@@ -226,6 +262,7 @@ pub(crate) fn run(
     admin: SocketAddr,
     cluster: ClusterArgs,
     config: Option<PathBuf>,
+    audit: bool,
 ) -> anyhow::Result<ExitCode> {
     let file = match &config {
         Some(path) => HostFile::load(path)?,
@@ -236,6 +273,7 @@ pub(crate) fn run(
         anyhow::bail!("no manifest to run: give one or more, or a --config file that lists them");
     }
     let cluster = file.cluster(cluster).options()?;
+    let audit = file.audit(audit)?;
     let traces = init_tracing()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -245,6 +283,7 @@ pub(crate) fn run(
             cluster,
             secrets: file.secret_sources.clone(),
             databases: file.connections.clone(),
+            audit,
         };
         let host = Host::start_with(&manifests, &data_dir, options).await?;
         let token = new_token()?;
@@ -257,6 +296,13 @@ pub(crate) fn run(
             host.actors.lock().await.len(),
             data_dir.join("chains").display()
         );
+        if let Some(audit) = &host.audit {
+            println!(
+                "audit log in {}; checkpoints signed by {}",
+                data_dir.join(crate::audit::AUDIT_DIR).display(),
+                audit.vkey()
+            );
+        }
         println!(
             "Ctrl-C (or `theater shutdown --data-dir {}`) stops cleanly.",
             data_dir.display()

@@ -6,6 +6,7 @@
 )]
 
 mod admin;
+mod audit;
 mod browser;
 mod cli;
 mod cluster;
