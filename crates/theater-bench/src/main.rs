@@ -9,6 +9,7 @@
 //! host at full load for a while instead (see `soak.rs`).
 
 mod actors;
+mod audit;
 mod chain;
 mod cluster;
 mod core;
@@ -49,6 +50,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     }
     let mut report = Report::new(settings, filter);
     chain::run(&mut report)?;
+    audit::run(&mut report)?;
     core::run(&mut report)?;
     msg::run(&mut report)?;
     wasm::run(&mut report)?;

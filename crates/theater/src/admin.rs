@@ -250,6 +250,16 @@ async fn route(
             Ok(()) => full(StatusCode::OK, json!({"restarted": name})),
             Err(e) => error(StatusCode::CONFLICT, format!("{e:#}")),
         },
+        (Method::POST, "checkpoint", 1) => match &host.audit {
+            Some(audit) => match audit.checkpoint().await {
+                Ok(note) => full(StatusCode::OK, json!({"checkpoint": note})),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+            },
+            None => error(
+                StatusCode::NOT_FOUND,
+                "this host keeps no audit log (run it with --audit, or an [audit] table)",
+            ),
+        },
         (Method::POST, "shutdown", 1) => {
             shutdown.cancel();
             full(StatusCode::OK, json!({"shutting_down": true}))

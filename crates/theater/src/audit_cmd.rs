@@ -64,9 +64,14 @@ fn audit_dir(data_dir: &Path) -> PathBuf {
     data_dir.join(AUDIT_DIR)
 }
 
-/// `theater key`: the host's verifier key, for auditors.
-pub(crate) fn key(data_dir: &Path) -> anyhow::Result<ExitCode> {
-    let path = audit_dir(data_dir).join(KEY);
+/// The file of retired verifier keys, one per line.
+const RETIRED: &str = "retired-keys";
+
+/// `theater key [--rotate]`: the host's verifier key, for auditors; with `rotate`, a new one
+/// in place of the old (kept, and listed as retired).
+pub(crate) fn key(data_dir: &Path, rotate: bool) -> anyhow::Result<ExitCode> {
+    let dir = audit_dir(data_dir);
+    let path = dir.join(KEY);
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
             "no audit key at {} (a host run with --audit, or an [audit] table, makes one)",
@@ -74,7 +79,38 @@ pub(crate) fn key(data_dir: &Path) -> anyhow::Result<ExitCode> {
         )
     })?;
     let key = Key::from_skey(&text).with_context(|| path.display().to_string())?;
+    if rotate {
+        if data_dir.join("admin.addr").exists() {
+            anyhow::bail!(
+                "a host is running on {} (it signs with the key it read): stop it, then rotate",
+                data_dir.display()
+            );
+        }
+        let id = key.vkey().split('+').nth(1).unwrap_or("old").to_string();
+        let kept = dir.join(format!("{KEY}.{id}"));
+        std::fs::rename(&path, &kept)
+            .with_context(|| format!("keeping the old key as {}", kept.display()))?;
+        let mut retired = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(RETIRED))?;
+        std::io::Write::write_all(&mut retired, format!("{}\n", key.vkey()).as_bytes())?;
+        retired.sync_all()?;
+        let new = Key::load_or_create(&path, key.name())?;
+        println!("{}", new.vkey());
+        eprintln!(
+            "the new key signs from the next checkpoint on; {} (kept in {}) still verifies the ones before",
+            key.vkey(),
+            dir.join(RETIRED).display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("{}", key.vkey());
+    if let Ok(old) = std::fs::read_to_string(dir.join(RETIRED)) {
+        for line in old.lines().filter(|l| !l.is_empty()) {
+            eprintln!("retired (verifies older checkpoints): {line}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

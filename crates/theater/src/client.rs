@@ -78,6 +78,9 @@ pub(crate) enum ClientCommand {
     },
     /// Stop the running host cleanly.
     Shutdown,
+    /// Sign a checkpoint of the running host's audit log now (its witnesses cosign it) and
+    /// print it; `theater audit prove` uses the latest.
+    Checkpoint,
 }
 
 struct Api {
@@ -275,6 +278,14 @@ pub(crate) fn run(data_dir: PathBuf, cmd: ClientCommand) -> anyhow::Result<ExitC
                     .await?
             }
             ClientCommand::Shutdown => api.call(Method::POST, "/shutdown", None).await?,
+            ClientCommand::Checkpoint => {
+                let (status, body) = api.call(Method::POST, "/checkpoint", None).await?;
+                if let (true, Some(note)) = (status.is_success(), body["checkpoint"].as_str()) {
+                    print!("{note}");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                (status, body)
+            }
             ClientCommand::Events { name, follow } => {
                 return events(&api, name, *follow).await;
             }

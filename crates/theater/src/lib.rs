@@ -138,7 +138,12 @@ enum Command {
     Secret(secret_cmd::SecretCommand),
     /// Print the host's audit verifier key (what auditors check checkpoints and bundles
     /// with); `theater run --audit` creates the key on its first run.
-    Key,
+    Key {
+        /// Retire the key for a new one (the host stopped): checkpoints signed before still
+        /// verify with the old verifier key, kept in `<data-dir>/audit/retired-keys`.
+        #[arg(long)]
+        rotate: bool,
+    },
     /// Proofs from the host's audit log: write one for an entry, check one offline, check
     /// two checkpoints are one history.
     #[command(subcommand)]
@@ -191,7 +196,7 @@ pub fn cli() -> ExitCode {
         Command::Demo { manifest, dir } => demo::run(manifest, dir),
         Command::Chain(cmd) => chain_cmd::run(cmd),
         Command::Secret(cmd) => secret_cmd::run(cmd),
-        Command::Key => audit_cmd::key(&cli.data_dir),
+        Command::Key { rotate } => audit_cmd::key(&cli.data_dir, rotate),
         Command::Audit(cmd) => audit_cmd::run(&cli.data_dir, cmd),
         Command::Witness {
             listen,

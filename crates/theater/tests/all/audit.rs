@@ -167,6 +167,12 @@ fn every_entry_of_a_multi_actor_run_is_proved_and_verified_offline_with_a_witnes
         .stderr(Stdio::null());
     let mut host = Running::start_cmd(cmd, &data);
     work(&mut host, 2);
+    // On demand, while it runs: a checkpoint, cosigned, and a proof under it.
+    let out = host.cli(&["checkpoint"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("— witness.test "), "{}", text(&out));
+    let out = host.cli(&["audit", "prove", "todo", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
     host.stop();
     let cosigned = std::fs::read_to_string(data.join("audit/checkpoint")).unwrap();
     assert!(cosigned.contains("— witness.test "), "{cosigned}");
@@ -279,6 +285,68 @@ fn every_entry_of_a_multi_actor_run_is_proved_and_verified_offline_with_a_witnes
         ],
     );
     assert!(!out.status.success(), "{}", text(&out));
+
+    // A rotated key: new checkpoints are signed by the new one; a bundle from before still
+    // verifies with the old key, a new one only with the new key.
+    let old_bundle = dir.path().join("old-bundle.json");
+    let out = cli(
+        &data,
+        &[
+            "audit",
+            "prove",
+            "counter",
+            "1",
+            "-o",
+            old_bundle.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = cli(&data, &["key", "--rotate"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let new_vkey = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_ne!(new_vkey, vkey);
+    assert_eq!(
+        new_vkey.split('+').next(),
+        vkey.split('+').next(),
+        "the same origin"
+    );
+    let host = run_audited(&data, &ms);
+    host.json(&["send", "counter", "{\"add\": 9}", "--request"]);
+    let out = host.cli(&["checkpoint"]);
+    assert!(out.status.success(), "{}", text(&out));
+    host.stop();
+    let new_bundle = dir.path().join("new-bundle.json");
+    let out = cli(
+        &data,
+        &[
+            "audit",
+            "prove",
+            "counter",
+            "1",
+            "-o",
+            new_bundle.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    for (path, key, ok) in [
+        (&old_bundle, &vkey, true),
+        (&new_bundle, &new_vkey, true),
+        (&new_bundle, &vkey, false),
+    ] {
+        let out = bin()
+            .args(["audit", "verify"])
+            .arg(path)
+            .args(["--key", key])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.success(),
+            ok,
+            "{}: {}",
+            path.display(),
+            text(&out)
+        );
+    }
 }
 
 #[test]
