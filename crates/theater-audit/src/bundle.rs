@@ -104,19 +104,40 @@ impl Bundle {
         }
         let log = crate::keys::verifier(log_key)?;
         let origin = log.name().to_string();
+        let log_id = log.key_id();
         let mut known: Vec<Box<dyn Verifier>> = vec![Box::new(log)];
-        let mut witness_names = Vec::new();
+        let mut witness_names: Vec<(String, u32)> = Vec::new();
         for w in witnesses {
             let v = CosignatureVerifier::new(w)?;
+            if v.name() == origin {
+                return Err(AuditError::Key(format!(
+                    "the witness key {w:?} has the log's own name: a witness must be named apart"
+                )));
+            }
+            if witness_names.iter().any(|(n, _)| n == v.name()) {
+                return Err(AuditError::Key(format!(
+                    "two witness keys named {:?}: each witness counts once",
+                    v.name()
+                )));
+            }
             witness_names.push((v.name().to_string(), v.key_id()));
             known.push(Box::new(v));
+        }
+        if quorum > witnesses.len() {
+            return Err(AuditError::Key(format!(
+                "a quorum of {quorum} from {} witness keys",
+                witnesses.len()
+            )));
         }
         let note = Note::from_bytes(self.checkpoint.as_bytes())
             .map_err(|e| AuditError::Signature(format!("the checkpoint: {e}")))?;
         let (verified, _) = note
             .verify(&VerifierList::new(known))
             .map_err(|e| AuditError::Signature(format!("the checkpoint: {e}")))?;
-        if !verified.iter().any(|s| s.name() == origin) {
+        if !verified
+            .iter()
+            .any(|s| s.name() == origin && s.id() == log_id)
+        {
             return Err(AuditError::Signature(format!(
                 "the checkpoint is not signed by the log's key ({origin})"
             )));

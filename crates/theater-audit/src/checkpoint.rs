@@ -64,6 +64,9 @@ impl Checkpointer {
     /// host then holds two histories, and signing would show both. The size and root are
     /// durable before the signature exists.
     pub fn sign(&mut self, log: &HostLog) -> Result<String, AuditError> {
+        // Durable first: a log rebuilt after a crash must not hold these leaves in another
+        // order under a signed size.
+        log.sync()?;
         let size = log.size();
         let root = log.root(size)?;
         if let Some(last) = self.last {

@@ -42,6 +42,8 @@ pub struct HostLog {
     heads: HashMap<u32, (u64, Hash)>,
     /// Opened read-only: nothing is written, nothing repaired.
     read_only: bool,
+    /// Held while open for writing: one writer per log.
+    _lock: Option<File>,
     /// What opening repaired (a torn record cut, hashes recomputed), to report.
     repaired: Vec<String>,
 }
@@ -83,6 +85,12 @@ impl HostLog {
         } else {
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         }
+        let lock = if read_only {
+            None
+        } else {
+            Some(lock_dir(&dir)?)
+        };
+        let existed = dir.join("leaves").is_file();
         let actors_path = dir.join("actors");
         let actors_file = if read_only {
             File::open(&actors_path).map_err(io(&actors_path))?
@@ -127,7 +135,20 @@ impl HostLog {
                 .map_err(io(&leaves_path))?;
             repaired.push("a torn leaf was cut".to_string());
         }
-        let written_hashes = hashes.metadata().map_err(io(&hashes_path))?.len() / HASH;
+        if !read_only && !existed {
+            // The files just made survive a power loss with the directory.
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io(&dir))?;
+        }
+        let hashes_len = hashes.metadata().map_err(io(&hashes_path))?.len();
+        if hashes_len % HASH != 0 && !read_only {
+            // Part of a hash: cut it (it is computed again below).
+            hashes
+                .set_len(hashes_len - hashes_len % HASH)
+                .map_err(io(&hashes_path))?;
+        }
+        let written_hashes = hashes_len / HASH;
         let mut log = HostLog {
             dir,
             actors,
@@ -140,6 +161,7 @@ impl HostLog {
             pending: Vec::new(),
             heads: HashMap::new(),
             read_only,
+            _lock: lock,
             repaired,
         };
         if read_only {
@@ -147,15 +169,31 @@ impl HostLog {
             while log.size > 0 && stored_hash_count(log.size) > written_hashes {
                 log.size -= 1;
             }
-        } else {
+        }
+        if let Some(bad) = log.scan_heads()? {
+            // Leaves whose actor's line a crash lost (it is written first, but the disk may
+            // keep the later write): never under a checkpoint (signing syncs every file
+            // first), so they go; their entries are logged again from their chains.
+            if read_only {
+                log.size = bad;
+            } else {
+                log.leaves.set_len(bad * RECORD).map_err(io(&leaves_path))?;
+                log.repaired.push(format!(
+                    "{} leaves naming an actor the log lost were cut",
+                    log.size - bad
+                ));
+                log.size = bad;
+            }
+        }
+        if !read_only {
             log.repair_hashes()?;
         }
-        log.scan_heads()?;
         Ok(log)
     }
 
-    /// Reads every leaf once for each actor's newest.
-    fn scan_heads(&mut self) -> Result<(), AuditError> {
+    /// Reads every leaf once for each actor's newest; returns the index of the first leaf
+    /// naming an actor the `actors` file does not have (reading stops there).
+    fn scan_heads(&mut self) -> Result<Option<u64>, AuditError> {
         const CHUNK: u64 = 4096;
         let mut buf = vec![0u8; (CHUNK * RECORD) as usize];
         let mut at = 0;
@@ -165,13 +203,16 @@ impl HostLog {
             self.leaves
                 .read_exact_at(bytes, at * RECORD)
                 .map_err(io(&self.dir.join("leaves")))?;
-            for r in bytes.chunks_exact(RECORD as usize) {
+            for (i, r) in bytes.chunks_exact(RECORD as usize).enumerate() {
                 let (number, seq, entry) = record_head(r);
+                if number as usize >= self.actors.len() {
+                    return Ok(Some(at + i as u64));
+                }
                 self.heads.insert(number, (seq, entry));
             }
             at += n;
         }
-        Ok(())
+        Ok(None)
     }
 
     /// The newest leaf of `actor`: its seq and entry hash.
@@ -182,7 +223,7 @@ impl HostLog {
     /// Brings `hashes` to exactly what the leaves need: cut past it, computed up to it.
     fn repair_hashes(&mut self) -> Result<(), AuditError> {
         let path = self.dir.join("hashes");
-        let have = self.hashes.metadata().map_err(io(&path))?.len() / HASH;
+        let have = self.written_hashes;
         let want = stored_hash_count(self.size);
         if have == want {
             return Ok(());
@@ -243,6 +284,31 @@ impl HostLog {
             )));
         }
         let first = self.size;
+        let hashes_before = self.written_hashes;
+        let heads_before = self.heads.clone();
+        let appended = self.append_unchecked(leaves);
+        if let Err(e) = appended {
+            // Back to what was there, so that a retry appends at the right places.
+            self.pending.clear();
+            self.size = first;
+            self.written_hashes = hashes_before;
+            self.heads = heads_before;
+            let cut = self
+                .leaves
+                .set_len(first * RECORD)
+                .and_then(|()| self.hashes.set_len(hashes_before * HASH));
+            if let Err(cut) = cut {
+                self.read_only = true;
+                return Err(AuditError::Io(format!(
+                    "{e}; and undoing the partial append failed ({cut}): the log takes no more appends until it is opened again"
+                )));
+            }
+            return Err(e);
+        }
+        Ok(first)
+    }
+
+    fn append_unchecked(&mut self, leaves: &[Leaf]) -> Result<(), AuditError> {
         let mut records = Vec::with_capacity(leaves.len() * RECORD as usize);
         for leaf in leaves {
             let number = self.number(leaf)?;
@@ -260,8 +326,7 @@ impl HostLog {
             let number = self.numbers[&leaf.actor];
             self.heads.insert(number, (leaf.seq, leaf.entry));
         }
-        self.flush_hashes()?;
-        Ok(first)
+        self.flush_hashes()
     }
 
     fn flush_hashes(&mut self) -> Result<(), AuditError> {
@@ -285,8 +350,10 @@ impl HostLog {
                 let n = self.actors.len() as u32;
                 let path = self.dir.join("actors");
                 let line = format!("{}\n", leaf.actor);
+                // Durable before any leaf names it (new actors are rare).
                 self.actors_file
                     .write_all(line.as_bytes())
+                    .and_then(|()| self.actors_file.sync_data())
                     .map_err(io(&path))?;
                 self.numbers.insert(leaf.actor.clone(), n);
                 self.actors.push(leaf.actor.clone());
@@ -420,6 +487,34 @@ impl HostLog {
             )));
         }
         Ok(())
+    }
+}
+
+/// Takes the log directory's `LOCK` (one writer at a time; briefly retried, as a child
+/// process may hold it between its fork and exec).
+fn lock_dir(dir: &Path) -> Result<File, AuditError> {
+    let path = dir.join("LOCK");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(lock),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(AuditError::Io(format!(
+                    "{}: the host log is open in another process (another host on this data directory?)",
+                    dir.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+        }
     }
 }
 

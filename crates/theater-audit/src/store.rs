@@ -20,6 +20,7 @@ use crate::{AuditError, HostLog, Leaf};
 #[derive(Debug)]
 pub struct Auditor {
     log: Mutex<HostLog>,
+    notes: Mutex<Vec<String>>,
 }
 
 /// Bytes before an encoded entry's parent hash (its version and seq).
@@ -30,7 +31,14 @@ impl Auditor {
     pub fn open(dir: impl Into<std::path::PathBuf>) -> Result<Arc<Auditor>, AuditError> {
         Ok(Arc::new(Auditor {
             log: Mutex::new(HostLog::open(dir)?),
+            notes: Mutex::new(Vec::new()),
         }))
+    }
+
+    /// What wrapping chains found worth saying (entries that were pruned before they were
+    /// logged: a gap in the log), taken.
+    pub fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notes.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The log, locked (appends wait meanwhile: keep it short).
@@ -64,9 +72,21 @@ impl Auditor {
                         chain.len().saturating_sub(1)
                     )));
                 }
+                if seq + 1 < chain.start() {
+                    self.notes
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(format!(
+                            "chain {id}: entries {} to {} were pruned before the host log recorded them; the log goes on from seq {}",
+                            seq + 1,
+                            chain.start() - 1,
+                            chain.start()
+                        ));
+                }
                 (seq + 1).max(chain.start())
             }
         };
+        let logged = log.head_of(&id);
         let mut missing = Vec::new();
         chain
             .for_each_record(from, &mut |rec: RawRecord<'_>| {
@@ -79,6 +99,19 @@ impl Auditor {
                         chain: id.clone(),
                         reason: format!("entry {} is too short to hold its parent", rec.seq),
                     })?;
+                // The first entry after the one logged must follow it.
+                if let Some((seq, hash)) = logged
+                    && rec.seq == seq + 1
+                    && parent != hash
+                {
+                    return Err(ChainError::HostLog {
+                        chain: id.clone(),
+                        reason: format!(
+                            "entry {} does not follow the entry the host log recorded at seq {seq}: the chain was rewritten after it was logged",
+                            rec.seq
+                        ),
+                    });
+                }
                 missing.push(Leaf {
                     actor: id.clone(),
                     seq: rec.seq,
@@ -87,7 +120,12 @@ impl Auditor {
                 });
                 Ok(())
             })
-            .map_err(|e| AuditError::Io(format!("chain {id}: {e}")))?;
+            .map_err(|e| match e {
+                ChainError::HostLog { reason, .. } => {
+                    AuditError::Equivocation(format!("chain {id}: {reason}"))
+                }
+                e => AuditError::Io(format!("chain {id}: {e}")),
+            })?;
         if !missing.is_empty() {
             log.append_all(&missing)?;
             log.sync()?;
@@ -208,9 +246,10 @@ impl ChainStore for AuditedStore {
         self.inner.snapshots()
     }
     fn prune_before(&mut self, seq: u64) -> Result<(), ChainError> {
-        self.inner.prune_before(seq)?;
-        // Pruning synced the chain first.
-        self.logged()
+        // Durable first (a prune that has nothing to do may not sync).
+        self.inner.sync()?;
+        self.logged()?;
+        self.inner.prune_before(seq)
     }
     fn path(&self) -> Option<&std::path::Path> {
         self.inner.path()

@@ -90,10 +90,13 @@ impl HostAudit {
         for repaired in auditor.log().repaired() {
             tracing::warn!("audit log: {repaired}");
         }
-        let origin = options
-            .origin
-            .clone()
-            .unwrap_or_else(|| default_origin(data_dir));
+        // Without one configured: the key's own name once there is a key (the data directory
+        // may have moved since), else one derived from where it is.
+        let origin = match (&options.origin, std::fs::read_to_string(dir.join(KEY))) {
+            (Some(o), _) => o.clone(),
+            (None, Ok(text)) => Key::from_skey(&text)?.name().to_string(),
+            (None, Err(_)) => default_origin(data_dir),
+        };
         let key = Key::load_or_create(&dir.join(KEY), &origin)?;
         if key.name() != origin {
             anyhow::bail!(
@@ -124,9 +127,14 @@ impl HostAudit {
     /// refused if it no longer holds what the log recorded).
     pub(crate) fn wrap(&self, chain: Box<dyn ChainStore>) -> anyhow::Result<Box<dyn ChainStore>> {
         let id = chain.id().clone();
-        Ok(Box::new(self.auditor.wrap(chain).with_context(|| {
-            format!("the audit log refuses the chain of {:?}", id.as_str())
-        })?))
+        let wrapped = self
+            .auditor
+            .wrap(chain)
+            .with_context(|| format!("the audit log refuses the chain of {:?}", id.as_str()))?;
+        for note in self.auditor.take_notes() {
+            tracing::warn!("audit log: {note}");
+        }
+        Ok(Box::new(wrapped))
     }
 
     /// The verifier key of the host's checkpoints.
@@ -142,12 +150,12 @@ impl HostAudit {
     /// keeps it in `<data-dir>/audit/checkpoint`, and returns it.
     pub(crate) async fn checkpoint(&self) -> anyhow::Result<String> {
         let _one = self.signing.lock().await;
-        let (note, size) = {
+        // Fsyncs under the log's lock: off the async workers' hands.
+        let (note, size) = tokio::task::block_in_place(|| {
             let log = self.auditor.log();
-            log.sync()?;
             let mut signer = self.signer.lock().unwrap_or_else(|p| p.into_inner());
-            (signer.sign(&log)?, log.size())
-        };
+            anyhow::Ok((signer.sign(&log)?, log.size()))
+        })?;
         let mut witnessed = note.clone();
         let mut sizes = self.witnessed.lock().await;
         for (i, w) in self.options.witnesses.iter().enumerate() {
@@ -185,7 +193,7 @@ impl HostAudit {
             match status {
                 200 => {
                     *known = size;
-                    return Ok(answer);
+                    return checked_cosignatures(w, note, &answer);
                 }
                 409 => {
                     *known = answer
@@ -224,6 +232,35 @@ impl HostAudit {
             }
         }
     }
+}
+
+/// The lines of a witness's answer that are valid cosignatures of `note` by its key: a
+/// broken or hostile answer must not spoil the saved checkpoint (a bad signature by a key an
+/// auditor names fails the whole note).
+fn checked_cosignatures(w: &WitnessTarget, note: &str, answer: &str) -> anyhow::Result<String> {
+    let verifier = theater_audit::CosignatureVerifier::new(&w.key)?;
+    let text = note
+        .split_once("\n\n")
+        .map(|(t, _)| format!("{t}\n"))
+        .context("not a signed note")?;
+    let mut good = String::new();
+    for line in answer.lines().filter(|l| !l.is_empty()) {
+        let sig = signed_note::Signature::from_bytes(line.as_bytes())
+            .map_err(|e| anyhow::anyhow!("not a signature line {line:?}: {e}"))?;
+        if sig.name() == signed_note::Verifier::name(&verifier)
+            && sig.id() == signed_note::Verifier::key_id(&verifier)
+            && verifier.time(text.as_bytes(), sig.signature()).is_some()
+        {
+            good.push_str(line);
+            good.push('\n');
+        }
+    }
+    anyhow::ensure!(
+        !good.is_empty(),
+        "its answer holds no valid cosignature by {}",
+        w.key
+    );
+    Ok(good)
 }
 
 /// `POST url+path` with `body` over HTTP/1.1 (loopback witnesses; 30 s at most): the status

@@ -85,11 +85,34 @@ fn every_leaf_is_proved_in_every_tree_and_every_tree_extends_the_ones_before() {
 fn a_reopened_log_repairs_what_a_crash_leaves_and_has_the_same_roots() {
     let dir = tempfile::tempdir().unwrap();
     let roots: Vec<_> = {
-        let log = log_of(dir.path(), 100, None);
-        (1..=100).map(|n| log.root(n).unwrap()).collect()
+        let mut log = log_of(dir.path(), 100, None);
+        let roots = (1..=100).map(|n| log.root(n).unwrap()).collect();
+        // Leaves of an actor whose line a crash then loses: cut at the next open.
+        for seq in 0..3 {
+            log.append(&Leaf {
+                actor: ChainId::new("late").unwrap(),
+                seq,
+                entry: Hash::digest(&[seq as u8]),
+                parent: Hash::ZERO,
+            })
+            .unwrap();
+        }
+        roots
     };
-    // Hashes not yet written, and half of a leaf.
+    let actors = dir.path().join("actors");
+    let text = std::fs::read_to_string(&actors).unwrap();
+    std::fs::write(&actors, text.strip_suffix("late\n").unwrap()).unwrap();
     let hashes = dir.path().join("hashes");
+    let len = std::fs::metadata(&hashes).unwrap().len();
+    let want = tlog_tiles::stored_hash_count(100) * 32;
+    assert!(len > want);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&hashes)
+        .unwrap()
+        .set_len(want)
+        .unwrap();
+    // Hashes not yet written (and part of one), and half of a leaf.
     let len = std::fs::metadata(&hashes).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
@@ -103,7 +126,8 @@ fn a_reopened_log_repairs_what_a_crash_leaves_and_has_the_same_roots() {
     std::fs::write(&leaves, bytes).unwrap();
     let log = HostLog::open(dir.path()).unwrap();
     assert_eq!(log.size(), 100);
-    assert!(!log.repaired().is_empty());
+    assert_eq!(log.repaired().len(), 3, "{:?}", log.repaired());
+    assert_eq!(log.head_of(&ChainId::new("late").unwrap()), None);
     for n in 1..=100 {
         assert_eq!(log.root(n).unwrap(), roots[n as usize - 1]);
     }
@@ -391,6 +415,29 @@ fn the_witness_cosigns_extensions_only_and_a_rewritten_history_cannot_pass_its_c
             .contains("split view")
     );
     assert_eq!(split_view(&c30, &c30).unwrap(), None);
+    // A witness key with the log's own name is refused by the verifier: it could stand in
+    // for the log.
+    let impostor = Witness::new(
+        key(&dir.path().join("impostor"), ORIGIN),
+        std::slice::from_ref(&log_vkey),
+        dir.path().join("impostor-state"),
+    )
+    .unwrap();
+    assert!(matches!(
+        bundle.verify(&log_vkey, &[impostor.vkey()], 1),
+        Err(AuditError::Key(_))
+    ));
+    // The same witness twice counts once (refused), and a quorum beyond the keys given too.
+    assert!(
+        bundle
+            .verify(&log_vkey, &[witness_vkey.clone(), witness_vkey.clone()], 2)
+            .is_err()
+    );
+    assert!(
+        bundle
+            .verify(&log_vkey, std::slice::from_ref(&witness_vkey), 2)
+            .is_err()
+    );
     // A log the witness does not know is rejected.
     let stranger = Key::load_or_create(&dir.path().join("stranger.key"), "stranger.test").unwrap();
     let mut s = Checkpointer::open(stranger, dir.path().join("signed-s")).unwrap();
