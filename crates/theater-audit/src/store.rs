@@ -7,7 +7,8 @@
 //! added when the actor's chain is next wrapped ([`Auditor::wrap`]), which also checks that
 //! the chain still holds the entry the log last recorded for it.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use theater_chain::{
     Anchor, Appended, BlobStore, ChainError, ChainId, ChainStore, Entry, Hash, Head, NewEntry,
@@ -20,7 +21,25 @@ use crate::{AuditError, HostLog, Leaf};
 #[derive(Debug)]
 pub struct Auditor {
     log: Mutex<HostLog>,
+    /// Leaves of durable entries, in commit order, not yet in the log: a thread of the
+    /// auditor's own hashes them in (off the actors' threads), and whoever reads the log
+    /// takes them in first.
+    queue: Mutex<Vec<Batch>>,
+    wake: Condvar,
+    /// Why the leaves queued could not be added, the last time it failed.
+    failure: Mutex<Option<String>>,
     notes: Mutex<Vec<String>>,
+}
+
+/// Batches queued past which commits fail (the log has been failing to take them).
+const MAX_QUEUED: usize = 1 << 16;
+
+/// One chain's leaves, without the actor id in each (made into [`Leaf`]s off the actor's
+/// thread): seq, entry hash, parent hash.
+#[derive(Debug)]
+struct Batch {
+    actor: ChainId,
+    leaves: Vec<(u64, Hash, Hash)>,
 }
 
 /// Bytes before an encoded entry's parent hash (its version and seq).
@@ -29,10 +48,34 @@ const PARENT_AT: usize = 1 + 8;
 impl Auditor {
     /// Opens (or creates) the host log in `dir`.
     pub fn open(dir: impl Into<std::path::PathBuf>) -> Result<Arc<Auditor>, AuditError> {
-        Ok(Arc::new(Auditor {
+        let auditor = Arc::new(Auditor {
             log: Mutex::new(HostLog::open(dir)?),
+            queue: Mutex::new(Vec::new()),
+            wake: Condvar::new(),
+            failure: Mutex::new(None),
             notes: Mutex::new(Vec::new()),
-        }))
+        });
+        let weak = Arc::downgrade(&auditor);
+        std::thread::Builder::new()
+            .name("theater-audit".into())
+            .spawn(move || {
+                while let Some(a) = weak.upgrade() {
+                    {
+                        let q = lock(&a.queue);
+                        if q.is_empty() {
+                            let _ = a.wake.wait_timeout(q, Duration::from_millis(50));
+                        }
+                    }
+                    drop(a.log());
+                }
+            })
+            .map_err(|e| AuditError::Io(format!("starting the audit thread: {e}")))?;
+        Ok(auditor)
+    }
+
+    /// Why the log could not take the leaves queued, if it failed the last time it tried.
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.failure).clone()
     }
 
     /// What wrapping chains found worth saying (entries that were pruned before they were
@@ -41,9 +84,36 @@ impl Auditor {
         std::mem::take(&mut *self.notes.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// The log, locked (appends wait meanwhile: keep it short).
+    /// The log, locked (appends wait meanwhile: keep it short), with every leaf queued so
+    /// far in it (unless adding them failed: see [`Auditor::failure`]).
     pub fn log(&self) -> MutexGuard<'_, HostLog> {
-        self.log.lock().unwrap_or_else(|p| p.into_inner())
+        let mut log = lock(&self.log);
+        // Taken under the log's lock, so leaves go in in the order they were queued.
+        let batches = std::mem::take(&mut *lock(&self.queue));
+        if !batches.is_empty() {
+            let leaves: Vec<Leaf> = batches
+                .iter()
+                .flat_map(|b| {
+                    b.leaves.iter().map(|&(seq, entry, parent)| Leaf {
+                        actor: b.actor.clone(),
+                        seq,
+                        entry,
+                        parent,
+                    })
+                })
+                .collect();
+            match log.append_all(&leaves) {
+                Ok(_) => *lock(&self.failure) = None,
+                Err(e) => {
+                    // Back at the front, for the next try.
+                    let mut q = lock(&self.queue);
+                    let later = std::mem::replace(&mut *q, batches);
+                    q.extend(later);
+                    *lock(&self.failure) = Some(e.to_string());
+                }
+            }
+        }
+        log
     }
 
     /// Wraps `chain` so that its commits are logged. First checks that the chain holds the
@@ -132,32 +202,62 @@ impl Auditor {
         }
         drop(log);
         Ok(AuditedStore {
+            last: chain.head().map_or(Hash::ZERO, |h| h.hash),
             inner: chain,
             auditor: Arc::clone(self),
-            pending: Vec::new(),
+            pending: Vec::with_capacity(BATCH),
         })
     }
 
-    fn add(&self, leaves: &mut Vec<Leaf>) -> Result<(), ChainError> {
-        let Some(first) = leaves.first() else {
+    fn add(&self, actor: &ChainId, leaves: &mut Vec<(u64, Hash, Hash)>) -> Result<(), ChainError> {
+        if leaves.is_empty() {
             return Ok(());
-        };
-        let mut log = self.log();
-        log.append_all(leaves).map_err(|e| ChainError::HostLog {
-            chain: first.actor.clone(),
-            reason: e.to_string(),
-        })?;
-        leaves.clear();
+        }
+        let mut q = lock(&self.queue);
+        if q.len() > MAX_QUEUED {
+            return Err(ChainError::HostLog {
+                chain: actor.clone(),
+                reason: format!(
+                    "{} leaves wait for the host log, which fails to take them: {}",
+                    q.len(),
+                    self.failure().unwrap_or_default()
+                ),
+            });
+        }
+        q.push(Batch {
+            actor: actor.clone(),
+            leaves: std::mem::replace(leaves, Vec::with_capacity(BATCH)),
+        });
+        // The thread wakes for a good handful (or by itself every 50 ms): fewer wake-ups on
+        // the actors' threads, bigger appends on its own.
+        let wake = q.len() == WAKE_AT;
+        drop(q);
+        if wake {
+            self.wake.notify_one();
+        }
         Ok(())
     }
 }
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Leaves of durable entries an [`AuditedStore`] gathers before queueing them (with a
+/// store whose every append is durable); a sync queues whatever there is.
+const BATCH: usize = 64;
+
+/// Batches queued at which the auditor's thread is woken.
+const WAKE_AT: usize = 16;
 
 /// A chain whose committed entries become leaves of the host log (see the module docs).
 pub struct AuditedStore {
     inner: Box<dyn ChainStore>,
     auditor: Arc<Auditor>,
     /// Appended, not yet durable: logged at the next sync.
-    pending: Vec<Leaf>,
+    pending: Vec<(u64, Hash, Hash)>,
+    /// The hash of the chain's newest entry (the next one's parent).
+    last: Hash,
 }
 
 impl std::fmt::Debug for AuditedStore {
@@ -171,7 +271,7 @@ impl std::fmt::Debug for AuditedStore {
 
 impl AuditedStore {
     fn logged(&mut self) -> Result<(), ChainError> {
-        self.auditor.add(&mut self.pending)
+        self.auditor.add(self.inner.id(), &mut self.pending)
     }
 }
 
@@ -192,15 +292,10 @@ impl ChainStore for AuditedStore {
         self.inner.len()
     }
     fn append(&mut self, entry: NewEntry) -> Result<Appended, ChainError> {
-        let parent = self.inner.head().map_or(Hash::ZERO, |h| h.hash);
         let appended = self.inner.append(entry)?;
-        self.pending.push(Leaf {
-            actor: self.inner.id().clone(),
-            seq: appended.seq,
-            entry: appended.hash,
-            parent,
-        });
-        if appended.durable {
+        self.pending.push((appended.seq, appended.hash, self.last));
+        self.last = appended.hash;
+        if appended.durable && self.pending.len() >= BATCH {
             self.logged()?;
         }
         Ok(appended)

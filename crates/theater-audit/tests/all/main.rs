@@ -466,3 +466,72 @@ fn a_key_file_is_private_and_one_others_can_read_is_refused() {
     assert!(Key::generate("has space").is_err());
     assert!(Key::generate("has+plus").is_err());
 }
+
+/// A wrapped chain's committed entries become leaves, in order, with their parents; entries
+/// that became durable without their leaves (a store dropped before its sync logged them)
+/// are logged when the chain is next wrapped.
+#[test]
+fn committed_entries_become_leaves_and_a_reopened_chain_catches_up() {
+    use theater_audit::Auditor;
+    use theater_chain::{ChainStore, Durability, FileStore, MemoryStore, NewEntry, Payload};
+    let dir = tempfile::tempdir().unwrap();
+    let auditor = Auditor::open(dir.path().join("log")).unwrap();
+    let entry = |n: u64| {
+        NewEntry::input(
+            Payload::json(serde_json::json!(n)),
+            Payload::default(),
+            Hash::ZERO,
+        )
+    };
+    // Every append durable (memory): leaves gathered, all in after a sync.
+    let mut memory = auditor
+        .wrap(Box::new(MemoryStore::new(ChainId::new("memory").unwrap())))
+        .unwrap();
+    for n in 0..100 {
+        memory.append(entry(n)).unwrap();
+    }
+    memory.sync().unwrap();
+    // Group commit (file): logged at the sync only.
+    let chain_dir = dir.path().join("chain");
+    let open = || {
+        FileStore::open_or_create(
+            &chain_dir,
+            ChainId::new("file").unwrap(),
+            Durability::Group { max_batch: 64 },
+        )
+        .unwrap()
+    };
+    let mut file = auditor.wrap(Box::new(open())).unwrap();
+    for n in 0..10 {
+        file.append(entry(n)).unwrap();
+    }
+    assert_eq!(
+        auditor.log().size(),
+        100,
+        "nothing of the file chain before its sync"
+    );
+    file.sync().unwrap();
+    for n in 10..15 {
+        file.append(entry(n)).unwrap();
+    }
+    drop(file); // its store commits the last five; no leaves for them yet
+    assert_eq!(auditor.log().size(), 110);
+    let file = auditor.wrap(Box::new(open())).unwrap();
+    let log = auditor.log();
+    assert_eq!(log.size(), 115);
+    let mut expected_parent = Hash::ZERO;
+    let mut next = 0;
+    for i in 0..log.size() {
+        let leaf = log.leaf(i).unwrap();
+        if leaf.actor.as_str() == "file" {
+            assert_eq!(leaf.seq, next);
+            assert_eq!(leaf.entry, file.hash_at(leaf.seq).unwrap());
+            assert_eq!(leaf.parent, expected_parent);
+            expected_parent = leaf.entry;
+            next += 1;
+        } else {
+            assert_eq!(leaf.entry, memory.hash_at(leaf.seq).unwrap());
+        }
+    }
+    assert_eq!(next, 15);
+}
