@@ -45,6 +45,14 @@ pub(crate) enum AuditCommand {
         /// How many of the witnesses must have cosigned (default: all named).
         #[arg(long)]
         quorum: Option<usize>,
+        /// The actor's chain (a copy of its directory): it must verify and hold the bundle's
+        /// entry at its seq, so its history up to there is the one the host committed to.
+        #[arg(long)]
+        chain: Option<PathBuf>,
+        /// With --chain: replay it up to the entry with this manifest's component, showing
+        /// the actor's code produces that history.
+        #[arg(long, requires = "chain")]
+        manifest: Option<PathBuf>,
     },
     /// Check that checkpoint NEW extends checkpoint OLD (files holding signed checkpoints):
     /// exit 0 if so, 1 for a split view (two histories). Checkpoints of different sizes are
@@ -128,6 +136,8 @@ pub(crate) fn run(data_dir: &Path, cmd: AuditCommand) -> anyhow::Result<ExitCode
             key,
             witnesses,
             quorum,
+            chain,
+            manifest,
         } => {
             let text = std::fs::read_to_string(&bundle)
                 .with_context(|| format!("cannot read {}", bundle.display()))?;
@@ -158,7 +168,10 @@ pub(crate) fn run(data_dir: &Path, cmd: AuditCommand) -> anyhow::Result<ExitCode
                     if let Some(e) = v.entry {
                         println!("the entry is included and matches: {}", e.event().kind());
                     }
-                    Ok(ExitCode::SUCCESS)
+                    match chain {
+                        Some(dir) => check_chain(&parsed, &dir, manifest.as_deref()),
+                        None => Ok(ExitCode::SUCCESS),
+                    }
                 }
                 // A key that cannot be used is a command that could not run, not a verdict.
                 Err(e @ theater_audit::AuditError::Key(_)) => Err(e.into()),
@@ -169,6 +182,61 @@ pub(crate) fn run(data_dir: &Path, cmd: AuditCommand) -> anyhow::Result<ExitCode
             }
         }
         AuditCommand::Consistency { old, new, key } => consistency(data_dir, &old, &new, key),
+    }
+}
+
+/// The chain in `dir` verifies and holds the bundle's entry; with `manifest`, it replays
+/// up to it bit for bit.
+fn check_chain(bundle: &Bundle, dir: &Path, manifest: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let chain = FileStore::open_read_only(dir)
+        .with_context(|| format!("cannot read the chain in {}", dir.display()))?;
+    let fail = |why: String| {
+        println!("NOT VERIFIED: the chain in {}: {why}", dir.display());
+        Ok(ExitCode::from(exit::INVALID))
+    };
+    if chain.id() != &bundle.actor {
+        return fail(format!(
+            "it is {}'s, the bundle {}'s",
+            chain.id(),
+            bundle.actor
+        ));
+    }
+    if let Err(e) = chain.verify() {
+        return fail(e.to_string());
+    }
+    match chain.hash_at(bundle.seq) {
+        Ok(h) if h == bundle.entry_hash => {}
+        Ok(h) => {
+            return fail(format!(
+                "seq {} is entry {}, the bundle's is {}",
+                bundle.seq,
+                h.short(),
+                bundle.entry_hash.short()
+            ));
+        }
+        Err(e) => return fail(e.to_string()),
+    }
+    println!(
+        "the chain in {} verifies from seq {} and holds that entry: its history up to seq {} is the one the host committed to",
+        dir.display(),
+        chain.start(),
+        bundle.seq
+    );
+    let Some(manifest) = manifest else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    match crate::replay_cmd::replay_with(manifest, &chain, Some(dir), bundle.seq, &mut |_, _| {})? {
+        Ok(report) => {
+            println!(
+                "replayed {} entries (from seq {}) to seq {} bit for bit with {}: the actor's code produces it",
+                report.entries,
+                report.from,
+                bundle.seq,
+                manifest.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => fail(format!("replay: {e}")),
     }
 }
 

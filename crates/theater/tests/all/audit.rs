@@ -241,6 +241,31 @@ fn every_entry_of_a_multi_actor_run_is_proved_and_verified_offline_with_a_witnes
         "{}",
         text(&out)
     );
+    // With the chain and the component: the history up to it is the committed one, and the
+    // code produces it.
+    let out = bin()
+        .args(["audit", "verify"])
+        .arg(&bundle)
+        .args(["--key", &vkey, "--chain"])
+        .arg(data.join("chains/counter"))
+        .arg("--manifest")
+        .arg(&ms[0])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("the actor's code produces it"),
+        "{}",
+        text(&out)
+    );
+    let out = bin()
+        .args(["audit", "verify"])
+        .arg(&bundle)
+        .args(["--key", &vkey, "--chain"])
+        .arg(data.join("chains/todo"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let bytes = std::fs::read(&bundle).unwrap();
     let changed = dir.path().join("changed.json");
     for at in (0..bytes.len()).step_by(7) {
