@@ -63,9 +63,7 @@ impl Bundle {
         note: &str,
         entry: Option<&Entry>,
     ) -> Result<Bundle, AuditError> {
-        let parsed = Note::from_bytes(note.as_bytes()).map_err(crate::checkpoint::note_err)?;
-        let checkpoint = Checkpoint::from_bytes(parsed.text())
-            .map_err(|_| AuditError::Malformed("not a checkpoint".into()))?;
+        let checkpoint = checkpoint_of(note)?;
         let leaf = log.leaf(index)?;
         let proof = log.prove_inclusion(index, checkpoint.size())?;
         if log.root(checkpoint.size())? != *checkpoint.hash() {
@@ -230,12 +228,7 @@ impl Bundle {
 /// roots (a split view). Checkpoints of different sizes need a consistency proof
 /// ([`crate::consistent`]).
 pub fn split_view(a: &str, b: &str) -> Result<Option<String>, AuditError> {
-    let parse = |s: &str| -> Result<Checkpoint, AuditError> {
-        let note = Note::from_bytes(s.as_bytes()).map_err(crate::checkpoint::note_err)?;
-        Checkpoint::from_bytes(note.text())
-            .map_err(|_| AuditError::Malformed("not a checkpoint".into()))
-    };
-    let (a, b) = (parse(a)?, parse(b)?);
+    let (a, b) = (checkpoint_of(a)?, checkpoint_of(b)?);
     Ok(
         (a.origin() == b.origin() && a.size() == b.size() && a.hash() != b.hash()).then(|| {
             format!(
@@ -252,9 +245,7 @@ pub fn split_view(a: &str, b: &str) -> Result<Option<String>, AuditError> {
 /// A signed checkpoint's origin, size and root (its signatures are not checked: see
 /// [`check_signed`]).
 pub fn parse_checkpoint(note: &str) -> Result<(String, crate::Signed), AuditError> {
-    let parsed = Note::from_bytes(note.as_bytes()).map_err(crate::checkpoint::note_err)?;
-    let c = Checkpoint::from_bytes(parsed.text())
-        .map_err(|_| AuditError::Malformed("the signed note is not a checkpoint".into()))?;
+    let c = checkpoint_of(note)?;
     Ok((
         c.origin().to_string(),
         crate::Signed {
@@ -277,4 +268,11 @@ pub fn check_signed(note: &str, vkey: &str) -> Result<(), AuditError> {
     } else {
         Err(AuditError::Signature(format!("not signed by {name}")))
     }
+}
+
+/// The checkpoint a signed note holds (its signatures not checked).
+fn checkpoint_of(note: &str) -> Result<Checkpoint, AuditError> {
+    let parsed = Note::from_bytes(note.as_bytes()).map_err(crate::checkpoint::note_err)?;
+    Checkpoint::from_bytes(parsed.text())
+        .map_err(|_| AuditError::Malformed("the signed note is not a checkpoint".into()))
 }

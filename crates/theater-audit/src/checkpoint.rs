@@ -1,7 +1,6 @@
 //! [`Checkpointer`]: signs the host log's checkpoints (C2SP tlog-checkpoint in a C2SP
 //! signed-note) and never two that disagree, across restarts too.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -125,21 +124,12 @@ pub(crate) fn parse_state(text: &str) -> Result<Signed, String> {
     })
 }
 
-/// Writes `signed` to `path` durably: a temporary file synced, renamed over, the directory
-/// synced.
+/// Writes `signed` to `path` durably ([`theater_chain::fsio::write_durably`]).
 pub(crate) fn write_state(path: &Path, signed: &Signed) -> Result<(), AuditError> {
     let io = |e: std::io::Error| AuditError::Io(format!("{}: {e}", path.display()));
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(format!("{}\n{}\n", signed.size, STANDARD.encode(signed.root.0)).as_bytes())
-        .map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new("."))).map_err(io)?;
+    let text = format!("{}\n{}\n", signed.size, STANDARD.encode(signed.root.0));
+    theater_chain::fsio::write_durably(path, text.as_bytes()).map_err(io)
 }
 
 /// Whether `proof` shows the tree of `new` (size and root) extends that of `old`.

@@ -490,32 +490,17 @@ impl HostLog {
     }
 }
 
-/// Takes the log directory's `LOCK` (one writer at a time; briefly retried, as a child
-/// process may hold it between its fork and exec).
+/// Takes the log directory's `LOCK` (one writer at a time).
 fn lock_dir(dir: &Path) -> Result<File, AuditError> {
     let path = dir.join("LOCK");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io(&path))?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-    loop {
-        match lock.try_lock() {
-            Ok(()) => return Ok(lock),
-            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(AuditError::Io(format!(
-                    "{}: the host log is open in another process (another host on this data directory?)",
-                    dir.display()
-                )));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
-        }
-    }
+    theater_chain::fsio::lock_file(&path)
+        .map_err(io(&path))?
+        .ok_or_else(|| {
+            AuditError::Io(format!(
+                "{}: the host log is open in another process (another host on this data directory?)",
+                dir.display()
+            ))
+        })
 }
 
 pub(crate) fn tlog(e: tlog_tiles::Error) -> AuditError {

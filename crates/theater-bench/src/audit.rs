@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use theater_audit::{Auditor, HostLog, Leaf};
 use theater_chain::{ChainId, Hash, MemoryStore};
-use theater_core::{ActorRuntime, RuntimeConfig};
-use theater_test_support::{PaddedCounter, add};
+use theater_core::RuntimeConfig;
 
 use crate::harness::{Better, Report, Row, Target, interleaved_timed, median};
 
@@ -156,18 +155,7 @@ async fn runtime_on_vs_off(report: &mut Report, name: String) -> anyhow::Result<
         } else {
             memory
         };
-        let mut rt = ActorRuntime::start(
-            PaddedCounter { padding: 1024 },
-            chain,
-            RuntimeConfig::default(),
-        )
-        .await?;
-        let t = Instant::now();
-        for _ in 0..n {
-            rt.handle(add(1), vec![]).await?;
-        }
-        let took = t.elapsed();
-        anyhow::ensure!(rt.state()["count"] == n, "runtime lost inputs");
+        let took = crate::core::timed_inputs(chain, RuntimeConfig::default(), n).await?;
         if logged {
             anyhow::ensure!(auditor.log().size() == n + 1, "leaves lost");
         }

@@ -77,6 +77,22 @@ async fn runtime_vs_direct(
     Ok(())
 }
 
+/// The time `n` inputs take through a runtime of the 1 KiB-state counter on `chain`.
+pub(crate) async fn timed_inputs(
+    chain: Box<dyn ChainStore>,
+    config: RuntimeConfig,
+    n: u64,
+) -> anyhow::Result<Duration> {
+    let mut rt = ActorRuntime::start(PaddedCounter { padding: 1024 }, chain, config).await?;
+    let t = Instant::now();
+    for _ in 0..n {
+        rt.handle(add(1), vec![]).await?;
+    }
+    let took = t.elapsed();
+    anyhow::ensure!(rt.state()["count"] == n, "runtime lost inputs");
+    Ok(took)
+}
+
 /// The same runtime counting into `ActorMetrics` (what every spawned actor does) vs not:
 /// what metrics cost per input. Target: within 5%.
 async fn metrics_on_vs_off(report: &mut Report, name: String) -> anyhow::Result<()> {
@@ -91,14 +107,7 @@ async fn metrics_on_vs_off(report: &mut Report, name: String) -> anyhow::Result<
         } else {
             RuntimeConfig::default()
         };
-        let mut rt = ActorRuntime::start(PaddedCounter { padding: 1024 }, chain, config).await?;
-        let t = Instant::now();
-        for _ in 0..n {
-            rt.handle(add(1), vec![]).await?;
-        }
-        let took = t.elapsed();
-        anyhow::ensure!(rt.state()["count"] == n, "runtime lost inputs");
-        Ok::<_, anyhow::Error>(took)
+        timed_inputs(chain, config, n).await
     };
     for i in 0..=samples {
         let a = run(true).await?;

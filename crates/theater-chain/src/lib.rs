@@ -71,6 +71,7 @@ mod cross;
 mod entry;
 mod error;
 mod file;
+pub mod fsio;
 mod hash;
 mod memory;
 mod snapshot;

@@ -91,17 +91,9 @@ fn sync_dir(dir: &Path) -> Result<(), ChainError> {
         .map_err(io_err(dir))
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, fsync of the directory.
-fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), ChainError> {
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        let f = File::create(&tmp)?;
-        f.write_all_at(bytes, 0)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(io_err(path))?;
-    sync_dir(dir)
+/// Writes `bytes` to `path` atomically (see [`crate::fsio::write_durably`]).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ChainError> {
+    crate::fsio::write_durably(path, bytes).map_err(io_err(path))
 }
 
 /// Where a new chain's log goes in `dir` (created if missing): an error if one is there.
@@ -131,7 +123,7 @@ impl FileStore {
         let dir = dir.as_ref();
         let log_path = new_log_path(dir)?;
         let header = LogHeader { start: 0, id };
-        write_atomic(dir, &log_path, &header.encode())?;
+        write_atomic(&log_path, &header.encode())?;
         Self::open_inner(dir, None, Some(durability))
     }
 
@@ -180,12 +172,8 @@ impl FileStore {
         log.extend_from_slice(body);
         log.extend_from_slice(hash.as_bytes());
         // The snapshot first: a log that starts past genesis is only readable with it.
-        write_atomic(
-            &dir.join(SNAPSHOTS),
-            &snapshot_path(dir, snapshot.seq),
-            &snapshot.encode(),
-        )?;
-        write_atomic(dir, &log_path, &log)?;
+        write_atomic(&snapshot_path(dir, snapshot.seq), &snapshot.encode())?;
+        write_atomic(&log_path, &log)?;
         Self::open_inner(dir, None, Some(durability))
     }
 
@@ -500,31 +488,13 @@ impl FileStore {
 
 fn lock_dir(dir: &Path) -> Result<File, ChainError> {
     let path = dir.join("LOCK");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io_err(&path))?;
-    // A lock can be held for a moment by a child process between its fork and exec (it
-    // inherits the descriptor), so a busy lock is retried briefly before giving up.
-    let mut wait = std::time::Duration::from_millis(1);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-    loop {
-        match lock.try_lock() {
-            Ok(()) => return Ok(lock),
-            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(std::time::Duration::from_millis(50));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(ChainError::Io {
-                    path,
-                    source: std::io::Error::other("the chain is open in another store or process"),
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
-        }
+    match crate::fsio::lock_file(&path) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err(ChainError::Io {
+            path,
+            source: std::io::Error::other("the chain is open in another store or process"),
+        }),
+        Err(e) => Err(io_err(&path)(e)),
     }
 }
 
@@ -749,11 +719,7 @@ impl ChainStore for FileStore {
         // vouches for it: a snapshot past the log's end makes the chain unopenable.
         self.commit(true)?;
         check_snapshot(self, snapshot)?;
-        write_atomic(
-            &self.dir.join(SNAPSHOTS),
-            &snapshot_path(&self.dir, snapshot.seq),
-            &snapshot.encode(),
-        )?;
+        write_atomic(&snapshot_path(&self.dir, snapshot.seq), &snapshot.encode())?;
         if let Err(i) = self.snapshot_seqs.binary_search(&snapshot.seq) {
             self.snapshot_seqs.insert(i, snapshot.seq);
         }

@@ -107,6 +107,16 @@ fn work(host: &mut Running, round: i64) {
     ]);
 }
 
+/// `theater audit verify BUNDLE ARGS...` (no host, no data directory).
+fn audit_verify(bundle: &Path, args: &[&str]) -> std::process::Output {
+    bin()
+        .args(["audit", "verify"])
+        .arg(bundle)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn cli(data: &Path, args: &[&str]) -> std::process::Output {
     bin()
         .args(args)
@@ -196,12 +206,7 @@ fn every_entry_of_a_multi_actor_run_is_proved_and_verified_offline_with_a_witnes
                 ],
             );
             assert!(out.status.success(), "{actor} {seq}: {}", text(&out));
-            let out = bin()
-                .args(["audit", "verify"])
-                .arg(&bundle)
-                .args(["--key", &vkey, "--witness", &witness.vkey])
-                .output()
-                .unwrap();
+            let out = audit_verify(&bundle, &["--key", &vkey, "--witness", &witness.vkey]);
             assert!(out.status.success(), "{actor} {seq}: {}", text(&out));
             assert!(
                 text(&out).contains("cosigned by witness.test"),
@@ -227,14 +232,7 @@ fn every_entry_of_a_multi_actor_run_is_proved_and_verified_offline_with_a_witnes
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
-    let verify = |path: &Path| {
-        bin()
-            .args(["audit", "verify"])
-            .arg(path)
-            .args(["--key", &vkey, "--witness", &witness.vkey])
-            .output()
-            .unwrap()
-    };
+    let verify = |path: &Path| audit_verify(path, &["--key", &vkey, "--witness", &witness.vkey]);
     let out = verify(&bundle);
     assert!(
         text(&out).contains("the entry is included and matches"),
@@ -243,28 +241,29 @@ fn every_entry_of_a_multi_actor_run_is_proved_and_verified_offline_with_a_witnes
     );
     // With the chain and the component: the history up to it is the committed one, and the
     // code produces it.
-    let out = bin()
-        .args(["audit", "verify"])
-        .arg(&bundle)
-        .args(["--key", &vkey, "--chain"])
-        .arg(data.join("chains/counter"))
-        .arg("--manifest")
-        .arg(&ms[0])
-        .output()
-        .unwrap();
+    let counter_chain = data.join("chains/counter");
+    let out = audit_verify(
+        &bundle,
+        &[
+            "--key",
+            &vkey,
+            "--chain",
+            counter_chain.to_str().unwrap(),
+            "--manifest",
+            ms[0].to_str().unwrap(),
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("the actor's code produces it"),
         "{}",
         text(&out)
     );
-    let out = bin()
-        .args(["audit", "verify"])
-        .arg(&bundle)
-        .args(["--key", &vkey, "--chain"])
-        .arg(data.join("chains/todo"))
-        .output()
-        .unwrap();
+    let todo_chain = data.join("chains/todo");
+    let out = audit_verify(
+        &bundle,
+        &["--key", &vkey, "--chain", todo_chain.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let bytes = std::fs::read(&bundle).unwrap();
     let changed = dir.path().join("changed.json");
@@ -358,12 +357,7 @@ fn every_entry_of_a_multi_actor_run_is_proved_and_verified_offline_with_a_witnes
         (&new_bundle, &new_vkey, true),
         (&new_bundle, &vkey, false),
     ] {
-        let out = bin()
-            .args(["audit", "verify"])
-            .arg(path)
-            .args(["--key", key])
-            .output()
-            .unwrap();
+        let out = audit_verify(path, &["--key", key]);
         assert_eq!(
             out.status.success(),
             ok,
