@@ -319,12 +319,13 @@ impl ChainStore for AuditedStore {
     fn hash_at(&self, seq: u64) -> Result<Hash, ChainError> {
         self.inner.hash_at(seq)
     }
-    fn for_each_record(
+    fn for_each_record_in(
         &self,
         from: u64,
+        end: u64,
         f: &mut dyn FnMut(RawRecord<'_>) -> Result<(), ChainError>,
     ) -> Result<(), ChainError> {
-        self.inner.for_each_record(from, f)
+        self.inner.for_each_record_in(from, end, f)
     }
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), ChainError> {
         self.inner.save_snapshot(snapshot)?;

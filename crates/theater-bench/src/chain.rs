@@ -93,10 +93,11 @@ fn verify(report: &mut Report, name: String, size: usize) -> anyhow::Result<()> 
         name,
         unit: "B/s",
         ours: bytes as f64 / ours.as_secs_f64(),
-        baseline_name: "SHA-256, same bytes".into(),
+        baseline_name: "SHA-256, same bytes, one thread".into(),
         baseline: bytes as f64 / base.as_secs_f64(),
         better: Better::Higher,
-        target: Some(Target::Ratio(0.5)),
+        // Entries hash independently: verification uses every core (2 here).
+        target: Some(Target::Ratio(1.6)),
     });
     Ok(())
 }

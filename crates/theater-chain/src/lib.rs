@@ -90,4 +90,4 @@ pub use hash::{Hash, ParseHashError};
 pub use memory::MemoryStore;
 pub use snapshot::Snapshot;
 pub use store::{Anchor, Appended, ChainStore, Durability, Entries, Head, RawRecord};
-pub use verify::{Progress, VerifyReport};
+pub use verify::{Progress, VerifyReport, verify_sequential};

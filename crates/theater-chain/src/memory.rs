@@ -138,13 +138,17 @@ impl ChainStore for MemoryStore {
         Ok(self.record(seq)?.hash)
     }
 
-    fn for_each_record(
+    fn for_each_record_in(
         &self,
         from: u64,
+        end: u64,
         f: &mut dyn FnMut(RawRecord<'_>) -> Result<(), ChainError>,
     ) -> Result<(), ChainError> {
         let skip = from.saturating_sub(self.start) as usize;
-        for (i, r) in self.records.iter().enumerate().skip(skip) {
+        let take = end
+            .saturating_sub(self.start)
+            .min(self.records.len() as u64) as usize;
+        for (i, r) in self.records.iter().enumerate().take(take).skip(skip) {
             f(RawRecord {
                 seq: self.start + i as u64,
                 offset: None,

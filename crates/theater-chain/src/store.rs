@@ -1,6 +1,6 @@
 //! The API every chain store offers.
 
-use crate::verify::{Progress, Verifier, VerifyReport};
+use crate::verify::{Progress, VerifyReport};
 use crate::{ChainError, ChainId, Entry, Hash, NewEntry, Snapshot};
 
 /// The last entry of a chain.
@@ -69,6 +69,35 @@ impl RawRecord<'_> {
     pub fn entry(&self) -> Result<Entry, crate::DecodeError> {
         Entry::decode(self.body)
     }
+
+    /// Decodes the entry after checking it as [`ChainStore::get`] does: its body hashes to
+    /// the stored hash and it names the seq it sits at. Errors name `chain`'s record.
+    pub fn checked_entry(&self, chain: &dyn ChainStore) -> Result<Entry, ChainError> {
+        let corrupt = |problem| {
+            ChainError::Corrupt(Box::new(crate::Corruption {
+                chain: chain.id().clone(),
+                path: chain.path().map(std::path::Path::to_path_buf),
+                seq: self.seq,
+                offset: self.offset,
+                problem,
+            }))
+        };
+        let computed = Hash::digest(self.body);
+        if computed != self.hash {
+            return Err(corrupt(crate::Problem::HashMismatch {
+                stored: self.hash,
+                computed,
+            }));
+        }
+        let entry = Entry::decode(self.body).map_err(|e| corrupt(crate::Problem::Decode(e)))?;
+        if entry.seq() != self.seq {
+            return Err(corrupt(crate::Problem::SeqMismatch {
+                expected: self.seq,
+                found: entry.seq(),
+            }));
+        }
+        Ok(entry)
+    }
 }
 
 /// A chain of entries for one actor: append-only, hash-linked, verifiable.
@@ -126,6 +155,18 @@ pub trait ChainStore: Send + Sync {
         &self,
         from: u64,
         f: &mut dyn FnMut(RawRecord<'_>) -> Result<(), ChainError>,
+    ) -> Result<(), ChainError> {
+        self.for_each_record_in(from, u64::MAX, f)
+    }
+
+    /// Streams stored records `from..end` (clamped to what is stored), reading them back
+    /// sequentially: the way to read a run of entries, where [`ChainStore::get`] finds
+    /// each one on its own.
+    fn for_each_record_in(
+        &self,
+        from: u64,
+        end: u64,
+        f: &mut dyn FnMut(RawRecord<'_>) -> Result<(), ChainError>,
     ) -> Result<(), ChainError>;
 
     /// Stores a snapshot of the state at `snapshot.seq`. It must match the stored entry there.
@@ -158,9 +199,7 @@ pub trait ChainStore: Send + Sync {
         &self,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<VerifyReport, ChainError> {
-        let mut v = Verifier::new(self.id().clone(), self.start(), self.anchor(), self.path());
-        self.for_each_record(self.start(), &mut |rec| v.check(rec, progress))?;
-        Ok(v.finish())
+        crate::verify::records(self, progress)
     }
 
     /// The directory of a file store, for messages.

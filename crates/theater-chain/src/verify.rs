@@ -58,6 +58,381 @@ impl fmt::Display for VerifyReport {
 }
 
 const PROGRESS_EVERY: u64 = 1 << 20;
+/// A verification batch holds about this many bytes of entries...
+pub(crate) const BATCH_BYTES: usize = 1 << 20;
+/// ...or this many entries, whichever comes first.
+const BATCH_RECORDS: usize = 8192;
+
+/// What checking one record needs besides the record.
+struct Context<'a> {
+    chain: &'a ChainId,
+    path: Option<&'a Path>,
+    anchor: Option<Anchor>,
+}
+
+struct OwnedContext {
+    chain: ChainId,
+    path: Option<PathBuf>,
+    anchor: Option<Anchor>,
+}
+
+impl OwnedContext {
+    fn borrowed(&self) -> Context<'_> {
+        Context {
+            chain: &self.chain,
+            path: self.path.as_deref(),
+            anchor: self.anchor,
+        }
+    }
+}
+
+impl Context<'_> {
+    fn owned(&self) -> OwnedContext {
+        OwnedContext {
+            chain: self.chain.clone(),
+            path: self.path.map(Path::to_path_buf),
+            anchor: self.anchor,
+        }
+    }
+
+    fn corrupt(&self, seq: u64, offset: Option<u64>, problem: Problem) -> ChainError {
+        ChainError::Corrupt(Box::new(Corruption {
+            chain: self.chain.clone(),
+            path: self.path.map(Path::to_path_buf),
+            seq,
+            offset,
+            problem,
+        }))
+    }
+
+    /// Checks one record: its stored hash, its seq and its link to `prev` (the hash of the
+    /// entry before, when known). Returns its hash.
+    fn check(
+        &self,
+        rec: &RawRecord<'_>,
+        expected_seq: u64,
+        prev: Option<Hash>,
+    ) -> Result<Hash, ChainError> {
+        let computed = Hash::digest(rec.body);
+        if computed != rec.hash {
+            return Err(self.corrupt(
+                rec.seq,
+                rec.offset,
+                Problem::HashMismatch {
+                    stored: rec.hash,
+                    computed,
+                },
+            ));
+        }
+        let header = decode_header(rec.body)
+            .map_err(|e| self.corrupt(rec.seq, rec.offset, Problem::Decode(e)))?;
+        if header.seq != expected_seq {
+            return Err(self.corrupt(
+                rec.seq,
+                rec.offset,
+                Problem::SeqMismatch {
+                    expected: expected_seq,
+                    found: header.seq,
+                },
+            ));
+        }
+        if let Some(prev) = prev
+            && header.parent != prev
+        {
+            return Err(self.corrupt(
+                rec.seq,
+                rec.offset,
+                Problem::BrokenLink {
+                    expected: prev,
+                    found: header.parent,
+                },
+            ));
+        }
+        if let Some(a) = self.anchor
+            && a.seq == header.seq
+            && a.entry_hash != computed
+        {
+            return Err(self.corrupt(
+                rec.seq,
+                rec.offset,
+                Problem::AnchorMismatch {
+                    snapshot: a.entry_hash,
+                    entry: computed,
+                },
+            ));
+        }
+        Ok(computed)
+    }
+}
+
+/// Buffers batches are read into, handed back by the workers once checked: a fresh
+/// mebibyte each time costs its page faults and zeroing, which is as much as reading it.
+#[derive(Default)]
+pub(crate) struct Buffers(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl Buffers {
+    /// A buffer that came back, or a new one; what it holds is to be overwritten.
+    pub(crate) fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut free| free.pop())
+            .unwrap_or_default()
+    }
+
+    fn put(&self, b: Vec<u8>) {
+        if let Ok(mut free) = self.0.lock()
+            && free.len() < 64
+        {
+            free.push(b);
+        }
+    }
+}
+
+/// Hands a verification's batches over, in chain order, with buffers to read them into.
+pub(crate) type Produce<'a, 'f> = dyn FnMut(&Buffers, &mut dyn FnMut(Batch<'f>) -> Result<(), ChainError>) -> Result<(), ChainError>
+    + 'a;
+
+/// A batch's outcome, from a worker.
+struct Checked {
+    index: u64,
+    /// The last record's hash, how many records were checked and their bodies' bytes.
+    outcome: Result<(Hash, u64, u64), ChainError>,
+}
+
+/// Takes checked batches in order, whatever order they finish in.
+#[derive(Default)]
+struct InOrder {
+    sent: u64,
+    next: u64,
+    waiting: std::collections::BTreeMap<u64, Checked>,
+    failed: Option<ChainError>,
+}
+
+impl InOrder {
+    fn take(&mut self, checked: Checked, v: &mut Verifier, progress: &mut dyn FnMut(Progress)) {
+        self.waiting.insert(checked.index, checked);
+        while self.failed.is_none()
+            && let Some(c) = self.waiting.remove(&self.next)
+        {
+            self.next += 1;
+            match c.outcome {
+                Ok((last, entries, bytes)) => {
+                    v.prev = Some(last);
+                    v.next_seq += entries;
+                    v.advance(entries, bytes, progress);
+                }
+                Err(e) => self.failed = Some(e),
+            }
+        }
+    }
+}
+
+/// Records for a worker to check: copied out of a store one by one, or a run of whole
+/// frames read from a log file in one read.
+pub(crate) struct Batch<'f> {
+    index: u64,
+    first_seq: u64,
+    prev: Option<Hash>,
+    data: Vec<u8>,
+    /// Copied records: (seq, offset in the store, end of its body in `data`, stored hash).
+    /// Empty for frames.
+    records: Vec<(u64, Option<u64>, usize, Hash)>,
+    /// For frames: where `data` starts in the log file.
+    frames_at: Option<u64>,
+    /// For frames the worker reads itself: the log file and how much to read.
+    source: Option<(&'f std::fs::File, usize)>,
+}
+
+impl<'f> Batch<'f> {
+    fn new(first_seq: u64, prev: Option<Hash>, mut data: Vec<u8>) -> Self {
+        data.clear();
+        Batch {
+            index: 0,
+            first_seq,
+            prev,
+            data,
+            records: Vec::new(),
+            frames_at: None,
+            source: None,
+        }
+    }
+
+    /// Whole frames held in `data`, which sat at `offset` of a log file, starting with the
+    /// record at `first_seq`; `prev` is the stored hash of the record before, when known.
+    pub(crate) fn frames(first_seq: u64, prev: Option<Hash>, offset: u64, data: Vec<u8>) -> Self {
+        Batch {
+            index: 0,
+            first_seq,
+            prev,
+            data,
+            records: Vec::new(),
+            frames_at: Some(offset),
+            source: None,
+        }
+    }
+
+    /// Whole frames for the worker to read from `file`: `len` bytes at `offset` (into
+    /// `buffer`), the rest as [`Batch::frames`]. Reading on the workers spreads the copy
+    /// out of the page cache over the cores too.
+    pub(crate) fn frames_in(
+        file: &'f std::fs::File,
+        first_seq: u64,
+        prev: Option<Hash>,
+        offset: u64,
+        len: usize,
+        buffer: Vec<u8>,
+    ) -> Self {
+        Batch {
+            source: Some((file, len)),
+            ..Batch::frames(first_seq, prev, offset, buffer)
+        }
+    }
+
+    /// Reads what the batch is to hold, where the worker is to read it.
+    fn read(&mut self, cx: &Context<'_>) -> Result<(), ChainError> {
+        use std::os::unix::fs::FileExt;
+        if let (Some((file, len)), Some(at)) = (self.source.take(), self.frames_at) {
+            // Whatever the buffer held is overwritten: no need to zero it first.
+            self.data.resize(len, 0);
+            file.read_exact_at(&mut self.data, at)
+                .map_err(|source| ChainError::Io {
+                    path: cx.path.map(|p| p.join("chain.log")).unwrap_or_default(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, rec: &RawRecord<'_>) {
+        self.data.extend_from_slice(rec.body);
+        self.records
+            .push((rec.seq, rec.offset, self.data.len(), rec.hash));
+    }
+
+    fn is_full(&self) -> bool {
+        self.data.len() >= BATCH_BYTES || self.records.len() >= BATCH_RECORDS
+    }
+
+    /// Checks every record in order: the hash of the last, how many there were and the
+    /// bytes of their bodies.
+    fn check(&self, cx: &Context<'_>) -> Result<(Hash, u64, u64), ChainError> {
+        let (mut prev, mut expected, mut bytes) = (self.prev, self.first_seq, 0u64);
+        match self.frames_at {
+            None => {
+                let mut start = 0;
+                for &(seq, offset, end, hash) in &self.records {
+                    let rec = RawRecord {
+                        seq,
+                        offset,
+                        body: &self.data[start..end],
+                        hash,
+                    };
+                    prev = Some(cx.check(&rec, expected, prev)?);
+                    expected += 1;
+                    bytes += (end - start) as u64;
+                    start = end;
+                }
+            }
+            Some(at) => {
+                use crate::file::frame::{FRAME_HEAD, FRAME_TAIL, frame_len};
+                let mut pos = 0usize;
+                while pos < self.data.len() {
+                    let offset = at + pos as u64;
+                    let left = self.data.len() - pos;
+                    // As a sequential read of the log reports a frame it cannot take.
+                    let torn = || cx.corrupt(expected, Some(offset), Problem::Truncated);
+                    let head: &[u8; FRAME_HEAD] = self.data[pos..]
+                        .get(..FRAME_HEAD)
+                        .and_then(|h| h.try_into().ok())
+                        .ok_or_else(torn)?;
+                    let len = frame_len(head)
+                        .ok_or_else(|| cx.corrupt(expected, Some(offset), Problem::BadFrame))?;
+                    if left < FRAME_HEAD + len + FRAME_TAIL {
+                        return Err(torn());
+                    }
+                    let body = &self.data[pos + FRAME_HEAD..pos + FRAME_HEAD + len];
+                    let tail =
+                        &self.data[pos + FRAME_HEAD + len..pos + FRAME_HEAD + len + FRAME_TAIL];
+                    let mut hash = [0u8; 32];
+                    hash.copy_from_slice(tail);
+                    let rec = RawRecord {
+                        seq: expected,
+                        offset: Some(offset),
+                        body,
+                        hash: Hash::from_bytes(hash),
+                    };
+                    prev = Some(cx.check(&rec, expected, prev)?);
+                    expected += 1;
+                    bytes += len as u64;
+                    pos += FRAME_HEAD + len + FRAME_TAIL;
+                }
+            }
+        }
+        let last = prev.ok_or_else(|| cx.corrupt(self.first_seq, None, Problem::BadFrame))?;
+        Ok((last, expected - self.first_seq, bytes))
+    }
+}
+
+/// Verifies a store's records one by one, reading them with `for_each_record` and spreading
+/// the hashing over the cores.
+pub(crate) fn records<S: crate::ChainStore + ?Sized>(
+    store: &S,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<VerifyReport, ChainError> {
+    let mut v = Verifier::new(
+        store.id().clone(),
+        store.start(),
+        store.anchor(),
+        store.path(),
+    );
+    let workers = workers();
+    if workers > 1 && store.len() - store.start() > 64 {
+        let (first, prev) = v.next();
+        return v.run_parallel(
+            workers,
+            &mut |buffers, send| {
+                let mut batch = Batch::new(first, prev, buffers.take());
+                store.for_each_record(store.start(), &mut |rec| {
+                    batch.push(&rec);
+                    if batch.is_full() {
+                        let next = Batch::new(rec.seq + 1, Some(rec.hash), buffers.take());
+                        send(std::mem::replace(&mut batch, next))?;
+                    }
+                    Ok(())
+                })?;
+                if !batch.records.is_empty() {
+                    send(batch)?;
+                }
+                Ok(())
+            },
+            progress,
+        );
+    }
+    store.for_each_record(store.start(), &mut |rec| v.check(rec, progress))?;
+    Ok(v.finish())
+}
+
+/// Verifies `store` on the calling thread alone, record by record: what
+/// [`crate::ChainStore::verify`] does on one core, and the reference its parallel passes
+/// must agree with (the same report, or the same first bad seq and problem).
+pub fn verify_sequential<S: crate::ChainStore + ?Sized>(
+    store: &S,
+) -> Result<VerifyReport, ChainError> {
+    let mut v = Verifier::new(
+        store.id().clone(),
+        store.start(),
+        store.anchor(),
+        store.path(),
+    );
+    store.for_each_record(store.start(), &mut |rec| v.check(rec, &mut |_| {}))?;
+    Ok(v.finish())
+}
+
+/// Threads that hash during a verification: the cores there are (at most 8).
+pub(crate) fn workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
 
 pub(crate) struct Verifier {
     chain: ChainId,
@@ -91,68 +466,29 @@ impl Verifier {
         }
     }
 
-    fn corrupt(&self, rec: &RawRecord<'_>, problem: Problem) -> ChainError {
-        ChainError::Corrupt(Box::new(Corruption {
-            chain: self.chain.clone(),
-            path: self.path.clone(),
-            seq: rec.seq,
-            offset: rec.offset,
-            problem,
-        }))
-    }
-
     pub(crate) fn check(
         &mut self,
         rec: RawRecord<'_>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(), ChainError> {
-        let computed = Hash::digest(rec.body);
-        if computed != rec.hash {
-            return Err(self.corrupt(
-                &rec,
-                Problem::HashMismatch {
-                    stored: rec.hash,
-                    computed,
-                },
-            ));
-        }
-        let header = decode_header(rec.body).map_err(|e| self.corrupt(&rec, Problem::Decode(e)))?;
-        if header.seq != self.next_seq {
-            return Err(self.corrupt(
-                &rec,
-                Problem::SeqMismatch {
-                    expected: self.next_seq,
-                    found: header.seq,
-                },
-            ));
-        }
-        if let Some(prev) = self.prev
-            && header.parent != prev
-        {
-            return Err(self.corrupt(
-                &rec,
-                Problem::BrokenLink {
-                    expected: prev,
-                    found: header.parent,
-                },
-            ));
-        }
-        if let Some(a) = self.anchor
-            && a.seq == header.seq
-            && a.entry_hash != computed
-        {
-            return Err(self.corrupt(
-                &rec,
-                Problem::AnchorMismatch {
-                    snapshot: a.entry_hash,
-                    entry: computed,
-                },
-            ));
-        }
+        let computed = self.context().check(&rec, self.next_seq, self.prev)?;
         self.prev = Some(computed);
         self.next_seq += 1;
-        self.entries += 1;
-        self.bytes += rec.body.len() as u64;
+        self.advance(1, rec.body.len() as u64, progress);
+        Ok(())
+    }
+
+    fn context(&self) -> Context<'_> {
+        Context {
+            chain: &self.chain,
+            path: self.path.as_deref(),
+            anchor: self.anchor,
+        }
+    }
+
+    fn advance(&mut self, entries: u64, bytes: u64, progress: &mut dyn FnMut(Progress)) {
+        self.entries += entries;
+        self.bytes += bytes;
         if self.bytes - self.reported_at >= PROGRESS_EVERY {
             self.reported_at = self.bytes;
             progress(Progress {
@@ -160,7 +496,85 @@ impl Verifier {
                 bytes: self.bytes,
             });
         }
-        Ok(())
+    }
+
+    /// Verifies the batches `produce` hands over, in chain order, hashing them on `workers`
+    /// threads while the calling thread produces the next. Each record is checked against
+    /// the stored hash of the one before it (which its own batch checks), so batches are
+    /// independent and the first bad seq reported is the one a sequential pass would report.
+    pub(crate) fn run_parallel<'f>(
+        mut self,
+        workers: usize,
+        produce: &mut Produce<'_, 'f>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<VerifyReport, ChainError> {
+        use std::sync::{Mutex, mpsc};
+        let cx = self.context().owned();
+        let buffers = Buffers::default();
+        let (work_tx, work_rx) = mpsc::sync_channel::<Batch<'f>>(workers * 2);
+        let work_rx = Mutex::new(work_rx);
+        let (done_tx, done_rx) = mpsc::channel::<Checked>();
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                let (work_rx, done_tx, cx, buffers) = (&work_rx, done_tx.clone(), &cx, &buffers);
+                scope.spawn(move || {
+                    // A poisoned lock only means another worker panicked: stop too.
+                    while let Ok(Ok(mut batch)) = work_rx.lock().map(|rx| rx.recv()) {
+                        let cx = cx.borrowed();
+                        let outcome = batch.read(&cx).and_then(|()| batch.check(&cx));
+                        let checked = Checked {
+                            index: batch.index,
+                            outcome,
+                        };
+                        buffers.put(batch.data);
+                        if done_tx.send(checked).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(done_tx);
+            let mut order = InOrder::default();
+            let produced = produce(&buffers, &mut |mut batch| {
+                batch.index = order.sent;
+                // The workers only stop early when this thread is gone.
+                let _ = work_tx.send(batch);
+                order.sent += 1;
+                while let Ok(checked) = done_rx.try_recv() {
+                    order.take(checked, &mut self, progress);
+                }
+                if order.failed.is_some() {
+                    // An earlier batch failed: stop producing (this error is not reported).
+                    return Err(ChainError::Io {
+                        path: PathBuf::new(),
+                        source: std::io::Error::other("verification stopped"),
+                    });
+                }
+                Ok(())
+            });
+            drop(work_tx);
+            while order.next < order.sent && order.failed.is_none() {
+                let Ok(checked) = done_rx.recv() else { break };
+                order.take(checked, &mut self, progress);
+            }
+            // A bad batch is always before where producing failed.
+            if let Some(e) = order.failed {
+                return Err(e);
+            }
+            produced?;
+            if order.next < order.sent {
+                return Err(ChainError::Io {
+                    path: self.path.clone().unwrap_or_default(),
+                    source: std::io::Error::other("a verification worker stopped"),
+                });
+            }
+            Ok(self.finish())
+        })
+    }
+
+    /// The first seq to verify and the hash its parent must be, when known.
+    pub(crate) fn next(&self) -> (u64, Option<Hash>) {
+        (self.next_seq, self.prev)
     }
 
     pub(crate) fn finish(self) -> VerifyReport {

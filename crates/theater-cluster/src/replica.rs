@@ -557,12 +557,13 @@ impl ChainStore for ReplicatedStore {
         self.local.hash_at(seq)
     }
 
-    fn for_each_record(
+    fn for_each_record_in(
         &self,
         from: u64,
+        end: u64,
         f: &mut dyn FnMut(RawRecord<'_>) -> Result<(), ChainError>,
     ) -> Result<(), ChainError> {
-        self.local.for_each_record(from, f)
+        self.local.for_each_record_in(from, end, f)
     }
 
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), ChainError> {

@@ -65,6 +65,11 @@ impl Index {
         self.pending = pending;
     }
 
+    /// Offsets of the records `k * STRIDE` (from the chain's start) written to the file.
+    pub(crate) fn marks(&self) -> &[u64] {
+        &self.marks
+    }
+
     /// Records indexed.
     pub(crate) fn len(&self) -> u64 {
         self.written + self.pending.len() as u64

@@ -9,7 +9,7 @@
 //! LOCK                    held while a store has the chain open
 //! ```
 
-mod frame;
+pub(crate) mod frame;
 mod index;
 mod scan;
 
@@ -662,13 +662,79 @@ impl ChainStore for FileStore {
         Ok(Hash::from_bytes(hash))
     }
 
-    fn for_each_record(
+    /// Hashes on every core: the written log is read in runs of whole frames (cut where the
+    /// index marks records), one read each, and each run is checked by a worker.
+    fn verify_with_progress(
+        &self,
+        progress: &mut dyn FnMut(crate::verify::Progress),
+    ) -> Result<crate::VerifyReport, ChainError> {
+        let workers = crate::verify::workers();
+        let marks = self.index.marks();
+        if workers <= 1 || marks.len() < 4 {
+            return crate::verify::records(self, progress);
+        }
+        let v =
+            crate::verify::Verifier::new(self.id.clone(), self.start, self.anchor, Some(&self.dir));
+        let (first, first_prev) = v.next();
+        v.run_parallel(
+            workers,
+            &mut |buffers, send| {
+                let (mut k, mut prev) = (0usize, first_prev);
+                while k < marks.len() {
+                    let at = marks[k];
+                    let mut j = k + 1;
+                    while j < marks.len() && marks[j] - at < crate::verify::BATCH_BYTES as u64 {
+                        j += 1;
+                    }
+                    let end = marks.get(j).copied().unwrap_or(self.written);
+                    // The stored hash that ends the run is the next run's parent.
+                    let mut tail = [0u8; 32];
+                    let next_prev = match end.checked_sub(32) {
+                        Some(t) if t >= at => {
+                            self.file
+                                .read_exact_at(&mut tail, t)
+                                .map_err(io_err(&self.log_path))?;
+                            Some(Hash::from_bytes(tail))
+                        }
+                        _ => None,
+                    };
+                    let seq = first + k as u64 * index::STRIDE;
+                    let len = (end - at) as usize;
+                    send(crate::verify::Batch::frames_in(
+                        &self.file,
+                        seq,
+                        prev,
+                        at,
+                        len,
+                        buffers.take(),
+                    ))?;
+                    prev = next_prev;
+                    k = j;
+                }
+                // Records still in the group-commit buffer: one more run of frames.
+                let pending_from = self.start + self.index.first_pending();
+                if pending_from < self.len() {
+                    let (at, _) = self.range(pending_from)?;
+                    let mut data = buffers.take();
+                    data.clear();
+                    data.extend_from_slice(&self.pending[(at - self.written) as usize..]);
+                    send(crate::verify::Batch::frames(pending_from, prev, at, data))?;
+                }
+                Ok(())
+            },
+            progress,
+        )
+    }
+
+    fn for_each_record_in(
         &self,
         from: u64,
+        end: u64,
         f: &mut dyn FnMut(RawRecord<'_>) -> Result<(), ChainError>,
     ) -> Result<(), ChainError> {
         let from = from.max(self.start);
-        if from >= self.len() {
+        let end = end.min(self.len());
+        if from >= end {
             return Ok(());
         }
         let mut seq = from;
@@ -676,7 +742,7 @@ impl ChainStore for FileStore {
         if first < self.written {
             let mut reader = FrameReader::new(&self.file, first, self.written);
             let mut body = Vec::new();
-            loop {
+            while seq < end {
                 let at = reader.pos();
                 match reader.next(&mut body) {
                     Ok(Some((offset, hash))) => f(RawRecord {
@@ -696,7 +762,7 @@ impl ChainStore for FileStore {
         // Records still in the group-commit buffer.
         let first_pending = self.index.first_pending();
         let skip = from - self.start;
-        for i in first_pending.max(skip)..self.index.len() {
+        for i in first_pending.max(skip)..(end - self.start) {
             let seq = self.start + i;
             let (start, end) = self.range(seq)?;
             let at = (start - self.written) as usize;

@@ -200,12 +200,13 @@ impl ChainStore for Faulty {
     fn hash_at(&self, seq: u64) -> Result<theater_chain::Hash, theater_chain::ChainError> {
         self.inner.hash_at(seq)
     }
-    fn for_each_record(
+    fn for_each_record_in(
         &self,
         from: u64,
+        end: u64,
         f: &mut dyn FnMut(theater_chain::RawRecord<'_>) -> Result<(), theater_chain::ChainError>,
     ) -> Result<(), theater_chain::ChainError> {
-        self.inner.for_each_record(from, f)
+        self.inner.for_each_record_in(from, end, f)
     }
     fn save_snapshot(
         &mut self,
