@@ -27,7 +27,10 @@ use crate::harness::{Better, Report, Row, Target, median, percentile};
 pub(crate) const CONNECTIONS: usize = 16;
 
 pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
-    if !report.wants("HTTP requests to the REST example") && !report.wants("HTTP latency, REST") {
+    if !report.wants("HTTP requests to the REST example")
+        && !report.wants("HTTP latency, REST")
+        && !report.wants("HTTP requests, REST example (file chain), 8 vs 128 connections")
+    {
         return Ok(());
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -59,8 +62,30 @@ pub(crate) async fn load_requests(
     expect: u16,
     per_connection: usize,
 ) -> anyhow::Result<Load> {
+    load_on(
+        addr,
+        method,
+        path,
+        body,
+        expect,
+        per_connection,
+        CONNECTIONS,
+    )
+    .await
+}
+
+/// [`load_requests`] on `connections` connections.
+async fn load_on(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &'static str,
+    expect: u16,
+    per_connection: usize,
+    connections: usize,
+) -> anyhow::Result<Load> {
     let mut clients = Vec::new();
-    for _ in 0..CONNECTIONS {
+    for _ in 0..connections {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -236,6 +261,31 @@ async fn rest_vs_bare(report: &mut Report) -> anyhow::Result<()> {
             head.map(|h| h.seq) == Some(expected as u64),
             "the chain does not hold every request"
         );
+    }
+    // Group commit shares an fsync among the requests that are ready: with few connections,
+    // few are. The same total of requests on 8 and on 128 connections, interleaved.
+    if let Some((_, addr, _)) = servers.iter().find(|(l, _, _)| l.starts_with("file"))
+        && report.wants("HTTP requests, REST example (file chain), 8 vs 128 connections")
+    {
+        let total = 16 * per_connection;
+        let (mut few, mut many) = (Vec::new(), Vec::new());
+        for round in 0..=report.settings.samples {
+            let a = load_on(*addr, "GET", "/todos/2", "", 200, total / 8, 8).await?;
+            let b = load_on(*addr, "GET", "/todos/2", "", 200, total / 128, 128).await?;
+            if round > 0 {
+                few.push(Duration::from_secs_f64(1.0 / a.per_second));
+                many.push(Duration::from_secs_f64(1.0 / b.per_second));
+            }
+        }
+        report.push(Row {
+            name: "HTTP requests, REST example (file chain), 8 vs 128 connections".into(),
+            unit: "req/s",
+            ours: 1.0 / median(&mut few).as_secs_f64(),
+            baseline_name: "the same server on 128 connections".into(),
+            baseline: 1.0 / median(&mut many).as_secs_f64(),
+            better: Better::Higher,
+            target: Some(Target::Ratio(0.8)),
+        });
     }
     shutdown.cancel();
     Ok(())

@@ -100,6 +100,9 @@ impl RawRecord<'_> {
     }
 }
 
+/// The wait of a sync started by [`ChainStore::start_sync`]: run it on any thread.
+pub type PendingSync = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
+
 /// A chain of entries for one actor: append-only, hash-linked, verifiable.
 ///
 /// [`crate::MemoryStore`] and [`crate::FileStore`] implement it.
@@ -142,6 +145,28 @@ pub trait ChainStore: Send + Sync {
 
     /// Makes every appended entry durable (a no-op when all already are).
     fn sync(&mut self) -> Result<(), ChainError>;
+
+    /// Starts a [`ChainStore::sync`] whose wait can run elsewhere: writes what is appended
+    /// out and returns the wait (an fsync) for any thread to run, after which
+    /// [`ChainStore::finish_sync`] must be told how it went. Entries may be appended (not
+    /// synced) meanwhile; they are not covered. `None`: nothing is left to wait for.
+    /// Default: syncs here.
+    fn start_sync(&mut self) -> Result<Option<PendingSync>, ChainError> {
+        self.sync()?;
+        Ok(None)
+    }
+
+    /// Records how the wait [`ChainStore::start_sync`] returned went; an error makes the
+    /// store refuse writes, as a failed [`ChainStore::sync`] does.
+    fn finish_sync(&mut self, result: std::io::Result<()>) -> Result<(), ChainError> {
+        result.map_err(|source| ChainError::Io {
+            path: self
+                .path()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default(),
+            source,
+        })
+    }
 
     /// The entry at `seq`.
     fn get(&self, seq: u64) -> Result<Entry, ChainError>;

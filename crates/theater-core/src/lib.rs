@@ -90,6 +90,6 @@ pub use replay::{
     CODE_KEY, Divergence, Mismatch, ReplayError, ReplayReport, replay, replay_to, resume,
 };
 pub use retention::{PrunePoint, Reads, Retention, prune_point};
-pub use runtime::{ActorRuntime, Handled, RuntimeConfig, RuntimeError, Upgraded};
+pub use runtime::{ActorRuntime, Handled, RuntimeConfig, RuntimeError, StartedCommit, Upgraded};
 pub use supervisor::{ActorConfig, ActorFactory, RestartPolicy, spawn};
 pub use theater_chain::state::{Patch, PatchError, State};

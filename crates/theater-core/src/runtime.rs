@@ -649,6 +649,46 @@ impl<A: Actor> ActorRuntime<A> {
         }
     }
 
+    /// Starts a [`ActorRuntime::commit`] whose wait on storage runs elsewhere: everything
+    /// recorded so far is written out, and the returned wait (an fsync) makes it durable;
+    /// then [`ActorRuntime::finish_commit`]. `None`: it is durable already. Inputs handled
+    /// meanwhile are recorded but not covered: they need a commit of their own.
+    pub fn start_commit(&mut self) -> Result<Option<StartedCommit>, RuntimeError> {
+        if !self.unsynced {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        match self.chain.start_sync()? {
+            None => {
+                self.unsynced = false;
+                if let Some(m) = &self.config.metrics {
+                    m.commit.observe(started.elapsed());
+                }
+                Ok(None)
+            }
+            Some(wait) => {
+                self.unsynced = false;
+                Ok(Some(StartedCommit { wait, started }))
+            }
+        }
+    }
+
+    /// Records how a started commit's wait went (see [`ActorRuntime::start_commit`]).
+    pub fn finish_commit(
+        &mut self,
+        started: Instant,
+        result: std::io::Result<()>,
+    ) -> Result<(), RuntimeError> {
+        let done = self.chain.finish_sync(result);
+        if let Some(m) = &self.config.metrics {
+            m.commit.observe(started.elapsed());
+        }
+        if done.is_err() {
+            self.unsynced = true;
+        }
+        Ok(done?)
+    }
+
     /// Makes every recorded entry durable: what acknowledges them under group commit.
     pub fn commit(&mut self) -> Result<(), RuntimeError> {
         match &self.config.metrics {
@@ -765,4 +805,22 @@ async fn reapply_last<A: Actor>(
     chain
         .set_writes_applied(head.seq)
         .map_err(RuntimeError::from)
+}
+
+/// A commit whose wait on storage is to run off the actor's loop (see
+/// [`ActorRuntime::start_commit`]).
+pub struct StartedCommit {
+    /// The wait: run it on any thread, then pass its result to
+    /// [`ActorRuntime::finish_commit`].
+    pub wait: theater_chain::PendingSync,
+    /// When the commit started (for the commit-time metric).
+    pub started: Instant,
+}
+
+impl std::fmt::Debug for StartedCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartedCommit")
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
 }

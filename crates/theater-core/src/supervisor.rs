@@ -178,14 +178,15 @@ pub async fn spawn<F: ActorFactory>(
     let (tx, rx) = mpsc::channel(config.mailbox.max(1));
     let (events, _) = broadcast::channel(config.events.max(1));
     let (status_tx, status_rx) = watch::channel(ActorStatus::Running);
-    let outbound = spawn_outbound();
+    let mut outbound = Outbound::default();
     let mut runtime = runtime;
     for effect in runtime.take_effects() {
         // The init entry is already durable (start syncs it).
-        let _ = outbound.send(effect);
+        outbound.send(effect);
     }
     let activity = Activity::new();
     let supervisor = Supervisor {
+        in_flight: None,
         activity: activity.clone(),
         passivating: None,
         outbound,
@@ -236,22 +237,63 @@ enum Exit {
 /// mailbox. The queue is unbounded on purpose: if the loop waited for room in it, two actors
 /// sending each other bursts would each wait on the other's full mailbox, for ever. The
 /// actor's own bounded mailbox is what pushes back on whoever drives it.
-fn spawn_outbound() -> mpsc::UnboundedSender<(ChainRef, Effect)> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(ChainRef, Effect)>();
-    tokio::spawn(async move {
-        while let Some((at, effect)) = rx.recv().await {
-            effect(at).await;
-        }
-    });
-    tx
+///
+/// Started at the first effect: most actors never send anything, and a task and a channel
+/// each cost a spawn.
+#[derive(Default)]
+struct Outbound(Option<mpsc::UnboundedSender<(ChainRef, Effect)>>);
+
+impl Outbound {
+    fn send(&mut self, effect: (ChainRef, Effect)) {
+        let tx = self.0.get_or_insert_with(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<(ChainRef, Effect)>();
+            tokio::spawn(async move {
+                while let Some((at, effect)) = rx.recv().await {
+                    effect(at).await;
+                }
+            });
+            tx
+        });
+        let _ = tx.send(effect);
+    }
+}
+
+/// What a batch owes the world once its commit lands.
+struct Batch {
+    replies: Vec<(Reply, Result<Outcome, CallError>)>,
+    state_replies: Vec<StateReply>,
+    upgrade_replies: Vec<UpgradeReply>,
+    events: Vec<ActorEvent>,
+    effects: Vec<(ChainRef, Effect)>,
+}
+
+type UpgradeReply = (
+    tokio::sync::oneshot::Sender<Result<crate::Upgraded, CallError>>,
+    Result<crate::Upgraded, CallError>,
+);
+
+type StateReply = (
+    tokio::sync::oneshot::Sender<
+        Result<(serde_json::Value, Option<theater_chain::Head>), CallError>,
+    >,
+    Result<(serde_json::Value, Option<theater_chain::Head>), CallError>,
+);
+
+/// A batch whose fsync runs on the blocking pool.
+struct InFlight {
+    wait: tokio::task::JoinHandle<std::io::Result<()>>,
+    started: std::time::Instant,
+    batch: Batch,
 }
 
 struct Supervisor<F: ActorFactory> {
+    /// The previous batch, while its commit's fsync runs.
+    in_flight: Option<InFlight>,
     activity: Activity,
     /// Set by a passivation: the mailbox is closed, and once it is drained the actor
     /// snapshots and stops, answering this.
     passivating: Option<tokio::sync::oneshot::Sender<()>>,
-    outbound: mpsc::UnboundedSender<(ChainRef, Effect)>,
+    outbound: Outbound,
     id: ChainId,
     runtime: ActorRuntime<F::Actor>,
     rx: mpsc::Receiver<Command>,
@@ -306,7 +348,32 @@ impl<F: ActorFactory> Supervisor<F> {
     async fn serve(&mut self) -> Exit {
         let max_batch = self.config.max_batch.max(1);
         loop {
-            let Some(first) = self.next().await else {
+            // While the previous batch's fsync runs, the next batch is taken and handled.
+            let first = match self.in_flight.take() {
+                None => self.next().await,
+                Some(mut flight) => {
+                    tokio::select! {
+                        biased;
+                        done = &mut flight.wait => {
+                            if let Err(exit) = self.land(flight.started, done, flight.batch) {
+                                return exit;
+                            }
+                            continue;
+                        }
+                        cmd = self.next() => {
+                            self.in_flight = Some(flight);
+                            cmd
+                        }
+                    }
+                }
+            };
+            let Some(first) = first else {
+                if let Some(flight) = self.in_flight.take() {
+                    let done = flight.wait.await;
+                    if let Err(exit) = self.land(flight.started, done, flight.batch) {
+                        return exit;
+                    }
+                }
                 if let Some(reply) = self.passivating.take() {
                     // Everything is committed; a failed snapshot is only a longer replay.
                     if let Err(e) = self.runtime.snapshot_at_head() {
@@ -448,55 +515,143 @@ impl<F: ActorFactory> Supervisor<F> {
                     cmd = self.try_next();
                 }
             }
-            let committed = self.runtime.commit();
-            if let Err(e) = &committed {
-                // Nothing of this batch is known to be durable: no caller is told otherwise,
-                // and no state that includes it is shown.
-                let reason = format!("commit failed: {e}");
-                for (_, answer) in &mut replies {
-                    if answer.is_ok() {
-                        *answer = Err(self.crashed(reason.clone()));
-                    }
-                }
-                for (_, state) in &mut state_replies {
-                    *state = Err(self.crashed(reason.clone()));
-                }
-                events.clear();
-                exit = match exit {
-                    // A stop asked for is still a stop; the failure is in the callers' errors.
-                    Some(Exit::Stop(reply)) => Some(Exit::Stop(reply)),
-                    _ => Some(Exit::ChainFailed(reason)),
-                };
-            }
             // Reading the state (`theater ps`) is not activity: only inputs keep it active.
             if handled > 0 {
                 self.activity.busy(false);
             }
-            // Only durable entries have effects in the world.
-            let effects = self.runtime.take_effects();
-            if committed.is_ok() {
-                for effect in effects {
-                    let _ = self.outbound.send(effect);
+            let batch = Batch {
+                replies,
+                state_replies,
+                upgrade_replies,
+                events,
+                effects: Vec::new(),
+            };
+            // One commit waits at a time, in order: the one before this batch's lands first.
+            if let Some(flight) = self.in_flight.take() {
+                let done = flight.wait.await;
+                if let Err(failed) = self.land(flight.started, done, flight.batch) {
+                    // Nothing after a failed commit is durable either.
+                    let reason = match &failed {
+                        Exit::ChainFailed(r) | Exit::Crashed(r) => r.clone(),
+                        Exit::Stop(_) => "commit failed".into(),
+                    };
+                    self.release(batch, Err(reason.clone()));
+                    return match exit {
+                        Some(Exit::Stop(reply)) => Exit::Stop(reply),
+                        _ => Exit::ChainFailed(reason),
+                    };
                 }
             }
-            for (reply, answer) in replies {
-                let _ = reply.send(answer);
-            }
-            for (reply, state) in state_replies {
-                let _ = reply.send(state);
-            }
-            // An upgrade made its own entry durable before answering (a later commit's
-            // failure does not undo it).
-            for (reply, answer) in upgrade_replies {
-                let _ = reply.send(answer);
-            }
-            for event in events {
-                // No subscribers is fine; a slow one lags, the actor never waits.
-                let _ = self.events.send(event);
+            let mut batch = batch;
+            match self.runtime.start_commit() {
+                Ok(Some(started)) if exit.is_none() => {
+                    // The fsync runs on the blocking pool; this loop takes the next batch.
+                    batch.effects = self.runtime.take_effects();
+                    self.in_flight = Some(InFlight {
+                        wait: tokio::task::spawn_blocking(started.wait),
+                        started: started.started,
+                        batch,
+                    });
+                }
+                Ok(Some(started)) => {
+                    // Leaving: wait here (not holding the worker's other tasks up).
+                    let done = tokio::task::spawn_blocking(started.wait)
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(std::io::Error::other(format!("the fsync task failed: {e}")))
+                        });
+                    let committed = self.runtime.finish_commit(started.started, done);
+                    batch.effects = self.runtime.take_effects();
+                    let exit = exit.unwrap_or(Exit::Stop(None));
+                    return match committed {
+                        Ok(()) => {
+                            self.release(batch, Ok(()));
+                            exit
+                        }
+                        Err(e) => self.failed_commit(batch, e, exit),
+                    };
+                }
+                Ok(None) => {
+                    batch.effects = self.runtime.take_effects();
+                    self.release(batch, Ok(()));
+                }
+                Err(e) => {
+                    batch.effects = self.runtime.take_effects();
+                    return self.failed_commit(
+                        batch,
+                        e,
+                        exit.unwrap_or(Exit::ChainFailed(String::new())),
+                    );
+                }
             }
             if let Some(exit) = exit {
                 return exit;
             }
+        }
+    }
+
+    /// Ends a batch whose commit failed: no caller is told it is durable; a stop asked for
+    /// is still a stop, anything else is a chain failure.
+    fn failed_commit(&mut self, batch: Batch, e: RuntimeError, exit: Exit) -> Exit {
+        let reason = format!("commit failed: {e}");
+        self.release(batch, Err(reason.clone()));
+        match exit {
+            Exit::Stop(reply) => Exit::Stop(reply),
+            _ => Exit::ChainFailed(reason),
+        }
+    }
+
+    /// Ends a batch whose commit ran on the blocking pool, once it is done.
+    fn land(
+        &mut self,
+        started: std::time::Instant,
+        done: Result<std::io::Result<()>, tokio::task::JoinError>,
+        batch: Batch,
+    ) -> Result<(), Exit> {
+        let done = done
+            .unwrap_or_else(|e| Err(std::io::Error::other(format!("the fsync task failed: {e}"))));
+        match self.runtime.finish_commit(started, done) {
+            Ok(()) => {
+                self.release(batch, Ok(()));
+                Ok(())
+            }
+            Err(e) => Err(self.failed_commit(batch, e, Exit::ChainFailed(String::new()))),
+        }
+    }
+
+    /// Answers a batch's callers, runs its effects and sends its events, once its commit
+    /// went as `committed` says (on failure: nothing of it is known to be durable, so no
+    /// caller is told otherwise, no state including it is shown, no effect runs).
+    fn release(&mut self, mut batch: Batch, committed: Result<(), String>) {
+        if let Err(reason) = &committed {
+            for (_, answer) in &mut batch.replies {
+                if answer.is_ok() {
+                    *answer = Err(self.crashed(reason.clone()));
+                }
+            }
+            for (_, state) in &mut batch.state_replies {
+                *state = Err(self.crashed(reason.clone()));
+            }
+            batch.events.clear();
+            batch.effects.clear();
+        }
+        for effect in batch.effects {
+            self.outbound.send(effect);
+        }
+        for (reply, answer) in batch.replies {
+            let _ = reply.send(answer);
+        }
+        for (reply, state) in batch.state_replies {
+            let _ = reply.send(state);
+        }
+        // An upgrade made its own entry durable before answering (a later commit's
+        // failure does not undo it).
+        for (reply, answer) in batch.upgrade_replies {
+            let _ = reply.send(answer);
+        }
+        for event in batch.events {
+            // No subscribers is fine; a slow one lags, the actor never waits.
+            let _ = self.events.send(event);
         }
     }
 

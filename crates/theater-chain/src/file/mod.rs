@@ -70,6 +70,9 @@ pub struct FileStore {
     recovery: Option<Recovery>,
     read_only: bool,
     failed: bool,
+    /// Records written out by [`ChainStore::start_sync`] whose fsync has not been reported
+    /// done: a [`ChainStore::sync`] meanwhile must fsync, even with nothing pending.
+    written_unsynced: bool,
     blobs: Arc<DirBlobs>,
 }
 
@@ -353,6 +356,7 @@ impl FileStore {
             snapshot_seqs,
             recovery,
             failed: false,
+            written_unsynced: false,
         })
     }
 
@@ -384,6 +388,7 @@ impl FileStore {
             }
             if fsync {
                 self.file.sync_data()?;
+                self.written_unsynced = false;
             }
             Ok(())
         })();
@@ -626,9 +631,40 @@ impl ChainStore for FileStore {
         fs::write(&path, seq.to_string()).map_err(io_err(&path))
     }
 
-    fn sync(&mut self) -> Result<(), ChainError> {
+    fn start_sync(&mut self) -> Result<Option<crate::PendingSync>, ChainError> {
         self.check_usable()?;
         if self.pending.is_empty() {
+            return Ok(None);
+        }
+        if self.durability == Durability::None {
+            return self.commit(false).map(|()| None);
+        }
+        self.commit(false)?;
+        self.written_unsynced = true;
+        // The fsync covers everything written so far, on a handle of its own.
+        let file = self.file.try_clone().map_err(|e| {
+            self.failed = true;
+            io_err(&self.log_path)(e)
+        })?;
+        Ok(Some(Box::new(move || file.sync_data())))
+    }
+
+    fn finish_sync(&mut self, result: std::io::Result<()>) -> Result<(), ChainError> {
+        match result {
+            Ok(()) => {
+                self.written_unsynced = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(io_err(&self.log_path)(e))
+            }
+        }
+    }
+
+    fn sync(&mut self) -> Result<(), ChainError> {
+        self.check_usable()?;
+        if self.pending.is_empty() && !self.written_unsynced {
             return Ok(());
         }
         let fsync = self.durability != Durability::None;

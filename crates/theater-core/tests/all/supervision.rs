@@ -135,6 +135,8 @@ struct Faulty {
     fail_sync_after: Option<usize>,
     syncs: usize,
     fail_snapshots: bool,
+    /// Commits wait off the actor's loop (as a file chain's fsync does), slowly.
+    deferred: bool,
 }
 
 impl Faulty {
@@ -145,6 +147,7 @@ impl Faulty {
             fail_sync_after: None,
             syncs: 0,
             fail_snapshots: false,
+            deferred: false,
         }
     }
 }
@@ -193,6 +196,24 @@ impl ChainStore for Faulty {
             Some(n) if self.syncs > n => Err(io_error()),
             _ => self.inner.sync(),
         }
+    }
+    fn start_sync(
+        &mut self,
+    ) -> Result<Option<theater_chain::PendingSync>, theater_chain::ChainError> {
+        if !self.deferred {
+            self.sync()?;
+            return Ok(None);
+        }
+        self.syncs += 1;
+        let fail = matches!(self.fail_sync_after, Some(n) if self.syncs > n);
+        self.inner.sync()?;
+        Ok(Some(Box::new(move || {
+            std::thread::sleep(Duration::from_millis(2));
+            match fail {
+                true => Err(std::io::Error::other("injected failure")),
+                false => Ok(()),
+            }
+        })))
     }
     fn get(&self, seq: u64) -> Result<theater_chain::Entry, theater_chain::ChainError> {
         self.inner.get(seq)
@@ -281,6 +302,74 @@ async fn a_chain_that_cannot_commit_stops_the_actor_without_acknowledging() {
         actor.state().await,
         Err(CallError::Stopped { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_waiting_off_the_loop_answer_every_input_once_its_wait_is_done() {
+    let mut chain = Faulty::new();
+    chain.deferred = true;
+    let actor = spawn(
+        theater_test_support::Counter::default,
+        Box::new(chain),
+        ActorConfig::default(),
+    )
+    .await
+    .unwrap();
+    let mut callers = Vec::new();
+    for _ in 0..8 {
+        let a = actor.clone();
+        callers.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for _ in 0..25 {
+                seqs.push(a.call(add(1)).await.unwrap().seq);
+            }
+            seqs
+        }));
+    }
+    let mut seqs = Vec::new();
+    for c in callers {
+        seqs.extend(c.await.unwrap());
+    }
+    seqs.sort_unstable();
+    // While one batch waits, the next is handled: every input once, none lost or doubled.
+    assert_eq!(seqs, (1..=200).collect::<Vec<u64>>());
+    let (state, head) = actor.state().await.unwrap();
+    assert_eq!(state, serde_json::json!({"count": 200}));
+    assert_eq!(head.map(|h| h.seq), Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_failing_off_the_loop_acknowledges_nothing_of_its_batch_or_after() {
+    let mut chain = Faulty::new();
+    chain.deferred = true;
+    chain.fail_sync_after = Some(2); // init's sync and one batch succeed
+    let actor = spawn(
+        theater_test_support::Counter::default,
+        Box::new(chain),
+        ActorConfig::default(),
+    )
+    .await
+    .unwrap();
+    actor.call(add(1)).await.unwrap();
+    let mut callers = Vec::new();
+    for _ in 0..16 {
+        let a = actor.clone();
+        callers.push(tokio::spawn(async move { a.call(add(1)).await }));
+    }
+    for c in callers {
+        let answer = c.await.unwrap();
+        assert!(
+            matches!(
+                &answer,
+                Err(CallError::Crashed { .. } | CallError::Stopped { .. })
+            ),
+            "an input after the failed commit was acknowledged: {answer:?}"
+        );
+    }
+    match actor.wait_stopped().await {
+        ActorStatus::Failed { reason } => assert!(reason.contains("injected failure"), "{reason}"),
+        other => panic!("expected the actor to fail, got {other:?}"),
+    }
 }
 
 #[tokio::test]
