@@ -157,7 +157,8 @@ pub trait ChainStore: Send + Sync {
     }
 
     /// Records how the wait [`ChainStore::start_sync`] returned went; an error makes the
-    /// store refuse writes, as a failed [`ChainStore::sync`] does.
+    /// store refuse writes, as a failed [`ChainStore::sync`] does. A store that overrides
+    /// `start_sync` overrides this too (the default only maps the error).
     fn finish_sync(&mut self, result: std::io::Result<()>) -> Result<(), ChainError> {
         result.map_err(|source| ChainError::Io {
             path: self

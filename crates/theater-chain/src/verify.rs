@@ -393,18 +393,20 @@ pub(crate) fn records<S: crate::ChainStore + ?Sized>(
             workers,
             &mut |buffers, send| {
                 let mut batch = Batch::new(first, prev, buffers.take());
-                store.for_each_record(store.start(), &mut |rec| {
+                let read = store.for_each_record(store.start(), &mut |rec| {
                     batch.push(&rec);
                     if batch.is_full() {
                         let next = Batch::new(rec.seq + 1, Some(rec.hash), buffers.take());
                         send(std::mem::replace(&mut batch, next))?;
                     }
                     Ok(())
-                })?;
+                });
+                // The records read before a failure are checked too: one of them may be
+                // the first bad one.
                 if !batch.records.is_empty() {
                     send(batch)?;
                 }
-                Ok(())
+                read
             },
             progress,
         );
@@ -518,10 +520,19 @@ impl Verifier {
             for _ in 0..workers {
                 let (work_rx, done_tx, cx, buffers) = (&work_rx, done_tx.clone(), &cx, &buffers);
                 scope.spawn(move || {
-                    // A poisoned lock only means another worker panicked: stop too.
                     while let Ok(Ok(mut batch)) = work_rx.lock().map(|rx| rx.recv()) {
                         let cx = cx.borrowed();
-                        let outcome = batch.read(&cx).and_then(|()| batch.check(&cx));
+                        // A panic is this batch's failure, not a verification that never ends.
+                        let outcome =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                batch.read(&cx).and_then(|()| batch.check(&cx))
+                            }))
+                            .unwrap_or_else(|_| {
+                                Err(ChainError::Io {
+                                    path: cx.path.map(Path::to_path_buf).unwrap_or_default(),
+                                    source: std::io::Error::other("a verification worker panicked"),
+                                })
+                            });
                         let checked = Checked {
                             index: batch.index,
                             outcome,

@@ -348,51 +348,69 @@ async fn replay_from<A: Actor>(
 struct Chunks {
     next: u64,
     end: u64,
-    /// Entries per chunk: fewer when they are large, so a chunk stays a few MiB.
-    size: u64,
+    /// A read error met after the entries already handed out: reported next.
+    error: Option<ChainError>,
 }
 
 impl Chunks {
-    const MIN: u64 = 16;
-    const MAX: u64 = 4096;
+    /// Entries per chunk at most...
+    const MAX: u64 = 1024;
+    /// ...and about this many bytes of them (a chunk holds at least one entry).
     const BYTES: usize = 4 << 20;
 
     fn new(from: u64, end: u64) -> Self {
         Chunks {
             next: from,
             end,
-            size: 1024,
+            error: None,
         }
     }
 
     fn next(&mut self, chain: &dyn ChainStore) -> Result<Option<Vec<Entry>>, ReplayError> {
+        if let Some(e) = self.error.take() {
+            return Err(e.into());
+        }
         if self.next >= self.end {
             return Ok(None);
         }
-        let stop = (self.next + self.size).min(self.end);
-        let mut entries = Vec::with_capacity((stop - self.next) as usize);
-        let mut bytes = 0usize;
-        chain.for_each_record_in(self.next, stop, &mut |rec| {
+        let stop = (self.next + Self::MAX).min(self.end);
+        let mut entries = Vec::new();
+        let (mut bytes, mut full) = (0usize, false);
+        let read = chain.for_each_record_in(self.next, stop, &mut |rec| {
+            if bytes >= Self::BYTES {
+                full = true;
+                // Not an error: stops the read here.
+                return Err(ChainError::NotFound {
+                    chain: chain.id().clone(),
+                    seq: rec.seq,
+                    len: 0,
+                });
+            }
             bytes += rec.body.len();
             entries.push(rec.checked_entry(chain)?);
             Ok(())
-        })?;
-        if entries.len() as u64 != stop - self.next {
-            return Err(ChainError::NotFound {
-                chain: chain.id().clone(),
-                seq: self.next + entries.len() as u64,
-                len: chain.len(),
+        });
+        match read {
+            Ok(()) if entries.len() as u64 != stop - self.next => {
+                self.error = Some(ChainError::NotFound {
+                    chain: chain.id().clone(),
+                    seq: self.next + entries.len() as u64,
+                    len: chain.len(),
+                });
             }
-            .into());
+            Ok(()) => {}
+            Err(_) if full => {}
+            // The entries before the bad one are replayed first: a divergence among them
+            // is what a replay reports.
+            Err(e) => self.error = Some(e),
         }
-        self.next = stop;
-        self.size = if bytes > Self::BYTES {
-            (self.size / 2).max(Self::MIN)
-        } else if bytes < Self::BYTES / 4 {
-            (self.size * 2).min(Self::MAX)
-        } else {
-            self.size
-        };
+        if entries.is_empty() {
+            return match self.error.take() {
+                Some(e) => Err(e.into()),
+                None => Ok(None),
+            };
+        }
+        self.next += entries.len() as u64;
         Ok(Some(entries))
     }
 }

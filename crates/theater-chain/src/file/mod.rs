@@ -73,6 +73,10 @@ pub struct FileStore {
     /// Records written out by [`ChainStore::start_sync`] whose fsync has not been reported
     /// done: a [`ChainStore::sync`] meanwhile must fsync, even with nothing pending.
     written_unsynced: bool,
+    /// Held across every fsync of the log, on this thread or a started sync's: they run one
+    /// at a time, and a failure any of them sees (which the kernel reports to one caller
+    /// only) is kept, so no later fsync of the same file can pass for a success.
+    fsync_gate: Arc<std::sync::Mutex<bool>>,
     blobs: Arc<DirBlobs>,
 }
 
@@ -357,6 +361,7 @@ impl FileStore {
             recovery,
             failed: false,
             written_unsynced: false,
+            fsync_gate: Arc::default(),
         })
     }
 
@@ -387,7 +392,7 @@ impl FileStore {
                 self.index.commit();
             }
             if fsync {
-                self.file.sync_data()?;
+                gated_fsync(&self.fsync_gate, &self.file)?;
                 self.written_unsynced = false;
             }
             Ok(())
@@ -489,6 +494,16 @@ impl FileStore {
         let body = body.to_vec();
         Ok((body, stored))
     }
+}
+
+/// fsyncs `file` under `gate` (see `FileStore::fsync_gate`): fails if any fsync of it
+/// failed before.
+fn gated_fsync(gate: &std::sync::Mutex<bool>, file: &File) -> std::io::Result<()> {
+    let mut failed = gate.lock().unwrap_or_else(|e| e.into_inner());
+    if *failed {
+        return Err(std::io::Error::other("an earlier fsync of the log failed"));
+    }
+    file.sync_data().inspect_err(|_| *failed = true)
 }
 
 fn lock_dir(dir: &Path) -> Result<File, ChainError> {
@@ -646,11 +661,17 @@ impl ChainStore for FileStore {
             self.failed = true;
             io_err(&self.log_path)(e)
         })?;
-        Ok(Some(Box::new(move || file.sync_data())))
+        let gate = Arc::clone(&self.fsync_gate);
+        Ok(Some(Box::new(move || gated_fsync(&gate, &file))))
     }
 
     fn finish_sync(&mut self, result: std::io::Result<()>) -> Result<(), ChainError> {
         match result {
+            // A failure seen meanwhile (by an fsync on this thread) counts for it too.
+            Ok(()) if self.failed => Err(ChainError::Io {
+                path: self.log_path.clone(),
+                source: std::io::Error::other("an fsync of the log failed"),
+            }),
             Ok(()) => {
                 self.written_unsynced = false;
                 Ok(())
