@@ -149,7 +149,8 @@ pub trait ChainStore: Send + Sync {
     /// Starts a [`ChainStore::sync`] whose wait can run elsewhere: writes what is appended
     /// out and returns the wait (an fsync) for any thread to run, after which
     /// [`ChainStore::finish_sync`] must be told how it went. Entries may be appended (not
-    /// synced) meanwhile; they are not covered. `None`: nothing is left to wait for.
+    /// synced) meanwhile; they are not covered. One started sync at a time: finish it before
+    /// starting another. `None`: nothing is left to wait for.
     /// Default: syncs here.
     fn start_sync(&mut self) -> Result<Option<PendingSync>, ChainError> {
         self.sync()?;

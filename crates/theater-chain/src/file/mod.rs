@@ -73,6 +73,11 @@ pub struct FileStore {
     /// Records written out by [`ChainStore::start_sync`] whose fsync has not been reported
     /// done: a [`ChainStore::sync`] meanwhile must fsync, even with nothing pending.
     written_unsynced: bool,
+    /// Writes made without an fsync, counted: a started sync covers those up to the count
+    /// when it started, and only those.
+    unsynced_writes: u64,
+    /// The count when the outstanding started sync began, if one is outstanding.
+    started_sync_covers: Option<u64>,
     /// Held across every fsync of the log, on this thread or a started sync's: they run one
     /// at a time, and a failure any of them sees (which the kernel reports to one caller
     /// only) is kept, so no later fsync of the same file can pass for a success.
@@ -361,6 +366,8 @@ impl FileStore {
             recovery,
             failed: false,
             written_unsynced: false,
+            unsynced_writes: 0,
+            started_sync_covers: None,
             fsync_gate: Arc::default(),
         })
     }
@@ -617,11 +624,18 @@ impl ChainStore for FileStore {
                 true
             }
             Durability::Group { max_batch } => {
-                if self.pending_count >= max_batch.max(1) {
+                if self.pending_count < max_batch.max(1) {
+                    false
+                } else if self.started_sync_covers.is_some() {
+                    // A started sync is outstanding, and whoever started it syncs again
+                    // for what came after: write the group out, without waiting for the disk.
+                    self.commit(false)?;
+                    self.written_unsynced = true;
+                    self.unsynced_writes += 1;
+                    false
+                } else {
                     self.commit(true)?;
                     true
-                } else {
-                    false
                 }
             }
         };
@@ -648,7 +662,7 @@ impl ChainStore for FileStore {
 
     fn start_sync(&mut self) -> Result<Option<crate::PendingSync>, ChainError> {
         self.check_usable()?;
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && !self.written_unsynced {
             return Ok(None);
         }
         if self.durability == Durability::None {
@@ -656,6 +670,8 @@ impl ChainStore for FileStore {
         }
         self.commit(false)?;
         self.written_unsynced = true;
+        self.unsynced_writes += 1;
+        self.started_sync_covers = Some(self.unsynced_writes);
         // The fsync covers everything written so far, on a handle of its own.
         let file = self.file.try_clone().map_err(|e| {
             self.failed = true;
@@ -668,15 +684,22 @@ impl ChainStore for FileStore {
     fn finish_sync(&mut self, result: std::io::Result<()>) -> Result<(), ChainError> {
         match result {
             // A failure seen meanwhile (by an fsync on this thread) counts for it too.
-            Ok(()) if self.failed => Err(ChainError::Io {
-                path: self.log_path.clone(),
-                source: std::io::Error::other("an fsync of the log failed"),
-            }),
+            Ok(()) if self.failed => {
+                self.started_sync_covers = None;
+                Err(ChainError::Io {
+                    path: self.log_path.clone(),
+                    source: std::io::Error::other("an fsync of the log failed"),
+                })
+            }
             Ok(()) => {
-                self.written_unsynced = false;
+                // Writes after the sync started are not covered by it.
+                if self.started_sync_covers.take() == Some(self.unsynced_writes) {
+                    self.written_unsynced = false;
+                }
                 Ok(())
             }
             Err(e) => {
+                self.started_sync_covers = None;
                 self.failed = true;
                 Err(io_err(&self.log_path)(e))
             }

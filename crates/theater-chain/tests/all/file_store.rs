@@ -377,3 +377,61 @@ fn a_head_damaged_after_open_is_named_by_the_reads_that_walk_over_it() {
     assert_eq!(store.get(65).unwrap().seq(), 65);
     assert_eq!(store.get(140).unwrap().seq(), 140);
 }
+
+#[test]
+fn writes_after_a_started_sync_are_not_covered_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = FileStore::create(
+        dir.path(),
+        id("started"),
+        Durability::Group { max_batch: 4 },
+    )
+    .unwrap();
+    for i in 0..2 {
+        store.append(crate::support::entry(i, 10)).unwrap();
+    }
+    let wait = store
+        .start_sync()
+        .unwrap()
+        .expect("written entries wait for an fsync");
+    // A full group while the sync is outstanding is written out, but not waited for.
+    for i in 2..6 {
+        let appended = store.append(crate::support::entry(i, 10)).unwrap();
+        assert!(
+            !appended.durable,
+            "entry {i} claimed durable before any fsync covered it"
+        );
+    }
+    wait().unwrap();
+    store.finish_sync(Ok(())).unwrap();
+    // The group written after the sync started still needs a sync of its own...
+    let again = store
+        .start_sync()
+        .unwrap()
+        .expect("the later group was left unsynced");
+    again().unwrap();
+    store.finish_sync(Ok(())).unwrap();
+    // ...and after that one nothing is left to wait for.
+    assert!(store.start_sync().unwrap().is_none());
+    assert_eq!(store.verify().unwrap().entries, 6);
+}
+
+#[test]
+fn a_failed_started_sync_fails_every_later_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = FileStore::create(
+        dir.path(),
+        id("failing"),
+        Durability::Group { max_batch: 64 },
+    )
+    .unwrap();
+    store.append(crate::support::entry(0, 10)).unwrap();
+    let _wait = store.start_sync().unwrap().expect("a wait");
+    assert!(
+        store
+            .finish_sync(Err(std::io::Error::other("disk gone")))
+            .is_err()
+    );
+    assert!(store.append(crate::support::entry(1, 10)).is_err());
+    assert!(store.sync().is_err());
+}
