@@ -70,8 +70,9 @@ pub struct FileStore {
     recovery: Option<Recovery>,
     read_only: bool,
     failed: bool,
-    /// Records written out by [`ChainStore::start_sync`] whose fsync has not been reported
-    /// done: a [`ChainStore::sync`] meanwhile must fsync, even with nothing pending.
+    /// Records written out without an fsync (by [`ChainStore::start_sync`], or a full group
+    /// appended while a started sync is outstanding) and not yet covered by a finished one:
+    /// a [`ChainStore::sync`] meanwhile must fsync, even with nothing pending.
     written_unsynced: bool,
     /// Writes made without an fsync, counted: a started sync covers those up to the count
     /// when it started, and only those.
