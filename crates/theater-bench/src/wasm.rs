@@ -1,5 +1,6 @@
 //! theater-wasm rows: a wasm actor's input (the change applied to the host's state and
-//! rehashed) vs a bare wasmtime call of the same export; spawning 1,000 actors from a cached component; memory per idle actor.
+//! rehashed, the new state verified) vs a bare wasmtime call of the export that does the
+//! guest's part of it (`handle-verified`); spawning 1,000 actors from a cached component; memory per idle actor.
 
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,7 @@ pub(crate) mod bare {
 pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
     let rt = crate::harness::runtime()?;
     let name = "wasm counter input, 1 KiB state".to_string();
-    if report.wants(&name) {
+    if report.wants(&name) || report.wants("wasm counter input, guest code") {
         rt.block_on(handle_input(report, name))?;
     }
     if report.wants("wasm spawn") || report.wants("wasm idle") {
@@ -50,12 +51,24 @@ fn padded_state() -> Value {
     json!({"count": 0, "note": "x".repeat(1024)})
 }
 
-async fn bare_instance() -> anyhow::Result<(Store<bare::Host>, bare::Actor)> {
-    let engine = Engine::new(Config::new().wasm_component_model(true))?;
+/// A bare instance of the counter. `like_theater`: compiled as Theater compiles it, with the
+/// epoch checks its CPU limit needs (at every loop head and function entry) and canonical
+/// NaNs; otherwise with wasmtime's defaults.
+async fn bare_instance(like_theater: bool) -> anyhow::Result<(Store<bare::Host>, bare::Actor)> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    if like_theater {
+        config
+            .epoch_interruption(true)
+            .cranelift_nan_canonicalization(true);
+    }
+    let engine = Engine::new(&config)?;
     let component = Component::from_file(&engine, example_component("counter"))?;
     let mut linker = Linker::new(&engine);
     bare::theater::actor::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |h| h)?;
     let mut store = Store::new(&engine, bare::Host);
+    // The epoch never moves: the checks run, and never stop the guest.
+    store.set_epoch_deadline(u64::MAX / 2);
     let actor = bare::Actor::instantiate_async(&mut store, &component, &linker).await?;
     Ok((store, actor))
 }
@@ -71,8 +84,13 @@ async fn handle_input(report: &mut Report, name: String) -> anyhow::Result<()> {
         actor.verify_state(&state).await.is_ok(),
         "the initial state is refused"
     );
-    let (mut store, bare) = bare_instance().await?;
+    let (mut store, bare) = bare_instance(true).await?;
     bare.call_init(&mut store, &to_canonical_json(&padded_state()))
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let (mut plain_store, plain) = bare_instance(false).await?;
+    plain
+        .call_init(&mut plain_store, &to_canonical_json(&padded_state()))
         .await?
         .map_err(anyhow::Error::msg)?;
     let input = add(1);
@@ -85,6 +103,7 @@ async fn handle_input(report: &mut Report, name: String) -> anyhow::Result<()> {
 
     let mut ours = Vec::new();
     let mut base = Vec::new();
+    let mut plain_base = Vec::new();
     for i in 0..=report.settings.samples {
         let t = Instant::now();
         for _ in 0..n {
@@ -103,32 +122,55 @@ async fn handle_input(report: &mut Report, name: String) -> anyhow::Result<()> {
         let a = t.elapsed() / n;
         let t = Instant::now();
         for _ in 0..n {
-            let (_, change) = bare
-                .call_handle(&mut store, &bare_input)
+            let (_, change, ok) = bare
+                .call_handle_verified(&mut store, &bare_input)
                 .await?
                 .map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(ok, "the bare call's state is refused");
             if !matches!(change, bare::StateChange::Unchanged) {
                 bare_changes += 1;
             }
         }
         let b = t.elapsed() / n;
+        let t = Instant::now();
+        for _ in 0..n {
+            let (_, _, ok) = plain
+                .call_handle_verified(&mut plain_store, &bare_input)
+                .await?
+                .map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(ok, "the plain call's state is refused");
+        }
+        let c = t.elapsed() / n;
         if i > 0 {
             ours.push(a);
             base.push(b);
+            plain_base.push(c);
         }
     }
     anyhow::ensure!(
         bare_changes > 0 && state.value()["count"].as_u64() > Some(0),
         "both counted"
     );
+    let base = median(&mut base);
     report.push(Row {
         name,
         unit: "s",
         ours: median(&mut ours).as_secs_f64(),
-        baseline_name: "bare wasmtime call, same bytes".into(),
-        baseline: median(&mut base).as_secs_f64(),
+        baseline_name: "bare wasmtime call of handle-verified, same bytes, same engine settings"
+            .into(),
+        baseline: base.as_secs_f64(),
         better: Better::Lower,
-        target: Some(Target::Ratio(1.0 / 3.0)),
+        target: Some(Target::Ratio(1.0 / 1.5)),
+    });
+    // What the CPU limit's epoch checks (and canonical NaNs) cost the guest's own code.
+    report.push(Row {
+        name: "wasm counter input, guest code compiled with the CPU limit's epoch checks".into(),
+        unit: "s",
+        ours: base.as_secs_f64(),
+        baseline_name: "the same bare call, wasmtime's default settings".into(),
+        baseline: median(&mut plain_base).as_secs_f64(),
+        better: Better::Lower,
+        target: None,
     });
     Ok(())
 }

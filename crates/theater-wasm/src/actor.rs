@@ -23,7 +23,8 @@ struct Live {
 }
 
 enum Exports {
-    Current(bindings::Actor),
+    /// World `actor`: `actor-split`'s exports, and `handle-verified` if the component has it.
+    Current(bindings::ActorSplit, Option<bindings::HandleVerified>),
     V1(bindings::v1::ActorV1),
 }
 
@@ -58,6 +59,9 @@ pub struct WasmActor {
     held: Held,
     /// Whether the change the guest just reported is to be audited.
     audit_next: bool,
+    /// What `verify` said of the state the guest's last change left, when `handle-verified`
+    /// asked it already (that state is the one [`Held::Changed`] stands for).
+    verified: Option<bool>,
 }
 
 impl std::fmt::Debug for WasmActor {
@@ -88,6 +92,7 @@ impl WasmActor {
             live: None,
             held: Held::Nothing,
             audit_next: false,
+            verified: None,
         }
     }
 
@@ -139,14 +144,33 @@ impl WasmActor {
             let fatal =
                 |e: wasmtime::Error| ActorError::Fatal(format!("instantiation failed: {e:#}"));
             let exports = match &self.component.pre {
-                Pre::Current(pre) => {
-                    Exports::Current(pre.instantiate_async(&mut store).await.map_err(fatal)?)
+                Pre::Current {
+                    pre,
+                    indices,
+                    handle_verified,
+                } => {
+                    let instance = pre.instantiate_async(&mut store).await.map_err(fatal)?;
+                    let exports = indices.load(&mut store, &instance).map_err(fatal)?;
+                    let handle_verified = match handle_verified {
+                        Some(index) => {
+                            Some(instance.get_typed_func(&mut store, index).map_err(|e| {
+                                ActorError::Fatal(format!(
+                                    "the component's `{}` export is not the one world \
+                                         `actor` defines: {e:#}",
+                                    bindings::HANDLE_VERIFIED
+                                ))
+                            })?)
+                        }
+                        None => None,
+                    };
+                    Exports::Current(exports, handle_verified)
                 }
                 Pre::V1(pre) => {
                     Exports::V1(pre.instantiate_async(&mut store).await.map_err(fatal)?)
                 }
             };
             self.held = Held::Nothing;
+            self.verified = None;
             self.live = Some(Live { store, exports });
         }
         self.live
@@ -183,6 +207,7 @@ impl WasmActor {
     fn fail(&mut self, e: wasmtime::Error) -> ActorError {
         let live = self.live.take();
         self.held = Held::Nothing;
+        self.verified = None;
         let (call_error, guest_said) = live
             .map(|mut l| {
                 let d = l.store.data_mut();
@@ -260,7 +285,7 @@ impl WasmActor {
             .live
             .as_mut()
             .ok_or_else(|| ActorError::Fatal("no instance".into()))?;
-        let Exports::Current(exports) = &live.exports else {
+        let Exports::Current(exports, _) = &live.exports else {
             return Ok(());
         };
         let result = exports.call_load_state(&mut live.store, &bytes).await;
@@ -289,7 +314,7 @@ impl WasmActor {
             .live
             .as_mut()
             .ok_or_else(|| ActorError::Fatal("no instance".into()))?;
-        let Exports::Current(exports) = &live.exports else {
+        let Exports::Current(exports, _) = &live.exports else {
             return Err(ActorError::Fatal("not a world `actor` instance".into()));
         };
         let result = exports.call_state(&mut live.store).await;
@@ -352,8 +377,9 @@ impl Actor for WasmActor {
             .live
             .as_mut()
             .ok_or_else(|| ActorError::Fatal("no instance".into()))?;
+        self.verified = None;
         let result = match &live.exports {
-            Exports::Current(e) => e.call_init(&mut live.store, &params).await,
+            Exports::Current(e, _) => e.call_init(&mut live.store, &params).await,
             Exports::V1(e) => e.call_init(&mut live.store, &params).await,
         };
         self.end(host);
@@ -424,15 +450,27 @@ impl Actor for WasmActor {
         };
         let audit = audited(state.hash(), &input.json, self.limits.audit_every);
         self.audit_next = false;
+        self.verified = None;
         self.begin(host);
         let live = self
             .live
             .as_mut()
             .ok_or_else(|| ActorError::Fatal("no instance".into()))?;
-        let Exports::Current(exports) = &live.exports else {
-            return Err(ActorError::Fatal("not a world `actor` instance".into()));
+        let (result, verified) = match &live.exports {
+            Exports::Current(_, Some(handle_verified)) => {
+                match handle_verified.call_async(&mut live.store, (input,)).await {
+                    Ok((Ok((output, change, ok)),)) => (Ok(Ok((output, change))), Some(ok)),
+                    Ok((Err(message),)) => (Ok(Err(message)), None),
+                    Err(e) => (Err(e), None),
+                }
+            }
+            Exports::Current(exports, None) => {
+                (exports.call_handle(&mut live.store, &input).await, None)
+            }
+            Exports::V1(_) => {
+                return Err(ActorError::Fatal("not a world `actor` instance".into()));
+            }
         };
-        let result = exports.call_handle(&mut live.store, &input).await;
         self.end(host);
         match result {
             Ok(Ok((output, change))) => {
@@ -458,6 +496,7 @@ impl Actor for WasmActor {
                     bindings::StateChange::Patch(bytes) => {
                         self.held = Held::Changed;
                         self.audit_next = audit;
+                        self.verified = verified;
                         Patch::from_slice(&bytes)
                             .map(StateChange::Patch)
                             .map_err(|e| {
@@ -469,6 +508,7 @@ impl Actor for WasmActor {
                     bindings::StateChange::Replaced(bytes) => {
                         self.held = Held::Changed;
                         self.audit_next = audit;
+                        self.verified = verified;
                         parse_json(&bytes, "state").map(StateChange::Replaced)
                     }
                 };
@@ -518,6 +558,7 @@ impl Actor for WasmActor {
         self.live = None;
         self.held = Held::Nothing;
         self.audit_next = false;
+        self.verified = None;
         Ok(())
     }
 
@@ -550,6 +591,15 @@ impl WasmActor {
                     ));
                 }
                 self.held = Held::State(hash);
+                // `handle-verified` asked `verify` of this state already.
+                match self.verified.take() {
+                    Some(true) => return Ok(true),
+                    Some(false) => {
+                        self.held = Held::Nothing;
+                        return Ok(false);
+                    }
+                    None => {}
+                }
             } else {
                 self.load(state).await?;
             }
@@ -564,7 +614,7 @@ impl WasmActor {
             .as_mut()
             .ok_or_else(|| ActorError::Fatal("no instance".into()))?;
         let result = match (&live.exports, &v1_state) {
-            (Exports::Current(e), _) => e.call_verify(&mut live.store).await,
+            (Exports::Current(e, _), _) => e.call_verify(&mut live.store).await,
             (Exports::V1(e), Some(bytes)) => e.call_verify_state(&mut live.store, bytes).await,
             (Exports::V1(_), None) => Ok(false),
         };

@@ -2,13 +2,16 @@
 //! capability's host functions implement (`theater::actor::NAME::Host`) and add to the
 //! linker (`theater::actor::NAME::add_to_linker`).
 //!
-//! `actor` (0.1.4) is the world components are built for today; `actor-v1` is the world of
-//! components built for 0.1.0. Both import the same interfaces, generated once here.
+//! Components are built for world `actor` (0.1.5), which is `actor-split` plus one export,
+//! `handle-verified`. The host binds `actor-split`, which every component of 0.1.1 and later
+//! exports, and finds `handle-verified` by name where a component has it
+//! ([`HandleVerified`]); `actor-v1` is the world of components built for 0.1.0. All of them
+//! import the same interfaces, generated once here.
 #![allow(missing_docs, reason = "generated code; the WIT files document it")]
 
 wasmtime::component::bindgen!({
     path: "../../wit",
-    world: "actor",
+    world: "actor-split",
     imports: { default: async | trappable },
     exports: { default: async },
 });
@@ -28,3 +31,12 @@ pub(crate) mod v1 {
 }
 
 pub(crate) use theater::actor::host::{Host, Level};
+
+/// The export world `actor` adds to `actor-split`: `handle`, then `verify` when the state
+/// changed, in one call.
+pub(crate) const HANDLE_VERIFIED: &str = "handle-verified";
+
+/// `handle-verified`'s type: the input; the output, the change and whether the state it leaves
+/// passed `verify`.
+pub(crate) type HandleVerified =
+    wasmtime::component::TypedFunc<(Payload,), (Result<(Payload, StateChange, bool), String>,)>;

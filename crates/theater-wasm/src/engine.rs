@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use theater_chain::{ChainId, Hash};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::bindings::ActorPre;
 use crate::bindings::v1::ActorV1Pre;
+use crate::bindings::{self, ActorSplitIndices};
 use crate::host::HostState;
 use crate::{Capabilities, Limits, LoadError, WasmActor};
 
@@ -90,7 +90,14 @@ pub struct ActorComponent {
 #[derive(Clone)]
 pub(crate) enum Pre {
     /// World `actor` (0.1.1 and later): the guest keeps its state and reports changes.
-    Current(ActorPre<HostState>),
+    Current {
+        /// The component, linked.
+        pre: InstancePre<HostState>,
+        /// The exports of `actor-split`, which every such component has.
+        indices: ActorSplitIndices,
+        /// `handle-verified`, which components built for 0.1.5 and later export.
+        handle_verified: Option<ComponentExportIndex>,
+    },
     /// World `actor-v1` (0.1.0): the whole state crosses on every input.
     V1(ActorV1Pre<HostState>),
 }
@@ -102,12 +109,28 @@ impl ActorComponent {
     }
 
     /// The `theater:actor` world the component was built for: `"actor"` (0.1.1 and later, the guest
-    /// keeps its state) or `"actor-v1"` (0.1.0, the whole state crosses on every input).
+    /// keeps its state; see [`ActorComponent::handles_verified`]) or `"actor-v1"` (0.1.0, the
+    /// whole state crosses on every input).
     pub fn world(&self) -> &'static str {
         match self.pre {
-            Pre::Current(_) => "actor",
+            Pre::Current { .. } => "actor",
             Pre::V1(_) => "actor-v1",
         }
+    }
+}
+
+impl ActorComponent {
+    /// Whether the component exports `handle-verified` (built for 0.1.5 and later): then an
+    /// input that changes the state costs one call into the guest, otherwise two (`handle`,
+    /// then `verify`).
+    pub fn handles_verified(&self) -> bool {
+        matches!(
+            self.pre,
+            Pre::Current {
+                handle_verified: Some(_),
+                ..
+            }
+        )
     }
 }
 
@@ -228,8 +251,12 @@ impl WasmHost {
             .linker
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
-        let pre = match ActorPre::new(instance_pre.clone()) {
-            Ok(pre) => Pre::Current(pre),
+        let pre = match ActorSplitIndices::new(&instance_pre) {
+            Ok(indices) => Pre::Current {
+                handle_verified: component.get_export_index(None, bindings::HANDLE_VERIFIED),
+                indices,
+                pre: instance_pre,
+            },
             Err(current) => match ActorV1Pre::new(instance_pre) {
                 Ok(pre) => Pre::V1(pre),
                 // Name what the current world lacks: that is what an author targets.

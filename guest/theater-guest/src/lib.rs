@@ -977,6 +977,13 @@ pub mod __rt {
         fn handle(input: Payload) -> Result<(Payload, StateChange), String>;
         /// `verify`: the kept state's invariants.
         fn verify() -> bool;
+        /// `handle-verified`: `handle`, then `verify` if the state changed, in one call from
+        /// the host (exactly what the two calls would answer).
+        fn handle_verified(input: Payload) -> Result<(Payload, StateChange, bool), String> {
+            let (output, change) = Self::handle(input)?;
+            let ok = matches!(change, StateChange::Unchanged) || Self::verify();
+            Ok((output, change, ok))
+        }
         /// `state`: the kept state as JSON.
         fn state() -> Vec<u8> {
             KEPT.with_borrow(|k| serde_json::to_vec(k).unwrap_or_default())
@@ -1205,6 +1212,29 @@ pub mod __rt {
             assert!(!E::verify());
         }
 
+        #[test]
+        fn handle_verified_answers_what_handle_then_verify_answer() {
+            type E = ActorExports<Map>;
+            E::init(Vec::new()).unwrap();
+            let (_, change, ok) = E::handle_verified(request(json!({"set": ["b", 2]}))).unwrap();
+            assert_eq!(
+                patch_of(change),
+                json!([{"op": "add", "path": "/b", "value": 2}])
+            );
+            assert!(ok);
+            // A change verify rejects: said, and kept (the host sends the state again).
+            let (_, _, ok) = E::handle_verified(request(json!({"set": ["c", -3]}))).unwrap();
+            assert!(!ok);
+            assert!(!E::verify());
+            assert_eq!(E::state(), br#"{"a":1,"b":2,"c":-3}"#);
+            // Nothing changed: nothing to verify, even on a state verify would reject.
+            let (_, change, ok) = E::handle_verified(request(json!({"set": ["c", -3]}))).unwrap();
+            assert_eq!(patch_of(change), json!([]));
+            assert!(ok);
+            assert!(E::handle_verified(request(json!("nope"))).is_err());
+            assert_eq!(E::state(), br#"{"a":1,"b":2,"c":-3}"#);
+        }
+
         /// `{"push": v}` appends v to `/list`; `{"fail": v}` does too, then fails.
         struct List;
 
@@ -1282,6 +1312,18 @@ macro_rules! __export {
             }
             fn verify() -> bool {
                 <$exports as $crate::__rt::Exports>::verify()
+            }
+            fn handle_verified(
+                input: $crate::bindings::Payload,
+            ) -> Result<
+                (
+                    $crate::bindings::Payload,
+                    $crate::bindings::StateChange,
+                    bool,
+                ),
+                String,
+            > {
+                <$exports as $crate::__rt::Exports>::handle_verified(input)
             }
             fn state() -> Vec<u8> {
                 <$exports as $crate::__rt::Exports>::state()

@@ -10,7 +10,7 @@ use theater_core::{
 use theater_test_support::{example_component, id};
 use theater_wasm::{Limits, WasmHost};
 
-use crate::support::{actor, host};
+use crate::support::{actor, host, runtime};
 
 fn audit_every(n: u32) -> Limits {
     Limits {
@@ -230,4 +230,76 @@ proptest::proptest! {
             Ok(())
         })?;
     }
+}
+
+/// counter-v2 refuses a negative count. Built for 0.1.5, it handles and verifies in one call:
+/// the refusal comes back with the change, the input fails with the state as it was, and the
+/// guest, which kept the refused state, is sent the host's again before the next input.
+#[tokio::test]
+async fn a_state_refused_in_the_same_call_is_never_adopted() {
+    let host = host();
+    let component = host.load_file(example_component("counter-v2")).unwrap();
+    assert!(component.handles_verified());
+    for audit in [0, 1] {
+        let mut rt = runtime(&host, "counter-v2", audit_every(audit)).await;
+        let add = |n: i64| ActorInput::request(json!({"add": n}));
+        rt.handle(add(2), vec![]).await.unwrap().result.unwrap();
+        let before = (rt.state().clone(), rt.state_hash());
+        let refused = rt.handle(add(-5), vec![]).await.unwrap();
+        let err = refused.result.unwrap_err().to_string();
+        assert!(
+            err.contains("the new state is rejected: the actor's verify said no"),
+            "{err}"
+        );
+        assert_eq!((rt.state().clone(), rt.state_hash()), before);
+        let next = rt.handle(add(1), vec![]).await.unwrap().result.unwrap();
+        assert_eq!(
+            next,
+            ActorOutput::reply(json!({"count": 3, "version": 2})),
+            "audit_every {audit}"
+        );
+        assert_eq!(rt.state()["count"], 3);
+        // Replay makes the same calls and comes to the same state.
+        let mut fresh = actor(&host, "counter-v2", audit_every(audit));
+        let report = replay(&mut fresh, rt.chain()).await.unwrap();
+        assert_eq!(report.state.value(), rt.state());
+    }
+}
+
+/// A counter built for 0.1.4 (the golden chains' build) has no `handle-verified`: it still
+/// runs, with `handle` and `verify` as two calls, and counts as today's build does.
+#[tokio::test]
+async fn a_component_built_before_handle_verified_runs_with_two_calls() {
+    let host = host();
+    let old = host
+        .load_file(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../theater/tests/golden/v2/counter.wasm"),
+        )
+        .unwrap();
+    assert_eq!(old.world(), "actor");
+    assert!(!old.handles_verified());
+    let new = host.load_file(example_component("counter")).unwrap();
+    assert!(new.handles_verified());
+    let mut states = Vec::new();
+    for component in [&old, &new] {
+        let chain: Box<dyn ChainStore> = Box::new(MemoryStore::new(id("counter")));
+        let mut rt = ActorRuntime::start(
+            host.actor(component, &id("counter"), Value::Null, audit_every(1)),
+            chain,
+            RuntimeConfig::default(),
+        )
+        .await
+        .unwrap();
+        for n in [1, 2, -4, 10] {
+            rt.handle(ActorInput::request(json!({"add": n})), vec![])
+                .await
+                .unwrap()
+                .result
+                .unwrap();
+        }
+        states.push((rt.state().clone(), rt.state_hash()));
+    }
+    assert_eq!(states[0], states[1]);
+    assert_eq!(states[0].0["count"], 9);
 }
