@@ -151,18 +151,21 @@ impl WasmActor {
                 } => {
                     let instance = pre.instantiate_async(&mut store).await.map_err(fatal)?;
                     let exports = indices.load(&mut store, &instance).map_err(fatal)?;
-                    let handle_verified = match handle_verified {
-                        Some(index) => {
-                            Some(instance.get_typed_func(&mut store, index).map_err(|e| {
-                                ActorError::Fatal(format!(
-                                    "the component's `{}` export is not the one world \
-                                         `actor` defines: {e:#}",
+                    // An export of that name but another type is not world `actor`'s: the
+                    // component runs with two calls, as one without it does.
+                    let handle_verified = handle_verified.as_ref().and_then(|index| {
+                        instance
+                            .get_typed_func(&mut store, index)
+                            .inspect_err(|e| {
+                                tracing::warn!(
+                                    actor = %self.id,
+                                    "the component's `{}` export is not the one world `actor` \
+                                     defines, so it is not called: {e:#}",
                                     bindings::HANDLE_VERIFIED
-                                ))
-                            })?)
-                        }
-                        None => None,
-                    };
+                                );
+                            })
+                            .ok()
+                    });
                     Exports::Current(exports, handle_verified)
                 }
                 Pre::V1(pre) => {
@@ -604,8 +607,10 @@ impl WasmActor {
                 self.load(state).await?;
             }
         }
-        // verify must be a pure function of the state: it gets no host calls (any it makes
-        // fail, and the state is rejected), so it can neither record nor write.
+        // verify must be a pure function of the state: here it gets no host calls (any it
+        // makes fail, and the state is rejected), so it can neither record nor write. (Inside
+        // `handle-verified` the host cannot tell verify's calls from handle's: they are
+        // recorded as the input's, and the two share the input's CPU budget.)
         let v1_state = self.is_v1().then(|| to_canonical_json(state.value()));
         let mut host = HostCalls::replaying(Vec::new());
         self.begin(&mut host);

@@ -978,7 +978,9 @@ pub mod __rt {
         /// `verify`: the kept state's invariants.
         fn verify() -> bool;
         /// `handle-verified`: `handle`, then `verify` if the state changed, in one call from
-        /// the host (exactly what the two calls would answer).
+        /// the host: what the two calls would answer, for a `verify` that reads only the state
+        /// (as it must: a host call it makes here is recorded as the input's, where a `verify`
+        /// called on its own has its host calls refused).
         fn handle_verified(input: Payload) -> Result<(Payload, StateChange, bool), String> {
             let (output, change) = Self::handle(input)?;
             let ok = matches!(change, StateChange::Unchanged) || Self::verify();
