@@ -5,7 +5,7 @@
 //! Components are built for world `actor` (0.1.5), which is `actor-split` plus one export,
 //! `handle-verified`. The host binds `actor-split`, which every component of 0.1.1 and later
 //! exports, and finds `handle-verified` by name where a component has it
-//! ([`HandleVerified`]); `actor-v1` is the world of components built for 0.1.0. All of them
+//! (`HandleVerified`); `actor-v1` is the world of components built for 0.1.0. All of them
 //! import the same interfaces, generated once here.
 #![allow(missing_docs, reason = "generated code; the WIT files document it")]
 
