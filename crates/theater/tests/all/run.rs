@@ -11,6 +11,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use theater_test_support::example_component;
 
+/// How long a test waits for a line from `theater run` by default: a liveness bound, not a
+/// speed check. Three minutes, because a debug host compiling several components while the
+/// other tests run on a loaded 2-core machine once took over a minute to start.
+pub(crate) const START_PATIENCE: Duration = Duration::from_secs(180);
+
 pub(crate) fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_theater"))
 }
@@ -57,7 +62,7 @@ impl Running {
 
     /// `theater run` in `cwd`, with the default data directory when `data` is `None`.
     pub(crate) fn start_in(cwd: &Path, data: Option<&Path>, manifests: &[PathBuf]) -> Running {
-        Self::launch(cwd, data, manifests, Duration::from_secs(60))
+        Self::launch(cwd, data, manifests, START_PATIENCE)
     }
 
     fn launch(
@@ -78,7 +83,7 @@ impl Running {
             cmd,
             &std::env::current_dir().unwrap(),
             Some(data),
-            Duration::from_secs(60),
+            START_PATIENCE,
         )
     }
 
@@ -122,7 +127,8 @@ impl Running {
         r
     }
 
-    /// The first line containing `what`, waiting up to the patience given (a minute).
+    /// The first line containing `what`, waiting up to the patience given
+    /// ([`START_PATIENCE`] unless a test says otherwise).
     pub(crate) fn wait_for(&mut self, what: &str) -> String {
         if let Some(l) = self.seen.iter().find(|l| l.contains(what)) {
             return l.clone();
