@@ -45,6 +45,14 @@ impl ChainId {
     }
 }
 
+/// A map keyed by `ChainId` can be looked up by `&str` without building (and checking) an id:
+/// the id hashes and compares as its string.
+impl std::borrow::Borrow<str> for ChainId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for ChainId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -238,22 +238,54 @@ enum Exit {
 /// sending each other bursts would each wait on the other's full mailbox, for ever. The
 /// actor's own bounded mailbox is what pushes back on whoever drives it.
 ///
-/// Started at the first effect: most actors never send anything, and a task and a channel
-/// each cost a spawn.
+/// Most effects (a message into a mailbox with room) finish the first time they are polled.
+/// So when nothing is queued ahead of an effect, the loop polls it once itself, and only an
+/// effect that has to wait goes to the task: a message costs no hop through another task.
+/// The task is started at the first such effect: most actors never send anything, and a task
+/// and a channel each cost a spawn.
 #[derive(Default)]
-struct Outbound(Option<mpsc::UnboundedSender<(ChainRef, Effect)>>);
+struct Outbound {
+    tx: Option<mpsc::UnboundedSender<futures_util::future::BoxFuture<'static, ()>>>,
+    /// Effects handed to the task and not finished yet: while there are any, a new effect
+    /// queues behind them (effects run in order).
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+}
 
 impl Outbound {
-    fn send(&mut self, effect: (ChainRef, Effect)) {
-        let tx = self.0.get_or_insert_with(|| {
-            let (tx, mut rx) = mpsc::unbounded_channel::<(ChainRef, Effect)>();
+    fn send(&mut self, (at, effect): (ChainRef, Effect)) {
+        use std::sync::atomic::Ordering;
+        use std::task::{Context, Poll, Waker};
+        let mut effect = effect(at);
+        // Acquire: an effect the task finished (a message it delivered) comes before this one.
+        if self.queued.load(Ordering::Acquire) == 0 {
+            // A noop waker is enough: an effect still pending moves to the task, whose poll
+            // registers the waker that counts.
+            let mut cx = Context::from_waker(Waker::noop());
+            match std::panic::catch_unwind(AssertUnwindSafe(|| effect.as_mut().poll(&mut cx))) {
+                Ok(Poll::Ready(())) => return,
+                Ok(Poll::Pending) => {}
+                Err(p) => {
+                    tracing::error!("an entry's effect panicked: {}", panic_message(&*p));
+                    return;
+                }
+            }
+        }
+        let queued = &self.queued;
+        let tx = self.tx.get_or_insert_with(|| {
+            let (tx, mut rx) =
+                mpsc::unbounded_channel::<futures_util::future::BoxFuture<'static, ()>>();
+            let queued = Arc::clone(queued);
             tokio::spawn(async move {
-                while let Some((at, effect)) = rx.recv().await {
-                    effect(at).await;
+                while let Some(effect) = rx.recv().await {
+                    if let Err(p) = AssertUnwindSafe(effect).catch_unwind().await {
+                        tracing::error!("an entry's effect panicked: {}", panic_message(&*p));
+                    }
+                    queued.fetch_sub(1, Ordering::Release);
                 }
             });
             tx
         });
+        self.queued.fetch_add(1, Ordering::Relaxed);
         let _ = tx.send(effect);
     }
 }

@@ -43,14 +43,11 @@ pub struct MsgRequest {
 }
 
 /// What a recorded send answered.
+// Untagged variants are tried in order, and each miss builds an error: the common answer
+// comes first. (The two share no required field, so the order changes no answer.)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SendAnswer {
-    /// Not sent: why (unknown target, not running).
-    Refused {
-        /// What the sender was told.
-        error: String,
-    },
     /// Accepted, to be delivered once the sending entry is durable.
     Sent {
         /// Always true.
@@ -59,17 +56,18 @@ pub enum SendAnswer {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<ChainId>,
     },
+    /// Not sent: why (unknown target, not running).
+    Refused {
+        /// What the sender was told.
+        error: String,
+    },
 }
 
 /// What a recorded request answered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+// As with `SendAnswer`, the common answer comes first.
 #[serde(untagged)]
 pub enum RequestAnswer {
-    /// No reply: why (unknown target, a timeout, the target failed the request).
-    Refused {
-        /// What the requester was told.
-        error: String,
-    },
     /// The reply, and the target's entry that answered.
     Answered {
         /// The reply.
@@ -80,6 +78,11 @@ pub enum RequestAnswer {
         seq: u64,
         /// The answering entry's hash.
         hash: Hash,
+    },
+    /// No reply: why (unknown target, a timeout, the target failed the request).
+    Refused {
+        /// What the requester was told.
+        error: String,
     },
 }
 

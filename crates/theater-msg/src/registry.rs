@@ -80,11 +80,8 @@ impl Registry {
     /// The actor addressed by `to` (an id or a name).
     pub fn lookup(&self, to: &str) -> Option<ActorHandle> {
         let t = self.inner.read().ok()?;
-        let id = match t.names.get(to) {
-            Some(id) => id.clone(),
-            None => ChainId::new(to).ok()?,
-        };
-        t.by_id.get(&id).cloned()
+        let id = t.names.get(to).map_or(to, ChainId::as_str);
+        t.by_id.get(id).cloned()
     }
 
     /// Makes `activator` bring up the actors it covers when they are addressed.

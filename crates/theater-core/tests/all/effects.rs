@@ -136,3 +136,92 @@ async fn refs_from_host_calls_are_recorded_and_replay_runs_no_effects() {
     replay(&mut replayer, rt.chain()).await.unwrap();
     assert!(fresh.log.lock().unwrap().is_empty());
 }
+
+/// Each input registers an effect logging its payload's `n`; `{"n": .., "wait": true}`'s
+/// effect first waits for the gate to open, and `{"n": .., "panic": true}`'s panics.
+#[derive(Clone)]
+struct Gated {
+    log: Arc<Mutex<Vec<u64>>>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait]
+impl Actor for Gated {
+    async fn init(&mut self, _: &mut HostCalls) -> Result<Value, ActorError> {
+        Ok(json!(0))
+    }
+
+    async fn handle_input(
+        &mut self,
+        input: &ActorInput,
+        state: &Value,
+        host: &mut HostCalls,
+    ) -> Result<(ActorOutput, Value), ActorError> {
+        let p = input.payload().cloned().unwrap_or_default();
+        let (log, gate) = (Arc::clone(&self.log), Arc::clone(&self.gate));
+        let n = p["n"].as_u64().unwrap_or(0);
+        host.after_commit(move |_| async move {
+            if p["wait"] == json!(true) {
+                let _ = gate.acquire().await;
+            }
+            if p["panic"] == json!(true) {
+                panic!("an effect that panics");
+            }
+            log.lock().unwrap().push(n);
+        });
+        Ok((ActorOutput::None, json!(state.as_u64().unwrap_or(0) + 1)))
+    }
+}
+
+#[tokio::test]
+async fn an_effect_that_waits_holds_back_the_later_ones_and_one_that_panics_stops_none() {
+    let actor = Gated {
+        log: Arc::default(),
+        gate: Arc::new(tokio::sync::Semaphore::new(0)),
+    };
+    let (log, gate) = (Arc::clone(&actor.log), Arc::clone(&actor.gate));
+    let handle = spawn(
+        move || actor.clone(),
+        Box::new(MemoryStore::new(id("g"))),
+        ActorConfig::default(),
+    )
+    .await
+    .unwrap();
+    // Effects that finish at once run in order; the one that waits holds back those after it
+    // (they are ready at once, and would otherwise overtake it); a panic is logged and skipped.
+    let inputs = [
+        json!({"n": 0}),
+        json!({"n": 1, "panic": true}),
+        json!({"n": 2}),
+        json!({"n": 3, "wait": true}),
+        json!({"n": 4}),
+        json!({"n": 5}),
+    ];
+    for p in inputs {
+        handle.call(request(p)).await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(
+        *log.lock().unwrap(),
+        [0, 2],
+        "nothing overtakes the effect that waits"
+    );
+    gate.add_permits(1);
+    for _ in 0..200 {
+        if log.lock().unwrap().len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(*log.lock().unwrap(), [0, 2, 3, 4, 5]);
+    // Once the queue is empty, effects run at once again, and in order.
+    handle.call(request(json!({"n": 6}))).await.unwrap();
+    for _ in 0..200 {
+        if log.lock().unwrap().len() >= 6 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(*log.lock().unwrap(), [0, 2, 3, 4, 5, 6]);
+    handle.stop().await.unwrap();
+}
