@@ -289,21 +289,6 @@ impl<'f> Batch<'f> {
         }
     }
 
-    /// Reads what the batch is to hold, where the worker is to read it.
-    fn read(&mut self, cx: &Context<'_>) -> Result<(), ChainError> {
-        use std::os::unix::fs::FileExt;
-        if let (Some((file, len)), Some(at)) = (self.source.take(), self.frames_at) {
-            // Whatever the buffer held is overwritten: no need to zero it first.
-            self.data.resize(len, 0);
-            file.read_exact_at(&mut self.data, at)
-                .map_err(|source| ChainError::Io {
-                    path: cx.path.map(|p| p.join("chain.log")).unwrap_or_default(),
-                    source,
-                })?;
-        }
-        Ok(())
-    }
-
     fn push(&mut self, rec: &RawRecord<'_>) {
         self.data.extend_from_slice(rec.body);
         self.records
@@ -335,43 +320,140 @@ impl<'f> Batch<'f> {
                 }
             }
             Some(at) => {
-                use crate::file::frame::{FRAME_HEAD, FRAME_TAIL, frame_len};
-                let mut pos = 0usize;
-                while pos < self.data.len() {
-                    let offset = at + pos as u64;
-                    let left = self.data.len() - pos;
-                    // As a sequential read of the log reports a frame it cannot take.
-                    let torn = || cx.corrupt(expected, Some(offset), Problem::Truncated);
-                    let head: &[u8; FRAME_HEAD] = self.data[pos..]
-                        .get(..FRAME_HEAD)
-                        .and_then(|h| h.try_into().ok())
-                        .ok_or_else(torn)?;
-                    let len = frame_len(head)
-                        .ok_or_else(|| cx.corrupt(expected, Some(offset), Problem::BadFrame))?;
-                    if left < FRAME_HEAD + len + FRAME_TAIL {
-                        return Err(torn());
-                    }
-                    let body = &self.data[pos + FRAME_HEAD..pos + FRAME_HEAD + len];
-                    let tail =
-                        &self.data[pos + FRAME_HEAD + len..pos + FRAME_HEAD + len + FRAME_TAIL];
-                    let mut hash = [0u8; 32];
-                    hash.copy_from_slice(tail);
-                    let rec = RawRecord {
-                        seq: expected,
-                        offset: Some(offset),
-                        body,
-                        hash: Hash::from_bytes(hash),
-                    };
-                    prev = Some(cx.check(&rec, expected, prev)?);
-                    expected += 1;
-                    bytes += len as u64;
-                    pos += FRAME_HEAD + len + FRAME_TAIL;
-                }
+                let mut run = Run {
+                    prev,
+                    expected,
+                    bytes,
+                };
+                check_frames(cx, &self.data, at, true, &mut run)?;
+                (prev, expected, bytes) = (run.prev, run.expected, run.bytes);
             }
         }
         let last = prev.ok_or_else(|| cx.corrupt(self.first_seq, None, Problem::BadFrame))?;
         Ok((last, expected - self.first_seq, bytes))
     }
+
+    /// Checks the batch, reading it first if it is frames for the worker to read: then in
+    /// chunks of `chunk` (the worker's own buffer, kept from batch to batch), each hashed
+    /// while it is still in the cache. A chunk grows only to hold one frame larger than it.
+    fn check_in(
+        &mut self,
+        cx: &Context<'_>,
+        chunk: &mut Vec<u8>,
+    ) -> Result<(Hash, u64, u64), ChainError> {
+        use std::os::unix::fs::FileExt;
+        let (Some((file, len)), Some(at)) = (self.source.take(), self.frames_at) else {
+            return self.check(cx);
+        };
+        if chunk.len() < CHUNK_BYTES {
+            chunk.resize(CHUNK_BYTES, 0);
+        }
+        let mut run = Run {
+            prev: self.prev,
+            expected: self.first_seq,
+            bytes: 0,
+        };
+        let io = |source| ChainError::Io {
+            path: cx.path.map(|p| p.join("chain.log")).unwrap_or_default(),
+            source,
+        };
+        // Bytes of the batch read so far; the first `held` bytes of `chunk` are read and not
+        // yet checked (the start of a frame that did not fit).
+        let (mut read, mut held) = (0usize, 0usize);
+        loop {
+            let want = (len - read).min(chunk.len() - held);
+            // Whatever the chunk held past `held` is overwritten: no need to zero it.
+            file.read_exact_at(&mut chunk[held..held + want], at + read as u64)
+                .map_err(io)?;
+            read += want;
+            held += want;
+            let last = read == len;
+            let from = at + (read - held) as u64;
+            let checked = check_frames(cx, &chunk[..held], from, last, &mut run)?;
+            if last {
+                break;
+            }
+            chunk.copy_within(checked..held, 0);
+            held -= checked;
+            if held == chunk.len() {
+                // One frame larger than the chunk: make room for all of it (a length past
+                // the batch's end is torn, and is reported once the batch is read).
+                let need = frame_size(&chunk[..held]).unwrap_or(held);
+                let grown = need.min(held + (len - read)).max(held + 1);
+                chunk.resize(grown, 0);
+            }
+        }
+        let last = run
+            .prev
+            .ok_or_else(|| cx.corrupt(self.first_seq, None, Problem::BadFrame))?;
+        Ok((last, run.expected - self.first_seq, run.bytes))
+    }
+}
+
+/// A worker reads frames into a buffer of this size, and hashes them while it is in the cache
+/// (reading a whole batch, then hashing it, costs a trip through memory, and the batch's own
+/// fresh pages).
+const CHUNK_BYTES: usize = 256 << 10;
+
+/// Where checking a run of frames stands: the last hash, the next seq and the bytes checked.
+struct Run {
+    prev: Option<Hash>,
+    expected: u64,
+    bytes: u64,
+}
+
+/// The size of the frame at the start of `data`, head and tail included, when its head is
+/// there and valid.
+fn frame_size(data: &[u8]) -> Option<usize> {
+    use crate::file::frame::{FRAME_HEAD, FRAME_TAIL, frame_len};
+    let head: &[u8; FRAME_HEAD] = data.get(..FRAME_HEAD)?.try_into().ok()?;
+    Some(FRAME_HEAD + frame_len(head)? + FRAME_TAIL)
+}
+
+/// Checks the whole frames at the start of `data`, which sits at `at` in the log file, and
+/// returns how many bytes they take. With `last`, `data` ends the batch, and a frame cut
+/// short is [`Problem::Truncated`] (as a sequential read of the log reports it); else
+/// checking stops before it, for the caller to read the rest.
+fn check_frames(
+    cx: &Context<'_>,
+    data: &[u8],
+    at: u64,
+    last: bool,
+    run: &mut Run,
+) -> Result<usize, ChainError> {
+    use crate::file::frame::{FRAME_HEAD, FRAME_TAIL, frame_len};
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let offset = at + pos as u64;
+        let left = data.len() - pos;
+        let torn = || cx.corrupt(run.expected, Some(offset), Problem::Truncated);
+        let Some(head) = data[pos..]
+            .get(..FRAME_HEAD)
+            .and_then(|h| <&[u8; FRAME_HEAD]>::try_from(h).ok())
+        else {
+            return if last { Err(torn()) } else { Ok(pos) };
+        };
+        let len = frame_len(head)
+            .ok_or_else(|| cx.corrupt(run.expected, Some(offset), Problem::BadFrame))?;
+        if left < FRAME_HEAD + len + FRAME_TAIL {
+            return if last { Err(torn()) } else { Ok(pos) };
+        }
+        let body = &data[pos + FRAME_HEAD..pos + FRAME_HEAD + len];
+        let tail = &data[pos + FRAME_HEAD + len..pos + FRAME_HEAD + len + FRAME_TAIL];
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(tail);
+        let rec = RawRecord {
+            seq: run.expected,
+            offset: Some(offset),
+            body,
+            hash: Hash::from_bytes(hash),
+        };
+        run.prev = Some(cx.check(&rec, run.expected, run.prev)?);
+        run.expected += 1;
+        run.bytes += len as u64;
+        pos += FRAME_HEAD + len + FRAME_TAIL;
+    }
+    Ok(pos)
 }
 
 /// Verifies a store's records one by one, reading them with `for_each_record` and spreading
@@ -520,12 +602,13 @@ impl Verifier {
             for _ in 0..workers {
                 let (work_rx, done_tx, cx, buffers) = (&work_rx, done_tx.clone(), &cx, &buffers);
                 scope.spawn(move || {
+                    let mut chunk = Vec::new();
                     while let Ok(Ok(mut batch)) = work_rx.lock().map(|rx| rx.recv()) {
                         let cx = cx.borrowed();
                         // A panic is this batch's failure, not a verification that never ends.
                         let outcome =
                             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                batch.read(&cx).and_then(|()| batch.check(&cx))
+                                batch.check_in(&cx, &mut chunk)
                             }))
                             .unwrap_or_else(|_| {
                                 Err(ChainError::Io {
