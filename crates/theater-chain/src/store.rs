@@ -73,10 +73,20 @@ impl RawRecord<'_> {
     /// Decodes the entry after checking it as [`ChainStore::get`] does: its body hashes to
     /// the stored hash and it names the seq it sits at. Errors name `chain`'s record.
     pub fn checked_entry(&self, chain: &dyn ChainStore) -> Result<Entry, ChainError> {
+        self.checked_entry_of(chain.id(), chain.path())
+    }
+
+    /// [`RawRecord::checked_entry`] for a record copied out of the store: errors name the
+    /// chain `chain`, stored at `path`.
+    pub fn checked_entry_of(
+        &self,
+        chain: &ChainId,
+        path: Option<&std::path::Path>,
+    ) -> Result<Entry, ChainError> {
         let corrupt = |problem| {
             ChainError::Corrupt(Box::new(crate::Corruption {
-                chain: chain.id().clone(),
-                path: chain.path().map(std::path::Path::to_path_buf),
+                chain: chain.clone(),
+                path: path.map(std::path::Path::to_path_buf),
                 seq: self.seq,
                 offset: self.offset,
                 problem,

@@ -187,18 +187,31 @@ macro_rules! payload_conversions {
 
             /// Reads back what [`Self::to_payload`] wrote.
             pub fn from_payload(payload: &Payload) -> Result<Self, PayloadError> {
-                let mut v: $ty =
-                    serde_json::from_value(payload.json.clone()).map_err(|source| {
-                        PayloadError {
-                            what: $what,
-                            source,
-                        }
-                    })?;
+                // Read from the JSON in place: no copy of it first.
+                let mut v = <$ty as serde::Deserialize>::deserialize(&payload.json).map_err(
+                    |source| PayloadError {
+                        what: $what,
+                        source,
+                    },
+                )?;
                 match &mut v {
                     $($ty::$binary(inner) => inner.$field = payload.bytes.clone(),)+
                     _ => {}
                 }
                 Ok(v)
+            }
+
+            /// [`Self::from_payload`] of a payload whose JSON is still text: read from the
+            /// text, without building a `Value` first. The bytes are taken from `bytes` only
+            /// when the text reads; `None` when it does not (then [`Self::from_payload`]
+            /// says why).
+            pub fn from_json_text(json: &[u8], bytes: &mut Vec<u8>) -> Option<Self> {
+                let mut v: $ty = serde_json::from_slice(json).ok()?;
+                match &mut v {
+                    $($ty::$binary(inner) => inner.$field = std::mem::take(bytes),)+
+                    _ => {}
+                }
+                Some(v)
             }
         }
     };

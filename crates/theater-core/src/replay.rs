@@ -293,8 +293,14 @@ async fn replay_from<A: Actor>(
     };
     let mut entries = 0;
     let blobs = chain.blobs();
-    let mut chunk = Chunks::new(from, end.min(chain.len()));
-    while let Some(batch) = chunk.next(chain)? {
+    // While one chunk is replayed, the next is checked and decoded on another thread.
+    let mut chunks = Chunks::new(from, end.min(chain.len()));
+    let mut next = chunks.read(chain).map(RawChunk::start);
+    while let Some(decoding) = next.take() {
+        let (batch, error) = decoding.finish().await;
+        if error.is_none() {
+            next = chunks.read(chain).map(RawChunk::start);
+        }
         for entry in batch {
             let seq = entry.seq();
             let changed = replay_entry(actor, &entry, &mut state, &blobs).await?;
@@ -328,6 +334,11 @@ async fn replay_from<A: Actor>(
             last = Some((scheme, hash));
             entries += 1;
         }
+        // The entries before a bad one are replayed first: a divergence among them is what
+        // a replay reports.
+        if let Some(e) = error {
+            return Err(e.into());
+        }
     }
     let state = state.ok_or_else(|| {
         ReplayError::diverged(0, Mismatch::Unreplayable("the chain is empty".into()))
@@ -343,13 +354,10 @@ async fn replay_from<A: Actor>(
 }
 
 /// Reads a run of entries in chunks, each streamed from the store in one pass (finding each
-/// entry on its own is what made a long replay slow); each record's hash is checked as
-/// [`ChainStore::get`] checks it.
+/// entry on its own is what made a long replay slow).
 struct Chunks {
     next: u64,
     end: u64,
-    /// A read error met after the entries already handed out: reported next.
-    error: Option<ChainError>,
 }
 
 impl Chunks {
@@ -359,25 +367,26 @@ impl Chunks {
     const BYTES: usize = 4 << 20;
 
     fn new(from: u64, end: u64) -> Self {
-        Chunks {
-            next: from,
-            end,
-            error: None,
-        }
+        Chunks { next: from, end }
     }
 
-    fn next(&mut self, chain: &dyn ChainStore) -> Result<Option<Vec<Entry>>, ReplayError> {
-        if let Some(e) = self.error.take() {
-            return Err(e.into());
-        }
+    /// The next chunk's records, copied out of the store (not yet checked); `None` at the
+    /// end. A read error ends the chunk, after the records read before it, and the run.
+    fn read(&mut self, chain: &dyn ChainStore) -> Option<RawChunk> {
         if self.next >= self.end {
-            return Ok(None);
+            return None;
         }
         let stop = (self.next + Self::MAX).min(self.end);
-        let mut entries = Vec::new();
-        let (mut bytes, mut full) = (0usize, false);
+        let mut raw = RawChunk {
+            chain: chain.id().clone(),
+            path: chain.path().map(std::path::Path::to_path_buf),
+            data: Vec::new(),
+            records: Vec::new(),
+            error: None,
+        };
+        let mut full = false;
         let read = chain.for_each_record_in(self.next, stop, &mut |rec| {
-            if bytes >= Self::BYTES {
+            if raw.data.len() >= Self::BYTES {
                 full = true;
                 // Not an error: stops the read here.
                 return Err(ChainError::NotFound {
@@ -386,32 +395,104 @@ impl Chunks {
                     len: 0,
                 });
             }
-            bytes += rec.body.len();
-            entries.push(rec.checked_entry(chain)?);
+            raw.data.extend_from_slice(rec.body);
+            raw.records
+                .push((rec.seq, rec.offset, raw.data.len(), rec.hash));
             Ok(())
         });
+        let got = raw.records.len() as u64;
         match read {
-            Ok(()) if entries.len() as u64 != stop - self.next => {
-                self.error = Some(ChainError::NotFound {
+            Ok(()) if got != stop - self.next => {
+                raw.error = Some(ChainError::NotFound {
                     chain: chain.id().clone(),
-                    seq: self.next + entries.len() as u64,
+                    seq: self.next + got,
                     len: chain.len(),
                 });
             }
             Ok(()) => {}
             Err(_) if full => {}
-            // The entries before the bad one are replayed first: a divergence among them
-            // is what a replay reports.
-            Err(e) => self.error = Some(e),
+            Err(e) => raw.error = Some(e),
         }
-        if entries.is_empty() {
-            return match self.error.take() {
-                Some(e) => Err(e.into()),
-                None => Ok(None),
+        // After an error nothing more is read.
+        self.next = if raw.error.is_some() {
+            self.end
+        } else {
+            self.next + got
+        };
+        Some(raw)
+    }
+}
+
+/// A chunk's records as read, to be checked (each body hashes to its stored hash and names
+/// its seq, as [`ChainStore::get`] checks) and decoded, on any thread.
+struct RawChunk {
+    chain: theater_chain::ChainId,
+    path: Option<std::path::PathBuf>,
+    data: Vec<u8>,
+    /// (seq, offset in the store, end of its body in `data`, stored hash).
+    records: Vec<(u64, Option<u64>, usize, Hash)>,
+    /// The read error that ended the chunk, if one did.
+    error: Option<ChainError>,
+}
+
+/// A chunk being checked and decoded.
+enum Decoding {
+    Done(Vec<Entry>, Option<ChainError>),
+    Elsewhere(tokio::task::JoinHandle<(Vec<Entry>, Option<ChainError>)>),
+}
+
+impl RawChunk {
+    /// Chunks smaller than this are decoded where they are read: handing them to another
+    /// thread costs more than it saves (a restart replays a few entries after a snapshot).
+    const ELSEWHERE: usize = 64;
+
+    /// Starts checking and decoding: on the blocking pool when the chunk is large and a
+    /// runtime is there to run it, else at once.
+    fn start(self) -> Decoding {
+        if self.records.len() >= Self::ELSEWHERE
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            return Decoding::Elsewhere(rt.spawn_blocking(move || self.decode()));
+        }
+        let (entries, error) = self.decode();
+        Decoding::Done(entries, error)
+    }
+
+    /// The entries up to the first bad record or read error, and that error.
+    fn decode(self) -> (Vec<Entry>, Option<ChainError>) {
+        let mut entries = Vec::with_capacity(self.records.len());
+        let mut start = 0;
+        for &(seq, offset, end, hash) in &self.records {
+            let rec = theater_chain::RawRecord {
+                seq,
+                offset,
+                body: &self.data[start..end],
+                hash,
             };
+            match rec.checked_entry_of(&self.chain, self.path.as_deref()) {
+                Ok(entry) => entries.push(entry),
+                Err(e) => return (entries, Some(e)),
+            }
+            start = end;
         }
-        self.next += entries.len() as u64;
-        Ok(Some(entries))
+        (entries, self.error)
+    }
+}
+
+impl Decoding {
+    async fn finish(self) -> (Vec<Entry>, Option<ChainError>) {
+        match self {
+            Decoding::Done(entries, error) => (entries, error),
+            Decoding::Elsewhere(handle) => handle.await.unwrap_or_else(|e| {
+                let error = ChainError::Io {
+                    path: std::path::PathBuf::new(),
+                    source: std::io::Error::other(format!(
+                        "checking entries for the replay failed: {e}"
+                    )),
+                };
+                (Vec::new(), Some(error))
+            }),
+        }
     }
 }
 

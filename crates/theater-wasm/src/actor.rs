@@ -249,7 +249,11 @@ fn parse_json(bytes: &[u8], what: &str) -> Result<Value, ActorError> {
     })
 }
 
-fn output_of(payload: bindings::Payload) -> Result<ActorOutput, ActorError> {
+fn output_of(mut payload: bindings::Payload) -> Result<ActorOutput, ActorError> {
+    if let Some(output) = ActorOutput::from_json_text(&payload.json, &mut payload.bytes) {
+        return Ok(output);
+    }
+    // Not an output: the slow path says why.
     let json = parse_json(&payload.json, "output")?;
     ActorOutput::from_payload(&theater_chain::Payload {
         json,

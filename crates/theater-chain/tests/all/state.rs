@@ -356,3 +356,56 @@ fn bad_patches_are_named() {
     }
     assert_eq!(state.value(), &json!({"a": [1, 2], "s": "x"}));
 }
+
+/// One patch operation as JSON text, well formed or not: an object with some of `op`, `path`
+/// and `value` (any may repeat, or be of the wrong type) and an extra field, or not an object.
+fn op_text() -> impl Strategy<Value = String> {
+    let op = prop_oneof![
+        Just("\"add\""),
+        Just("\"replace\""),
+        Just("\"remove\""),
+        Just("\"move\""),
+        Just("5"),
+        Just("null"),
+    ];
+    let path = prop_oneof![
+        Just("\"/a\""),
+        Just("\"/a/0\""),
+        Just("\"\""),
+        Just("\"x\""),
+        Just("\"/a~2\""),
+        Just("3"),
+    ];
+    let value = prop_oneof![
+        Just("null"),
+        Just("1"),
+        Just("\"s\""),
+        Just("{\"k\": [1, 2.5]}"),
+    ];
+    let field = prop_oneof![
+        op.prop_map(|v| format!("\"op\": {v}")),
+        path.prop_map(|v| format!("\"path\": {v}")),
+        value.prop_map(|v| format!("\"value\": {v}")),
+        Just("\"from\": \"/b\"".to_string()),
+    ];
+    prop_oneof![
+        8 => proptest::collection::vec(field, 0..5).prop_map(|fs| format!("{{{}}}", fs.join(", "))),
+        1 => Just("[\"add\", \"/a\", 1]".to_string()),
+        1 => Just("\"add\"".to_string()),
+    ]
+}
+
+proptest! {
+    /// A patch read straight from its text is the patch (or the error) its JSON value gives.
+    #[test]
+    fn a_patch_read_from_text_is_what_its_json_value_gives(
+        ops in proptest::collection::vec(op_text(), 0..4),
+        wrap in prop_oneof![8 => Just(true), 1 => Just(false)],
+    ) {
+        let text = if wrap { format!("[{}]", ops.join(", ")) } else { ops.join(", ") };
+        let from_value = serde_json::from_slice::<Value>(text.as_bytes())
+            .map_err(|e| format!("the patch is not JSON: {e}"))
+            .and_then(|doc| Patch::from_json(&doc));
+        prop_assert_eq!(Patch::from_slice(text.as_bytes()), from_value, "{}", text);
+    }
+}

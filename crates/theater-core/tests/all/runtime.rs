@@ -305,3 +305,57 @@ async fn a_read_records_its_outputs_digest_and_replay_checks_it() {
     }
     replay(&mut Counter, full.chain()).await.unwrap();
 }
+
+/// A replay longer than one chunk (entries are checked and decoded on another thread while
+/// the chunk before is replayed) comes to the live state; with a record damaged in a later
+/// chunk, it replays every entry before it, then reports that record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_replay_reports_a_damaged_record_after_replaying_those_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::create(dir.path(), id("long"), Durability::None).unwrap();
+    let mut rt = ActorRuntime::start(Counter, Box::new(store), RuntimeConfig::default())
+        .await
+        .unwrap();
+    for _ in 0..2600 {
+        rt.handle(add(1), vec![]).await.unwrap();
+    }
+    rt.commit().unwrap();
+    let live = rt.state().clone();
+    drop(rt);
+
+    let store = FileStore::open_read_only(dir.path()).unwrap();
+    let mut seen = 0u64;
+    let report = theater_core::replay_to(&mut Counter, &store, 2600, &mut |seq, _| {
+        assert_eq!(seq, seen, "entries replayed in order");
+        seen += 1;
+    })
+    .await
+    .unwrap();
+    assert_eq!((seen, report.state.value()), (2601, &live));
+
+    // Damage the body of the record at seq 2100 (the third chunk).
+    let mut at = None;
+    store
+        .for_each_record_in(2100, 2101, &mut |rec| {
+            at = rec.offset.map(|o| o as usize + rec.body.len());
+            Ok(())
+        })
+        .unwrap();
+    drop(store);
+    let log = dir.path().join("chain.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    // The body's last bytes (past the frame's 8-byte head): not its header, which opening
+    // the log reads.
+    bytes[at.unwrap() + 4] ^= 0x40;
+    std::fs::write(&log, &bytes).unwrap();
+    let store = FileStore::open_read_only(dir.path()).unwrap();
+    let mut seen = 0u64;
+    let err = theater_core::replay_to(&mut Counter, &store, 2600, &mut |_, _| seen += 1)
+        .await
+        .unwrap_err();
+    assert_eq!(seen, 2100, "every entry before the damaged one is replayed");
+    match err {
+        ReplayError::Chain(theater_chain::ChainError::Corrupt(c)) => assert_eq!(c.seq, 2100),
+        other => panic!("expected the damaged record, got {other}"),
+    }
+}
