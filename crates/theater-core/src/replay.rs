@@ -301,9 +301,10 @@ async fn replay_from<A: Actor>(
         if error.is_none() {
             next = chunks.read(chain).map(RawChunk::start);
         }
-        for entry in batch {
+        let mut batch = batch;
+        for (entry, input) in &mut batch {
             let seq = entry.seq();
-            let changed = replay_entry(actor, &entry, &mut state, &blobs).await?;
+            let changed = replay_entry(actor, entry, input.take(), &mut state, &blobs).await?;
             if let Some(c) = entry.event().code() {
                 code = Some(c);
             }
@@ -338,6 +339,12 @@ async fn replay_from<A: Actor>(
         // a replay reports.
         if let Some(e) = error {
             return Err(e.into());
+        }
+        // Freeing a large chunk's entries is work too: done off the replaying thread.
+        if batch.len() >= RawChunk::ELSEWHERE
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn_blocking(move || drop(batch));
         }
     }
     let state = state.ok_or_else(|| {
@@ -437,9 +444,12 @@ struct RawChunk {
 
 /// A chunk being checked and decoded.
 enum Decoding {
-    Done(Vec<Entry>, Option<ChainError>),
-    Elsewhere(tokio::task::JoinHandle<(Vec<Entry>, Option<ChainError>)>),
+    Done(Vec<Decoded>, Option<ChainError>),
+    Elsewhere(tokio::task::JoinHandle<(Vec<Decoded>, Option<ChainError>)>),
 }
+
+/// An entry, and its input when it has one and it reads.
+type Decoded = (Entry, Option<ActorInput>);
 
 impl RawChunk {
     /// Chunks smaller than this are decoded where they are read: handing them to another
@@ -459,7 +469,7 @@ impl RawChunk {
     }
 
     /// The entries up to the first bad record or read error, and that error.
-    fn decode(self) -> (Vec<Entry>, Option<ChainError>) {
+    fn decode(self) -> (Vec<Decoded>, Option<ChainError>) {
         let mut entries = Vec::with_capacity(self.records.len());
         let mut start = 0;
         for &(seq, offset, end, hash) in &self.records {
@@ -470,7 +480,17 @@ impl RawChunk {
                 hash,
             };
             match rec.checked_entry_of(&self.chain, self.path.as_deref()) {
-                Ok(entry) => entries.push(entry),
+                Ok(entry) => {
+                    // The input is read here too (off the replaying thread); one that does
+                    // not read is read again there, to report it.
+                    let input = match entry.event() {
+                        Event::Input { input, .. }
+                        | Event::Read { input, .. }
+                        | Event::Failed { input, .. } => ActorInput::from_payload(input).ok(),
+                        _ => None,
+                    };
+                    entries.push((entry, input));
+                }
                 Err(e) => return (entries, Some(e)),
             }
             start = end;
@@ -480,7 +500,7 @@ impl RawChunk {
 }
 
 impl Decoding {
-    async fn finish(self) -> (Vec<Entry>, Option<ChainError>) {
+    async fn finish(self) -> (Vec<Decoded>, Option<ChainError>) {
         match self {
             Decoding::Done(entries, error) => (entries, error),
             Decoding::Elsewhere(handle) => handle.await.unwrap_or_else(|e| {
@@ -532,6 +552,7 @@ fn apply_change(
 async fn replay_entry<A: Actor>(
     actor: &mut A,
     entry: &Entry,
+    input: Option<ActorInput>,
     state: &mut Option<State>,
     blobs: &std::sync::Arc<dyn theater_chain::BlobStore>,
 ) -> Result<bool, ReplayError> {
@@ -548,104 +569,127 @@ async fn replay_entry<A: Actor>(
             },
         )
     };
-    let changed = match (entry.event(), state.as_mut()) {
-        (Event::Init { code, .. }, None) => {
-            if let Some(code) = code {
+    let changed =
+        match (entry.event(), state.as_mut()) {
+            (Event::Init { code, .. }, None) => {
+                if let Some(code) = code {
+                    switch(actor, *code, seq).await?;
+                }
+                let s = actor
+                    .init(&mut host)
+                    .await
+                    .map_err(|e| outcome("ok", e.to_string()))?;
+                *state = Some(State::new(s));
+                true
+            }
+            (Event::Init { .. }, Some(_)) => {
+                return Err(unreplayable("an init entry after the chain's start".into()));
+            }
+            (_, None) => return Err(unreplayable("the chain does not start with init".into())),
+            (Event::Upgrade { code, from }, Some(state)) => {
+                if let (Some(from), Some(running)) = (from, actor.code())
+                    && *from != running
+                {
+                    return Err(unreplayable(format!(
+                        "an upgrade from code {} where the chain ran {}",
+                        from.short(),
+                        running.short()
+                    )));
+                }
                 switch(actor, *code, seq).await?;
-            }
-            let s = actor
-                .init(&mut host)
-                .await
-                .map_err(|e| outcome("ok", e.to_string()))?;
-            *state = Some(State::new(s));
-            true
-        }
-        (Event::Init { .. }, Some(_)) => {
-            return Err(unreplayable("an init entry after the chain's start".into()));
-        }
-        (_, None) => return Err(unreplayable("the chain does not start with init".into())),
-        (Event::Upgrade { code, from }, Some(state)) => {
-            if let (Some(from), Some(running)) = (from, actor.code())
-                && *from != running
-            {
-                return Err(unreplayable(format!(
-                    "an upgrade from code {} where the chain ran {}",
-                    from.short(),
-                    running.short()
-                )));
-            }
-            switch(actor, *code, seq).await?;
-            // The new code accepted the state live; it must again.
-            if let Err(e) = actor.verify_state(state).await {
-                return Err(outcome(
-                    "ok",
-                    format!("code {} rejects the state: {e}", code.short()),
-                ));
-            }
-            false
-        }
-        (event @ (Event::Input { input, .. } | Event::Read { input, .. }), Some(state)) => {
-            let input = ActorInput::from_payload(input).map_err(|e| unreplayable(e.to_string()))?;
-            let (out, change) = actor
-                .handle_change(&input, state, &mut host)
-                .await
-                .map_err(|e| outcome("ok", e.to_string()))?;
-            let undo = apply_change(state, change).map_err(|e| outcome("ok", e))?;
-            // As in the runtime: an unchanged state is not verified again.
-            if undo.is_some()
-                && let Err(e) = actor.verify_state(state).await
-            {
-                return Err(outcome(
-                    "ok",
-                    crate::runtime::rejected("new", e).to_string(),
-                ));
-            }
-            let out = out.to_payload();
-            match event {
-                Event::Input { output, .. } if out != *output => {
-                    return Err(diverged(Mismatch::Output {
-                        expected: output.clone(),
-                        actual: out,
-                    }));
+                // The new code accepted the state live; it must again.
+                if let Err(e) = actor.verify_state(state).await {
+                    return Err(outcome(
+                        "ok",
+                        format!("code {} rejects the state: {e}", code.short()),
+                    ));
                 }
-                Event::Read { output, .. } if out.digest() != *output => {
-                    return Err(diverged(Mismatch::OutputDigest {
-                        expected: *output,
-                        actual: out.digest(),
-                        replayed: out,
-                    }));
-                }
-                _ => {}
+                false
             }
-            undo.is_some()
-        }
-        (Event::Failed { input, error }, Some(state)) => {
-            if !FailureKind::of_recorded(error).is_reproducible() {
-                return Ok(false);
-            }
-            let input = ActorInput::from_payload(input).map_err(|e| unreplayable(e.to_string()))?;
-            match actor.handle_change(&input, state, &mut host).await {
-                Err(ActorError::HostCall(e)) => {
-                    return Err(outcome(error, format!("host call: {e}")));
+            (
+                event @ (Event::Input {
+                    input: recorded, ..
                 }
-                Err(_) => {}
-                Ok((_, change)) => match apply_change(state, change) {
-                    // A change that does not apply fails the input again.
-                    Err(_) => {}
-                    Ok(None) => return Err(outcome(error, "ok".into())),
-                    Ok(Some(undo)) => {
-                        let accepted = actor.verify_state(state).await.is_ok();
-                        state.undo(undo);
-                        if accepted {
-                            return Err(outcome(error, "ok".into()));
-                        }
+                | Event::Read {
+                    input: recorded, ..
+                }),
+                Some(state),
+            ) => {
+                let input = match input {
+                    Some(input) => input,
+                    None => ActorInput::from_payload(recorded)
+                        .map_err(|e| unreplayable(e.to_string()))?,
+                };
+                let (out, change) = actor
+                    .handle_change(&input, state, &mut host)
+                    .await
+                    .map_err(|e| outcome("ok", e.to_string()))?;
+                let undo = apply_change(state, change).map_err(|e| outcome("ok", e))?;
+                // As in the runtime: an unchanged state is not verified again.
+                if undo.is_some()
+                    && let Err(e) = actor.verify_state(state).await
+                {
+                    return Err(outcome(
+                        "ok",
+                        crate::runtime::rejected("new", e).to_string(),
+                    ));
+                }
+                let out = out.to_payload();
+                match event {
+                    Event::Input { output, .. } if out != *output => {
+                        return Err(diverged(Mismatch::Output {
+                            expected: output.clone(),
+                            actual: out,
+                        }));
                     }
-                },
+                    Event::Read { output, .. } if out.digest() != *output => {
+                        return Err(diverged(Mismatch::OutputDigest {
+                            expected: *output,
+                            actual: out.digest(),
+                            replayed: out,
+                        }));
+                    }
+                    _ => {}
+                }
+                undo.is_some()
             }
-            false
-        }
-        (other, _) => return Err(unreplayable(format!("unknown event kind {}", other.kind()))),
-    };
+            (
+                Event::Failed {
+                    input: recorded,
+                    error,
+                },
+                Some(state),
+            ) => {
+                if !FailureKind::of_recorded(error).is_reproducible() {
+                    return Ok(false);
+                }
+                let input = match input {
+                    Some(input) => input,
+                    None => ActorInput::from_payload(recorded)
+                        .map_err(|e| unreplayable(e.to_string()))?,
+                };
+                match actor.handle_change(&input, state, &mut host).await {
+                    Err(ActorError::HostCall(e)) => {
+                        return Err(outcome(error, format!("host call: {e}")));
+                    }
+                    Err(_) => {}
+                    Ok((_, change)) => match apply_change(state, change) {
+                        // A change that does not apply fails the input again.
+                        Err(_) => {}
+                        Ok(None) => return Err(outcome(error, "ok".into())),
+                        Ok(Some(undo)) => {
+                            let accepted = actor.verify_state(state).await.is_ok();
+                            state.undo(undo);
+                            if accepted {
+                                return Err(outcome(error, "ok".into()));
+                            }
+                        }
+                    },
+                }
+                false
+            }
+            (other, _) => return Err(unreplayable(format!("unknown event kind {}", other.kind()))),
+        };
     let unused = host.unconsumed();
     if unused > 0 {
         return Err(diverged(Mismatch::UnusedHostCalls { unused }));
