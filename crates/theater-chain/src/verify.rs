@@ -383,6 +383,11 @@ impl<'f> Batch<'f> {
                 chunk.resize(grown, 0);
             }
         }
+        if chunk.len() > CHUNK_BYTES {
+            // Grown for one large frame: not kept for the rest of the run.
+            chunk.truncate(CHUNK_BYTES);
+            chunk.shrink_to_fit();
+        }
         let last = run
             .prev
             .ok_or_else(|| cx.corrupt(self.first_seq, None, Problem::BadFrame))?;

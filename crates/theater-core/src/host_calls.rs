@@ -28,8 +28,8 @@ pub struct HostCalls {
     replay: Option<Vec<HostCall>>,
     /// Calls made so far (live) or consumed so far (replay).
     done: Vec<HostCall>,
-    /// Work for after the entry is durable (live only).
-    effects: Vec<Effect>,
+    /// Work for after the entry is durable (live only), each marked quick or not.
+    effects: Vec<(Effect, bool)>,
     /// References to other chains' entries for the entry being built (live only).
     refs: Vec<ChainRef>,
     /// Writes to apply once the entry is durable (live only).
@@ -49,7 +49,7 @@ pub struct HostCalls {
 pub(crate) struct Recorded {
     pub(crate) snapshot_after: bool,
     pub(crate) calls: Vec<HostCall>,
-    pub(crate) effects: Vec<Effect>,
+    pub(crate) effects: Vec<(Effect, bool)>,
     pub(crate) refs: Vec<ChainRef>,
     pub(crate) writes: Vec<Write>,
 }
@@ -291,7 +291,23 @@ impl HostCalls {
         Fut: Future<Output = ()> + Send + 'static,
     {
         if self.replay.is_none() {
-            self.effects.push(Box::new(move |r| Box::pin(effect(r))));
+            self.effects
+                .push((Box::new(move |r| Box::pin(effect(r))), false));
+        }
+    }
+
+    /// [`HostCalls::after_commit`] for an effect that does little before it first waits
+    /// (a message into a mailbox, a command into a channel): the actor's loop may poll it
+    /// once itself, which saves a hop through another task. It must not block the thread:
+    /// no file or network I/O, no compiling, before its first wait.
+    pub fn after_commit_quick<F, Fut>(&mut self, effect: F)
+    where
+        F: FnOnce(ChainRef) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        if self.replay.is_none() {
+            self.effects
+                .push((Box::new(move |r| Box::pin(effect(r))), true));
         }
     }
 

@@ -504,6 +504,10 @@ impl Decoding {
         match self {
             Decoding::Done(entries, error) => (entries, error),
             Decoding::Elsewhere(handle) => handle.await.unwrap_or_else(|e| {
+                // A panic is the replay's, as if it had happened here.
+                if e.is_panic() {
+                    std::panic::resume_unwind(e.into_panic());
+                }
                 let error = ChainError::Io {
                     path: std::path::PathBuf::new(),
                     source: std::io::Error::other(format!(

@@ -216,7 +216,7 @@ pub struct ActorRuntime<A> {
     busy: Duration,
     snapshot_cost: Duration,
     /// Effects of recorded entries, waiting for the commit that makes them durable.
-    effects: Vec<(ChainRef, Effect)>,
+    effects: Vec<(ChainRef, Effect, bool)>,
     /// An entry whose writes failed to apply: no input is handled until a restart applies
     /// them (a later entry would hide them from the repair, which looks at the head).
     unapplied: Option<(u64, String)>,
@@ -275,7 +275,7 @@ impl<A: Actor> ActorRuntime<A> {
             effects = recorded
                 .effects
                 .into_iter()
-                .map(|e| (at.clone(), e))
+                .map(|(e, quick)| (at.clone(), e, quick))
                 .collect();
             (state, 0)
         } else {
@@ -439,8 +439,12 @@ impl<A: Actor> ActorRuntime<A> {
                 seq: appended.seq,
                 hash: appended.hash,
             };
-            self.effects
-                .extend(recorded.effects.into_iter().map(|e| (at.clone(), e)));
+            self.effects.extend(
+                recorded
+                    .effects
+                    .into_iter()
+                    .map(|(e, quick)| (at.clone(), e, quick)),
+            );
         }
         if succeeded && !recorded.writes.is_empty() {
             // Writes need their entry durable first (a commit of its own under group
@@ -710,6 +714,15 @@ impl<A: Actor> ActorRuntime<A> {
     /// The effects of the entries recorded so far, each with a reference to its entry, in
     /// order. Run them only after [`ActorRuntime::commit`] succeeded.
     pub fn take_effects(&mut self) -> Vec<(ChainRef, Effect)> {
+        self.take_marked_effects()
+            .into_iter()
+            .map(|(at, e, _)| (at, e))
+            .collect()
+    }
+
+    /// [`ActorRuntime::take_effects`], each marked quick or not
+    /// ([`HostCalls::after_commit_quick`]).
+    pub(crate) fn take_marked_effects(&mut self) -> Vec<(ChainRef, Effect, bool)> {
         std::mem::take(&mut self.effects)
     }
 

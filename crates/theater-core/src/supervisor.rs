@@ -180,7 +180,7 @@ pub async fn spawn<F: ActorFactory>(
     let (status_tx, status_rx) = watch::channel(ActorStatus::Running);
     let mut outbound = Outbound::default();
     let mut runtime = runtime;
-    for effect in runtime.take_effects() {
+    for effect in runtime.take_marked_effects() {
         // The init entry is already durable (start syncs it).
         outbound.send(effect);
     }
@@ -238,9 +238,9 @@ enum Exit {
 /// sending each other bursts would each wait on the other's full mailbox, for ever. The
 /// actor's own bounded mailbox is what pushes back on whoever drives it.
 ///
-/// Most effects (a message into a mailbox with room) finish the first time they are polled.
-/// So when nothing is queued ahead of an effect, the loop polls it once itself, and only an
-/// effect that has to wait goes to the task: a message costs no hop through another task.
+/// Quick effects (a message into a mailbox with room) finish the first time they are polled.
+/// So when nothing is queued ahead of one, the loop polls it once itself, and only if it has
+/// to wait does it go to the task: a message costs no hop through another task.
 /// The task is started at the first such effect: most actors never send anything, and a task
 /// and a channel each cost a spawn.
 #[derive(Default)]
@@ -252,12 +252,14 @@ struct Outbound {
 }
 
 impl Outbound {
-    fn send(&mut self, (at, effect): (ChainRef, Effect)) {
+    fn send(&mut self, (at, effect, quick): (ChainRef, Effect, bool)) {
         use std::sync::atomic::Ordering;
         use std::task::{Context, Poll, Waker};
         let mut effect = effect(at);
+        // Only an effect marked quick (`after_commit_quick`): others may block the thread
+        // before they first wait (a child's start compiles and syncs files).
         // Acquire: an effect the task finished (a message it delivered) comes before this one.
-        if self.queued.load(Ordering::Acquire) == 0 {
+        if quick && self.queued.load(Ordering::Acquire) == 0 {
             // A noop waker is enough: an effect still pending moves to the task, whose poll
             // registers the waker that counts.
             let mut cx = Context::from_waker(Waker::noop());
@@ -296,7 +298,7 @@ struct Batch {
     state_replies: Vec<StateReply>,
     upgrade_replies: Vec<UpgradeReply>,
     events: Vec<ActorEvent>,
-    effects: Vec<(ChainRef, Effect)>,
+    effects: Vec<(ChainRef, Effect, bool)>,
 }
 
 type UpgradeReply = (
@@ -578,7 +580,7 @@ impl<F: ActorFactory> Supervisor<F> {
             match self.runtime.start_commit() {
                 Ok(Some(started)) if exit.is_none() => {
                     // The fsync runs on the blocking pool; this loop takes the next batch.
-                    batch.effects = self.runtime.take_effects();
+                    batch.effects = self.runtime.take_marked_effects();
                     self.in_flight = Some(InFlight {
                         wait: tokio::task::spawn_blocking(started.wait),
                         started: started.started,
@@ -593,7 +595,7 @@ impl<F: ActorFactory> Supervisor<F> {
                             Err(std::io::Error::other(format!("the fsync task failed: {e}")))
                         });
                     let committed = self.runtime.finish_commit(started.started, done);
-                    batch.effects = self.runtime.take_effects();
+                    batch.effects = self.runtime.take_marked_effects();
                     let exit = exit.unwrap_or(Exit::Stop(None));
                     return match committed {
                         Ok(()) => {
@@ -604,11 +606,11 @@ impl<F: ActorFactory> Supervisor<F> {
                     };
                 }
                 Ok(None) => {
-                    batch.effects = self.runtime.take_effects();
+                    batch.effects = self.runtime.take_marked_effects();
                     self.release(batch, Ok(()));
                 }
                 Err(e) => {
-                    batch.effects = self.runtime.take_effects();
+                    batch.effects = self.runtime.take_marked_effects();
                     return self.failed_commit(
                         batch,
                         e,
@@ -667,9 +669,6 @@ impl<F: ActorFactory> Supervisor<F> {
             batch.events.clear();
             batch.effects.clear();
         }
-        for effect in batch.effects {
-            self.outbound.send(effect);
-        }
         for (reply, answer) in batch.replies {
             let _ = reply.send(answer);
         }
@@ -684,6 +683,10 @@ impl<F: ActorFactory> Supervisor<F> {
         for event in batch.events {
             // No subscribers is fine; a slow one lags, the actor never waits.
             let _ = self.events.send(event);
+        }
+        // After the answers: a quick effect runs here, and its callers need not wait for it.
+        for effect in batch.effects {
+            self.outbound.send(effect);
         }
     }
 

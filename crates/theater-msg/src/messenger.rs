@@ -44,7 +44,8 @@ pub struct MsgRequest {
 
 /// What a recorded send answered.
 // Untagged variants are tried in order, and each miss builds an error: the common answer
-// comes first. (The two share no required field, so the order changes no answer.)
+// comes first. (No host records an answer with both `ok` and `error`, so the order changes
+// no recorded answer.)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SendAnswer {
@@ -141,7 +142,7 @@ impl Messenger {
             // Deliver to the actor the send resolved (and recorded), even if the name it was
             // addressed by points elsewhere by the time the entry is durable.
             let to = id.map_or_else(|| to.to_string(), |id| id.to_string());
-            host.after_commit(move |sent_by: ChainRef| async move {
+            host.after_commit_quick(move |sent_by: ChainRef| async move {
                 let delivery = Delivery {
                     from,
                     payload,

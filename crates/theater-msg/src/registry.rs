@@ -158,7 +158,12 @@ impl InProcess {
         match self.reachable_handle(to) {
             Ok(h) => Ok(h),
             Err(e) => match self.actors.activator() {
-                Some(a) if a.covers(to).is_some() => a.activate(to).await,
+                Some(a) if a.covers(to).is_some() => {
+                    // Activating opens a chain and may replay it: a quick effect's first poll
+                    // on the sender's loop ends here, and the outbound task does the rest.
+                    tokio::task::yield_now().await;
+                    a.activate(to).await
+                }
                 _ => Err(e),
             },
         }

@@ -221,7 +221,7 @@ pub fn set(
             due_ms,
             every_ms,
         };
-        host.after_commit(move |_| async move {
+        host.after_commit_quick(move |_| async move {
             let _ = tx.send(Command::Set(scheduled));
         });
     }
@@ -250,7 +250,7 @@ pub fn cancel(
     if let Some(t) = timers {
         let tx = t.tx.clone();
         let name = name.to_string();
-        host.after_commit(move |_| async move {
+        host.after_commit_quick(move |_| async move {
             let _ = tx.send(Command::Cancel(name));
         });
     }

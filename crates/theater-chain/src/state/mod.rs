@@ -283,7 +283,7 @@ struct TextOp {
 
 impl<'de> serde::Deserialize<'de> for TextOp {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::{Error, IgnoredAny, MapAccess, Visitor};
+        use serde::de::{Error, MapAccess, Visitor};
         #[derive(serde::Deserialize)]
         #[serde(field_identifier, rename_all = "lowercase")]
         enum Key {
@@ -306,8 +306,10 @@ impl<'de> serde::Deserialize<'de> for TextOp {
                         Key::Op if op.is_none() => op = Some(m.next_value::<String>()?),
                         Key::Path if path.is_none() => path = Some(m.next_value::<String>()?),
                         Key::Value if value.is_none() => value = Some(m.next_value::<Value>()?),
+                        // Read in full, not skipped: skipping does not check what it skips
+                        // (bad UTF-8, a number out of range, depth), and a JSON value does.
                         Key::Other => {
-                            m.next_value::<IgnoredAny>()?;
+                            m.next_value::<Value>()?;
                         }
                         _ => return Err(M::Error::custom("a repeated field")),
                     }

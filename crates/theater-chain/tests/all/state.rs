@@ -409,3 +409,33 @@ proptest! {
         prop_assert_eq!(Patch::from_slice(text.as_bytes()), from_value, "{}", text);
     }
 }
+
+/// What a JSON value refuses, the patch read from text refuses too, in any field (an unknown
+/// one included): bad UTF-8, a lone surrogate, a number out of range, nesting past the limit.
+#[test]
+fn a_patch_with_bad_json_in_any_field_is_not_json() {
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let mut cases: Vec<Vec<u8>> = Vec::new();
+    for bad in [
+        b"\"\\ud800\"".to_vec(),
+        b"1e400".to_vec(),
+        b"\"\xff\"".to_vec(),
+        deep.into_bytes(),
+    ] {
+        for field in ["x", "value"] {
+            let mut text =
+                format!("[{{\"op\": \"add\", \"path\": \"/a\", \"{field}\": ").into_bytes();
+            text.extend_from_slice(&bad);
+            if field == "x" {
+                text.extend_from_slice(b", \"value\": 1");
+            }
+            text.extend_from_slice(b"}]");
+            cases.push(text);
+        }
+    }
+    for text in cases {
+        let got = Patch::from_slice(&text);
+        let err = got.expect_err(&String::from_utf8_lossy(&text));
+        assert!(err.starts_with("the patch is not JSON"), "{err}");
+    }
+}
