@@ -89,5 +89,7 @@ pub use file::{FileStore, Recovery};
 pub use hash::{Hash, ParseHashError};
 pub use memory::MemoryStore;
 pub use snapshot::Snapshot;
-pub use store::{Anchor, Appended, ChainStore, Durability, Entries, Head, PendingSync, RawRecord};
+pub use store::{
+    Anchor, Appended, ChainStore, CopiedRecords, Durability, Entries, Head, PendingSync, RawRecord,
+};
 pub use verify::{Progress, VerifyReport, verify_sequential};

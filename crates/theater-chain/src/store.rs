@@ -110,6 +110,67 @@ impl RawRecord<'_> {
     }
 }
 
+/// Records copied out of a store (their bodies back to back in one buffer), to be checked or
+/// decoded elsewhere, on another thread, as [`RawRecord`]s again.
+#[derive(Debug, Default)]
+pub struct CopiedRecords {
+    data: Vec<u8>,
+    /// (seq, offset in the store, end of its body in `data`, stored hash).
+    records: Vec<(u64, Option<u64>, usize, Hash)>,
+}
+
+impl CopiedRecords {
+    /// None yet, to be copied into `buffer` (what it holds is dropped; its room is kept).
+    pub fn with_buffer(mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
+        CopiedRecords {
+            data: buffer,
+            records: Vec::new(),
+        }
+    }
+
+    /// Copies `rec` in.
+    pub fn push(&mut self, rec: &RawRecord<'_>) {
+        self.data.extend_from_slice(rec.body);
+        self.records
+            .push((rec.seq, rec.offset, self.data.len(), rec.hash));
+    }
+
+    /// How many records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The bytes of their bodies.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The records, in the order copied.
+    pub fn iter(&self) -> impl Iterator<Item = RawRecord<'_>> {
+        let starts = std::iter::once(0).chain(self.records.iter().map(|r| r.2));
+        self.records
+            .iter()
+            .zip(starts)
+            .map(|(&(seq, offset, end, hash), start)| RawRecord {
+                seq,
+                offset,
+                body: &self.data[start..end],
+                hash,
+            })
+    }
+
+    /// The buffer, to use again.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.data
+    }
+}
+
 /// The wait of a sync started by [`ChainStore::start_sync`]: run it on any thread.
 pub type PendingSync = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::codec::decode_header;
 use crate::error::Corruption;
-use crate::store::{Anchor, RawRecord};
+use crate::store::{Anchor, CopiedRecords, RawRecord};
 use crate::{ChainError, ChainId, Hash, Problem};
 
 /// How far a verification has come.
@@ -234,10 +234,10 @@ pub(crate) struct Batch<'f> {
     index: u64,
     first_seq: u64,
     prev: Option<Hash>,
+    /// For frames: the frames (empty for copied records).
     data: Vec<u8>,
-    /// Copied records: (seq, offset in the store, end of its body in `data`, stored hash).
-    /// Empty for frames.
-    records: Vec<(u64, Option<u64>, usize, Hash)>,
+    /// Copied records (none for frames).
+    copied: CopiedRecords,
     /// For frames: where `data` starts in the log file.
     frames_at: Option<u64>,
     /// For frames the worker reads itself: the log file and how much to read.
@@ -245,14 +245,13 @@ pub(crate) struct Batch<'f> {
 }
 
 impl<'f> Batch<'f> {
-    fn new(first_seq: u64, prev: Option<Hash>, mut data: Vec<u8>) -> Self {
-        data.clear();
+    fn new(first_seq: u64, prev: Option<Hash>, buffer: Vec<u8>) -> Self {
         Batch {
             index: 0,
             first_seq,
             prev,
-            data,
-            records: Vec::new(),
+            data: Vec::new(),
+            copied: CopiedRecords::with_buffer(buffer),
             frames_at: None,
             source: None,
         }
@@ -266,7 +265,7 @@ impl<'f> Batch<'f> {
             first_seq,
             prev,
             data,
-            records: Vec::new(),
+            copied: CopiedRecords::default(),
             frames_at: Some(offset),
             source: None,
         }
@@ -289,14 +288,16 @@ impl<'f> Batch<'f> {
         }
     }
 
-    fn push(&mut self, rec: &RawRecord<'_>) {
-        self.data.extend_from_slice(rec.body);
-        self.records
-            .push((rec.seq, rec.offset, self.data.len(), rec.hash));
+    fn is_full(&self) -> bool {
+        self.copied.bytes() >= BATCH_BYTES || self.copied.len() >= BATCH_RECORDS
     }
 
-    fn is_full(&self) -> bool {
-        self.data.len() >= BATCH_BYTES || self.records.len() >= BATCH_RECORDS
+    /// The buffer it held, to use again.
+    fn into_buffer(self) -> Vec<u8> {
+        match self.frames_at {
+            Some(_) => self.data,
+            None => self.copied.into_buffer(),
+        }
     }
 
     /// Checks every record in order: the hash of the last, how many there were and the
@@ -305,18 +306,10 @@ impl<'f> Batch<'f> {
         let (mut prev, mut expected, mut bytes) = (self.prev, self.first_seq, 0u64);
         match self.frames_at {
             None => {
-                let mut start = 0;
-                for &(seq, offset, end, hash) in &self.records {
-                    let rec = RawRecord {
-                        seq,
-                        offset,
-                        body: &self.data[start..end],
-                        hash,
-                    };
+                for rec in self.copied.iter() {
                     prev = Some(cx.check(&rec, expected, prev)?);
                     expected += 1;
-                    bytes += (end - start) as u64;
-                    start = end;
+                    bytes += rec.body.len() as u64;
                 }
             }
             Some(at) => {
@@ -481,7 +474,7 @@ pub(crate) fn records<S: crate::ChainStore + ?Sized>(
             &mut |buffers, send| {
                 let mut batch = Batch::new(first, prev, buffers.take());
                 let read = store.for_each_record(store.start(), &mut |rec| {
-                    batch.push(&rec);
+                    batch.copied.push(&rec);
                     if batch.is_full() {
                         let next = Batch::new(rec.seq + 1, Some(rec.hash), buffers.take());
                         send(std::mem::replace(&mut batch, next))?;
@@ -490,7 +483,7 @@ pub(crate) fn records<S: crate::ChainStore + ?Sized>(
                 });
                 // The records read before a failure are checked too: one of them may be
                 // the first bad one.
-                if !batch.records.is_empty() {
+                if !batch.copied.is_empty() {
                     send(batch)?;
                 }
                 read
@@ -625,7 +618,7 @@ impl Verifier {
                             index: batch.index,
                             outcome,
                         };
-                        buffers.put(batch.data);
+                        buffers.put(batch.into_buffer());
                         if done_tx.send(checked).is_err() {
                             return;
                         }

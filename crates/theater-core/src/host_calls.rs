@@ -290,10 +290,7 @@ impl HostCalls {
         F: FnOnce(ChainRef) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        if self.replay.is_none() {
-            self.effects
-                .push((Box::new(move |r| Box::pin(effect(r))), false));
-        }
+        self.push_effect(effect, false);
     }
 
     /// [`HostCalls::after_commit`] for an effect that does little before it first waits
@@ -305,9 +302,18 @@ impl HostCalls {
         F: FnOnce(ChainRef) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        self.push_effect(effect, true);
+    }
+
+    /// Keeps `effect` for after the entry is durable (live only), marked quick or not.
+    fn push_effect<F, Fut>(&mut self, effect: F, quick: bool)
+    where
+        F: FnOnce(ChainRef) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         if self.replay.is_none() {
             self.effects
-                .push((Box::new(move |r| Box::pin(effect(r))), true));
+                .push((Box::new(move |r| Box::pin(effect(r))), quick));
         }
     }
 

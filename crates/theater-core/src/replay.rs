@@ -5,7 +5,9 @@ use std::fmt;
 
 use serde_json::Value;
 use theater_chain::state::{State, StateScheme};
-use theater_chain::{ChainError, ChainStore, Entry, Event, Hash, Head, Payload, Snapshot};
+use theater_chain::{
+    ChainError, ChainStore, CopiedRecords, Entry, Event, Hash, Head, Payload, Snapshot,
+};
 
 use crate::actor::FailureKind;
 use crate::{Actor, ActorError, ActorInput, HostCalls, StateChange};
@@ -297,11 +299,10 @@ async fn replay_from<A: Actor>(
     let mut chunks = Chunks::new(from, end.min(chain.len()));
     let mut next = chunks.read(chain).map(RawChunk::start);
     while let Some(decoding) = next.take() {
-        let (batch, error) = decoding.finish().await;
+        let (mut batch, error) = decoding.finish().await;
         if error.is_none() {
             next = chunks.read(chain).map(RawChunk::start);
         }
-        let mut batch = batch;
         for (entry, input) in &mut batch {
             let seq = entry.seq();
             let changed = replay_entry(actor, entry, input.take(), &mut state, &blobs).await?;
@@ -387,13 +388,12 @@ impl Chunks {
         let mut raw = RawChunk {
             chain: chain.id().clone(),
             path: chain.path().map(std::path::Path::to_path_buf),
-            data: Vec::new(),
-            records: Vec::new(),
+            copied: CopiedRecords::default(),
             error: None,
         };
         let mut full = false;
         let read = chain.for_each_record_in(self.next, stop, &mut |rec| {
-            if raw.data.len() >= Self::BYTES {
+            if raw.copied.bytes() >= Self::BYTES {
                 full = true;
                 // Not an error: stops the read here.
                 return Err(ChainError::NotFound {
@@ -402,12 +402,10 @@ impl Chunks {
                     len: 0,
                 });
             }
-            raw.data.extend_from_slice(rec.body);
-            raw.records
-                .push((rec.seq, rec.offset, raw.data.len(), rec.hash));
+            raw.copied.push(&rec);
             Ok(())
         });
-        let got = raw.records.len() as u64;
+        let got = raw.copied.len() as u64;
         match read {
             Ok(()) if got != stop - self.next => {
                 raw.error = Some(ChainError::NotFound {
@@ -435,9 +433,7 @@ impl Chunks {
 struct RawChunk {
     chain: theater_chain::ChainId,
     path: Option<std::path::PathBuf>,
-    data: Vec<u8>,
-    /// (seq, offset in the store, end of its body in `data`, stored hash).
-    records: Vec<(u64, Option<u64>, usize, Hash)>,
+    copied: CopiedRecords,
     /// The read error that ended the chunk, if one did.
     error: Option<ChainError>,
 }
@@ -459,7 +455,7 @@ impl RawChunk {
     /// Starts checking and decoding: on the blocking pool when the chunk is large and a
     /// runtime is there to run it, else at once.
     fn start(self) -> Decoding {
-        if self.records.len() >= Self::ELSEWHERE
+        if self.copied.len() >= Self::ELSEWHERE
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
             return Decoding::Elsewhere(rt.spawn_blocking(move || self.decode()));
@@ -470,15 +466,8 @@ impl RawChunk {
 
     /// The entries up to the first bad record or read error, and that error.
     fn decode(self) -> (Vec<Decoded>, Option<ChainError>) {
-        let mut entries = Vec::with_capacity(self.records.len());
-        let mut start = 0;
-        for &(seq, offset, end, hash) in &self.records {
-            let rec = theater_chain::RawRecord {
-                seq,
-                offset,
-                body: &self.data[start..end],
-                hash,
-            };
+        let mut entries = Vec::with_capacity(self.copied.len());
+        for rec in self.copied.iter() {
             match rec.checked_entry_of(&self.chain, self.path.as_deref()) {
                 Ok(entry) => {
                     // The input is read here too (off the replaying thread); one that does
@@ -493,7 +482,6 @@ impl RawChunk {
                 }
                 Err(e) => return (entries, Some(e)),
             }
-            start = end;
         }
         (entries, self.error)
     }
@@ -556,7 +544,7 @@ fn apply_change(
 async fn replay_entry<A: Actor>(
     actor: &mut A,
     entry: &Entry,
-    input: Option<ActorInput>,
+    decoded: Option<ActorInput>,
     state: &mut Option<State>,
     blobs: &std::sync::Arc<dyn theater_chain::BlobStore>,
 ) -> Result<bool, ReplayError> {
@@ -573,127 +561,110 @@ async fn replay_entry<A: Actor>(
             },
         )
     };
-    let changed =
-        match (entry.event(), state.as_mut()) {
-            (Event::Init { code, .. }, None) => {
-                if let Some(code) = code {
-                    switch(actor, *code, seq).await?;
-                }
-                let s = actor
-                    .init(&mut host)
-                    .await
-                    .map_err(|e| outcome("ok", e.to_string()))?;
-                *state = Some(State::new(s));
-                true
-            }
-            (Event::Init { .. }, Some(_)) => {
-                return Err(unreplayable("an init entry after the chain's start".into()));
-            }
-            (_, None) => return Err(unreplayable("the chain does not start with init".into())),
-            (Event::Upgrade { code, from }, Some(state)) => {
-                if let (Some(from), Some(running)) = (from, actor.code())
-                    && *from != running
-                {
-                    return Err(unreplayable(format!(
-                        "an upgrade from code {} where the chain ran {}",
-                        from.short(),
-                        running.short()
-                    )));
-                }
+    // The input as the chunk's reader decoded it, or read here (to report one that does not
+    // read).
+    let input_of = |recorded: &Payload| match decoded {
+        Some(input) => Ok(input),
+        None => ActorInput::from_payload(recorded).map_err(|e| unreplayable(e.to_string())),
+    };
+    let changed = match (entry.event(), state.as_mut()) {
+        (Event::Init { code, .. }, None) => {
+            if let Some(code) = code {
                 switch(actor, *code, seq).await?;
-                // The new code accepted the state live; it must again.
-                if let Err(e) = actor.verify_state(state).await {
-                    return Err(outcome(
-                        "ok",
-                        format!("code {} rejects the state: {e}", code.short()),
-                    ));
-                }
-                false
             }
-            (
-                event @ (Event::Input {
-                    input: recorded, ..
-                }
-                | Event::Read {
-                    input: recorded, ..
-                }),
-                Some(state),
-            ) => {
-                let input = match input {
-                    Some(input) => input,
-                    None => ActorInput::from_payload(recorded)
-                        .map_err(|e| unreplayable(e.to_string()))?,
-                };
-                let (out, change) = actor
-                    .handle_change(&input, state, &mut host)
-                    .await
-                    .map_err(|e| outcome("ok", e.to_string()))?;
-                let undo = apply_change(state, change).map_err(|e| outcome("ok", e))?;
-                // As in the runtime: an unchanged state is not verified again.
-                if undo.is_some()
-                    && let Err(e) = actor.verify_state(state).await
-                {
-                    return Err(outcome(
-                        "ok",
-                        crate::runtime::rejected("new", e).to_string(),
-                    ));
-                }
-                let out = out.to_payload();
-                match event {
-                    Event::Input { output, .. } if out != *output => {
-                        return Err(diverged(Mismatch::Output {
-                            expected: output.clone(),
-                            actual: out,
-                        }));
-                    }
-                    Event::Read { output, .. } if out.digest() != *output => {
-                        return Err(diverged(Mismatch::OutputDigest {
-                            expected: *output,
-                            actual: out.digest(),
-                            replayed: out,
-                        }));
-                    }
-                    _ => {}
-                }
-                undo.is_some()
+            let s = actor
+                .init(&mut host)
+                .await
+                .map_err(|e| outcome("ok", e.to_string()))?;
+            *state = Some(State::new(s));
+            true
+        }
+        (Event::Init { .. }, Some(_)) => {
+            return Err(unreplayable("an init entry after the chain's start".into()));
+        }
+        (_, None) => return Err(unreplayable("the chain does not start with init".into())),
+        (Event::Upgrade { code, from }, Some(state)) => {
+            if let (Some(from), Some(running)) = (from, actor.code())
+                && *from != running
+            {
+                return Err(unreplayable(format!(
+                    "an upgrade from code {} where the chain ran {}",
+                    from.short(),
+                    running.short()
+                )));
             }
-            (
-                Event::Failed {
-                    input: recorded,
-                    error,
-                },
-                Some(state),
-            ) => {
-                if !FailureKind::of_recorded(error).is_reproducible() {
-                    return Ok(false);
+            switch(actor, *code, seq).await?;
+            // The new code accepted the state live; it must again.
+            if let Err(e) = actor.verify_state(state).await {
+                return Err(outcome(
+                    "ok",
+                    format!("code {} rejects the state: {e}", code.short()),
+                ));
+            }
+            false
+        }
+        (event @ (Event::Input { input, .. } | Event::Read { input, .. }), Some(state)) => {
+            let input = input_of(input)?;
+            let (out, change) = actor
+                .handle_change(&input, state, &mut host)
+                .await
+                .map_err(|e| outcome("ok", e.to_string()))?;
+            let undo = apply_change(state, change).map_err(|e| outcome("ok", e))?;
+            // As in the runtime: an unchanged state is not verified again.
+            if undo.is_some()
+                && let Err(e) = actor.verify_state(state).await
+            {
+                return Err(outcome(
+                    "ok",
+                    crate::runtime::rejected("new", e).to_string(),
+                ));
+            }
+            let out = out.to_payload();
+            match event {
+                Event::Input { output, .. } if out != *output => {
+                    return Err(diverged(Mismatch::Output {
+                        expected: output.clone(),
+                        actual: out,
+                    }));
                 }
-                let input = match input {
-                    Some(input) => input,
-                    None => ActorInput::from_payload(recorded)
-                        .map_err(|e| unreplayable(e.to_string()))?,
-                };
-                match actor.handle_change(&input, state, &mut host).await {
-                    Err(ActorError::HostCall(e)) => {
-                        return Err(outcome(error, format!("host call: {e}")));
-                    }
+                Event::Read { output, .. } if out.digest() != *output => {
+                    return Err(diverged(Mismatch::OutputDigest {
+                        expected: *output,
+                        actual: out.digest(),
+                        replayed: out,
+                    }));
+                }
+                _ => {}
+            }
+            undo.is_some()
+        }
+        (Event::Failed { input, error }, Some(state)) => {
+            if !FailureKind::of_recorded(error).is_reproducible() {
+                return Ok(false);
+            }
+            let input = input_of(input)?;
+            match actor.handle_change(&input, state, &mut host).await {
+                Err(ActorError::HostCall(e)) => {
+                    return Err(outcome(error, format!("host call: {e}")));
+                }
+                Err(_) => {}
+                Ok((_, change)) => match apply_change(state, change) {
+                    // A change that does not apply fails the input again.
                     Err(_) => {}
-                    Ok((_, change)) => match apply_change(state, change) {
-                        // A change that does not apply fails the input again.
-                        Err(_) => {}
-                        Ok(None) => return Err(outcome(error, "ok".into())),
-                        Ok(Some(undo)) => {
-                            let accepted = actor.verify_state(state).await.is_ok();
-                            state.undo(undo);
-                            if accepted {
-                                return Err(outcome(error, "ok".into()));
-                            }
+                    Ok(None) => return Err(outcome(error, "ok".into())),
+                    Ok(Some(undo)) => {
+                        let accepted = actor.verify_state(state).await.is_ok();
+                        state.undo(undo);
+                        if accepted {
+                            return Err(outcome(error, "ok".into()));
                         }
-                    },
-                }
-                false
+                    }
+                },
             }
-            (other, _) => return Err(unreplayable(format!("unknown event kind {}", other.kind()))),
-        };
+            false
+        }
+        (other, _) => return Err(unreplayable(format!("unknown event kind {}", other.kind()))),
+    };
     let unused = host.unconsumed();
     if unused > 0 {
         return Err(diverged(Mismatch::UnusedHostCalls { unused }));
