@@ -89,6 +89,9 @@ impl NatsCluster {
     /// `sync_interval: always`) and waits until JetStream is ready on each. `None` (after
     /// saying why on stderr) when no suitable server is installed, unless
     /// `THEATER_REQUIRE_NATS=1`: then it panics.
+    ///
+    /// A port found free can be taken by another process before a server binds it; the server
+    /// then exits at once, and the cluster is started again on other ports (a few times).
     pub fn start(n: usize) -> Option<NatsCluster> {
         let (bin, _) = match server_binary() {
             Ok(found) => found,
@@ -98,6 +101,21 @@ impl NatsCluster {
                 return None;
             }
         };
+        let mut last = String::new();
+        for _ in 0..START_ATTEMPTS {
+            match NatsCluster::try_start(&bin, n) {
+                Ok(cluster) => return Some(cluster),
+                Err(log) => {
+                    eprintln!("a nats-server exited at its start; starting again on other ports");
+                    last = log;
+                }
+            }
+        }
+        panic!("nats-server exited at its start {START_ATTEMPTS} times; the last log:\n{last}");
+    }
+
+    /// [`NatsCluster::start`], once: `Err` with the log of a server that exited at its start.
+    fn try_start(bin: &Path, n: usize) -> Result<NatsCluster, String> {
         let dir = std::env::temp_dir().join(format!(
             "theater-nats-{}-{}",
             std::process::id(),
@@ -136,14 +154,23 @@ impl NatsCluster {
                 child: None,
             });
         }
-        let mut cluster = NatsCluster { bin, dir, servers };
+        let mut cluster = NatsCluster {
+            bin: bin.to_path_buf(),
+            dir,
+            servers,
+        };
         for i in 0..n {
             cluster.spawn(i);
         }
         for i in 0..n {
-            cluster.wait_ready(i);
+            match cluster.ready(i) {
+                Ok(()) => {}
+                // Dropping the cluster stops the others and removes its directory.
+                Err(NotReady::Exited(log)) => return Err(log),
+                Err(e) => e.fail(i),
+            }
         }
-        Some(cluster)
+        Ok(cluster)
     }
 
     fn spawn(&mut self, i: usize) {
@@ -164,19 +191,30 @@ impl NatsCluster {
     }
 
     /// Waits until server `i` reports JetStream healthy (a minute at most).
-    pub fn wait_ready(&self, i: usize) {
-        let s = &self.servers[i];
+    pub fn wait_ready(&mut self, i: usize) {
+        if let Err(e) = self.ready(i) {
+            e.fail(i);
+        }
+    }
+
+    /// Whether server `i` becomes healthy within a minute, or why not (with its log).
+    fn ready(&mut self, i: usize) -> Result<(), NotReady> {
+        let s = &mut self.servers[i];
+        let log = |s: &NatsServer| std::fs::read_to_string(&s.log).unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if healthy(s.monitor) {
-                return;
+                return Ok(());
+            }
+            if let Some(child) = &mut s.child
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                s.child = None;
+                return Err(NotReady::Exited(log(s)));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!(
-            "nats-server n{i} not healthy within a minute; its log:\n{}",
-            std::fs::read_to_string(&s.log).unwrap_or_default()
-        );
+        Err(NotReady::TimedOut(log(s)))
     }
 
     /// The client URLs of every server, comma-separated.
@@ -217,6 +255,27 @@ impl Drop for NatsCluster {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Why a server is not ready: it exited, or did not become healthy in time (with its log).
+enum NotReady {
+    Exited(String),
+    TimedOut(String),
+}
+
+impl NotReady {
+    /// Fails the test, saying why server `i` is not ready.
+    fn fail(self, i: usize) -> ! {
+        match self {
+            NotReady::Exited(log) => panic!("nats-server n{i} exited; its log:\n{log}"),
+            NotReady::TimedOut(log) => {
+                panic!("nats-server n{i} not healthy within a minute; its log:\n{log}")
+            }
+        }
+    }
+}
+
+/// How many times [`NatsCluster::start`] starts a cluster whose server exited at its start.
+const START_ATTEMPTS: usize = 5;
 
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
