@@ -17,6 +17,7 @@
 //! | `POST /actors/NAME/stop` | stops it |
 //! | `POST /actors/NAME/restart` | starts it again from its chain |
 //! | `POST /shutdown` | stops the host cleanly |
+//! | `/console/...` | the web console: its pages, `POST /console/code` (a one-time login code, with the token) and its API (`crate::console`) |
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -36,9 +37,11 @@ use theater_core::{ActorEvent, ActorInput, ActorStatus, RecvError, Shutdown};
 
 use tokio::net::TcpListener;
 
+use crate::console::Console;
 use crate::host::Host;
 
-type Body = BoxBody<Bytes, Infallible>;
+/// The body of every answer.
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
 /// Where a running host's API is, and the token it accepts (files in the data directory).
 pub(crate) struct AdminFiles;
@@ -48,7 +51,8 @@ impl AdminFiles {
     pub(crate) const TOKEN: &'static str = "admin.token";
 }
 
-fn full(status: StatusCode, body: Value) -> Response<Body> {
+/// A JSON answer.
+pub(crate) fn full(status: StatusCode, body: Value) -> Response<Body> {
     let mut text = body.to_string();
     text.push('\n');
     let mut r = Response::new(Full::new(Bytes::from(text)).boxed());
@@ -60,7 +64,8 @@ fn full(status: StatusCode, body: Value) -> Response<Body> {
     r
 }
 
-fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> {
+/// `{"error": message}` with `status`.
+pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> {
     full(status, json!({"error": message.to_string()}))
 }
 
@@ -102,6 +107,11 @@ pub(crate) async fn serve(
 ) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    let console = Arc::new(Console::live(
+        Arc::clone(&host),
+        token.clone(),
+        bound.port(),
+    ));
     let token = Arc::new(token);
     let ip = bound.ip();
     tokio::spawn(async move {
@@ -111,17 +121,26 @@ pub(crate) async fn serve(
                 () = shutdown.cancelled() => break,
                 a = listener.accept() => match a { Ok((s, _)) => s, Err(_) => continue },
             };
-            let (host, token, shutdown, builder) = (
+            let (host, token, shutdown, builder, console) = (
                 Arc::clone(&host),
                 Arc::clone(&token),
                 shutdown.clone(),
                 Arc::clone(&builder),
+                Arc::clone(&console),
             );
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
-                    let (host, token, shutdown) =
-                        (Arc::clone(&host), Arc::clone(&token), shutdown.clone());
-                    async move { Ok::<_, Infallible>(route(&host, &token, ip, &shutdown, req).await) }
+                    let (host, token, shutdown, console) = (
+                        Arc::clone(&host),
+                        Arc::clone(&token),
+                        shutdown.clone(),
+                        Arc::clone(&console),
+                    );
+                    async move {
+                        Ok::<_, Infallible>(
+                            route(&host, &token, ip, &shutdown, &console, req).await,
+                        )
+                    }
                 });
                 let _ = builder
                     .serve_connection(TokioIo::new(stream), service)
@@ -153,7 +172,7 @@ pub(crate) fn names_this_api(authority: &str, listening: std::net::IpAddr) -> bo
 
 /// The one authority a request names: its `Host` header (exactly one) and, if its target
 /// has one (absolute form, HTTP/2), the same there.
-fn authority_of(req: &Request<Incoming>) -> Option<String> {
+pub(crate) fn authority_of(req: &Request<Incoming>) -> Option<String> {
     let mut hosts = req.headers().get_all(http::header::HOST).iter();
     let header = match (hosts.next(), hosts.next()) {
         (Some(h), None) => Some(h.to_str().ok()?.to_string()),
@@ -168,7 +187,7 @@ fn authority_of(req: &Request<Incoming>) -> Option<String> {
 }
 
 /// Whether `given` is the token, compared in constant time.
-fn token_matches(given: Option<&str>, token: &str) -> bool {
+pub(crate) fn token_matches(given: Option<&str>, token: &str) -> bool {
     use subtle::ConstantTimeEq;
     given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes())))
 }
@@ -178,6 +197,7 @@ async fn route(
     token: &str,
     listening: std::net::IpAddr,
     shutdown: &Shutdown,
+    console: &Arc<Console>,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let method = req.method().clone();
@@ -192,6 +212,10 @@ async fn route(
             StatusCode::MISDIRECTED_REQUEST,
             "the Host header (one) must name this API by address: localhost, a loopback address or the address it listens on, not a DNS name",
         );
+    }
+    // The console's pages, its login and its API (a session cookie or the token).
+    if path == "/console" || path.starts_with("/console/") {
+        return console.route(req).await;
     }
     let given = req
         .headers()
@@ -555,7 +579,7 @@ async fn events(host: &Host, name: &str) -> Response<Body> {
     r
 }
 
-async fn send(host: &Host, name: &str, body: &[u8]) -> Response<Body> {
+pub(crate) async fn send(host: &Host, name: &str, body: &[u8]) -> Response<Body> {
     if host.registry.lookup(name).is_none()
         && host
             .cluster_state()

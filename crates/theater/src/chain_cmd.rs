@@ -215,7 +215,7 @@ fn prune(dir: &Path, policy: &theater_core::Retention, dry_run: bool) -> anyhow:
 }
 
 /// The kind `--kind` matches: the entry's kind, or its input's type.
-fn matches_kind(entry: &theater_chain::Entry, kind: &str) -> bool {
+pub(crate) fn matches_kind(entry: &theater_chain::Entry, kind: &str) -> bool {
     use theater_chain::Event;
     if entry.event().kind() == kind {
         return true;

@@ -154,6 +154,22 @@ impl Api {
     }
 }
 
+/// A one-time link to the web console of the host running in `data_dir`.
+pub(crate) fn console_url(data_dir: &Path) -> anyhow::Result<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let api = Api::find(data_dir)?;
+        let (status, body) = api.call(Method::POST, "/console/code", None).await?;
+        let code = body["code"]
+            .as_str()
+            .filter(|_| status.is_success())
+            .with_context(|| format!("the host did not give a console code ({status}): {body}"))?;
+        Ok(format!("http://{}/console/#code={code}", api.addr))
+    })
+}
+
 fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
 }

@@ -1106,6 +1106,14 @@ impl Host {
         Some((shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)))
     }
 
+    /// The manifest the actor `name` runs with: a listed actor's, or its family's.
+    pub(crate) async fn manifest_of(&self, name: &str) -> Option<Manifest> {
+        if let Some(a) = self.actors.lock().await.get(name) {
+            return Some(a.manifest.clone());
+        }
+        self.family_of(name).map(|f| f.manifest.clone())
+    }
+
     /// Every actor: the listed ones, then the passive members (chains of a family's names
     /// that are not active), by name.
     pub(crate) async fn list(&self) -> Vec<Listed> {

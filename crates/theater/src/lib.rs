@@ -6,6 +6,7 @@
 //!   a management API on loopback; `theater ps | spawn | state | send | stop | restart |
 //!   events | shutdown` talk to it.
 //! - `theater chain ...`: offline tools over stored chains.
+//! - `theater console [PATH...]`: the web console, of the running host or over stored chains.
 //! - `theater new NAME` / `theater build [DIR]`: write a Rust actor, build it into a component.
 //! - `theater demo`: a wasm actor on the embedded defaults, its chain verified and replayed.
 
@@ -35,6 +36,7 @@ mod chain_cmd;
 mod children;
 mod client;
 mod cluster;
+mod console;
 mod demo;
 mod graph;
 mod host;
@@ -132,6 +134,21 @@ enum Command {
     /// Work with stored chains offline.
     #[command(subcommand)]
     Chain(chain_cmd::ChainCommand),
+    /// The web console in a browser. Without paths: a one-time link to the console of the
+    /// host running in the data directory (the link logs the browser in once, within a
+    /// minute). With paths (a data directory, or chains' directories): serves the same pages
+    /// over those chains, offline and read-only, until Ctrl-C.
+    Console {
+        /// Data directories (their `chains/*`) or chains' directories, for an offline console.
+        paths: Vec<PathBuf>,
+        /// Manifests that replay those chains (matched by actor name), for the state after
+        /// an entry (offline).
+        #[arg(long = "manifest")]
+        manifests: Vec<PathBuf>,
+        /// Where an offline console listens (loopback; port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
     /// Secrets: list the ones declared, where they come from and who uses them (never a
     /// value).
     #[command(subcommand)]
@@ -195,6 +212,25 @@ pub fn cli() -> ExitCode {
         } => build_cmd::run(&dir, out_dir, target_dir, locked),
         Command::Demo { manifest, dir } => demo::run(manifest, dir),
         Command::Chain(cmd) => chain_cmd::run(cmd),
+        Command::Console {
+            paths,
+            manifests,
+            listen,
+        } => {
+            if paths.is_empty() && !manifests.is_empty() {
+                Err(anyhow::anyhow!(
+                    "--manifest is for an offline console: give the chains' paths too"
+                ))
+            } else if paths.is_empty() {
+                console::url_of_running(&cli.data_dir).map(|url| {
+                    println!("{url}");
+                    eprintln!("(open it in a browser: it logs in once, within a minute)");
+                    ExitCode::SUCCESS
+                })
+            } else {
+                console::serve_offline(&paths, &manifests, listen)
+            }
+        }
         Command::Secret(cmd) => secret_cmd::run(cmd),
         Command::Key { rotate } => audit_cmd::key(&cli.data_dir, rotate),
         Command::Audit(cmd) => audit_cmd::run(&cli.data_dir, cmd),

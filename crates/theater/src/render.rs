@@ -5,7 +5,17 @@ use theater_chain::{Entry, Event, Hash, Payload};
 
 /// `seq  kind  what  -> state hash  [hash]`, on one line.
 pub(crate) fn entry_line(entry: &Entry, hash: &Hash) -> String {
-    let what = match entry.event() {
+    format!(
+        "{:>6}  {}  {}",
+        entry.seq(),
+        hash.short(),
+        entry_what(entry)
+    )
+}
+
+/// What the entry did, its host calls and its references, on one line.
+pub(crate) fn entry_what(entry: &Entry) -> String {
+    let mut line = match entry.event() {
         Event::Init { params, code } => match code {
             Some(code) => format!("init    {} (code {})", payload_text(params), code.short()),
             None => format!("init    {}", payload_text(params)),
@@ -30,7 +40,6 @@ pub(crate) fn entry_line(entry: &Entry, hash: &Hash) -> String {
         Event::Failed { input, error } => format!("failed  {} ({error})", payload_text(input)),
         other => other.kind().to_string(),
     };
-    let mut line = format!("{:>6}  {}  {what}", entry.seq(), hash.short());
     for call in entry.host_calls() {
         // What was asked (a path, a query) matters as much as the answer, unless it is nothing.
         let asked = match (&call.request.json, call.request.bytes.is_empty()) {

@@ -63,8 +63,25 @@ pub(crate) fn replay_with(
     to: u64,
     on_entry: &mut (dyn FnMut(u64, &Value) + Send),
 ) -> anyhow::Result<Result<ReplayReport, ReplayError>> {
-    let mut manifest = Manifest::load(manifest_path)?;
-    // A family's manifest replays any of its members.
+    let manifest = Manifest::load(manifest_path)?;
+    let bar = crate::progress::bar(to + 1, &format!("replaying {}", chain.id()));
+    let result = replay_manifest(manifest, chain, chain_dir, to, &mut |seq, state| {
+        bar.set_position(seq + 1);
+        on_entry(seq, state);
+    });
+    bar.finish_and_clear();
+    result
+}
+
+/// Replays `chain` up to `to` on the actor `manifest` describes (a family's manifest
+/// replays any of its members); `on_entry` sees each state. Blocks: it runs its own runtime.
+pub(crate) fn replay_manifest(
+    mut manifest: Manifest,
+    chain: &FileStore,
+    chain_dir: Option<&Path>,
+    to: u64,
+    on_entry: &mut (dyn FnMut(u64, &Value) + Send),
+) -> anyhow::Result<Result<ReplayReport, ReplayError>> {
     if let Some(f) = &manifest.family
         && f.covers(chain.id().as_str())
     {
@@ -83,13 +100,7 @@ pub(crate) fn replay_with(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let bar = crate::progress::bar(to + 1, &format!("replaying {}", chain.id()));
-    let result = runtime.block_on(replay_to(&mut actor, chain, to, &mut |seq, state| {
-        bar.set_position(seq + 1);
-        on_entry(seq, state);
-    }));
-    bar.finish_and_clear();
-    Ok(result)
+    Ok(runtime.block_on(replay_to(&mut actor, chain, to, on_entry)))
 }
 
 fn last_seq(chain: &FileStore) -> anyhow::Result<u64> {

@@ -10,6 +10,7 @@ mod audit;
 mod browser;
 mod cli;
 mod cluster;
+mod console;
 mod fixtures;
 mod golden;
 mod metrics;

@@ -1,0 +1,1078 @@
+//! The web console: pages (bundled into the binary at build time, see `build.rs`) and their
+//! JSON API under `/console/`, served by `theater run` on the management API's address, and
+//! by `theater console PATH...` over stored chains offline. The contract between the pages and
+//! this API: `console/API.md`; the design and the threat model: `docs/CONSOLE.md`.
+//!
+//! The management token reaches a browser once: `POST /console/code` (with the token) mints a
+//! one-time code (60 s, single use; only its hash is kept), `theater console` prints
+//! `/console/#code=CODE` (a fragment is never sent to a server), and the page trades the code
+//! at `POST /console/login` for a session cookie (`HttpOnly; SameSite=Strict;
+//! Path=/console`). Every API request needs that session or the token itself; every write
+//! (a POST) also needs the header `x-theater-console: 1`, which a cross-origin page cannot
+//! send without a preflight this server never answers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use serde_json::{Value, json};
+use theater_chain::{ChainError, ChainStore, Entry, FileStore, Hash};
+use theater_core::{ActorMetrics, ActorStatus};
+use theater_wasm::Manifest;
+
+use crate::admin::{Body, error, full};
+use crate::host::Host;
+
+const INDEX_HTML: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/console/index.html"));
+const CONSOLE_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/console/console.js"));
+const CONSOLE_CSS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/console/console.css"));
+/// The licenses of the npm packages bundled into the script.
+const CONSOLE_LEGAL: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/console/console.js.LEGAL.txt"));
+
+/// How long a one-time code may wait to be used.
+const CODE_LIFETIME: Duration = Duration::from_secs(60);
+/// How long a console session lasts.
+const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+/// Codes and sessions kept at most (the oldest goes first).
+const MAX_CODES: usize = 32;
+const MAX_SESSIONS: usize = 64;
+/// How long one search request may scan before it answers with a cursor.
+const SEARCH_BUDGET: Duration = Duration::from_millis(300);
+/// Entries per page at most.
+const MAX_PAGE: usize = 500;
+/// Entries per chain in the message graph at most.
+const MAX_GRAPH: u64 = 2000;
+/// How often the live actor list looks for changes.
+const LIVE_TICK: Duration = Duration::from_millis(250);
+
+/// Where the console's chains come from.
+enum Source {
+    /// A running host: its actors, and the chains of its data directory.
+    Live(Arc<Host>),
+    /// Stored chains, read-only, and the manifests that replay them.
+    Offline {
+        chains: BTreeMap<String, PathBuf>,
+        manifests: Vec<Manifest>,
+    },
+}
+
+/// The console of one server: its chains, and the codes and sessions it has handed out.
+pub(crate) struct Console {
+    source: Source,
+    token: String,
+    /// The cookie's name carries the port: cookies are shared by every port of a host name,
+    /// and two consoles on one machine must not overwrite each other's session.
+    cookie: String,
+    codes: Mutex<Vec<(Hash, Instant)>>,
+    sessions: Mutex<Vec<(Hash, Instant)>>,
+    rates: Mutex<HashMap<String, Rate>>,
+}
+
+/// An actor's inputs per second, measured over a second or more.
+#[derive(Clone, Copy)]
+struct Rate {
+    inputs: u64,
+    at: Instant,
+    per_s: f64,
+}
+
+/// A random 256-bit value, as hex.
+fn random_hex() -> String {
+    let mut bytes = [0u8; 32];
+    // The OS's randomness is there on every platform the host runs on; without it nothing
+    // secret can be made, so the request fails rather than hand out a guessable value.
+    getrandom::fill(&mut bytes).expect("the operating system's random number generator");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn prune(list: &mut Vec<(Hash, Instant)>, max: usize) {
+    let now = Instant::now();
+    list.retain(|(_, until)| *until > now);
+    while list.len() >= max {
+        list.remove(0);
+    }
+}
+
+/// Takes `secret` out of `list` if it is there and not expired.
+fn take(list: &Mutex<Vec<(Hash, Instant)>>, secret: &str, consume: bool) -> bool {
+    let hash = Hash::digest(secret.as_bytes());
+    let mut list = list
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let now = Instant::now();
+    list.retain(|(_, until)| *until > now);
+    match list.iter().position(|(h, _)| *h == hash) {
+        Some(i) => {
+            if consume {
+                list.remove(i);
+            }
+            true
+        }
+        None => false,
+    }
+}
+
+fn with_header(mut r: Response<Body>, name: header::HeaderName, value: &str) -> Response<Body> {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(name, v);
+    }
+    r
+}
+
+fn asset(body: &'static [u8], content_type: &'static str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body)).boxed());
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn no_content() -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::new()).boxed());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+/// A failed blocking task (a panic) as an answer.
+fn join_error(e: tokio::task::JoinError) -> Response<Body> {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("the request failed: {e}"),
+    )
+}
+
+impl Console {
+    /// The console of a running host, behind its management token.
+    pub(crate) fn live(host: Arc<Host>, token: String, port: u16) -> Console {
+        Console::new(Source::Live(host), token, port)
+    }
+
+    fn new(source: Source, token: String, port: u16) -> Console {
+        Console {
+            source,
+            token,
+            cookie: format!("theater_console_{port}"),
+            codes: Mutex::new(Vec::new()),
+            sessions: Mutex::new(Vec::new()),
+            rates: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A new one-time code: single use, valid for [`CODE_LIFETIME`]. Only its hash is kept.
+    pub(crate) fn mint_code(&self) -> String {
+        let code = random_hex();
+        let mut codes = self
+            .codes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        prune(&mut codes, MAX_CODES);
+        codes.push((
+            Hash::digest(code.as_bytes()),
+            Instant::now() + CODE_LIFETIME,
+        ));
+        code
+    }
+
+    fn has_session(&self, headers: &HeaderMap) -> bool {
+        let prefix = format!("{}=", self.cookie);
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().strip_prefix(&prefix))
+            .any(|session| take(&self.sessions, session, false))
+    }
+
+    fn has_token(&self, headers: &HeaderMap) -> bool {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        crate::admin::token_matches(given, &self.token)
+    }
+
+    /// Answers a request under `/console` (the caller has checked its `Host`).
+    pub(crate) async fn route(self: &Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or("").to_string();
+        let headers = req.headers().clone();
+        let marked = headers
+            .get("x-theater-console")
+            .is_some_and(|v| v.as_bytes() == b"1");
+        match (&method, path.as_str()) {
+            (&Method::GET, "/console") => {
+                let mut r = no_content();
+                *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
+                return with_header(r, header::LOCATION, "/console/");
+            }
+            (&Method::GET, "/console/" | "/console/index.html") => {
+                return asset(INDEX_HTML, "text/html; charset=utf-8");
+            }
+            (&Method::GET, "/console/console.js") => {
+                return asset(CONSOLE_JS, "text/javascript; charset=utf-8");
+            }
+            (&Method::GET, "/console/console.css") => {
+                return asset(CONSOLE_CSS, "text/css; charset=utf-8");
+            }
+            (&Method::GET, "/console/console.js.LEGAL.txt") => {
+                return asset(CONSOLE_LEGAL, "text/plain; charset=utf-8");
+            }
+            _ => {}
+        }
+        let body = match req.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        match (&method, path.as_str()) {
+            (&Method::POST, "/console/code") => {
+                if !self.has_token(&headers) {
+                    return error(
+                        StatusCode::UNAUTHORIZED,
+                        "a one-time code needs the management token (`authorization: Bearer <token>`)",
+                    );
+                }
+                return full(
+                    StatusCode::OK,
+                    json!({"code": self.mint_code(), "expires_in_s": CODE_LIFETIME.as_secs()}),
+                );
+            }
+            (&Method::POST, "/console/login") => return self.login(marked, &body),
+            (&Method::POST, "/console/logout") => {
+                if !marked {
+                    return error(
+                        StatusCode::FORBIDDEN,
+                        "send the header x-theater-console: 1",
+                    );
+                }
+                let r = no_content();
+                return with_header(
+                    r,
+                    header::SET_COOKIE,
+                    &format!(
+                        "{}=; HttpOnly; SameSite=Strict; Path=/console; Max-Age=0",
+                        self.cookie
+                    ),
+                );
+            }
+            _ => {}
+        }
+        let Some(api) = path.strip_prefix("/console/api/") else {
+            return error(StatusCode::NOT_FOUND, format!("no such page: {path}"));
+        };
+        let by_token = self.has_token(&headers);
+        if !by_token && !self.has_session(&headers) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "no console session: open the URL `theater console` prints (a one-time code), or send the management token",
+            );
+        }
+        if method == Method::POST && !by_token && !marked {
+            return error(
+                StatusCode::FORBIDDEN,
+                "a console write needs the header x-theater-console: 1",
+            );
+        }
+        let segments: Vec<String> = api.split('/').map(str::to_string).collect();
+        let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        self.api(&method, &segments, &params, &body).await
+    }
+
+    fn login(&self, marked: bool, body: &[u8]) -> Response<Body> {
+        if !marked {
+            return error(
+                StatusCode::FORBIDDEN,
+                "send the header x-theater-console: 1",
+            );
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Login {
+            code: String,
+        }
+        let login: Login = match serde_json::from_slice(body) {
+            Ok(l) => l,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("expected {{\"code\": \"...\"}}: {e}"),
+                );
+            }
+        };
+        if !take(&self.codes, &login.code, true) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "this code is unknown, used or expired (a code works once, within a minute): run `theater console` again",
+            );
+        }
+        let session = random_hex();
+        {
+            let mut sessions = self
+                .sessions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            prune(&mut sessions, MAX_SESSIONS);
+            sessions.push((
+                Hash::digest(session.as_bytes()),
+                Instant::now() + SESSION_LIFETIME,
+            ));
+        }
+        with_header(
+            no_content(),
+            header::SET_COOKIE,
+            &format!(
+                "{}={session}; HttpOnly; SameSite=Strict; Path=/console; Max-Age={}",
+                self.cookie,
+                SESSION_LIFETIME.as_secs()
+            ),
+        )
+    }
+
+    async fn api(
+        self: &Arc<Self>,
+        method: &Method,
+        segments: &[String],
+        params: &HashMap<String, String>,
+        body: &[u8],
+    ) -> Response<Body> {
+        let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
+        match (method, seg.as_slice()) {
+            (&Method::GET, ["info"]) => {
+                let (mode, data_dir) = match &self.source {
+                    Source::Live(h) => ("live", Some(h.data_dir.display().to_string())),
+                    Source::Offline { .. } => ("offline", None),
+                };
+                full(
+                    StatusCode::OK,
+                    json!({"mode": mode, "version": env!("CARGO_PKG_VERSION"), "data_dir": data_dir}),
+                )
+            }
+            (&Method::GET, ["chains"]) => {
+                let dirs = self.chain_dirs();
+                match tokio::task::spawn_blocking(move || chains_json(&dirs)).await {
+                    Ok(v) => full(StatusCode::OK, v),
+                    Err(e) => join_error(e),
+                }
+            }
+            (&Method::GET, ["actors"]) => match &self.source {
+                Source::Live(host) => full(StatusCode::OK, self.actor_rows(host).await),
+                Source::Offline { .. } => offline(),
+            },
+            (&Method::GET, ["actors", "live"]) => match &self.source {
+                Source::Live(_) => self.live_actors(),
+                Source::Offline { .. } => offline(),
+            },
+            (&Method::POST, ["actors", name, "send"]) => match &self.source {
+                Source::Live(host) => crate::admin::send(host, name, body).await,
+                Source::Offline { .. } => offline(),
+            },
+            (&Method::GET, ["chains", name, "entries"]) => {
+                let dir = match self.chain_dir(name) {
+                    Ok(d) => d,
+                    Err((status, message)) => return error(status, message),
+                };
+                let find = match Find::from_params(params) {
+                    Ok(f) => f,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, e),
+                };
+                blocking(move || find_entries(&dir, &find, SEARCH_BUDGET)).await
+            }
+            (&Method::GET, ["chains", name, "entries", seq]) => {
+                let dir = match self.chain_dir(name) {
+                    Ok(d) => d,
+                    Err((status, message)) => return error(status, message),
+                };
+                let Ok(seq) = seq.parse::<u64>() else {
+                    return error(StatusCode::BAD_REQUEST, format!("{seq:?} is not a seq"));
+                };
+                blocking(move || entry_json(&dir, seq)).await
+            }
+            (&Method::GET, ["chains", name, "state", seq]) => {
+                let dir = match self.chain_dir(name) {
+                    Ok(d) => d,
+                    Err((status, message)) => return error(status, message),
+                };
+                let Ok(seq) = seq.parse::<u64>() else {
+                    return error(StatusCode::BAD_REQUEST, format!("{seq:?} is not a seq"));
+                };
+                let manifest = match self.manifest_of(name).await {
+                    Ok(m) => m,
+                    Err(r) => return r,
+                };
+                blocking(move || state_at(manifest, &dir, seq)).await
+            }
+            (&Method::POST, ["chains", name, "verify"]) => {
+                let dir = match self.chain_dir(name) {
+                    Ok(d) => d,
+                    Err((status, message)) => return error(status, message),
+                };
+                blocking(move || verify(&dir)).await
+            }
+            (&Method::GET, ["graph"]) => {
+                let all = self.chain_dirs();
+                let chosen: Vec<(String, PathBuf)> = match params.get("chains") {
+                    Some(list) if !list.is_empty() => {
+                        let mut out = Vec::new();
+                        for name in list.split(',') {
+                            match all.iter().find(|(n, _)| n == name) {
+                                Some(c) => out.push(c.clone()),
+                                None => {
+                                    return error(
+                                        StatusCode::NOT_FOUND,
+                                        format!("no chain named {name:?}"),
+                                    );
+                                }
+                            }
+                        }
+                        out
+                    }
+                    _ => all,
+                };
+                let limit = match params.get("limit").map(|l| l.parse::<u64>()) {
+                    None => 200,
+                    Some(Ok(l)) if (1..=MAX_GRAPH).contains(&l) => l,
+                    Some(_) => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            format!("limit must be a number from 1 to {MAX_GRAPH}"),
+                        );
+                    }
+                };
+                blocking(move || graph(&chosen, limit)).await
+            }
+            _ => error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no such console endpoint: {method} /console/api/{}",
+                    segments.join("/")
+                ),
+            ),
+        }
+    }
+
+    /// Every chain the console shows, by name.
+    fn chain_dirs(&self) -> Vec<(String, PathBuf)> {
+        match &self.source {
+            Source::Offline { chains, .. } => {
+                chains.iter().map(|(n, d)| (n.clone(), d.clone())).collect()
+            }
+            Source::Live(host) => {
+                let mut out: Vec<(String, PathBuf)> =
+                    std::fs::read_dir(host.data_dir.join("chains"))
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Result::ok)
+                        .filter(|e| e.path().is_dir())
+                        .filter_map(|e| {
+                            let name = e.file_name().to_str()?.to_string();
+                            theater_wasm::check_name(&name).ok()?;
+                            Some((name, e.path()))
+                        })
+                        .collect();
+                out.sort();
+                out
+            }
+        }
+    }
+
+    fn chain_dir(&self, name: &str) -> Result<PathBuf, (StatusCode, String)> {
+        let missing = || (StatusCode::NOT_FOUND, format!("no chain named {name:?}"));
+        match &self.source {
+            Source::Offline { chains, .. } => chains.get(name).cloned().ok_or_else(missing),
+            Source::Live(host) => {
+                if theater_wasm::check_name(name).is_err() {
+                    return Err(missing());
+                }
+                let dir = host.data_dir.join("chains").join(name);
+                if dir.is_dir() {
+                    Ok(dir)
+                } else {
+                    Err(missing())
+                }
+            }
+        }
+    }
+
+    /// The manifest that replays the chain `name`.
+    async fn manifest_of(&self, name: &str) -> Result<Manifest, Response<Body>> {
+        let found = match &self.source {
+            Source::Offline { manifests, .. } => manifests
+                .iter()
+                .find(|m| {
+                    m.name.as_str() == name || m.family.as_ref().is_some_and(|f| f.covers(name))
+                })
+                .cloned(),
+            Source::Live(host) => host.manifest_of(name).await,
+        };
+        found.ok_or_else(|| {
+            error(
+                StatusCode::CONFLICT,
+                match &self.source {
+                    Source::Offline { .. } => format!(
+                        "no manifest for {name:?} at hand: give `theater console` its manifest with --manifest to replay it"
+                    ),
+                    Source::Live(_) => format!(
+                        "{name:?} is not an actor of this host: its manifest is not at hand to replay it (`theater console {name}'s chain --manifest M` can)"
+                    ),
+                },
+            )
+        })
+    }
+
+    /// The actors of the host, with their counters and rates.
+    async fn actor_rows(&self, host: &Host) -> Value {
+        let mut rows = Vec::new();
+        let now = Instant::now();
+        for a in host.list().await {
+            let chain_bytes = host.chain_bytes(&a.name);
+            let Some(h) = a.handle else {
+                rows.push(json!({"name": a.name, "status": "passive", "seq": null,
+                                 "chain_bytes": chain_bytes}));
+                continue;
+            };
+            let m = h.metrics();
+            let inputs = ActorMetrics::get(&m.inputs);
+            let entries = ActorMetrics::get(&m.chain_entries);
+            let per_s = {
+                let mut rates = self
+                    .rates
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let r = rates.entry(a.name.clone()).or_insert(Rate {
+                    inputs,
+                    at: now,
+                    per_s: 0.0,
+                });
+                let dt = now.duration_since(r.at).as_secs_f64();
+                if dt >= 1.0 {
+                    r.per_s = inputs.saturating_sub(r.inputs) as f64 / dt;
+                    r.inputs = inputs;
+                    r.at = now;
+                }
+                r.per_s
+            };
+            let status = match h.status() {
+                ActorStatus::Running => "running".to_string(),
+                ActorStatus::Restarting { attempt } => format!("restarting (attempt {attempt})"),
+                ActorStatus::Stopped => "stopped".to_string(),
+                ActorStatus::Failed { reason } => format!("failed: {reason}"),
+                other => format!("{other:?}").to_lowercase(),
+            };
+            rows.push(json!({
+                "name": a.name,
+                "status": status,
+                "seq": entries.checked_sub(1),
+                "inputs": inputs,
+                "failures": ActorMetrics::get(&m.failures),
+                "restarts": ActorMetrics::get(&m.restarts),
+                "mailbox": h.mailbox_depth(),
+                "inputs_per_s": (per_s * 10.0).round() / 10.0,
+                "chain_bytes": chain_bytes,
+            }));
+        }
+        Value::Array(rows)
+    }
+
+    /// Server-Sent Events: the actor rows at once, then whenever they change.
+    fn live_actors(self: &Arc<Self>) -> Response<Body> {
+        let console = Arc::clone(self);
+        let state = (console, String::new(), Instant::now(), true);
+        let stream =
+            futures_util::stream::unfold(state, |(console, last, mut quiet, first)| async move {
+                let Source::Live(host) = &console.source else {
+                    return None;
+                };
+                let host = Arc::clone(host);
+                loop {
+                    if !first {
+                        tokio::time::sleep(LIVE_TICK).await;
+                    }
+                    let rows = console.actor_rows(&host).await.to_string();
+                    if rows != last {
+                        let event = format!("data: {rows}\n\n");
+                        return Some((event, (console, rows, Instant::now(), false)));
+                    }
+                    // A comment now and then: a closed connection is noticed and the stream ends.
+                    if quiet.elapsed() > Duration::from_secs(10) {
+                        quiet = Instant::now();
+                        return Some((": alive\n\n".to_string(), (console, last, quiet, false)));
+                    }
+                }
+            })
+            .map(|text| Ok::<_, Infallible>(Frame::data(Bytes::from(text))));
+        let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        r
+    }
+}
+
+fn offline() -> Response<Body> {
+    error(
+        StatusCode::NOT_FOUND,
+        "an offline console (`theater console PATH...`) has chains, not running actors",
+    )
+}
+
+/// What a blocking task answers: a JSON value, or a status and a message.
+type Answer = Result<Value, (StatusCode, String)>;
+
+async fn blocking(f: impl FnOnce() -> Answer + Send + 'static) -> Response<Body> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => full(StatusCode::OK, v),
+        Ok(Err((status, message))) => error(status, message),
+        Err(e) => join_error(e),
+    }
+}
+
+fn open(dir: &Path) -> Result<FileStore, (StatusCode, String)> {
+    FileStore::open_read_only(dir).map_err(|e| match e {
+        ChainError::Corrupt(c) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the chain is damaged at seq {}: {}", c.seq, c.problem),
+        ),
+        e => (
+            StatusCode::NOT_FOUND,
+            format!("cannot read the chain in {}: {e}", dir.display()),
+        ),
+    })
+}
+
+fn chain_error(e: ChainError) -> (StatusCode, String) {
+    match e {
+        ChainError::Corrupt(c) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the chain is damaged at seq {}: {}", c.seq, c.problem),
+        ),
+        e => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn chains_json(dirs: &[(String, PathBuf)]) -> Value {
+    let rows: Vec<Value> = dirs
+        .iter()
+        .map(|(name, dir)| {
+            let bytes = std::fs::metadata(dir.join("chain.log"))
+                .map(|m| m.len())
+                .ok();
+            match open(dir) {
+                Ok(s) => json!({"name": name, "len": s.len(), "start": s.start(), "bytes": bytes}),
+                Err((_, e)) => json!({"name": name, "error": e, "bytes": bytes}),
+            }
+        })
+        .collect();
+    Value::Array(rows)
+}
+
+/// A search of one chain: the page before `before`, newest first.
+struct Find {
+    before: Option<u64>,
+    limit: usize,
+    kind: Option<String>,
+    failed: bool,
+    from: Option<u64>,
+    to: Option<u64>,
+    q: Option<String>,
+}
+
+impl Find {
+    fn from_params(p: &HashMap<String, String>) -> Result<Find, String> {
+        let seq = |key: &str| -> Result<Option<u64>, String> {
+            match p.get(key).map(String::as_str) {
+                None | Some("") => Ok(None),
+                Some(v) => v
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("{key}={v:?} is not a seq (a whole number)")),
+            }
+        };
+        let limit = match p.get("limit").map(String::as_str) {
+            None | Some("") => 50,
+            Some(v) => match v.parse::<usize>() {
+                Ok(l) if (1..=MAX_PAGE).contains(&l) => l,
+                _ => return Err(format!("limit={v:?}: give a number from 1 to {MAX_PAGE}")),
+            },
+        };
+        let text = |key: &str| p.get(key).filter(|v| !v.is_empty()).cloned();
+        Ok(Find {
+            before: seq("before")?,
+            limit,
+            kind: text("kind"),
+            failed: matches!(p.get("failed").map(String::as_str), Some("1" | "true")),
+            from: seq("from")?,
+            to: seq("to")?,
+            q: text("q"),
+        })
+    }
+
+    fn keeps(&self, entry: &Entry) -> bool {
+        use theater_chain::Event;
+        if self.failed && !matches!(entry.event(), Event::Failed { .. }) {
+            return false;
+        }
+        if let Some(kind) = &self.kind
+            && !crate::chain_cmd::matches_kind(entry, kind)
+        {
+            return false;
+        }
+        if let Some(q) = &self.q {
+            let found = match entry.event() {
+                Event::Input { input, output } => {
+                    contains(&input.json, q) || contains(&output.json, q)
+                }
+                Event::Read { input, .. } => contains(&input.json, q),
+                Event::Failed { input, error } => {
+                    contains(&input.json, q) || error.contains(q.as_str())
+                }
+                Event::Init { params, .. } => contains(&params.json, q),
+                _ => false,
+            };
+            if !found {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Whether `q` is in the JSON text of `v`.
+fn contains(v: &Value, q: &str) -> bool {
+    match v {
+        Value::Null => false,
+        Value::String(s) => s.contains(q) || v.to_string().contains(q),
+        _ => v.to_string().contains(q),
+    }
+}
+
+fn summary(entry: &Entry, hash: &Hash) -> Value {
+    let mut what = crate::render::entry_what(entry);
+    if what.chars().count() > 200 {
+        what = what.chars().take(200).collect::<String>() + "…";
+    }
+    json!({
+        "seq": entry.seq(),
+        "hash": hash.to_string(),
+        "kind": entry.event().kind(),
+        "failed": matches!(entry.event(), theater_chain::Event::Failed { .. }),
+        "summary": what,
+        "refs": entry.refs().iter()
+            .map(|r| json!({"chain": r.chain.as_str(), "seq": r.seq, "hash": r.hash.to_string()}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// One page of the entries `find` keeps, newest first, scanning back from `before` for at
+/// most `budget`; the answer's `next` resumes where it stopped.
+fn find_entries(dir: &Path, find: &Find, budget: Duration) -> Answer {
+    const CHUNK: u64 = 1024;
+    let store = open(dir)?;
+    let (start, len) = (store.start(), store.len());
+    let low = find.from.unwrap_or(0).max(start);
+    let high = find
+        .before
+        .unwrap_or(len)
+        .min(len)
+        .min(find.to.map_or(u64::MAX, |t| t.saturating_add(1)));
+    let deadline = Instant::now() + budget;
+    let mut page: Vec<Value> = Vec::new();
+    let mut scanned = 0u64;
+    let mut hi = high;
+    let mut next = None;
+    let mut complete = true;
+    while hi > low {
+        let lo = hi.saturating_sub(CHUNK).max(low);
+        let mut kept = Vec::new();
+        store
+            .for_each_record_in(lo, hi, &mut |rec| {
+                let entry = rec.checked_entry(&store)?;
+                scanned += 1;
+                if find.keeps(&entry) {
+                    kept.push(summary(&entry, &rec.hash));
+                }
+                Ok(())
+            })
+            .map_err(chain_error)?;
+        for v in kept.into_iter().rev() {
+            if page.len() == find.limit {
+                break;
+            }
+            page.push(v);
+        }
+        hi = lo;
+        if page.len() == find.limit {
+            let last = page.last().and_then(|v| v["seq"].as_u64()).unwrap_or(low);
+            next = (last > low).then_some(last);
+            break;
+        }
+        if hi > low && Instant::now() >= deadline {
+            next = Some(hi);
+            complete = false;
+            break;
+        }
+    }
+    Ok(json!({
+        "chain": store.id().as_str(),
+        "start": start,
+        "len": len,
+        "entries": page,
+        "next": next,
+        "scanned": scanned,
+        "complete": complete,
+    }))
+}
+
+fn entry_json(dir: &Path, seq: u64) -> Answer {
+    let store = open(dir)?;
+    if seq < store.start() || seq >= store.len() {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!(
+                "{} has no entry {seq} (it holds {}..{})",
+                store.id().as_str(),
+                store.start(),
+                store.len()
+            ),
+        ));
+    }
+    let entry = store.get(seq).map_err(chain_error)?;
+    let hash = store.hash_at(seq).map_err(chain_error)?;
+    let mut v = crate::render::entry_json(&entry, &hash);
+    v["chain"] = json!(store.id().as_str());
+    v["prev"] = json!((seq > store.start()).then(|| seq - 1));
+    v["next"] = json!((seq + 1 < store.len()).then_some(seq + 1));
+    Ok(v)
+}
+
+fn state_at(manifest: Manifest, dir: &Path, seq: u64) -> Answer {
+    let store = open(dir)?;
+    let mut before: Option<Value> = None;
+    let mut replayed = 0u64;
+    let report =
+        crate::replay_cmd::replay_manifest(manifest, &store, Some(dir), seq, &mut |s, state| {
+            replayed += 1;
+            if s + 1 == seq {
+                before = Some(state.clone());
+            }
+        })
+        .map_err(|e| (StatusCode::CONFLICT, format!("{e:#}")))?
+        .map_err(|e| (StatusCode::CONFLICT, format!("replaying to {seq}: {e}")))?;
+    let state = report.state.into_value();
+    let diff: Vec<Value> =
+        crate::replay_cmd::json_diff(before.as_ref().unwrap_or(&Value::Null), &state)
+            .into_iter()
+            .map(|(path, a, b)| json!({"path": path, "before": a, "after": b}))
+            .collect();
+    Ok(json!({
+        "seq": seq,
+        "state": state,
+        "diff": diff,
+        "diff_from": before.is_some().then(|| seq - 1),
+        "replayed": replayed,
+        "from": report.from,
+    }))
+}
+
+fn verify(dir: &Path) -> Answer {
+    let bad = |c: theater_chain::Corruption| json!({"ok": false, "seq": c.seq, "problem": c.problem.to_string(), "offset": c.offset});
+    let store = match FileStore::open_read_only(dir) {
+        Ok(s) => s,
+        Err(ChainError::Corrupt(c)) => return Ok(bad(*c)),
+        Err(e) => return Err((StatusCode::NOT_FOUND, e.to_string())),
+    };
+    match store.verify() {
+        Ok(r) => Ok(json!({"ok": true, "entries": r.entries, "head": r.head.map(|h| h.seq)})),
+        Err(ChainError::Corrupt(c)) => Ok(bad(*c)),
+        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+/// The last `limit` entries of each chain, and the links between them (from the entry a
+/// reference names, its cause, to the entry holding it).
+fn graph(chains: &[(String, PathBuf)], limit: u64) -> Answer {
+    let mut out = Vec::new();
+    let mut refs = Vec::new();
+    let mut shown: std::collections::HashSet<(String, u64)> = std::collections::HashSet::new();
+    for (name, dir) in chains {
+        let store = open(dir)?;
+        let from = store.len().saturating_sub(limit).max(store.start());
+        let mut entries = Vec::new();
+        store
+            .for_each_record_in(from, store.len(), &mut |rec| {
+                let entry = rec.checked_entry(&store)?;
+                let mut what = crate::render::entry_what(&entry);
+                if what.chars().count() > 120 {
+                    what = what.chars().take(120).collect::<String>() + "…";
+                }
+                for r in entry.refs() {
+                    refs.push((r.chain.as_str().to_string(), r.seq, name.clone(), rec.seq));
+                }
+                shown.insert((name.clone(), rec.seq));
+                entries.push(json!({
+                    "seq": rec.seq,
+                    "kind": entry.event().kind(),
+                    "failed": matches!(entry.event(), theater_chain::Event::Failed { .. }),
+                    "summary": what,
+                }));
+                Ok(())
+            })
+            .map_err(chain_error)?;
+        out.push(
+            json!({"name": name, "start": store.start(), "len": store.len(), "entries": entries}),
+        );
+    }
+    let links: Vec<Value> = refs
+        .into_iter()
+        .filter(|(c, s, _, _)| shown.contains(&(c.clone(), *s)))
+        .map(|(c, s, to_chain, to_seq)| {
+            json!({"from": {"chain": c, "seq": s}, "to": {"chain": to_chain, "seq": to_seq}})
+        })
+        .collect();
+    Ok(json!({"chains": out, "links": links}))
+}
+
+/// `theater console` without paths: a one-time URL for the running host's console.
+pub(crate) fn url_of_running(data_dir: &Path) -> anyhow::Result<String> {
+    crate::client::console_url(data_dir)
+}
+
+/// `theater console PATH...`: the console over stored chains, offline, until Ctrl-C. Each
+/// path is a data directory (its `chains/*`) or a chain's directory.
+pub(crate) fn serve_offline(
+    paths: &[PathBuf],
+    manifests: &[PathBuf],
+    listen: SocketAddr,
+) -> anyhow::Result<std::process::ExitCode> {
+    use anyhow::Context;
+    anyhow::ensure!(
+        listen.ip().is_loopback(),
+        "the console listens on loopback only ({listen} is not)"
+    );
+    let mut chains = BTreeMap::new();
+    for path in paths {
+        let candidates: Vec<PathBuf> = if path.join("chain.log").is_file() {
+            vec![path.clone()]
+        } else if path.join("chains").is_dir() {
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir(path.join("chains"))
+                .with_context(|| format!("cannot list {}", path.join("chains").display()))?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.join("chain.log").is_file())
+                .collect();
+            dirs.sort();
+            dirs
+        } else {
+            anyhow::bail!(
+                "{} is neither a chain's directory (with chain.log) nor a data directory (with chains/)",
+                path.display()
+            );
+        };
+        for dir in candidates {
+            let name = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+                .with_context(|| format!("{} has no name", dir.display()))?;
+            if let Some(other) = chains.insert(name.clone(), dir.clone()) {
+                anyhow::bail!(
+                    "two chains are named {name:?}: {} and {}",
+                    other.display(),
+                    dir.display()
+                );
+            }
+        }
+    }
+    anyhow::ensure!(!chains.is_empty(), "no chains found in the paths given");
+    let manifests = manifests
+        .iter()
+        .map(|m| Manifest::load(m).with_context(|| format!("cannot load {}", m.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let bound = listener.local_addr()?;
+        let n = chains.len();
+        let console = Arc::new(Console::new(
+            Source::Offline { chains, manifests },
+            random_hex(),
+            bound.port(),
+        ));
+        println!(
+            "console over {n} chain(s): http://{bound}/console/#code={} (the link works once, within a minute; press Enter for a new one, Ctrl-C to stop)",
+            console.mint_code()
+        );
+        let minting = Arc::clone(&console);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+                println!("http://{bound}/console/#code={}", minting.mint_code());
+                line.clear();
+            }
+        });
+        let ip = bound.ip();
+        loop {
+            let stream = tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                a = listener.accept() => match a { Ok((s, _)) => s, Err(_) => continue },
+            };
+            let console = Arc::clone(&console);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let console = Arc::clone(&console);
+                    async move {
+                        let ok = crate::admin::authority_of(&req)
+                            .is_some_and(|a| crate::admin::names_this_api(&a, ip));
+                        if !ok {
+                            return Ok::<_, Infallible>(error(
+                                StatusCode::MISDIRECTED_REQUEST,
+                                "the Host header must name this console by address (localhost or a loopback address), not a DNS name",
+                            ));
+                        }
+                        if req.uri().path() == "/console" || req.uri().path().starts_with("/console/") {
+                            Ok(console.route(req).await)
+                        } else {
+                            Ok(error(StatusCode::NOT_FOUND, "the console is under /console/"))
+                        }
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+        Ok(std::process::ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,616 @@
+//! The web console against a real `theater run`: its API refuses anyone without a session
+//! (from a one-time code) or the token, and its pages work in headless Chromium (the actor
+//! list live, a search of 100,000 entries one page at a time, references across chains, the
+//! diff of an entry's state, verify finding a damaged entry, the message graph). Screenshots
+//! go to `target/tmp/console-screenshots/`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+use theater_chain::{
+    ChainError, ChainId, ChainStore, Durability, FileStore, Hash, NewEntry, Payload,
+};
+
+use crate::run::{Running, bin, manifest, text};
+
+/// One raw HTTP/1.1 exchange: status, head and body.
+fn exchange(
+    addr: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[String],
+    body: &str,
+) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let headers: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: {host}\r\n{headers}connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (status, head.to_lowercase(), body.to_string())
+}
+
+fn code_of(url: &str) -> String {
+    url.trim()
+        .split_once("#code=")
+        .unwrap_or_else(|| panic!("no code in {url:?}"))
+        .1
+        .to_string()
+}
+
+/// Logs in with `code`: the session cookie (`name=value`).
+fn login(addr: &str, code: &str) -> String {
+    let marked = ["x-theater-console: 1".to_string()];
+    let (status, head, body) = exchange(
+        addr,
+        addr,
+        "POST",
+        "/console/login",
+        &marked,
+        &json!({"code": code}).to_string(),
+    );
+    assert_eq!(status, 204, "{body}");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .expect("a session cookie")
+        .to_string();
+    for attr in ["httponly", "samesite=strict", "path=/console"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    cookie.split(';').next().unwrap().to_string()
+}
+
+#[test]
+fn the_console_needs_a_one_time_code_or_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let m = manifest(dir.path(), "counter", "counter", "");
+    let host = Running::start(&data, std::slice::from_ref(&m));
+    host.json(&["send", "counter", "{\"add\": 3}", "--request"]);
+    let addr = std::fs::read_to_string(data.join("admin.addr")).unwrap();
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let bearer = format!("authorization: Bearer {token}");
+    let get = |path: &str, headers: &[String]| exchange(&addr, &addr, "GET", path, headers, "");
+
+    // The page itself holds no data: it loads without a session, with a strict CSP.
+    let (status, head, body) = get("/console/", &[]);
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("content-security-policy: default-src 'self'"),
+        "{head}"
+    );
+    assert!(body.contains("console.js"), "{body}");
+    // No session, a made-up one, or a wrong token: 401 on every API endpoint.
+    let port = addr.rsplit(':').next().unwrap();
+    let forged = format!("cookie: theater_console_{port}={}", "ab".repeat(32));
+    for path in [
+        "/console/api/info",
+        "/console/api/chains",
+        "/console/api/actors",
+        "/console/api/actors/live",
+        "/console/api/chains/counter/entries",
+        "/console/api/chains/counter/entries/0",
+        "/console/api/chains/counter/state/1",
+        "/console/api/graph",
+    ] {
+        for headers in [
+            vec![],
+            vec![forged.clone()],
+            vec![format!("authorization: Bearer {}", "0".repeat(token.len()))],
+        ] {
+            assert_eq!(get(path, &headers).0, 401, "{path} {headers:?}");
+        }
+    }
+    let marked = "x-theater-console: 1".to_string();
+    let (status, _, _) = exchange(
+        &addr,
+        &addr,
+        "POST",
+        "/console/api/chains/counter/verify",
+        std::slice::from_ref(&marked),
+        "",
+    );
+    assert_eq!(status, 401);
+    // A code needs the token.
+    assert_eq!(
+        exchange(&addr, &addr, "POST", "/console/code", &[], "").0,
+        401
+    );
+
+    // `theater console` prints a one-time link; the code in it works once.
+    let out = host.cli(&["console"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let url = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        url.starts_with(&format!("http://{addr}/console/#code=")),
+        "{url}"
+    );
+    let code = code_of(&url);
+    // Without the console's header, login is refused (a cross-site form cannot send it).
+    let (status, _, _) = exchange(
+        &addr,
+        &addr,
+        "POST",
+        "/console/login",
+        &[],
+        &json!({"code": code}).to_string(),
+    );
+    assert_eq!(status, 403);
+    let cookie = login(&addr, &code);
+    let (status, _, body) = exchange(
+        &addr,
+        &addr,
+        "POST",
+        "/console/login",
+        std::slice::from_ref(&marked),
+        &json!({"code": code}).to_string(),
+    );
+    assert_eq!(status, 401, "a code used twice: {body}");
+    let session = format!("cookie: {cookie}");
+
+    // The session opens the API, and only the console's.
+    let (status, _, body) = get("/console/api/chains", std::slice::from_ref(&session));
+    assert_eq!(status, 200, "{body}");
+    let chains: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(chains[0]["name"], "counter");
+    assert_eq!(chains[0]["len"], 2);
+    let (status, _, body) = get("/console/api/actors", std::slice::from_ref(&session));
+    assert_eq!(status, 200, "{body}");
+    let actors: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(actors[0]["name"], "counter");
+    assert_eq!(actors[0]["seq"], 1);
+    assert_eq!(actors[0]["inputs"], 1);
+    assert_eq!(get("/actors", std::slice::from_ref(&session)).0, 401);
+    // The token works on the console's API too.
+    assert_eq!(
+        get("/console/api/chains", std::slice::from_ref(&bearer)).0,
+        200
+    );
+    // A name that is not the API's address: refused before anything else.
+    let (status, _, _) = exchange(
+        &addr,
+        &format!("console.example:{port}"),
+        "GET",
+        "/console/api/chains",
+        std::slice::from_ref(&session),
+        "",
+    );
+    assert_eq!(status, 421);
+    // A write needs the console's header besides the session.
+    let verify = |headers: &[String]| {
+        exchange(
+            &addr,
+            &addr,
+            "POST",
+            "/console/api/chains/counter/verify",
+            headers,
+            "",
+        )
+    };
+    assert_eq!(verify(std::slice::from_ref(&session)).0, 403);
+    let (status, _, body) = verify(&[session.clone(), marked.clone()]);
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v, json!({"ok": true, "entries": 2, "head": 1}));
+
+    // Search, an entry, and the state after it with its diff.
+    let (status, _, body) = get(
+        "/console/api/chains/counter/entries?q=%22add%22%3A3&limit=10",
+        std::slice::from_ref(&session),
+    );
+    assert_eq!(status, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["entries"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["entries"][0]["seq"], 1);
+    assert_eq!(page["next"], Value::Null);
+    let (status, _, body) = get(
+        "/console/api/chains/counter/entries?limit=0",
+        std::slice::from_ref(&session),
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = get(
+        "/console/api/chains/counter/state/1",
+        std::slice::from_ref(&session),
+    );
+    assert_eq!(status, 200, "{body}");
+    let state: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(state["state"]["count"], 3);
+    assert_eq!(
+        state["diff"],
+        json!([{"path": "/count", "before": 0, "after": 3}])
+    );
+    assert_eq!(
+        get(
+            "/console/api/chains/nope/entries",
+            std::slice::from_ref(&session)
+        )
+        .0,
+        404
+    );
+    host.stop();
+
+    // Offline: the same API over the stored chain, behind a code of its own.
+    let mut offline = Command::new(env!("CARGO_BIN_EXE_theater"))
+        .arg("console")
+        .arg(data.join("chains").join("counter"))
+        .arg("--manifest")
+        .arg(&m)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(offline.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {first:?}"));
+    let at = url
+        .strip_prefix("http://")
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        exchange(&at, &at, "GET", "/console/api/chains", &[], "").0,
+        401
+    );
+    let cookie = login(&at, &code_of(url));
+    let session = format!("cookie: {cookie}");
+    let (status, _, body) = exchange(
+        &at,
+        &at,
+        "GET",
+        "/console/api/state/x",
+        std::slice::from_ref(&session),
+        "",
+    );
+    assert_eq!(status, 404, "{body}");
+    let (status, _, body) = exchange(
+        &at,
+        &at,
+        "GET",
+        "/console/api/chains/counter/state/1",
+        std::slice::from_ref(&session),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["state"]["count"],
+        3
+    );
+    let (status, _, _) = exchange(
+        &at,
+        &at,
+        "GET",
+        "/console/api/actors",
+        std::slice::from_ref(&session),
+        "",
+    );
+    assert_eq!(status, 404, "an offline console has no actors");
+    // Enter prints a new link.
+    writeln!(offline.stdin.as_mut().unwrap()).unwrap();
+    let again = lines.next().unwrap().unwrap();
+    assert_ne!(code_of(&again), code_of(url));
+    let _ = offline.kill();
+    let _ = offline.wait();
+}
+
+fn find(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        for name in names {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// A chain of `n` entries written directly: an init, then inputs `{"n": i}`, and at
+/// `needle` the input `{"needle": "found-me"}`.
+fn write_chain(dir: &Path, name: &str, n: u64, needle: Option<u64>) {
+    let mut s = FileStore::create(dir, ChainId::new(name).unwrap(), Durability::None).unwrap();
+    let state = Hash::digest(b"not replayed");
+    s.append(NewEntry::init(Payload::json(json!({})), state))
+        .unwrap();
+    for i in 1..n {
+        let input = if Some(i) == needle {
+            json!({"needle": "found-me"})
+        } else {
+            json!({"n": i})
+        };
+        s.append(NewEntry::input(
+            Payload::json(input),
+            Payload::json(json!({"ok": i})),
+            state,
+        ))
+        .unwrap();
+    }
+    s.sync().unwrap();
+}
+
+/// The first bad seq of the chain in `dir`, as the library finds it.
+fn first_bad(dir: &Path) -> u64 {
+    let err = match FileStore::open_read_only(dir) {
+        Err(e) => e,
+        Ok(s) => s.verify().unwrap_err(),
+    };
+    match err {
+        ChainError::Corrupt(c) => c.seq,
+        other => panic!("{other}"),
+    }
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, &png).unwrap();
+    eprintln!("screenshot: {}", path.display());
+}
+
+async fn text_of(c: &Client, css: &str) -> String {
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_a_browser() {
+    let required = std::env::var("THEATER_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    let (Some(chromium), Some(driver)) = (
+        find(&["chromium", "chromium-browser", "google-chrome"]),
+        find(&["chromedriver"]),
+    ) else {
+        assert!(
+            !required,
+            "THEATER_REQUIRE_BROWSER=1 but chromium or chromedriver is missing (apt-get install chromium chromium-driver)"
+        );
+        eprintln!(
+            "skipping the console's browser test: install chromium and chromium-driver to run it"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Chains beside the actors' own: 100,000 entries to search, and one to damage.
+    const NEEDLE: u64 = 61_234;
+    write_chain(
+        &data.join("chains").join("big"),
+        "big",
+        100_000,
+        Some(NEEDLE),
+    );
+    let damaged = data.join("chains").join("damaged");
+    write_chain(&damaged, "damaged", 1000, None);
+    let manifests = vec![
+        manifest(dir.path(), "pingpong", "ping", "[interfaces.msg]\n"),
+        manifest(dir.path(), "pingpong", "pong", "[interfaces.msg]\n"),
+        manifest(dir.path(), "counter", "counter", ""),
+    ];
+    let host = Running::start(&data, &manifests);
+    host.json(&[
+        "send",
+        "ping",
+        "{\"serve\": \"pong\", \"rounds\": 2}",
+        "--request",
+    ]);
+    assert_eq!(host.wait_received(&["ping", "pong"], 2), 2);
+    host.json(&["send", "counter", "{\"add\": 2}", "--request"]);
+    let out = host.cli(&["console"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let base = url.split_once('#').unwrap().0.to_string();
+
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut chromedriver = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update",
+                     "--no-first-run", "--window-size=1400,900"]
+        }
+    });
+    let caps = caps.as_object().unwrap().clone();
+    let mut client = None;
+    for _ in 0..100 {
+        let mut builder = ClientBuilder::new(HttpConnector::new());
+        builder.capabilities(caps.clone());
+        match builder.connect(&format!("http://127.0.0.1:{port}")).await {
+            Ok(c) => {
+                client = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let c = client.expect("chromedriver never accepted a session");
+    let result = async {
+        // The link logs in, and the fragment with the code leaves the address bar.
+        c.goto(&url).await?;
+        let counter_seq = "table#actors tr[data-actor=\"counter\"] td[data-col=\"seq\"]";
+        assert_eq!(text_of(&c, counter_seq).await, "1");
+        assert!(!c.current_url().await?.as_str().contains("code="));
+        shot(&c, "actors").await;
+
+        // The actor list follows a message sent from outside the browser.
+        host.json(&["send", "counter", "{\"add\": 5}", "--request"]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while text_of(&c, counter_seq).await != "2" {
+            assert!(
+                Instant::now() < deadline,
+                "the actor list never showed seq 2"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let inputs = text_of(&c, "tr[data-actor=\"counter\"] td[data-col=\"inputs\"]").await;
+        assert_eq!(inputs, "2");
+        shot(&c, "actors-updated").await;
+
+        // A search of 100,000 entries finds the one payload, one page at a time.
+        c.goto(&format!("{base}#/chain/big")).await?;
+        c.wait()
+            .for_element(Locator::Css(
+                "#chain[data-chain=\"big\"] table#entries tr[data-seq]",
+            ))
+            .await?;
+        let q = c.find(Locator::Css("input#q")).await?;
+        q.send_keys("found-me").await?;
+        c.find(Locator::Css("button#search")).await?.click().await?;
+        let found = format!("table#entries tr[data-seq=\"{NEEDLE}\"]");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if c.find(Locator::Css(&found)).await.is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the search never found seq {NEEDLE}"
+            );
+            // A search that ran out of its budget offers to go on.
+            if let Ok(older) = c.find(Locator::Css("button#older")).await
+                && older.is_displayed().await?
+            {
+                let _ = older.click().await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let rows = c
+            .find_all(Locator::Css("table#entries tr[data-seq]"))
+            .await?;
+        assert!(rows.len() <= 50, "{} rows rendered", rows.len());
+        let row = text_of(&c, &found).await;
+        assert!(row.contains("found-me"), "{row}");
+        eprintln!("search: {}", text_of(&c, "#status").await);
+        shot(&c, "search").await;
+
+        // A reference opens the other actor's entry.
+        c.goto(&format!("{base}#/chain/pong")).await?;
+        let link = c
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css("table#entries a.ref[data-chain=\"ping\"]"))
+            .await?;
+        let seq = link.attr("data-seq").await?.unwrap();
+        link.click().await?;
+        let entry = c
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css(&format!(
+                "#entry[data-chain=\"ping\"][data-seq=\"{seq}\"]"
+            )))
+            .await?;
+        assert!(entry.text().await?.contains("pong"));
+        shot(&c, "reference").await;
+
+        // The state after the counter's last entry, and the field it changed.
+        c.goto(&format!("{base}#/entry/counter/2")).await?;
+        c.wait()
+            .for_element(Locator::Css(
+                "#entry[data-chain=\"counter\"][data-seq=\"2\"]",
+            ))
+            .await?;
+        c.find(Locator::Css("button#replay")).await?.click().await?;
+        let change = text_of(&c, "#entry-diff [data-path=\"/count\"]").await;
+        assert!(change.contains('2') && change.contains('7'), "{change}");
+        assert!(text_of(&c, "#entry-state").await.contains("\"count\": 7"));
+        shot(&c, "diff").await;
+
+        // A chain damaged on disk: verify names its first bad entry.
+        let log = damaged.join("chain.log");
+        let mut bytes = std::fs::read(&log).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x20;
+        std::fs::write(&log, &bytes).unwrap();
+        let bad = first_bad(&damaged);
+        c.goto(&format!("{base}#/chain/damaged")).await?;
+        c.wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css("button#verify"))
+            .await?
+            .click()
+            .await?;
+        let result = c
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css("#verify-result[data-ok=\"false\"]"))
+            .await?;
+        assert_eq!(result.attr("data-seq").await?, Some(bad.to_string()));
+        shot(&c, "verify").await;
+
+        // The message graph: every chain's last entries, the messages as edges.
+        c.goto(&format!("{base}#/graph")).await?;
+        let graph = c
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css("#graph[data-nodes]"))
+            .await?;
+        let nodes: usize = graph.attr("data-nodes").await?.unwrap().parse().unwrap();
+        let edges: usize = graph.attr("data-edges").await?.unwrap().parse().unwrap();
+        assert!(nodes >= 200, "{nodes} nodes");
+        assert!(edges >= 2, "{edges} edges: the two balls");
+        shot(&c, "graph").await;
+        Ok::<_, fantoccini::error::CmdError>(())
+    }
+    .await;
+    let _ = c.close().await;
+    let _ = chromedriver.kill();
+    let _ = chromedriver.wait();
+    host.stop();
+    result.unwrap();
+}
+
+#[test]
+fn an_offline_console_refuses_what_is_not_a_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin().arg("console").arg(dir.path()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("neither a chain's directory"),
+        "{}",
+        text(&out)
+    );
+    let out = bin()
+        .args(["console", "--listen", "0.0.0.0:0"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("loopback"), "{}", text(&out));
+}
