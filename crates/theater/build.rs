@@ -42,6 +42,12 @@ fn main() {
         }
         return;
     }
+    // Two builds at once (another profile, `cargo install` beside a test run) share
+    // `console/node_modules`: one installs at a time.
+    let lock_path = console.join(".install.lock");
+    let guard = std::fs::File::create(&lock_path)
+        .and_then(|f| f.lock().map(|()| f))
+        .unwrap_or_else(|e| fail(&format!("cannot lock {}: {e}", lock_path.display())));
     let lock = console.join("package-lock.json");
     let installed = console.join("node_modules").join(".package-lock.json");
     if !installed.exists() || modified(&lock) > modified(&installed) {
@@ -59,6 +65,7 @@ fn main() {
             .current_dir(&console),
         "node build.mjs (bundles the console with esbuild)",
     );
+    drop(guard);
     for f in FILES {
         if !out.join(f).is_file() {
             fail(&format!(

@@ -87,7 +87,8 @@ pub use io::{
 pub use metrics::{ActorMetrics, Histogram};
 pub use outbox::Outbox;
 pub use replay::{
-    CODE_KEY, Divergence, Mismatch, ReplayError, ReplayReport, replay, replay_to, resume,
+    CODE_KEY, Divergence, Mismatch, ReplayError, ReplayReport, replay, replay_to,
+    replay_to_nearest, resume,
 };
 pub use retention::{PrunePoint, Reads, Retention, prune_point};
 pub use runtime::{ActorRuntime, Handled, RuntimeConfig, RuntimeError, StartedCommit, Upgraded};

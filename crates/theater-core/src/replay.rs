@@ -188,14 +188,7 @@ pub async fn replay_to<A: Actor>(
     to: u64,
     on_entry: &mut (dyn FnMut(u64, &Value) + Send),
 ) -> Result<ReplayReport, ReplayError> {
-    let start = chain.start();
-    if to < start || to >= chain.len() {
-        return Err(ReplayError::OutOfRange {
-            seq: to,
-            start,
-            last: chain.len().saturating_sub(1),
-        });
-    }
+    let start = in_range(chain, to)?;
     let mut report = if start == 0 {
         replay_from(actor, chain, 0, to + 1, None, on_entry, None).await?
     } else {
@@ -204,6 +197,55 @@ pub async fn replay_to<A: Actor>(
             .ok_or(ReplayError::NoSnapshot { start })?;
         from_snapshot(actor, chain, snapshot, to + 1, on_entry).await?
     };
+    report.head = Some(Head {
+        seq: to,
+        hash: chain.hash_at(to)?,
+    });
+    Ok(report)
+}
+
+/// The chain's first seq, if `to` is one of its entries.
+fn in_range(chain: &dyn ChainStore, to: u64) -> Result<u64, ReplayError> {
+    let start = chain.start();
+    if to < start || to >= chain.len() {
+        return Err(ReplayError::OutOfRange {
+            seq: to,
+            start,
+            last: chain.len().saturating_sub(1),
+        });
+    }
+    Ok(start)
+}
+
+/// The state right after entry `to`, re-running only what follows the newest stored snapshot
+/// at or before `not_after` (at most `to`; from the chain's start when there is none): what a
+/// look at one entry's state needs, without the whole history before it. The snapshot is
+/// checked against its entry's state hash, and every entry after it is checked as
+/// [`replay_to`] checks it. `on_entry` sees the snapshot's state first (with its seq), then
+/// each entry re-run: with `not_after = to - 1`, it sees the state before `to` too.
+pub async fn replay_to_nearest<A: Actor>(
+    actor: &mut A,
+    chain: &dyn ChainStore,
+    to: u64,
+    not_after: u64,
+    on_entry: &mut (dyn FnMut(u64, &Value) + Send),
+) -> Result<ReplayReport, ReplayError> {
+    let start = in_range(chain, to)?;
+    let last = not_after.min(to);
+    let nearest = chain
+        .snapshots()
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .filter(|seq| (start..=last).contains(seq) && *seq < chain.len())
+        .max();
+    let Some(seq) = nearest.filter(|seq| *seq > start) else {
+        return replay_to(actor, chain, to, on_entry).await;
+    };
+    let snapshot = chain
+        .snapshot_at(seq)?
+        .ok_or(ReplayError::NoSnapshot { start: seq })?;
+    on_entry(seq, &snapshot.state);
+    let mut report = from_snapshot(actor, chain, snapshot, to + 1, on_entry).await?;
     report.head = Some(Head {
         seq: to,
         hash: chain.hash_at(to)?,

@@ -109,6 +109,7 @@ pub(crate) async fn serve(
     let bound = listener.local_addr()?;
     let console = Arc::new(Console::live(
         Arc::clone(&host),
+        shutdown.clone(),
         token.clone(),
         bound.port(),
     ));

@@ -25,7 +25,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde_json::{Value, json};
 use theater_chain::{ChainError, ChainStore, Entry, FileStore, Hash};
-use theater_core::{ActorMetrics, ActorStatus};
+use theater_core::{ActorMetrics, ActorStatus, Shutdown};
 use theater_wasm::Manifest;
 
 use crate::admin::{Body, error, full};
@@ -57,7 +57,7 @@ const LIVE_TICK: Duration = Duration::from_millis(250);
 /// Where the console's chains come from.
 enum Source {
     /// A running host: its actors, and the chains of its data directory.
-    Live(Arc<Host>),
+    Live(Arc<Host>, Shutdown),
     /// Stored chains, read-only, and the manifests that replay them.
     Offline {
         chains: BTreeMap<String, PathBuf>,
@@ -166,8 +166,8 @@ fn join_error(e: tokio::task::JoinError) -> Response<Body> {
 
 impl Console {
     /// The console of a running host, behind its management token.
-    pub(crate) fn live(host: Arc<Host>, token: String, port: u16) -> Console {
-        Console::new(Source::Live(host), token, port)
+    pub(crate) fn live(host: Arc<Host>, shutdown: Shutdown, token: String, port: u16) -> Console {
+        Console::new(Source::Live(host, shutdown), token, port)
     }
 
     fn new(source: Source, token: String, port: u16) -> Console {
@@ -365,7 +365,7 @@ impl Console {
         match (method, seg.as_slice()) {
             (&Method::GET, ["info"]) => {
                 let (mode, data_dir) = match &self.source {
-                    Source::Live(h) => ("live", Some(h.data_dir.display().to_string())),
+                    Source::Live(h, _) => ("live", Some(h.data_dir.display().to_string())),
                     Source::Offline { .. } => ("offline", None),
                 };
                 full(
@@ -381,15 +381,15 @@ impl Console {
                 }
             }
             (&Method::GET, ["actors"]) => match &self.source {
-                Source::Live(host) => full(StatusCode::OK, self.actor_rows(host).await),
+                Source::Live(host, _) => full(StatusCode::OK, self.actor_rows(host).await),
                 Source::Offline { .. } => offline(),
             },
             (&Method::GET, ["actors", "live"]) => match &self.source {
-                Source::Live(_) => self.live_actors(),
+                Source::Live(..) => self.live_actors(),
                 Source::Offline { .. } => offline(),
             },
             (&Method::POST, ["actors", name, "send"]) => match &self.source {
-                Source::Live(host) => crate::admin::send(host, name, body).await,
+                Source::Live(host, _) => crate::admin::send(host, name, body).await,
                 Source::Offline { .. } => offline(),
             },
             (&Method::GET, ["chains", name, "entries"]) => {
@@ -482,7 +482,7 @@ impl Console {
             Source::Offline { chains, .. } => {
                 chains.iter().map(|(n, d)| (n.clone(), d.clone())).collect()
             }
-            Source::Live(host) => {
+            Source::Live(host, _) => {
                 let mut out: Vec<(String, PathBuf)> =
                     std::fs::read_dir(host.data_dir.join("chains"))
                         .into_iter()
@@ -505,7 +505,7 @@ impl Console {
         let missing = || (StatusCode::NOT_FOUND, format!("no chain named {name:?}"));
         match &self.source {
             Source::Offline { chains, .. } => chains.get(name).cloned().ok_or_else(missing),
-            Source::Live(host) => {
+            Source::Live(host, _) => {
                 if theater_wasm::check_name(name).is_err() {
                     return Err(missing());
                 }
@@ -528,7 +528,7 @@ impl Console {
                     m.name.as_str() == name || m.family.as_ref().is_some_and(|f| f.covers(name))
                 })
                 .cloned(),
-            Source::Live(host) => host.manifest_of(name).await,
+            Source::Live(host, _) => host.manifest_of(name).await,
         };
         found.ok_or_else(|| {
             error(
@@ -537,7 +537,7 @@ impl Console {
                     Source::Offline { .. } => format!(
                         "no manifest for {name:?} at hand: give `theater console` its manifest with --manifest to replay it"
                     ),
-                    Source::Live(_) => format!(
+                    Source::Live(..) => format!(
                         "{name:?} is not an actor of this host: its manifest is not at hand to replay it (`theater console {name}'s chain --manifest M` can)"
                     ),
                 },
@@ -605,13 +605,17 @@ impl Console {
         let state = (console, String::new(), Instant::now(), true);
         let stream =
             futures_util::stream::unfold(state, |(console, last, mut quiet, first)| async move {
-                let Source::Live(host) = &console.source else {
+                let Source::Live(host, shutdown) = &console.source else {
                     return None;
                 };
-                let host = Arc::clone(host);
+                let (host, shutdown) = (Arc::clone(host), shutdown.clone());
                 loop {
+                    // The stream ends with the host: a browser left open holds up no shutdown.
                     if !first {
-                        tokio::time::sleep(LIVE_TICK).await;
+                        tokio::select! {
+                            () = shutdown.cancelled() => return None,
+                            () = tokio::time::sleep(LIVE_TICK) => {}
+                        }
                     }
                     let rows = console.actor_rows(&host).await.to_string();
                     if rows != last {
@@ -876,16 +880,22 @@ fn entry_json(dir: &Path, seq: u64) -> Answer {
 fn state_at(manifest: Manifest, dir: &Path, seq: u64) -> Answer {
     let store = open(dir)?;
     let mut before: Option<Value> = None;
-    let mut replayed = 0u64;
-    let report =
-        crate::replay_cmd::replay_manifest(manifest, &store, Some(dir), seq, &mut |s, state| {
-            replayed += 1;
+    // From the newest snapshot before the entry (not at it: the state before it is seen too).
+    let not_after = seq.saturating_sub(1).max(store.start());
+    let report = crate::replay_cmd::replay_manifest(
+        manifest,
+        &store,
+        Some(dir),
+        seq,
+        Some(not_after),
+        &mut |s, state| {
             if s + 1 == seq {
                 before = Some(state.clone());
             }
-        })
-        .map_err(|e| (StatusCode::CONFLICT, format!("{e:#}")))?
-        .map_err(|e| (StatusCode::CONFLICT, format!("replaying to {seq}: {e}")))?;
+        },
+    )
+    .map_err(|e| (StatusCode::CONFLICT, format!("{e:#}")))?
+    .map_err(|e| (StatusCode::CONFLICT, format!("replaying to {seq}: {e}")))?;
     let state = report.state.into_value();
     let diff: Vec<Value> =
         crate::replay_cmd::json_diff(before.as_ref().unwrap_or(&Value::Null), &state)
@@ -897,7 +907,7 @@ fn state_at(manifest: Manifest, dir: &Path, seq: u64) -> Answer {
         "state": state,
         "diff": diff,
         "diff_from": before.is_some().then(|| seq - 1),
-        "replayed": replayed,
+        "replayed": report.entries,
         "from": report.from,
     }))
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::{Value, json};
 use theater_chain::{ChainError, ChainStore, FileStore};
-use theater_core::{ReplayError, ReplayReport, replay_to};
+use theater_core::{ReplayError, ReplayReport, replay_to, replay_to_nearest};
 use theater_msg::Registry;
 use theater_wasm::{Manifest, WasmActor, WasmConfig, WasmHost};
 
@@ -65,7 +65,7 @@ pub(crate) fn replay_with(
 ) -> anyhow::Result<Result<ReplayReport, ReplayError>> {
     let manifest = Manifest::load(manifest_path)?;
     let bar = crate::progress::bar(to + 1, &format!("replaying {}", chain.id()));
-    let result = replay_manifest(manifest, chain, chain_dir, to, &mut |seq, state| {
+    let result = replay_manifest(manifest, chain, chain_dir, to, None, &mut |seq, state| {
         bar.set_position(seq + 1);
         on_entry(seq, state);
     });
@@ -74,12 +74,15 @@ pub(crate) fn replay_with(
 }
 
 /// Replays `chain` up to `to` on the actor `manifest` describes (a family's manifest
-/// replays any of its members); `on_entry` sees each state. Blocks: it runs its own runtime.
+/// replays any of its members); `on_entry` sees each state. With `nearest = Some(n)`, from the
+/// newest snapshot at or before `n` (its state seen first), else from the chain's start.
+/// Blocks: it runs its own runtime.
 pub(crate) fn replay_manifest(
     mut manifest: Manifest,
     chain: &FileStore,
     chain_dir: Option<&Path>,
     to: u64,
+    nearest: Option<u64>,
     on_entry: &mut (dyn FnMut(u64, &Value) + Send),
 ) -> anyhow::Result<Result<ReplayReport, ReplayError>> {
     if let Some(f) = &manifest.family
@@ -100,7 +103,12 @@ pub(crate) fn replay_manifest(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    Ok(runtime.block_on(replay_to(&mut actor, chain, to, on_entry)))
+    Ok(runtime.block_on(async {
+        match nearest {
+            Some(n) => replay_to_nearest(&mut actor, chain, to, n, on_entry).await,
+            None => replay_to(&mut actor, chain, to, on_entry).await,
+        }
+    }))
 }
 
 fn last_seq(chain: &FileStore) -> anyhow::Result<u64> {

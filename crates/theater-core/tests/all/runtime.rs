@@ -154,6 +154,68 @@ async fn resumes_from_a_durable_chain_with_snapshots() {
     rt.chain().verify().unwrap();
 }
 
+/// The state after one entry, from the newest snapshot at or before it: the same state a
+/// replay from genesis reaches, re-running only the entries after the snapshot.
+#[tokio::test]
+async fn replay_to_an_entry_starts_from_the_nearest_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        FileStore::open_or_create(dir.path(), id("n"), Durability::Group { max_batch: 8 }).unwrap();
+    let config = RuntimeConfig::default()
+        .snapshot_every(Some(4))
+        .snapshot_share(None);
+    let mut rt = ActorRuntime::start(Counter, Box::new(store), config)
+        .await
+        .unwrap();
+    for i in 1..=10 {
+        rt.handle(add(i), vec![]).await.unwrap();
+    }
+    rt.commit().unwrap();
+    drop(rt);
+    let store = FileStore::open_read_only(dir.path()).unwrap();
+    for to in 0..=10u64 {
+        let mut seen = Vec::new();
+        let near =
+            theater_core::replay_to_nearest(&mut Counter, &store, to, to, &mut |seq, state| {
+                seen.push((seq, state.clone()));
+            })
+            .await
+            .unwrap();
+        let full = theater_core::replay_to(&mut Counter, &store, to, &mut |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(near.state.value(), full.state.value(), "to {to}");
+        assert_eq!(near.head, full.head);
+        // Snapshots at 4 and 8: replay starts from the newest one at or before `to`.
+        let from = [8, 4, 0].into_iter().find(|s| *s <= to).unwrap();
+        let seqs: Vec<u64> = seen.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (from..=to).collect::<Vec<_>>(), "to {to}");
+        assert_eq!(near.from, from);
+        let count = (1..=to as i64).sum::<i64>();
+        assert_eq!(seen.last().unwrap().1, json!({"count": count}));
+        // Not after `to - 1`: the state before `to` is seen, from an older snapshot.
+        if to > 0 {
+            let mut seqs = Vec::new();
+            theater_core::replay_to_nearest(&mut Counter, &store, to, to - 1, &mut |seq, _| {
+                seqs.push(seq);
+            })
+            .await
+            .unwrap();
+            let from = [8, 4, 0].into_iter().find(|s| *s < to).unwrap();
+            assert_eq!(
+                seqs,
+                (from..=to).collect::<Vec<_>>(),
+                "to {to}, not after {}",
+                to - 1
+            );
+        }
+    }
+    assert!(matches!(
+        theater_core::replay_to_nearest(&mut Counter, &store, 11, 11, &mut |_, _| {}).await,
+        Err(ReplayError::OutOfRange { .. })
+    ));
+}
+
 #[tokio::test]
 async fn pruned_chains_replay_from_their_anchor() {
     let config = RuntimeConfig::default()
