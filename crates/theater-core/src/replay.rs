@@ -238,7 +238,8 @@ pub async fn replay_to_nearest<A: Actor>(
         .map(|(seq, _)| seq)
         .filter(|seq| (start..=last).contains(seq) && *seq < chain.len())
         .max();
-    let Some(seq) = nearest.filter(|seq| *seq > start) else {
+    // A pruned chain's anchor counts: its state is seen too.
+    let Some(seq) = nearest else {
         return replay_to(actor, chain, to, on_entry).await;
     };
     let snapshot = chain

@@ -111,7 +111,6 @@ pub(crate) async fn serve(
         Arc::clone(&host),
         shutdown.clone(),
         token.clone(),
-        bound.port(),
     ));
     let token = Arc::new(token);
     let ip = bound.ip();

@@ -3,13 +3,14 @@
 //! by `theater console PATH...` over stored chains offline. The contract between the pages and
 //! this API: `console/API.md`; the design and the threat model: `docs/CONSOLE.md`.
 //!
-//! The management token reaches a browser once: `POST /console/code` (with the token) mints a
+//! The management token never reaches a browser. `POST /console/code` (with the token) mints a
 //! one-time code (60 s, single use; only its hash is kept), `theater console` prints
 //! `/console/#code=CODE` (a fragment is never sent to a server), and the page trades the code
-//! at `POST /console/login` for a session cookie (`HttpOnly; SameSite=Strict;
-//! Path=/console`). Every API request needs that session or the token itself; every write
-//! (a POST) also needs the header `x-theater-console: 1`, which a cross-origin page cannot
-//! send without a preflight this server never answers.
+//! at `POST /console/login` for a session, which it keeps in its tab's `sessionStorage` (one
+//! origin, so one port) and sends as `x-theater-session` with every API request. Not a cookie:
+//! a browser sends a cookie to every port of a host name, so an actor's own HTTP server on
+//! 127.0.0.1 would receive it, and record it in its chain. A custom header cannot be sent by
+//! another origin's page without a CORS preflight, which this server never answers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -38,6 +39,11 @@ const CONSOLE_CSS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/console/con
 const CONSOLE_LEGAL: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/console/console.js.LEGAL.txt"));
 
+/// The header a page sends its session in.
+const SESSION_HEADER: &str = "x-theater-session";
+/// The largest body of a login, and of any other request (a message sent to an actor).
+const MAX_LOGIN_BODY: usize = 4 * 1024;
+const MAX_SEND_BODY: usize = 1024 * 1024;
 /// How long a one-time code may wait to be used.
 const CODE_LIFETIME: Duration = Duration::from_secs(60);
 /// How long a console session lasts.
@@ -69,11 +75,9 @@ enum Source {
 pub(crate) struct Console {
     source: Source,
     token: String,
-    /// The cookie's name carries the port: cookies are shared by every port of a host name,
-    /// and two consoles on one machine must not overwrite each other's session.
-    cookie: String,
     codes: Mutex<Vec<(Hash, Instant)>>,
     sessions: Mutex<Vec<(Hash, Instant)>>,
+    stores: Arc<Stores>,
     rates: Mutex<HashMap<String, Rate>>,
 }
 
@@ -156,6 +160,25 @@ fn no_content() -> Response<Body> {
     r
 }
 
+/// The body of `req`, refused past `max` bytes without reading further.
+async fn read_body<B>(req: Request<B>, max: usize) -> Result<Bytes, Response<Body>>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match http_body_util::Limited::new(req.into_body(), max)
+        .collect()
+        .await
+    {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over {max} bytes"),
+        )),
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, e)),
+    }
+}
+
 /// A failed blocking task (a panic) as an answer.
 fn join_error(e: tokio::task::JoinError) -> Response<Body> {
     error(
@@ -166,17 +189,17 @@ fn join_error(e: tokio::task::JoinError) -> Response<Body> {
 
 impl Console {
     /// The console of a running host, behind its management token.
-    pub(crate) fn live(host: Arc<Host>, shutdown: Shutdown, token: String, port: u16) -> Console {
-        Console::new(Source::Live(host, shutdown), token, port)
+    pub(crate) fn live(host: Arc<Host>, shutdown: Shutdown, token: String) -> Console {
+        Console::new(Source::Live(host, shutdown), token)
     }
 
-    fn new(source: Source, token: String, port: u16) -> Console {
+    fn new(source: Source, token: String) -> Console {
         Console {
             source,
             token,
-            cookie: format!("theater_console_{port}"),
             codes: Mutex::new(Vec::new()),
             sessions: Mutex::new(Vec::new()),
+            stores: Arc::default(),
             rates: Mutex::new(HashMap::new()),
         }
     }
@@ -196,15 +219,20 @@ impl Console {
         code
     }
 
-    fn has_session(&self, headers: &HeaderMap) -> bool {
-        let prefix = format!("{}=", self.cookie);
-        headers
-            .get_all(header::COOKIE)
+    /// The session a request carries (`x-theater-session`), if it is a live one: its hash.
+    fn session_of(&self, headers: &HeaderMap) -> Option<Hash> {
+        let given = headers.get(SESSION_HEADER)?.to_str().ok()?;
+        take(&self.sessions, given, false).then(|| Hash::digest(given.as_bytes()))
+    }
+
+    /// Whether the session with this hash is still live (not logged out, not expired).
+    fn session_live(&self, hash: &Hash) -> bool {
+        let now = Instant::now();
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().strip_prefix(&prefix))
-            .any(|session| take(&self.sessions, session, false))
+            .any(|(h, until)| h == hash && *until > now)
     }
 
     fn has_token(&self, headers: &HeaderMap) -> bool {
@@ -244,10 +272,6 @@ impl Console {
             }
             _ => {}
         }
-        let body = match req.into_body().collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => return error(StatusCode::BAD_REQUEST, e),
-        };
         match (&method, path.as_str()) {
             (&Method::POST, "/console/code") => {
                 if !self.has_token(&headers) {
@@ -261,56 +285,63 @@ impl Console {
                     json!({"code": self.mint_code(), "expires_in_s": CODE_LIFETIME.as_secs()}),
                 );
             }
-            (&Method::POST, "/console/login") => return self.login(marked, &body),
-            (&Method::POST, "/console/logout") => {
+            (&Method::POST, "/console/login") => {
                 if !marked {
                     return error(
                         StatusCode::FORBIDDEN,
                         "send the header x-theater-console: 1",
                     );
                 }
-                let r = no_content();
-                return with_header(
-                    r,
-                    header::SET_COOKIE,
-                    &format!(
-                        "{}=; HttpOnly; SameSite=Strict; Path=/console; Max-Age=0",
-                        self.cookie
-                    ),
-                );
+                return match read_body(req, MAX_LOGIN_BODY).await {
+                    Ok(body) => self.login(&body),
+                    Err(r) => r,
+                };
+            }
+            (&Method::POST, "/console/logout") => {
+                let Some(hash) = self.session_of(&headers) else {
+                    return error(StatusCode::UNAUTHORIZED, "no console session to end");
+                };
+                self.sessions
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .retain(|(h, _)| *h != hash);
+                return no_content();
             }
             _ => {}
         }
         let Some(api) = path.strip_prefix("/console/api/") else {
             return error(StatusCode::NOT_FOUND, format!("no such page: {path}"));
         };
-        let by_token = self.has_token(&headers);
-        if !by_token && !self.has_session(&headers) {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "no console session: open the URL `theater console` prints (a one-time code), or send the management token",
-            );
-        }
-        if method == Method::POST && !by_token && !marked {
-            return error(
-                StatusCode::FORBIDDEN,
-                "a console write needs the header x-theater-console: 1",
-            );
-        }
+        // Who asks: the token (a program), or a session (a page). Nothing is read before.
+        let session = if self.has_token(&headers) {
+            None
+        } else {
+            match self.session_of(&headers) {
+                Some(hash) => Some(hash),
+                None => {
+                    return error(
+                        StatusCode::UNAUTHORIZED,
+                        "no console session: open the link `theater console` prints (it logs in once), or send the management token",
+                    );
+                }
+            }
+        };
+        let body = if method == Method::POST {
+            match read_body(req, MAX_SEND_BODY).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            }
+        } else {
+            Bytes::new()
+        };
         let segments: Vec<String> = api.split('/').map(str::to_string).collect();
         let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect();
-        self.api(&method, &segments, &params, &body).await
+        self.api(&method, &segments, &params, &body, session).await
     }
 
-    fn login(&self, marked: bool, body: &[u8]) -> Response<Body> {
-        if !marked {
-            return error(
-                StatusCode::FORBIDDEN,
-                "send the header x-theater-console: 1",
-            );
-        }
+    fn login(&self, body: &[u8]) -> Response<Body> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Login {
@@ -343,14 +374,9 @@ impl Console {
                 Instant::now() + SESSION_LIFETIME,
             ));
         }
-        with_header(
-            no_content(),
-            header::SET_COOKIE,
-            &format!(
-                "{}={session}; HttpOnly; SameSite=Strict; Path=/console; Max-Age={}",
-                self.cookie,
-                SESSION_LIFETIME.as_secs()
-            ),
+        full(
+            StatusCode::OK,
+            json!({"session": session, "expires_in_s": SESSION_LIFETIME.as_secs()}),
         )
     }
 
@@ -360,6 +386,7 @@ impl Console {
         segments: &[String],
         params: &HashMap<String, String>,
         body: &[u8],
+        session: Option<Hash>,
     ) -> Response<Body> {
         let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
         match (method, seg.as_slice()) {
@@ -374,8 +401,8 @@ impl Console {
                 )
             }
             (&Method::GET, ["chains"]) => {
-                let dirs = self.chain_dirs();
-                match tokio::task::spawn_blocking(move || chains_json(&dirs)).await {
+                let (dirs, stores) = (self.chain_dirs(), Arc::clone(&self.stores));
+                match tokio::task::spawn_blocking(move || chains_json(&stores, &dirs)).await {
                     Ok(v) => full(StatusCode::OK, v),
                     Err(e) => join_error(e),
                 }
@@ -385,7 +412,7 @@ impl Console {
                 Source::Offline { .. } => offline(),
             },
             (&Method::GET, ["actors", "live"]) => match &self.source {
-                Source::Live(..) => self.live_actors(),
+                Source::Live(..) => self.live_actors(session),
                 Source::Offline { .. } => offline(),
             },
             (&Method::POST, ["actors", name, "send"]) => match &self.source {
@@ -401,7 +428,10 @@ impl Console {
                     Ok(f) => f,
                     Err(e) => return error(StatusCode::BAD_REQUEST, e),
                 };
-                blocking(move || find_entries(&dir, &find, SEARCH_BUDGET)).await
+                // The budget counts from here: opening the chain is part of it.
+                let deadline = Instant::now() + SEARCH_BUDGET;
+                let stores = Arc::clone(&self.stores);
+                blocking(move || find_entries(&*stores.get(&dir)?, &find, deadline)).await
             }
             (&Method::GET, ["chains", name, "entries", seq]) => {
                 let dir = match self.chain_dir(name) {
@@ -411,7 +441,8 @@ impl Console {
                 let Ok(seq) = seq.parse::<u64>() else {
                     return error(StatusCode::BAD_REQUEST, format!("{seq:?} is not a seq"));
                 };
-                blocking(move || entry_json(&dir, seq)).await
+                let stores = Arc::clone(&self.stores);
+                blocking(move || entry_json(&*stores.get(&dir)?, seq)).await
             }
             (&Method::GET, ["chains", name, "state", seq]) => {
                 let dir = match self.chain_dir(name) {
@@ -425,7 +456,8 @@ impl Console {
                     Ok(m) => m,
                     Err(r) => return r,
                 };
-                blocking(move || state_at(manifest, &dir, seq)).await
+                let stores = Arc::clone(&self.stores);
+                blocking(move || state_at(manifest, &*stores.get(&dir)?, &dir, seq)).await
             }
             (&Method::POST, ["chains", name, "verify"]) => {
                 let dir = match self.chain_dir(name) {
@@ -464,7 +496,8 @@ impl Console {
                         );
                     }
                 };
-                blocking(move || graph(&chosen, limit)).await
+                let stores = Arc::clone(&self.stores);
+                blocking(move || graph(&stores, &chosen, limit)).await
             }
             _ => error(
                 StatusCode::NOT_FOUND,
@@ -600,17 +633,22 @@ impl Console {
     }
 
     /// Server-Sent Events: the actor rows at once, then whenever they change.
-    fn live_actors(self: &Arc<Self>) -> Response<Body> {
+    fn live_actors(self: &Arc<Self>, session: Option<Hash>) -> Response<Body> {
         let console = Arc::clone(self);
         let state = (console, String::new(), Instant::now(), true);
-        let stream =
-            futures_util::stream::unfold(state, |(console, last, mut quiet, first)| async move {
+        let stream = futures_util::stream::unfold(
+            state,
+            move |(console, last, mut quiet, first)| async move {
                 let Source::Live(host, shutdown) = &console.source else {
                     return None;
                 };
                 let (host, shutdown) = (Arc::clone(host), shutdown.clone());
                 loop {
-                    // The stream ends with the host: a browser left open holds up no shutdown.
+                    // The stream ends with the host (a browser left open holds up no shutdown),
+                    // and with its session (logged out or expired).
+                    if session.as_ref().is_some_and(|h| !console.session_live(h)) {
+                        return None;
+                    }
                     if !first {
                         tokio::select! {
                             () = shutdown.cancelled() => return None,
@@ -628,8 +666,9 @@ impl Console {
                         return Some((": alive\n\n".to_string(), (console, last, quiet, false)));
                     }
                 }
-            })
-            .map(|text| Ok::<_, Infallible>(Frame::data(Bytes::from(text))));
+            },
+        )
+        .map(|text| Ok::<_, Infallible>(Frame::data(Bytes::from(text))));
         let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
         let h = r.headers_mut();
         h.insert(
@@ -682,14 +721,14 @@ fn chain_error(e: ChainError) -> (StatusCode, String) {
     }
 }
 
-fn chains_json(dirs: &[(String, PathBuf)]) -> Value {
+fn chains_json(stores: &Stores, dirs: &[(String, PathBuf)]) -> Value {
     let rows: Vec<Value> = dirs
         .iter()
         .map(|(name, dir)| {
             let bytes = std::fs::metadata(dir.join("chain.log"))
                 .map(|m| m.len())
                 .ok();
-            match open(dir) {
+            match stores.get(dir) {
                 Ok(s) => json!({"name": name, "len": s.len(), "start": s.start(), "bytes": bytes}),
                 Err((_, e)) => json!({"name": name, "error": e, "bytes": bytes}),
             }
@@ -797,9 +836,8 @@ fn summary(entry: &Entry, hash: &Hash) -> Value {
 
 /// One page of the entries `find` keeps, newest first, scanning back from `before` for at
 /// most `budget`; the answer's `next` resumes where it stopped.
-fn find_entries(dir: &Path, find: &Find, budget: Duration) -> Answer {
+fn find_entries(store: &FileStore, find: &Find, deadline: Instant) -> Answer {
     const CHUNK: u64 = 1024;
-    let store = open(dir)?;
     let (start, len) = (store.start(), store.len());
     let low = find.from.unwrap_or(0).max(start);
     let high = find
@@ -807,7 +845,6 @@ fn find_entries(dir: &Path, find: &Find, budget: Duration) -> Answer {
         .unwrap_or(len)
         .min(len)
         .min(find.to.map_or(u64::MAX, |t| t.saturating_add(1)));
-    let deadline = Instant::now() + budget;
     let mut page: Vec<Value> = Vec::new();
     let mut scanned = 0u64;
     let mut hi = high;
@@ -818,7 +855,7 @@ fn find_entries(dir: &Path, find: &Find, budget: Duration) -> Answer {
         let mut kept = Vec::new();
         store
             .for_each_record_in(lo, hi, &mut |rec| {
-                let entry = rec.checked_entry(&store)?;
+                let entry = rec.checked_entry(store)?;
                 scanned += 1;
                 if find.keeps(&entry) {
                     kept.push(summary(&entry, &rec.hash));
@@ -855,18 +892,22 @@ fn find_entries(dir: &Path, find: &Find, budget: Duration) -> Answer {
     }))
 }
 
-fn entry_json(dir: &Path, seq: u64) -> Answer {
-    let store = open(dir)?;
+/// The answer for a seq the chain does not hold.
+fn no_entry(store: &FileStore, seq: u64) -> (StatusCode, String) {
+    (
+        StatusCode::NOT_FOUND,
+        format!(
+            "{} has no entry {seq} (it holds {}..{})",
+            store.id().as_str(),
+            store.start(),
+            store.len()
+        ),
+    )
+}
+
+fn entry_json(store: &FileStore, seq: u64) -> Answer {
     if seq < store.start() || seq >= store.len() {
-        return Err((
-            StatusCode::NOT_FOUND,
-            format!(
-                "{} has no entry {seq} (it holds {}..{})",
-                store.id().as_str(),
-                store.start(),
-                store.len()
-            ),
-        ));
+        return Err(no_entry(store, seq));
     }
     let entry = store.get(seq).map_err(chain_error)?;
     let hash = store.hash_at(seq).map_err(chain_error)?;
@@ -877,14 +918,16 @@ fn entry_json(dir: &Path, seq: u64) -> Answer {
     Ok(v)
 }
 
-fn state_at(manifest: Manifest, dir: &Path, seq: u64) -> Answer {
-    let store = open(dir)?;
+fn state_at(manifest: Manifest, store: &FileStore, dir: &Path, seq: u64) -> Answer {
+    if seq < store.start() || seq >= store.len() {
+        return Err(no_entry(store, seq));
+    }
     let mut before: Option<Value> = None;
     // From the newest snapshot before the entry (not at it: the state before it is seen too).
     let not_after = seq.saturating_sub(1).max(store.start());
     let report = crate::replay_cmd::replay_manifest(
         manifest,
-        &store,
+        store,
         Some(dir),
         seq,
         Some(not_after),
@@ -927,38 +970,48 @@ fn verify(dir: &Path) -> Answer {
 }
 
 /// The last `limit` entries of each chain, and the links between them (from the entry a
-/// reference names, its cause, to the entry holding it).
-fn graph(chains: &[(String, PathBuf)], limit: u64) -> Answer {
+/// reference names, its cause, to the entry holding it). A chain that cannot be read is a
+/// lane with its error: the others still draw.
+fn graph(stores: &Stores, chains: &[(String, PathBuf)], limit: u64) -> Answer {
     let mut out = Vec::new();
     let mut refs = Vec::new();
     let mut shown: std::collections::HashSet<(String, u64)> = std::collections::HashSet::new();
     for (name, dir) in chains {
-        let store = open(dir)?;
-        let from = store.len().saturating_sub(limit).max(store.start());
-        let mut entries = Vec::new();
-        store
-            .for_each_record_in(from, store.len(), &mut |rec| {
-                let entry = rec.checked_entry(&store)?;
-                let mut what = crate::render::entry_what(&entry);
-                if what.chars().count() > 120 {
-                    what = what.chars().take(120).collect::<String>() + "…";
-                }
-                for r in entry.refs() {
-                    refs.push((r.chain.as_str().to_string(), r.seq, name.clone(), rec.seq));
-                }
-                shown.insert((name.clone(), rec.seq));
-                entries.push(json!({
-                    "seq": rec.seq,
-                    "kind": entry.event().kind(),
-                    "failed": matches!(entry.event(), theater_chain::Event::Failed { .. }),
-                    "summary": what,
-                }));
-                Ok(())
-            })
-            .map_err(chain_error)?;
-        out.push(
-            json!({"name": name, "start": store.start(), "len": store.len(), "entries": entries}),
-        );
+        let mut lane_refs = Vec::new();
+        let mut lane_shown = Vec::new();
+        let lane = stores.get(dir).and_then(|store| {
+            let from = store.len().saturating_sub(limit).max(store.start());
+            let mut entries = Vec::new();
+            store
+                .for_each_record_in(from, store.len(), &mut |rec| {
+                    let entry = rec.checked_entry(&*store)?;
+                    let mut what = crate::render::entry_what(&entry);
+                    if what.chars().count() > 120 {
+                        what = what.chars().take(120).collect::<String>() + "…";
+                    }
+                    for r in entry.refs() {
+                        lane_refs.push((r.chain.as_str().to_string(), r.seq, name.clone(), rec.seq));
+                    }
+                    lane_shown.push((name.clone(), rec.seq));
+                    entries.push(json!({
+                        "seq": rec.seq,
+                        "kind": entry.event().kind(),
+                        "failed": matches!(entry.event(), theater_chain::Event::Failed { .. }),
+                        "summary": what,
+                    }));
+                    Ok(())
+                })
+                .map_err(chain_error)?;
+            Ok(json!({"name": name, "start": store.start(), "len": store.len(), "entries": entries}))
+        });
+        match lane {
+            Ok(v) => {
+                out.push(v);
+                refs.extend(lane_refs);
+                shown.extend(lane_shown);
+            }
+            Err((_, e)) => out.push(json!({"name": name, "error": e})),
+        }
     }
     let links: Vec<Value> = refs
         .into_iter()
@@ -968,6 +1021,64 @@ fn graph(chains: &[(String, PathBuf)], limit: u64) -> Answer {
         })
         .collect();
     Ok(json!({"chains": out, "links": links}))
+}
+
+/// Chains opened read-only, kept between requests: opening one walks its whole log, and a
+/// page of a chain of millions of entries should cost a page. A chain whose log has grown is
+/// opened again, at most every [`REOPEN_AFTER`], so a busy actor's chain is a second behind
+/// at most.
+#[derive(Default)]
+struct Stores(Mutex<HashMap<PathBuf, Opened>>);
+
+struct Opened {
+    store: Arc<FileStore>,
+    log_len: u64,
+    at: Instant,
+}
+
+/// How stale a kept chain may be when its log has grown.
+const REOPEN_AFTER: Duration = Duration::from_secs(1);
+/// Chains kept open at most (the one opened longest ago goes first).
+const MAX_OPEN: usize = 64;
+
+impl Stores {
+    /// The chain in `dir`, opened read-only (blocks: call it off the async runtime).
+    fn get(&self, dir: &Path) -> Result<Arc<FileStore>, (StatusCode, String)> {
+        let log_len = std::fs::metadata(dir.join("chain.log")).map_or(0, |m| m.len());
+        {
+            let kept = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(o) = kept.get(dir)
+                && (o.log_len == log_len || o.at.elapsed() < REOPEN_AFTER)
+            {
+                return Ok(Arc::clone(&o.store));
+            }
+        }
+        let store = Arc::new(open(dir)?);
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.len() >= MAX_OPEN
+            && let Some(oldest) = kept
+                .iter()
+                .min_by_key(|(_, o)| o.at)
+                .map(|(d, _)| d.clone())
+        {
+            kept.remove(&oldest);
+        }
+        kept.insert(
+            dir.to_path_buf(),
+            Opened {
+                store: Arc::clone(&store),
+                log_len,
+                at: Instant::now(),
+            },
+        );
+        Ok(store)
+    }
 }
 
 /// `theater console` without paths: a one-time URL for the running host's console.
@@ -988,6 +1099,7 @@ pub(crate) fn serve_offline(
         "the console listens on loopback only ({listen} is not)"
     );
     let mut chains = BTreeMap::new();
+    let stores = Stores::default();
     for path in paths {
         let candidates: Vec<PathBuf> = if path.join("chain.log").is_file() {
             vec![path.clone()]
@@ -1007,11 +1119,16 @@ pub(crate) fn serve_offline(
             );
         };
         for dir in candidates {
-            let name = dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .map(str::to_string)
-                .with_context(|| format!("{} has no name", dir.display()))?;
+            // A chain is named by its id (what references name), whatever its directory is
+            // called; one that cannot be opened by its directory, so that verify can tell why.
+            let name = match stores.get(&dir) {
+                Ok(store) => store.id().as_str().to_string(),
+                Err(_) => dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .map(str::to_string)
+                    .with_context(|| format!("{} has no name", dir.display()))?,
+            };
             if let Some(other) = chains.insert(name.clone(), dir.clone()) {
                 anyhow::bail!(
                     "two chains are named {name:?}: {} and {}",
@@ -1035,11 +1152,10 @@ pub(crate) fn serve_offline(
             .with_context(|| format!("cannot listen on {listen}"))?;
         let bound = listener.local_addr()?;
         let n = chains.len();
-        let console = Arc::new(Console::new(
-            Source::Offline { chains, manifests },
-            random_hex(),
-            bound.port(),
-        ));
+        let console = Arc::new(Console {
+            stores: Arc::new(stores),
+            ..Console::new(Source::Offline { chains, manifests }, random_hex())
+        });
         println!(
             "console over {n} chain(s): http://{bound}/console/#code={} (the link works once, within a minute; press Enter for a new one, Ctrl-C to stop)",
             console.mint_code()
@@ -1085,4 +1201,159 @@ pub(crate) fn serve_offline(
         }
         Ok(std::process::ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_chain(dir: &Path, n: u64, hit: impl Fn(u64) -> bool) -> FileStore {
+        use theater_chain::{ChainId, Durability, NewEntry, Payload};
+        let mut s = FileStore::create(dir, ChainId::new("c").unwrap(), Durability::None).unwrap();
+        let state = Hash::digest(b"s");
+        s.append(NewEntry::init(Payload::json(json!({})), state))
+            .unwrap();
+        for i in 1..n {
+            let input = if hit(i) {
+                json!({"hit": i})
+            } else {
+                json!({"n": i})
+            };
+            s.append(NewEntry::input(
+                Payload::json(input),
+                Payload::json(json!(i)),
+                state,
+            ))
+            .unwrap();
+        }
+        s.sync().unwrap();
+        FileStore::open_read_only(dir).unwrap()
+    }
+
+    fn find(p: &[(&str, &str)]) -> Find {
+        let p: HashMap<String, String> = p
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Find::from_params(&p).unwrap()
+    }
+
+    fn seqs(page: &Value) -> Vec<u64> {
+        page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect()
+    }
+
+    /// Paging by `next` visits every match once, newest first, whatever the page size and
+    /// whether a page ends inside a chunk or the budget runs out between chunks.
+    #[test]
+    fn pages_and_cut_searches_visit_every_match_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = write_chain(dir.path(), 5000, |i| i % 7 == 3);
+        let every: Vec<u64> = (0..5000u64).rev().filter(|i| *i % 7 == 3).collect();
+        let mut cut = 0;
+        for (limit, budget) in [
+            ("1", 10_000),
+            ("50", 10_000),
+            ("500", 10_000),
+            ("50", 0),
+            ("500", 0),
+        ] {
+            let mut seen = Vec::new();
+            let mut before: Option<u64> = None;
+            let mut requests = 0;
+            loop {
+                let mut p = vec![("q", "hit"), ("limit", limit)];
+                let b = before.map(|b| b.to_string());
+                if let Some(b) = &b {
+                    p.push(("before", b));
+                }
+                let deadline = Instant::now() + Duration::from_millis(budget);
+                let page = find_entries(&store, &find(&p), deadline).unwrap();
+                let got = seqs(&page);
+                assert!(got.len() <= limit.parse().unwrap());
+                if page["complete"] == false {
+                    // Out of budget after one chunk, short of a full page: it says so.
+                    assert_eq!(budget, 0);
+                    assert!(got.len() < limit.parse().unwrap(), "{page}");
+                    cut += 1;
+                }
+                seen.extend(got);
+                requests += 1;
+                match page["next"].as_u64() {
+                    Some(n) => before = Some(n),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, every, "limit {limit}, budget {budget} ms");
+            assert!(requests >= every.len() / limit.parse::<usize>().unwrap());
+        }
+        assert!(cut > 0, "no search ran out of its budget");
+        // Bounds: from and to are inclusive, kind and failed filter.
+        let page = find_entries(
+            &store,
+            &find(&[("from", "10"), ("to", "24"), ("q", "hit")]),
+            Instant::now() + Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(seqs(&page), vec![24, 17, 10]);
+        let page = find_entries(
+            &store,
+            &find(&[("kind", "init")]),
+            Instant::now() + Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(seqs(&page), vec![0]);
+        let page = find_entries(
+            &store,
+            &find(&[("failed", "1")]),
+            Instant::now() + Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(seqs(&page), Vec::<u64>::new());
+        for bad in [
+            ("limit", "0"),
+            ("limit", "501"),
+            ("before", "x"),
+            ("from", "-1"),
+        ] {
+            let p: HashMap<String, String> = [(bad.0.to_string(), bad.1.to_string())].into();
+            assert!(Find::from_params(&p).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn codes_work_once_and_expire() {
+        let console = Console::new(
+            Source::Offline {
+                chains: BTreeMap::new(),
+                manifests: Vec::new(),
+            },
+            "token".into(),
+        );
+        let code = console.mint_code();
+        assert!(take(&console.codes, &code, true));
+        assert!(!take(&console.codes, &code, true), "used twice");
+        let code = console.mint_code();
+        for (_, until) in console.codes.lock().unwrap().iter_mut() {
+            *until = Instant::now() - Duration::from_millis(1);
+        }
+        assert!(!take(&console.codes, &code, true), "expired");
+        // Kept codes are bounded.
+        for _ in 0..1000 {
+            console.mint_code();
+        }
+        assert!(console.codes.lock().unwrap().len() <= MAX_CODES);
+    }
+
+    #[tokio::test]
+    async fn bodies_are_bounded() {
+        let req = |n: usize| Request::new(Full::new(Bytes::from(vec![b'x'; n])));
+        assert_eq!(read_body(req(10), 10).await.unwrap().len(), 10);
+        let refused = read_body(req(11), 10).await.unwrap_err();
+        assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
 }

@@ -214,6 +214,36 @@ async fn replay_to_an_entry_starts_from_the_nearest_snapshot() {
         theater_core::replay_to_nearest(&mut Counter, &store, 11, 11, &mut |_, _| {}).await,
         Err(ReplayError::OutOfRange { .. })
     ));
+
+    // A pruned chain: its anchor's state is seen first, as any snapshot's.
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        FileStore::open_or_create(dir.path(), id("p"), Durability::Group { max_batch: 8 }).unwrap();
+    let config = RuntimeConfig::default()
+        .snapshot_every(Some(4))
+        .snapshot_share(None)
+        .prune_on_snapshot(true);
+    let mut rt = ActorRuntime::start(Counter, Box::new(store), config)
+        .await
+        .unwrap();
+    for i in 1..=10 {
+        rt.handle(add(i), vec![]).await.unwrap();
+    }
+    rt.commit().unwrap();
+    drop(rt);
+    let store = FileStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(store.start(), 8);
+    let mut seen = Vec::new();
+    let report = theater_core::replay_to_nearest(&mut Counter, &store, 9, 8, &mut |seq, state| {
+        seen.push((seq, state.clone()));
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        seen,
+        vec![(8, json!({"count": 36})), (9, json!({"count": 45}))]
+    );
+    assert_eq!(report.from, 8);
 }
 
 #[tokio::test]
