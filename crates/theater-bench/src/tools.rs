@@ -1,5 +1,5 @@
-//! Chain-tool rows: what `theater chain verify` and `theater chain replay` do, on a chain of
-//! 1,000,000 entries written by the wasm counter. Verify is measured against raw SHA-256 over
+//! Chain-tool rows: what `theater chain verify` and `theater chain replay` and the console's
+//! search do, on a chain of 1,000,000 entries written by the wasm counter. Verify is measured against raw SHA-256 over
 //! the same bytes on one thread (the chain's log file, read into memory); replay against the
 //! same inputs handled live by the runtime on an in-memory chain.
 
@@ -19,7 +19,8 @@ const ENTRIES: u64 = 1_000_000;
 pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
     let verify_name = "theater chain verify, 1,000,000-entry chain";
     let replay_name = "theater chain replay, 1,000,000-entry chain (wasm counter)";
-    if !report.wants(verify_name) && !report.wants(replay_name) {
+    let search_name = "console search, 1,000,000-entry chain (no match: every entry read)";
+    if !report.wants(verify_name) && !report.wants(replay_name) && !report.wants(search_name) {
         return Ok(());
     }
     let rt = crate::harness::runtime()?;
@@ -75,6 +76,54 @@ pub(crate) fn run(report: &mut Report) -> anyhow::Result<()> {
             better: Better::Higher,
             // Entries hash independently: verification uses every core (2 here).
             target: Some(Target::Ratio(1.6)),
+        });
+    }
+    if report.wants(search_name) {
+        // The baseline: the same records read in one pass, decoded, and the text looked for
+        // in their input and output, with nothing else (no hash check, no paging).
+        let bare = || -> anyhow::Result<Duration> {
+            let t = Instant::now();
+            let store = FileStore::open_read_only(&chain_dir)?;
+            let (mut hits, mut undecodable) = (0u64, 0u64);
+            store.for_each_record(0, &mut |rec| {
+                let Ok(entry) = rec.entry() else {
+                    undecodable += 1;
+                    return Ok(());
+                };
+                if let theater_chain::Event::Input { input, output } = entry.event()
+                    && (input.json.to_string().contains("no such text")
+                        || output.json.to_string().contains("no such text"))
+                {
+                    hits += 1;
+                }
+                Ok(())
+            })?;
+            anyhow::ensure!(
+                hits == 0 && undecodable == 0,
+                "the baseline found {hits}, {undecodable} undecodable"
+            );
+            Ok(t.elapsed())
+        };
+        let (mut ours, mut base) = (Vec::new(), Vec::new());
+        for _ in 0..samples.min(5) {
+            let t = Instant::now();
+            let (found, scanned) = theater::search_chain(&chain_dir, "no such text")?;
+            anyhow::ensure!(
+                found.is_empty() && scanned == ENTRIES,
+                "search read {scanned}"
+            );
+            ours.push(t.elapsed());
+            base.push(bare()?);
+        }
+        report.push(Row {
+            name: search_name.into(),
+            unit: "entries/s",
+            ours: ENTRIES as f64 / median(&mut ours).as_secs_f64(),
+            baseline_name: "one pass: read, decode, look in input and output".into(),
+            baseline: ENTRIES as f64 / median(&mut base).as_secs_f64(),
+            better: Better::Higher,
+            // The search also checks every record's hash.
+            target: Some(Target::Ratio(0.7)),
         });
     }
     if report.wants(replay_name) {

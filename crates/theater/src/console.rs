@@ -892,6 +892,39 @@ fn find_entries(store: &FileStore, find: &Find, deadline: Instant) -> Answer {
     }))
 }
 
+/// Searches the stored chain in `dir` as the console's chain page does, to its start: the
+/// seqs of the entries whose input, output or error holds `text`, newest first, and how many
+/// entries were read. Every record read is checked against its stored hash.
+pub fn search_chain(dir: &Path, text: &str) -> anyhow::Result<(Vec<u64>, u64)> {
+    let store = open(dir).map_err(|(_, e)| anyhow::anyhow!(e))?;
+    let mut find = Find {
+        before: None,
+        limit: MAX_PAGE,
+        kind: None,
+        failed: false,
+        from: None,
+        to: None,
+        q: Some(text.to_string()),
+    };
+    let (mut found, mut scanned) = (Vec::new(), 0);
+    loop {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let page = find_entries(&store, &find, far).map_err(|(_, e)| anyhow::anyhow!(e))?;
+        scanned += page["scanned"].as_u64().unwrap_or(0);
+        found.extend(
+            page["entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["seq"].as_u64()),
+        );
+        match page["next"].as_u64() {
+            Some(next) => find.before = Some(next),
+            None => return Ok((found, scanned)),
+        }
+    }
+}
+
 /// The answer for a seq the chain does not hold.
 fn no_entry(store: &FileStore, seq: u64) -> (StatusCode, String) {
     (

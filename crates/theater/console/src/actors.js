@@ -1,66 +1,75 @@
-// The actors page (live hosts only): a table kept current over Server-Sent Events, and a form
-// that sends a message or a request to an actor.
+// The actors page (live hosts only): a table kept current over Server-Sent Events (read with
+// fetch), and a form that sends a message or a request to an actor.
 
 import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
-import { API, get, post, seg } from './api.js';
-import { chainHref, entryHref, short, num, rate, bytes, pretty, errorText, ErrorLine } from './util.js';
+import { post, readEvents, seg } from './api.js';
+import { chainHref, entryHref, num, rate, bytes, pretty, errorText, ErrorLine } from './util.js';
 
+/** Reconnection waits: the first, and the longest (doubling in between). */
+const RETRY_FIRST_MS = 1000;
+const RETRY_MAX_MS = 5000;
+
+/**
+ * The actors, kept current from `GET actors/live` read with fetch (an EventSource cannot send
+ * the session header). `live` is 'connecting', 'live', 'reconnecting' or 'stopped' (after a
+ * 401, when the session has ended: no retries then).
+ */
 function useLiveActors() {
   const [actors, setActors] = useState(null);
   const [error, setError] = useState(null);
   const [live, setLive] = useState('connecting');
 
   useEffect(() => {
-    let es = null;
+    const abort = new AbortController();
     let retry = null;
-    let closed = false;
+    let wait = RETRY_FIRST_MS;
 
-    // A GET first: it carries the server's error text, which an EventSource cannot.
-    const connect = () => {
-      get('actors')
-        .then((list) => {
-          if (closed) return;
-          setActors(list);
-          setError(null);
-          open();
-        })
-        .catch((e) => {
-          if (closed) return;
-          setError(e);
-          setLive('stopped');
-          if (e.status !== 401) retry = setTimeout(connect, 5000);
+    const connect = async () => {
+      let problem = null;
+      try {
+        await readEvents('actors/live', {
+          signal: abort.signal,
+          onOpen: () => setLive('live'),
+          onEvent: (data) => {
+            let list;
+            try {
+              list = JSON.parse(data);
+            } catch (e) {
+              setError(new Error(`a bad event from the server: ${errorText(e)}`));
+              return;
+            }
+            if (!Array.isArray(list)) {
+              setError(new Error('a bad event from the server: not a list of actors'));
+              return;
+            }
+            wait = RETRY_FIRST_MS;
+            setActors(list);
+            setError(null);
+            setLive('live');
+          },
         });
-    };
-    const open = () => {
-      es = new EventSource(`${API}actors/live`);
-      es.onopen = () => setLive('live');
-      es.onmessage = (ev) => {
-        try {
-          setActors(JSON.parse(ev.data));
-          setLive('live');
-        } catch (e) {
-          setError(new Error(`a bad event from the server: ${errorText(e)}`));
-        }
-      };
-      es.onerror = () => {
-        if (closed) return;
-        if (es.readyState === EventSource.CLOSED) {
-          // The server refused (or ended) the stream: try again in a while, via the GET.
-          es.close();
-          es = null;
-          setLive('stopped');
-          retry = setTimeout(connect, 5000);
-        } else {
-          setLive('reconnecting');
-        }
-      };
+      } catch (e) {
+        if (abort.signal.aborted || (e && e.name === 'AbortError')) return;
+        problem = e;
+      }
+      if (abort.signal.aborted) return;
+      if (problem && problem.status === 401) {
+        // The session has ended: the page shows #login-error; stop here.
+        setError(problem);
+        setLive('stopped');
+        return;
+      }
+      // The stream ended or broke: try again in a while.
+      if (problem) setError(problem);
+      setLive('reconnecting');
+      retry = setTimeout(connect, wait);
+      wait = Math.min(wait * 2, RETRY_MAX_MS);
     };
     connect();
     return () => {
-      closed = true;
+      abort.abort();
       clearTimeout(retry);
-      if (es) es.close();
     };
   }, []);
   return { actors, error, live };
@@ -74,7 +83,6 @@ function ActorRow({ a }) {
     <td data-col="seq" class="mono num">
       ${a.seq === null || a.seq === undefined ? '–' : html`<a href=${entryHref(a.name, a.seq)}>${a.seq}</a>`}
     </td>
-    <td data-col="hash" class="mono" title=${a.hash || ''}>${short(a.hash)}</td>
     <td data-col="inputs" class="num">${num(a.inputs)}</td>
     <td data-col="inputs_per_s" class="num">${rate(a.inputs_per_s)}</td>
     <td data-col="failures" class=${a.failures > 0 ? 'num failed' : 'num'}>${num(a.failures)}</td>
@@ -154,12 +162,13 @@ function SendForm({ actors }) {
 export function ActorsPage() {
   const { actors, error, live } = useLiveActors();
   return html`<section class="page">
-    <h1>Actors <span class=${`live live-${live}`} id="live-state">${live}</span></h1>
+    <h1>Actors <span class=${`live live-${live}`} id="live-state" data-state=${live}
+      title=${live === 'live' ? 'connected: updates as the actors change' : 'not connected: the list may be out of date'}>${live}</span></h1>
     <${ErrorLine} error=${error} />
     ${actors === null && !error ? html`<p class="muted">Loading…</p>` : null}
     <table id="actors" class="grid">
       <thead><tr>
-        <th>name</th><th>status</th><th>seq</th><th>head</th><th>inputs</th><th>inputs/s</th>
+        <th>name</th><th>status</th><th>seq</th><th>inputs</th><th>inputs/s</th>
         <th>failures</th><th>restarts</th><th>mailbox</th><th>chain</th>
       </tr></thead>
       <tbody>${(actors || []).map((a) => html`<${ActorRow} key=${a.name} a=${a} />`)}</tbody>

@@ -9,7 +9,9 @@ import { entryHref, ErrorLine } from './util.js';
 import { layoutGraph, messagePath, LANE_WIDTH } from './layout.js';
 
 const DEFAULT_LIMIT = 200;
-const MAX_LIMIT = 5000;
+const MAX_LIMIT = 2000; // the server's limit per chain: 1..=2000
+/** Chains drawn at first when the route names none: all if this many or fewer, else the first. */
+const DEFAULT_CHAINS = 8;
 const NODE_WIDTH = 168;
 const FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif';
 
@@ -157,13 +159,13 @@ export function GraphPage({ route }) {
   const cyRef = useRef(null);
   const token = useRef(0);
 
-  // The chains to choose from; by default all of them.
+  // The chains to choose from (by name); by default all of them, or the first few of many.
   useEffect(() => {
     get('chains')
       .then((cs) => {
-        const all = cs.map((c) => c.name);
+        const all = [...new Set(cs.map((c) => c.name))].sort();
         setNames(all);
-        setChosen((c) => c ?? all);
+        setChosen((c) => c ?? all.slice(0, DEFAULT_CHAINS));
       })
       .catch((e) => {
         setError(e);
@@ -240,9 +242,17 @@ export function GraphPage({ route }) {
       box.replaceChildren(
         ...lay.lanes.map((l) => {
           const s = document.createElement('span');
-          s.className = 'lane-name';
-          s.textContent = l.name;
-          s.title = l.name;
+          s.className = l.error === null ? 'lane-name' : 'lane-name lane-error';
+          s.dataset.chain = l.name;
+          if (l.error === null) {
+            s.textContent = l.name;
+            s.title = l.name;
+          } else {
+            // The chain could not be read: its error in the header, no nodes below.
+            s.dataset.error = l.error;
+            s.textContent = `${l.name}: ${l.error}`;
+            s.title = `${l.name} could not be read: ${l.error}`;
+          }
           return s;
         }),
       );
@@ -315,6 +325,8 @@ export function GraphPage({ route }) {
   const fit = () => cyRef.current && cyRef.current.fit(undefined, 30);
   const all = names || [];
   const extra = (chosen || []).filter((n) => !all.includes(n));
+  const shown = (chosen || []).filter((n) => all.includes(n)).length;
+  const laneErrors = layout ? layout.lanes.filter((l) => l.error !== null) : [];
 
   return html`<section class="page graph-page">
     <h1>Message graph</h1>
@@ -331,9 +343,21 @@ export function GraphPage({ route }) {
         onInput=${(e) => setLimitText(e.currentTarget.value)} onChange=${applyLimit} /> entries per chain</label>
       <button id="graph-draw" type="submit">Draw</button>
       <button id="graph-fit" type="button" onClick=${fit}>Fit</button>
-      <span class="muted">${loading ? 'loading…' : layout ? `${layout.nodes.length} entries, ${layout.links.length} links` : ''}</span>
+      <span class="muted">${loading
+        ? 'loading…'
+        : layout
+          ? `${layout.nodes.length} entries, ${layout.links.length} links${laneErrors.length ? `; ${laneErrors.length} chain${laneErrors.length === 1 ? '' : 's'} could not be read` : ''}`
+          : ''}</span>
     </form>
+    ${names && names.length > 0 && shown < names.length
+      ? html`<p id="graph-note" class="graph-note">showing ${shown} of ${names.length} chains: choose others above</p>`
+      : null}
     <${ErrorLine} error=${error} />
+    ${laneErrors.length > 0
+      ? html`<ul id="graph-errors" class="graph-errors">
+          ${laneErrors.map((l) => html`<li key=${l.name} data-chain=${l.name} class="error"><strong>${l.name}</strong> could not be read: ${l.error}</li>`)}
+        </ul>`
+      : null}
     <div class="graph-layout">
       <div class="graph-wrap">
         <div id="graph-lanes" class="graph-lanes" ref=${lanesBox}></div>

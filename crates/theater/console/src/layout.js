@@ -10,19 +10,24 @@ export const ROW_HEIGHT = 54;
 
 /**
  * `graph` is the answer of `GET graph`. Returns
- * `{ lanes: [{name, x}], nodes: [{id, chain, seq, kind, failed, summary, lane, rank, x, y}],
+ * `{ lanes: [{name, x, error}], nodes: [{id, chain, seq, kind, failed, summary, lane, rank, x, y}],
  *    order: [{id, source, target}], links: [{id, source, target}], byKey: Map, maxRank }`.
  * Links whose ends are not both in the graph are left out. Should links ever form a cycle,
  * the layout breaks it (taking entries in chain order) rather than failing.
  */
 export function layoutGraph(graph) {
   const chains = (graph && graph.chains) || [];
-  const lanes = chains.map((c, i) => ({ name: c.name, x: i * LANE_WIDTH }));
+  // A chain the server could not read comes as `{name, error}`: a lane with its error, no nodes.
+  const lanes = chains.map((c, i) => ({
+    name: c.name,
+    x: i * LANE_WIDTH,
+    error: typeof c.error === 'string' ? c.error : null,
+  }));
   const nodes = [];
   const byKey = new Map(); // `${chain}\u0000${seq}` -> node
   const laneNodes = [];
   chains.forEach((c, lane) => {
-    const sorted = [...(c.entries || [])].sort((a, b) => a.seq - b.seq);
+    const sorted = lanes[lane].error !== null ? [] : [...(c.entries || [])].sort((a, b) => a.seq - b.seq);
     const mine = [];
     for (const e of sorted) {
       const key = nodeKey(c.name, e.seq);

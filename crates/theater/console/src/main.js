@@ -2,7 +2,7 @@
 
 import { html, render } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
-import { get, post, setUnauthorizedHandler, ApiError } from './api.js';
+import { get, login, logout, getSession, setUnauthorizedHandler, ApiError } from './api.js';
 import { parseHash, errorText } from './util.js';
 import { ActorsPage } from './actors.js';
 import { ChainsPage } from './chains.js';
@@ -11,8 +11,12 @@ import { EntryPage } from './entry.js';
 import { GraphPage } from './graph.js';
 
 const LOGIN_HINT = 'Open the URL `theater console` prints.';
+const LOGGED_OUT = 'Logged out. To use the console again, open a new link from `theater console`.';
 
-/** Logs in with the `#code=` fragment if there is one, then reads `info`. */
+/**
+ * Logs in with the `#code=` fragment if there is one (storing the session in this tab), then
+ * reads `info` with the stored session.
+ */
 async function start() {
   const m = location.hash.match(/^#code=([^&]*)/);
   if (m) {
@@ -23,7 +27,7 @@ async function start() {
       code = m[1];
     }
     try {
-      await post('/console/login', { code }, { quiet401: true });
+      await login(code);
     } catch (e) {
       // The code is spent or wrong either way: keep it out of the address bar and history.
       history.replaceState(null, '', '/console/');
@@ -31,6 +35,7 @@ async function start() {
     }
     history.replaceState(null, '', '/console/#/actors');
   }
+  if (!getSession()) return { login: `Not logged in (no session in this tab). ${LOGIN_HINT}` };
   try {
     return { info: await get('info', { quiet401: true }) };
   } catch (e) {
@@ -53,7 +58,7 @@ function useHash() {
   return [hash, setHash];
 }
 
-function Header({ info, route }) {
+function Header({ info, route, onLogout, loggingOut }) {
   const offline = info && info.mode === 'offline';
   const cur = route.page === 'chain' || route.page === 'entry' ? 'chains' : route.page;
   const link = (id, page, label, hidden) => html`<a id=${id} href=${`#/${page}`} hidden=${hidden}
@@ -65,9 +70,13 @@ function Header({ info, route }) {
       ${link('nav-chains', 'chains', 'Chains', false)}
       ${link('nav-graph', 'graph', 'Graph', false)}
     </nav>
-    ${info && html`<span class="mode" data-mode=${info.mode} title=${info.data_dir || ''}>
-      ${info.mode}${info.version ? ` · ${info.version}` : ''}
-    </span>`}
+    <div class="end">
+      ${info && html`<span class="mode" data-mode=${info.mode} title=${info.data_dir || ''}>
+        ${info.mode}${info.version ? ` · ${info.version}` : ''}
+      </span>`}
+      ${onLogout && html`<button id="logout" type="button" class="logout" onClick=${onLogout} disabled=${loggingOut}
+        title="end this session on the server">${loggingOut ? 'Logging out…' : 'Log out'}</button>`}
+    </div>
   </header>`;
 }
 
@@ -94,7 +103,10 @@ function App() {
   const [hash, setHash] = useHash();
 
   useEffect(() => {
-    setUnauthorizedHandler((e) => setState((s) => ({ ...s, login: `The session has ended: ${e.message}. ${LOGIN_HINT}` })));
+    // A 401 (the stored session is already gone): show #login-error, unless logging out.
+    setUnauthorizedHandler((e) =>
+      setState((s) => (s.loggedOut || s.loggingOut ? s : { ...s, login: `The session has ended: ${e.message}. ${LOGIN_HINT}` })),
+    );
   }, []);
 
   // At first, and again when a new `#code=` is pasted into this tab.
@@ -121,14 +133,29 @@ function App() {
     }
   }, [info, hash]);
 
+  // Unmount the pages first (their streams and requests stop), then end the session.
+  const onLogout = async () => {
+    setState((s) => ({ ...s, loggingOut: true }));
+    const problem = await logout();
+    setState({
+      loggedOut: problem
+        ? `${LOGGED_OUT} (The server did not confirm the end of the session: ${errorText(problem)}. It ends by itself when it expires.)`
+        : LOGGED_OUT,
+    });
+  };
+
   let main;
   if (state.loading) main = html`<p class="muted">Connecting…</p>`;
+  else if (state.loggingOut) main = html`<p class="muted">Logging out…</p>`;
+  else if (state.loggedOut) main = html`<p id="logged-out" class="notice" role="status">${state.loggedOut}</p>`;
   else if (state.login) main = html`<p id="login-error" class="error" role="alert">${state.login}</p>`;
   else if (state.error) main = html`<p class="error" role="alert">${state.error}</p>`;
   else if (route.page === 'default') main = null;
   else main = html`<${Page} route=${route} info=${info} />`;
 
-  return html`<${Header} info=${info} route=${route} />
+  const loggedIn = !state.loading && !state.login && !state.loggedOut && getSession() !== null;
+  return html`<${Header} info=${state.loggedOut ? null : info} route=${route}
+      onLogout=${loggedIn || state.loggingOut ? onLogout : null} loggingOut=${!!state.loggingOut} />
     <main>${main}</main>`;
 }
 

@@ -551,6 +551,16 @@ async fn the_console_in_a_browser() {
         assert_eq!(nodes, 408, "{nodes} nodes");
         assert!(edges >= 2, "{edges} edges: the two balls");
         shot(&c, "graph").await;
+
+        // The session was never a cookie; logging out ends it, and the page says how to
+        // come back.
+        assert!(c.get_all_cookies().await?.is_empty());
+        c.find(Locator::Css("button#logout")).await?.click().await?;
+        let out = text_of(&c, "#logged-out").await;
+        assert!(out.contains("theater console"), "{out}");
+        c.goto(&format!("{base}#/actors")).await?;
+        c.refresh().await?;
+        text_of(&c, "#login-error").await;
         Ok::<_, fantoccini::error::CmdError>(())
     }
     .await;
