@@ -190,12 +190,15 @@ pub enum Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Problem::HashMismatch { stored, computed } => write!(
-                f,
-                "hash mismatch (stored {}, computed {})",
-                stored.short(),
-                computed.short()
-            ),
+            Problem::HashMismatch { stored, computed } => {
+                // Short forms, unless the damage is past them (in the stored hash itself).
+                let (stored, computed) = if stored.short() == computed.short() {
+                    (stored.to_string(), computed.to_string())
+                } else {
+                    (stored.short(), computed.short())
+                };
+                write!(f, "hash mismatch (stored {stored}, computed {computed})")
+            }
             Problem::BrokenLink { expected, found } => write!(
                 f,
                 "broken link (parent {} but previous entry is {})",
@@ -226,4 +229,41 @@ impl fmt::Display for Problem {
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> ChainError {
     let path = path.into();
     move |source| ChainError::Io { path, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hash mismatch names the hashes so that they differ where shown: the short forms, or
+    /// the whole hashes when the damage is past the short form (in the stored hash itself).
+    #[test]
+    fn a_hash_mismatch_shows_where_the_hashes_differ() {
+        let hash = |hex: &str| hex.parse::<Hash>().unwrap();
+        let a = hash(&"ab".repeat(32));
+        let late = hash(&format!("{}cd", "ab".repeat(31)));
+        let early = hash(&format!("cd{}", "ab".repeat(31)));
+        let text = Problem::HashMismatch {
+            stored: a,
+            computed: late,
+        }
+        .to_string();
+        assert!(
+            text.contains(&late.to_string()) && text.contains(&a.to_string()),
+            "{text}"
+        );
+        let text = Problem::HashMismatch {
+            stored: a,
+            computed: early,
+        }
+        .to_string();
+        assert_eq!(
+            text,
+            format!(
+                "hash mismatch (stored {}, computed {})",
+                a.short(),
+                early.short()
+            )
+        );
+    }
 }

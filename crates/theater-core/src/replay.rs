@@ -231,7 +231,7 @@ pub async fn replay_to_nearest<A: Actor>(
     on_entry: &mut (dyn FnMut(u64, &Value) + Send),
 ) -> Result<ReplayReport, ReplayError> {
     let start = in_range(chain, to)?;
-    let last = not_after.min(to);
+    let last = not_after.clamp(start, to);
     let nearest = chain
         .snapshots()
         .into_iter()

@@ -213,7 +213,7 @@ async fn route(
             "the Host header (one) must name this API by address: localhost, a loopback address or the address it listens on, not a DNS name",
         );
     }
-    // The console's pages, its login and its API (a session cookie or the token).
+    // The console's pages, its login and its API (a console session or the token).
     if path == "/console" || path.starts_with("/console/") {
         return console.route(req).await;
     }

@@ -334,7 +334,24 @@ impl Console {
         } else {
             Bytes::new()
         };
-        let segments: Vec<String> = api.split('/').map(str::to_string).collect();
+        // A chain's id may hold any character but a control one: segments are percent-decoded.
+        let segments: Vec<String> = match api
+            .split('/')
+            .map(|seg| {
+                percent_encoding::percent_decode_str(seg)
+                    .decode_utf8()
+                    .map(std::borrow::Cow::into_owned)
+            })
+            .collect()
+        {
+            Ok(segments) => segments,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("the path is not UTF-8: {e}"),
+                );
+            }
+        };
         let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect();
@@ -428,10 +445,14 @@ impl Console {
                     Ok(f) => f,
                     Err(e) => return error(StatusCode::BAD_REQUEST, e),
                 };
-                // The budget counts from here: opening the chain is part of it.
-                let deadline = Instant::now() + SEARCH_BUDGET;
                 let stores = Arc::clone(&self.stores);
-                blocking(move || find_entries(&*stores.get(&dir)?, &find, deadline)).await
+                blocking(move || {
+                    let store = stores.get(&dir)?;
+                    // The budget is for the scan: a chain opened again (its log grew) is read
+                    // whole first, and the search must still get its run.
+                    find_entries(&store, &find, Instant::now() + SEARCH_BUDGET)
+                })
+                .await
             }
             (&Method::GET, ["chains", name, "entries", seq]) => {
                 let dir = match self.chain_dir(name) {
@@ -728,7 +749,7 @@ fn chains_json(stores: &Stores, dirs: &[(String, PathBuf)]) -> Value {
             let bytes = std::fs::metadata(dir.join("chain.log"))
                 .map(|m| m.len())
                 .ok();
-            match stores.get(dir) {
+            match stores.get_or_peek(dir, false) {
                 Ok(s) => json!({"name": name, "len": s.len(), "start": s.start(), "bytes": bytes}),
                 Err((_, e)) => json!({"name": name, "error": e, "bytes": bytes}),
             }
@@ -893,10 +914,16 @@ fn find_entries(store: &FileStore, find: &Find, deadline: Instant) -> Answer {
 }
 
 /// Searches the stored chain in `dir` as the console's chain page does, to its start: the
-/// seqs of the entries whose input, output or error holds `text`, newest first, and how many
-/// entries were read. Every record read is checked against its stored hash.
+/// seqs of the entries whose input, output or error (or an init's parameters) holds `text` in
+/// its JSON text, newest first, and how many entries were read. Every record read is checked
+/// against its stored hash.
 pub fn search_chain(dir: &Path, text: &str) -> anyhow::Result<(Vec<u64>, u64)> {
     let store = open(dir).map_err(|(_, e)| anyhow::anyhow!(e))?;
+    search_store(&store, text)
+}
+
+/// [`search_chain`] over a chain already open.
+pub fn search_store(store: &FileStore, text: &str) -> anyhow::Result<(Vec<u64>, u64)> {
     let mut find = Find {
         before: None,
         limit: MAX_PAGE,
@@ -909,7 +936,7 @@ pub fn search_chain(dir: &Path, text: &str) -> anyhow::Result<(Vec<u64>, u64)> {
     let (mut found, mut scanned) = (Vec::new(), 0);
     loop {
         let far = Instant::now() + Duration::from_secs(3600);
-        let page = find_entries(&store, &find, far).map_err(|(_, e)| anyhow::anyhow!(e))?;
+        let page = find_entries(store, &find, far).map_err(|(_, e)| anyhow::anyhow!(e))?;
         scanned += page["scanned"].as_u64().unwrap_or(0);
         found.extend(
             page["entries"]
@@ -1057,39 +1084,90 @@ fn graph(stores: &Stores, chains: &[(String, PathBuf)], limit: u64) -> Answer {
 }
 
 /// Chains opened read-only, kept between requests: opening one walks its whole log, and a
-/// page of a chain of millions of entries should cost a page. A chain whose log has grown is
-/// opened again, at most every [`REOPEN_AFTER`], so a busy actor's chain is a second behind
-/// at most.
+/// page of a chain of millions of entries should cost a page. A kept chain is used while its
+/// log file is the same file (device and inode) with the same length and modification time.
+/// A log that was replaced (a chain pruned, or deleted and made again) is opened again at
+/// once; one that has grown at most every [`REOPEN_AFTER`], so a busy actor's chain is a
+/// second behind at most. A chain whose log is gone is dropped.
 #[derive(Default)]
 struct Stores(Mutex<HashMap<PathBuf, Opened>>);
 
 struct Opened {
     store: Arc<FileStore>,
-    log_len: u64,
-    at: Instant,
+    log: LogId,
+    opened: Instant,
+    used: Instant,
+}
+
+/// What tells one state of a log file from another.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct LogId {
+    /// Device and inode (Unix): which file it is.
+    file: (u64, u64),
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl LogId {
+    fn of(dir: &Path) -> Option<LogId> {
+        let m = std::fs::metadata(dir.join("chain.log")).ok()?;
+        #[cfg(unix)]
+        let file = {
+            use std::os::unix::fs::MetadataExt;
+            (m.dev(), m.ino())
+        };
+        #[cfg(not(unix))]
+        let file = (0, 0);
+        Some(LogId {
+            file,
+            len: m.len(),
+            modified: m.modified().ok(),
+        })
+    }
 }
 
 /// How stale a kept chain may be when its log has grown.
 const REOPEN_AFTER: Duration = Duration::from_secs(1);
-/// Chains kept open at most (the one opened longest ago goes first).
+/// Chains kept open at most (the one used longest ago goes first).
 const MAX_OPEN: usize = 64;
 
 impl Stores {
-    /// The chain in `dir`, opened read-only (blocks: call it off the async runtime).
+    /// The chain in `dir`, opened read-only, and kept (blocks: call it off the async
+    /// runtime).
     fn get(&self, dir: &Path) -> Result<Arc<FileStore>, (StatusCode, String)> {
-        let log_len = std::fs::metadata(dir.join("chain.log")).map_or(0, |m| m.len());
+        self.get_or_peek(dir, true)
+    }
+
+    /// The chain in `dir`: kept if it is, else opened, and kept only if `keep` (a listing of
+    /// every chain should not push out the ones being looked at).
+    fn get_or_peek(&self, dir: &Path, keep: bool) -> Result<Arc<FileStore>, (StatusCode, String)> {
+        let now = Instant::now();
+        let id = LogId::of(dir);
         {
-            let kept = self
+            let mut kept = self
                 .0
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(o) = kept.get(dir)
-                && (o.log_len == log_len || o.at.elapsed() < REOPEN_AFTER)
-            {
-                return Ok(Arc::clone(&o.store));
+            match (kept.get_mut(dir), id) {
+                (Some(o), Some(id))
+                    if o.log == id
+                        || (o.log.file == id.file
+                            && id.len >= o.log.len
+                            && o.opened.elapsed() < REOPEN_AFTER) =>
+                {
+                    o.used = now;
+                    return Ok(Arc::clone(&o.store));
+                }
+                (Some(_), _) => {
+                    kept.remove(dir);
+                }
+                (None, _) => {}
             }
         }
         let store = Arc::new(open(dir)?);
+        let Some(id) = id.filter(|_| keep) else {
+            return Ok(store);
+        };
         let mut kept = self
             .0
             .lock()
@@ -1097,7 +1175,7 @@ impl Stores {
         if kept.len() >= MAX_OPEN
             && let Some(oldest) = kept
                 .iter()
-                .min_by_key(|(_, o)| o.at)
+                .min_by_key(|(_, o)| o.used)
                 .map(|(d, _)| d.clone())
         {
             kept.remove(&oldest);
@@ -1106,8 +1184,9 @@ impl Stores {
             dir.to_path_buf(),
             Opened {
                 store: Arc::clone(&store),
-                log_len,
-                at: Instant::now(),
+                log: id,
+                opened: now,
+                used: now,
             },
         );
         Ok(store)
@@ -1153,14 +1232,18 @@ pub(crate) fn serve_offline(
         };
         for dir in candidates {
             // A chain is named by its id (what references name), whatever its directory is
-            // called; one that cannot be opened by its directory, so that verify can tell why.
+            // called; by its directory when it cannot be opened (its verify tells why) or
+            // when another chain of the paths has that id (a copy).
+            let by_dir = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+                .with_context(|| format!("{} has no name", dir.display()))?;
             let name = match stores.get(&dir) {
-                Ok(store) => store.id().as_str().to_string(),
-                Err(_) => dir
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .map(str::to_string)
-                    .with_context(|| format!("{} has no name", dir.display()))?,
+                Ok(store) if !chains.contains_key(store.id().as_str()) => {
+                    store.id().as_str().to_string()
+                }
+                _ => by_dir,
             };
             if let Some(other) = chains.insert(name.clone(), dir.clone()) {
                 anyhow::bail!(
@@ -1356,6 +1439,45 @@ mod tests {
             let p: HashMap<String, String> = [(bad.0.to_string(), bad.1.to_string())].into();
             assert!(Find::from_params(&p).is_err(), "{bad:?}");
         }
+    }
+
+    /// A kept chain is served while its log is the same file; a log replaced by another of
+    /// the same length (a chain made again) is read again at once, and a chain deleted is
+    /// dropped.
+    #[test]
+    fn kept_chains_follow_their_log_file() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("c");
+        write_chain(&dir, 10, |i| i == 3);
+        let stores = Stores::default();
+        let first = stores.get(&dir).unwrap();
+        assert!(Arc::ptr_eq(&first, &stores.get(&dir).unwrap()), "kept");
+        let hash = first.hash_at(9).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(stores.get(&dir).is_err(), "a deleted chain is not served");
+        assert!(stores.0.lock().unwrap().is_empty(), "and is dropped");
+        // Made again; then replaced by a log of the same length, its hit at 4 instead of 3.
+        write_chain(&dir, 10, |i| i == 3);
+        let first = stores.get(&dir).unwrap();
+        assert_eq!(first.hash_at(9).unwrap(), hash, "the same chain again");
+        let other = root.path().join("d");
+        write_chain(&other, 10, |i| i == 4);
+        assert_eq!(
+            std::fs::metadata(dir.join("chain.log")).unwrap().len(),
+            std::fs::metadata(other.join("chain.log")).unwrap().len()
+        );
+        std::fs::rename(other.join("chain.log"), dir.join("chain.log")).unwrap();
+        let again = stores.get(&dir).unwrap();
+        assert!(
+            !Arc::ptr_eq(&first, &again),
+            "a replaced log is opened again"
+        );
+        assert_ne!(again.hash_at(9).unwrap(), hash);
+        // A listing does not keep what it opens.
+        let listed = root.path().join("e");
+        write_chain(&listed, 3, |_| false);
+        stores.get_or_peek(&listed, false).unwrap();
+        assert!(!stores.0.lock().unwrap().contains_key(&listed));
     }
 
     #[test]

@@ -55,7 +55,7 @@ use clap::{Parser, Subcommand};
 
 pub use audit::{AuditOptions, WitnessTarget};
 pub use cluster::ClusterOptions;
-pub use console::search_chain;
+pub use console::{search_chain, search_store};
 pub use host::{FamilyStatus, Host, HostOptions};
 
 /// Theater: WebAssembly actors whose every state change is recorded in a verifiable hash chain.

@@ -214,15 +214,45 @@ fn the_console_needs_a_one_time_code_or_the_token() {
     let (status, _, body) = post(send, s, "{\"request\": {\"add\": 1}}");
     assert_eq!(status, 200, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["reply"], 4);
+    // The live actor list: the rows at once, and the stream ends with its session.
+    let mut live = TcpStream::connect(&addr).unwrap();
+    write!(
+        live,
+        "GET /console/api/actors/live HTTP/1.1\r\nhost: {addr}\r\n{session}\r\n\r\n"
+    )
+    .unwrap();
+    live.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("data: [") {
+        let n = live.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended before its first event");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&seen).to_lowercase();
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert!(head.contains("\"name\":\"counter\""), "{head}");
     // Logging out ends the session on the server, not only in the page.
     assert_eq!(post("/console/logout", s, "").0, 204);
     assert_eq!(get("/console/api/chains", s).0, 401);
+    // The stream's last chunk follows (a read timeout would fail here).
+    loop {
+        let n = live.read(&mut buf).unwrap();
+        seen.extend_from_slice(&buf[..n]);
+        if n == 0 || String::from_utf8_lossy(&seen).ends_with("0\r\n\r\n") {
+            break;
+        }
+    }
     host.stop();
 
-    // Offline: the same API over the stored chain, behind a code of its own.
+    // Offline: the same API over a copy of the stored chain in a directory of another name
+    // (it is named by its id, as references name it), behind a code of its own.
+    let copy = dir.path().join("saved-counter");
+    copy_dir(&data.join("chains").join("counter"), &copy);
     let mut offline = Command::new(env!("CARGO_BIN_EXE_theater"))
         .arg("console")
-        .arg(data.join("chains").join("counter"))
+        .arg(&copy)
         .arg("--manifest")
         .arg(&m)
         .stdin(Stdio::piped())
@@ -248,6 +278,12 @@ fn the_console_needs_a_one_time_code_or_the_token() {
     assert_eq!(get("/console/api/chains", &at, &[]).0, 401);
     let session = login(&at, &code_of(url));
     let s = std::slice::from_ref(&session);
+    let (status, _, body) = get("/console/api/chains", &at, s);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()[0]["name"],
+        "counter"
+    );
     let (status, _, body) = get("/console/api/chains/counter/state/2", &at, s);
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -269,6 +305,18 @@ fn the_console_needs_a_one_time_code_or_the_token() {
     assert_ne!(code_of(&again), code_of(url));
     let _ = offline.kill();
     let _ = offline.wait();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
 }
 
 fn find(names: &[&str]) -> Option<PathBuf> {
@@ -519,7 +567,8 @@ async fn the_console_in_a_browser() {
         // A chain damaged on disk: verify names its first bad entry.
         let log = damaged.join("chain.log");
         let mut bytes = std::fs::read(&log).unwrap();
-        let at = bytes.len() / 2;
+        // Near its end: among the last 200 entries, which the graph shows.
+        let at = bytes.len() / 20 * 19;
         bytes[at] ^= 0x20;
         std::fs::write(&log, &bytes).unwrap();
         let bad = first_bad(&damaged);
@@ -547,8 +596,14 @@ async fn the_console_in_a_browser() {
             .await?;
         let nodes: usize = graph.attr("data-nodes").await?.unwrap().parse().unwrap();
         let edges: usize = graph.attr("data-edges").await?.unwrap().parse().unwrap();
-        // The last 200 of big and of damaged, ping's 3, pong's 2 and the counter's 3.
-        assert_eq!(nodes, 408, "{nodes} nodes");
+        // The last 200 of big, ping's 3, pong's 2 and the counter's 3; damaged's lane shows
+        // its error instead.
+        assert_eq!(nodes, 208, "{nodes} nodes");
+        let errors = text_of(&c, "#graph-errors").await;
+        assert!(
+            errors.contains("damaged") && errors.contains(&bad.to_string()),
+            "{errors}"
+        );
         assert!(edges >= 2, "{edges} edges: the two balls");
         shot(&c, "graph").await;
 
@@ -558,6 +613,10 @@ async fn the_console_in_a_browser() {
         c.find(Locator::Css("button#logout")).await?.click().await?;
         let out = text_of(&c, "#logged-out").await;
         assert!(out.contains("theater console"), "{out}");
+        assert!(
+            !out.contains("did not confirm"),
+            "the host ended the session: {out}"
+        );
         c.goto(&format!("{base}#/actors")).await?;
         c.refresh().await?;
         text_of(&c, "#login-error").await;
