@@ -799,6 +799,11 @@ impl Find {
         })
     }
 
+    /// Whether anything but the seq bounds filters the entries.
+    fn filters(&self) -> bool {
+        self.failed || self.kind.is_some() || self.q.is_some()
+    }
+
     fn keeps(&self, entry: &Entry) -> bool {
         use theater_chain::Event;
         if self.failed && !matches!(entry.event(), Event::Failed { .. }) {
@@ -858,7 +863,12 @@ fn summary(entry: &Entry, hash: &Hash) -> Value {
 /// One page of the entries `find` keeps, newest first, scanning back from `before` for at
 /// most `budget`; the answer's `next` resumes where it stopped.
 fn find_entries(store: &FileStore, find: &Find, deadline: Instant) -> Answer {
-    const CHUNK: u64 = 1024;
+    // Without a filter every entry is kept: read a page, not a search's run.
+    let chunk: u64 = if find.filters() {
+        1024
+    } else {
+        find.limit as u64
+    };
     let (start, len) = (store.start(), store.len());
     let low = find.from.unwrap_or(0).max(start);
     let high = find
@@ -872,12 +882,29 @@ fn find_entries(store: &FileStore, find: &Find, deadline: Instant) -> Answer {
     let mut next = None;
     let mut complete = true;
     while hi > low {
-        let lo = hi.saturating_sub(CHUNK).max(low);
+        let lo = hi.saturating_sub(chunk).max(low);
         let mut kept = Vec::new();
         store
             .for_each_record_in(lo, hi, &mut |rec| {
-                let entry = rec.checked_entry(store)?;
                 scanned += 1;
+                // A record that fails its hash is a row of its own, whatever the filters (it
+                // could not be searched), and the scan goes on past it.
+                let entry = match rec.checked_entry(store) {
+                    Ok(entry) => entry,
+                    Err(ChainError::Corrupt(c)) => {
+                        kept.push(json!({
+                            "seq": rec.seq,
+                            "hash": rec.hash.to_string(),
+                            "kind": "damaged",
+                            "failed": false,
+                            "damaged": true,
+                            "summary": format!("damaged: {}", c.problem),
+                            "refs": [],
+                        }));
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                };
                 if find.keeps(&entry) {
                     kept.push(summary(&entry, &rec.hash));
                 }
@@ -1430,6 +1457,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(seqs(&page), Vec::<u64>::new());
+        // Without a filter a page reads a page.
+        let page = find_entries(
+            &store,
+            &find(&[("limit", "50"), ("before", "3000")]),
+            Instant::now() + Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(seqs(&page), (2950..3000).rev().collect::<Vec<_>>());
+        assert_eq!(
+            (page["scanned"].clone(), page["next"].clone()),
+            (json!(50), json!(2950))
+        );
         for bad in [
             ("limit", "0"),
             ("limit", "501"),
@@ -1439,6 +1478,46 @@ mod tests {
             let p: HashMap<String, String> = [(bad.0.to_string(), bad.1.to_string())].into();
             assert!(Find::from_params(&p).is_err(), "{bad:?}");
         }
+    }
+
+    /// A record that fails its hash is listed as damaged, whatever the filters, and the
+    /// entries on both sides of it are still found.
+    #[test]
+    fn a_damaged_record_is_a_row_and_the_scan_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = write_chain(dir.path(), 100, |i| i % 10 == 0);
+        let mut at = 0;
+        store
+            .for_each_record_in(55, 56, &mut |rec| {
+                at = rec.offset.unwrap() as usize + 8 + rec.body.len() / 2;
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        let log = dir.path().join("chain.log");
+        let mut bytes = std::fs::read(&log).unwrap();
+        bytes[at] ^= 0x01;
+        std::fs::write(&log, &bytes).unwrap();
+        let store = FileStore::open_read_only(dir.path()).unwrap();
+        let far = || Instant::now() + Duration::from_secs(10);
+        let page = find_entries(&store, &find(&[("limit", "500")]), far()).unwrap();
+        assert_eq!(seqs(&page), (0..100).rev().collect::<Vec<_>>());
+        let damaged: Vec<&Value> = page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["damaged"] == true)
+            .collect();
+        assert_eq!(damaged.len(), 1);
+        assert_eq!(damaged[0]["seq"], 55);
+        assert!(
+            damaged[0]["summary"]
+                .as_str()
+                .unwrap()
+                .contains("hash mismatch")
+        );
+        let page = find_entries(&store, &find(&[("q", "hit")]), far()).unwrap();
+        assert_eq!(seqs(&page), vec![90, 80, 70, 60, 55, 50, 40, 30, 20, 10]);
     }
 
     /// A kept chain is served while its log is the same file; a log replaced by another of

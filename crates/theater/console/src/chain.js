@@ -57,7 +57,7 @@ function Status({ view, loading, applied }) {
 }
 
 function EntryRow({ chain, e }) {
-  return html`<tr data-seq=${e.seq} class=${e.failed ? 'failed' : undefined}>
+  return html`<tr data-seq=${e.seq} data-damaged=${e.damaged ? 'true' : undefined} class=${e.failed || e.damaged ? 'failed' : undefined}>
     <td class="mono num seq"><a href=${entryHref(chain, e.seq)}>${e.seq}</a></td>
     <td class="kind"><span class=${`kind kind-${e.kind}`}>${e.kind}</span>${e.failed ? html` <span class="badge-failed">failed</span>` : null}</td>
     <td class="summary" title=${e.summary}>${e.summary}</td>

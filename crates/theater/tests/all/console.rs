@@ -377,15 +377,17 @@ async fn shot(c: &Client, name: &str) {
     eprintln!("screenshot: {}", path.display());
 }
 
-async fn text_of(c: &Client, css: &str) -> String {
+/// The element `css` names, once the page has drawn it (30 s at most).
+async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
     c.wait()
         .at_most(Duration::from_secs(30))
         .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .unwrap()
+}
+
+async fn text_of(c: &Client, css: &str) -> String {
+    wait_for(c, css).await.text().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -497,10 +499,10 @@ async fn the_console_in_a_browser() {
                 "#chain[data-chain=\"big\"] table#entries tr[data-seq]",
             ))
             .await?;
-        let q = c.find(Locator::Css("input#q")).await?;
+        let q = wait_for(&c, "input#q").await;
         q.send_keys("found-me").await?;
         let searching = Instant::now();
-        c.find(Locator::Css("button#search")).await?.click().await?;
+        wait_for(&c, "button#search").await.click().await?;
         let found = format!("table#entries tr[data-seq=\"{NEEDLE}\"]");
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -558,7 +560,9 @@ async fn the_console_in_a_browser() {
                 "#entry[data-chain=\"counter\"][data-seq=\"2\"]",
             ))
             .await?;
-        c.find(Locator::Css("button#replay")).await?.click().await?;
+        // The page draws the entry's frame first, then its sections (the replay button among
+        // them) once the entry has loaded.
+        wait_for(&c, "button#replay").await.click().await?;
         let change = text_of(&c, "#entry-diff [data-path=\"/count\"]").await;
         assert!(change.contains('2') && change.contains('7'), "{change}");
         assert!(text_of(&c, "#entry-state").await.contains("\"count\": 7"));
@@ -567,8 +571,9 @@ async fn the_console_in_a_browser() {
         // A chain damaged on disk: verify names its first bad entry.
         let log = damaged.join("chain.log");
         let mut bytes = std::fs::read(&log).unwrap();
-        // Near its end: among the last 200 entries, which the graph shows.
-        let at = bytes.len() / 20 * 19;
+        // Near its end: among the newest 50, the chain page's first page (and so among the
+        // last 200, which the graph shows).
+        let at = bytes.len() / 100 * 98;
         bytes[at] ^= 0x20;
         std::fs::write(&log, &bytes).unwrap();
         let bad = first_bad(&damaged);
@@ -585,6 +590,17 @@ async fn the_console_in_a_browser() {
             .for_element(Locator::Css("#verify-result[data-ok=\"false\"]"))
             .await?;
         assert_eq!(result.attr("data-seq").await?, Some(bad.to_string()));
+        // The list shows the damaged entry as a row of its own, and the entries around it.
+        let row = text_of(
+            &c,
+            &format!("tr[data-damaged=\"true\"][data-seq=\"{bad}\"]"),
+        )
+        .await;
+        assert!(row.contains("hash mismatch"), "{row}");
+        c.find(Locator::Css(&format!("tr[data-seq=\"{}\"]", bad + 1)))
+            .await?;
+        c.find(Locator::Css(&format!("tr[data-seq=\"{}\"]", bad - 1)))
+            .await?;
         shot(&c, "verify").await;
 
         // The message graph: every chain's last entries, the messages as edges.
@@ -610,7 +626,7 @@ async fn the_console_in_a_browser() {
         // The session was never a cookie; logging out ends it, and the page says how to
         // come back.
         assert!(c.get_all_cookies().await?.is_empty());
-        c.find(Locator::Css("button#logout")).await?.click().await?;
+        wait_for(&c, "button#logout").await.click().await?;
         let out = text_of(&c, "#logged-out").await;
         assert!(out.contains("theater console"), "{out}");
         assert!(
