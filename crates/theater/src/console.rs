@@ -98,12 +98,20 @@ fn random_hex() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn prune(list: &mut Vec<(Hash, Instant)>, max: usize) {
+/// A new random secret, of which `list` keeps the hash for `lifetime`, among `max` at most
+/// (expired ones go first, then the oldest).
+fn remember(list: &Mutex<Vec<(Hash, Instant)>>, lifetime: Duration, max: usize) -> String {
+    let secret = random_hex();
+    let mut list = list
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let now = Instant::now();
     list.retain(|(_, until)| *until > now);
     while list.len() >= max {
         list.remove(0);
     }
+    list.push((Hash::digest(secret.as_bytes()), now + lifetime));
+    secret
 }
 
 /// Takes `secret` out of `list` if it is there and not expired.
@@ -206,17 +214,7 @@ impl Console {
 
     /// A new one-time code: single use, valid for [`CODE_LIFETIME`]. Only its hash is kept.
     pub(crate) fn mint_code(&self) -> String {
-        let code = random_hex();
-        let mut codes = self
-            .codes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        prune(&mut codes, MAX_CODES);
-        codes.push((
-            Hash::digest(code.as_bytes()),
-            Instant::now() + CODE_LIFETIME,
-        ));
-        code
+        remember(&self.codes, CODE_LIFETIME, MAX_CODES)
     }
 
     /// The session a request carries (`x-theater-session`), if it is a live one: its hash.
@@ -379,18 +377,7 @@ impl Console {
                 "this code is unknown, used or expired (a code works once, within a minute): run `theater console` again",
             );
         }
-        let session = random_hex();
-        {
-            let mut sessions = self
-                .sessions
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            prune(&mut sessions, MAX_SESSIONS);
-            sessions.push((
-                Hash::digest(session.as_bytes()),
-                Instant::now() + SESSION_LIFETIME,
-            ));
-        }
+        let session = remember(&self.sessions, SESSION_LIFETIME, MAX_SESSIONS);
         full(
             StatusCode::OK,
             json!({"session": session, "expires_in_s": SESSION_LIFETIME.as_secs()}),
@@ -721,10 +708,7 @@ async fn blocking(f: impl FnOnce() -> Answer + Send + 'static) -> Response<Body>
 
 fn open(dir: &Path) -> Result<FileStore, (StatusCode, String)> {
     FileStore::open_read_only(dir).map_err(|e| match e {
-        ChainError::Corrupt(c) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("the chain is damaged at seq {}: {}", c.seq, c.problem),
-        ),
+        e @ ChainError::Corrupt(_) => chain_error(e),
         e => (
             StatusCode::NOT_FOUND,
             format!("cannot read the chain in {}: {e}", dir.display()),
@@ -844,10 +828,7 @@ fn contains(v: &Value, q: &str) -> bool {
 }
 
 fn summary(entry: &Entry, hash: &Hash) -> Value {
-    let mut what = crate::render::entry_what(entry);
-    if what.chars().count() > 200 {
-        what = what.chars().take(200).collect::<String>() + "…";
-    }
+    let what = crate::render::clipped(crate::render::entry_what(entry), 200);
     json!({
         "seq": entry.seq(),
         "hash": hash.to_string(),
@@ -1072,10 +1053,7 @@ fn graph(stores: &Stores, chains: &[(String, PathBuf)], limit: u64) -> Answer {
             store
                 .for_each_record_in(from, store.len(), &mut |rec| {
                     let entry = rec.checked_entry(&*store)?;
-                    let mut what = crate::render::entry_what(&entry);
-                    if what.chars().count() > 120 {
-                        what = what.chars().take(120).collect::<String>() + "…";
-                    }
+                    let what = crate::render::clipped(crate::render::entry_what(&entry), 120);
                     for r in entry.refs() {
                         lane_refs.push((r.chain.as_str().to_string(), r.seq, name.clone(), rec.seq));
                     }

@@ -50,12 +50,7 @@ pub(crate) fn write(
 }
 
 fn short(v: &Value, max: usize) -> String {
-    let s = v.to_string();
-    if s.chars().count() <= max {
-        s
-    } else {
-        s.chars().take(max).collect::<String>() + "…"
-    }
+    crate::render::clipped(v.to_string(), max)
 }
 
 /// The page's data: chains with their entries, and links between entries.

@@ -58,6 +58,15 @@ pub(crate) fn entry_what(entry: &Entry) -> String {
     line
 }
 
+/// `text`, cut to `max` characters with an ellipsis when it is longer.
+pub(crate) fn clipped(text: String, max: usize) -> String {
+    if text.chars().count() <= max {
+        text
+    } else {
+        text.chars().take(max).collect::<String>() + "…"
+    }
+}
+
 fn payload_text(p: &Payload) -> String {
     if p.bytes.is_empty() {
         p.json.to_string()

@@ -154,16 +154,15 @@ async fn resumes_from_a_durable_chain_with_snapshots() {
     rt.chain().verify().unwrap();
 }
 
-/// The state after one entry, from the newest snapshot at or before it: the same state a
-/// replay from genesis reaches, re-running only the entries after the snapshot.
-#[tokio::test]
-async fn replay_to_an_entry_starts_from_the_nearest_snapshot() {
-    let dir = tempfile::tempdir().unwrap();
+/// A counter's chain in `dir`: init, then adds 1 to 10, a snapshot every 4 entries (the
+/// entries before each dropped with `prune`); opened read-only.
+async fn counted_to_ten(dir: &std::path::Path, prune: bool) -> FileStore {
     let store =
-        FileStore::open_or_create(dir.path(), id("n"), Durability::Group { max_batch: 8 }).unwrap();
+        FileStore::open_or_create(dir, id("n"), Durability::Group { max_batch: 8 }).unwrap();
     let config = RuntimeConfig::default()
         .snapshot_every(Some(4))
-        .snapshot_share(None);
+        .snapshot_share(None)
+        .prune_on_snapshot(prune);
     let mut rt = ActorRuntime::start(Counter, Box::new(store), config)
         .await
         .unwrap();
@@ -172,7 +171,15 @@ async fn replay_to_an_entry_starts_from_the_nearest_snapshot() {
     }
     rt.commit().unwrap();
     drop(rt);
-    let store = FileStore::open_read_only(dir.path()).unwrap();
+    FileStore::open_read_only(dir).unwrap()
+}
+
+/// The state after one entry, from the newest snapshot at or before it: the same state a
+/// replay from genesis reaches, re-running only the entries after the snapshot.
+#[tokio::test]
+async fn replay_to_an_entry_starts_from_the_nearest_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = counted_to_ten(dir.path(), false).await;
     for to in 0..=10u64 {
         let mut seen = Vec::new();
         let near =
@@ -217,21 +224,7 @@ async fn replay_to_an_entry_starts_from_the_nearest_snapshot() {
 
     // A pruned chain: its anchor's state is seen first, as any snapshot's.
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        FileStore::open_or_create(dir.path(), id("p"), Durability::Group { max_batch: 8 }).unwrap();
-    let config = RuntimeConfig::default()
-        .snapshot_every(Some(4))
-        .snapshot_share(None)
-        .prune_on_snapshot(true);
-    let mut rt = ActorRuntime::start(Counter, Box::new(store), config)
-        .await
-        .unwrap();
-    for i in 1..=10 {
-        rt.handle(add(i), vec![]).await.unwrap();
-    }
-    rt.commit().unwrap();
-    drop(rt);
-    let store = FileStore::open_read_only(dir.path()).unwrap();
+    let store = counted_to_ten(dir.path(), true).await;
     assert_eq!(store.start(), 8);
     let mut seen = Vec::new();
     let report = theater_core::replay_to_nearest(&mut Counter, &store, 9, 8, &mut |seq, state| {

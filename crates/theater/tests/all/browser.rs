@@ -7,10 +7,10 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 
@@ -27,6 +27,66 @@ fn find(names: &[&str]) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// Chromium and chromedriver, found on the PATH. Without them: `None`, after saying that
+/// `test` is skipped, unless `THEATER_REQUIRE_BROWSER=1` (set by `.ci/run`) makes their
+/// absence a failure.
+pub(crate) fn browser_paths(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let required = std::env::var("THEATER_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    let (Some(chromium), Some(driver)) = (
+        find(&["chromium", "chromium-browser", "google-chrome"]),
+        find(&["chromedriver"]),
+    ) else {
+        assert!(
+            !required,
+            "THEATER_REQUIRE_BROWSER=1 but chromium or chromedriver is missing (apt-get install chromium chromium-driver)"
+        );
+        eprintln!("skipping {test}: install chromium and chromium-driver to run it");
+        return None;
+    };
+    Some((chromium, driver))
+}
+
+/// Headless Chromium driven over WebDriver: chromedriver on a free loopback port, and a
+/// session on it.
+pub(crate) async fn start_browser((chromium, driver): &(PathBuf, PathBuf)) -> (Client, Child) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let chromedriver = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update",
+                     "--no-first-run", "--window-size=1400,900"]
+        }
+    });
+    let caps = caps.as_object().unwrap().clone();
+    for _ in 0..100 {
+        let mut builder = ClientBuilder::new(HttpConnector::new());
+        builder.capabilities(caps.clone());
+        match builder.connect(&format!("http://127.0.0.1:{port}")).await {
+            Ok(c) => return (c, chromedriver),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("chromedriver never accepted a session");
+}
+
+/// Ends the session and stops chromedriver.
+pub(crate) async fn stop_browser(c: Client, mut chromedriver: Child) {
+    let _ = c.close().await;
+    let _ = chromedriver.kill();
+    let _ = chromedriver.wait();
 }
 
 /// Chains of two actors that message each other, and one that does not.
@@ -63,16 +123,7 @@ fn make_chains(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_graph_page_shows_entries_and_links_and_details_on_click() {
-    let required = std::env::var("THEATER_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-    let (Some(chromium), Some(driver)) = (
-        find(&["chromium", "chromium-browser", "google-chrome"]),
-        find(&["chromedriver"]),
-    ) else {
-        assert!(
-            !required,
-            "THEATER_REQUIRE_BROWSER=1 but chromium or chromedriver is missing (apt-get install chromium chromium-driver)"
-        );
-        eprintln!("skipping the browser test: install chromium and chromium-driver to run it");
+    let Some(paths) = browser_paths("the graph page's browser test") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -90,38 +141,7 @@ async fn the_graph_page_shows_entries_and_links_and_details_on_click() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("3 chains"), "{}", text(&out));
 
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut chromedriver = Command::new(driver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let caps = json!({
-        "goog:chromeOptions": {
-            "binary": chromium,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,900"]
-        }
-    });
-    let caps = caps.as_object().unwrap().clone();
-    let mut client = None;
-    for _ in 0..100 {
-        let mut builder = ClientBuilder::new(HttpConnector::new());
-        builder.capabilities(caps.clone());
-        match builder.connect(&format!("http://127.0.0.1:{port}")).await {
-            Ok(c) => {
-                client = Some(c);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let c = client.expect("chromedriver never accepted a session");
+    let (c, chromedriver) = start_browser(&paths).await;
     let result = async {
         c.goto(&format!("file://{}", page.display())).await?;
         // Entries: ping has init, serve request, 2 balls, the ask = 5; pong init + 2 balls +
@@ -159,8 +179,6 @@ async fn the_graph_page_shows_entries_and_links_and_details_on_click() {
         Ok::<_, fantoccini::error::CmdError>(())
     }
     .await;
-    let _ = c.close().await;
-    let _ = chromedriver.kill();
-    let _ = chromedriver.wait();
+    stop_browser(c, chromedriver).await;
     result.unwrap();
 }

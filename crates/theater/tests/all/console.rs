@@ -5,18 +5,18 @@
 //! go to `target/tmp/console-screenshots/`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 use theater_chain::{
     ChainError, ChainId, ChainStore, Durability, FileStore, Hash, NewEntry, Payload,
 };
 
+use crate::browser::{browser_paths, start_browser, stop_browser};
 use crate::run::{Running, bin, manifest, text};
 
 /// One raw HTTP/1.1 exchange: status, head and body.
@@ -319,19 +319,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn find(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    for dir in std::env::split_paths(&path) {
-        for name in names {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
 /// A chain of `n` entries written directly: an init, then inputs `{"n": i}`, and at
 /// `needle` the input `{"needle": "found-me"}`.
 fn write_chain(dir: &Path, name: &str, n: u64, needle: Option<u64>) {
@@ -392,18 +379,7 @@ async fn text_of(c: &Client, css: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_a_browser() {
-    let required = std::env::var("THEATER_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-    let (Some(chromium), Some(driver)) = (
-        find(&["chromium", "chromium-browser", "google-chrome"]),
-        find(&["chromedriver"]),
-    ) else {
-        assert!(
-            !required,
-            "THEATER_REQUIRE_BROWSER=1 but chromium or chromedriver is missing (apt-get install chromium chromium-driver)"
-        );
-        eprintln!(
-            "skipping the console's browser test: install chromium and chromium-driver to run it"
-        );
+    let Some(paths) = browser_paths("the console's browser test") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -437,39 +413,7 @@ async fn the_console_in_a_browser() {
     let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let base = url.split_once('#').unwrap().0.to_string();
 
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut chromedriver = Command::new(driver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let caps = json!({
-        "goog:chromeOptions": {
-            "binary": chromium,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update",
-                     "--no-first-run", "--window-size=1400,900"]
-        }
-    });
-    let caps = caps.as_object().unwrap().clone();
-    let mut client = None;
-    for _ in 0..100 {
-        let mut builder = ClientBuilder::new(HttpConnector::new());
-        builder.capabilities(caps.clone());
-        match builder.connect(&format!("http://127.0.0.1:{port}")).await {
-            Ok(c) => {
-                client = Some(c);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let c = client.expect("chromedriver never accepted a session");
+    let (c, chromedriver) = start_browser(&paths).await;
     let result = async {
         // The link logs in, and the fragment with the code leaves the address bar.
         c.goto(&url).await?;
@@ -639,9 +583,7 @@ async fn the_console_in_a_browser() {
         Ok::<_, fantoccini::error::CmdError>(())
     }
     .await;
-    let _ = c.close().await;
-    let _ = chromedriver.kill();
-    let _ = chromedriver.wait();
+    stop_browser(c, chromedriver).await;
     host.stop();
     result.unwrap();
 }
